@@ -1,0 +1,8 @@
+"""tgfleet: a self-hosted control plane for fleets of Telegram user accounts."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("tgfleet")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"

@@ -1,0 +1,254 @@
+"""create_app: the FastAPI application, its lifespan, middleware and error rendering.
+
+Every error leaves as ``{"error": code, "detail": message}`` with the request id in the
+``X-Request-ID`` header; a 500 never carries a stack trace (it is logged with one).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tgfleet import __version__
+from tgfleet.api import mount_routers
+from tgfleet.auth.service import Security
+from tgfleet.config import Settings, ensure_data_dir
+from tgfleet.exceptions import AppError
+from tgfleet.kit.context import request_id_var
+from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.logging import get_logger
+
+log = get_logger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the API application. The engine and keys are created in the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ensure_data_dir(settings)
+        engine = create_engine(
+            settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.security = Security.from_settings(settings)
+        log.info("app.started", version=__version__, env=settings.env.value)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title="tgfleet",
+        version=__version__,
+        description="Control plane for fleets of Telegram user accounts.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    mount_routers(app)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+class RequestContextMiddleware:
+    """Request id (accepted from the client when well-formed, else generated), bound to the
+    log context and echoed in ``X-Request-ID``; one access-log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "http.request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                status=status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+            request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413, by Content-Length up front or by
+    counting a streamed body, before any of it reaches a handler."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+                return
+            if int(declared) > self.max_bytes:
+                await _send_error(send, 413, "payload_too_large", self._message())
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _message(self) -> str:
+        return f"request body is larger than the limit of {self.max_bytes} bytes"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
+
+
+async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
+    response = JSONResponse({"error": code, "detail": detail}, status_code=status)
+    body = response.body
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe_validation(errors: list[Any]) -> str:
+    parts = []
+    for error in errors[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        message = error.get("msg", "invalid")
+        if error.get("type") == "json_invalid":
+            context = error.get("ctx", {}).get("error", "")
+            return f"request body is not valid JSON: {context}".rstrip(": ")
+        parts.append(f"{location}: {message}" if location else message)
+    if len(errors) > 5:
+        parts.append(f"... and {len(errors) - 5} more")
+    return "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def app_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        if exc.status_code >= 500:
+            log.error("http.app_error", code=exc.code, detail=exc.message)
+        return _error(exc.status_code, exc.code, exc.message, exc.headers)
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = list(exc.errors())
+        code = "invalid_json" if any(e.get("type") == "json_invalid" for e in errors) else (
+            "validation_error"
+        )
+        return _error(422, code, _describe_validation(errors))
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    async def database_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("http.database_unavailable", error=type(exc).__name__)
+        return _error(
+            503,
+            "database_unavailable",
+            "the database cannot be reached right now; nothing was changed",
+            {"Retry-After": "5"},
+        )
+
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        request_id = request_id_var.get()
+        log.exception("http.unhandled", error=type(exc).__name__)
+        return _error(
+            500,
+            "internal_error",
+            f"an unexpected error occurred; quote request id {request_id} to the operators",
+            {REQUEST_ID_HEADER: request_id or ""},
+        )
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(OperationalError, database_error)
+    app.add_exception_handler(InterfaceError, database_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,1 @@
+"""Audit: the hash-chained, append-only record of every change and every sensitive read."""

@@ -1,0 +1,59 @@
+"""HTTP API for reading and verifying the audit log (permission ``audit:read``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from tgfleet.audit import service as audit_service
+from tgfleet.audit.schemas import AuditRecordRead, AuditVerifyRead
+from tgfleet.auth.dependencies import Requires
+from tgfleet.auth.permissions import Permission
+from tgfleet.auth.schemas import Principal
+from tgfleet.exceptions import InvalidInput
+from tgfleet.kit.http import DbSession
+from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+AuditReader = Annotated[Principal, Requires(Permission.AUDIT_READ)]
+
+
+@router.get("", response_model=Page[AuditRecordRead])
+async def list_records(
+    _principal: AuditReader,
+    session: DbSession,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[
+        str | None, Query(max_length=64, description="exact, or a prefix ending in *")
+    ] = None,
+    target: Annotated[str | None, Query(max_length=300)] = None,
+    since: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with zone")] = None,
+    until: Annotated[datetime | None, Query(description="exclusive, ISO 8601 with zone")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[AuditRecordRead]:
+    """Audit records, newest first, filtered by actor, action, target and time."""
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            msg = f"{name} needs a time zone, e.g. 2026-01-01T00:00:00Z"
+            raise InvalidInput(msg)
+    result = await audit_service.search(
+        session,
+        actor=actor,
+        action=action,
+        target=target,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
+    return to_page(result, AuditRecordRead)
+
+
+@router.get("/verify", response_model=AuditVerifyRead)
+async def verify_chain(_principal: AuditReader, session: DbSession) -> AuditVerifyRead:
+    """Walk the whole hash chain; report the first record that was edited, moved or removed."""
+    return await audit_service.verify(session)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from sqlalchemy import Select, select, update
+
+from tgfleet.kit.repository import RepositoryBase
+from tgfleet.models import AuditChainHead, AuditRecord
+
+HEAD_ID = 1
+
+
+class AuditRepository(RepositoryBase[AuditRecord]):
+    model = AuditRecord
+
+    async def advance_head(self) -> tuple[int, str]:
+        """Reserve the next seq and return it with the previous hash.
+
+        The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) before the
+        chain is read, so concurrent writers queue here instead of forking the chain.
+        """
+        statement = (
+            update(AuditChainHead)
+            .where(AuditChainHead.id == HEAD_ID)
+            .values(seq=AuditChainHead.seq + 1)
+            .returning(AuditChainHead.seq, AuditChainHead.hash)
+            .execution_options(synchronize_session=False)
+        )
+        row = (await self.session.execute(statement)).one()
+        return int(row[0]), str(row[1])
+
+    async def set_head_hash(self, seq: int, hash_: str) -> None:
+        await self.session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == HEAD_ID, AuditChainHead.seq == seq)
+            .values(hash=hash_)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def head(self) -> AuditChainHead | None:
+        return await self.session.get(AuditChainHead, HEAD_ID)
+
+    def search(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_seq: int | None = None,
+    ) -> Select[tuple[AuditRecord]]:
+        statement = select(AuditRecord).order_by(AuditRecord.seq.desc())
+        if actor is not None:
+            statement = statement.where(AuditRecord.actor == actor)
+        if action is not None:
+            if action.endswith("*"):
+                statement = statement.where(AuditRecord.action.startswith(action[:-1]))
+            else:
+                statement = statement.where(AuditRecord.action == action)
+        if target is not None:
+            statement = statement.where(AuditRecord.target == target)
+        if since is not None:
+            statement = statement.where(AuditRecord.at >= since)
+        if until is not None:
+            statement = statement.where(AuditRecord.at < until)
+        if before_seq is not None:
+            statement = statement.where(AuditRecord.seq < before_seq)
+        return statement
+
+    async def stream_ascending(
+        self, *, since: datetime | None = None, batch: int = 1000
+    ) -> AsyncIterator[AuditRecord]:
+        """Every record in seq order, in batches (keyset pagination, constant memory)."""
+        last = 0
+        while True:
+            statement = (
+                select(AuditRecord)
+                .where(AuditRecord.seq > last)
+                .order_by(AuditRecord.seq)
+                .limit(batch)
+            )
+            if since is not None:
+                statement = statement.where(AuditRecord.at >= since)
+            rows = await self.all(statement)
+            if not rows:
+                return
+            for row in rows:
+                yield row
+            last = rows[-1].seq
+            for row in rows:
+                self.session.expunge(row)

@@ -1,0 +1,177 @@
+"""Audit service: append records to the hash chain, query them, verify the chain.
+
+``record`` runs inside the caller's unit of work, so the record and the change it describes
+commit or roll back together. If the record cannot be written the caller's change is
+rolled back too and the client gets a 503 (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tgfleet.audit.chain import GENESIS_HASH, ChainedFields, chain_hash
+from tgfleet.audit.exceptions import AuditWriteFailed
+from tgfleet.audit.repository import AuditRepository
+from tgfleet.audit.schemas import AuditContext, AuditVerifyRead
+from tgfleet.kit.clock import utcnow
+from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
+from tgfleet.logging import REDACTED, get_logger, is_secret_key
+from tgfleet.models import AuditRecord
+
+log = get_logger(__name__)
+
+SUCCESS = "success"
+FAILURE = "failure"
+DENIED = "denied"
+
+
+def scrub(details: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy ``details`` with the value of every secret-looking key replaced (recursively)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                str(k): (REDACTED if is_secret_key(str(k)) else clean(v)) for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    cleaned: dict[str, Any] = clean(details)
+    return cleaned
+
+
+async def record(
+    session: AsyncSession,
+    context: AuditContext,
+    *,
+    action: str,
+    target: str,
+    result: str = SUCCESS,
+    details: Mapping[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one record to the chain in the caller's transaction."""
+    repository = AuditRepository(session)
+    try:
+        seq, prev_hash = await repository.advance_head()
+        fields = ChainedFields(
+            seq=seq,
+            at=utcnow(),
+            actor=context.actor,
+            action=action,
+            target=target,
+            result=result,
+            ip=context.ip,
+            request_id=context.request_id,
+            details=scrub(details or {}),
+        )
+        hash_ = chain_hash(prev_hash, fields)
+        entry = AuditRecord(
+            seq=fields.seq,
+            at=fields.at,
+            actor=fields.actor,
+            action=fields.action,
+            target=fields.target,
+            result=fields.result,
+            ip=fields.ip,
+            request_id=fields.request_id,
+            details=fields.details,
+            prev_hash=prev_hash,
+            hash=hash_,
+        )
+        await repository.add(entry)
+        await repository.set_head_hash(seq, hash_)
+    except SQLAlchemyError as exc:
+        log.error("audit.write_failed", action=action, error=type(exc).__name__)
+        msg = "the audit log could not be written, so the change was not made"
+        raise AuditWriteFailed(msg) from exc
+    return entry
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Slice[AuditRecord]:
+    """Records newest first, filtered; ``cursor`` continues where the last page ended."""
+    key = decode_cursor(cursor)
+    before_seq = int(key["seq"]) if key and isinstance(key.get("seq"), int) else None
+    repository = AuditRepository(session)
+    statement = repository.search(
+        actor=actor, action=action, target=target, since=since, until=until, before_seq=before_seq
+    ).limit(limit + 1)
+    rows = await repository.all(statement)
+    return slice_rows(rows, limit, lambda entry: {"seq": entry.seq})
+
+
+async def stream(session: AsyncSession, *, since: datetime | None = None) -> AsyncIterator[AuditRecord]:
+    async for entry in AuditRepository(session).stream_ascending(since=since):
+        yield entry
+
+
+async def verify(session: AsyncSession) -> AuditVerifyRead:
+    """Walk the whole chain; report the first seq that is missing, moved or altered."""
+    repository = AuditRepository(session)
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    count = 0
+    async for entry in repository.stream_ascending():
+        if entry.seq != expected_seq:
+            return AuditVerifyRead(
+                ok=False,
+                count=count,
+                first_bad_seq=expected_seq,
+                reason=f"record {expected_seq} is missing (next stored is {entry.seq})",
+            )
+        if entry.prev_hash != prev_hash:
+            return AuditVerifyRead(
+                ok=False,
+                count=count,
+                first_bad_seq=entry.seq,
+                reason="prev_hash does not match the hash of the record before it",
+            )
+        fields = ChainedFields(
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            result=entry.result,
+            ip=entry.ip,
+            request_id=entry.request_id,
+            details=entry.details,
+        )
+        if chain_hash(prev_hash, fields) != entry.hash:
+            return AuditVerifyRead(
+                ok=False,
+                count=count,
+                first_bad_seq=entry.seq,
+                reason="hash does not match the record's content",
+            )
+        prev_hash = entry.hash
+        count += 1
+        expected_seq += 1
+    head = await repository.head()
+    if head is None:
+        return AuditVerifyRead(
+            ok=False, count=count, first_bad_seq=1, reason="the chain head row is missing"
+        )
+    if head.seq != count or head.hash != prev_hash:
+        return AuditVerifyRead(
+            ok=False,
+            count=count,
+            first_bad_seq=min(head.seq, count) + 1,
+            reason=f"the chain head names seq {head.seq} but the log ends at {count}",
+        )
+    return AuditVerifyRead(ok=True, count=count)

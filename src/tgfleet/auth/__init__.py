@@ -1,0 +1,1 @@
+"""Auth: users, roles and permissions, password login, JWTs and named API tokens."""

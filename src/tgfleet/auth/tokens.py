@@ -1,0 +1,88 @@
+"""Bearer credentials: short-lived JWTs (login) and named API tokens.
+
+JWTs are HMAC-signed with the configured algorithm only: ``alg: none`` and every other
+algorithm are rejected by passing exactly one algorithm to PyJWT. API tokens are 256-bit
+random strings shown once; only their SHA-256 is stored (they are too long to brute-force,
+so a slow hash buys nothing and would cost every request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from tgfleet.auth.exceptions import InvalidToken
+from tgfleet.kit.clock import utcnow
+
+API_TOKEN_PREFIX = "tgf_"
+API_TOKEN_DISPLAY_LENGTH = 12
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    issued_at: datetime
+    expires_at: datetime
+    token_id: str
+
+
+class JwtCodec:
+    def __init__(self, secret: str, algorithm: str, ttl_seconds: int) -> None:
+        self._secret = secret
+        self.algorithm = algorithm
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, user_id: uuid.UUID, *, now: datetime | None = None) -> str:
+        issued = now or utcnow()
+        claims = {
+            "sub": user_id.hex,
+            "iat": int(issued.timestamp()),
+            "exp": int((issued + timedelta(seconds=self.ttl_seconds)).timestamp()),
+            "jti": secrets.token_hex(16),
+            "typ": "access",
+        }
+        return jwt.encode(claims, self._secret, algorithm=self.algorithm)
+
+    def decode(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self.algorithm],
+                options={"require": REQUIRED_CLAIMS},
+            )
+            user_id = uuid.UUID(hex=str(claims["sub"]))
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("the access token has expired; log in again") from exc
+        except (jwt.InvalidTokenError, ValueError) as exc:
+            raise InvalidToken("the access token is not valid") from exc
+        if claims.get("typ") != "access":
+            raise InvalidToken("the access token is not valid")
+        return AccessClaims(
+            user_id=user_id,
+            issued_at=datetime.fromtimestamp(int(claims["iat"]), tz=utcnow().tzinfo),
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo),
+            token_id=str(claims["jti"]),
+        )
+
+
+def new_api_token() -> str:
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def is_api_token(value: str) -> bool:
+    return value.startswith(API_TOKEN_PREFIX)
+
+
+def api_token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def api_token_display(value: str) -> str:
+    return value[:API_TOKEN_DISPLAY_LENGTH]

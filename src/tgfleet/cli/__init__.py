@@ -1,0 +1,30 @@
+"""The ``tgfleet`` command line: one typer app, one module per verb group."""
+
+from __future__ import annotations
+
+import typer
+
+from tgfleet import __version__
+from tgfleet.cli import audit, db, user
+from tgfleet.cli.run import run
+
+app = typer.Typer(
+    name="tgfleet",
+    help="Control plane for fleets of Telegram user accounts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command()(run)
+app.add_typer(db.app, name="db")
+app.add_typer(user.app, name="user")
+app.add_typer(audit.app, name="audit")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,157 @@
+"""Settings: one pydantic-settings model, read from ``TGFLEET_*`` environment variables.
+
+The data directory holds everything that must stay private (the SQLite database, the
+generated JWT secret, later the vault key file): it is created 0700, and start-up refuses a
+directory or secret file that others can read, with a message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tgfleet.exceptions import ConfigError
+
+JWT_SECRET_FILE = "jwt_secret"
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    """Every setting of tgfleet; the README's configuration table lists them all."""
+
+    model_config = SettingsConfigDict(env_prefix="TGFLEET_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEV
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite+aiosqlite:///<data dir>/tgfleet.db",
+    )
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 900
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    login_throttle_threshold: Annotated[int, Field(ge=1)] = 5
+    login_throttle_base_seconds: Annotated[float, Field(gt=0)] = 1.0
+    login_throttle_max_seconds: Annotated[float, Field(gt=0)] = 900.0
+    login_throttle_window_seconds: Annotated[float, Field(gt=0)] = 3600.0
+
+    password_min_length: Annotated[int, Field(ge=8)] = 12
+    argon2_time_cost: Annotated[int, Field(ge=1)] = 3
+    argon2_memory_kib: Annotated[int, Field(ge=8)] = 65536
+    argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+
+    db_pool_size: Annotated[int, Field(ge=1)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0)] = 10
+    sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="default: JSON in prod")
+
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _symmetric_algorithm(cls, value: str) -> str:
+        allowed = {"HS256", "HS384", "HS512"}
+        if value not in allowed:
+            msg = f"must be one of {sorted(allowed)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            msg = "must be DEBUG, INFO, WARNING or ERROR"
+            raise ValueError(msg)
+        return upper
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tgfleet.db'}"
+
+    @property
+    def effective_log_json(self) -> bool:
+        if self.log_json is not None:
+            return self.log_json
+        return self.env is Environment.PROD
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """Create the data dir 0700, or refuse one that group or others can reach."""
+    path = settings.data_dir
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+        path.chmod(0o700)  # mkdir's mode is masked by the umask
+    if not path.is_dir():
+        msg = f"TGFLEET_DATA_DIR {path} exists but is not a directory"
+        raise ConfigError(msg)
+    _refuse_loose(path, 0o077, f"chmod 700 {path}")
+    return path
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The JWT signing secret: from the setting, or generated once into the data dir (0600)."""
+    if settings.jwt_secret is not None:
+        value = settings.jwt_secret.get_secret_value()
+        if len(value) < 32:
+            msg = "TGFLEET_JWT_SECRET must be at least 32 characters"
+            raise ConfigError(msg)
+        return value
+    path = ensure_data_dir(settings) / JWT_SECRET_FILE
+    if path.exists():
+        _refuse_loose(path, 0o077, f"chmod 600 {path}")
+        value = path.read_text(encoding="ascii").strip()
+        if len(value) < 32:
+            msg = f"{path} holds a secret shorter than 32 characters; delete it to regenerate"
+            raise ConfigError(msg)
+        return value
+    value = secrets.token_urlsafe(48)
+    write_private_file(path, value.encode("ascii"))
+    return value
+
+
+def write_private_file(path: Path, content: bytes) -> None:
+    """Write ``content`` atomically to ``path`` with mode 0600 (temp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _refuse_loose(path: Path, forbidden_bits: int, fix: str) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & forbidden_bits:
+        msg = f"{path} has mode {mode:04o}, readable by others; run: {fix}"
+        raise ConfigError(msg)
