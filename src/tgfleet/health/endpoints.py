@@ -6,8 +6,8 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
+from tgfleet.kit.db import ping
 from tgfleet.logging import get_logger
 
 router = APIRouter(tags=["health"])
@@ -27,9 +27,8 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready for traffic: the database answers within two seconds."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            async with request.app.state.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-    except (TimeoutError, OSError, Exception) as exc:  # noqa: BLE001 - any failure is "not ready"
+            await ping(request.app.state.engine)
+    except Exception as exc:  # noqa: BLE001 - any failure at all means "not ready"
         log.warning("health.not_ready", check="database", error=type(exc).__name__)
         return JSONResponse(
             {"status": "fail", "checks": {"database": "fail"}}, status_code=503

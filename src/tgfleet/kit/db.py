@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -120,3 +120,9 @@ async def _commit(session: AsyncSession) -> None:
         await session.rollback()
         msg = "the database did not accept the change; nothing was saved"
         raise DatabaseUnavailable(msg) from exc
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database; raises whatever the driver raises."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

@@ -1,0 +1,46 @@
+"""Run every ``bench/bench_*.py`` and append its results to docs/benchmarks.md.
+
+Each benchmark module exposes ``main() -> str`` returning a Markdown section (machine,
+date, numbers, the baseline it was compared against). None exist yet: later issues add
+them with their targets.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT.parent / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    cores = len(__import__("os").sched_getaffinity(0))
+    return f"{platform.machine()}, {cores} cores, Python {platform.python_version()}"
+
+
+def main() -> int:
+    modules = sorted(ROOT.glob("bench_*.py"))
+    if not modules:
+        print("no benchmarks yet: later issues add bench/bench_*.py")
+        return 0
+    sections = []
+    for path in modules:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(f"running {path.name} ...", flush=True)
+        sections.append(module.main())
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with RESULTS.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n## Run of {stamp} on {machine()}\n\n" + "\n\n".join(sections) + "\n")
+    print(f"results appended to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from tgfleet.cli import main
+
+main()

@@ -1,0 +1,154 @@
+"""Shared fixtures: a real, migrated database per test, on SQLite and on PostgreSQL.
+
+Every test that takes ``db_url`` (directly or through ``app``/``client``) runs once per
+backend. The schema is built by the Alembic migrations from empty into a template once per
+session; each test gets its own copy (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE``
+on PostgreSQL), so tests are isolated and may commit.
+
+PostgreSQL runs when ``TGFLEET_TEST_DATABASE_URL`` is set; without it those tests skip
+with a visible reason, unless ``CI=true``, where its absence is an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tgfleet import migrations
+from tgfleet.app import create_app
+from tgfleet.auth.service import Security
+from tgfleet.config import Environment, Settings
+
+PG_ENV = "TGFLEET_TEST_DATABASE_URL"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    template: str  # SQLite: path of the template file; PostgreSQL: template database name
+    admin_dsn: str | None = None  # PostgreSQL: where CREATE DATABASE is issued
+    base_url: str | None = None
+
+
+def _pg_url() -> str | None:
+    url = os.environ.get(PG_ENV)
+    if url:
+        return url
+    if IN_CI:
+        pytest.fail(f"CI=true but {PG_ENV} is not set: the PostgreSQL suite is mandatory in CI")
+    return None
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        folder = tmp_path_factory.mktemp("sqlite-template")
+        path = folder / "template.db"
+        migrations.upgrade(f"sqlite+aiosqlite:///{path}")
+        yield Backend(name="sqlite", template=str(path))
+        return
+    url = _pg_url()
+    if url is None:
+        pytest.skip(f"PostgreSQL suite skipped: set {PG_ENV} (CI sets it and makes it mandatory)")
+    admin_dsn = _asyncpg_dsn(url)
+    template = f"tgfleet_tpl_{os.getpid()}"
+    asyncio.run(_pg_exec(admin_dsn, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+    asyncio.run(_pg_exec(admin_dsn, f'CREATE DATABASE "{template}"'))
+    migrations.upgrade(make_url(url).set(database=template).render_as_string(hide_password=False))
+    yield Backend(name="postgres", template=template, admin_dsn=admin_dsn, base_url=url)
+    asyncio.run(_pg_exec(admin_dsn, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+
+
+async def _pg_exec(dsn: str, statement: str) -> None:
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+async def db_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test only."""
+    if backend.name == "sqlite":
+        path = tmp_path / "tgfleet.db"
+        shutil.copyfile(backend.template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    assert backend.admin_dsn is not None and backend.base_url is not None
+    name = f"tgfleet_t_{os.getpid()}_{next(_counter)}"
+    await _pg_exec(backend.admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{backend.template}"')
+    yield make_url(backend.base_url).set(database=name).render_as_string(hide_password=False)
+    await _pg_exec(backend.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "env": Environment.TEST,
+        "data_dir": data_dir,
+        "database_url": db_url,
+        "jwt_secret": SecretStr(TEST_JWT_SECRET),
+        # Cheap hashing keeps the suite fast; production defaults are tested separately.
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "argon2_parallelism": 1,
+        "login_throttle_threshold": 5,
+        "login_throttle_base_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return make_settings(db_url, tmp_path / "data")
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def sessionmaker(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    return maker
+
+
+@pytest.fixture
+def security(app: FastAPI) -> Security:
+    value: Security = app.state.security
+    return value
