@@ -34,7 +34,7 @@ from tgfleet.config import Environment, Settings
 
 PG_ENV = "TGFLEET_TEST_DATABASE_URL"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-TEST_JWT_SECRET = "test-secret-" + "x" * 40
+TEST_JWT_SECRET = "test-secret-" + "x" * 60
 
 
 @dataclass(frozen=True)
