@@ -1,0 +1,156 @@
+"""RBAC: every route declares a permission, and the whole route x role matrix holds.
+
+The expectations here are written out by hand, independently of the code: a route added
+without a row in ``ROUTE_PERMISSIONS`` fails ``test_every_route_is_in_the_matrix``, and a
+route whose guard differs from its row fails ``test_declared_guard_matches_the_matrix``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.factories import Credentials, user_with_role
+from tgfleet.api import OPEN_ROUTES, ROUTERS
+from tgfleet.auth.dependencies import PermissionGuard
+from tgfleet.auth.service import Security
+
+OPEN = "open"
+AUTHENTICATED = "authenticated"
+
+#: (method, path) -> permission code, AUTHENTICATED (any logged-in user) or OPEN.
+ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/auth/login"): OPEN,
+    ("GET", "/livez"): OPEN,
+    ("GET", "/readyz"): OPEN,
+    ("GET", "/api/v1/auth/me"): AUTHENTICATED,
+    ("POST", "/api/v1/auth/password"): AUTHENTICATED,
+    ("POST", "/api/v1/auth/tokens"): AUTHENTICATED,
+    ("GET", "/api/v1/auth/tokens"): AUTHENTICATED,
+    ("DELETE", "/api/v1/auth/tokens/{token_id}"): AUTHENTICATED,
+    ("POST", "/api/v1/users"): "user:admin",
+    ("GET", "/api/v1/users"): "user:read",
+    ("GET", "/api/v1/users/{username}"): "user:read",
+    ("POST", "/api/v1/users/{username}/disable"): "user:admin",
+    ("POST", "/api/v1/users/{username}/enable"): "user:admin",
+    ("PUT", "/api/v1/users/{username}/role"): "user:admin",
+    ("POST", "/api/v1/users/{username}/password"): "user:admin",
+    ("GET", "/api/v1/permissions"): "user:read",
+    ("GET", "/api/v1/roles"): "user:read",
+    ("GET", "/api/v1/roles/{name}"): "user:read",
+    ("POST", "/api/v1/roles"): "user:admin",
+    ("PATCH", "/api/v1/roles/{name}"): "user:admin",
+    ("DELETE", "/api/v1/roles/{name}"): "user:admin",
+    ("GET", "/api/v1/audit"): "audit:read",
+    ("GET", "/api/v1/audit/verify"): "audit:read",
+}
+
+#: Which of the permissions used above each built-in role holds (written out by hand).
+ROLE_HOLDS: dict[str, set[str]] = {
+    "admin": {"user:read", "user:admin", "audit:read"},
+    "operator": set(),
+    "viewer": set(),
+    "auditor": {"user:read", "audit:read"},
+}
+
+DOC_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def api_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    """Every (method, path, route) of the mounted routers, cross-checked against the
+    OpenAPI document so that no route escapes the walk."""
+    routes = []
+    for router in ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            routes.extend((method, route.path, route) for method in sorted(route.methods))
+    published = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    assert published == {(method, path) for method, path, _ in routes}
+    return routes
+
+
+def declared_guards(dependant: Dependant) -> list[PermissionGuard]:
+    found = []
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, PermissionGuard):
+            found.append(dependency.call)
+        found.extend(declared_guards(dependency))
+    return found
+
+
+@pytest.fixture
+async def people(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    security: Security,
+) -> dict[str, Credentials]:
+    return {
+        role: await user_with_role(client, sessionmaker, security, role)
+        for role in ("admin", "operator", "viewer", "auditor")
+    }
+
+
+class TestDeclarations:
+    async def test_every_route_is_in_the_matrix(self, app: FastAPI) -> None:
+        routes = {(method, path) for method, path, _ in api_routes(app)}
+        assert routes == set(ROUTE_PERMISSIONS)
+
+    async def test_declared_guard_matches_the_matrix(self, app: FastAPI) -> None:
+        """Every route but the open ones declares exactly the expected permission."""
+        for method, path, route in api_routes(app):
+            expected = ROUTE_PERMISSIONS[(method, path)]
+            guards = declared_guards(route.dependant)
+            if expected == OPEN:
+                assert guards == [], f"{method} {path} is meant to be open"
+                assert (method, path) in OPEN_ROUTES
+                continue
+            assert guards, f"{method} {path} declares no permission"
+            codes = {g.permission.value if g.permission else AUTHENTICATED for g in guards}
+            assert codes == {expected}, f"{method} {path}: {codes} != {expected}"
+
+    async def test_only_login_health_and_docs_are_open(self, app: FastAPI) -> None:
+        open_paths = {path for _, path in OPEN_ROUTES}
+        assert open_paths <= {"/api/v1/auth/login", "/livez", "/readyz", "/health", "/healthz", "/metrics"}
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", lambda m: str(uuid.uuid4()) if "id" in m.group(0) else "someone", path)
+
+
+class TestMatrix:
+    async def test_route_by_role(
+        self, app: FastAPI, client: httpx.AsyncClient, people: dict[str, Credentials]
+    ) -> None:
+        """Anonymous gets 401 everywhere but open routes; a role without the permission gets
+        403; a role with it gets past the guard (any status but 401/403)."""
+        failures = []
+        for method, path, _ in api_routes(app):
+            expected = ROUTE_PERMISSIONS[(method, path)]
+            url = _concrete(path)
+            body = {} if method in {"POST", "PUT", "PATCH"} else None
+            anonymous = await client.request(method, url, json=body)
+            if expected == OPEN:
+                if anonymous.status_code in {401, 403}:
+                    failures.append(f"anonymous {method} {path}: {anonymous.status_code}")
+                continue
+            if anonymous.status_code != 401:
+                failures.append(f"anonymous {method} {path}: {anonymous.status_code} != 401")
+            for role, credentials in people.items():
+                response = await client.request(method, url, json=body, headers=credentials.headers)
+                allowed = expected == AUTHENTICATED or expected in ROLE_HOLDS[role]
+                if allowed and response.status_code in {401, 403}:
+                    failures.append(f"{role} {method} {path}: {response.status_code}, expected allowed")
+                if not allowed and response.status_code != 403:
+                    failures.append(f"{role} {method} {path}: {response.status_code} != 403")
+        assert failures == []
