@@ -97,6 +97,7 @@ async def db_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
     if backend.name == "sqlite":
         path = tmp_path / "tgfleet.db"
         shutil.copyfile(backend.template, path)
+        path.chmod(0o600)
         yield f"sqlite+aiosqlite:///{path}"
         return
     assert backend.admin_dsn is not None and backend.base_url is not None

@@ -103,9 +103,12 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_code = 500
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status_code
+            nonlocal status_code, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status_code = message["status"]
                 headers = [
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
@@ -116,6 +119,18 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # A bug: log it with its traceback, answer 500 without internals. Handled here,
+            # inside the request context, so the body and header carry the request id.
+            log.exception("http.unhandled", error=type(exc).__name__)
+            if started_response:
+                raise
+            await _send_error(
+                send_with_id,
+                500,
+                "internal_error",
+                f"an unexpected error occurred; quote request id {request_id} to the operators",
+            )
         finally:
             log.info(
                 "http.request",
@@ -236,19 +251,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"Retry-After": "5"},
         )
 
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        request_id = request_id_var.get()
-        log.exception("http.unhandled", error=type(exc).__name__)
-        return _error(
-            500,
-            "internal_error",
-            f"an unexpected error occurred; quote request id {request_id} to the operators",
-            {REQUEST_ID_HEADER: request_id or ""},
-        )
-
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OperationalError, database_error)
     app.add_exception_handler(InterfaceError, database_error)
-    app.add_exception_handler(Exception, unexpected)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from tgfleet.exceptions import ConfigError
 
@@ -97,7 +99,8 @@ class Settings(BaseSettings):
 
 
 def ensure_data_dir(settings: Settings) -> Path:
-    """Create the data dir 0700, or refuse one that group or others can reach."""
+    """Create the data dir 0700, or refuse one that group or others can reach; refuse a
+    SQLite database file that group or others can reach."""
     path = settings.data_dir
     if not path.exists():
         path.mkdir(mode=0o700, parents=True)
@@ -106,7 +109,25 @@ def ensure_data_dir(settings: Settings) -> Path:
         msg = f"TGFLEET_DATA_DIR {path} exists but is not a directory"
         raise ConfigError(msg)
     _refuse_loose(path, 0o077, f"chmod 700 {path}")
+    database = sqlite_path(settings.effective_database_url)
+    if database is not None and database.exists():
+        _refuse_loose(database, 0o077, f"chmod 600 {database}")
     return path
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """``TGFLEET_*`` variables that name no setting (a typo would otherwise pass silently)."""
+    known = {f"TGFLEET_{name.upper()}" for name in Settings.model_fields}
+    known |= {"TGFLEET_TEST_DATABASE_URL"}
+    return sorted(name for name in environ if name.startswith("TGFLEET_") and name not in known)
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -153,5 +174,5 @@ def write_private_file(path: Path, content: bytes) -> None:
 def _refuse_loose(path: Path, forbidden_bits: int, fix: str) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & forbidden_bits:
-        msg = f"{path} has mode {mode:04o}, readable by others; run: {fix}"
+        msg = f"{path} has mode {mode:04o}, open to group or others; run: {fix}"
         raise ConfigError(msg)

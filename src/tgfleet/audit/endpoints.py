@@ -13,7 +13,7 @@ from tgfleet.auth.dependencies import Requires
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.exceptions import InvalidInput
-from tgfleet.kit.http import DbSession
+from tgfleet.kit.http import DbSession, ReadOnlyDbSession
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -54,6 +54,6 @@ async def list_records(
 
 
 @router.get("/verify", response_model=AuditVerifyRead)
-async def verify_chain(_principal: AuditReader, session: DbSession) -> AuditVerifyRead:
+async def verify_chain(_principal: AuditReader, session: ReadOnlyDbSession) -> AuditVerifyRead:
     """Walk the whole hash chain; report the first record that was edited, moved or removed."""
     return await audit_service.verify(session)

@@ -167,11 +167,25 @@ async def verify(session: AsyncSession) -> AuditVerifyRead:
         return AuditVerifyRead(
             ok=False, count=count, first_bad_seq=1, reason="the chain head row is missing"
         )
-    if head.seq != count or head.hash != prev_hash:
+    if head.seq > count:
         return AuditVerifyRead(
             ok=False,
             count=count,
-            first_bad_seq=min(head.seq, count) + 1,
-            reason=f"the chain head names seq {head.seq} but the log ends at {count}",
+            first_bad_seq=count + 1,
+            reason=f"the log ends at seq {count} but the chain head names seq {head.seq}",
+        )
+    if head.seq < count:
+        return AuditVerifyRead(
+            ok=False,
+            count=count,
+            first_bad_seq=head.seq + 1,
+            reason=f"records after seq {head.seq} were added without the chain head",
+        )
+    if head.hash != prev_hash:
+        return AuditVerifyRead(
+            ok=False,
+            count=count,
+            first_bad_seq=max(count, 1),
+            reason="the chain head's hash does not match the last record",
         )
     return AuditVerifyRead(ok=True, count=count)

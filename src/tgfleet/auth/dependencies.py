@@ -16,7 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
-from tgfleet.auth.exceptions import PermissionDenied
+from tgfleet.audit import service as audit_service
+from tgfleet.auth.exceptions import AccessDenied
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.exceptions import Unauthorized
@@ -50,11 +51,25 @@ class PermissionGuard:
         self.permission = permission
 
     async def __call__(
-        self, principal: Annotated[Principal, Depends(current_principal)]
+        self,
+        principal: Annotated[Principal, Depends(current_principal)],
+        session: DbSession,
+        meta: Meta,
+        request: Request,
     ) -> Principal:
         if self.permission is not None and self.permission not in principal.permissions:
+            route = request.scope.get("route")
+            target = f"{request.method} {getattr(route, 'path', request.url.path)}"
+            await audit_service.record(
+                session,
+                audit_context(principal, meta),
+                action="auth.denied",
+                target=target,
+                result=audit_service.DENIED,
+                details={"permission": self.permission.value, "role": principal.role},
+            )
             msg = f"this needs the permission {self.permission.value}"
-            raise PermissionDenied(msg)
+            raise AccessDenied(msg)
         return principal
 
     def __repr__(self) -> str:

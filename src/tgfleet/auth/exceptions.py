@@ -44,6 +44,12 @@ class PermissionDenied(Forbidden):
     code = "permission_denied"
 
 
+class AccessDenied(PermissionDenied):
+    """A route guard said no. The denial is audited, so the unit of work keeps it."""
+
+    keeps_changes = True
+
+
 class UserNotFound(NotFound):
     code = "user_not_found"
 
@@ -74,6 +80,10 @@ class TokenNotFound(NotFound):
 
 class TokenExists(Conflict):
     code = "token_exists"
+
+
+class InvalidUsername(InvalidInput):
+    code = "invalid_username"
 
 
 class WeakPassword(InvalidInput):

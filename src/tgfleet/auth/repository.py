@@ -132,5 +132,5 @@ class ThrottleRepository(RepositoryBase[LoginThrottle]):
                 LoginThrottle.last_failure_at < moment,
                 func.coalesce(LoginThrottle.blocked_until, LoginThrottle.last_failure_at) < moment,
             )
-        )
+        )  # a small table: rows live at most one window
         return int(getattr(result, "rowcount", 0) or 0)

@@ -21,6 +21,7 @@ from tgfleet.auth.exceptions import (
     BuiltinRoleReadOnly,
     InvalidCredentials,
     InvalidScope,
+    InvalidUsername,
     InvalidToken,
     LastAdmin,
     LoginThrottled,
@@ -42,7 +43,7 @@ from tgfleet.auth.repository import (
     ThrottleRepository,
     UserRepository,
 )
-from tgfleet.auth.schemas import USERNAME_PATTERN, Principal, normalise_username
+from tgfleet.auth.schemas import USERNAME_PATTERN, USERNAME_RULE, Principal, normalise_username
 from tgfleet.auth.tokens import (
     JwtCodec,
     api_token_display,
@@ -153,6 +154,7 @@ async def login(
     if user is None or not matched:
         reason = "unknown_user" if user is None else "bad_password"
         window_start = now - timedelta(seconds=security.throttle_window_seconds)
+        await throttle.forget_older_than(window_start)
         for key in (user_key, ip_key):
             failures = await throttle.add_failure(key, now, window_start)
             delay = security.throttle_delay(failures)
@@ -242,6 +244,7 @@ async def change_own_password(
     new: str,
 ) -> None:
     """Change the caller's password; every JWT issued before now stops working."""
+    _require_interactive(principal, "change the password")
     user = await _user_of(session, principal)
     if not await security.passwords.verify(user.password_hash, current):
         raise PermissionDenied("the current password is wrong")
@@ -252,6 +255,13 @@ async def change_own_password(
     await audit_service.record(
         session, context, action="auth.password.change", target=f"user:{user.username}"
     )
+
+
+def _require_interactive(principal: Principal, what: str) -> None:
+    """Credential changes need a password login: a leaked API token must not be able to
+    entrench itself by minting tokens or changing the owner's password."""
+    if principal.via != "jwt":
+        raise PermissionDenied(f"only a logged-in user can {what}, not an API token")
 
 
 async def _user_of(session: AsyncSession, principal: Principal) -> User:
@@ -276,8 +286,7 @@ async def create_api_token(
     scopes: list[Permission] | None,
 ) -> tuple[ApiToken, str]:
     """Create a named token for the caller and return it with its secret (shown once)."""
-    if principal.via != "jwt":
-        raise PermissionDenied("API tokens can only be created by a logged-in user, not a token")
+    _require_interactive(principal, "create API tokens")
     user = await _user_of(session, principal)
     if expires_at is not None:
         if expires_at.tzinfo is None:
@@ -325,6 +334,7 @@ async def revoke_api_token(
     session: AsyncSession, context: AuditContext, principal: Principal, token_id: uuid.UUID
 ) -> None:
     """Delete one of the caller's tokens; the next request that uses it gets a 401."""
+    _require_interactive(principal, "revoke API tokens")
     user = await _user_of(session, principal)
     row = await ApiTokenRepository(session).delete_one(user.id, token_id)
     if row is None:
@@ -352,6 +362,8 @@ async def create_user(
 ) -> tuple[User, str | None]:
     """Create a user; with no password given, generate one and return it (shown once)."""
     name = normalise_username(username)
+    if not USERNAME_PATTERN.fullmatch(name):
+        raise InvalidUsername(f"username must be {USERNAME_RULE}")
     role_row = await _role(session, role)
     users = UserRepository(session)
     if await users.by_username(name) is not None:
@@ -371,7 +383,7 @@ async def create_user(
         context,
         action="user.create",
         target=f"user:{name}",
-        details={"role": role_row.name, "password_generated": generated is not None},
+        details={"role": role_row.name, "generated": generated is not None},
     )
     await session.refresh(user, ["role"])
     return user, generated
@@ -457,7 +469,7 @@ async def reset_password(
         context,
         action="user.password.reset",
         target=f"user:{user.username}",
-        details={"password_generated": generated is not None},
+        details={"generated": generated is not None},
     )
     return generated
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
+import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import TextIO, TypeVar
 
 import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.audit.schemas import AuditContext
-from tgfleet.config import Settings, ensure_data_dir
+from tgfleet.auth import service as auth_service
+from tgfleet.config import Settings, ensure_data_dir, unknown_settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
-from tgfleet.logging import configure_logging
+from tgfleet.logging import configure_logging, get_logger
 
 T = TypeVar("T")
 
@@ -28,14 +32,44 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def load_settings() -> Settings:
+def load_settings(*, log_level: str | None = "WARNING") -> Settings:
+    """Settings from the environment; a bad value or unsafe data dir exits with its message."""
     try:
         settings = Settings()
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] invalid settings: {exc}")
-        raise typer.Exit(2) from exc
-    configure_logging(level="WARNING", json=settings.effective_log_json)
+        raise fail(f"invalid settings: {exc}", 2) from exc
+    configure_logging(level=log_level or settings.log_level, json=settings.effective_log_json)
+    for name in unknown_settings(os.environ):
+        get_logger(__name__).warning("config.unknown_variable", variable=name)
+    try:
+        ensure_data_dir(settings)
+    except AppError as exc:
+        raise fail(exc.message, 2) from exc
     return settings
+
+
+def security_for(settings: Settings) -> auth_service.Security:
+    try:
+        return auth_service.Security.from_settings(settings)
+    except AppError as exc:
+        raise fail(exc.message, 2) from exc
+
+
+def open_private(path: Path) -> TextIO:
+    """Open ``path`` for writing with mode 0600 (exports can hold sensitive metadata)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror}") from exc
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise fail("--password-stdin given but standard input was empty")
+    return password
 
 
 def os_user() -> str:
@@ -54,7 +88,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def run_in_session(
+    settings: Settings,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    read_only: bool = False,
+) -> T:
     """Run ``work`` in one unit of work against the configured database."""
 
     async def main() -> T:
@@ -63,7 +102,7 @@ def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[
             settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
         try:
-            async with unit_of_work(create_sessionmaker(engine)) as session:
+            async with unit_of_work(create_sessionmaker(engine), read_only=read_only) as session:
                 return await work(session)
         finally:
             await engine.dispose()

@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditRecordRead, AuditVerifyRead
-from tgfleet.cli._runtime import console, fail, load_settings, run_in_session
+from tgfleet.cli._runtime import (
+    cli_audit_context,
+    console,
+    fail,
+    load_settings,
+    open_private,
+    run_in_session,
+)
 
 app = typer.Typer(help="Verify and export the audit log.", no_args_is_help=True)
 
@@ -25,7 +32,7 @@ def verify() -> None:
     async def work(session: AsyncSession) -> AuditVerifyRead:
         return await audit_service.verify(session)
 
-    result = run_in_session(settings, work)
+    result = run_in_session(settings, work, read_only=True)
     if result.ok:
         console.print(f"OK {result.count} records")
         return
@@ -56,7 +63,7 @@ def export(
     async def work(session: AsyncSession) -> int:
         # Plain blocking writes are fine here: this loop is the CLI process's only task.
         count = 0
-        handle: TextIO = output.open("w", encoding="utf-8") if output else sys.stdout
+        handle: TextIO = open_private(output) if output else sys.stdout
         try:
             async for entry in audit_service.stream(session, since=moment):
                 line = AuditRecordRead.model_validate(entry).model_dump_json()
@@ -67,6 +74,17 @@ def export(
                 handle.close()
         return count
 
-    count = run_in_session(settings, work)
+    count = run_in_session(settings, work, read_only=True)
+
+    async def record_export(session: AsyncSession) -> None:
+        await audit_service.record(
+            session,
+            cli_audit_context(),
+            action="audit.export",
+            target="audit",
+            details={"records": count, "since": since, "output": str(output or "stdout")},
+        )
+
+    run_in_session(settings, record_export)
     if output:
         console.print(f"wrote {count} records to {output}")

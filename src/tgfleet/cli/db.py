@@ -8,7 +8,6 @@ import typer
 
 from tgfleet import migrations
 from tgfleet.cli._runtime import console, fail, load_settings
-from tgfleet.config import ensure_data_dir
 from tgfleet.exceptions import AppError
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -19,7 +18,6 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
     """Migrate the database to the latest schema (or to REVISION)."""
     settings = load_settings()
     try:
-        ensure_data_dir(settings)
         migrations.upgrade(settings.effective_database_url, revision)
     except AppError as exc:
         raise fail(exc.message) from exc
@@ -31,7 +29,6 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
 def current() -> None:
     """Print the database's revision and the code's head revision."""
     settings = load_settings()
-    ensure_data_dir(settings)
     at = asyncio.run(migrations.current_revision(settings.effective_database_url))
     head = migrations.head_revision()
     console.print(f"database: {at or '(empty)'}\ncode head: {head}")

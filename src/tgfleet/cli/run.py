@@ -4,33 +4,42 @@ from __future__ import annotations
 
 import asyncio
 
+from typing import TYPE_CHECKING
+
 import typer
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet import migrations
-from tgfleet.app import create_app
 from tgfleet.auth import service as auth_service
-from tgfleet.cli._runtime import cli_audit_context, console, fail, run_in_session
-from tgfleet.config import Settings, ensure_data_dir
+from tgfleet.cli._runtime import (
+    cli_audit_context,
+    console,
+    fail,
+    load_settings,
+    run_in_session,
+    security_for,
+)
 from tgfleet.exceptions import AppError
-from tgfleet.logging import configure_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def run(
     host: str | None = typer.Option(None, help="listen address (default TGFLEET_HOST)"),
-    port: int | None = typer.Option(None, help="listen port (default TGFLEET_PORT)"),
+    port: int | None = typer.Option(
+        None, min=0, max=65535, help="listen port (default TGFLEET_PORT; 0 picks a free one)"
+    ),
 ) -> None:
     """Migrate the database, create an admin if there is none, and serve the API."""
+    # The web stack is imported here, not at module level, so other commands start fast.
+    import uvicorn
+
+    from tgfleet.app import create_app
+
+    settings = load_settings(log_level=None)
+    security = security_for(settings)
     try:
-        settings = Settings()
-    except ValueError as exc:
-        raise fail(f"invalid settings: {exc}", 2) from exc
-    configure_logging(level=settings.log_level, json=settings.effective_log_json)
-    try:
-        ensure_data_dir(settings)
         migrations.upgrade(settings.effective_database_url)
-        security = auth_service.Security.from_settings(settings)
     except AppError as exc:
         raise fail(exc.message) from exc
 
@@ -38,8 +47,8 @@ def run(
         return await auth_service.ensure_admin(session, security, cli_audit_context())
 
     created = run_in_session(settings, work)
-    listen_host = host or settings.host
-    listen_port = port or settings.port
+    listen_host = host if host is not None else settings.host
+    listen_port = port if port is not None else settings.port
     if created:
         name, password = created
         console.print(

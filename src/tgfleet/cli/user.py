@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +12,9 @@ from tgfleet.cli._runtime import (
     console,
     fail,
     load_settings,
+    read_password,
     run_in_session,
+    security_for,
 )
 from tgfleet.models import User
 
@@ -31,12 +31,8 @@ def create(
 ) -> None:
     """Create a user; without --password-stdin a strong password is generated and printed."""
     settings = load_settings()
-    password: str | None = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise fail("--password-stdin given but standard input was empty")
-    security = auth_service.Security.from_settings(settings)
+    password = read_password() if password_stdin else None
+    security = security_for(settings)
 
     async def work(session: AsyncSession) -> tuple[User, str | None]:
         return await auth_service.create_user(
@@ -101,3 +97,29 @@ def enable(name: str = typer.Argument(..., help="username")) -> None:
 
     user = run_in_session(settings, work)
     console.print(f"enabled user {user.username}")
+
+
+@app.command("reset-password")
+def reset_password(
+    name: str = typer.Argument(..., help="username"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="read the new password from standard input"
+    ),
+) -> None:
+    """Set a user's password (generated and printed without --password-stdin).
+
+    The way back in for an admin who lost theirs; their access tokens stop working.
+    """
+    settings = load_settings()
+    password = read_password() if password_stdin else None
+    security = security_for(settings)
+
+    async def work(session: AsyncSession) -> str | None:
+        return await auth_service.reset_password(
+            session, security, cli_audit_context(), name, password
+        )
+
+    generated = run_in_session(settings, work)
+    console.print(f"password of {name} changed")
+    if generated:
+        console.print(f"password (shown once): {generated}", highlight=False)

@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from tgfleet import migrations
 from tgfleet.kit.db import ping
 from tgfleet.logging import get_logger
 
@@ -24,13 +25,22 @@ async def livez() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready for traffic: the database answers within two seconds."""
+    """Ready for traffic: the database answers within two seconds and its schema is at the
+    revision this code expects."""
+    checks = {"database": "pass", "migrations": "pass"}
+    engine = request.app.state.engine
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await ping(request.app.state.engine)
+            await ping(engine)
+            revision = await migrations.revision_of(engine)
     except Exception as exc:  # noqa: BLE001 - any failure at all means "not ready"
         log.warning("health.not_ready", check="database", error=type(exc).__name__)
-        return JSONResponse(
-            {"status": "fail", "checks": {"database": "fail"}}, status_code=503
-        )
-    return JSONResponse({"status": "pass", "checks": {"database": "pass"}})
+        checks = {"database": "fail", "migrations": "fail"}
+    else:
+        if revision != migrations.head_revision():
+            log.warning("health.not_ready", check="migrations", revision=revision)
+            checks["migrations"] = "fail"
+    ok = all(value == "pass" for value in checks.values())
+    return JSONResponse(
+        {"status": "pass" if ok else "fail", "checks": checks}, status_code=200 if ok else 503
+    )

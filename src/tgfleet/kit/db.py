@@ -11,6 +11,7 @@ reads its head and then appends).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,6 +28,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from tgfleet.exceptions import AppError, ServiceUnavailable
+
+
+CONNECT_TIMEOUT_SECONDS = 5
+COMMAND_TIMEOUT_SECONDS = 60
+POOL_TIMEOUT_SECONDS = 10
+UNREACHABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
+READ_ONLY_OPTION = "tgfleet_read_only"
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -46,7 +54,11 @@ def create_engine(
     if backend == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Create the file ourselves, 0600; SQLite gives its -wal and -shm files the
+            # same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_async_engine(url)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
@@ -57,6 +69,12 @@ def create_engine(
             max_overflow=max_overflow,
             pool_pre_ping=True,
             pool_recycle=1800,
+            pool_timeout=POOL_TIMEOUT_SECONDS,
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_SECONDS,
+                "command_timeout": COMMAND_TIMEOUT_SECONDS,
+                "server_settings": {"application_name": "tgfleet"},
+            },
         )
     msg = f"unsupported database {backend!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://"
     raise ValueError(msg)
@@ -78,7 +96,9 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only unit of work reads a snapshot without blocking writers (WAL).
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -87,15 +107,31 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 @asynccontextmanager
 async def unit_of_work(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], *, read_only: bool = False
 ) -> AsyncIterator[AsyncSession]:
     """One transaction: commit on success, roll back on error.
+
+    ``read_only`` gives one consistent snapshot for long reads (audit verify, export):
+    REPEATABLE READ READ ONLY on PostgreSQL, a deferred transaction on SQLite that does not
+    hold the write lock.
 
     An ``AppError`` with ``keeps_changes`` is committed before it propagates (a failed login
     keeps its audit record). A database that cannot be reached or cannot commit becomes a
     ``DatabaseUnavailable`` (503) rather than a bare driver error.
     """
     async with sessionmaker() as session:
+        try:
+            # Take the connection (and on SQLite the write lock) up front: a database that
+            # cannot be reached fails here, as a clear 503, before any work is done.
+            options: dict[str, Any] | None = None
+            if read_only:
+                options = {READ_ONLY_OPTION: True}
+                if session.get_bind().dialect.name == "postgresql":
+                    options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+            await session.connection(execution_options=options)
+        except UNREACHABLE as exc:
+            msg = "the database cannot be reached right now; nothing was changed"
+            raise DatabaseUnavailable(msg) from exc
         try:
             yield session
         except AppError as exc:

@@ -23,6 +23,17 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
 
 
+async def get_read_only_db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A consistent snapshot for long reads; does not take SQLite's write lock."""
+    async with unit_of_work(request.app.state.sessionmaker, read_only=True) as session:
+        yield session
+
+
+ReadOnlyDbSession = Annotated[
+    AsyncSession, Depends(get_read_only_db_session, scope="function")
+]
+
+
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
     ip: str | None

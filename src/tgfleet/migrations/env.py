@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from tgfleet.kit.db import create_engine
@@ -33,10 +34,19 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+# Any fixed 64-bit number: the key of the advisory lock that serialises migrations.
+MIGRATION_LOCK_KEY = 0x7467666C656574  # "tgfleet"
+
+
 async def _run_async() -> None:
     engine = create_engine(_database_url())
     try:
         async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several replicas starting at once migrate one after another, not together.
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             await connection.run_sync(_run)
     finally:
         await engine.dispose()
