@@ -7,7 +7,7 @@ them with their targets.
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import importlib.util
 import platform
 import sys
@@ -30,12 +30,13 @@ def main() -> int:
     sections = []
     for path in modules:
         spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         print(f"running {path.name} ...", flush=True)
         sections.append(module.main())
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     with RESULTS.open("a", encoding="utf-8") as handle:
         handle.write(f"\n## Run of {stamp} on {machine()}\n\n" + "\n\n".join(sections) + "\n")
     print(f"results appended to {RESULTS}")

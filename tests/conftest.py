@@ -100,7 +100,8 @@ async def db_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
         path.chmod(0o600)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    assert backend.admin_dsn is not None and backend.base_url is not None
+    assert backend.admin_dsn is not None
+    assert backend.base_url is not None
     name = f"tgfleet_t_{os.getpid()}_{next(_counter)}"
     await _pg_exec(backend.admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{backend.template}"')
     yield make_url(backend.base_url).set(database=name).render_as_string(hide_password=False)

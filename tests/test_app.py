@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,9 @@ class TestErrors:
     async def test_client_request_id_is_echoed_when_sane(self, client: httpx.AsyncClient) -> None:
         ok = await client.get("/livez", headers={"X-Request-ID": "trace-abc.123"})
         assert ok.headers["X-Request-ID"] == "trace-abc.123"
-        hostile = await client.get("/livez", headers={"X-Request-ID": "bad id\r\nx: y" [:7] + "<script>"})
+        hostile = await client.get(
+            "/livez", headers={"X-Request-ID": "bad id\r\nx: y"[:7] + "<script>"}
+        )
         assert hostile.headers["X-Request-ID"] != "bad id<script>"
         assert len(hostile.headers["X-Request-ID"]) == 32
 
@@ -45,7 +48,9 @@ class TestErrors:
             (b'"just a string"', "valid dictionary"),
         ],
     )
-    async def test_malformed_json(self, client: httpx.AsyncClient, content: bytes, fragment: str) -> None:
+    async def test_malformed_json(
+        self, client: httpx.AsyncClient, content: bytes, fragment: str
+    ) -> None:
         response = await client.post(
             LOGIN, content=content, headers={"Content-Type": "application/json"}
         )
@@ -80,7 +85,9 @@ class TestErrors:
 class TestBodyLimit:
     async def test_declared_length_over_the_limit(self, client: httpx.AsyncClient) -> None:
         body = b'{"username": "' + b"a" * (1024 * 1024) + b'", "password": "x"}'
-        response = await client.post(LOGIN, content=body, headers={"Content-Type": "application/json"})
+        response = await client.post(
+            LOGIN, content=body, headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 413
         assert response.json()["error"] == "payload_too_large"
 
@@ -88,7 +95,7 @@ class TestBodyLimit:
         """A chunked body with no Content-Length is counted as it arrives."""
         app = create_app(make_settings(db_url, tmp_path / "data", max_body_bytes=2048))
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             for _ in range(10):
                 yield b"x" * 1024
 
@@ -138,3 +145,25 @@ class TestOpenApi:
         assert "/api/v1/auth/login" in schema["paths"]
         login = schema["paths"]["/api/v1/auth/login"]["post"]
         assert "throttled" in login["description"]
+
+
+class TestReadiness:
+    async def test_ready_when_schema_is_current(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "pass",
+            "checks": {"database": "pass", "migrations": "pass"},
+        }
+
+    async def test_not_ready_when_schema_is_behind(
+        self, client: httpx.AsyncClient, db_url: str
+    ) -> None:
+        import asyncio
+
+        from tgfleet import migrations
+
+        await asyncio.to_thread(migrations.downgrade, db_url, "base")
+        response = await client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["migrations"] == "fail"

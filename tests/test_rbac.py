@@ -66,11 +66,11 @@ DOC_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 def api_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
     """Every (method, path, route) of the mounted routers, cross-checked against the
     OpenAPI document so that no route escapes the walk."""
-    routes = []
+    routes: list[tuple[str, str, APIRoute]] = []
     for router in ROUTERS:
         for route in router.routes:
             assert isinstance(route, APIRoute)
-            routes.extend((method, route.path, route) for method in sorted(route.methods))
+            routes.extend((method, route.path, route) for method in sorted(route.methods or ()))
     published = {
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
@@ -121,11 +121,20 @@ class TestDeclarations:
 
     async def test_only_login_health_and_docs_are_open(self, app: FastAPI) -> None:
         open_paths = {path for _, path in OPEN_ROUTES}
-        assert open_paths <= {"/api/v1/auth/login", "/livez", "/readyz", "/health", "/healthz", "/metrics"}
+        assert open_paths <= {
+            "/api/v1/auth/login",
+            "/livez",
+            "/readyz",
+            "/health",
+            "/healthz",
+            "/metrics",
+        }
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", lambda m: str(uuid.uuid4()) if "id" in m.group(0) else "someone", path)
+    return re.sub(
+        r"\{[^}]+\}", lambda m: str(uuid.uuid4()) if "id" in m.group(0) else "someone", path
+    )
 
 
 class TestMatrix:
@@ -138,7 +147,7 @@ class TestMatrix:
         for method, path, _ in api_routes(app):
             expected = ROUTE_PERMISSIONS[(method, path)]
             url = _concrete(path)
-            body = {} if method in {"POST", "PUT", "PATCH"} else None
+            body: dict[str, object] | None = {} if method in {"POST", "PUT", "PATCH"} else None
             anonymous = await client.request(method, url, json=body)
             if expected == OPEN:
                 if anonymous.status_code in {401, 403}:
@@ -150,7 +159,9 @@ class TestMatrix:
                 response = await client.request(method, url, json=body, headers=credentials.headers)
                 allowed = expected == AUTHENTICATED or expected in ROLE_HOLDS[role]
                 if allowed and response.status_code in {401, 403}:
-                    failures.append(f"{role} {method} {path}: {response.status_code}, expected allowed")
+                    failures.append(
+                        f"{role} {method} {path}: {response.status_code}, expected allowed"
+                    )
                 if not allowed and response.status_code != 403:
                     failures.append(f"{role} {method} {path}: {response.status_code} != 403")
         assert failures == []

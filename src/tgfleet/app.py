@@ -204,7 +204,9 @@ async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -224,21 +226,26 @@ def _describe_validation(errors: list[Any]) -> str:
 
 def _install_error_handlers(app: FastAPI) -> None:
     async def app_error(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, AppError)
+        if not isinstance(exc, AppError):  # registered for AppError only
+            raise exc
         if exc.status_code >= 500:
             log.error("http.app_error", code=exc.code, detail=exc.message)
         return _error(exc.status_code, exc.code, exc.message, exc.headers)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
+        if not isinstance(exc, RequestValidationError):
+            raise exc
         errors = list(exc.errors())
-        code = "invalid_json" if any(e.get("type") == "json_invalid" for e in errors) else (
-            "validation_error"
+        code = (
+            "invalid_json"
+            if any(e.get("type") == "json_invalid" for e in errors)
+            else ("validation_error")
         )
         return _error(422, code, _describe_validation(errors))
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
+        if not isinstance(exc, StarletteHTTPException):
+            raise exc
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 

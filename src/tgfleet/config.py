@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tgfleet.exceptions import ConfigError
 
-JWT_SECRET_FILE = "jwt_secret"
+JWT_SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name
 
 
 class Environment(StrEnum):

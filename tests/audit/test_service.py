@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import DEFAULT_PASSWORD, Credentials, user_with_role
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.chain import GENESIS_HASH
-from tgfleet.audit.schemas import AuditContext
+from tgfleet.audit.schemas import AuditContext, AuditVerifyRead
 from tgfleet.auth.service import Security
 from tgfleet.kit.db import unit_of_work
 
@@ -28,7 +28,7 @@ async def append(maker: async_sessionmaker[AsyncSession], count: int) -> None:
             )
 
 
-async def verify(maker: async_sessionmaker[AsyncSession]) -> audit_service.AuditVerifyRead:
+async def verify(maker: async_sessionmaker[AsyncSession]) -> AuditVerifyRead:
     async with unit_of_work(maker) as session:
         return await audit_service.verify(session)
 
@@ -39,7 +39,9 @@ async def execute(maker: async_sessionmaker[AsyncSession], statement: str) -> No
 
 
 class TestChain:
-    async def test_fresh_chain_verifies(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async def test_fresh_chain_verifies(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
         result = await verify(sessionmaker)
         assert (result.ok, result.count) == (True, 0)
         await append(sessionmaker, 5)
@@ -52,7 +54,9 @@ class TestChain:
         await append(sessionmaker, 3)
         async with sessionmaker() as session:
             rows = (
-                await session.execute(text("SELECT seq, prev_hash, hash FROM audit_record ORDER BY seq"))
+                await session.execute(
+                    text("SELECT seq, prev_hash, hash FROM audit_record ORDER BY seq")
+                )
             ).all()
         assert [row[0] for row in rows] == [1, 2, 3]
         assert rows[0][1] == GENESIS_HASH
@@ -74,8 +78,13 @@ class TestChain:
             ("UPDATE audit_record SET details = '{\"i\": 99}' WHERE seq = 4", 4),
             ("DELETE FROM audit_record WHERE seq = 2", 2),
             ("DELETE FROM audit_record WHERE seq = 5", 5),
-            ("UPDATE audit_record SET seq = CASE seq WHEN 2 THEN 3 WHEN 3 THEN 2 END "
-             "WHERE seq IN (2, 3)", 2),
+            (
+                (
+                    "UPDATE audit_record SET seq = CASE seq WHEN 2 THEN 3 WHEN 3 THEN 2 END "
+                    "WHERE seq IN (2, 3)"
+                ),
+                2,
+            ),
             ("UPDATE audit_chain_head SET seq = 7", 6),
         ],
         ids=["edit-actor", "edit-details", "delete-middle", "delete-last", "reorder", "head"],
@@ -106,7 +115,11 @@ class TestChain:
                 target="x",
                 details={"password": "hunter2", "nested": {"api_token": "tgf_abc"}, "ok": 1},
             )
-        assert entry.details == {"password": "[redacted]", "nested": {"api_token": "[redacted]"}, "ok": 1}
+        assert entry.details == {
+            "password": "[redacted]",
+            "nested": {"api_token": "[redacted]"},
+            "ok": 1,
+        }
         assert (await verify(sessionmaker)).ok
 
 
@@ -118,9 +131,15 @@ class TestWhatIsRecorded:
         security: Security,
     ) -> None:
         admin = await user_with_role(client, sessionmaker, security, "admin", username="root")
-        await client.post("/api/v1/auth/login", json={"username": "root", "password": "wrong-wrong-wrong"})
-        await client.post("/api/v1/auth/login", json={"username": "nobody", "password": "wrong-wrong-wrong"})
-        token = (await client.post("/api/v1/auth/tokens", json={"name": "t"}, headers=admin.headers)).json()
+        await client.post(
+            "/api/v1/auth/login", json={"username": "root", "password": "wrong-wrong-wrong"}
+        )
+        await client.post(
+            "/api/v1/auth/login", json={"username": "nobody", "password": "wrong-wrong-wrong"}
+        )
+        token = (
+            await client.post("/api/v1/auth/tokens", json={"name": "t"}, headers=admin.headers)
+        ).json()
         await client.delete(f"/api/v1/auth/tokens/{token['id']}", headers=admin.headers)
         await client.post(
             "/api/v1/users",
@@ -129,9 +148,15 @@ class TestWhatIsRecorded:
         )
         await client.put("/api/v1/users/eve/role", json={"role": "auditor"}, headers=admin.headers)
         await client.post("/api/v1/users/eve/disable", headers=admin.headers)
-        await client.post("/api/v1/roles", json={"name": "ro", "permissions": ["user:read"]}, headers=admin.headers)
+        await client.post(
+            "/api/v1/roles",
+            json={"name": "ro", "permissions": ["user:read"]},
+            headers=admin.headers,
+        )
 
-        page = (await client.get("/api/v1/audit", params={"limit": 100}, headers=admin.headers)).json()
+        page = (
+            await client.get("/api/v1/audit", params={"limit": 100}, headers=admin.headers)
+        ).json()
         records = list(reversed(page["items"]))
         summary = [(r["action"], r["result"], r["details"].get("reason")) for r in records]
         assert summary == [
@@ -162,13 +187,21 @@ class TestWhatIsRecorded:
     ) -> None:
         admin = await user_with_role(client, sessionmaker, security, "admin", username="root")
         await append(sessionmaker, 7)
-        by_action = await client.get("/api/v1/audit", params={"action": "test.event"}, headers=admin.headers)
+        by_action = await client.get(
+            "/api/v1/audit", params={"action": "test.event"}, headers=admin.headers
+        )
         assert len(by_action.json()["items"]) == 7
-        prefix = await client.get("/api/v1/audit", params={"action": "auth.*"}, headers=admin.headers)
+        prefix = await client.get(
+            "/api/v1/audit", params={"action": "auth.*"}, headers=admin.headers
+        )
         assert {r["action"] for r in prefix.json()["items"]} == {"auth.login"}
-        by_target = await client.get("/api/v1/audit", params={"target": "thing:3"}, headers=admin.headers)
+        by_target = await client.get(
+            "/api/v1/audit", params={"target": "thing:3"}, headers=admin.headers
+        )
         assert [r["details"] for r in by_target.json()["items"]] == [{"i": 3}]
-        by_actor = await client.get("/api/v1/audit", params={"actor": "cli:test"}, headers=admin.headers)
+        by_actor = await client.get(
+            "/api/v1/audit", params={"actor": "cli:test"}, headers=admin.headers
+        )
         assert len(by_actor.json()["items"]) == 7
         future = await client.get(
             "/api/v1/audit", params={"since": "2999-01-01T00:00:00Z"}, headers=admin.headers
@@ -178,7 +211,9 @@ class TestWhatIsRecorded:
             "/api/v1/audit", params={"until": "2000-01-01T00:00:00Z"}, headers=admin.headers
         )
         assert past.json()["items"] == []
-        naive = await client.get("/api/v1/audit", params={"since": "2020-01-01T00:00:00"}, headers=admin.headers)
+        naive = await client.get(
+            "/api/v1/audit", params={"since": "2020-01-01T00:00:00"}, headers=admin.headers
+        )
         assert naive.status_code == 400
         seqs: list[int] = []
         cursor = None
@@ -199,14 +234,20 @@ class TestWhatIsRecorded:
 
 TRIGGERS = {
     "sqlite": [
-        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_record "
-        "BEGIN SELECT RAISE(ABORT, 'audit storage unavailable'); END"
+        (
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_record "
+            "BEGIN SELECT RAISE(ABORT, 'audit storage unavailable'); END"
+        )
     ],
     "postgresql": [
-        "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN "
-        "RAISE EXCEPTION 'audit storage unavailable'; END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_record "
-        "FOR EACH ROW EXECUTE FUNCTION audit_down()",
+        (
+            "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'audit storage unavailable'; END $$ LANGUAGE plpgsql"
+        ),
+        (
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_record "
+            "FOR EACH ROW EXECUTE FUNCTION audit_down()"
+        ),
     ],
 }
 
@@ -237,7 +278,9 @@ class TestFailClosed:
         assert "audit storage" not in response.text  # no database internals to the client
 
         async with sessionmaker() as session:
-            count = await session.scalar(text("SELECT count(*) FROM \"user\" WHERE username = 'phantom'"))
+            count = await session.scalar(
+                text("SELECT count(*) FROM \"user\" WHERE username = 'phantom'")
+            )
         assert count == 0
         after = await verify(sessionmaker)
         assert (after.ok, after.count) == (True, before.count)

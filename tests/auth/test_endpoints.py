@@ -30,7 +30,9 @@ async def admin(
 
 
 class TestLogin:
-    async def test_success_returns_bearer_jwt(self, client: httpx.AsyncClient, admin: Credentials) -> None:
+    async def test_success_returns_bearer_jwt(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
         """A right password gets a JWT with exp, iat, sub and jti, usable on /me."""
         response = await client.post(LOGIN, json={"username": "root", "password": DEFAULT_PASSWORD})
         assert response.status_code == 200
@@ -59,10 +61,14 @@ class TestLogin:
         wrong = await client.post(LOGIN, json={"username": "root", "password": "nope-nope-nope"})
         unknown = await client.post(LOGIN, json={"username": "ghost", "password": "nope-nope-nope"})
         assert wrong.status_code == unknown.status_code == 401
-        assert wrong.json() == unknown.json() == {
-            "error": "invalid_credentials",
-            "detail": "invalid username or password",
-        }
+        assert (
+            wrong.json()
+            == unknown.json()
+            == {
+                "error": "invalid_credentials",
+                "detail": "invalid username or password",
+            }
+        )
 
     async def test_unknown_user_takes_as_long_as_a_wrong_password(
         self, client: httpx.AsyncClient, admin: Credentials
@@ -127,7 +133,9 @@ class TestThrottle:
         """Five failures block the name for base=1 s; the right password then still gets 429
         with Retry-After, and succeeds once the delay has passed."""
         for _ in range(5):
-            response = await client.post(LOGIN, json={"username": "root", "password": "bad-bad-bad"})
+            response = await client.post(
+                LOGIN, json={"username": "root", "password": "bad-bad-bad"}
+            )
             assert response.status_code == 401
         blocked = await client.post(LOGIN, json={"username": "root", "password": DEFAULT_PASSWORD})
         assert blocked.status_code == 429
@@ -201,7 +209,9 @@ class TestJwt:
         response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401
 
-    async def test_alg_none_is_rejected(self, client: httpx.AsyncClient, admin: Credentials) -> None:
+    async def test_alg_none_is_rejected(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
         claims = jwt.decode(admin.token, TEST_JWT_SECRET, algorithms=["HS256"])
         token = jwt.encode(claims, None, algorithm="none")
         response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
@@ -293,7 +303,9 @@ class TestApiTokens:
         sessionmaker: async_sessionmaker[AsyncSession],
         admin: Credentials,
     ) -> None:
-        created = await client.post("/api/v1/auth/tokens", json={"name": "x"}, headers=admin.headers)
+        created = await client.post(
+            "/api/v1/auth/tokens", json={"name": "x"}, headers=admin.headers
+        )
         secret = created.json()["token"]
         from sqlalchemy import text
 
@@ -307,7 +319,9 @@ class TestApiTokens:
     ) -> None:
         expires = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
         created = await client.post(
-            "/api/v1/auth/tokens", json={"name": "short", "expires_at": expires}, headers=admin.headers
+            "/api/v1/auth/tokens",
+            json={"name": "short", "expires_at": expires},
+            headers=admin.headers,
         )
         assert created.status_code == 201
         await asyncio.sleep(1.2)
@@ -335,7 +349,9 @@ class TestApiTokens:
     async def test_bad_token_requests(self, client: httpx.AsyncClient, admin: Credentials) -> None:
         """Duplicate name 409, past expiry 400, scope beyond the role 400, unknown scope 422,
         unknown id 404, a token cannot mint tokens (403)."""
-        first = await client.post("/api/v1/auth/tokens", json={"name": "dup"}, headers=admin.headers)
+        first = await client.post(
+            "/api/v1/auth/tokens", json={"name": "dup"}, headers=admin.headers
+        )
         dup = await client.post("/api/v1/auth/tokens", json={"name": "dup"}, headers=admin.headers)
         assert dup.status_code == 409
         past = await client.post(
@@ -374,7 +390,9 @@ class TestApiTokens:
     ) -> None:
         """SQL meta-characters and unicode in a name are data, not syntax."""
         name = "rob'); DROP TABLE api_token;-- «ключ» 🔑"
-        created = await client.post("/api/v1/auth/tokens", json={"name": name}, headers=admin.headers)
+        created = await client.post(
+            "/api/v1/auth/tokens", json={"name": name}, headers=admin.headers
+        )
         assert created.status_code == 201
         listed = await client.get("/api/v1/auth/tokens", headers=admin.headers)
         assert [t["name"] for t in listed.json()] == [name]
@@ -435,12 +453,32 @@ class TestUsers:
     @pytest.mark.parametrize(
         ("body", "status", "fragment"),
         [
-            ({"username": "root", "role": "viewer", "password": "long enough pass 1"}, 409, "already exists"),
-            ({"username": "ROOT", "role": "viewer", "password": "long enough pass 1"}, 409, "already exists"),
+            (
+                {"username": "root", "role": "viewer", "password": "long enough pass 1"},
+                409,
+                "already exists",
+            ),
+            (
+                {"username": "ROOT", "role": "viewer", "password": "long enough pass 1"},
+                409,
+                "already exists",
+            ),
             ({"username": "new", "role": "viewer", "password": "short"}, 400, "at least 12"),
-            ({"username": "samename1234", "role": "viewer", "password": "SameName1234"}, 400, "username"),
-            ({"username": "new", "role": "viewer", "password": "aaaaaaaaaaaaaaa"}, 400, "different"),
-            ({"username": "new", "role": "nosuchrole", "password": "long enough pass 1"}, 404, "no role"),
+            (
+                {"username": "samename1234", "role": "viewer", "password": "SameName1234"},
+                400,
+                "username",
+            ),
+            (
+                {"username": "new", "role": "viewer", "password": "aaaaaaaaaaaaaaa"},
+                400,
+                "different",
+            ),
+            (
+                {"username": "new", "role": "nosuchrole", "password": "long enough pass 1"},
+                404,
+                "no role",
+            ),
             ({"username": "bob'; DROP TABLE user;--", "role": "viewer"}, 422, "username must be"),
             ({"username": "a b", "role": "viewer"}, 422, "username must be"),
             ({"username": "x" * 65, "role": "viewer"}, 422, "at most 64"),
@@ -528,7 +566,9 @@ class TestRoles:
         delete = await client.delete("/api/v1/roles/admin", headers=admin.headers)
         assert delete.status_code == 403
 
-    async def test_custom_role_lifecycle(self, client: httpx.AsyncClient, admin: Credentials) -> None:
+    async def test_custom_role_lifecycle(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
         created = await client.post(
             "/api/v1/roles",
             json={"name": "support", "description": "reads users", "permissions": ["user:read"]},
@@ -572,6 +612,78 @@ class TestRoles:
         response = await client.post("/api/v1/roles", json=body, headers=admin.headers)
         assert response.status_code == status, response.text
 
-    async def test_permissions_catalogue(self, client: httpx.AsyncClient, admin: Credentials) -> None:
-        codes = {p["code"] for p in (await client.get("/api/v1/permissions", headers=admin.headers)).json()}
-        assert {"account:read", "session:export", "vault:rotate", "audit:read", "user:admin"} <= codes
+    async def test_permissions_catalogue(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
+        codes = {
+            p["code"]
+            for p in (await client.get("/api/v1/permissions", headers=admin.headers)).json()
+        }
+        assert {
+            "account:read",
+            "session:export",
+            "vault:rotate",
+            "audit:read",
+            "user:admin",
+        } <= codes
+
+
+class TestCredentialChangesNeedALogin:
+    async def test_api_token_cannot_change_password_or_revoke(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
+        created = await client.post(
+            "/api/v1/auth/tokens", json={"name": "ci"}, headers=admin.headers
+        )
+        bearer = {"Authorization": f"Bearer {created.json()['token']}"}
+        password = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": DEFAULT_PASSWORD, "new_password": "an attacker's choice"},
+            headers=bearer,
+        )
+        assert password.status_code == 403
+        revoke = await client.delete(f"/api/v1/auth/tokens/{created.json()['id']}", headers=bearer)
+        assert revoke.status_code == 403
+        assert (await client.get("/api/v1/auth/tokens", headers=bearer)).status_code == 200
+
+    async def test_wrong_current_password(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
+        response = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": "not-the-password", "new_password": "a brand new passphrase"},
+            headers=admin.headers,
+        )
+        assert response.status_code == 403
+        weak = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": DEFAULT_PASSWORD, "new_password": "short"},
+            headers=admin.headers,
+        )
+        assert weak.status_code == 400
+        assert weak.json()["error"] == "weak_password"
+
+
+class TestDeniedIsAudited:
+    async def test_forbidden_request_leaves_a_denied_record(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        security: Security,
+        admin: Credentials,
+    ) -> None:
+        viewer = await user_with_role(client, sessionmaker, security, "viewer")
+        refused = await client.post(
+            "/api/v1/users", json={"username": "x", "role": "admin"}, headers=viewer.headers
+        )
+        assert refused.status_code == 403
+        records = (
+            await client.get(
+                "/api/v1/audit", params={"action": "auth.denied"}, headers=admin.headers
+            )
+        ).json()["items"]
+        assert len(records) == 1
+        assert records[0]["actor"] == f"user:{viewer.username}"
+        assert records[0]["target"] == "POST /api/v1/users"
+        assert records[0]["result"] == "denied"
+        assert records[0]["details"] == {"permission": "user:admin", "role": "viewer"}

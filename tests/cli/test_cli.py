@@ -72,7 +72,15 @@ class TestUserCommands:
         created = cli("user", "create", "alice", "--role", "admin")
         assert created.returncode == 0, created.stderr
         assert "password (shown once):" in created.stdout
-        second = cli("user", "create", "bob", "--role", "viewer", "--password-stdin", stdin="a fine long password\n")
+        second = cli(
+            "user",
+            "create",
+            "bob",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            stdin="a fine long password\n",
+        )
         assert second.returncode == 0, second.stderr
         assert "password" not in second.stdout.replace("--password", "")
         listed = cli("user", "list")
@@ -88,7 +96,9 @@ class TestUserCommands:
         duplicate = cli("user", "create", "ALICE", "--role", "viewer")
         assert duplicate.returncode == 1
         assert "already exists" in duplicate.stderr
-        weak = cli("user", "create", "carl", "--role", "viewer", "--password-stdin", stdin="short\n")
+        weak = cli(
+            "user", "create", "carl", "--role", "viewer", "--password-stdin", stdin="short\n"
+        )
         assert weak.returncode == 1
         assert "at least 12" in weak.stderr
         role = cli("user", "create", "dan", "--role", "wizard")
@@ -128,9 +138,11 @@ class TestAuditCommands:
             ),
             (
                 [
-                    "INSERT INTO audit_record (seq, at, actor, action, target, result, details, "
-                    "prev_hash, hash) SELECT 4, at, actor, action, target, result, details, hash, "
-                    "hash FROM audit_record WHERE seq = 3"
+                    (
+                        "INSERT INTO audit_record (seq, at, actor, action, target, result, "
+                        "details, prev_hash, hash) SELECT 4, at, actor, action, target, "
+                        "result, details, hash, hash FROM audit_record WHERE seq = 3"
+                    )
                 ],
                 4,
             ),
@@ -161,7 +173,11 @@ class TestAuditCommands:
         assert to_file.returncode == 0
         exported = [json.loads(line) for line in target.read_text().splitlines()]
         # the first export is itself on the record
-        assert [line["action"] for line in exported] == ["user.create", "user.create", "audit.export"]
+        assert [line["action"] for line in exported] == [
+            "user.create",
+            "user.create",
+            "audit.export",
+        ]
         assert exported[2]["details"]["records"] == 2
         assert target.stat().st_mode & 0o777 == 0o600
         none = cli("audit", "export", "--since", "2999-01-01T00:00:00Z")
@@ -178,3 +194,48 @@ class TestDbCommands:
         current = cli("db", "current")
         assert current.returncode == 0
         assert "0001_foundation" in current.stdout
+
+
+class TestResetAndConfigErrors:
+    def test_reset_password_generated_and_from_stdin(self, cli: Cli) -> None:
+        cli("user", "create", "alice", "--role", "admin")
+        generated = cli("user", "reset-password", "alice")
+        assert generated.returncode == 0, generated.stderr
+        assert "password (shown once):" in generated.stdout
+        given = cli(
+            "user", "reset-password", "alice", "--password-stdin", stdin="another long password\n"
+        )
+        assert given.returncode == 0
+        assert "shown once" not in given.stdout
+        weak = cli("user", "reset-password", "alice", "--password-stdin", stdin="alice\n")
+        assert weak.returncode == 1
+        assert "at least 12" in weak.stderr
+
+    def test_bad_username_from_the_cli(self, cli: Cli) -> None:
+        result = cli("user", "create", "bad name!", "--role", "viewer")
+        assert result.returncode == 1
+        assert "username must be" in result.stderr
+
+    def test_unsafe_data_dir_is_a_clean_error(self, cli: Cli, tmp_path: Path) -> None:
+        loose = tmp_path / "loose"
+        loose.mkdir()
+        loose.chmod(0o755)
+        cli.env["TGFLEET_DATA_DIR"] = str(loose)
+        for args in (("user", "list"), ("db", "current"), ("audit", "verify")):
+            result = cli(*args)
+            assert result.returncode == 2
+            assert "chmod 700" in result.stderr
+            assert "Traceback" not in result.stderr
+
+    def test_short_jwt_secret_is_a_clean_error(self, cli: Cli) -> None:
+        cli.env["TGFLEET_JWT_SECRET"] = "short"
+        result = cli("user", "create", "alice", "--role", "admin")
+        assert result.returncode == 2
+        assert "at least 32" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_misspelt_variable_is_warned_about(self, cli: Cli) -> None:
+        cli.env["TGFLEET_DATABSE_URL"] = "x"
+        result = cli("user", "list")
+        assert result.returncode == 0
+        assert "TGFLEET_DATABSE_URL" in result.stderr

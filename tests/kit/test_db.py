@@ -62,7 +62,9 @@ class TestUnitOfWork:
             async with unit_of_work(maker) as session:
                 session.add(Role(name="committed", description="", builtin=False, permissions=[]))
             async with unit_of_work(maker) as session:
-                found = await session.scalar(text("SELECT count(*) FROM role WHERE name='committed'"))
+                found = await session.scalar(
+                    text("SELECT count(*) FROM role WHERE name='committed'")
+                )
         finally:
             await engine.dispose()
         assert found == 1
@@ -72,11 +74,15 @@ class TestUnitOfWork:
         engine = create_engine(db_url)
         maker = create_sessionmaker(engine)
         try:
-            with pytest.raises(RuntimeError, match="boom"):
+
+            async def failing_work() -> None:
                 async with unit_of_work(maker) as session:
                     session.add(Role(name="ghost", description="", builtin=False, permissions=[]))
                     await session.flush()
                     raise RuntimeError("boom")
+
+            with pytest.raises(RuntimeError, match="boom"):
+                await failing_work()
             async with unit_of_work(maker) as session:
                 found = await session.scalar(text("SELECT count(*) FROM role WHERE name='ghost'"))
         finally:
@@ -87,7 +93,9 @@ class TestUnitOfWork:
 class TestSqlite:
     async def test_pragmas(self, tmp_path: Path) -> None:
         """WAL, foreign keys and the busy timeout are on for every connection."""
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", sqlite_busy_timeout_ms=1234)
+        engine = create_engine(
+            f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", sqlite_busy_timeout_ms=1234
+        )
         try:
             async with engine.connect() as connection:
                 mode = await connection.scalar(text("PRAGMA journal_mode"))

@@ -50,7 +50,7 @@ class AuditRepository(RepositoryBase[AuditRecord]):
         since: datetime | None = None,
         until: datetime | None = None,
         before_seq: int | None = None,
-    ) -> Select[tuple[AuditRecord]]:
+    ) -> Select[AuditRecord]:
         statement = select(AuditRecord).order_by(AuditRecord.seq.desc())
         if actor is not None:
             statement = statement.where(AuditRecord.actor == actor)

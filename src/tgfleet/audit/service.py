@@ -87,7 +87,7 @@ async def record(
         await repository.add(entry)
         await repository.set_head_hash(seq, hash_)
     except SQLAlchemyError as exc:
-        log.error("audit.write_failed", action=action, error=type(exc).__name__)
+        log.exception("audit.write_failed", action=action, error=type(exc).__name__)
         msg = "the audit log could not be written, so the change was not made"
         raise AuditWriteFailed(msg) from exc
     return entry
@@ -115,7 +115,9 @@ async def search(
     return slice_rows(rows, limit, lambda entry: {"seq": entry.seq})
 
 
-async def stream(session: AsyncSession, *, since: datetime | None = None) -> AsyncIterator[AuditRecord]:
+async def stream(
+    session: AsyncSession, *, since: datetime | None = None
+) -> AsyncIterator[AuditRecord]:
     async for entry in AuditRepository(session).stream_ascending(since=since):
         yield entry
 

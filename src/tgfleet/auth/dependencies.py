@@ -14,16 +14,18 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
-from tgfleet.audit import service as audit_service
 from tgfleet.auth.exceptions import AccessDenied
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.exceptions import Unauthorized
 from tgfleet.kit.http import DbSession, Meta
 
-bearer_scheme = HTTPBearer(auto_error=False, description="a JWT from /api/v1/auth/login or an API token")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="a JWT from /api/v1/auth/login or an API token"
+)
 
 
 def get_security(request: Request) -> auth_service.Security:

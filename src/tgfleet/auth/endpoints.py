@@ -148,7 +148,9 @@ async def revoke_token(
     token_id: uuid.UUID, principal: Authenticated, session: DbSession, meta: Meta
 ) -> Response:
     """Revoke one of your API tokens; it stops working with the next request."""
-    await auth_service.revoke_api_token(session, audit_context(principal, meta), principal, token_id)
+    await auth_service.revoke_api_token(
+        session, audit_context(principal, meta), principal, token_id
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -303,4 +305,3 @@ async def delete_role(name: str, principal: UserAdmin, session: DbSession, meta:
     """Delete a custom role that no user holds."""
     await auth_service.delete_role(session, audit_context(principal, meta), name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-

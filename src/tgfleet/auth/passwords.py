@@ -74,4 +74,6 @@ class Passwords:
             raise WeakPassword(msg)
 
     def generate(self, length: int = 20) -> str:
-        return "".join(secrets.choice(GENERATED_ALPHABET) for _ in range(max(length, self.min_length)))
+        return "".join(
+            secrets.choice(GENERATED_ALPHABET) for _ in range(max(length, self.min_length))
+        )

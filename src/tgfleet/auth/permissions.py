@@ -62,9 +62,7 @@ BUILTIN_ROLES: dict[str, frozenset[Permission]] = {
             Permission.ALERT_WRITE,
         }
     ),
-    VIEWER: frozenset(
-        {Permission.ACCOUNT_READ, Permission.PLAYBOOK_READ, Permission.ALERT_READ}
-    ),
+    VIEWER: frozenset({Permission.ACCOUNT_READ, Permission.PLAYBOOK_READ, Permission.ALERT_READ}),
     AUDITOR: frozenset(
         {
             Permission.AUDIT_READ,

@@ -19,7 +19,7 @@ ROLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
 
 
 def normalise_username(value: str) -> str:
-    """NFKC and case-fold, so 'Alice' and 'ＡＬＩＣＥ' are the same user."""
+    """NFKC and case-fold, so 'Alice', 'ALICE' and its full-width form are one user."""
     return unicodedata.normalize("NFKC", value).strip().casefold()
 
 
@@ -80,7 +80,7 @@ class LoginRequest(RequestSchema):
 
 class TokenResponse(Schema):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
 
 

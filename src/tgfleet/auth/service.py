@@ -21,8 +21,8 @@ from tgfleet.auth.exceptions import (
     BuiltinRoleReadOnly,
     InvalidCredentials,
     InvalidScope,
-    InvalidUsername,
     InvalidToken,
+    InvalidUsername,
     LastAdmin,
     LoginThrottled,
     PermissionDenied,
@@ -141,7 +141,9 @@ async def login(
     throttle = ThrottleRepository(session)
     now = utcnow()
 
-    blocked = [moment for moment in await throttle.blocked_until([user_key, ip_key]) if moment > now]
+    blocked = [
+        moment for moment in await throttle.blocked_until([user_key, ip_key]) if moment > now
+    ]
     if blocked:
         retry_after = max(1, math.ceil((max(blocked) - now).total_seconds()))
         await _audit_login(session, context, name, "failure", "throttled")
@@ -490,7 +492,9 @@ async def ensure_admin(
     user, password = await create_user(
         session, security, context, username=ADMIN, role=ADMIN, password=None
     )
-    assert password is not None
+    if password is None:  # create_user generates one when given None
+        msg = "no password was generated for the new admin"
+        raise RuntimeError(msg)
     return user.username, password
 
 

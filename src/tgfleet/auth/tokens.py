@@ -19,7 +19,7 @@ import jwt
 from tgfleet.auth.exceptions import InvalidToken
 from tgfleet.kit.clock import utcnow
 
-API_TOKEN_PREFIX = "tgf_"
+API_TOKEN_PREFIX = "tgf_"  # noqa: S105 - a marker, not a secret
 API_TOKEN_DISPLAY_LENGTH = 12
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti"]
 

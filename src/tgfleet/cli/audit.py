@@ -45,7 +45,9 @@ def _parse_since(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise fail(f"--since {value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)") from exc
+        raise fail(
+            f"--since {value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)"
+        ) from exc
     if moment.tzinfo is None:
         raise fail("--since needs a time zone, e.g. 2026-01-01T00:00:00Z")
     return moment

@@ -10,7 +10,6 @@ from tgfleet.auth import service as auth_service
 from tgfleet.cli._runtime import (
     cli_audit_context,
     console,
-    fail,
     load_settings,
     read_password,
     run_in_session,

@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import (
 
 from tgfleet.exceptions import AppError, ServiceUnavailable
 
-
 CONNECT_TIMEOUT_SECONDS = 5
 COMMAND_TIMEOUT_SECONDS = 60
 POOL_TIMEOUT_SECONDS = 10

@@ -29,9 +29,7 @@ async def get_read_only_db_session(request: Request) -> AsyncIterator[AsyncSessi
         yield session
 
 
-ReadOnlyDbSession = Annotated[
-    AsyncSession, Depends(get_read_only_db_session, scope="function")
-]
+ReadOnlyDbSession = Annotated[AsyncSession, Depends(get_read_only_db_session, scope="function")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.kit.model import Model
 
-
 M = TypeVar("M", bound=Model)
 
 
@@ -27,11 +26,11 @@ class RepositoryBase(Generic[M]):
         await self.session.flush()
         return obj
 
-    async def first(self, statement: Select[tuple[M]]) -> M | None:
+    async def first(self, statement: Select[M]) -> M | None:
         result = await self.session.execute(statement.limit(1))
         return result.scalars().first()
 
-    async def all(self, statement: Select[tuple[M]]) -> list[M]:
+    async def all(self, statement: Select[M]) -> list[M]:
         result = await self.session.execute(statement)
         return list(result.scalars().all())
 
