@@ -239,3 +239,11 @@ class TestResetAndConfigErrors:
         result = cli("user", "list")
         assert result.returncode == 0
         assert "TGFLEET_DATABSE_URL" in result.stderr
+
+    def test_unreachable_database_is_a_clean_error(self, cli: Cli) -> None:
+        cli.env["TGFLEET_DATABASE_URL"] = "postgresql+asyncpg://postgres@127.0.0.1:9/none"
+        for args in (("db", "current"), ("db", "upgrade"), ("user", "list"), ("audit", "verify")):
+            result = cli(*args)
+            assert result.returncode == 1, args
+            assert "cannot be reached" in result.stderr
+            assert "Traceback" not in result.stderr

@@ -19,11 +19,12 @@ import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.config import Settings, ensure_data_dir, unknown_settings
 from tgfleet.exceptions import AppError
-from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.kit.db import UNREACHABLE, create_engine, create_sessionmaker, unit_of_work
 from tgfleet.logging import configure_logging, get_logger
 
 T = TypeVar("T")
@@ -46,6 +47,25 @@ def load_settings(*, log_level: str | None = "WARNING") -> Settings:
     except AppError as exc:
         raise fail(exc.message, 2) from exc
     return settings
+
+
+def migrate(settings: Settings, revision: str = "head") -> str | None:
+    """Upgrade the schema and return the revision reached; unreachable database: exit 1."""
+    url = settings.effective_database_url
+    try:
+        migrations.upgrade(url, revision)
+        return asyncio.run(migrations.current_revision(url))
+    except UNREACHABLE as exc:
+        raise fail(f"the database cannot be reached: {type(exc).__name__}") from exc
+    except AppError as exc:
+        raise fail(exc.message) from exc
+
+
+def schema_revision(settings: Settings) -> str | None:
+    try:
+        return asyncio.run(migrations.current_revision(settings.effective_database_url))
+    except UNREACHABLE as exc:
+        raise fail(f"the database cannot be reached: {type(exc).__name__}") from exc
 
 
 def security_for(settings: Settings) -> auth_service.Security:

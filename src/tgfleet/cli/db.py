@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from tgfleet import migrations
-from tgfleet.cli._runtime import console, fail, load_settings
-from tgfleet.exceptions import AppError
+from tgfleet.cli._runtime import console, load_settings, migrate, schema_revision
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -16,20 +13,14 @@ app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 @app.command()
 def upgrade(revision: str = typer.Argument("head", help="target revision")) -> None:
     """Migrate the database to the latest schema (or to REVISION)."""
-    settings = load_settings()
-    try:
-        migrations.upgrade(settings.effective_database_url, revision)
-    except AppError as exc:
-        raise fail(exc.message) from exc
-    current = asyncio.run(migrations.current_revision(settings.effective_database_url))
-    console.print(f"database at revision {current}")
+    reached = migrate(load_settings(), revision)
+    console.print(f"database at revision {reached}")
 
 
 @app.command()
 def current() -> None:
     """Print the database's revision and the code's head revision."""
-    settings = load_settings()
-    at = asyncio.run(migrations.current_revision(settings.effective_database_url))
+    at = schema_revision(load_settings())
     head = migrations.head_revision()
     console.print(f"database: {at or '(empty)'}\ncode head: {head}")
     if at != head:

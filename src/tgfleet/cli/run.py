@@ -7,17 +7,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tgfleet import migrations
 from tgfleet.auth import service as auth_service
 from tgfleet.cli._runtime import (
     cli_audit_context,
     console,
-    fail,
     load_settings,
+    migrate,
     run_in_session,
     security_for,
 )
-from tgfleet.exceptions import AppError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,10 +35,7 @@ def run(
 
     settings = load_settings(log_level=None)
     security = security_for(settings)
-    try:
-        migrations.upgrade(settings.effective_database_url)
-    except AppError as exc:
-        raise fail(exc.message) from exc
+    migrate(settings)
 
     async def work(session: AsyncSession) -> tuple[str, str] | None:
         return await auth_service.ensure_admin(session, security, cli_audit_context())
