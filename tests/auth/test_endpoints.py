@@ -194,46 +194,42 @@ class TestThrottle:
         assert sixth.status_code == 429
 
 
+def _claims(credentials: Credentials) -> dict[str, object]:
+    claims: dict[str, object] = jwt.decode(credentials.token, TEST_JWT_SECRET, algorithms=["HS256"])
+    return claims
+
+
+EXPIRED = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+
+
 class TestJwt:
-    async def test_expired_token(self, client: httpx.AsyncClient, admin: Credentials) -> None:
-        claims = jwt.decode(admin.token, TEST_JWT_SECRET, algorithms=["HS256"])
-        past = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
-        token = jwt.encode({**claims, "iat": past - 60, "exp": past}, TEST_JWT_SECRET, "HS256")
-        response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 401
-        assert "expired" in response.json()["detail"]
-
-    async def test_forged_signature(self, client: httpx.AsyncClient, admin: Credentials) -> None:
-        claims = jwt.decode(admin.token, TEST_JWT_SECRET, algorithms=["HS256"])
-        token = jwt.encode(claims, "another-secret-of-sufficient-length-xxxxxxxx", "HS256")
-        response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 401
-
-    async def test_alg_none_is_rejected(
-        self, client: httpx.AsyncClient, admin: Credentials
+    @pytest.mark.parametrize(
+        ("changes", "key", "algorithm", "detail"),
+        [
+            ({"iat": EXPIRED - 60, "exp": EXPIRED}, TEST_JWT_SECRET, "HS256", "expired"),
+            ({}, "another-secret-of-sufficient-length-" + "x" * 40, "HS256", "not valid"),
+            ({}, None, "none", "not valid"),
+            ({}, TEST_JWT_SECRET, "HS512", "not valid"),  # right secret, other algorithm
+            ({"jti": None}, TEST_JWT_SECRET, "HS256", "not valid"),  # a required claim missing
+            ({"typ": "refresh"}, TEST_JWT_SECRET, "HS256", "not valid"),
+            ({"sub": "not-a-uuid"}, TEST_JWT_SECRET, "HS256", "not valid"),
+        ],
+        ids=["expired", "forged", "alg-none", "other-alg", "no-jti", "wrong-typ", "bad-sub"],
+    )
+    async def test_bad_tokens_are_rejected(
+        self,
+        client: httpx.AsyncClient,
+        admin: Credentials,
+        changes: dict[str, object],
+        key: str | None,
+        algorithm: str,
+        detail: str,
     ) -> None:
-        claims = jwt.decode(admin.token, TEST_JWT_SECRET, algorithms=["HS256"])
-        token = jwt.encode(claims, None, algorithm="none")
+        claims = {k: v for k, v in (_claims(admin) | changes).items() if v is not None}
+        token = jwt.encode(claims, key, algorithm=algorithm)
         response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401
-
-    async def test_other_hmac_algorithm_is_rejected(
-        self, client: httpx.AsyncClient, admin: Credentials
-    ) -> None:
-        """Signed with the right secret but HS512: only the configured algorithm counts."""
-        claims = jwt.decode(admin.token, TEST_JWT_SECRET, algorithms=["HS256"])
-        token = jwt.encode(claims, TEST_JWT_SECRET, algorithm="HS512")
-        response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 401
-
-    async def test_missing_claim_is_rejected(
-        self, client: httpx.AsyncClient, admin: Credentials
-    ) -> None:
-        claims = jwt.decode(admin.token, TEST_JWT_SECRET, algorithms=["HS256"])
-        del claims["jti"]
-        token = jwt.encode(claims, TEST_JWT_SECRET, "HS256")
-        response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 401
+        assert detail in response.json()["detail"]
 
     async def test_garbage_and_missing_credentials(self, client: httpx.AsyncClient) -> None:
         for headers in ({}, {"Authorization": "Bearer not.a.jwt"}, {"Authorization": "Basic eDp5"}):
