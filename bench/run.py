@@ -1,8 +1,8 @@
-"""Run every ``bench/bench_*.py`` and append its results to docs/benchmarks.md.
+"""Run every benchmark module in bench/ and append its results to docs/benchmarks.md.
 
-Each benchmark module exposes ``main() -> str`` returning a Markdown section (machine,
-date, numbers, the baseline it was compared against). None exist yet: later issues add
-them with their targets.
+Each benchmark module (any ``bench/*.py`` but this runner and ``_*.py``) exposes
+``main() -> str`` returning a Markdown section: what was measured, the numbers, the
+baseline it was compared against in the same run, and the ratio.
 """
 
 from __future__ import annotations
@@ -23,9 +23,16 @@ def machine() -> str:
 
 
 def main() -> int:
-    modules = sorted(ROOT.glob("bench_*.py"))
+    only = set(sys.argv[1:])
+    modules = sorted(
+        path
+        for path in ROOT.glob("*.py")
+        if path.name != "run.py"
+        and not path.name.startswith("_")
+        and (not only or path.stem in only)
+    )
     if not modules:
-        print("no benchmarks yet: later issues add bench/bench_*.py")
+        print("no benchmarks found")
         return 0
     sections = []
     for path in modules:

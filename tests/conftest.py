@@ -12,6 +12,7 @@ with a visible reason, unless ``CI=true``, where its absence is an error.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import shutil
@@ -35,6 +36,7 @@ from tgfleet.config import Environment, Settings
 PG_ENV = "TGFLEET_TEST_DATABASE_URL"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_JWT_SECRET = "test-secret-" + "x" * 60
+TEST_VAULT_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
         "data_dir": data_dir,
         "database_url": db_url,
         "jwt_secret": SecretStr(TEST_JWT_SECRET),
+        "vault_key": SecretStr(TEST_VAULT_KEY),
         # Cheap hashing keeps the suite fast; production defaults are tested separately.
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from telethon.crypto import AuthKey
+from telethon.sessions import SQLiteSession, StringSession
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.audit.schemas import AuditContext
@@ -62,3 +66,27 @@ async def user_with_role(
     name = username or f"{role}-user"
     await create_user(sessionmaker, security, username=name, role=role, password=password)
     return Credentials(name, password, await login(client, name, password))
+
+
+def auth_key(seed: int) -> bytes:
+    """A distinct, recognisable 256-byte auth key per seed (tests grep for these bytes)."""
+    return hashlib.sha512(f"auth-key-{seed}".encode()).digest() * 4
+
+
+def telethon_string(seed: int, *, dc_id: int = 2, address: str = "149.154.167.51") -> str:
+    """A real Telethon StringSession, made by Telethon."""
+    session = StringSession()
+    session.set_dc(dc_id, address, 443)
+    session.auth_key = AuthKey(data=auth_key(seed))
+    return str(session.save())
+
+
+def telethon_file(folder: Path, seed: int, *, name: str | None = None, dc_id: int = 2) -> Path:
+    """A real Telethon SQLite .session file, written by Telethon's SQLiteSession."""
+    path = folder / (name or f"acct{seed}.session")
+    session = SQLiteSession(str(path))
+    session.set_dc(dc_id, "149.154.167.51", 443)
+    session.auth_key = AuthKey(data=auth_key(seed))
+    session.save()
+    session.close()
+    return path

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from tgfleet.account.endpoints import router as account_router
 from tgfleet.audit.endpoints import router as audit_router
 from tgfleet.auth.endpoints import auth_router, role_router, user_router
 from tgfleet.health.endpoints import router as health_router
+from tgfleet.vault.endpoints import router as vault_router
 
 #: Routes that need no credentials. The RBAC test fails for any other open route.
 OPEN_ROUTES = frozenset(
@@ -25,6 +27,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     user_router,
     role_router,
     audit_router,
+    vault_router,  # before accounts: /accounts/import must win over /accounts/{id}
+    account_router,
 )
 
 

@@ -6,6 +6,7 @@ Every error leaves as ``{"error": code, "detail": message}`` with the request id
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -24,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tgfleet import __version__
 from tgfleet.api import mount_routers
 from tgfleet.auth.service import Security
+from tgfleet.vault.endpoints import IMPORT_PATH
+from tgfleet.vault.service import Vault
 from tgfleet.config import Settings, ensure_data_dir
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
@@ -64,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.security = Security.from_settings(settings)
+        app.state.vault = await asyncio.to_thread(Vault.load, settings)
         log.info("app.started", version=__version__, env=settings.env.value)
         try:
             yield
@@ -80,7 +84,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     mount_routers(app)
     _install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        per_path={IMPORT_PATH: settings.import_max_upload_bytes},
+    )
     app.add_middleware(RequestContextMiddleware)
     return app
 
@@ -147,21 +155,23 @@ class BodyLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with 413, by Content-Length up front or by
     counting a streamed body, before any of it reaches a handler."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None):
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope.get("path", ""), self.default_max_bytes)
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await _send_error(send, 400, "bad_request", "Content-Length is not a number")
                 return
-            if int(declared) > self.max_bytes:
-                await _send_error(send, 413, "payload_too_large", self._message())
+            if int(declared) > max_bytes:
+                await _send_error(send, 413, "payload_too_large", _too_large(max_bytes))
                 return
         received = 0
 
@@ -170,14 +180,15 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise StarletteHTTPException(413, self._message())
+                if received > max_bytes:
+                    raise StarletteHTTPException(413, _too_large(max_bytes))
             return message
 
         await self.app(scope, counting_receive, send)
 
-    def _message(self) -> str:
-        return f"request body is larger than the limit of {self.max_bytes} bytes"
+
+def _too_large(max_bytes: int) -> str:
+    return f"request body is larger than the limit of {max_bytes} bytes"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

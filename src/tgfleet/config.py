@@ -64,6 +64,30 @@ class Settings(BaseSettings):
     db_max_overflow: Annotated[int, Field(ge=0)] = 10
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
 
+    vault_key_file: Path | None = Field(
+        default=None, description="default: <data dir>/vault.key (created by `tgfleet vault init`)"
+    )
+    vault_key: SecretStr | None = Field(
+        default=None, description="base64 of a 32-byte key-encryption key, instead of a key file"
+    )
+    vault_passphrase: SecretStr | None = Field(
+        default=None, description="derive the key-encryption key with scrypt instead"
+    )
+    vault_previous_keys: SecretStr | None = Field(
+        default=None, description="comma-separated base64 keys still usable while rotating"
+    )
+    vault_allow_readable_key_file: bool = Field(
+        default=False, description="accept a key file others can read (read-only secret mounts)"
+    )
+    vault_extra_dc_ids: list[int] = Field(
+        default_factory=list, description="DC ids accepted besides 1-5 (the sandbox's), JSON list"
+    )
+
+    import_max_file_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    import_max_upload_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    import_max_entries: Annotated[int, Field(ge=1)] = 10_000
+    import_max_total_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024 * 1024
+
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="default: JSON in prod")
 
@@ -90,6 +114,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tgfleet.db'}"
+
+    @property
+    def effective_vault_key_file(self) -> Path:
+        return self.vault_key_file or self.data_dir / "vault.key"
+
+    @property
+    def vault_salt_file(self) -> Path:
+        return self.data_dir / "vault.salt"
 
     @property
     def effective_log_json(self) -> bool:

@@ -16,6 +16,7 @@ class Permission(StrEnum):
     SESSION_IMPORT = "session:import"
     SESSION_EXPORT = "session:export"
     SESSION_DELETE = "session:delete"
+    VAULT_READ = "vault:read"
     VAULT_ROTATE = "vault:rotate"
     PLAYBOOK_READ = "playbook:read"
     PLAYBOOK_WRITE = "playbook:write"
@@ -33,6 +34,7 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.SESSION_IMPORT: "import session files and strings into the vault",
     Permission.SESSION_EXPORT: "export a decrypted session (audited, needs a reason)",
     Permission.SESSION_DELETE: "delete a session from the vault",
+    Permission.VAULT_READ: "see the vault's keys (ids only) and what they wrap",
     Permission.VAULT_ROTATE: "rotate the vault's key-encryption keys",
     Permission.PLAYBOOK_READ: "see playbooks",
     Permission.PLAYBOOK_WRITE: "create and edit playbooks",
@@ -70,6 +72,7 @@ BUILTIN_ROLES: dict[str, frozenset[Permission]] = {
             Permission.PLAYBOOK_READ,
             Permission.ALERT_READ,
             Permission.USER_READ,
+            Permission.VAULT_READ,
         }
     ),
 }

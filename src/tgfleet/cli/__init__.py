@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tgfleet import __version__
-from tgfleet.cli import audit, db, user
+from tgfleet.cli import account, audit, db, session, user, vault
 from tgfleet.cli.run import run
 
 app = typer.Typer(
@@ -18,6 +18,9 @@ app.command()(run)
 app.add_typer(db.app, name="db")
 app.add_typer(user.app, name="user")
 app.add_typer(audit.app, name="audit")
+app.add_typer(vault.app, name="vault")
+app.add_typer(session.app, name="session")
+app.add_typer(account.app, name="account")
 
 
 @app.command()

@@ -17,7 +17,7 @@ from typing import TextIO, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
@@ -26,6 +26,7 @@ from tgfleet.config import Settings, ensure_data_dir, unknown_settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.db import UNREACHABLE, create_engine, create_sessionmaker, unit_of_work
 from tgfleet.logging import configure_logging, get_logger
+from tgfleet.vault.service import Vault
 
 T = TypeVar("T")
 
@@ -66,6 +67,34 @@ def schema_revision(settings: Settings) -> str | None:
         return asyncio.run(migrations.current_revision(settings.effective_database_url))
     except UNREACHABLE as exc:
         raise fail(f"the database cannot be reached: {type(exc).__name__}") from exc
+
+
+def load_vault(settings: Settings) -> Vault:
+    """The vault's keyring from its configured source; no usable key exits 2."""
+    try:
+        return Vault.load(settings)
+    except AppError as exc:
+        raise fail(exc.message, 2) from exc
+
+
+def with_sessionmaker(
+    settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+) -> T:
+    """Run ``work`` with a sessionmaker, for jobs that commit in several units of work."""
+
+    async def main() -> T:
+        engine = create_engine(
+            settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+        try:
+            return await work(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except AppError as exc:
+        raise fail(exc.message) from exc
 
 
 def security_for(settings: Settings) -> auth_service.Security:

@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from tgfleet.auth import service as auth_service
+from tgfleet.config import Environment, Settings
+from tgfleet.vault.keyring import init_key_file
 from tgfleet.cli._runtime import (
     cli_audit_context,
     console,
     load_settings,
+    load_vault,
     migrate,
     run_in_session,
     security_for,
@@ -35,6 +38,8 @@ def run(
 
     settings = load_settings(log_level=None)
     security = security_for(settings)
+    _ensure_dev_vault_key(settings)
+    load_vault(settings)  # no usable key: stop here with the message, before serving
     migrate(settings)
 
     async def work(session: AsyncSession) -> tuple[str, str] | None:
@@ -62,3 +67,17 @@ def run(
         )
     )
     asyncio.run(server.serve())
+
+
+def _ensure_dev_vault_key(settings: Settings) -> None:
+    """In dev, with no key configured at all, create the key file so `make run` just works.
+    Production (TGFLEET_ENV=prod) never invents a key: it refuses to start instead."""
+    configured = settings.vault_key or settings.vault_passphrase
+    key_file = settings.effective_vault_key_file
+    if settings.env is not Environment.DEV or configured or key_file.exists():
+        return
+    keyring = init_key_file(key_file)
+    console.print(
+        f"Created the vault key file {key_file} (key {keyring.active.id}). Back it up: "
+        "without it no imported session can be decrypted."
+    )

@@ -1,0 +1,1 @@
+"""Accounts: the Telegram user accounts under management (key material lives in vault)."""

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tgfleet.kit.clock import utcnow
+from tgfleet.kit.model import Model, TZDateTime
+
+
+class Account(Model):
+    """A Telegram user account under management. Desired state lives here; observed state
+    comes with the runtime. Key material lives in ``session_secret``, never here."""
+
+    __tablename__ = "account"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    label: Mapped[str] = mapped_column(String(200), unique=True)
+    tg_user_id: Mapped[int | None] = mapped_column(BigInteger, index=True, default=None)
+    username: Mapped[str | None] = mapped_column(String(64), default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), default=None)
+    dc_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    desired_state: Mapped[str] = mapped_column(String(16), default="stopped")
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)

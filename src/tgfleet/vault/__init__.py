@@ -1,0 +1,1 @@
+"""Vault: session formats, envelope encryption under a rotating keyring, audited access."""

@@ -1,0 +1,167 @@
+"""HTTP API for session import, export and erase, and for the vault's keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from tgfleet.auth.dependencies import Requires, audit_context
+from tgfleet.auth.permissions import Permission
+from tgfleet.auth.schemas import Principal
+from tgfleet.kit.http import DbSession, Meta
+from tgfleet.vault import service as vault_service
+from tgfleet.vault.formats import SessionFormat
+from tgfleet.vault.schemas import (
+    ImportReport,
+    ImportResultRead,
+    KekStatusRead,
+    RotationRead,
+    RotationReportRead,
+    SessionExportRequest,
+    VaultStatusRead,
+)
+from tgfleet.vault.upload import read_upload
+
+IMPORT_PATH = "/api/v1/accounts/import"
+
+router = APIRouter(tags=["vault"])
+
+Importer = Annotated[Principal, Requires(Permission.SESSION_IMPORT)]
+Exporter = Annotated[Principal, Requires(Permission.SESSION_EXPORT)]
+Eraser = Annotated[Principal, Requires(Permission.SESSION_DELETE)]
+Rotator = Annotated[Principal, Requires(Permission.VAULT_ROTATE)]
+VaultReader = Annotated[Principal, Requires(Permission.VAULT_READ)]
+
+MEDIA_TYPES = {
+    SessionFormat.TELETHON: "application/vnd.sqlite3",
+    SessionFormat.PYROGRAM: "application/vnd.sqlite3",
+    SessionFormat.TELETHON_STRING: "text/plain",
+    SessionFormat.PYROGRAM_STRING: "text/plain",
+}
+
+
+def _vault(request: Request) -> vault_service.Vault:
+    vault: vault_service.Vault = request.app.state.vault
+    return vault
+
+
+@router.post(IMPORT_PATH, response_model=ImportReport)
+async def import_sessions(
+    request: Request,
+    principal: Importer,
+    session: DbSession,
+    meta: Meta,
+    label: Annotated[
+        str | None, Query(max_length=200, description="label for a single imported file")
+    ] = None,
+    name: Annotated[
+        str, Query(max_length=300, description="file name of a raw (non-multipart) body")
+    ] = "upload.session",
+) -> ImportReport:
+    """Import sessions: a raw body (one session file or string, or a zip) or
+    multipart/form-data with any number of files and zips. Each file is validated and
+    imported on its own; the report lists every file's outcome. An unsafe zip is refused
+    whole (path traversal, too many entries, a zip bomb)."""
+    # Each file commits in its own transaction: end the request's (authentication) one
+    # first, or on SQLite it would hold the write lock the imports wait for.
+    await session.commit()
+    vault = _vault(request)
+    settings = vault.settings
+    files, fields = await read_upload(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        max_bytes=settings.import_max_upload_bytes,
+        default_name=name,
+    )
+    entries = []
+    for upload in files:
+        entries += await asyncio.to_thread(
+            vault_service.expand_upload, upload.name, bytes(upload.data), vault.limits
+        )
+    label = label or fields.get("label") or None
+    if label is not None and len(entries) != 1:
+        label = None  # a label names one account; many files keep their own names
+    results = await vault_service.import_entries(
+        request.app.state.sessionmaker,
+        vault,
+        audit_context(principal, meta),
+        entries,
+        label=label,
+    )
+    return ImportReport(
+        imported=sum(r.ok for r in results),
+        failed=sum(not r.ok for r in results),
+        results=[ImportResultRead.model_validate(r) for r in results],
+    )
+
+
+@router.post("/api/v1/accounts/{account_id}/session/export")
+async def export_session(
+    account_id: uuid.UUID,
+    body: SessionExportRequest,
+    request: Request,
+    principal: Exporter,
+    session: DbSession,
+    meta: Meta,
+) -> Response:
+    """Export an account's decrypted session as a file (Telethon or Pyrogram SQLite) or a
+    string. Needs a reason; audited."""
+    content = await vault_service.export(
+        session,
+        _vault(request),
+        audit_context(principal, meta),
+        account_id,
+        fmt=body.format,
+        reason=body.reason,
+    )
+    suffix = ".session" if body.format.value in {"telethon", "pyrogram"} else ".txt"
+    return Response(
+        content=content,
+        media_type=MEDIA_TYPES[body.format],
+        headers={
+            "Content-Disposition": f'attachment; filename="{account_id}{suffix}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.delete("/api/v1/accounts/{account_id}/session", status_code=status.HTTP_204_NO_CONTENT)
+async def erase_session(
+    account_id: uuid.UUID, principal: Eraser, session: DbSession, meta: Meta
+) -> Response:
+    """Crypto-erase an account's session: its wrapped data key and ciphertext are destroyed."""
+    await vault_service.erase(session, audit_context(principal, meta), account_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/api/v1/vault/rotate", response_model=RotationReportRead)
+async def rotate(
+    request: Request, principal: Rotator, session: DbSession, meta: Meta
+) -> RotationReportRead:
+    """Rotate the key-encryption key: add a KEK (key-file keyring), re-wrap every data key
+    in batches, retire the KEKs nothing uses. Safe to repeat after a crash."""
+    await session.commit()  # batches commit on their own; release the request's transaction
+    report = await vault_service.rotate(
+        request.app.state.sessionmaker, _vault(request), audit_context(principal, meta)
+    )
+    return RotationReportRead.model_validate(report)
+
+
+@router.get("/api/v1/vault/status", response_model=VaultStatusRead)
+async def vault_status(
+    request: Request, _principal: VaultReader, session: DbSession
+) -> VaultStatusRead:
+    """The keyring's KEK ids and how many secrets each wraps; secrets by state."""
+    result = await vault_service.status(session, _vault(request))
+    return VaultStatusRead(
+        source=result.source,
+        active_kek_id=result.active_kek_id,
+        keks=[KekStatusRead.model_validate(k) for k in result.keks],
+        secrets_by_state=result.secrets_by_state,
+        last_rotation=(
+            RotationRead.model_validate(result.last_rotation) if result.last_rotation else None
+        ),
+    )

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+
+from tgfleet.kit.repository import RepositoryBase
+from tgfleet.models import SessionSecret, VaultRotation
+
+
+class SecretRepository(RepositoryBase[SessionSecret]):
+    model = SessionSecret
+
+    async def by_fingerprint(self, fingerprint: str) -> SessionSecret | None:
+        return await self.first(
+            select(SessionSecret).where(SessionSecret.auth_key_fingerprint == fingerprint)
+        )
+
+    async def for_accounts(self, account_ids: Sequence[uuid.UUID]) -> list[SessionSecret]:
+        if not account_ids:
+            return []
+        return await self.all(
+            select(SessionSecret).where(SessionSecret.account_id.in_(list(account_ids)))
+        )
+
+    async def needing_rewrap(
+        self, target_kek_id: str, *, after: uuid.UUID | None, limit: int
+    ) -> list[SessionSecret]:
+        """Secrets wrapped by any other KEK, in account id order (keyset pagination)."""
+        statement = (
+            select(SessionSecret)
+            .where(
+                SessionSecret.kek_id.is_not(None),
+                SessionSecret.kek_id != target_kek_id,
+                SessionSecret.wrapped_key.is_not(None),
+            )
+            .order_by(SessionSecret.account_id)
+            .limit(limit)
+        )
+        if after is not None:
+            statement = statement.where(SessionSecret.account_id > after)
+        return await self.all(statement)
+
+    async def set_wrapped_keys(self, rows: list[tuple[uuid.UUID, str, bytes]]) -> None:
+        """Write many re-wrapped data keys in one executemany."""
+        if not rows:
+            return
+        await self.session.execute(
+            update(SessionSecret),
+            [
+                {"account_id": account_id, "kek_id": kek_id, "wrapped_key": wrapped}
+                for account_id, kek_id, wrapped in rows
+            ],
+        )
+
+    async def count_by_kek(self) -> dict[str, int]:
+        result = await self.session.execute(
+            select(SessionSecret.kek_id, func.count())
+            .where(SessionSecret.kek_id.is_not(None))
+            .group_by(SessionSecret.kek_id)
+        )
+        return {str(kek_id): int(count) for kek_id, count in result.all()}
+
+    async def count_by_state(self) -> dict[str, int]:
+        result = await self.session.execute(
+            select(SessionSecret.state, func.count()).group_by(SessionSecret.state)
+        )
+        return {str(state): int(count) for state, count in result.all()}
+
+
+class RotationRepository(RepositoryBase[VaultRotation]):
+    model = VaultRotation
+
+    async def running(self) -> VaultRotation | None:
+        return await self.first(
+            select(VaultRotation)
+            .where(VaultRotation.state == "running")
+            .order_by(VaultRotation.id.desc())
+        )
+
+    async def latest(self) -> VaultRotation | None:
+        return await self.first(select(VaultRotation).order_by(VaultRotation.id.desc()))

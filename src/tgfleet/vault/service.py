@@ -1,0 +1,562 @@
+"""Vault services: import, export, erase, decrypt, rotate, status.
+
+Key material exists in plaintext only in memory, for as long as one call needs it. Every
+import, export, erase, decrypt and rotation writes an audit record; a failed decrypt is
+audited too and marks the secret ``tampered`` (unusable until re-imported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tgfleet.account import service as account_service
+from tgfleet.audit import service as audit_service
+from tgfleet.audit.schemas import AuditContext
+from tgfleet.config import Settings
+from tgfleet.exceptions import AppError
+from tgfleet.kit.clock import utcnow
+from tgfleet.kit.db import unit_of_work
+from tgfleet.logging import get_logger
+from tgfleet.models import Account, SessionSecret, VaultRotation
+from tgfleet.vault import crypto
+from tgfleet.vault.archive import ArchiveLimits, Entry, is_zip, iter_folder, iter_zip
+from tgfleet.vault.exceptions import (
+    DecryptError,
+    DuplicateSessionError,
+    RotationInProgress,
+    SessionNotFound,
+)
+from tgfleet.vault.formats import (
+    CanonicalSession,
+    FormatPolicy,
+    SessionFormat,
+    auth_key_fingerprint,
+    emit,
+    from_record,
+    parse,
+    to_record,
+)
+from tgfleet.vault.keyring import KeySource, Keyring, add_kek, load_keyring, retire_kek
+from tgfleet.vault.repository import RotationRepository, SecretRepository
+
+log = get_logger(__name__)
+
+ACTIVE = "active"
+TAMPERED = "tampered"
+ERASED = "erased"
+REWRAP_BATCH = 500
+
+
+@dataclass
+class Vault:
+    """The process's keyring and import limits. The keyring is reloaded from its source when
+    a secret names a KEK it does not hold (another process rotated)."""
+
+    keyring: Keyring
+    policy: FormatPolicy
+    limits: ArchiveLimits
+    settings: Settings
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    def load(cls, settings: Settings) -> Vault:
+        """Blocking (scrypt in passphrase mode): call from a thread inside a running loop."""
+        return cls(
+            keyring=load_keyring_for(settings),
+            policy=FormatPolicy(
+                allowed_dc_ids=frozenset({1, 2, 3, 4, 5, *settings.vault_extra_dc_ids}),
+                max_file_bytes=settings.import_max_file_bytes,
+            ),
+            limits=ArchiveLimits(
+                max_entries=settings.import_max_entries,
+                max_entry_bytes=settings.import_max_file_bytes,
+                max_total_bytes=settings.import_max_total_bytes,
+            ),
+            settings=settings,
+        )
+
+    async def reload(self) -> Keyring:
+        async with self._lock:
+            self.keyring = await asyncio.to_thread(load_keyring_for, self.settings)
+            return self.keyring
+
+    async def keyring_with(self, kek_id: str) -> Keyring:
+        if kek_id in self.keyring.usable_ids():
+            return self.keyring
+        return await self.reload()
+
+
+def load_keyring_for(settings: Settings) -> Keyring:
+    return load_keyring(
+        key_file=settings.effective_vault_key_file,
+        env_key=settings.vault_key.get_secret_value() if settings.vault_key else None,
+        passphrase=(
+            settings.vault_passphrase.get_secret_value() if settings.vault_passphrase else None
+        ),
+        previous_keys=(
+            settings.vault_previous_keys.get_secret_value()
+            if settings.vault_previous_keys
+            else None
+        ),
+        salt_file=settings.vault_salt_file,
+        allow_readable_key_file=settings.vault_allow_readable_key_file,
+    )
+
+
+# -------------------------------------------------------------------------- import
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    name: str
+    ok: bool
+    account_id: uuid.UUID | None = None
+    label: str | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+def expand_upload(name: str, data: bytes, limits: ArchiveLimits) -> list[Entry]:
+    """One uploaded file, or every entry of an uploaded zip (refused whole if unsafe)."""
+    if is_zip(data):
+        return list(iter_zip(data, limits))
+    return [Entry(name=name, data=data)]
+
+
+def expand_path(path: Path, limits: ArchiveLimits) -> list[Entry]:
+    """A file, a zip file or a folder on this machine, as entries (blocking: use a thread)."""
+    if path.is_dir():
+        return list(iter_folder(path, limits))
+    data = path.read_bytes() if path.stat().st_size <= limits.max_total_bytes else b""
+    if is_zip(data):
+        return list(iter_zip(data, limits))
+    return [Entry(name=path.name, data=data)]
+
+
+def _label_from_name(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in (".session", ".txt", ".session-string"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base or "account"
+
+
+async def import_one(
+    session: AsyncSession,
+    vault: Vault,
+    context: AuditContext,
+    entry: Entry,
+    *,
+    label: str | None = None,
+) -> Account:
+    """Parse, validate and store one session in the caller's unit of work: creates the
+    account, encrypts the canonical record, audits. Refuses a key already in the vault."""
+    record = await asyncio.to_thread(parse, entry.data, vault.policy, name=entry.name)
+    fingerprint = auth_key_fingerprint(record.auth_key)
+    secrets = SecretRepository(session)
+    existing = await secrets.by_fingerprint(fingerprint)
+    if existing is not None:
+        owner = await account_service.get_account(session, existing.account_id)
+        raise DuplicateSessionError(
+            f"{entry.name}: this session is already in the vault as account "
+            f"{owner.label!r} ({owner.id})"
+        )
+    account = await account_service.create_account(
+        session,
+        label=label or _label_from_name(entry.name),
+        tg_user_id=record.user_id,
+        dc_id=record.dc_id,
+        exact_label=label is not None,
+    )
+    envelope = crypto.seal(vault.keyring, to_record(record), account_id=account.id, version=1)
+    secret = SessionSecret(
+        account_id=account.id,
+        version=1,
+        state=ACTIVE,
+        source_format=record.source_format.value,
+        kek_id=envelope.kek_id,
+        wrapped_key=envelope.wrapped_key,
+        nonce=envelope.nonce,
+        ciphertext=envelope.ciphertext,
+        auth_key_fingerprint=fingerprint,
+    )
+    try:
+        async with session.begin_nested():
+            await secrets.add(secret)
+    except IntegrityError as exc:  # a concurrent import of the same key
+        raise DuplicateSessionError(f"{entry.name}: this session is already in the vault") from exc
+    await audit_service.record(
+        session,
+        context,
+        action="session.import",
+        target=f"account:{account.id}",
+        details={
+            "file": entry.name,
+            "label": account.label,
+            "format": record.source_format.value,
+            "dc_id": record.dc_id,
+            "kek_id": envelope.kek_id,
+        },
+    )
+    log.info("vault.imported", account_id=str(account.id), format=record.source_format.value)
+    return account
+
+
+async def import_entries(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    entries: Iterable[Entry],
+    *,
+    label: str | None = None,
+    on_result: Callable[[ImportResult], None] | None = None,
+) -> list[ImportResult]:
+    """Import each entry in its own transaction; a bad file fails alone and is audited."""
+    results: list[ImportResult] = []
+    for entry in entries:
+        try:
+            async with unit_of_work(sessionmaker) as session:
+                account = await import_one(session, vault, context, entry, label=label)
+            result = ImportResult(
+                name=entry.name, ok=True, account_id=account.id, label=account.label
+            )
+        except AppError as exc:
+            result = ImportResult(name=entry.name, ok=False, error=exc.code, detail=exc.message)
+            await _audit_failed_import(sessionmaker, context, entry.name, exc)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+async def _audit_failed_import(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    context: AuditContext,
+    name: str,
+    error: AppError,
+) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        await audit_service.record(
+            session,
+            context,
+            action="session.import",
+            target="vault",
+            result=audit_service.FAILURE,
+            details={"file": name, "error": error.code, "detail": error.message},
+        )
+
+
+# ---------------------------------------------------------------- decrypt / export
+
+
+async def _secret_of(session: AsyncSession, account_id: uuid.UUID) -> SessionSecret:
+    secret = await SecretRepository(session).get(account_id)
+    if secret is None or secret.state == ERASED or secret.ciphertext is None:
+        raise SessionNotFound(f"account {account_id} has no session in the vault")
+    return secret
+
+
+async def decrypt(
+    session: AsyncSession,
+    vault: Vault,
+    context: AuditContext,
+    account_id: uuid.UUID,
+    *,
+    purpose: str,
+) -> CanonicalSession:
+    """Decrypt an account's session into memory, audited with ``purpose`` (run, export).
+
+    A secret that fails to decrypt (tampered ciphertext or wrapped key, a blob moved from
+    another account) is marked ``tampered``, audited as a failure, and raises DecryptError.
+    """
+    secret = await _secret_of(session, account_id)
+    if secret.state == TAMPERED:
+        raise DecryptError(
+            f"account {account_id}'s session failed to decrypt before and is unusable; "
+            "re-import it"
+        )
+    assert secret.kek_id is not None and secret.wrapped_key is not None  # noqa: S101 - state active
+    assert secret.nonce is not None  # noqa: S101 - state active
+    envelope = crypto.Envelope(
+        kek_id=secret.kek_id,
+        wrapped_key=secret.wrapped_key,
+        nonce=secret.nonce,
+        ciphertext=secret.ciphertext or b"",
+    )
+    try:
+        keyring = await vault.keyring_with(secret.kek_id)
+        plaintext = crypto.open_envelope(
+            keyring, envelope, account_id=account_id, version=secret.version
+        )
+        record = from_record(plaintext)
+        if auth_key_fingerprint(record.auth_key) != secret.auth_key_fingerprint:
+            raise DecryptError("the decrypted session does not match its fingerprint")
+    except (DecryptError, AppError) as exc:
+        secret.state = TAMPERED
+        await session.flush()
+        await audit_service.record(
+            session,
+            context,
+            action="session.decrypt",
+            target=f"account:{account_id}",
+            result=audit_service.FAILURE,
+            details={"purpose": purpose, "kek_id": secret.kek_id, "error": exc.code},
+        )
+        log.error("vault.decrypt_failed", account_id=str(account_id), error=exc.code)
+        raise DecryptError(
+            f"account {account_id}'s session failed to decrypt (tampered or moved); it is "
+            "marked unusable until re-imported"
+        ) from exc
+    await audit_service.record(
+        session,
+        context,
+        action="session.decrypt",
+        target=f"account:{account_id}",
+        details={"purpose": purpose, "kek_id": secret.kek_id},
+    )
+    return record
+
+
+async def export(
+    session: AsyncSession,
+    vault: Vault,
+    context: AuditContext,
+    account_id: uuid.UUID,
+    *,
+    fmt: SessionFormat,
+    reason: str,
+) -> bytes:
+    """A decrypted session in ``fmt``; audited with the reason given."""
+    account = await account_service.get_account(session, account_id)
+    record = await decrypt(session, vault, context, account.id, purpose="export")
+    await audit_service.record(
+        session,
+        context,
+        action="session.export",
+        target=f"account:{account.id}",
+        details={"label": account.label, "format": fmt.value, "reason": reason},
+    )
+    return await asyncio.to_thread(emit, record, fmt)
+
+
+async def erase(session: AsyncSession, context: AuditContext, account_id: uuid.UUID) -> None:
+    """Crypto-erase: the wrapped data key and ciphertext are destroyed; nothing can decrypt
+    the session afterwards, whatever keys survive."""
+    account = await account_service.get_account(session, account_id)
+    secret = await SecretRepository(session).get(account.id)
+    if secret is None or secret.state == ERASED:
+        raise SessionNotFound(f"account {account_id} has no session in the vault")
+    previous_kek = secret.kek_id
+    secret.state = ERASED
+    secret.kek_id = None
+    secret.wrapped_key = None
+    secret.nonce = None
+    secret.ciphertext = None
+    secret.auth_key_fingerprint = None
+    await session.flush()
+    await audit_service.record(
+        session,
+        context,
+        action="session.delete",
+        target=f"account:{account.id}",
+        details={"label": account.label, "kek_id": previous_kek},
+    )
+
+
+async def summaries(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, SessionSecret]:
+    rows = await SecretRepository(session).for_accounts(account_ids)
+    return {row.account_id: row for row in rows}
+
+
+# ------------------------------------------------------------------------ rotation
+
+
+@dataclass(frozen=True, slots=True)
+class RotationReport:
+    target_kek_id: str
+    rewrapped: int
+    failed: int
+    retired: list[str]
+    resumed: bool
+
+
+async def rotate(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    *,
+    batch_size: int = REWRAP_BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> RotationReport:
+    """Re-wrap every data key under a new KEK, then retire the KEKs nothing uses.
+
+    File keyring: a new KEK is added first (unless a crashed run left a ``running``
+    rotation, which is continued towards its target). Env or passphrase keyring: the
+    target is the configured key; old ones come from TGFLEET_VAULT_PREVIOUS_KEYS.
+    Each batch commits on its own, so a killed run loses at most one batch of work and a
+    rerun continues where it stopped. Ciphertexts are never touched.
+    """
+    async with unit_of_work(sessionmaker) as session:
+        running = await RotationRepository(session).running()
+        resumed = running is not None
+        keyring = await vault.reload()
+        if running is not None and running.target_kek_id in keyring.usable_ids():
+            target = running.target_kek_id
+            rotation_id = running.id
+        else:
+            if running is not None:
+                running.state = "abandoned"
+            if keyring.source is KeySource.FILE:
+                new = await asyncio.to_thread(add_kek, vault.settings.effective_vault_key_file)
+                keyring = await vault.reload()
+                target = new.id
+            else:
+                target = keyring.active.id
+            rotation = VaultRotation(target_kek_id=target, actor=context.actor)
+            await RotationRepository(session).add(rotation)
+            rotation_id = rotation.id
+            await audit_service.record(
+                session,
+                context,
+                action="vault.rotate.start",
+                target=f"kek:{target}",
+                details={"resumed": False, "source": keyring.source.value},
+            )
+        total = sum(
+            count
+            for kek, count in (await SecretRepository(session).count_by_kek()).items()
+            if kek != target
+        )
+    if keyring.active.id != target:
+        raise RotationInProgress(
+            f"the keyring's active key is {keyring.active.id} but rotation {rotation_id} "
+            f"targets {target}; finish or abandon it first"
+        )
+
+    rewrapped = failed = 0
+    after: uuid.UUID | None = None
+    while True:
+        async with unit_of_work(sessionmaker) as session:
+            secrets = SecretRepository(session)
+            batch = await secrets.needing_rewrap(target, after=after, limit=batch_size)
+            if not batch:
+                break
+            updates: list[tuple[uuid.UUID, str, bytes]] = []
+            for secret in batch:
+                try:
+                    envelope = crypto.rewrap(
+                        keyring,
+                        crypto.Envelope(
+                            kek_id=secret.kek_id or "",
+                            wrapped_key=secret.wrapped_key or b"",
+                            nonce=secret.nonce or b"",
+                            ciphertext=secret.ciphertext or b"",
+                        ),
+                        account_id=secret.account_id,
+                        version=secret.version,
+                        to_kek_id=target,
+                    )
+                except DecryptError:
+                    failed += 1
+                    secret.state = TAMPERED
+                    continue
+                updates.append((secret.account_id, envelope.kek_id, envelope.wrapped_key))
+            after = batch[-1].account_id
+            await secrets.set_wrapped_keys(updates)
+            rotation_row = await RotationRepository(session).get(rotation_id)
+            if rotation_row is not None:
+                rotation_row.rewrapped += len(updates)
+                rotation_row.failed = failed
+            rewrapped += len(updates)
+        if progress is not None:
+            progress(rewrapped + failed, total)
+
+    retired: list[str] = []
+    async with unit_of_work(sessionmaker) as session:
+        in_use = await SecretRepository(session).count_by_kek()
+        if keyring.source is KeySource.FILE:
+            for kek in keyring.all():
+                if kek.id != target and kek.key is not None and in_use.get(kek.id, 0) == 0:
+                    await asyncio.to_thread(
+                        retire_kek, vault.settings.effective_vault_key_file, kek.id
+                    )
+                    retired.append(kek.id)
+        rotation_row = await RotationRepository(session).get(rotation_id)
+        if rotation_row is not None:
+            rotation_row.state = "done" if failed == 0 else "done_with_failures"
+            rotation_row.finished_at = utcnow()
+        await audit_service.record(
+            session,
+            context,
+            action="vault.rotate.finish",
+            target=f"kek:{target}",
+            result=audit_service.SUCCESS if failed == 0 else audit_service.FAILURE,
+            details={"rewrapped": rewrapped, "failed": failed, "retired": retired},
+        )
+    await vault.reload()
+    log.info("vault.rotated", target=target, rewrapped=rewrapped, failed=failed)
+    return RotationReport(
+        target_kek_id=target, rewrapped=rewrapped, failed=failed, retired=retired, resumed=resumed
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KekStatus:
+    id: str
+    state: str  # active, usable (still decrypts), retired, missing (used by secrets, not held)
+    secrets: int
+    created_at: str | None
+    retired_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VaultStatus:
+    source: str
+    active_kek_id: str
+    keks: list[KekStatus]
+    secrets_by_state: dict[str, int]
+    last_rotation: VaultRotation | None
+
+
+async def status(session: AsyncSession, vault: Vault) -> VaultStatus:
+    """KEKs with how many secrets each wraps, secrets by state, the last rotation."""
+    secrets = SecretRepository(session)
+    in_use = await secrets.count_by_kek()
+    keyring = vault.keyring
+    keks: list[KekStatus] = []
+    for kek in keyring.all():
+        if kek.id == keyring.active.id:
+            state = "active"
+        elif kek.key is None:
+            state = "retired"
+        else:
+            state = "usable"
+        keks.append(
+            KekStatus(
+                id=kek.id,
+                state=state,
+                secrets=in_use.pop(kek.id, 0),
+                created_at=kek.created_at.isoformat() if kek.created_at else None,
+                retired_at=kek.retired_at.isoformat() if kek.retired_at else None,
+            )
+        )
+    keks.extend(
+        KekStatus(id=kek_id, state="missing", secrets=count, created_at=None, retired_at=None)
+        for kek_id, count in sorted(in_use.items())
+    )
+    return VaultStatus(
+        source=keyring.source.value,
+        active_kek_id=keyring.active.id,
+        keks=keks,
+        secrets_by_state=await secrets.count_by_state(),
+        last_rotation=await RotationRepository(session).latest(),
+    )

@@ -1,0 +1,168 @@
+"""Key rotation with a key-file keyring: re-wrap, retire, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.conftest import make_settings
+from tests.factories import auth_key, telethon_string
+from tgfleet.audit.schemas import AuditContext
+from tgfleet.config import Settings
+from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.vault import service as vault_service
+from tgfleet.vault.archive import Entry
+from tgfleet.vault.keyring import init_key_file
+
+CONTEXT = AuditContext(actor="cli:test")
+
+
+@pytest.fixture
+def file_settings(db_url: str, tmp_path: Path) -> Settings:
+    settings = make_settings(db_url, tmp_path / "data", vault_key=None)
+    settings.data_dir.mkdir(mode=0o700)
+    init_key_file(settings.effective_vault_key_file)
+    return settings
+
+
+@pytest.fixture
+async def maker(file_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(file_settings.effective_database_url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def fill(
+    maker: async_sessionmaker[AsyncSession], vault: vault_service.Vault, count: int
+) -> list[vault_service.ImportResult]:
+    entries = [Entry(name=f"s{i}.txt", data=telethon_string(i).encode()) for i in range(count)]
+    results = await vault_service.import_entries(maker, vault, CONTEXT, entries)
+    assert all(r.ok for r in results)
+    return results
+
+
+async def decrypt_all(
+    maker: async_sessionmaker[AsyncSession],
+    vault: vault_service.Vault,
+    results: list[vault_service.ImportResult],
+) -> None:
+    async with unit_of_work(maker) as session:
+        for index, result in enumerate(results):
+            assert result.account_id is not None
+            record = await vault_service.decrypt(
+                session, vault, CONTEXT, result.account_id, purpose="test"
+            )
+            assert record.auth_key == auth_key(index)
+
+
+async def keys_in_use(maker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with maker() as session:
+        rows = await session.execute(
+            text("SELECT kek_id, count(*) FROM session_secret GROUP BY kek_id")
+        )
+        return {str(k): int(v) for k, v in rows.all()}
+
+
+class TestRotate:
+    async def test_rotate_rewraps_everything_and_retires_the_old_key(
+        self, file_settings: Settings, maker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        vault = await asyncio.to_thread(vault_service.Vault.load, file_settings)
+        old = vault.keyring.active.id
+        results = await fill(maker, vault, 25)
+        report = await vault_service.rotate(maker, vault, CONTEXT, batch_size=7)
+        assert report.rewrapped == 25
+        assert report.failed == 0
+        assert report.retired == [old]
+        assert await keys_in_use(maker) == {report.target_kek_id: 25}
+        assert vault.keyring.active.id == report.target_kek_id
+        key_text = file_settings.effective_vault_key_file.read_text()
+        assert old in key_text  # the id stays, for the record
+        await decrypt_all(maker, vault, results)
+        async with unit_of_work(maker) as session:
+            status = await vault_service.status(session, vault)
+        states = {k.id: (k.state, k.secrets) for k in status.keks}
+        assert states == {old: ("retired", 0), report.target_kek_id: ("active", 25)}
+
+    async def test_rotation_killed_mid_way_then_rerun(
+        self, file_settings: Settings, maker: async_sessionmaker[AsyncSession], db_url: str
+    ) -> None:
+        """SIGKILL during `tgfleet vault rotate`; the rerun continues to the same key, every
+        secret still decrypts, and the old key ends retired."""
+        vault = await asyncio.to_thread(vault_service.Vault.load, file_settings)
+        old = vault.keyring.active.id
+        results = await fill(maker, vault, 400)
+        env = {
+            **os.environ,
+            "TGFLEET_DATABASE_URL": db_url,
+            "TGFLEET_DATA_DIR": str(file_settings.data_dir),
+            "TGFLEET_ENV": "test",
+        }
+        env.pop("TGFLEET_VAULT_KEY", None)
+        command = [sys.executable, "-m", "tgfleet", "vault", "rotate", "--batch-size", "1"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        split: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            split = await keys_in_use(maker)
+            if len(split) == 2 and 0 < split.get(old, 0) < 400:
+                break
+            assert process.poll() is None, process.communicate()
+            await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert len(split) == 2, f"never caught the rotation mid-way: {split}"
+
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        assert "continued to key" in rerun.stdout
+        final = await keys_in_use(maker)
+        assert list(final.values()) == [400]
+        assert old not in final
+        vault = await asyncio.to_thread(vault_service.Vault.load, file_settings)
+        await decrypt_all(maker, vault, results)
+        async with unit_of_work(maker) as session:
+            status = await vault_service.status(session, vault)
+        retired = [k.id for k in status.keks if k.state == "retired"]
+        assert old in retired
+
+    async def test_env_keyring_rotates_to_the_new_key(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """Env keys: the new key in TGFLEET_VAULT_KEY, the old one in _PREVIOUS_KEYS."""
+        import base64
+
+        old_key = base64.b64encode(b"\x01" * 32).decode()
+        new_key = base64.b64encode(b"\x02" * 32).decode()
+        from pydantic import SecretStr
+
+        before = make_settings(db_url, tmp_path / "data", vault_key=SecretStr(old_key))
+        engine = create_engine(db_url)
+        maker = create_sessionmaker(engine)
+        try:
+            vault = await asyncio.to_thread(vault_service.Vault.load, before)
+            results = await fill(maker, vault, 5)
+            after = make_settings(
+                db_url,
+                tmp_path / "data",
+                vault_key=SecretStr(new_key),
+                vault_previous_keys=SecretStr(old_key),
+            )
+            vault = await asyncio.to_thread(vault_service.Vault.load, after)
+            report = await vault_service.rotate(maker, vault, CONTEXT)
+            assert report.rewrapped == 5
+            only_new = make_settings(db_url, tmp_path / "data", vault_key=SecretStr(new_key))
+            vault = await asyncio.to_thread(vault_service.Vault.load, only_new)
+            await decrypt_all(maker, vault, results)
+        finally:
+            await engine.dispose()
