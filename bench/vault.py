@@ -79,9 +79,7 @@ async def run(workdir: Path) -> list[str]:
 
         # Decrypt: what a worker does at start, per account (no database round trip).
         async with unit_of_work(maker, read_only=True) as session:
-            rows = list(
-                (await session.execute(SessionSecret.__table__.select())).mappings().all()
-            )
+            rows = list((await session.execute(SessionSecret.__table__.select())).mappings().all())
         envelopes = [
             (
                 row["account_id"],
@@ -137,22 +135,32 @@ async def run(workdir: Path) -> list[str]:
 
         average_file = sum(map(len, blobs)) / len(blobs)
         lines += [
-            f"### Vault: {FILES:,} real Telethon .session files "
-            f"(average {average_file / 1024:.0f} KiB)",
+            (
+                f"### Vault: {FILES:,} real Telethon .session files "
+                f"(average {average_file / 1024:.0f} KiB)"
+            ),
             "",
             "| measure | tgfleet | Fernet baseline | ratio |",
             "|---|---|---|---|",
-            f"| import (parse, validate, encrypt, store, audit) | "
-            f"{rate(FILES, import_seconds)} | encrypt only: "
-            f"{rate(FILES, fernet_encrypt_seconds)} | - |",
-            f"| decrypt to a usable key (median of 3) | {rate(FILES, decrypt_seconds)} | "
-            f"{rate(FILES, fernet_decrypt_seconds)} (decrypt only) | "
-            f"**{fernet_decrypt_seconds / decrypt_seconds:.1f}x** |",
-            f"| decrypt and parse to a usable key | {rate(FILES, decrypt_seconds)} | "
-            f"{rate(FILES, fernet_usable_seconds)} | "
-            f"{fernet_usable_seconds / decrypt_seconds:.1f}x |",
-            f"| decrypt through the service (read, decrypt, audit, commit) | "
-            f"{rate(200, service_seconds)} | - | - |",
+            (
+                f"| import (parse, validate, encrypt, store, audit) | "
+                f"{rate(FILES, import_seconds)} | encrypt only: "
+                f"{rate(FILES, fernet_encrypt_seconds)} | - |"
+            ),
+            (
+                f"| decrypt to a usable key (median of 3) | {rate(FILES, decrypt_seconds)} | "
+                f"{rate(FILES, fernet_decrypt_seconds)} (decrypt only) | "
+                f"**{fernet_decrypt_seconds / decrypt_seconds:.1f}x** |"
+            ),
+            (
+                f"| decrypt and parse to a usable key | {rate(FILES, decrypt_seconds)} | "
+                f"{rate(FILES, fernet_usable_seconds)} | "
+                f"{fernet_usable_seconds / decrypt_seconds:.1f}x |"
+            ),
+            (
+                f"| decrypt through the service (read, decrypt, audit, commit) | "
+                f"{rate(200, service_seconds)} | - | - |"
+            ),
             "",
         ]
     finally:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telethon.crypto import AuthKey
 from telethon.sessions import SQLiteSession, StringSession
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service

@@ -50,14 +50,31 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/roles/{name}"): "user:admin",
     ("GET", "/api/v1/audit"): "audit:read",
     ("GET", "/api/v1/audit/verify"): "audit:read",
+    ("GET", "/api/v1/accounts"): "account:read",
+    ("GET", "/api/v1/accounts/{account_id}"): "account:read",
+    ("POST", "/api/v1/accounts/import"): "session:import",
+    ("POST", "/api/v1/accounts/{account_id}/session/export"): "session:export",
+    ("DELETE", "/api/v1/accounts/{account_id}/session"): "session:delete",
+    ("POST", "/api/v1/vault/rotate"): "vault:rotate",
+    ("GET", "/api/v1/vault/status"): "vault:read",
 }
 
 #: Which of the permissions used above each built-in role holds (written out by hand).
 ROLE_HOLDS: dict[str, set[str]] = {
-    "admin": {"user:read", "user:admin", "audit:read"},
-    "operator": set(),
-    "viewer": set(),
-    "auditor": {"user:read", "audit:read"},
+    "admin": {
+        "user:read",
+        "user:admin",
+        "audit:read",
+        "account:read",
+        "session:import",
+        "session:export",
+        "session:delete",
+        "vault:rotate",
+        "vault:read",
+    },
+    "operator": {"account:read", "session:import"},
+    "viewer": {"account:read"},
+    "auditor": {"user:read", "audit:read", "account:read", "vault:read"},
 }
 
 DOC_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

@@ -25,13 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tgfleet import __version__
 from tgfleet.api import mount_routers
 from tgfleet.auth.service import Security
-from tgfleet.vault.endpoints import IMPORT_PATH
-from tgfleet.vault.service import Vault
 from tgfleet.config import Settings, ensure_data_dir
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.logging import get_logger
+from tgfleet.vault.endpoints import IMPORT_PATH
+from tgfleet.vault.service import Vault
 
 log = get_logger(__name__)
 

@@ -226,7 +226,7 @@ class TestJwt:
         detail: str,
     ) -> None:
         claims = {k: v for k, v in (_claims(admin) | changes).items() if v is not None}
-        token = jwt.encode(claims, key, algorithm=algorithm)
+        token = jwt.encode(claims, key or "", algorithm=algorithm)
         response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401
         assert detail in response.json()["detail"]

@@ -81,7 +81,9 @@ class TestImport:
             assert leaked not in one.content
             assert leaked not in listed.content
 
-    async def test_string_import_with_label(self, client: httpx.AsyncClient, admin: Credentials) -> None:
+    async def test_string_import_with_label(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
         response = await import_raw(
             client, admin, telethon_string(2).encode(), "x.txt", label="welcome desk"
         )
@@ -115,7 +117,9 @@ class TestImport:
     ) -> None:
         first = await import_raw(client, admin, telethon_string(3).encode(), "a.txt", label="alpha")
         assert first.json()["imported"] == 1
-        again = await import_raw(client, admin, telethon_file(tmp_path, 3).read_bytes(), "b.session")
+        again = await import_raw(
+            client, admin, telethon_file(tmp_path, 3).read_bytes(), "b.session"
+        )
         result = again.json()["results"][0]
         assert result["ok"] is False
         assert result["error"] == "duplicate_session"
@@ -124,7 +128,9 @@ class TestImport:
     async def test_bad_file_gets_a_specific_error(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        response = await import_raw(client, admin, b"SQLite format 3\x00" + b"\x00" * 50, "t.session")
+        response = await import_raw(
+            client, admin, b"SQLite format 3\x00" + b"\x00" * 50, "t.session"
+        )
         result = response.json()["results"][0]
         assert result["ok"] is False
         assert result["error"] in {"corrupt_session", "not_sqlite"}
@@ -222,7 +228,9 @@ class TestExportAndErase:
         for leaked in key_forms(auth_key(40)):
             assert leaked.decode("latin-1") not in str(audit)
 
-    async def test_export_file_is_sqlite(self, client: httpx.AsyncClient, admin: Credentials) -> None:
+    async def test_export_file_is_sqlite(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
         account_id = await self._one(client, admin, 41)
         for fmt in ("telethon", "pyrogram"):
             response = await client.post(
@@ -261,14 +269,14 @@ class TestExportAndErase:
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
         account_id = await self._one(client, admin, 43)
-        erased = await client.delete(f"/api/v1/accounts/{account_id}/session", headers=admin.headers)
+        erased = await client.delete(
+            f"/api/v1/accounts/{account_id}/session", headers=admin.headers
+        )
         assert erased.status_code == 204
         async with sessionmaker() as session:
             row = (
                 await session.execute(
-                    text(
-                        "SELECT wrapped_key, ciphertext, nonce, kek_id, state FROM session_secret"
-                    )
+                    text("SELECT wrapped_key, ciphertext, nonce, kek_id, state FROM session_secret")
                 )
             ).one()
         assert tuple(row) == (None, None, None, None, "erased")
@@ -308,7 +316,9 @@ class TestTamper:
         response = await import_raw(client, admin, telethon_string(50).encode(), "t.txt")
         account_id = response.json()["results"][0]["account_id"]
         async with sessionmaker() as session:
-            value = (await session.execute(text(f"SELECT {column} FROM session_secret"))).scalar_one()
+            value = (
+                await session.execute(text(f"SELECT {column} FROM session_secret"))
+            ).scalar_one()
         flipped = bytearray(value)
         flipped[len(flipped) // 2] ^= 0x01
         await sql(sessionmaker, f"UPDATE session_secret SET {column} = :v", v=bytes(flipped))
@@ -387,10 +397,14 @@ class TestRbacAndStatus:
         account_id = imported.json()["results"][0]["account_id"]
         export_body = {"format": "telethon-string", "reason": "not allowed"}
         url = f"/api/v1/accounts/{account_id}/session/export"
-        assert (await client.post(url, json=export_body, headers=operator.headers)).status_code == 403
+        assert (
+            await client.post(url, json=export_body, headers=operator.headers)
+        ).status_code == 403
         assert (await client.post(url, json=export_body, headers=viewer.headers)).status_code == 403
         assert (await import_raw(client, viewer, b"x", "v.txt")).status_code == 403
-        delete = await client.delete(f"/api/v1/accounts/{account_id}/session", headers=viewer.headers)
+        delete = await client.delete(
+            f"/api/v1/accounts/{account_id}/session", headers=viewer.headers
+        )
         assert delete.status_code == 403
         listed = await client.get("/api/v1/accounts", headers=viewer.headers)
         assert listed.status_code == 200

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -109,23 +109,28 @@ class TestRotate:
             "TGFLEET_ENV": "test",
         }
         env.pop("TGFLEET_VAULT_KEY", None)
-        command = [sys.executable, "-m", "tgfleet", "vault", "rotate", "--batch-size", "1"]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        command = ["-m", "tgfleet", "vault", "rotate", "--batch-size", "1"]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, *command, env=env, stdout=PIPE, stderr=PIPE
+        )
         deadline = time.monotonic() + 60
         split: dict[str, int] = {}
         while time.monotonic() < deadline:
             split = await keys_in_use(maker)
             if len(split) == 2 and 0 < split.get(old, 0) < 400:
                 break
-            assert process.poll() is None, process.communicate()
+            assert process.returncode is None, await process.communicate()
             await asyncio.sleep(0.005)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        await asyncio.wait_for(process.wait(), timeout=10)
         assert len(split) == 2, f"never caught the rotation mid-way: {split}"
 
-        rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-        assert rerun.returncode == 0, rerun.stderr
-        assert "continued to key" in rerun.stdout
+        rerun = await asyncio.create_subprocess_exec(
+            sys.executable, *command, env=env, stdout=PIPE, stderr=PIPE
+        )
+        stdout, stderr = await asyncio.wait_for(rerun.communicate(), timeout=120)
+        assert rerun.returncode == 0, stderr.decode()
+        assert "continued to key" in stdout.decode()
         final = await keys_in_use(maker)
         assert list(final.values()) == [400]
         assert old not in final
@@ -136,9 +141,7 @@ class TestRotate:
         retired = [k.id for k in status.keks if k.state == "retired"]
         assert old in retired
 
-    async def test_env_keyring_rotates_to_the_new_key(
-        self, db_url: str, tmp_path: Path
-    ) -> None:
+    async def test_env_keyring_rotates_to_the_new_key(self, db_url: str, tmp_path: Path) -> None:
         """Env keys: the new key in TGFLEET_VAULT_KEY, the old one in _PREVIOUS_KEYS."""
         import base64
 

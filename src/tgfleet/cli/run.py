@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from tgfleet.auth import service as auth_service
-from tgfleet.config import Environment, Settings
-from tgfleet.vault.keyring import init_key_file
 from tgfleet.cli._runtime import (
     cli_audit_context,
     console,
@@ -19,6 +17,8 @@ from tgfleet.cli._runtime import (
     run_in_session,
     security_for,
 )
+from tgfleet.config import Environment, Settings
+from tgfleet.vault.keyring import init_key_file
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

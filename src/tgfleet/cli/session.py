@@ -66,7 +66,9 @@ def import_(
     table = Table("file", "result", "account", "label / error")
     for result in results:
         if result.ok:
-            table.add_row(result.name, "[green]imported[/green]", str(result.account_id), result.label)
+            table.add_row(
+                result.name, "[green]imported[/green]", str(result.account_id), result.label
+            )
         else:
             table.add_row(result.name, "[red]failed[/red]", "", f"{result.error}: {result.detail}")
     console.print(table)
@@ -104,4 +106,3 @@ def export(
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc.strerror}") from exc
     console.print(f"wrote {out} ({fmt.value}, {len(content)} bytes, mode 0600)")
-

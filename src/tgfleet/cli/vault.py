@@ -82,13 +82,18 @@ def status() -> None:
         return await vault_service.status(session, vault)
 
     result = run_in_session(settings, work, read_only=True)
-    table = Table("key id", "state", "secrets", "created", "retired", title=f"source: {result.source}")
+    table = Table(
+        "key id", "state", "secrets", "created", "retired", title=f"source: {result.source}"
+    )
     for kek in result.keks:
-        table.add_row(kek.id, kek.state, str(kek.secrets), kek.created_at or "", kek.retired_at or "")
+        table.add_row(
+            kek.id, kek.state, str(kek.secrets), kek.created_at or "", kek.retired_at or ""
+        )
     console.print(table)
     states = ", ".join(f"{k} {v}" for k, v in sorted(result.secrets_by_state.items())) or "none"
     console.print(f"secrets: {states}")
     if result.last_rotation is not None:
         r = result.last_rotation
-        console.print(f"last rotation: #{r.id} to {r.target_kek_id}, {r.state}, {r.rewrapped} re-wrapped")
-
+        console.print(
+            f"last rotation: #{r.id} to {r.target_kek_id}, {r.state}, {r.rewrapped} re-wrapped"
+        )

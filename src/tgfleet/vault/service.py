@@ -43,7 +43,7 @@ from tgfleet.vault.formats import (
     parse,
     to_record,
 )
-from tgfleet.vault.keyring import KeySource, Keyring, add_kek, load_keyring, retire_kek
+from tgfleet.vault.keyring import Keyring, KeySource, add_kek, load_keyring, retire_kek
 from tgfleet.vault.repository import RotationRepository, SecretRepository
 
 log = get_logger(__name__)
@@ -143,8 +143,7 @@ def expand_path(path: Path, limits: ArchiveLimits) -> list[Entry]:
 def _label_from_name(name: str) -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     for suffix in (".session", ".txt", ".session-string"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
+        base = base.removesuffix(suffix)
     return base or "account"
 
 
@@ -279,26 +278,14 @@ async def decrypt(
     secret = await _secret_of(session, account_id)
     if secret.state == TAMPERED:
         raise DecryptError(
-            f"account {account_id}'s session failed to decrypt before and is unusable; "
-            "re-import it"
+            f"account {account_id}'s session failed to decrypt before and is unusable; re-import it"
         )
-    assert secret.kek_id is not None and secret.wrapped_key is not None  # noqa: S101 - state active
-    assert secret.nonce is not None  # noqa: S101 - state active
-    envelope = crypto.Envelope(
-        kek_id=secret.kek_id,
-        wrapped_key=secret.wrapped_key,
-        nonce=secret.nonce,
-        ciphertext=secret.ciphertext or b"",
-    )
+    failure: AppError | None = None
     try:
-        keyring = await vault.keyring_with(secret.kek_id)
-        plaintext = crypto.open_envelope(
-            keyring, envelope, account_id=account_id, version=secret.version
-        )
-        record = from_record(plaintext)
-        if auth_key_fingerprint(record.auth_key) != secret.auth_key_fingerprint:
-            raise DecryptError("the decrypted session does not match its fingerprint")
-    except (DecryptError, AppError) as exc:
+        record = await _open_secret(vault, secret)
+    except AppError as exc:
+        failure = exc
+    if failure is not None:
         secret.state = TAMPERED
         await session.flush()
         await audit_service.record(
@@ -307,13 +294,13 @@ async def decrypt(
             action="session.decrypt",
             target=f"account:{account_id}",
             result=audit_service.FAILURE,
-            details={"purpose": purpose, "kek_id": secret.kek_id, "error": exc.code},
+            details={"purpose": purpose, "kek_id": secret.kek_id, "error": failure.code},
         )
-        log.error("vault.decrypt_failed", account_id=str(account_id), error=exc.code)
+        log.error("vault.decrypt_failed", account_id=str(account_id), error=failure.code)
         raise DecryptError(
             f"account {account_id}'s session failed to decrypt (tampered or moved); it is "
             "marked unusable until re-imported"
-        ) from exc
+        ) from failure
     await audit_service.record(
         session,
         context,
@@ -321,6 +308,26 @@ async def decrypt(
         target=f"account:{account_id}",
         details={"purpose": purpose, "kek_id": secret.kek_id},
     )
+    return record
+
+
+async def _open_secret(vault: Vault, secret: SessionSecret) -> CanonicalSession:
+    """Decrypt and check one stored secret; any failure is an AppError (DecryptError)."""
+    if secret.kek_id is None or secret.wrapped_key is None or secret.nonce is None:
+        raise DecryptError("the secret is missing its wrapped key or nonce")
+    envelope = crypto.Envelope(
+        kek_id=secret.kek_id,
+        wrapped_key=secret.wrapped_key,
+        nonce=secret.nonce,
+        ciphertext=secret.ciphertext or b"",
+    )
+    keyring = await vault.keyring_with(secret.kek_id)
+    plaintext = crypto.open_envelope(
+        keyring, envelope, account_id=secret.account_id, version=secret.version
+    )
+    record = from_record(plaintext)
+    if auth_key_fingerprint(record.auth_key) != secret.auth_key_fingerprint:
+        raise DecryptError("the decrypted session does not match its fingerprint")
     return record
 
 
@@ -405,13 +412,52 @@ async def rotate(
     Each batch commits on its own, so a killed run loses at most one batch of work and a
     rerun continues where it stopped. Ciphertexts are never touched.
     """
+    plan = await _start_rotation(sessionmaker, vault, context)
+    rewrapped = failed = 0
+    after: uuid.UUID | None = None
+    while True:
+        async with unit_of_work(sessionmaker) as session:
+            batch = await SecretRepository(session).needing_rewrap(
+                plan.target, after=after, limit=batch_size
+            )
+            if not batch:
+                break
+            done, bad = await _rewrap_batch(session, plan, batch)
+            after = batch[-1].account_id
+        rewrapped += done
+        failed += bad
+        if progress is not None:
+            progress(rewrapped + failed, plan.total)
+    retired = await _finish_rotation(sessionmaker, vault, context, plan, rewrapped, failed)
+    log.info("vault.rotated", target=plan.target, rewrapped=rewrapped, failed=failed)
+    return RotationReport(
+        target_kek_id=plan.target,
+        rewrapped=rewrapped,
+        failed=failed,
+        retired=retired,
+        resumed=plan.resumed,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _RotationPlan:
+    rotation_id: int
+    target: str
+    keyring: Keyring
+    total: int
+    resumed: bool
+
+
+async def _start_rotation(
+    sessionmaker: async_sessionmaker[AsyncSession], vault: Vault, context: AuditContext
+) -> _RotationPlan:
+    """Continue a crashed rotation, or add the new KEK (file keyring) and record a run."""
     async with unit_of_work(sessionmaker) as session:
-        running = await RotationRepository(session).running()
-        resumed = running is not None
+        rotations = RotationRepository(session)
+        running = await rotations.running()
         keyring = await vault.reload()
         if running is not None and running.target_kek_id in keyring.usable_ids():
-            target = running.target_kek_id
-            rotation_id = running.id
+            target, rotation_id, resumed = running.target_kek_id, running.id, True
         else:
             if running is not None:
                 running.state = "abandoned"
@@ -422,91 +468,91 @@ async def rotate(
             else:
                 target = keyring.active.id
             rotation = VaultRotation(target_kek_id=target, actor=context.actor)
-            await RotationRepository(session).add(rotation)
-            rotation_id = rotation.id
-            await audit_service.record(
-                session,
-                context,
-                action="vault.rotate.start",
-                target=f"kek:{target}",
-                details={"resumed": False, "source": keyring.source.value},
-            )
-        total = sum(
-            count
-            for kek, count in (await SecretRepository(session).count_by_kek()).items()
-            if kek != target
+            await rotations.add(rotation)
+            rotation_id, resumed = rotation.id, False
+        await audit_service.record(
+            session,
+            context,
+            action="vault.rotate.start",
+            target=f"kek:{target}",
+            details={"resumed": resumed, "source": keyring.source.value},
         )
+        in_use = await SecretRepository(session).count_by_kek()
     if keyring.active.id != target:
         raise RotationInProgress(
             f"the keyring's active key is {keyring.active.id} but rotation {rotation_id} "
-            f"targets {target}; finish or abandon it first"
+            f"targets {target}; rerun once the keyring is consistent"
         )
+    total = sum(count for kek_id, count in in_use.items() if kek_id != target)
+    return _RotationPlan(rotation_id, target, keyring, total, resumed)
 
-    rewrapped = failed = 0
-    after: uuid.UUID | None = None
-    while True:
-        async with unit_of_work(sessionmaker) as session:
-            secrets = SecretRepository(session)
-            batch = await secrets.needing_rewrap(target, after=after, limit=batch_size)
-            if not batch:
-                break
-            updates: list[tuple[uuid.UUID, str, bytes]] = []
-            for secret in batch:
-                try:
-                    envelope = crypto.rewrap(
-                        keyring,
-                        crypto.Envelope(
-                            kek_id=secret.kek_id or "",
-                            wrapped_key=secret.wrapped_key or b"",
-                            nonce=secret.nonce or b"",
-                            ciphertext=secret.ciphertext or b"",
-                        ),
-                        account_id=secret.account_id,
-                        version=secret.version,
-                        to_kek_id=target,
-                    )
-                except DecryptError:
-                    failed += 1
-                    secret.state = TAMPERED
-                    continue
-                updates.append((secret.account_id, envelope.kek_id, envelope.wrapped_key))
-            after = batch[-1].account_id
-            await secrets.set_wrapped_keys(updates)
-            rotation_row = await RotationRepository(session).get(rotation_id)
-            if rotation_row is not None:
-                rotation_row.rewrapped += len(updates)
-                rotation_row.failed = failed
-            rewrapped += len(updates)
-        if progress is not None:
-            progress(rewrapped + failed, total)
 
+async def _rewrap_batch(
+    session: AsyncSession, plan: _RotationPlan, batch: list[SessionSecret]
+) -> tuple[int, int]:
+    """Re-wrap one batch in the caller's transaction; returns (re-wrapped, failed)."""
+    updates: list[tuple[uuid.UUID, str, bytes]] = []
+    failed = 0
+    for secret in batch:
+        try:
+            envelope = crypto.rewrap(
+                plan.keyring,
+                crypto.Envelope(
+                    kek_id=secret.kek_id or "",
+                    wrapped_key=secret.wrapped_key or b"",
+                    nonce=secret.nonce or b"",
+                    ciphertext=secret.ciphertext or b"",
+                ),
+                account_id=secret.account_id,
+                version=secret.version,
+                to_kek_id=plan.target,
+            )
+        except DecryptError:
+            failed += 1
+            secret.state = TAMPERED  # the wrapped key was altered: unusable, say so
+            continue
+        updates.append((secret.account_id, envelope.kek_id, envelope.wrapped_key))
+    await SecretRepository(session).set_wrapped_keys(updates)
+    rotation = await RotationRepository(session).get(plan.rotation_id)
+    if rotation is not None:
+        rotation.rewrapped += len(updates)
+        rotation.failed += failed
+    return len(updates), failed
+
+
+async def _finish_rotation(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    plan: _RotationPlan,
+    rewrapped: int,
+    failed: int,
+) -> list[str]:
+    """Retire every KEK (file keyring) that no secret uses any more; close the run."""
     retired: list[str] = []
     async with unit_of_work(sessionmaker) as session:
         in_use = await SecretRepository(session).count_by_kek()
-        if keyring.source is KeySource.FILE:
-            for kek in keyring.all():
-                if kek.id != target and kek.key is not None and in_use.get(kek.id, 0) == 0:
+        if plan.keyring.source is KeySource.FILE:
+            for kek in plan.keyring.all():
+                if kek.id != plan.target and kek.key is not None and not in_use.get(kek.id):
                     await asyncio.to_thread(
                         retire_kek, vault.settings.effective_vault_key_file, kek.id
                     )
                     retired.append(kek.id)
-        rotation_row = await RotationRepository(session).get(rotation_id)
-        if rotation_row is not None:
-            rotation_row.state = "done" if failed == 0 else "done_with_failures"
-            rotation_row.finished_at = utcnow()
+        rotation = await RotationRepository(session).get(plan.rotation_id)
+        if rotation is not None:
+            rotation.state = "done" if failed == 0 else "done_with_failures"
+            rotation.finished_at = utcnow()
         await audit_service.record(
             session,
             context,
             action="vault.rotate.finish",
-            target=f"kek:{target}",
+            target=f"kek:{plan.target}",
             result=audit_service.SUCCESS if failed == 0 else audit_service.FAILURE,
             details={"rewrapped": rewrapped, "failed": failed, "retired": retired},
         )
     await vault.reload()
-    log.info("vault.rotated", target=target, rewrapped=rewrapped, failed=failed)
-    return RotationReport(
-        target_kek_id=target, rewrapped=rewrapped, failed=failed, retired=retired, resumed=resumed
-    )
+    return retired
 
 
 @dataclass(frozen=True, slots=True)

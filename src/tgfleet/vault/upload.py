@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tgfleet.vault.exceptions import ArchiveError, ImportTooLargeError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_PARTS = 10_000
 
@@ -57,7 +61,7 @@ async def read_upload(
     return state.files, state.fields
 
 
-def _callbacks(state: _State, max_bytes: int) -> dict[str, object]:
+def _callbacks(state: _State, max_bytes: int) -> MultipartCallbacks:
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state.header_field += data[start:end]
 
@@ -100,11 +104,14 @@ def _callbacks(state: _State, max_bytes: int) -> dict[str, object]:
         state.current = None
         state.current_field = None
 
-    return {
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-    }
+    return cast(
+        "MultipartCallbacks",
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )

@@ -1,0 +1,150 @@
+"""`tgfleet vault`, `tgfleet session` and `tgfleet account` as real subprocesses."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from telethon.sessions import StringSession
+
+from tests.cli.test_cli import Cli
+from tests.factories import auth_key, telethon_file, telethon_string
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path) -> Cli:
+    return Cli(db_url, tmp_path / "data")
+
+
+class TestVaultCommands:
+    def test_without_a_key_commands_explain_how_to_get_one(self, cli: Cli) -> None:
+        result = cli("vault", "status")
+        assert result.returncode == 2
+        assert "tgfleet vault init" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_init_status_and_refuse_second_init(self, cli: Cli, tmp_path: Path) -> None:
+        created = cli("vault", "init")
+        assert created.returncode == 0, created.stderr
+        key_file = tmp_path / "data" / "vault.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        again = cli("vault", "init")
+        assert again.returncode == 1
+        assert "exists" in again.stderr
+        status = cli("vault", "status")
+        assert status.returncode == 0, status.stderr
+        assert "active" in status.stdout
+        assert "source: file" in status.stdout
+
+    def test_readable_key_file_is_refused_with_the_fix(self, cli: Cli, tmp_path: Path) -> None:
+        cli("vault", "init")
+        key_file = tmp_path / "data" / "vault.key"
+        key_file.chmod(0o644)
+        result = cli("vault", "status")
+        assert result.returncode == 2
+        assert "chmod 600" in result.stderr
+        cli.env["TGFLEET_VAULT_ALLOW_READABLE_KEY_FILE"] = "true"
+        allowed = cli("vault", "status")
+        assert allowed.returncode == 0
+
+
+class TestSessionCommands:
+    def test_import_folder_zip_and_files_then_export(self, cli: Cli, tmp_path: Path) -> None:
+        assert cli("vault", "init").returncode == 0
+        folder = tmp_path / "in"
+        (folder / "nested").mkdir(parents=True)
+        telethon_file(folder, 1, name="alpha.session")
+        telethon_file(folder / "nested", 2, name="beta.session")
+        (folder / "broken.session").write_bytes(b"SQLite format 3\x00garbage")
+        archive = tmp_path / "more.zip"
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("gamma.txt", telethon_string(3))
+        single = tmp_path / "delta.txt"
+        single.write_text(telethon_string(4))
+
+        result = cli("session", "import", str(folder), str(archive), str(single))
+        assert result.returncode == 1  # one file failed
+        assert "3 imported" not in result.stdout
+        assert "4 imported, 1 failed" in result.stdout
+        assert "broken.session" in result.stdout
+
+        listed = cli("account", "list")
+        for label in ("alpha", "beta", "gamma", "delta"):
+            assert label in listed.stdout
+
+        out = tmp_path / "alpha.txt"
+        exported = cli(
+            "session",
+            "export",
+            "alpha",
+            "--format",
+            "telethon-string",
+            "--out",
+            str(out),
+            "--reason",
+            "migrating host",
+        )
+        assert exported.returncode == 0, exported.stderr
+        assert out.stat().st_mode & 0o777 == 0o600
+        session = StringSession(out.read_text())
+        assert session.auth_key is not None
+        assert session.auth_key.key == auth_key(1)
+
+        refused = cli(
+            "session",
+            "export",
+            "alpha",
+            "--format",
+            "telethon",
+            "--out",
+            str(out),
+            "--reason",
+            "again",
+        )
+        assert refused.returncode == 1
+        assert "--force" in refused.stderr
+        forced = cli(
+            "session",
+            "export",
+            "alpha",
+            "--format",
+            "telethon",
+            "--out",
+            str(out),
+            "--reason",
+            "again",
+            "--force",
+        )
+        assert forced.returncode == 0
+        assert out.read_bytes().startswith(b"SQLite format 3\x00")
+
+        missing = cli(
+            "session",
+            "export",
+            "nobody",
+            "--format",
+            "telethon",
+            "--out",
+            str(tmp_path / "x"),
+            "--reason",
+            "none",
+        )
+        assert missing.returncode == 1
+        assert "no account with id or label 'nobody'" in missing.stderr
+
+        audit = cli("audit", "export")
+        assert '"action":"session.export"' in audit.stdout
+        assert '"reason":"migrating host"' in audit.stdout
+        assert auth_key(1).hex() not in audit.stdout
+
+    def test_rotate_from_the_cli(self, cli: Cli, tmp_path: Path) -> None:
+        cli("vault", "init")
+        single = tmp_path / "one.txt"
+        single.write_text(telethon_string(9))
+        assert cli("session", "import", str(single)).returncode == 0
+        rotated = cli("vault", "rotate")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "1 re-wrapped" in rotated.stdout
+        status = cli("vault", "status")
+        assert "retired" in status.stdout
