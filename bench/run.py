@@ -23,6 +23,9 @@ def machine() -> str:
 
 
 def main() -> int:
+    from tgfleet.logging import configure_logging
+
+    configure_logging(level="WARNING")
     only = set(sys.argv[1:])
     modules = sorted(
         path

@@ -423,3 +423,37 @@ class TestRbacAndStatus:
         assert body["keks"][0]["secrets"] == 3
         assert body["secrets_by_state"] == {"active": 3}
         assert "key" not in str(body["keks"][0].keys() - {"id"})
+
+
+class TestImportChunks:
+    async def test_same_names_get_distinct_labels_and_same_keys_fail_once(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
+        """Within one upload: equal file names become acct, acct-2, acct-3 (also next to an
+        existing acct-2); a key given twice is imported once and the copy is refused."""
+        await import_raw(client, admin, telethon_string(80).encode(), "x.txt", label="acct-2")
+        files = [
+            ("files", ("a/acct.txt", telethon_string(81).encode())),
+            ("files", ("b/acct.txt", telethon_string(82).encode())),
+            ("files", ("c/acct.txt", telethon_string(83).encode())),
+            ("files", ("copy.txt", telethon_string(81).encode())),
+        ]
+        report = (await client.post(IMPORT, files=files, headers=admin.headers)).json()
+        assert [r["label"] for r in report["results"][:3]] == ["acct", "acct-3", "acct-4"]
+        copy = report["results"][3]
+        assert copy["error"] == "duplicate_session"
+        assert "a/acct.txt" in copy["detail"]
+        audit = (
+            await client.get(
+                "/api/v1/audit", params={"action": "session.import"}, headers=admin.headers
+            )
+        ).json()["items"]
+        assert [r["result"] for r in audit] == [
+            "failure",
+            "success",
+            "success",
+            "success",
+            "success",
+        ]
+        verified = await client.get("/api/v1/audit/verify", headers=admin.headers)
+        assert verified.json()["ok"] is True

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import or_, select
 
 from tgfleet.kit.repository import RepositoryBase
@@ -11,6 +13,19 @@ class AccountRepository(RepositoryBase[Account]):
 
     async def by_label(self, label: str) -> Account | None:
         return await self.first(select(Account).where(Account.label == label))
+
+    async def by_ids(self, account_ids: list[uuid.UUID]) -> list[Account]:
+        if not account_ids:
+            return []
+        return await self.all(select(Account).where(Account.id.in_(account_ids)))
+
+    async def labels_in(self, labels: set[str]) -> set[str]:
+        if not labels:
+            return set()
+        result = await self.session.execute(
+            select(Account.label).where(Account.label.in_(sorted(labels)))
+        )
+        return set(result.scalars().all())
 
     async def labels_like(self, stem: str) -> set[str]:
         escaped = stem.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

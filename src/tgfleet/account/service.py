@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account.exceptions import AccountLabelTaken, AccountNotFound
@@ -23,39 +23,44 @@ def clean_label(raw: str) -> str:
     return label or "account"
 
 
-async def free_label(session: AsyncSession, wanted: str) -> str:
-    """``wanted``, or ``wanted-2``, ``wanted-3``... whichever is free."""
-    stem = clean_label(wanted)[: LABEL_MAX - 8]
-    taken = await AccountRepository(session).labels_like(stem)
-    if stem not in taken:
-        return stem
-    number = 2
-    while f"{stem}-{number}" in taken:
-        number += 1
-    return f"{stem}-{number}"
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    label: str
+    tg_user_id: int | None
+    dc_id: int | None
 
 
-async def create_account(
-    session: AsyncSession,
-    *,
-    label: str,
-    tg_user_id: int | None,
-    dc_id: int | None,
-    exact_label: bool,
-) -> Account:
-    """Create an account. With ``exact_label`` a taken label is a 409; otherwise a free
-    variant of it is chosen."""
+async def create_accounts(
+    session: AsyncSession, wanted: list[NewAccount], *, exact_label: bool = False
+) -> list[Account]:
+    """Create many accounts with one flush. Labels are made unique (``name-2``...) unless
+    ``exact_label``, where a taken label is a 409."""
     repository = AccountRepository(session)
-    chosen = clean_label(label) if exact_label else await free_label(session, label)
-    if exact_label and await repository.by_label(chosen) is not None:
-        raise AccountLabelTaken(f"an account labelled {chosen!r} already exists")
-    account = Account(label=chosen, tg_user_id=tg_user_id, dc_id=dc_id)
-    try:
-        async with session.begin_nested():
-            await repository.add(account)
-    except IntegrityError as exc:
-        raise AccountLabelTaken(f"an account labelled {chosen!r} already exists") from exc
-    return account
+    stems = [clean_label(spec.label)[: LABEL_MAX - 8] for spec in wanted]
+    taken = await repository.labels_in(set(stems))
+    if exact_label and taken:
+        raise AccountLabelTaken(f"an account labelled {min(taken)!r} already exists")
+    variants_loaded: set[str] = set()
+    chosen: list[str] = []
+    for stem in stems:
+        label = stem
+        if label in taken:
+            if exact_label:
+                raise AccountLabelTaken(f"the label {stem!r} is given twice")
+            if stem not in variants_loaded:  # only colliding stems cost a query
+                taken |= await repository.labels_like(stem)
+                variants_loaded.add(stem)
+            number = 2
+            while label in taken:
+                label = f"{stem}-{number}"
+                number += 1
+        taken.add(label)
+        chosen.append(label)
+    accounts = [
+        Account(id=uuid.uuid4(), label=label, tg_user_id=spec.tg_user_id, dc_id=spec.dc_id)
+        for label, spec in zip(chosen, wanted, strict=True)
+    ]
+    return await repository.add_all(accounts)
 
 
 async def get_account(session: AsyncSession, account_id: uuid.UUID) -> Account:
@@ -63,6 +68,10 @@ async def get_account(session: AsyncSession, account_id: uuid.UUID) -> Account:
     if account is None:
         raise AccountNotFound(f"no account with id {account_id}")
     return account
+
+
+async def get_accounts(session: AsyncSession, account_ids: list[uuid.UUID]) -> list[Account]:
+    return await AccountRepository(session).by_ids(account_ids)
 
 
 async def resolve(session: AsyncSession, ref: str) -> Account:

@@ -14,8 +14,8 @@ HEAD_ID = 1
 class AuditRepository(RepositoryBase[AuditRecord]):
     model = AuditRecord
 
-    async def advance_head(self) -> tuple[int, str]:
-        """Reserve the next seq and return it with the previous hash.
+    async def advance_head(self, count: int = 1) -> tuple[int, str]:
+        """Reserve the next ``count`` seqs; return the last of them and the previous hash.
 
         The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) before the
         chain is read, so concurrent writers queue here instead of forking the chain.
@@ -23,7 +23,7 @@ class AuditRepository(RepositoryBase[AuditRecord]):
         statement = (
             update(AuditChainHead)
             .where(AuditChainHead.id == HEAD_ID)
-            .values(seq=AuditChainHead.seq + 1)
+            .values(seq=AuditChainHead.seq + count)
             .returning(AuditChainHead.seq, AuditChainHead.hash)
             .execution_options(synchronize_session=False)
         )

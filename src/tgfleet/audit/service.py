@@ -7,7 +7,8 @@ rolled back too and the client gets a 503 (fail closed).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,16 @@ def scrub(details: Mapping[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One record to append: what happened to what, and how it ended."""
+
+    action: str
+    target: str
+    result: str = SUCCESS
+    details: Mapping[str, Any] | None = None
+
+
 async def record(
     session: AsyncSession,
     context: AuditContext,
@@ -56,41 +67,60 @@ async def record(
     details: Mapping[str, Any] | None = None,
 ) -> AuditRecord:
     """Append one record to the chain in the caller's transaction."""
+    (entry,) = await record_many(
+        session, context, [AuditEntry(action=action, target=target, result=result, details=details)]
+    )
+    return entry
+
+
+async def record_many(
+    session: AsyncSession, context: AuditContext, entries: Sequence[AuditEntry]
+) -> list[AuditRecord]:
+    """Append several records in the caller's transaction, with three statements whatever
+    their number (a bulk import audits every file without a round trip per file)."""
+    if not entries:
+        return []
     repository = AuditRepository(session)
     try:
-        seq, prev_hash = await repository.advance_head()
-        fields = ChainedFields(
-            seq=seq,
-            at=utcnow(),
-            actor=context.actor,
-            action=action,
-            target=target,
-            result=result,
-            ip=context.ip,
-            request_id=context.request_id,
-            details=scrub(details or {}),
-        )
-        hash_ = chain_hash(prev_hash, fields)
-        entry = AuditRecord(
-            seq=fields.seq,
-            at=fields.at,
-            actor=fields.actor,
-            action=fields.action,
-            target=fields.target,
-            result=fields.result,
-            ip=fields.ip,
-            request_id=fields.request_id,
-            details=fields.details,
-            prev_hash=prev_hash,
-            hash=hash_,
-        )
-        await repository.add(entry)
-        await repository.set_head_hash(seq, hash_)
+        last_seq, prev_hash = await repository.advance_head(len(entries))
+        now = utcnow()
+        rows: list[AuditRecord] = []
+        for offset, item in enumerate(entries):
+            fields = ChainedFields(
+                seq=last_seq - len(entries) + 1 + offset,
+                at=now,
+                actor=context.actor,
+                action=item.action,
+                target=item.target,
+                result=item.result,
+                ip=context.ip,
+                request_id=context.request_id,
+                details=scrub(item.details or {}),
+            )
+            hash_ = chain_hash(prev_hash, fields)
+            rows.append(
+                AuditRecord(
+                    seq=fields.seq,
+                    at=fields.at,
+                    actor=fields.actor,
+                    action=fields.action,
+                    target=fields.target,
+                    result=fields.result,
+                    ip=fields.ip,
+                    request_id=fields.request_id,
+                    details=fields.details,
+                    prev_hash=prev_hash,
+                    hash=hash_,
+                )
+            )
+            prev_hash = hash_
+        await repository.add_all(rows)
+        await repository.set_head_hash(last_seq, prev_hash)
     except SQLAlchemyError as exc:
-        log.exception("audit.write_failed", action=action, error=type(exc).__name__)
+        log.exception("audit.write_failed", action=entries[0].action, error=type(exc).__name__)
         msg = "the audit log could not be written, so the change was not made"
         raise AuditWriteFailed(msg) from exc
-    return entry
+    return rows
 
 
 async def search(

@@ -26,6 +26,12 @@ class RepositoryBase(Generic[M]):
         await self.session.flush()
         return obj
 
+    async def add_all(self, objects: list[M]) -> list[M]:
+        """Insert many rows with one flush (SQLAlchemy batches them into few statements)."""
+        self.session.add_all(objects)
+        await self.session.flush()
+        return objects
+
     async def first(self, statement: Select[M]) -> M | None:
         result = await self.session.execute(statement.limit(1))
         return result.scalars().first()

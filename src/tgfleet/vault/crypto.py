@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -134,7 +135,15 @@ def rewrap(
 def _wrap(kek: Kek, data_key: bytes, *, account_id: uuid.UUID, version: int) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
     aad = _wrap_aad(kek.id, account_id, version)
-    return nonce + AESGCM(_material(kek)).encrypt(nonce, data_key, aad)
+    return nonce + _kek_cipher(_material(kek)).encrypt(nonce, data_key, aad)
+
+
+@lru_cache(maxsize=16)
+def _kek_cipher(key: bytes) -> AESGCM:
+    """One AESGCM per KEK, reused: building it costs as much as a small decrypt, and the
+    key already lives in the keyring for the life of the process. Data keys are never
+    cached."""
+    return AESGCM(key)
 
 
 def _unwrap(keyring: Keyring, envelope: Envelope, *, account_id: uuid.UUID, version: int) -> bytes:
@@ -145,7 +154,9 @@ def _unwrap(keyring: Keyring, envelope: Envelope, *, account_id: uuid.UUID, vers
         raise DecryptError(msg)
     aad = _wrap_aad(kek.id, account_id, version)
     try:
-        return AESGCM(_material(kek)).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad)
+        return _kek_cipher(_material(kek)).decrypt(
+            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad
+        )
     except InvalidTag:
         msg = (
             f"the data key did not unwrap with key-encryption key {kek.id}: the wrapped key "

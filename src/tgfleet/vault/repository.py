@@ -17,6 +17,17 @@ class SecretRepository(RepositoryBase[SessionSecret]):
             select(SessionSecret).where(SessionSecret.auth_key_fingerprint == fingerprint)
         )
 
+    async def holders(self, fingerprints: Sequence[str]) -> dict[str, uuid.UUID]:
+        """Which account holds each of these auth-key fingerprints (those in the vault)."""
+        if not fingerprints:
+            return {}
+        result = await self.session.execute(
+            select(SessionSecret.auth_key_fingerprint, SessionSecret.account_id).where(
+                SessionSecret.auth_key_fingerprint.in_(list(fingerprints))
+            )
+        )
+        return {str(fingerprint): account_id for fingerprint, account_id in result.all()}
+
     async def for_accounts(self, account_ids: Sequence[uuid.UUID]) -> list[SessionSecret]:
         if not account_ids:
             return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,109 +147,208 @@ def _label_from_name(name: str) -> str:
     return base or "account"
 
 
-async def import_one(
-    session: AsyncSession,
-    vault: Vault,
-    context: AuditContext,
-    entry: Entry,
-    *,
-    label: str | None = None,
-) -> Account:
-    """Parse, validate and store one session in the caller's unit of work: creates the
-    account, encrypts the canonical record, audits. Refuses a key already in the vault."""
-    record = await asyncio.to_thread(parse, entry.data, vault.policy, name=entry.name)
-    fingerprint = auth_key_fingerprint(record.auth_key)
-    secrets = SecretRepository(session)
-    existing = await secrets.by_fingerprint(fingerprint)
-    if existing is not None:
-        owner = await account_service.get_account(session, existing.account_id)
-        raise DuplicateSessionError(
-            f"{entry.name}: this session is already in the vault as account "
-            f"{owner.label!r} ({owner.id})"
-        )
-    account = await account_service.create_account(
-        session,
-        label=label or _label_from_name(entry.name),
-        tg_user_id=record.user_id,
-        dc_id=record.dc_id,
-        exact_label=label is not None,
-    )
-    envelope = crypto.seal(vault.keyring, to_record(record), account_id=account.id, version=1)
-    secret = SessionSecret(
-        account_id=account.id,
-        version=1,
-        state=ACTIVE,
-        source_format=record.source_format.value,
-        kek_id=envelope.kek_id,
-        wrapped_key=envelope.wrapped_key,
-        nonce=envelope.nonce,
-        ciphertext=envelope.ciphertext,
-        auth_key_fingerprint=fingerprint,
-    )
-    try:
-        async with session.begin_nested():
-            await secrets.add(secret)
-    except IntegrityError as exc:  # a concurrent import of the same key
-        raise DuplicateSessionError(f"{entry.name}: this session is already in the vault") from exc
-    await audit_service.record(
-        session,
-        context,
-        action="session.import",
-        target=f"account:{account.id}",
-        details={
-            "file": entry.name,
-            "label": account.label,
-            "format": record.source_format.value,
-            "dc_id": record.dc_id,
-            "kek_id": envelope.kek_id,
-        },
-    )
-    log.info("vault.imported", account_id=str(account.id), format=record.source_format.value)
-    return account
+IMPORT_CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    entry: Entry
+    record: CanonicalSession | None
+    error: AppError | None
+    fingerprint: str | None
+
+
+def _parse_all(entries: Sequence[Entry], policy: FormatPolicy) -> list[_Parsed]:
+    """Parse and validate (CPU work, run in a thread); a bad file becomes its error."""
+    parsed: list[_Parsed] = []
+    for entry in entries:
+        try:
+            record = parse(entry.data, policy, name=entry.name)
+        except AppError as exc:
+            parsed.append(_Parsed(entry, None, exc, None))
+            continue
+        parsed.append(_Parsed(entry, record, None, auth_key_fingerprint(record.auth_key)))
+    return parsed
 
 
 async def import_entries(
     sessionmaker: async_sessionmaker[AsyncSession],
     vault: Vault,
     context: AuditContext,
-    entries: Iterable[Entry],
+    entries: Sequence[Entry],
     *,
     label: str | None = None,
     on_result: Callable[[ImportResult], None] | None = None,
+    chunk_size: int = IMPORT_CHUNK,
 ) -> list[ImportResult]:
-    """Import each entry in its own transaction; a bad file fails alone and is audited."""
+    """Import sessions; every file gets its own result and audit record.
+
+    Files are parsed and validated first, then stored a chunk at a time: one transaction
+    writes the chunk's accounts, secrets and audit records in a few statements. A file
+    that fails never affects another: invalid files and duplicates are settled before
+    anything is written, and if a concurrent import races a chunk (a key or label taken in
+    between), that chunk is redone one file per transaction.
+    """
     results: list[ImportResult] = []
-    for entry in entries:
+    for start in range(0, len(entries), chunk_size):
+        parsed = await asyncio.to_thread(
+            _parse_all, entries[start : start + chunk_size], vault.policy
+        )
         try:
             async with unit_of_work(sessionmaker) as session:
-                account = await import_one(session, vault, context, entry, label=label)
-            result = ImportResult(
-                name=entry.name, ok=True, account_id=account.id, label=account.label
-            )
-        except AppError as exc:
-            result = ImportResult(name=entry.name, ok=False, error=exc.code, detail=exc.message)
-            await _audit_failed_import(sessionmaker, context, entry.name, exc)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+                chunk = await _store(session, vault, context, parsed, label=label)
+        except IntegrityError:
+            chunk = []
+            for item in parsed:
+                chunk += await _store_alone(sessionmaker, vault, context, item, label=label)
+        for result in chunk:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
     return results
 
 
-async def _audit_failed_import(
+async def _store_alone(
     sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
     context: AuditContext,
-    name: str,
-    error: AppError,
-) -> None:
-    async with unit_of_work(sessionmaker) as session:
-        await audit_service.record(
-            session,
-            context,
-            action="session.import",
-            target="vault",
-            result=audit_service.FAILURE,
-            details={"file": name, "error": error.code, "detail": error.message},
+    item: _Parsed,
+    *,
+    label: str | None,
+) -> list[ImportResult]:
+    try:
+        async with unit_of_work(sessionmaker) as session:
+            return await _store(session, vault, context, [item], label=label)
+    except IntegrityError:
+        error = DuplicateSessionError(
+            f"{item.entry.name}: another import stored this session (or its label) meanwhile"
         )
+    async with unit_of_work(sessionmaker) as session:
+        return await _store(
+            session, vault, context, [_Parsed(item.entry, None, error, None)], label=label
+        )
+
+
+async def _store(
+    session: AsyncSession,
+    vault: Vault,
+    context: AuditContext,
+    parsed: list[_Parsed],
+    *,
+    label: str | None,
+) -> list[ImportResult]:
+    """Write one chunk in the caller's unit of work; returns a result per file, in order."""
+    failures: dict[int, AppError] = {
+        index: item.error for index, item in enumerate(parsed) if item.error is not None
+    }
+    holders = await SecretRepository(session).holders(
+        [item.fingerprint for item in parsed if item.fingerprint is not None]
+    )
+    owners = {
+        account.id: account
+        for account in await account_service.get_accounts(session, list(holders.values()))
+    }
+    first_file: dict[str, str] = {}
+    fresh: list[int] = []
+    for index, item in enumerate(parsed):
+        if item.fingerprint is None:
+            continue
+        if item.fingerprint in holders:
+            owner = owners[holders[item.fingerprint]]
+            failures[index] = DuplicateSessionError(
+                f"{item.entry.name}: this session is already in the vault as account "
+                f"{owner.label!r} ({owner.id})"
+            )
+        elif item.fingerprint in first_file:
+            failures[index] = DuplicateSessionError(
+                f"{item.entry.name}: the same session as {first_file[item.fingerprint]} "
+                "in this import"
+            )
+        else:
+            first_file[item.fingerprint] = item.entry.name
+            fresh.append(index)
+
+    exact = label is not None and len(parsed) == 1
+    accounts = await account_service.create_accounts(
+        session,
+        [
+            account_service.NewAccount(
+                label=label if exact and label else _label_from_name(parsed[i].entry.name),
+                tg_user_id=_record(parsed[i]).user_id,
+                dc_id=_record(parsed[i]).dc_id,
+            )
+            for i in fresh
+        ],
+        exact_label=exact,
+    )
+    secrets: list[SessionSecret] = []
+    audits: list[audit_service.AuditEntry] = []
+    created: dict[int, Account] = {}
+    for index, account in zip(fresh, accounts, strict=True):
+        record = _record(parsed[index])
+        envelope = crypto.seal(vault.keyring, to_record(record), account_id=account.id, version=1)
+        secrets.append(
+            SessionSecret(
+                account_id=account.id,
+                version=1,
+                state=ACTIVE,
+                source_format=record.source_format.value,
+                kek_id=envelope.kek_id,
+                wrapped_key=envelope.wrapped_key,
+                nonce=envelope.nonce,
+                ciphertext=envelope.ciphertext,
+                auth_key_fingerprint=parsed[index].fingerprint,
+            )
+        )
+        created[index] = account
+    await SecretRepository(session).add_all(secrets)
+
+    results: list[ImportResult] = []
+    for index, item in enumerate(parsed):
+        if index in created:
+            account = created[index]
+            record = _record(item)
+            results.append(
+                ImportResult(
+                    name=item.entry.name, ok=True, account_id=account.id, label=account.label
+                )
+            )
+            audits.append(
+                audit_service.AuditEntry(
+                    action="session.import",
+                    target=f"account:{account.id}",
+                    details={
+                        "file": item.entry.name,
+                        "label": account.label,
+                        "format": record.source_format.value,
+                        "dc_id": record.dc_id,
+                        "kek_id": vault.keyring.active.id,
+                    },
+                )
+            )
+        else:
+            error = failures[index]
+            results.append(
+                ImportResult(name=item.entry.name, ok=False, error=error.code, detail=error.message)
+            )
+            audits.append(
+                audit_service.AuditEntry(
+                    action="session.import",
+                    target="vault",
+                    result=audit_service.FAILURE,
+                    details={"file": item.entry.name, "error": error.code, "detail": error.message},
+                )
+            )
+    await audit_service.record_many(session, context, audits)
+    log.info("vault.imported", imported=len(created), failed=len(failures))
+    return results
+
+
+def _record(item: _Parsed) -> CanonicalSession:
+    if item.record is None:  # only parsed files reach the writer
+        msg = f"{item.entry.name} has no parsed record"
+        raise RuntimeError(msg)
+    return item.record
 
 
 # ---------------------------------------------------------------- decrypt / export
