@@ -167,3 +167,15 @@ class TestReadiness:
         response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["checks"]["migrations"] == "fail"
+
+
+class TestVaultKeyAtStartup:
+    async def test_no_usable_key_stops_start_up_with_the_fix(
+        self, tmp_path: Path, db_url: str
+    ) -> None:
+        from tgfleet.vault.exceptions import VaultKeyError
+
+        app = create_app(make_settings(db_url, tmp_path / "data", vault_key=None))
+        with pytest.raises(VaultKeyError, match="tgfleet vault init"):
+            async with app.router.lifespan_context(app):
+                pass

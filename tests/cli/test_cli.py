@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tgfleet import migrations
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
@@ -193,7 +194,7 @@ class TestDbCommands:
         assert upgraded.returncode == 0, upgraded.stderr
         current = cli("db", "current")
         assert current.returncode == 0
-        assert "0001_foundation" in current.stdout
+        assert f"database: {migrations.head_revision()}" in current.stdout
 
 
 class TestResetAndConfigErrors:
