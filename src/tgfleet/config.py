@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     vault_allow_readable_key_file: bool = Field(
         default=False, description="accept a key file others can read (read-only secret mounts)"
     )
-    vault_extra_dc_ids: list[int] = Field(
+    vault_extra_dc_ids: list[Annotated[int, Field(ge=1, le=255)]] = Field(
         default_factory=list, description="DC ids accepted besides 1-5 (the sandbox's), JSON list"
     )
 

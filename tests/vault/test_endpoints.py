@@ -457,3 +457,79 @@ class TestImportChunks:
         ]
         verified = await client.get("/api/v1/audit/verify", headers=admin.headers)
         assert verified.json()["ok"] is True
+
+
+class TestRecoveryAndKeys:
+    async def test_reimport_recovers_a_tampered_session(
+        self,
+        client: httpx.AsyncClient,
+        admin: Credentials,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        """Importing the same session again is how an operator recovers a tampered secret:
+        same account, next version, usable again."""
+        first = await import_raw(client, admin, telethon_string(90).encode(), "r.txt")
+        account_id = first.json()["results"][0]["account_id"]
+        await sql(sessionmaker, "UPDATE session_secret SET nonce = :n", n=b"\x00" * 12)
+        url = f"/api/v1/accounts/{account_id}/session/export"
+        body = {"format": "telethon-string", "reason": "recovery drill"}
+        assert (await client.post(url, json=body, headers=admin.headers)).status_code == 409
+        again = await import_raw(client, admin, telethon_string(90).encode(), "r.txt")
+        result = again.json()["results"][0]
+        assert result["ok"] is True
+        assert result["account_id"] == account_id
+        account = (await client.get(f"/api/v1/accounts/{account_id}", headers=admin.headers)).json()
+        assert (account["session"]["state"], account["session"]["version"]) == ("active", 2)
+        exported = await client.post(url, json=body, headers=admin.headers)
+        assert exported.status_code == 200
+        assert StringSession(exported.text).auth_key.key == auth_key(90)
+
+    async def test_missing_key_is_not_tampering(
+        self, client: httpx.AsyncClient, admin: Credentials, db_url: str, tmp_path: Path
+    ) -> None:
+        """A process without the secret's KEK answers 503 and marks nothing; given the old
+        key as a previous key it decrypts."""
+        from pydantic import SecretStr
+
+        from tests.conftest import TEST_VAULT_KEY, make_settings
+        from tgfleet.app import create_app
+
+        imported = await import_raw(client, admin, telethon_string(91).encode(), "k.txt")
+        account_id = imported.json()["results"][0]["account_id"]
+        other_key = base64.b64encode(b"\x07" * 32).decode()
+        url = f"/api/v1/accounts/{account_id}/session/export"
+        body = {"format": "telethon-string", "reason": "key check"}
+        for previous, expected in ((None, 503), (SecretStr(TEST_VAULT_KEY), 200)):
+            settings = make_settings(
+                db_url,
+                tmp_path / "other",
+                vault_key=SecretStr(other_key),
+                vault_previous_keys=previous,
+            )
+            other = create_app(settings)
+            async with other.router.lifespan_context(other):
+                transport = httpx.ASGITransport(app=other)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as peer:
+                    response = await peer.post(url, json=body, headers=admin.headers)
+            assert response.status_code == expected, response.text
+            account = (
+                await client.get(f"/api/v1/accounts/{account_id}", headers=admin.headers)
+            ).json()
+            assert account["session"]["state"] == "active"
+        assert response.status_code == 200
+
+    async def test_refused_upload_is_audited(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("/abs/path.session", telethon_string(92))
+        refused = await import_raw(client, admin, buffer.getvalue(), "abs.zip")
+        assert refused.status_code == 400
+        audit = (
+            await client.get(
+                "/api/v1/audit", params={"action": "session.import"}, headers=admin.headers
+            )
+        ).json()["items"]
+        assert audit[0]["result"] == "failure"
+        assert audit[0]["details"]["error"] == "bad_archive"

@@ -169,3 +169,21 @@ class TestRotate:
             await decrypt_all(maker, vault, results)
         finally:
             await engine.dispose()
+
+
+class TestStaleKeyring:
+    async def test_import_after_another_process_rotated_uses_the_new_key(
+        self, file_settings: Settings, maker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """A vault loaded before a rotation elsewhere (a second process) notices the key
+        file changed and never wraps a new secret with the retired KEK."""
+        stale = await asyncio.to_thread(vault_service.Vault.load, file_settings)
+        rotator = await asyncio.to_thread(vault_service.Vault.load, file_settings)
+        old = stale.keyring.active.id
+        await fill(maker, rotator, 3)
+        report = await vault_service.rotate(maker, rotator, CONTEXT)
+        assert report.retired == [old]
+        entry = Entry(name="late.txt", data=telethon_string(999).encode())
+        (result,) = await vault_service.import_entries(maker, stale, CONTEXT, [entry])
+        assert result.ok
+        assert await keys_in_use(maker) == {report.target_kek_id: 4}

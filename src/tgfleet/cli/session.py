@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
@@ -46,6 +47,10 @@ def import_(
             raise fail(f"{path}: {exc.message}") from exc
         except OSError as exc:
             raise fail(f"{path}: {exc.strerror}") from exc
+    try:
+        vault_service.check_totals(entries, vault.limits)
+    except AppError as exc:
+        raise fail(exc.message) from exc
     if label is not None and len(entries) != 1:
         raise fail("--label names one account; give exactly one session file")
     with Progress(
@@ -88,21 +93,23 @@ def export(
 ) -> None:
     """Write an account's decrypted session to a file (audited, needs a reason)."""
     settings = load_settings()
-    if len(reason.strip()) < 3:
-        raise fail("--reason must say why (at least 3 characters)")
+    if not 3 <= len(reason.strip()) <= 500:
+        raise fail("--reason must say why, in 3 to 500 characters")
     if out.exists() and not force:
         raise fail(f"{out} exists; pass --force to overwrite it")
     vault = load_vault(settings)
 
     async def work(session: AsyncSession) -> bytes:
         target = await account_service.resolve(session, account)
-        return await vault_service.export(
+        content = await vault_service.export(
             session, vault, cli_audit_context(), target.id, fmt=fmt, reason=reason.strip()
         )
+        # Written before the unit of work commits: a failed write leaves no export record.
+        try:
+            await asyncio.to_thread(write_private_file, out, content)
+        except OSError as exc:
+            raise fail(f"cannot write {out}: {exc.strerror}") from exc
+        return content
 
     content = run_in_session(settings, work)
-    try:
-        write_private_file(out, content)
-    except OSError as exc:
-        raise fail(f"cannot write {out}: {exc.strerror}") from exc
     console.print(f"wrote {out} ({fmt.value}, {len(content)} bytes, mode 0600)")

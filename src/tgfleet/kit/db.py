@@ -90,7 +90,8 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA synchronous = NORMAL")
-            # Freed pages are zeroed: a crypto-erased secret leaves no old bytes behind.
+            # Freed pages are zeroed, so a crypto-erased secret's ciphertext does not linger
+            # in free pages (copies may remain in the WAL until the next checkpoint).
             cursor.execute("PRAGMA secure_delete = ON")
         finally:
             cursor.close()

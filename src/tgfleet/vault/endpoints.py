@@ -7,12 +7,15 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
+from tgfleet.exceptions import AppError
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.vault import service as vault_service
+from tgfleet.vault.exceptions import ArchiveError, ImportTooLargeError
 from tgfleet.vault.formats import SessionFormat
 from tgfleet.vault.schemas import (
     ImportReport,
@@ -69,25 +72,31 @@ async def import_sessions(
     # first, or on SQLite it would hold the write lock the imports wait for.
     await session.commit()
     vault = _vault(request)
-    settings = vault.settings
-    files, fields = await read_upload(
-        request.headers.get("content-type", ""),
-        request.stream(),
-        max_bytes=settings.import_max_upload_bytes,
-        default_name=name,
-    )
-    entries = []
-    for upload in files:
-        entries += await asyncio.to_thread(
-            vault_service.expand_upload, upload.name, bytes(upload.data), vault.limits
+    context = audit_context(principal, meta)
+    try:
+        files, fields = await read_upload(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            max_bytes=vault.settings.import_max_upload_bytes,
+            default_name=name,
         )
+        entries = []
+        for upload in files:
+            entries += await asyncio.to_thread(
+                vault_service.expand_upload, upload.name, bytes(upload.data), vault.limits
+            )
+        vault_service.check_totals(entries, vault.limits)
+    except (ArchiveError, ImportTooLargeError, StarletteHTTPException) as exc:
+        error = exc if isinstance(exc, AppError) else ImportTooLargeError(str(exc.detail))
+        await vault_service.audit_refused(request.app.state.sessionmaker, context, name, error)
+        raise
     label = label or fields.get("label") or None
     if label is not None and len(entries) != 1:
         label = None  # a label names one account; many files keep their own names
     results = await vault_service.import_entries(
         request.app.state.sessionmaker,
         vault,
-        audit_context(principal, meta),
+        context,
         entries,
         label=label,
     )

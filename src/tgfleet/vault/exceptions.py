@@ -94,6 +94,13 @@ class DecryptError(AppError):
     keeps_changes = True  # the failure is audited and the secret marked unusable
 
 
+class KeyUnavailable(ServiceUnavailable):
+    """The KEK a secret names is not in this process's keyring: a configuration problem
+    (a missing previous key, a stale process), not tampering. Nothing is marked."""
+
+    code = "vault_key_unavailable"
+
+
 class SessionNotFound(NotFound):
     code = "session_not_found"
 

@@ -3,10 +3,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import SessionSecret, VaultRotation
+
+# Key of the PostgreSQL advisory lock between writers of secrets (shared) and the end of a
+# rotation (exclusive), so a KEK is never retired under an import still writing with it.
+VAULT_LOCK_KEY = 0x7467766175_6C74  # "tgvault"
+
+
+async def lock_vault(session: AsyncSession, *, exclusive: bool) -> None:
+    """Hold the vault lock for the rest of the transaction. SQLite needs none: its units of
+    work already hold the database write lock from their first statement."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await session.execute(text(f"SELECT {function}(:key)"), {"key": VAULT_LOCK_KEY})
 
 
 class SecretRepository(RepositoryBase[SessionSecret]):

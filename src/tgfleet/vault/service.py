@@ -28,8 +28,11 @@ from tgfleet.models import Account, SessionSecret, VaultRotation
 from tgfleet.vault import crypto
 from tgfleet.vault.archive import ArchiveLimits, Entry, is_zip, iter_folder, iter_zip
 from tgfleet.vault.exceptions import (
+    ArchiveError,
     DecryptError,
     DuplicateSessionError,
+    ImportTooLargeError,
+    KeyUnavailable,
     RotationInProgress,
     SessionNotFound,
 )
@@ -44,7 +47,7 @@ from tgfleet.vault.formats import (
     to_record,
 )
 from tgfleet.vault.keyring import Keyring, KeySource, add_kek, load_keyring, retire_kek
-from tgfleet.vault.repository import RotationRepository, SecretRepository
+from tgfleet.vault.repository import RotationRepository, SecretRepository, lock_vault
 
 log = get_logger(__name__)
 
@@ -52,6 +55,12 @@ ACTIVE = "active"
 TAMPERED = "tampered"
 ERASED = "erased"
 REWRAP_BATCH = 500
+
+
+class KeyUnavailableAudited(KeyUnavailable):
+    """KeyUnavailable whose failed decrypt was audited: the unit of work keeps the record."""
+
+    keeps_changes = True
 
 
 @dataclass
@@ -63,13 +72,16 @@ class Vault:
     policy: FormatPolicy
     limits: ArchiveLimits
     settings: Settings
+    _stamp: tuple[int, int, int] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
     def load(cls, settings: Settings) -> Vault:
         """Blocking (scrypt in passphrase mode): call from a thread inside a running loop."""
+        stamp = _key_file_stamp(settings)
         return cls(
             keyring=load_keyring_for(settings),
+            _stamp=stamp,
             policy=FormatPolicy(
                 allowed_dc_ids=frozenset({1, 2, 3, 4, 5, *settings.vault_extra_dc_ids}),
                 max_file_bytes=settings.import_max_file_bytes,
@@ -84,13 +96,30 @@ class Vault:
 
     async def reload(self) -> Keyring:
         async with self._lock:
+            stamp = _key_file_stamp(self.settings)
             self.keyring = await asyncio.to_thread(load_keyring_for, self.settings)
+            self._stamp = stamp
             return self.keyring
+
+    async def current(self) -> Keyring:
+        """The keyring, reloaded first if the key file changed (another process rotated):
+        new secrets must never be wrapped by a KEK that was retired meanwhile."""
+        if self.keyring.source is KeySource.FILE and _key_file_stamp(self.settings) != self._stamp:
+            return await self.reload()
+        return self.keyring
 
     async def keyring_with(self, kek_id: str) -> Keyring:
         if kek_id in self.keyring.usable_ids():
             return self.keyring
         return await self.reload()
+
+
+def _key_file_stamp(settings: Settings) -> tuple[int, int, int] | None:
+    try:
+        info = settings.effective_vault_key_file.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def load_keyring_for(settings: Settings) -> Keyring:
@@ -134,10 +163,45 @@ def expand_path(path: Path, limits: ArchiveLimits) -> list[Entry]:
     """A file, a zip file or a folder on this machine, as entries (blocking: use a thread)."""
     if path.is_dir():
         return list(iter_folder(path, limits))
-    data = path.read_bytes() if path.stat().st_size <= limits.max_total_bytes else b""
+    size = path.stat().st_size
+    if size > limits.max_total_bytes:
+        raise ImportTooLargeError(
+            f"{path} is {size} bytes, over the import limit of {limits.max_total_bytes}"
+        )
+    data = path.read_bytes()
     if is_zip(data):
         return list(iter_zip(data, limits))
     return [Entry(name=path.name, data=data)]
+
+
+def check_totals(entries: Sequence[Entry], limits: ArchiveLimits) -> None:
+    """The limits hold for a whole request or command, not only per zip or folder."""
+    if len(entries) > limits.max_entries:
+        raise ArchiveError(f"{len(entries)} files in one import; the limit is {limits.max_entries}")
+    total = sum(len(entry.data) for entry in entries)
+    if total > limits.max_total_bytes:
+        raise ImportTooLargeError(
+            f"the files of this import add up to {total} bytes; the limit is "
+            f"{limits.max_total_bytes}"
+        )
+
+
+async def audit_refused(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    context: AuditContext,
+    name: str,
+    error: AppError,
+) -> None:
+    """Record an import refused as a whole (unsafe zip, too large) before any file ran."""
+    async with unit_of_work(sessionmaker) as session:
+        await audit_service.record(
+            session,
+            context,
+            action="session.import",
+            target="vault",
+            result=audit_service.FAILURE,
+            details={"file": name, "error": error.code, "detail": error.message},
+        )
 
 
 def _label_from_name(name: str) -> str:
@@ -238,22 +302,33 @@ async def _store(
     label: str | None,
 ) -> list[ImportResult]:
     """Write one chunk in the caller's unit of work; returns a result per file, in order."""
+    await lock_vault(session, exclusive=False)
+    keyring = await vault.current()  # checked inside the transaction: see lock_vault
     failures: dict[int, AppError] = {
         index: item.error for index, item in enumerate(parsed) if item.error is not None
     }
-    holders = await SecretRepository(session).holders(
+    secrets_repository = SecretRepository(session)
+    holders = await secrets_repository.holders(
         [item.fingerprint for item in parsed if item.fingerprint is not None]
     )
+    held = {s.account_id: s for s in await secrets_repository.for_accounts(list(holders.values()))}
     owners = {
         account.id: account
         for account in await account_service.get_accounts(session, list(holders.values()))
     }
     first_file: dict[str, str] = {}
     fresh: list[int] = []
+    recovered: dict[int, Account] = {}
     for index, item in enumerate(parsed):
         if item.fingerprint is None:
             continue
-        if item.fingerprint in holders:
+        holder = held.get(holders.get(item.fingerprint, _NO_ACCOUNT))
+        if holder is not None and holder.state == TAMPERED and item.fingerprint not in first_file:
+            # Re-importing the session of a tampered secret is how an operator recovers it.
+            first_file[item.fingerprint] = item.entry.name
+            recovered[index] = owners[holder.account_id]
+            _reseal(holder, _record(item), keyring)
+        elif item.fingerprint in holders:
             owner = owners[holders[item.fingerprint]]
             failures[index] = DuplicateSessionError(
                 f"{item.entry.name}: this session is already in the vault as account "
@@ -286,7 +361,7 @@ async def _store(
     created: dict[int, Account] = {}
     for index, account in zip(fresh, accounts, strict=True):
         record = _record(parsed[index])
-        envelope = crypto.seal(vault.keyring, to_record(record), account_id=account.id, version=1)
+        envelope = crypto.seal(keyring, to_record(record), account_id=account.id, version=1)
         secrets.append(
             SessionSecret(
                 account_id=account.id,
@@ -301,7 +376,9 @@ async def _store(
             )
         )
         created[index] = account
-    await SecretRepository(session).add_all(secrets)
+    await secrets_repository.add_all(secrets)
+    await session.flush()  # the re-sealed (recovered) secrets
+    created |= recovered
 
     results: list[ImportResult] = []
     for index, item in enumerate(parsed):
@@ -322,7 +399,8 @@ async def _store(
                         "label": account.label,
                         "format": record.source_format.value,
                         "dc_id": record.dc_id,
-                        "kek_id": vault.keyring.active.id,
+                        "kek_id": keyring.active.id,
+                        **({"recovered": "tampered"} if index in recovered else {}),
                     },
                 )
             )
@@ -342,6 +420,24 @@ async def _store(
     await audit_service.record_many(session, context, audits)
     log.info("vault.imported", imported=len(created), failed=len(failures))
     return results
+
+
+_NO_ACCOUNT = uuid.UUID(int=0)
+
+
+def _reseal(secret: SessionSecret, record: CanonicalSession, keyring: Keyring) -> None:
+    """Replace a tampered secret with a fresh envelope at the next version."""
+    version = secret.version + 1
+    envelope = crypto.seal(
+        keyring, to_record(record), account_id=secret.account_id, version=version
+    )
+    secret.version = version
+    secret.state = ACTIVE
+    secret.source_format = record.source_format.value
+    secret.kek_id = envelope.kek_id
+    secret.wrapped_key = envelope.wrapped_key
+    secret.nonce = envelope.nonce
+    secret.ciphertext = envelope.ciphertext
 
 
 def _record(item: _Parsed) -> CanonicalSession:
@@ -382,6 +478,16 @@ async def decrypt(
     failure: AppError | None = None
     try:
         record = await _open_secret(vault, secret)
+    except KeyUnavailable as exc:
+        await audit_service.record(
+            session,
+            context,
+            action="session.decrypt",
+            target=f"account:{account_id}",
+            result=audit_service.FAILURE,
+            details={"purpose": purpose, "kek_id": secret.kek_id, "error": exc.code},
+        )
+        raise KeyUnavailableAudited(exc.message) from exc
     except AppError as exc:
         failure = exc
     if failure is not None:
@@ -421,6 +527,11 @@ async def _open_secret(vault: Vault, secret: SessionSecret) -> CanonicalSession:
         ciphertext=secret.ciphertext or b"",
     )
     keyring = await vault.keyring_with(secret.kek_id)
+    if secret.kek_id not in keyring.usable_ids():
+        raise KeyUnavailable(
+            f"the key-encryption key {secret.kek_id} of account {secret.account_id} is not in "
+            "this process's keyring; load it (key file or TGFLEET_VAULT_PREVIOUS_KEYS)"
+        )
     plaintext = crypto.open_envelope(
         keyring, envelope, account_id=secret.account_id, version=secret.version
     )
@@ -555,7 +666,7 @@ async def _start_rotation(
         rotations = RotationRepository(session)
         running = await rotations.running()
         keyring = await vault.reload()
-        if running is not None and running.target_kek_id in keyring.usable_ids():
+        if running is not None and running.target_kek_id == keyring.active.id:
             target, rotation_id, resumed = running.target_kek_id, running.id, True
         else:
             if running is not None:
@@ -593,6 +704,10 @@ async def _rewrap_batch(
     updates: list[tuple[uuid.UUID, str, bytes]] = []
     failed = 0
     for secret in batch:
+        if secret.kek_id not in plan.keyring.usable_ids():
+            failed += 1  # its KEK is not loaded here: a configuration problem, not tampering
+            log.warning("vault.rewrap_key_missing", account_id=str(secret.account_id))
+            continue
         try:
             envelope = crypto.rewrap(
                 plan.keyring,
@@ -630,14 +745,21 @@ async def _finish_rotation(
     """Retire every KEK (file keyring) that no secret uses any more; close the run."""
     retired: list[str] = []
     async with unit_of_work(sessionmaker) as session:
+        # Exclusive: imports still writing with an old KEK finish first and are counted.
+        await lock_vault(session, exclusive=True)
         in_use = await SecretRepository(session).count_by_kek()
         if plan.keyring.source is KeySource.FILE:
             for kek in plan.keyring.all():
-                if kek.id != plan.target and kek.key is not None and not in_use.get(kek.id):
+                if kek.id == plan.target or kek.key is None or in_use.get(kek.id):
+                    continue
+                try:
                     await asyncio.to_thread(
                         retire_kek, vault.settings.effective_vault_key_file, kek.id
                     )
-                    retired.append(kek.id)
+                except AppError:  # not in the file (a TGFLEET_VAULT_PREVIOUS_KEYS key)
+                    log.info("vault.retire_skipped", kek_id=kek.id)
+                    continue
+                retired.append(kek.id)
         rotation = await RotationRepository(session).get(plan.rotation_id)
         if rotation is not None:
             rotation.state = "done" if failed == 0 else "done_with_failures"
