@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.kit.repository import RepositoryBase
@@ -67,15 +68,33 @@ class SecretRepository(RepositoryBase[SessionSecret]):
             statement = statement.where(SessionSecret.account_id > after)
         return await self.all(statement)
 
-    async def set_wrapped_keys(self, rows: list[tuple[uuid.UUID, str, bytes]]) -> None:
-        """Write many re-wrapped data keys in one executemany."""
+    async def set_wrapped_keys(self, rows: list[tuple[uuid.UUID, int, str, bytes]]) -> None:
+        """Write many re-wrapped data keys in one executemany. Each row names the version it
+        re-wrapped: a secret re-sealed meanwhile (a recovering re-import bumps the version)
+        is left alone rather than given a key that no longer matches its ciphertext."""
         if not rows:
             return
+        # A Core UPDATE on the table (not the ORM entity), so executemany may filter on
+        # more than the primary key.
+        table = cast("Table", SessionSecret.__table__)
+        statement = (
+            update(table)
+            .where(
+                table.c.account_id == bindparam("match_account_id"),
+                table.c.version == bindparam("match_version"),
+            )
+            .values(kek_id=bindparam("new_kek_id"), wrapped_key=bindparam("new_wrapped_key"))
+        )
         await self.session.execute(
-            update(SessionSecret),
+            statement,
             [
-                {"account_id": account_id, "kek_id": kek_id, "wrapped_key": wrapped}
-                for account_id, kek_id, wrapped in rows
+                {
+                    "match_account_id": account_id,
+                    "match_version": version,
+                    "new_kek_id": kek_id,
+                    "new_wrapped_key": wrapped,
+                }
+                for account_id, version, kek_id, wrapped in rows
             ],
         )
 

@@ -1,8 +1,9 @@
 """Vault services: import, export, erase, decrypt, rotate, status.
 
 Key material exists in plaintext only in memory, for as long as one call needs it. Every
-import, export, erase, decrypt and rotation writes an audit record; a failed decrypt is
-audited too and marks the secret ``tampered`` (unusable until re-imported).
+import, export, erase, decrypt and rotation writes an audit record. A secret that fails
+authentication is audited and marked ``tampered`` (unusable until its session is
+re-imported); a secret whose KEK is merely not loaded is audited and left as it is.
 """
 
 from __future__ import annotations
@@ -701,7 +702,7 @@ async def _rewrap_batch(
     session: AsyncSession, plan: _RotationPlan, batch: list[SessionSecret]
 ) -> tuple[int, int]:
     """Re-wrap one batch in the caller's transaction; returns (re-wrapped, failed)."""
-    updates: list[tuple[uuid.UUID, str, bytes]] = []
+    updates: list[tuple[uuid.UUID, int, str, bytes]] = []
     failed = 0
     for secret in batch:
         if secret.kek_id not in plan.keyring.usable_ids():
@@ -725,7 +726,7 @@ async def _rewrap_batch(
             failed += 1
             secret.state = TAMPERED  # the wrapped key was altered: unusable, say so
             continue
-        updates.append((secret.account_id, envelope.kek_id, envelope.wrapped_key))
+        updates.append((secret.account_id, secret.version, envelope.kek_id, envelope.wrapped_key))
     await SecretRepository(session).set_wrapped_keys(updates)
     rotation = await RotationRepository(session).get(plan.rotation_id)
     if rotation is not None:
