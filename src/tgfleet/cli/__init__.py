@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tgfleet import __version__
-from tgfleet.cli import account, audit, db, session, user, vault
+from tgfleet.cli import account, audit, db, sandbox, session, user, vault
 from tgfleet.cli.run import run
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(vault.app, name="vault")
 app.add_typer(session.app, name="session")
 app.add_typer(account.app, name="account")
+app.add_typer(sandbox.app, name="sandbox")
 
 
 @app.command()

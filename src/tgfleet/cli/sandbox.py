@@ -1,0 +1,135 @@
+"""``tgfleet sandbox``: mint a sandbox world and run the local MTProto sandbox.
+
+``tgfleet sandbox run --world DIR/world.yaml`` prints one line when it accepts clients, e.g.
+``sandbox ready on 127.0.0.1:8443 (control 127.0.0.1:8444)`` (the real bound ports, also
+with ``--port 0``), and serves until SIGINT or SIGTERM, then stops cleanly with status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import typer
+
+from tgfleet.cli._runtime import fail
+from tgfleet.exceptions import AppError
+from tgfleet.logging import configure_logging
+from tgfleet.sandbox.control import is_loopback
+from tgfleet.sandbox.mint import WORLD_FILE, mint
+from tgfleet.sandbox.runner import Sandbox
+from tgfleet.sandbox.world import load_world
+
+app = typer.Typer(
+    help="The local Telegram sandbox: a MTProto server real Telethon clients connect to.",
+    no_args_is_help=True,
+)
+
+DEFAULT_PORT = 8443
+
+
+@app.command("run")
+def run(
+    world: Path = typer.Option(
+        ..., "--world", exists=True, dir_okay=False, help="the world file (world.yaml)"
+    ),
+    port: int | None = typer.Option(
+        None, min=0, max=65535, help="MTProto port (default: the world's port; 0 picks one)"
+    ),
+    control_port: int | None = typer.Option(
+        None, min=0, max=65535, help="control API port (default: --port + 1; 0 picks one)"
+    ),
+    host: str = typer.Option("127.0.0.1", help="listen address for both servers"),
+    allow_remote_control: bool = typer.Option(
+        False,
+        "--allow-remote-control",
+        help="let the unauthenticated control API bind a non-loopback host",
+    ),
+    traffic: bool = typer.Option(
+        True, "--traffic/--no-traffic", help="simulated members chat at the world's rate"
+    ),
+    log_level: str = typer.Option("WARNING", help="log level (logs go to stderr)"),
+) -> None:
+    """Serve the sandbox for a world file until SIGINT/SIGTERM."""
+    configure_logging(level=log_level.upper())
+    if not allow_remote_control and not is_loopback(host):
+        raise fail(
+            f"the control API has no authentication; refusing to bind {host!r} "
+            "(use a loopback address or --allow-remote-control)",
+            2,
+        )
+    try:
+        asyncio.run(_serve(world, port, control_port, host, allow_remote_control, traffic))
+    except AppError as exc:
+        raise fail(exc.message) from exc
+    except OSError as exc:
+        raise fail(f"cannot listen: {exc.strerror or exc}") from exc
+
+
+async def _serve(
+    world_path: Path,
+    port: int | None,
+    control_port: int | None,
+    host: str,
+    allow_remote_control: bool,
+    traffic: bool,
+) -> None:
+    world = await asyncio.to_thread(load_world, world_path)
+    # Default: the world's port, the one its session files point at.
+    mtproto_port = world.port if port is None else port
+    if control_port is None:
+        control_port = mtproto_port + 1 if mtproto_port else 0
+    sandbox = Sandbox(
+        world,
+        host=host,
+        port=mtproto_port,
+        control_port=control_port,
+        traffic=traffic,
+        allow_remote_control=allow_remote_control,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with sandbox:
+            typer.echo(
+                f"sandbox ready on {host}:{sandbox.port} (control {host}:{sandbox.control_port})"
+            )
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+@app.command("mint")
+def mint_world(
+    accounts: int = typer.Option(..., min=1, help="fleet accounts (one .session each)"),
+    groups: int = typer.Option(..., min=0, help="groups (basic and supergroups alternate)"),
+    out: Path = typer.Option(..., file_okay=False, help="output directory"),
+    members: int = typer.Option(5, min=0, help="simulated members per group"),
+    port: int = typer.Option(DEFAULT_PORT, min=1, max=65535, help="port the sessions use"),
+    seed: int = typer.Option(0, help="seed for ids, names, layout and traffic"),
+    force: bool = typer.Option(False, "--force", help="overwrite existing files"),
+) -> None:
+    """Write DIR/world.yaml and one Telethon .session per account (mode 0600)."""
+    try:
+        world = mint(
+            out,
+            accounts=accounts,
+            groups=groups,
+            members=members,
+            port=port,
+            seed=seed,
+            force=force,
+        )
+    except AppError as exc:
+        raise fail(exc.message) from exc
+    supergroups = sum(1 for g in world.groups if g.kind == "supergroup")
+    typer.echo(
+        f"minted {len(world.accounts)} accounts, {len(world.groups)} groups "
+        f"({len(world.groups) - supergroups} basic, {supergroups} supergroups), "
+        f"{len(world.members)} simulated members -> {out / WORLD_FILE} "
+        f"(sessions point at 127.0.0.1:{port})"
+    )
