@@ -16,10 +16,6 @@ import typer
 from tgfleet.cli._runtime import fail
 from tgfleet.exceptions import AppError
 from tgfleet.logging import configure_logging
-from tgfleet.sandbox.control import is_loopback
-from tgfleet.sandbox.mint import WORLD_FILE, mint
-from tgfleet.sandbox.runner import Sandbox
-from tgfleet.sandbox.world import load_world
 
 app = typer.Typer(
     help="The local Telegram sandbox: a MTProto server real Telethon clients connect to.",
@@ -53,6 +49,8 @@ def run(
 ) -> None:
     """Serve the sandbox for a world file until SIGINT/SIGTERM."""
     configure_logging(level=log_level.upper())
+    from tgfleet.sandbox.control import is_loopback
+
     if not allow_remote_control and not is_loopback(host):
         raise fail(
             f"the control API has no authentication; refusing to bind {host!r} "
@@ -67,7 +65,7 @@ def run(
         raise fail(f"cannot listen: {exc.strerror or exc}") from exc
 
 
-async def _serve(
+async def _serve(  # the sandbox stack is imported here so other commands start fast
     world_path: Path,
     port: int | None,
     control_port: int | None,
@@ -75,6 +73,9 @@ async def _serve(
     allow_remote_control: bool,
     traffic: bool,
 ) -> None:
+    from tgfleet.sandbox.runner import Sandbox
+    from tgfleet.sandbox.world import load_world
+
     world = await asyncio.to_thread(load_world, world_path)
     # Default: the world's port, the one its session files point at.
     mtproto_port = world.port if port is None else port
@@ -114,6 +115,8 @@ def mint_world(
     force: bool = typer.Option(False, "--force", help="overwrite existing files"),
 ) -> None:
     """Write DIR/world.yaml and one Telethon .session per account (mode 0600)."""
+    from tgfleet.sandbox.mint import WORLD_FILE, mint
+
     try:
         world = mint(
             out,
