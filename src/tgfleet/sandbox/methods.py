@@ -17,9 +17,10 @@ viewer (``is_self``, ``out``, ``left``, message ids in basic groups).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -54,6 +55,7 @@ PUBLISHED_MEMORY = 100_000
 
 #: Added to every WorldState pts before a client sees it (see ``_client_pts``).
 PTS_BASE = 1
+UNDELIVERED_LIMIT = 1000  # per account; beyond it the client's own gap check fetches them
 
 _MENTION = re.compile(r"@[A-Za-z][A-Za-z0-9_]{4,31}")
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{4,31}")
@@ -219,6 +221,11 @@ class WorldDispatcher:
         self._key_ids = {a.id: key_id for key_id, a in self._accounts.items()}
         self._created = state.state(self.world.accounts[0].id).date if self.world.accounts else 0
         self._published: OrderedDict[int, None] = OrderedDict()
+        # Deliveries an account missed while it had no live connection, in order. Telethon
+        # does not ask for the difference after an automatic reconnect, so (like Telegram)
+        # the server sends them once the account talks to it again.
+        self._undelivered: dict[int, deque[Delivery]] = {}
+        self._flushes: set[asyncio.Task[None]] = set()
 
     def attach(self, server: SandboxServer) -> None:
         """Push through ``server`` (call right after creating it with this dispatcher)."""
@@ -251,6 +258,12 @@ class WorldDispatcher:
         handler = _HANDLERS.get(type(request))
         if handler is None:
             raise method_not_supported(request)
+        if isinstance(request, functions.updates.GetDifferenceRequest):
+            self._forget_undelivered(account.id, channel_id=None)
+        elif isinstance(request, functions.updates.GetChannelDifferenceRequest):
+            self._forget_undelivered(account.id, channel_id=self._target_group_id(request))
+        elif self._undelivered.get(account.id):
+            self._schedule_flush(account.id)
         try:
             return await handler(self, account, request)
         except DifferenceTooLong as exc:
@@ -274,8 +287,55 @@ class WorldDispatcher:
             key_id = self._key_ids.get(delivery.account_id)
             if key_id is None:
                 continue
-            pushed += await server.push(key_id, self._updates_for(delivery, []))
+            backlog = self._undelivered.get(delivery.account_id)
+            if backlog:  # keep the order: this one goes out after the missed ones
+                self._queue(delivery)
+                continue
+            reached = await server.push(key_id, self._updates_for(delivery, []))
+            if reached == 0:
+                self._queue(delivery)
+            pushed += reached
         return pushed
+
+    def _queue(self, delivery: Delivery) -> None:
+        self._undelivered.setdefault(delivery.account_id, deque(maxlen=UNDELIVERED_LIMIT)).append(
+            delivery
+        )
+
+    def _forget_undelivered(self, account_id: int, *, channel_id: int | None) -> None:
+        """A difference request returns everything missed: drop what it covers."""
+        backlog = self._undelivered.get(account_id)
+        if not backlog:
+            return
+        keep = [
+            d
+            for d in backlog
+            if (channel_id is None and self._is_channel(d))
+            or (channel_id is not None and d.group_id != channel_id)
+        ]
+        backlog.clear()
+        backlog.extend(keep)
+
+    def _is_channel(self, delivery: Delivery) -> bool:
+        return self.world.groups_by_id[delivery.group_id].kind == "supergroup"
+
+    def _schedule_flush(self, account_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(account_id))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, account_id: int) -> None:
+        """Send an account's missed deliveries, after the reply to the call that woke it."""
+        await asyncio.sleep(0)
+        server = self._require_server()
+        backlog = self._undelivered.get(account_id)
+        key_id = self._key_ids.get(account_id)
+        while backlog and key_id is not None:
+            delivery = backlog[0]
+            if await server.push(key_id, self._updates_for(delivery, [])) == 0:
+                return
+            if backlog and backlog[0] is delivery:
+                backlog.popleft()
 
     # ---- entity helpers
 
