@@ -259,7 +259,7 @@ async def test_traffic_loop_publishes(world: World) -> None:
     assert all(d.kind in {"message", "join"} for d in published(box))
 
 
-CLI = [sys.executable, "-c", "from tgfleet.cli.sandbox import app; app()"]
+CLI = [sys.executable, "-m", "tgfleet", "sandbox"]
 
 
 @pytest.mark.timeout(90)
@@ -278,7 +278,7 @@ async def test_cli_mint_then_run(tmp_path: Path) -> None:
     assert "minted 2 accounts, 2 groups" in stdout.decode()
 
     proc = await asyncio.create_subprocess_exec(
-        *CLI, "run", "--world", str(out / "world.yaml"), "--port", "0", "--control-port", "0",
+        *CLI, "--world", str(out / "world.yaml"), "--port", "0", "--control-port", "0",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

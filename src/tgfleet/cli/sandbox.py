@@ -1,6 +1,7 @@
 """``tgfleet sandbox``: mint a sandbox world and run the local MTProto sandbox.
 
-``tgfleet sandbox run --world DIR/world.yaml`` prints one line when it accepts clients, e.g.
+``tgfleet sandbox --world DIR/world.yaml`` (or ``tgfleet sandbox run --world ...`` with
+every option) prints one line when it accepts clients, e.g.
 ``sandbox ready on 127.0.0.1:8443 (control 127.0.0.1:8444)`` (the real bound ports, also
 with ``--port 0``), and serves until SIGINT or SIGTERM, then stops cleanly with status 0.
 """
@@ -19,10 +20,36 @@ from tgfleet.logging import configure_logging
 
 app = typer.Typer(
     help="The local Telegram sandbox: a MTProto server real Telethon clients connect to.",
-    no_args_is_help=True,
 )
 
 DEFAULT_PORT = 8443
+
+
+@app.callback(invoke_without_command=True)
+def serve_world(
+    ctx: typer.Context,
+    world: Path | None = typer.Option(
+        None, "--world", exists=True, dir_okay=False, help="serve this world file (as `run`)"
+    ),
+    port: int | None = typer.Option(None, min=0, max=65535, help="MTProto port"),
+    control_port: int | None = typer.Option(None, min=0, max=65535, help="control API port"),
+) -> None:
+    """`tgfleet sandbox --world FILE --port P --control-port C` is `tgfleet sandbox run ...`
+    with the other options at their defaults."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if world is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
+    run(
+        world=world,
+        port=port,
+        control_port=control_port,
+        host="127.0.0.1",
+        allow_remote_control=False,
+        traffic=True,
+        log_level="WARNING",
+    )
 
 
 @app.command("run")
