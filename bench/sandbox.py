@@ -43,11 +43,13 @@ from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import WORLD_FILE, mint
 from tgfleet.sandbox.world import MEMBER_IDS, World
 
-ACCOUNTS = 1_000
+# TGFLEET_BENCH_SANDBOX_CLIENTS runs another size (e.g. 2000 for the concurrency
+# target); the fan-out keeps ~60,000 deliveries whatever the size.
+ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_SANDBOX_CLIENTS", "1000"))
 GROUPS = 4
 CONNECT_BATCH = 100
 IDLE_SECONDS = 10.0
-MESSAGES = 60
+MESSAGES = max(10, 60_000 // ACCOUNTS)
 POSTERS = 4
 READY_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 60.0
@@ -388,7 +390,7 @@ async def run(workdir: Path) -> list[str]:
     client_bound = fan_client_cpu >= 80 and fan_client_cpu > fan_sandbox_cpu
     verdict = (
         "the client process was the bottleneck (one Python core decrypting, parsing and "
-        "dispatching updates for 1,000 clients) while the sandbox had CPU to spare; the "
+        f"dispatching updates for {ACCOUNTS:,} clients) while the sandbox had CPU to spare; the "
         "sandbox's pushes back off on socket back-pressure from the slow readers, so the "
         "pushed and end-to-end rates are both floors for what the sandbox sustains, and "
         "the per-delivery CPU line is the better estimate of its own capacity"
