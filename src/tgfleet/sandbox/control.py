@@ -426,6 +426,10 @@ class ControlServer:
             access_log=False,
             lifespan="off",
             server_header=False,
+            # Outlive the clients' own keep-alive (httpx: 5 s) so a pooled connection is
+            # never closed by us at the moment a client reuses it (a spurious ReadError
+            # when a slow post kept the loop busy).
+            timeout_keep_alive=75,
         )
         server = self._server = _EmbeddedServer(config)
         task = self._task = asyncio.create_task(server.serve(sockets=[sock]))
