@@ -27,6 +27,7 @@ from telethon.sessions import StringSession
 from telethon.tl.tlobject import TLRequest
 
 from tgfleet.sandbox import mtproto, transport
+from tgfleet.sandbox.methods import sandbox_config
 from tgfleet.sandbox.mtproto import Result
 from tgfleet.sandbox.server import (
     CallContext,
@@ -50,43 +51,6 @@ CONNECT_TRANSCRIPT = [
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def sandbox_config(port: int) -> Any:
-    """A ``Config`` with the values Telegram's DC 2 sends, pointing at the sandbox."""
-    return types.Config(
-        date=now(),
-        expires=now() + dt.timedelta(hours=1),
-        test_mode=False,
-        this_dc=2,
-        dc_options=[types.DcOption(id=2, ip_address="127.0.0.1", port=port)],
-        dc_txt_domain_name="apv3.stel.com",
-        chat_size_max=200,
-        megagroup_size_max=200000,
-        forwarded_count_max=100,
-        online_update_period_ms=210000,
-        offline_blur_timeout_ms=5000,
-        offline_idle_timeout_ms=30000,
-        online_cloud_timeout_ms=300000,
-        notify_cloud_delay_ms=30000,
-        notify_default_delay_ms=1500,
-        push_chat_period_ms=60000,
-        push_chat_limit=2,
-        edit_time_limit=172800,
-        revoke_time_limit=2147483647,
-        revoke_pm_time_limit=2147483647,
-        rating_e_decay=2419200,
-        stickers_recent_limit=200,
-        channels_read_media_period=604800,
-        call_receive_timeout_ms=20000,
-        call_ring_timeout_ms=90000,
-        call_connect_timeout_ms=30000,
-        call_packet_timeout_ms=10000,
-        me_url_prefix="https://t.me/",
-        caption_length_max=1024,
-        message_length_max=4096,
-        webfile_dc_id=4,
-    )
 
 
 class World:
@@ -134,7 +98,7 @@ class World:
             self.hold.discard(name)
             await asyncio.Event().wait()  # held until the connection drops
         if isinstance(request, functions.help.GetConfigRequest):
-            return sandbox_config(self.port)
+            return sandbox_config(2, self.port)
         if isinstance(request, functions.users.GetUsersRequest):
             return [
                 types.User(id=SELF_ID, is_self=True, access_hash=77, first_name="Sandbox")

@@ -507,7 +507,7 @@ class WorldDispatcher:
 
     async def get_config(self, account: WorldAccount, request: Any) -> Result:
         del account, request
-        return _config(self.world.dc_id, self._port())
+        return sandbox_config(self.world.dc_id, self._port())
 
     def _port(self) -> int:
         if self._server is not None and self._server.port:
@@ -800,7 +800,7 @@ class WorldDispatcher:
         )
 
 
-def _config(dc_id: int, port: int) -> types.Config:
+def sandbox_config(dc_id: int, port: int) -> types.Config:
     """A ``config`` with the values Telegram's DCs send, its one DC at 127.0.0.1:port."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     return types.Config(
