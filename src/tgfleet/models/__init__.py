@@ -2,10 +2,15 @@
 
 from tgfleet.kit.model import Model
 from tgfleet.models.account import Account
+from tgfleet.models.account_event import AccountEvent
+from tgfleet.models.account_group import AccountGroup
+from tgfleet.models.account_status import AccountStatus
 from tgfleet.models.api_token import ApiToken
 from tgfleet.models.audit_chain_head import AuditChainHead
 from tgfleet.models.audit_record import AuditRecord
 from tgfleet.models.login_throttle import LoginThrottle
+from tgfleet.models.playbook import Playbook
+from tgfleet.models.playbook_version import PlaybookVersion
 from tgfleet.models.role import Role
 from tgfleet.models.session_secret import SessionSecret
 from tgfleet.models.user import User
@@ -13,11 +18,16 @@ from tgfleet.models.vault_rotation import VaultRotation
 
 __all__ = [
     "Account",
+    "AccountEvent",
+    "AccountGroup",
+    "AccountStatus",
     "ApiToken",
     "AuditChainHead",
     "AuditRecord",
     "LoginThrottle",
     "Model",
+    "Playbook",
+    "PlaybookVersion",
     "Role",
     "SessionSecret",
     "User",

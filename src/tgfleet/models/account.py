@@ -11,8 +11,13 @@ from tgfleet.kit.model import Model, TZDateTime
 
 
 class Account(Model):
-    """A Telegram user account under management. Desired state lives here; observed state
-    comes with the runtime. Key material lives in ``session_secret``, never here."""
+    """A Telegram user account under management. Desired state lives here (the worker
+    reconciles towards it); observed state lives in ``account_status``. Key material lives
+    in ``session_secret``, never here.
+
+    ``restart_seq`` grows by one with every operator start/restart: a worker that saw an
+    older value restarts the client, also out of ``quarantined`` or ``error``.
+    """
 
     __tablename__ = "account"
 
@@ -23,5 +28,6 @@ class Account(Model):
     phone: Mapped[str | None] = mapped_column(String(32), default=None)
     dc_id: Mapped[int | None] = mapped_column(Integer, default=None)
     desired_state: Mapped[str] = mapped_column(String(16), default="stopped")
+    restart_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)
