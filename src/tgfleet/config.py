@@ -88,6 +88,36 @@ class Settings(BaseSettings):
     import_max_entries: Annotated[int, Field(ge=1)] = 10_000
     import_max_total_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024 * 1024
 
+    worker_id: str | None = Field(
+        default=None, description="this worker's id in account_status (default: host:pid)"
+    )
+    worker_reconcile_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    worker_status_flush_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
+    worker_connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    worker_request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
+    worker_handler_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    worker_retry_budget: Annotated[int, Field(ge=1)] = Field(
+        default=200, description="reconnect attempts a worker may make in a burst"
+    )
+    worker_retry_refill_per_second: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="reconnect attempts the budget regains per second"
+    )
+    worker_max_retry_seconds: Annotated[float, Field(gt=0)] = 60.0
+    worker_start_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 50
+    telegram_api_id: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="your app's api_id from my.telegram.org (the demo needs none)"
+    )
+    telegram_api_hash: SecretStr | None = Field(
+        default=None, description="your app's api_hash from my.telegram.org"
+    )
+
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1"
+    )
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
+
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="default: JSON in prod")
 

@@ -1,0 +1,1 @@
+"""Playbooks: versioned YAML reply rules, their engine and the dry run."""

@@ -1,0 +1,1 @@
+"""Account runtime: supervisor, Telegram adapter, error classification, retries."""
