@@ -51,8 +51,10 @@ _HTTP_CODES = {
 }
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the API application. The engine and keys are created in the lifespan."""
+def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
+    """Build the API application. The engine and keys are created in the lifespan; with
+    ``run_worker`` the account runtime runs in the same process (``tgfleet run``) and is
+    stopped, every client disconnected, before the engine closes."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,10 +70,19 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.security = Security.from_settings(settings)
         app.state.vault = await asyncio.to_thread(Vault.load, settings)
-        log.info("app.started", version=__version__, env=settings.env.value)
+        app.state.supervisor = None
+        if run_worker:
+            from tgfleet.worker.supervisor import Supervisor
+
+            supervisor = Supervisor(settings, app.state.sessionmaker, app.state.vault)
+            await supervisor.start()
+            app.state.supervisor = supervisor
+        log.info("app.started", version=__version__, env=settings.env.value, worker=run_worker)
         try:
             yield
         finally:
+            if app.state.supervisor is not None:
+                await app.state.supervisor.stop()
             await engine.dispose()
             log.info("app.stopped")
 

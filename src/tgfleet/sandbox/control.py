@@ -368,6 +368,7 @@ def create_control_app(sandbox: ControlledSandbox) -> FastAPI:
             "connections_opened": snapshot.connections_opened,
             "duplicate_use": lookup.by_username(snapshot.duplicate_use),
             "refused": lookup.by_username(snapshot.refused),
+            "opened": lookup.by_username(snapshot.opened),
             "bad_salts": lookup.by_username(snapshot.bad_salts),
             "requests": snapshot.requests,
             "messages_sent": sent,

@@ -99,6 +99,7 @@ class SandboxStats:
     bad_salts: dict[int, int]
     refused: dict[int, int]
     connections_opened: int
+    opened: dict[int, int]  # connection attempts per key (refused ones included)
 
 
 @dataclass
@@ -194,6 +195,7 @@ class SandboxServer:
         self._duplicate_use: Counter[int] = Counter()
         self._bad_salts: Counter[int] = Counter()
         self._refused: Counter[int] = Counter()
+        self._attempts: Counter[int] = Counter()
         self._opened = 0
 
     async def start(self) -> int:
@@ -278,6 +280,7 @@ class SandboxServer:
             bad_salts=dict(self._bad_salts),
             refused=dict(self._refused),
             connections_opened=self._opened,
+            opened=dict(self._attempts),
         )
 
     # -- connection handling -----------------------------------------------------------
@@ -311,6 +314,8 @@ class SandboxServer:
         packet = await self._read(codec, reader)
         key_id = mtproto.packet_key_id(packet)
         key = self._key(key_id) if key_id else None
+        if key is not None:
+            self._attempts[key_id] += 1
         if key is None:
             async with asyncio.timeout(self.write_timeout):
                 writer.write(codec.encode_error(transport.AUTH_KEY_UNKNOWN))

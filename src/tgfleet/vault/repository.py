@@ -32,6 +32,13 @@ class SecretRepository(RepositoryBase[SessionSecret]):
             select(SessionSecret).where(SessionSecret.auth_key_fingerprint == fingerprint)
         )
 
+    async def versions(self) -> dict[uuid.UUID, tuple[int, str]]:
+        """Every secret's (version, state), without loading key material."""
+        result = await self.session.execute(
+            select(SessionSecret.account_id, SessionSecret.version, SessionSecret.state)
+        )
+        return {account_id: (version, state) for account_id, version, state in result.all()}
+
     async def holders(self, fingerprints: Sequence[str]) -> dict[str, uuid.UUID]:
         """Which account holds each of these auth-key fingerprints (those in the vault)."""
         if not fingerprints:

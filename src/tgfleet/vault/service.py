@@ -517,6 +517,136 @@ async def decrypt(
     return record
 
 
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    """One account's session for the runtime: the record and the version it came from."""
+
+    record: CanonicalSession
+    version: int
+
+
+async def decrypt_many(
+    session: AsyncSession,
+    vault: Vault,
+    context: AuditContext,
+    account_ids: Sequence[uuid.UUID],
+    *,
+    purpose: str,
+) -> dict[uuid.UUID, Decrypted | AppError]:
+    """Decrypt many sessions into memory with one query and one audit append.
+
+    The batch form of :func:`decrypt` for the worker starting a fleet: every account gets
+    its own audit record (success or failure), written together. A secret that fails to
+    decrypt is marked ``tampered`` exactly as in :func:`decrypt`; a missing, erased or
+    already tampered secret, or one whose KEK is not loaded, maps to its error. Nothing
+    here raises for one account's problem.
+    """
+    secrets = {s.account_id: s for s in await SecretRepository(session).for_accounts(account_ids)}
+    results: dict[uuid.UUID, Decrypted | AppError] = {}
+    audits: list[audit_service.AuditEntry] = []
+    tampered_now = False
+    for account_id in account_ids:
+        target = f"account:{account_id}"
+        secret = secrets.get(account_id)
+        if secret is None or secret.state == ERASED or secret.ciphertext is None:
+            results[account_id] = SessionNotFound(
+                f"account {account_id} has no session in the vault"
+            )
+            continue
+        if secret.state == TAMPERED:
+            results[account_id] = DecryptError(
+                f"account {account_id}'s session failed to decrypt before and is unusable; "
+                "re-import it"
+            )
+            continue
+        details: dict[str, object] = {"purpose": purpose, "kek_id": secret.kek_id}
+        try:
+            record = await _open_secret(vault, secret)
+        except KeyUnavailable as exc:
+            results[account_id] = exc
+            audits.append(
+                audit_service.AuditEntry(
+                    action="session.decrypt",
+                    target=target,
+                    result=audit_service.FAILURE,
+                    details={**details, "error": exc.code},
+                )
+            )
+            continue
+        except AppError as exc:
+            secret.state = TAMPERED
+            tampered_now = True
+            log.error(  # noqa: TRY400 - the code says it all; no trace of key material
+                "vault.decrypt_failed", account_id=str(account_id), error=exc.code
+            )
+            results[account_id] = DecryptError(
+                f"account {account_id}'s session failed to decrypt (tampered or moved); it is "
+                "marked unusable until re-imported"
+            )
+            audits.append(
+                audit_service.AuditEntry(
+                    action="session.decrypt",
+                    target=target,
+                    result=audit_service.FAILURE,
+                    details={**details, "error": exc.code},
+                )
+            )
+            continue
+        results[account_id] = Decrypted(record=record, version=secret.version)
+        audits.append(
+            audit_service.AuditEntry(action="session.decrypt", target=target, details=details)
+        )
+    if tampered_now:
+        await session.flush()
+    await audit_service.record_many(session, context, audits)
+    return results
+
+
+async def update_session(
+    session: AsyncSession,
+    vault: Vault,
+    context: AuditContext,
+    account_id: uuid.UUID,
+    record: CanonicalSession,
+    *,
+    expected_version: int,
+    reason: str,
+) -> int | None:
+    """Write back what a running client changed (a new auth key, DC or address).
+
+    Seals ``record`` at the next version, audited as ``session.update`` with the reason
+    and the DC (never the key). Returns the new version, or ``None`` when the stored
+    secret moved on meanwhile (re-imported, erased): the operator's copy wins.
+    """
+    await lock_vault(session, exclusive=False)
+    secret = await SecretRepository(session).get(account_id)
+    if secret is None or secret.state != ACTIVE or secret.version != expected_version:
+        log.warning(
+            "vault.update_skipped", account_id=str(account_id), reason="secret changed meanwhile"
+        )
+        return None
+    keyring = await vault.current()
+    fingerprint = auth_key_fingerprint(record.auth_key)
+    key_changed = fingerprint != secret.auth_key_fingerprint
+    _reseal(secret, record, keyring)
+    secret.auth_key_fingerprint = fingerprint
+    await session.flush()
+    await audit_service.record(
+        session,
+        context,
+        action="session.update",
+        target=f"account:{account_id}",
+        details={
+            "reason": reason,
+            "dc_id": record.dc_id,
+            "version": secret.version,
+            "kek_id": keyring.active.id,
+            "auth_key_changed": key_changed,
+        },
+    )
+    return secret.version
+
+
 async def _open_secret(vault: Vault, secret: SessionSecret) -> CanonicalSession:
     """Decrypt and check one stored secret; any failure is an AppError (DecryptError)."""
     if secret.kek_id is None or secret.wrapped_key is None or secret.nonce is None:
@@ -586,6 +716,11 @@ async def erase(session: AsyncSession, context: AuditContext, account_id: uuid.U
         target=f"account:{account.id}",
         details={"label": account.label, "kek_id": previous_kek},
     )
+
+
+async def secret_versions(session: AsyncSession) -> dict[uuid.UUID, tuple[int, str]]:
+    """Each account's secret (version, state): what the worker polls to notice a re-import."""
+    return await SecretRepository(session).versions()
 
 
 async def summaries(

@@ -1,0 +1,340 @@
+"""The worker's side of the account domain: what it reads and what it records.
+
+A worker reads every account's desired state with its last observed status
+(:func:`load_desired`), the groups it may answer in (:func:`load_groups`), and writes what it
+observes in batches (:func:`apply`): state changes become the ``account_status`` row and one
+``account_event`` each; timeline-only events and counter increments ride along. Groups the
+client finds are recorded disabled (:func:`record_groups`: replies are opt-in); a group
+error switches a group off (:func:`disable_group`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tgfleet.account.runtime_repository import GroupRepository, StatusRepository
+from tgfleet.kit.clock import utcnow
+from tgfleet.models import AccountEvent, AccountGroup, AccountStatus
+
+
+class State:
+    """Account states (DESIGN §4)."""
+
+    STOPPED: Final = "stopped"
+    STARTING: Final = "starting"
+    ONLINE: Final = "online"
+    RECONNECTING: Final = "reconnecting"
+    FLOOD_WAIT: Final = "flood_wait"
+    QUARANTINED: Final = "quarantined"
+    STOPPING: Final = "stopping"
+    ERROR: Final = "error"
+
+
+STATES: Final = (
+    State.STOPPED,
+    State.STARTING,
+    State.ONLINE,
+    State.RECONNECTING,
+    State.FLOOD_WAIT,
+    State.QUARANTINED,
+    State.STOPPING,
+    State.ERROR,
+)
+#: States a worker holds a client in; after a worker restart they are stale.
+LIVE_STATES: Final = frozenset(
+    {State.STARTING, State.ONLINE, State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}
+)
+#: States only an operator's act (restart, re-import) leaves.
+HELD_STATES: Final = frozenset({State.QUARANTINED, State.ERROR})
+
+#: The transitions DESIGN §4 allows (any state may also go to quarantined or error).
+TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    State.STOPPED: frozenset({State.STARTING}),
+    State.STARTING: frozenset({State.ONLINE, State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}),
+    State.ONLINE: frozenset({State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}),
+    State.RECONNECTING: frozenset({State.ONLINE, State.FLOOD_WAIT, State.STOPPING}),
+    State.FLOOD_WAIT: frozenset({State.ONLINE, State.RECONNECTING, State.STOPPING}),
+    State.STOPPING: frozenset({State.STOPPED}),
+    State.QUARANTINED: frozenset({State.STARTING, State.STOPPED}),
+    State.ERROR: frozenset({State.STARTING, State.STOPPED}),
+}
+
+
+def allowed(previous: str, state: str) -> bool:
+    """Whether ``previous -> state`` is a transition of the state machine."""
+    if state in HELD_STATES:
+        return previous != state
+    return state in TRANSITIONS.get(previous, frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAccount:
+    """One account as the worker needs it: what the operator wants, what was last seen."""
+
+    id: uuid.UUID
+    label: str
+    username: str | None
+    tg_user_id: int | None
+    desired_state: str
+    restart_seq: int
+    observed_state: str
+    observed_restart_seq: int
+    observed_secret_version: int | None
+    worker_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    account_id: uuid.UUID
+    state: str
+    previous: str
+    at: datetime
+    worker_id: str | None
+    reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    wait_until: datetime | None = None
+    restart_seq: int | None = None
+    secret_version: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """A timeline entry that is not a state change (an error, a fallback, a group...)."""
+
+    account_id: uuid.UUID
+    at: datetime
+    kind: str
+    code: str | None = None
+    message: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Counters:
+    messages_received: int = 0
+    replies_sent: int = 0
+    replies_suppressed: int = 0
+    reconnects: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.messages_received
+            or self.replies_sent
+            or self.replies_suppressed
+            or self.reconnects
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSetting:
+    chat_id: int
+    title: str | None
+    enabled: bool
+    playbook_id: uuid.UUID | None
+    playbook_version: int | None
+
+
+async def load_desired(session: AsyncSession) -> list[DesiredAccount]:
+    """Every account with its desired state and last observed status, in one query."""
+    rows = await StatusRepository(session).desired()
+    return [
+        DesiredAccount(
+            id=account.id,
+            label=account.label,
+            username=account.username,
+            tg_user_id=account.tg_user_id,
+            desired_state=account.desired_state,
+            restart_seq=account.restart_seq,
+            observed_state=status.state if status else State.STOPPED,
+            observed_restart_seq=status.restart_seq if status else 0,
+            observed_secret_version=status.secret_version if status else None,
+            worker_id=status.worker_id if status else None,
+        )
+        for account, status in rows
+    ]
+
+
+async def load_groups(
+    session: AsyncSession, account_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, dict[int, GroupSetting]]:
+    """The group settings of these accounts: account -> chat id -> setting."""
+    groups: dict[uuid.UUID, dict[int, GroupSetting]] = {a: {} for a in account_ids}
+    for row in await GroupRepository(session).for_accounts(account_ids):
+        groups.setdefault(row.account_id, {})[row.chat_id] = GroupSetting(
+            chat_id=row.chat_id,
+            title=row.title,
+            enabled=row.enabled,
+            playbook_id=row.playbook_id,
+            playbook_version=row.playbook_version,
+        )
+    return groups
+
+
+async def apply(
+    session: AsyncSession,
+    changes: Sequence[StateChange],
+    events: Sequence[TimelineEvent] = (),
+    counters: Mapping[uuid.UUID, Counters] | None = None,
+) -> None:
+    """Record a batch of observations in the caller's unit of work.
+
+    Each state change updates (or creates) the account's status row and appends a
+    ``state`` event; ``events`` are appended as they are; ``counters`` are added to the
+    status rows. Accounts deleted meanwhile are skipped.
+    """
+    counters = counters or {}
+    touched = {c.account_id for c in changes} | set(counters) | {e.account_id for e in events}
+    if not touched:
+        return
+    repository = StatusRepository(session)
+    existing = await repository.existing_ids(touched)
+    rows = {s.account_id: s for s in await repository.for_accounts(existing)}
+    timeline: list[AccountEvent] = []
+    for change in changes:
+        if change.account_id not in existing:
+            continue
+        row = rows.get(change.account_id)
+        if row is None:
+            row = AccountStatus(
+                account_id=change.account_id,
+                restart_seq=0,
+                messages_received=0,
+                replies_sent=0,
+                replies_suppressed=0,
+                reconnects=0,
+            )
+            session.add(row)
+            rows[change.account_id] = row
+        row.state = change.state
+        row.since = change.at
+        row.reason = change.reason
+        row.worker_id = change.worker_id
+        row.wait_until = change.wait_until
+        if change.error_code is not None:
+            row.last_error_code = change.error_code
+            row.last_error_message = (change.error_message or "")[:500]
+            row.last_error_at = change.at
+        if change.restart_seq is not None:
+            row.restart_seq = change.restart_seq
+        if change.secret_version is not None:
+            row.secret_version = change.secret_version
+        row.updated_at = change.at
+        timeline.append(
+            AccountEvent(
+                account_id=change.account_id,
+                at=change.at,
+                kind="state",
+                state=change.state,
+                previous_state=change.previous,
+                code=change.error_code or change.reason,
+                message=(change.error_message or None) and change.error_message[:500],
+                details=dict(change.details),
+            )
+        )
+    for account_id, delta in counters.items():
+        row = rows.get(account_id)
+        if row is None or not delta:
+            continue
+        row.messages_received = (row.messages_received or 0) + delta.messages_received
+        row.replies_sent = (row.replies_sent or 0) + delta.replies_sent
+        row.replies_suppressed = (row.replies_suppressed or 0) + delta.replies_suppressed
+        row.reconnects = (row.reconnects or 0) + delta.reconnects
+    timeline.extend(
+        AccountEvent(
+            account_id=event.account_id,
+            at=event.at,
+            kind=event.kind,
+            code=event.code,
+            message=event.message[:500] if event.message else None,
+            details=dict(event.details),
+        )
+        for event in events
+        if event.account_id in existing
+    )
+    await repository.add_events(timeline)
+    await session.flush()
+
+
+async def release_stale(session: AsyncSession, worker_id: str) -> int:
+    """After a restart, statuses this worker left in a live state are stale: mark them
+    stopped (with an event) so the reconcile starts from the truth. Quarantined and error
+    states are kept: only an operator lifts them."""
+    at = utcnow()
+    stale = await StatusRepository(session).live_of_worker(worker_id, LIVE_STATES)
+    await apply(
+        session,
+        [
+            StateChange(
+                account_id=row.account_id,
+                state=State.STOPPED,
+                previous=row.state,
+                at=at,
+                worker_id=None,
+                reason="worker_restarted",
+            )
+            for row in stale
+        ],
+    )
+    return len(stale)
+
+
+async def record_groups(
+    session: AsyncSession, account_id: uuid.UUID, found: Mapping[int, str | None]
+) -> list[int]:
+    """Record the groups a client found (chat id -> title). New ones are stored disabled
+    (opt-in); known ones get their title refreshed. Returns the chat ids that were new."""
+    repository = GroupRepository(session)
+    known = {row.chat_id: row for row in await repository.of_account(account_id)}
+    if not await StatusRepository(session).existing_ids([account_id]):
+        return []
+    new: list[AccountGroup] = []
+    for chat_id, title in found.items():
+        row = known.get(chat_id)
+        if row is None:
+            new.append(
+                AccountGroup(account_id=account_id, chat_id=chat_id, title=title, enabled=False)
+            )
+        elif title and row.title != title:
+            row.title = title[:255]
+    if new:
+        await repository.add_all(new)
+    await session.flush()
+    return [row.chat_id for row in new]
+
+
+async def disable_group(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    chat_id: int,
+    *,
+    reason: str,
+    code: str,
+    message: str,
+) -> bool:
+    """Switch replies off in one group after a group error, with an event. Returns whether
+    a setting was changed."""
+    at = utcnow()
+    changed = await GroupRepository(session).disable(account_id, chat_id, reason=reason, at=at)
+    await apply(
+        session,
+        [],
+        [
+            TimelineEvent(
+                account_id=account_id,
+                at=at,
+                kind="group_disabled",
+                code=code,
+                message=message,
+                details={"chat_id": chat_id, "reason": reason},
+            )
+        ],
+    )
+    return changed

@@ -1,0 +1,77 @@
+"""Queries of the worker's side of the account domain (see ``tgfleet.account.runtime``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from tgfleet.kit.repository import RepositoryBase
+from tgfleet.models import Account, AccountEvent, AccountGroup, AccountStatus
+
+
+class StatusRepository(RepositoryBase[AccountStatus]):
+    model = AccountStatus
+
+    async def desired(
+        self,
+    ) -> list[tuple[Account, AccountStatus | None]]:
+        statement = select(Account, AccountStatus).outerjoin(
+            AccountStatus, AccountStatus.account_id == Account.id
+        )
+        result = await self.session.execute(statement)
+        return [(account, status) for account, status in result.all()]
+
+    async def for_accounts(self, account_ids: Collection[uuid.UUID]) -> list[AccountStatus]:
+        if not account_ids:
+            return []
+        return await self.all(
+            select(AccountStatus).where(AccountStatus.account_id.in_(list(account_ids)))
+        )
+
+    async def live_of_worker(
+        self, worker_id: str, live_states: Collection[str]
+    ) -> list[AccountStatus]:
+        return await self.all(
+            select(AccountStatus).where(
+                AccountStatus.worker_id == worker_id, AccountStatus.state.in_(list(live_states))
+            )
+        )
+
+    async def existing_ids(self, account_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        if not account_ids:
+            return set()
+        result = await self.session.execute(
+            select(Account.id).where(Account.id.in_(list(account_ids)))
+        )
+        return set(result.scalars().all())
+
+    async def add_events(self, events: Sequence[AccountEvent]) -> None:
+        self.session.add_all(list(events))
+
+
+class GroupRepository(RepositoryBase[AccountGroup]):
+    model = AccountGroup
+
+    async def for_accounts(self, account_ids: Collection[uuid.UUID]) -> list[AccountGroup]:
+        if not account_ids:
+            return []
+        return await self.all(
+            select(AccountGroup).where(AccountGroup.account_id.in_(list(account_ids)))
+        )
+
+    async def of_account(self, account_id: uuid.UUID) -> list[AccountGroup]:
+        return await self.all(select(AccountGroup).where(AccountGroup.account_id == account_id))
+
+    async def disable(
+        self, account_id: uuid.UUID, chat_id: int, *, reason: str, at: datetime
+    ) -> bool:
+        result = await self.session.execute(
+            update(AccountGroup)
+            .where(AccountGroup.account_id == account_id, AccountGroup.chat_id == chat_id)
+            .values(enabled=False, disabled_reason=reason, disabled_at=at, updated_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))

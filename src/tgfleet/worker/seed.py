@@ -1,0 +1,105 @@
+"""Put a sandbox world's fleet under management: the demo's setup, reused by tests and
+benchmarks.
+
+Everything goes through the services an operator's API calls use (vault import, playbook
+save, group settings, account control), so the audit log shows the demo's setup like any
+other change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telethon import utils
+from telethon.tl import types
+
+from tgfleet.account import service as account_service
+from tgfleet.audit.schemas import AuditContext
+from tgfleet.kit.db import unit_of_work
+from tgfleet.playbook import service as playbook_service
+from tgfleet.sandbox.world import World, WorldGroup
+from tgfleet.vault import service as vault_service
+from tgfleet.vault.service import Vault
+
+
+def chat_id_of(group: WorldGroup) -> int:
+    """Telethon's marked id of a sandbox group (``-id`` or ``-100id``)."""
+    peer: types.PeerChat | types.PeerChannel = (
+        types.PeerChannel(group.id) if group.kind == "supergroup" else types.PeerChat(group.id)
+    )
+    return int(utils.get_peer_id(peer))
+
+
+@dataclass(frozen=True, slots=True)
+class SeededFleet:
+    account_ids: dict[str, uuid.UUID]  # world username -> account id
+    playbook_ids: dict[str, uuid.UUID]  # playbook name -> id
+    chat_ids: dict[int, int]  # world group id -> marked chat id
+    failed: list[str]
+
+
+async def seed_fleet(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    world: World,
+    session_dir: Path,
+    *,
+    playbooks: Mapping[str, str],
+    assignment: Mapping[int, str] | None = None,
+    groups: Sequence[int] | None = None,
+    start: bool = True,
+) -> SeededFleet:
+    """Import the world's session files, install ``playbooks`` (name -> YAML), enable
+    replies in ``groups`` (world group ids; default all) with the playbook ``assignment``
+    names per world group id (default: the playbooks in turn), and start every account."""
+    files = await asyncio.to_thread(lambda: sorted(session_dir.glob("*.session")))
+    entries = []
+    for path in files:
+        entries += await asyncio.to_thread(vault_service.expand_path, path, vault.limits)
+    results = await vault_service.import_entries(sessionmaker, vault, context, entries)
+    by_file = {r.name: r for r in results}
+    account_ids: dict[str, uuid.UUID] = {}
+    failed: list[str] = []
+    for account in world.accounts:
+        result = by_file.get(f"{account.username}.session")
+        if result is not None and result.ok and result.account_id is not None:
+            account_ids[account.username] = result.account_id
+        else:
+            failed.append(account.username)
+    names = list(playbooks)
+    chosen = [g for g in world.groups if groups is None or g.id in groups]
+    chat_ids = {g.id: chat_id_of(g) for g in world.groups}
+    async with unit_of_work(sessionmaker) as session:
+        playbook_ids = {
+            name: (
+                await playbook_service.create_or_update_by_name(
+                    session, context, name, source, f"installed by the demo: {name}"
+                )
+            ).id
+            for name, source in playbooks.items()
+        }
+        ids = list(account_ids.values())
+        for index, group in enumerate(chosen):
+            if not names or not ids:
+                break
+            name = (assignment or {}).get(group.id, names[index % len(names)])
+            await account_service.bulk_set_groups(
+                session,
+                context,
+                ids=ids,
+                chat_ids=[chat_ids[group.id]],
+                enabled=True,
+                playbook_id=playbook_ids[name],
+                create=True,
+            )
+        if start and ids:
+            await account_service.bulk_control(session, context, ids=ids, action="start")
+    return SeededFleet(
+        account_ids=account_ids, playbook_ids=playbook_ids, chat_ids=chat_ids, failed=failed
+    )

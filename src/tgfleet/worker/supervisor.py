@@ -1,0 +1,359 @@
+"""The worker supervisor: reconciles every account towards its desired state.
+
+Every ``reconcile_seconds`` it reads each account's desired state, restart counter and
+secret version with the last observed status, and starts, stops or restarts runners to
+match (so an API command is acted on within that interval). Starts are batched: one
+``decrypt_many`` (one audit append) per reconcile; connects are gated by a semaphore so a
+thousand accounts come online without a thundering herd. Group settings and playbooks are
+refreshed every ``groups_refresh_seconds``.
+
+An account in ``quarantined`` or ``error`` stays there until its ``restart_seq`` grows (an
+operator's start/restart) or its secret's version grows (a re-import). On shutdown every
+runner disconnects concurrently, bounded by ``shutdown_timeout`` (10 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tgfleet.account import runtime
+from tgfleet.account.runtime import (
+    HELD_STATES,
+    DesiredAccount,
+    State,
+    StateChange,
+)
+from tgfleet.audit.schemas import AuditContext
+from tgfleet.config import Settings
+from tgfleet.exceptions import AppError
+from tgfleet.kit.clock import utcnow
+from tgfleet.kit.db import unit_of_work
+from tgfleet.logging import get_logger
+from tgfleet.playbook import service as playbook_service
+from tgfleet.playbook.engine import LlmConfig, ReplyEngine
+from tgfleet.vault import service as vault_service
+from tgfleet.vault.formats import CanonicalSession
+from tgfleet.vault.service import Decrypted, Vault
+from tgfleet.worker.retry import TokenBucket
+from tgfleet.worker.runner import AccountRunner, ClientFactory, WorkerContext
+from tgfleet.worker.status import StatusWriter
+from tgfleet.worker.telegram import ClientOptions, build_client
+
+log = get_logger(__name__)
+
+RUNNING = "running"
+ACTIVE_SECRET = "active"  # noqa: S105 - a state name, not a secret
+DEMO_API_ID = 1
+DEMO_API_HASH = "sandbox-demo"
+
+
+class WorkerConfigError(AppError):
+    status_code = 500
+    code = "worker_misconfigured"
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    restart_seq: int
+    secret_version: int | None
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        vault: Vault,
+        *,
+        worker_id: str | None = None,
+        client_factory: ClientFactory = build_client,
+        groups_refresh_seconds: float = 2.0,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        self.worker_id = worker_id or settings.worker_id or default_worker_id()
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._vault = vault
+        self._groups_refresh = groups_refresh_seconds
+        self._shutdown_timeout = shutdown_timeout
+        self.writer = StatusWriter(sessionmaker, interval=settings.worker_status_flush_seconds)
+        api_id, api_hash = _app_credentials(settings)
+        self.context = WorkerContext(
+            worker_id=self.worker_id,
+            writer=self.writer,
+            engine=ReplyEngine(LlmConfig.from_settings(settings)),
+            budget=TokenBucket(
+                settings.worker_retry_budget, settings.worker_retry_refill_per_second
+            ),
+            options=ClientOptions(
+                api_id=api_id,
+                api_hash=api_hash,
+                request_timeout=settings.worker_request_timeout_seconds,
+            ),
+            client_factory=client_factory,
+            write_back=self._write_back,
+            connect_timeout=settings.worker_connect_timeout_seconds,
+            request_timeout=settings.worker_request_timeout_seconds,
+            handler_timeout=settings.worker_handler_timeout_seconds,
+            retry_cap=settings.worker_max_retry_seconds,
+            start_gate=asyncio.Semaphore(settings.worker_start_concurrency),
+        )
+        self.runners: dict[uuid.UUID, AccountRunner] = {}
+        self._held: dict[uuid.UUID, _Held] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._groups_loaded_at = 0.0
+        self._groups_dirty = True
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.reconciles = 0
+        self.ready = asyncio.Event()
+
+    @property
+    def audit_context(self) -> AuditContext:
+        return AuditContext(actor=f"worker:{self.worker_id}")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Clear what a previous run of this worker left, then reconcile in the background."""
+        async with unit_of_work(self._sessionmaker) as session:
+            stale = await runtime.release_stale(session, self.worker_id)
+        if stale:
+            log.info("worker.released_stale", accounts=stale, worker_id=self.worker_id)
+        self._tasks = [
+            asyncio.create_task(self.writer.run(), name="worker:status"),
+            asyncio.create_task(self._reconcile_loop(), name="worker:reconcile"),
+        ]
+        log.info("worker.started", worker_id=self.worker_id)
+
+    def wake(self) -> None:
+        """Reconcile now (an in-process API command just committed)."""
+        self._groups_dirty = True
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Disconnect every client (concurrently, within the shutdown timeout) and flush."""
+        started = time.monotonic()
+        reconcile = [t for t in self._tasks if t.get_name() == "worker:reconcile"]
+        for task in reconcile:
+            task.cancel()
+        await asyncio.gather(*reconcile, return_exceptions=True)
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.request_stop()
+        budget = max(0.5, self._shutdown_timeout - 1.0)
+        await asyncio.gather(
+            *(runner.stop(timeout=budget) for runner in runners), return_exceptions=True
+        )
+        if self._stopping:
+            await asyncio.wait(self._stopping, timeout=1.0)
+        self.runners.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.flush(), 2.0)
+        await self.context.engine.aclose()
+        log.info(
+            "worker.stopped",
+            accounts=len(runners),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def _reconcile_loop(self) -> None:
+        interval = self._settings.worker_reconcile_seconds
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again next tick
+                log.warning("worker.reconcile_failed", error=type(exc).__name__)
+            self.ready.set()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+
+    async def reconcile(self) -> None:
+        self.reconciles += 1
+        async with unit_of_work(self._sessionmaker, read_only=True) as session:
+            accounts = await runtime.load_desired(session)
+            secrets = await vault_service.secret_versions(session)
+        self._reap()
+        to_start: list[DesiredAccount] = []
+        seen: set[uuid.UUID] = set()
+        for account in accounts:
+            seen.add(account.id)
+            secret = secrets.get(account.id)
+            runner = self.runners.get(account.id)
+            wanted = account.desired_state == RUNNING
+            usable = secret is not None and secret[1] == ACTIVE_SECRET
+            if runner is not None:
+                if not wanted or not usable:
+                    self._retire(runner)
+                elif account.restart_seq > runner.restart_seq or (
+                    secret is not None and secret[0] > runner.secret_version
+                ):
+                    self._retire(runner)  # the next reconcile starts it afresh
+                continue
+            if not wanted or self._is_stopping(account.id):
+                continue
+            if self._held_back(account, secret[0] if secret else None):
+                continue
+            to_start.append(account)
+        for account_id in [a for a in self.runners if a not in seen]:
+            self._retire(self.runners[account_id])  # the account was deleted
+        if to_start:
+            await self._start_many(to_start, secrets)
+            self._groups_dirty = True
+        if self._groups_dirty or time.monotonic() - self._groups_loaded_at > self._groups_refresh:
+            await self._refresh_groups()
+
+    def _held_back(self, account: DesiredAccount, secret_version: int | None) -> bool:
+        """Whether a quarantine or error still holds this account (no operator act since)."""
+        held = self._held.get(account.id)
+        if held is None and account.observed_state in HELD_STATES:
+            held = _Held(account.observed_restart_seq, account.observed_secret_version)
+        if held is None:
+            return False
+        if account.restart_seq > held.restart_seq:
+            return False
+        return not (
+            secret_version is not None
+            and held.secret_version is not None
+            and secret_version > held.secret_version
+        )
+
+    def _reap(self) -> None:
+        """Forget runners that ended; remember which ended held."""
+        for account_id, runner in list(self.runners.items()):
+            if runner.task is not None and runner.task.done():
+                del self.runners[account_id]
+                if runner.held:
+                    self._held[account_id] = _Held(runner.restart_seq, runner.secret_version)
+
+    def _is_stopping(self, account_id: uuid.UUID) -> bool:
+        return any(t.get_name() == f"stop:{account_id}" for t in self._stopping)
+
+    def _retire(self, runner: AccountRunner) -> None:
+        """Stop a runner in the background; it leaves ``runners`` at once."""
+        self.runners.pop(runner.account_id, None)
+        runner.request_stop()
+        task = asyncio.create_task(
+            runner.stop(timeout=self._shutdown_timeout), name=f"stop:{runner.account_id}"
+        )
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _start_many(
+        self, accounts: list[DesiredAccount], secrets: dict[uuid.UUID, tuple[int, str]]
+    ) -> None:
+        async with unit_of_work(self._sessionmaker) as session:
+            opened = await vault_service.decrypt_many(
+                session, self._vault, self.audit_context, [a.id for a in accounts], purpose="run"
+            )
+        for account in accounts:
+            result = opened.get(account.id)
+            self._held.pop(account.id, None)
+            if isinstance(result, Decrypted):
+                runner = AccountRunner(account, result.record, result.version, self.context)
+                self.runners[account.id] = runner
+                runner.start()
+                continue
+            code = result.code if isinstance(result, AppError) else "session_missing"
+            message = result.message if isinstance(result, AppError) else "no session"
+            version = secrets.get(account.id, (None, ""))[0]
+            self._held[account.id] = _Held(account.restart_seq, version)
+            if account.observed_state != State.ERROR:
+                self.writer.state(
+                    StateChange(
+                        account_id=account.id,
+                        state=State.ERROR,
+                        previous=account.observed_state,
+                        at=utcnow(),
+                        worker_id=None,
+                        reason="session_unusable",
+                        error_code=code,
+                        error_message=message,
+                        restart_seq=account.restart_seq,
+                        secret_version=version,
+                    )
+                )
+            log.warning("worker.session_unusable", account=account.label, error=code)
+
+    async def _refresh_groups(self) -> None:
+        self._groups_dirty = False
+        self._groups_loaded_at = time.monotonic()
+        ids: Collection[uuid.UUID] = list(self.runners)
+        async with unit_of_work(self._sessionmaker, read_only=True) as session:
+            groups = await runtime.load_groups(session, ids)
+            playbook_ids = {
+                g.playbook_id
+                for settings in groups.values()
+                for g in settings.values()
+                if g.playbook_id is not None and g.enabled
+            }
+            latest = await playbook_service.latest_versions(session, playbook_ids)
+            wanted = {
+                (g.playbook_id, g.playbook_version or latest.get(g.playbook_id, 0))
+                for settings in groups.values()
+                for g in settings.values()
+                if g.playbook_id is not None and g.enabled
+            }
+            missing = {ref for ref in wanted if ref not in self.context.playbooks and ref[1]}
+            compiled = await playbook_service.load_compiled(session, missing) if missing else {}
+        self.context.playbooks.update(compiled)
+        self.context.latest.clear()
+        self.context.latest.update(latest)
+        self.context.groups.clear()
+        self.context.groups.update(groups)
+
+    # ------------------------------------------------------------------ vault
+
+    async def _write_back(
+        self, account_id: uuid.UUID, record: CanonicalSession, version: int
+    ) -> int | None:
+        async with unit_of_work(self._sessionmaker) as session:
+            return await vault_service.update_session(
+                session,
+                self._vault,
+                self.audit_context,
+                account_id,
+                record,
+                expected_version=version,
+                reason="client session changed (DC or auth key)",
+            )
+
+    # ------------------------------------------------------------------ views
+
+    def states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for runner in self.runners.values():
+            counts[runner.state] = counts.get(runner.state, 0) + 1
+        return counts
+
+
+def _app_credentials(settings: Settings) -> tuple[int, str]:
+    if settings.telegram_api_id is not None and settings.telegram_api_hash is not None:
+        return settings.telegram_api_id, settings.telegram_api_hash.get_secret_value()
+    if settings.telegram_api_id is not None or settings.telegram_api_hash is not None:
+        raise WorkerConfigError(
+            "set both TGFLEET_TELEGRAM_API_ID and TGFLEET_TELEGRAM_API_HASH (from "
+            "my.telegram.org), or neither for the sandbox"
+        )
+    return DEMO_API_ID, DEMO_API_HASH
