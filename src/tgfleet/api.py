@@ -8,6 +8,7 @@ from tgfleet.account.endpoints import router as account_router
 from tgfleet.audit.endpoints import router as audit_router
 from tgfleet.auth.endpoints import auth_router, role_router, user_router
 from tgfleet.health.endpoints import router as health_router
+from tgfleet.playbook.endpoints import router as playbook_router
 from tgfleet.vault.endpoints import router as vault_router
 
 #: Routes that need no credentials. The RBAC test fails for any other open route.
@@ -29,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit_router,
     vault_router,  # before accounts: /accounts/import must win over /accounts/{id}
     account_router,
+    playbook_router,
 )
 
 

@@ -1,0 +1,199 @@
+"""HTTP API for playbooks: versioned YAML reply rules and their dry run."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from tgfleet.auth.dependencies import Requires, audit_context
+from tgfleet.auth.permissions import Permission
+from tgfleet.auth.schemas import Principal
+from tgfleet.config import Settings
+from tgfleet.kit.clock import utcnow
+from tgfleet.kit.http import DbSession, Meta
+from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
+from tgfleet.models import Playbook, PlaybookVersion
+from tgfleet.playbook import service as playbook_service
+from tgfleet.playbook.engine import AccountInfo, LlmConfig, Message, ReplyEngine
+from tgfleet.playbook.schemas import (
+    DryRunRead,
+    DryRunRequest,
+    LimitsRead,
+    PlaybookCreate,
+    PlaybookDetail,
+    PlaybookRead,
+    PlaybookUpdate,
+    PlaybookVersionRead,
+    PlaybookVersionSummary,
+)
+
+router = APIRouter(prefix="/api/v1/playbooks", tags=["playbooks"])
+
+Reader = Annotated[Principal, Requires(Permission.PLAYBOOK_READ)]
+Writer = Annotated[Principal, Requires(Permission.PLAYBOOK_WRITE)]
+
+
+def _detail(playbook: Playbook, latest: PlaybookVersion) -> PlaybookDetail:
+    return PlaybookDetail(
+        id=playbook.id,
+        name=playbook.name,
+        description=playbook.description,
+        latest_version=playbook.latest_version,
+        created_at=playbook.created_at,
+        updated_at=playbook.updated_at,
+        source=latest.source,
+        version_created_by=latest.created_by,
+        version_created_at=latest.created_at,
+    )
+
+
+@router.get("", response_model=Page[PlaybookRead])
+async def list_playbooks(
+    _principal: Reader,
+    session: DbSession,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    order: Literal["name", "newest"] = "name",
+) -> Page[PlaybookRead]:
+    """Playbooks by name (or newest first with ``order=newest``), without their source."""
+    result = await playbook_service.list_playbooks(session, cursor=cursor, limit=limit, order=order)
+    return to_page(result, PlaybookRead)
+
+
+@router.post("", response_model=PlaybookDetail, status_code=status.HTTP_201_CREATED)
+async def create_playbook(
+    body: PlaybookCreate, principal: Writer, session: DbSession, meta: Meta
+) -> PlaybookDetail:
+    """Create a playbook (version 1). An invalid document is a 422 whose detail names the
+    line and the field of every problem."""
+    playbook = await playbook_service.create(
+        session,
+        audit_context(principal, meta),
+        name=body.name,
+        source=body.source,
+        description=body.description,
+    )
+    latest = await playbook_service.get_version(session, playbook.id)
+    return _detail(playbook, latest)
+
+
+@router.get("/{playbook_id}", response_model=PlaybookDetail)
+async def get_playbook(
+    playbook_id: uuid.UUID, _principal: Reader, session: DbSession
+) -> PlaybookDetail:
+    """One playbook with its latest source."""
+    playbook = await playbook_service.get(session, playbook_id)
+    latest = await playbook_service.get_version(session, playbook.id)
+    return _detail(playbook, latest)
+
+
+@router.put("/{playbook_id}", response_model=PlaybookDetail)
+async def update_playbook(
+    playbook_id: uuid.UUID, body: PlaybookUpdate, principal: Writer, session: DbSession, meta: Meta
+) -> PlaybookDetail:
+    """Save a new version. Groups that follow the latest version pick it up; pinned
+    groups keep theirs. The same source as the latest is a 409 (``playbook_unchanged``)
+    unless the description changes."""
+    playbook = await playbook_service.update(
+        session,
+        audit_context(principal, meta),
+        playbook_id,
+        source=body.source,
+        description=body.description,
+    )
+    latest = await playbook_service.get_version(session, playbook.id)
+    return _detail(playbook, latest)
+
+
+@router.delete("/{playbook_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_playbook(
+    playbook_id: uuid.UUID, principal: Writer, session: DbSession, meta: Meta
+) -> Response:
+    """Delete a playbook and all its versions; 409 ``playbook_in_use`` while account
+    groups use it."""
+    await playbook_service.delete(session, audit_context(principal, meta), playbook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{playbook_id}/versions", response_model=Page[PlaybookVersionSummary])
+async def list_versions(
+    playbook_id: uuid.UUID,
+    _principal: Reader,
+    session: DbSession,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[PlaybookVersionSummary]:
+    """A playbook's versions, newest first (without their source)."""
+    result = await playbook_service.list_versions(session, playbook_id, cursor=cursor, limit=limit)
+    return to_page(result, PlaybookVersionSummary)
+
+
+@router.get("/{playbook_id}/versions/{version}", response_model=PlaybookVersionRead)
+async def get_version(
+    playbook_id: uuid.UUID, version: int, _principal: Reader, session: DbSession
+) -> PlaybookVersionRead:
+    """One version with its source, exactly as saved."""
+    row = await playbook_service.get_version(session, playbook_id, version)
+    return PlaybookVersionRead.model_validate(row)
+
+
+@router.post("/{playbook_id}/dry-run", response_model=DryRunRead)
+async def dry_run(
+    playbook_id: uuid.UUID,
+    body: DryRunRequest,
+    _principal: Writer,
+    session: DbSession,
+    request: Request,
+) -> DryRunRead:
+    """Evaluate one message against a version (the latest by default) as a worker would,
+    without rate limits, probability or claims; an LLM rule calls the configured model.
+    The response names the rule, the reply and, when nothing would be sent, why."""
+    compiled = await playbook_service.compiled_version(session, playbook_id, body.version)
+    # The model may take seconds: end the request's transaction first so that it does not
+    # hold SQLite's write lock meanwhile.
+    await session.commit()
+    settings: Settings = request.app.state.settings
+    text = body.message
+    message = Message(
+        text=text.text,
+        chat_id=text.chat_id,
+        chat_title=text.chat_title,
+        message_id=text.message_id,
+        sender_id=text.sender_id,
+        sender_username=text.sender_username,
+        sender_first_name=text.sender_first_name,
+        sender_last_name=text.sender_last_name,
+        at=text.at or utcnow(),
+        dedupe_key=f"dry-run:{uuid.uuid4()}",
+        reply_to_account=text.reply_to_account,
+        mentions_account=text.mentions_account,
+        new_member=text.new_member,
+    )
+    account = AccountInfo(
+        id=None,
+        label=body.account.label,
+        username=body.account.username,
+        first_name=body.account.first_name,
+        tg_user_id=None,
+    )
+    engine = ReplyEngine(LlmConfig.from_settings(settings))
+    try:
+        outcome = await playbook_service.dry_run(engine, compiled, message, account)
+    finally:
+        await engine.aclose()
+    rule = compiled.rule_named(outcome.rule) if outcome.rule else None
+    return DryRunRead(
+        version=compiled.version,
+        fired=outcome.fired,
+        rule=outcome.rule,
+        reply=outcome.text,
+        source=outcome.source,
+        reason=outcome.reason,
+        fallback_reason=outcome.fallback_reason,
+        typing_seconds=outcome.typing_seconds,
+        detail=outcome.detail,
+        limits=LimitsRead.model_validate(rule.limits) if rule else None,
+        responders=rule.responders if rule else None,
+    )

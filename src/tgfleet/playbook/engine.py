@@ -1,0 +1,791 @@
+"""The reply engine: compiled playbooks, and the decision whether and what to reply.
+
+``compile_playbook`` turns YAML into an immutable ``CompiledPlaybook`` (regexes and Jinja
+templates compiled once). ``ReplyEngine.respond`` evaluates one message for one account:
+rules in order, the first whose trigger and conditions match decides; then the limits
+(cheapest first, budget consumed only when the reply will be sent), then the reply from a
+template or from an OpenAI-compatible model with a fallback template.
+
+One engine per worker process. Its limit state is in memory and bounded; it is safe under
+one asyncio event loop (checks and reservations happen without an ``await`` in between),
+not across threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import time as clock_time
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+import openai
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from tgfleet.logging import get_logger
+from tgfleet.playbook.document import (
+    DAYS,
+    MAX_MESSAGE_CHARS,
+    LimitsSpec,
+    Located,
+    Path,
+    RuleSpec,
+    line_of,
+    parse,
+    text_line,
+)
+from tgfleet.playbook.exceptions import PlaybookInvalid
+
+if TYPE_CHECKING:
+    from tgfleet.config import Settings
+
+log = get_logger(__name__)
+
+TEMPLATE_VARIABLES = frozenset({"message", "sender", "group", "account"})
+CLAIM_TTL_SECONDS = 600.0
+MAX_CLAIMS = 100_000
+MAX_TRACKED_KEYS = 200_000
+MAX_FLEET_IDS = 100_000
+HOUR = 3600.0
+SWEEP_EVERY_SECONDS = 60.0
+
+# Built-in limits under the playbook's ``defaults.limits``.
+BUILTIN_LIMITS = LimitsSpec(
+    min_interval_seconds=30.0, account_hourly=30, group_hourly=20, probability=1.0
+)
+
+
+# --- What the worker passes in ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    text: str
+    chat_id: int  # Telethon marked id
+    chat_title: str
+    message_id: int
+    sender_id: int | None
+    sender_username: str | None
+    sender_first_name: str
+    sender_last_name: str | None
+    at: datetime  # aware UTC
+    dedupe_key: str  # the same for every fleet account that sees this one message
+    reply_to_account: bool = False
+    mentions_account: bool = False
+    new_member: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    id: uuid.UUID | None
+    label: str
+    username: str | None
+    first_name: str | None
+    tg_user_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LlmConfig:
+    """Where the model lives. The key is only sent to ``base_url`` (never to a playbook's
+    own ``base_url`` override) and never appears in a repr, log or error."""
+
+    base_url: str
+    model: str | None
+    timeout_seconds: float
+    api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LlmConfig | None:
+        if not settings.llm_base_url:
+            return None
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return cls(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            timeout_seconds=settings.llm_timeout_seconds,
+            api_key=key,
+        )
+
+
+# --- The compiled form ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    min_interval_seconds: float
+    account_hourly: int
+    group_hourly: int
+    probability: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "min_interval_seconds": self.min_interval_seconds,
+            "account_hourly": self.account_hourly,
+            "group_hourly": self.group_hourly,
+            "probability": self.probability,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    opens: clock_time
+    closes: clock_time
+    zone: ZoneInfo
+    days: frozenset[int]  # 0 = Monday
+
+    def contains(self, moment: datetime) -> bool:
+        local = moment.astimezone(self.zone)
+        now = local.time().replace(tzinfo=None)
+        weekday = local.weekday()
+        if self.opens < self.closes:
+            return self.opens <= now < self.closes and weekday in self.days
+        # Across midnight: the late part belongs to the day the window opened.
+        if now >= self.opens:
+            return weekday in self.days
+        if now < self.closes:
+            return (weekday - 1) % 7 in self.days
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class LlmReply:
+    system_prompt: Template
+    model: str | None
+    base_url: str | None
+    max_tokens: int
+    timeout_seconds: float | None
+    fallback: Template | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    name: str
+    line: int
+    keywords: re.Pattern[str] | None
+    regex: re.Pattern[str] | None
+    mention: bool
+    reply_to_me: bool
+    new_member: bool
+    min_length: int | None
+    groups: frozenset[int] | None
+    time_window: TimeWindow | None
+    templates: tuple[Template, ...]
+    llm: LlmReply | None
+    limits: Limits
+    typing_seconds: float
+    responders: Literal["one", "all"]
+
+    def trigger(self, message: Message) -> str | None:
+        """Which trigger matches ``message`` (for the dry run's detail), or None."""
+        if self.new_member and message.new_member:
+            return "new_member"
+        if self.mention and message.mentions_account:
+            return "mention"
+        if self.reply_to_me and message.reply_to_account:
+            return "reply_to_me"
+        if self.keywords is not None:
+            found = self.keywords.search(message.text)
+            if found:
+                return f"keyword {found.group(0).lower()!r}"
+        if self.regex is not None and self.regex.search(message.text):
+            return "regex"
+        if self.min_length is not None and len(message.text) >= self.min_length:
+            return f"min_length {self.min_length}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPlaybook:
+    """Immutable; built once per (playbook id, version) and shared by every account."""
+
+    name: str
+    version: int
+    description: str
+    rules: tuple[CompiledRule, ...]
+
+    def rule_named(self, name: str) -> CompiledRule | None:
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
+
+
+_ENV = _environment()
+_ALLOWED_NAMES = TEMPLATE_VARIABLES | frozenset(_ENV.globals)
+
+
+def _merge(*levels: LimitsSpec) -> Limits:
+    values: dict[str, Any] = {}
+    for level in levels:
+        values.update(level.model_dump(exclude_none=True))
+    return Limits(**values)
+
+
+def compile_playbook(source: str, *, name: str = "", version: int = 0) -> CompiledPlaybook:
+    """Validate and compile ``source``. Raises ``PlaybookInvalid`` (422) naming every
+    problem's line and field; a template syntax error names the template's own line."""
+    parsed = parse(source)
+    spec, lines = parsed.spec, parsed.lines
+    problems: list[tuple[int, str]] = []
+
+    def template(text: str, path: Path) -> Template:
+        try:
+            source_ast = _ENV.parse(text)
+            unknown = sorted(meta.find_undeclared_variables(source_ast) - _ALLOWED_NAMES)
+            if unknown:
+                line = text_line(lines, path, 1)
+                allowed = ", ".join(sorted(TEMPLATE_VARIABLES))
+                problems.append(
+                    (
+                        line,
+                        (
+                            f"line {line}, {_format(path)}: unknown template variable "
+                            f"{unknown[0]!r} (available: {allowed})"
+                        ),
+                    )
+                )
+            return _ENV.from_string(text)
+        except TemplateSyntaxError as exc:
+            line = text_line(lines, path, exc.lineno)
+            problems.append(
+                (line, f"line {line}, {_format(path)}: template syntax error: {exc.message}")
+            )
+            return _ENV.from_string("")
+
+    defaults = spec.defaults
+    base_limits = _merge(BUILTIN_LIMITS, defaults.limits)
+    rules: list[CompiledRule] = []
+    for index, rule in enumerate(spec.rules):
+        where: Path = ("rules", index)
+        rules.append(_compile_rule(rule, where, lines, template, base_limits, defaults))
+    if problems:
+        problems.sort(key=lambda pair: pair[0])
+        raise PlaybookInvalid([text for _, text in problems])
+    return CompiledPlaybook(
+        name=name, version=version, description=spec.description, rules=tuple(rules)
+    )
+
+
+def _compile_rule(
+    rule: RuleSpec,
+    where: Path,
+    lines: Mapping[Path, Located],
+    template: Callable[[str, Path], Template],
+    base_limits: Limits,
+    defaults: Any,
+) -> CompiledRule:
+    when = rule.when
+    keywords = None
+    if when.keywords:
+        alternatives = "|".join(
+            re.escape(word.strip()) for word in sorted(set(when.keywords), key=len, reverse=True)
+        )
+        keywords = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+    window = rule.conditions.time_window
+    compiled_window = (
+        TimeWindow(
+            opens=window.opens,
+            closes=window.closes,
+            zone=ZoneInfo(window.timezone),
+            days=frozenset(DAYS.index(day) for day in window.days),
+        )
+        if window is not None
+        else None
+    )
+    reply = rule.reply
+    templates = tuple(
+        template(text, (*where, "reply", "templates", position))
+        for position, text in enumerate(reply.templates or ())
+    )
+    llm = None
+    if reply.llm is not None:
+        spec = reply.llm
+        llm_path = (*where, "reply", "llm")
+        llm = LlmReply(
+            system_prompt=template(spec.system_prompt, (*llm_path, "system_prompt")),
+            model=spec.model,
+            base_url=spec.base_url,
+            max_tokens=spec.max_tokens,
+            timeout_seconds=spec.timeout_seconds,
+            fallback=(
+                template(spec.fallback, (*llm_path, "fallback"))
+                if spec.fallback is not None
+                else None
+            ),
+        )
+    merged = {**base_limits.as_dict(), **rule.limits.model_dump(exclude_none=True)}
+    return CompiledRule(
+        name=rule.name,
+        line=line_of(dict(lines), where),
+        keywords=keywords,
+        regex=re.compile(when.regex) if when.regex else None,
+        mention=when.mention,
+        reply_to_me=when.reply_to_me,
+        new_member=when.new_member,
+        min_length=when.min_length,
+        groups=frozenset(rule.conditions.groups) if rule.conditions.groups else None,
+        time_window=compiled_window,
+        templates=templates,
+        llm=llm,
+        limits=Limits(**merged),
+        typing_seconds=(
+            rule.typing_seconds if rule.typing_seconds is not None else defaults.typing_seconds
+        ),
+        responders=rule.responders or defaults.responders,
+    )
+
+
+def _format(path: Path) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+# --- Outcomes ---------------------------------------------------------------------------------
+
+Reason = Literal[
+    "fired",
+    "no_rule_matched",
+    "from_fleet",
+    "condition:group",
+    "condition:time_window",
+    "limit:min_interval",
+    "limit:account_hourly",
+    "limit:group_hourly",
+    "probability",
+    "claimed_by_other",
+    "duplicate",
+    "template_error",
+    "llm_failed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    fired: bool  # True: send ``text``
+    rule: str | None  # the rule that matched (also when suppressed)
+    text: str | None
+    source: str | None  # "template" | "llm" | "fallback"
+    reason: str  # why not fired, or "fired"
+    fallback_reason: str | None  # "llm_timeout", "llm_http_503", "llm_unreachable", ...
+    typing_seconds: float
+    detail: str | None = None  # human text for dry runs and events (never secrets)
+
+
+def _quiet(reason: str, rule: CompiledRule | None = None, detail: str | None = None) -> Outcome:
+    return Outcome(
+        fired=False,
+        rule=rule.name if rule else None,
+        text=None,
+        source=None,
+        reason=reason,
+        fallback_reason=None,
+        typing_seconds=0.0,
+        detail=detail,
+    )
+
+
+# --- The engine -------------------------------------------------------------------------------
+
+
+class _LlmFailed(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class _Reservation:
+    pair: tuple[str, int]
+    previous_sent_at: float | None
+    account: str
+    chat_id: int
+    at: float
+    claim: str | None
+
+
+class ReplyEngine:
+    """Decides replies for every account of one worker process (see the module docstring)."""
+
+    def __init__(
+        self,
+        llm: LlmConfig | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._llm = llm
+        self._clock = clock
+        # Reply probability and template choice are not security decisions.
+        self._rng = rng or random.Random()  # noqa: S311
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        # (account, chat) -> monotonic time of the last reply, oldest first.
+        self._last_sent: OrderedDict[tuple[str, int], float] = OrderedDict()
+        # Reply times in the last hour per account and per chat.
+        self._by_account: dict[str, deque[float]] = {}
+        self._by_chat: dict[int, deque[float]] = {}
+        # dedupe_key -> (account, monotonic time claimed), oldest first.
+        self._claims: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._fleet_ids: OrderedDict[int, None] = OrderedDict()
+        self._next_sweep = clock() + SWEEP_EVERY_SECONDS
+
+    async def respond(
+        self,
+        playbook: CompiledPlaybook,
+        message: Message,
+        account: AccountInfo,
+        *,
+        apply_limits: bool = True,
+    ) -> Outcome:
+        """Whether ``account`` replies to ``message`` under ``playbook``, and with what.
+
+        ``apply_limits=False`` (the dry run) skips rate limits, probability and claims and
+        changes no state.
+        """
+        now = self._clock()
+        if apply_limits:
+            self._remember_fleet_member(account)
+            self._sweep(now)
+            if message.sender_id is not None and message.sender_id in self._fleet_ids:
+                return _quiet("from_fleet", detail="the sender is an account of this fleet")
+        rule, trigger, skipped = self._decide(playbook, message)
+        if rule is None:
+            if skipped is not None:
+                return skipped
+            return _quiet("no_rule_matched", detail="no rule's trigger matched the message")
+        account_key = str(account.id) if account.id is not None else f"label:{account.label}"
+        reservation = None
+        if apply_limits:
+            refused = self._check_limits(rule, message, account_key, now)
+            if refused is not None:
+                return refused
+            reservation = self._reserve(rule, message, account_key, now)
+        outcome = await self._reply(rule, trigger, message, account)
+        if reservation is not None and not outcome.fired:
+            self._release(reservation)
+        return outcome
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+    # -- deciding --
+
+    def _decide(
+        self, playbook: CompiledPlaybook, message: Message
+    ) -> tuple[CompiledRule | None, str, Outcome | None]:
+        first_skip: Outcome | None = None
+        for rule in playbook.rules:
+            trigger = rule.trigger(message)
+            if trigger is None:
+                continue
+            if rule.groups is not None and message.chat_id not in rule.groups:
+                first_skip = first_skip or _quiet(
+                    "condition:group",
+                    rule,
+                    f"rule {rule.name!r} (line {rule.line}) matched by {trigger}, "
+                    f"but chat {message.chat_id} is not in its groups",
+                )
+                continue
+            if rule.time_window is not None and not rule.time_window.contains(message.at):
+                first_skip = first_skip or _quiet(
+                    "condition:time_window",
+                    rule,
+                    f"rule {rule.name!r} (line {rule.line}) matched by {trigger}, "
+                    f"but {message.at.isoformat()} is outside its time window",
+                )
+                continue
+            return rule, trigger, None
+        return None, "", first_skip
+
+    def _check_limits(
+        self, rule: CompiledRule, message: Message, account_key: str, now: float
+    ) -> Outcome | None:
+        limits = rule.limits
+        if rule.responders == "one":
+            claimed = self._claims.get(message.dedupe_key)
+            if claimed is not None and now - claimed[1] < CLAIM_TTL_SECONDS:
+                if claimed[0] == account_key:
+                    return _quiet("duplicate", rule, "this account already answered it")
+                return _quiet("claimed_by_other", rule, "another fleet account answers it")
+        last = self._last_sent.get((account_key, message.chat_id))
+        if last is not None and now - last < limits.min_interval_seconds:
+            wait = limits.min_interval_seconds - (now - last)
+            return _quiet("limit:min_interval", rule, f"next reply here in {wait:.0f} s")
+        if _recent(self._by_account.get(account_key), now) >= limits.account_hourly:
+            return _quiet(
+                "limit:account_hourly", rule, f"{limits.account_hourly} replies in the last hour"
+            )
+        if _recent(self._by_chat.get(message.chat_id), now) >= limits.group_hourly:
+            return _quiet(
+                "limit:group_hourly", rule, f"{limits.group_hourly} replies here in the last hour"
+            )
+        if limits.probability < 1.0 and self._rng.random() >= limits.probability:
+            return _quiet("probability", rule, f"skipped by chance (p={limits.probability})")
+        return None
+
+    def _reserve(
+        self, rule: CompiledRule, message: Message, account_key: str, now: float
+    ) -> _Reservation:
+        """Take the budget before the (possibly slow) reply, so that concurrent messages
+        see it; ``_release`` gives it back when nothing is sent."""
+        pair = (account_key, message.chat_id)
+        previous = self._last_sent.pop(pair, None)
+        self._last_sent[pair] = now
+        while len(self._last_sent) > MAX_TRACKED_KEYS:
+            self._last_sent.popitem(last=False)
+        self._by_account.setdefault(account_key, deque()).append(now)
+        self._by_chat.setdefault(message.chat_id, deque()).append(now)
+        claim = None
+        if rule.responders == "one":
+            claim = message.dedupe_key
+            self._claims.pop(claim, None)
+            self._claims[claim] = (account_key, now)
+            while len(self._claims) > MAX_CLAIMS:
+                self._claims.popitem(last=False)
+        return _Reservation(pair, previous, account_key, message.chat_id, now, claim)
+
+    def _release(self, reservation: _Reservation) -> None:
+        if self._last_sent.get(reservation.pair) == reservation.at:
+            del self._last_sent[reservation.pair]
+            if reservation.previous_sent_at is not None:
+                self._last_sent[reservation.pair] = reservation.previous_sent_at
+        for times in (
+            self._by_account.get(reservation.account),
+            self._by_chat.get(reservation.chat_id),
+        ):
+            if times is not None and reservation.at in times:
+                times.remove(reservation.at)
+        if reservation.claim is not None:
+            self._claims.pop(reservation.claim, None)
+
+    def _remember_fleet_member(self, account: AccountInfo) -> None:
+        if account.tg_user_id is None:
+            return
+        self._fleet_ids.pop(account.tg_user_id, None)
+        self._fleet_ids[account.tg_user_id] = None
+        while len(self._fleet_ids) > MAX_FLEET_IDS:
+            self._fleet_ids.popitem(last=False)
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired state: claims every call (cheap, oldest first), the rest once a
+        minute (min_interval is capped at an hour, so older entries can never matter)."""
+        while self._claims:
+            _, (_, claimed_at) = next(iter(self._claims.items()))
+            if now - claimed_at < CLAIM_TTL_SECONDS:
+                break
+            self._claims.popitem(last=False)
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY_SECONDS
+        while self._last_sent:
+            _, sent_at = next(iter(self._last_sent.items()))
+            if now - sent_at < HOUR:
+                break
+            self._last_sent.popitem(last=False)
+        for account in [key for key, times in self._by_account.items() if not _recent(times, now)]:
+            del self._by_account[account]
+        for chat in [key for key, times in self._by_chat.items() if not _recent(times, now)]:
+            del self._by_chat[chat]
+
+    # -- replying --
+
+    async def _reply(
+        self, rule: CompiledRule, trigger: str, message: Message, account: AccountInfo
+    ) -> Outcome:
+        variables = _variables(message, account)
+        matched = f"rule {rule.name!r} (line {rule.line}) matched by {trigger}"
+        if rule.llm is None:
+            chosen = self._rng.choice(rule.templates)
+            return _rendered(rule, chosen, variables, "template", None, matched)
+        try:
+            text = await self._ask(rule.llm, variables, message)
+        except _LlmFailed as failure:
+            log.warning("playbook.llm_failed", rule=rule.name, reason=failure.reason)
+            if rule.llm.fallback is None:
+                return Outcome(
+                    fired=False,
+                    rule=rule.name,
+                    text=None,
+                    source=None,
+                    reason="llm_failed",
+                    fallback_reason=failure.reason,
+                    typing_seconds=0.0,
+                    detail=f"{matched}; {failure.detail}; the rule has no fallback",
+                )
+            return _rendered(
+                rule,
+                rule.llm.fallback,
+                variables,
+                "fallback",
+                failure.reason,
+                f"{matched}; {failure.detail}",
+            )
+        return Outcome(
+            fired=True,
+            rule=rule.name,
+            text=text,
+            source="llm",
+            reason="fired",
+            fallback_reason=None,
+            typing_seconds=rule.typing_seconds,
+            detail=matched,
+        )
+
+    async def _ask(self, spec: LlmReply, variables: dict[str, Any], message: Message) -> str:
+        if self._llm is None:
+            raise _LlmFailed("llm_not_configured", "no LLM is configured (TGFLEET_LLM_BASE_URL)")
+        model = spec.model or self._llm.model
+        if not model:
+            raise _LlmFailed("llm_not_configured", "no model: set llm.model or TGFLEET_LLM_MODEL")
+        try:
+            system = _render_text(spec.system_prompt, variables)
+        except Exception as exc:  # noqa: BLE001 - any template failure means "do not ask"
+            raise _LlmFailed("llm_prompt_error", f"system prompt: {_describe(exc)}") from None
+        base_url = spec.base_url or self._llm.base_url
+        timeout = spec.timeout_seconds or self._llm.timeout_seconds
+        client = self._client(self._llm, base_url)
+        try:
+            # The SDK enforces ``timeout``; the outer bound catches anything it misses.
+            async with asyncio.timeout(timeout + 5):
+                completion = await client.chat.completions.create(
+                    model=model,
+                    messages=[
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": message.text},
+                    ],
+                    max_tokens=spec.max_tokens,
+                    timeout=timeout,
+                )
+        except (openai.APITimeoutError, TimeoutError):
+            raise _LlmFailed("llm_timeout", f"the model did not answer in {timeout:g} s") from None
+        except openai.APIStatusError as exc:
+            raise _LlmFailed(
+                f"llm_http_{exc.status_code}", f"the model answered HTTP {exc.status_code}"
+            ) from None
+        except openai.APIConnectionError:
+            raise _LlmFailed("llm_unreachable", "the model's endpoint cannot be reached") from None
+        except openai.OpenAIError as exc:
+            raise _LlmFailed("llm_error", f"the model call failed ({type(exc).__name__})") from None
+        choices = completion.choices
+        content = choices[0].message.content if choices else None
+        text = (content or "").strip()[:MAX_MESSAGE_CHARS]
+        if not text:
+            raise _LlmFailed("llm_empty", "the model returned an empty answer")
+        return text
+
+    def _client(self, config: LlmConfig, base_url: str) -> openai.AsyncOpenAI:
+        client = self._clients.get(base_url)
+        if client is None:
+            # The configured key belongs to the configured endpoint only.
+            key = config.api_key if base_url == config.base_url else None
+            client = openai.AsyncOpenAI(
+                base_url=base_url,
+                api_key=key or "not-needed",
+                timeout=config.timeout_seconds,
+                max_retries=0,
+            )
+            self._clients[base_url] = client
+        return client
+
+
+def _recent(times: deque[float] | None, now: float) -> int:
+    if not times:
+        return 0
+    while times and now - times[0] >= HOUR:
+        times.popleft()
+    return len(times)
+
+
+def _variables(message: Message, account: AccountInfo) -> dict[str, Any]:
+    full_name = " ".join(
+        part for part in (message.sender_first_name, message.sender_last_name) if part
+    ).strip()
+    name = full_name or (message.sender_username or "")
+    mention = f"@{message.sender_username}" if message.sender_username else name
+    return {
+        "message": {"text": message.text, "id": message.message_id, "at": message.at},
+        "sender": {
+            "id": message.sender_id,
+            "username": message.sender_username,
+            "first_name": message.sender_first_name,
+            "last_name": message.sender_last_name,
+            "name": name,
+            "mention": mention,
+        },
+        "group": {"id": message.chat_id, "title": message.chat_title},
+        "account": {
+            "label": account.label,
+            "username": account.username,
+            "first_name": account.first_name,
+        },
+    }
+
+
+def _render_text(template: Template, variables: dict[str, Any]) -> str:
+    return template.render(variables).strip()[:MAX_MESSAGE_CHARS]
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _rendered(
+    rule: CompiledRule,
+    template: Template,
+    variables: dict[str, Any],
+    source: str,
+    fallback_reason: str | None,
+    detail: str,
+) -> Outcome:
+    try:
+        text = _render_text(template, variables)
+    except Exception as exc:  # noqa: BLE001 - a template may fail in any way; never crash
+        return Outcome(
+            fired=False,
+            rule=rule.name,
+            text=None,
+            source=source,
+            reason="template_error",
+            fallback_reason=fallback_reason,
+            typing_seconds=0.0,
+            detail=f"{detail}; the template failed: {_describe(exc)}",
+        )
+    if not text:
+        return Outcome(
+            fired=False,
+            rule=rule.name,
+            text=None,
+            source=source,
+            reason="template_error",
+            fallback_reason=fallback_reason,
+            typing_seconds=0.0,
+            detail=f"{detail}; the template rendered an empty text",
+        )
+    return Outcome(
+        fired=True,
+        rule=rule.name,
+        text=text,
+        source=source,
+        reason="fired",
+        fallback_reason=fallback_reason,
+        typing_seconds=rule.typing_seconds,
+        detail=detail,
+    )

@@ -1,0 +1,370 @@
+"""Playbook services: versioned YAML documents, validated before anything is written.
+
+Every save is a new version and ``latest_version`` advances; versions are never changed.
+Saving a source identical to the latest version is refused (409 ``playbook_unchanged``)
+unless only the description changes, which updates the playbook without a new version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import Collection
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tgfleet.audit import service as audit_service
+from tgfleet.audit.schemas import AuditContext
+from tgfleet.kit.clock import isoformat, utcnow
+from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
+from tgfleet.logging import get_logger
+from tgfleet.models import Playbook, PlaybookVersion
+from tgfleet.playbook.engine import (
+    AccountInfo,
+    CompiledPlaybook,
+    Message,
+    Outcome,
+    ReplyEngine,
+    compile_playbook,
+)
+from tgfleet.playbook.exceptions import (
+    PlaybookInUse,
+    PlaybookInvalid,
+    PlaybookNameTaken,
+    PlaybookNotFound,
+    PlaybookUnchanged,
+    PlaybookVersionNotFound,
+)
+from tgfleet.playbook.repository import PlaybookRepository, PlaybookVersionRepository
+
+log = get_logger(__name__)
+
+NAME_MAX = 100
+DESCRIPTION_MAX = 2000
+COMPILED_CACHE_SIZE = 512
+
+Order = Literal["name", "newest"]
+
+
+def clean_name(raw: str) -> str:
+    name = raw.strip()
+    if not name or len(name) > NAME_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        msg = f"name: 1 to {NAME_MAX} printable characters"
+        raise PlaybookInvalid([msg])
+    return name
+
+
+async def validate(source: str, *, name: str = "", version: int = 0) -> CompiledPlaybook:
+    """Compile ``source`` off the event loop (a large playbook compiles many templates)."""
+    return await asyncio.to_thread(compile_playbook, source, name=name, version=version)
+
+
+# --- Lookups the account domain and the worker use ------------------------------------------
+
+
+async def ensure_version(
+    session: AsyncSession, playbook_id: uuid.UUID, version: int | None
+) -> None:
+    """Check that the playbook exists and, when ``version`` is given, that it has that
+    version. Raises ``PlaybookNotFound`` or ``PlaybookVersionNotFound`` (both 404)."""
+    playbook = await get(session, playbook_id)
+    if version is not None and not 1 <= version <= playbook.latest_version:
+        msg = (
+            f"playbook {playbook.name!r} has no version {version} "
+            f"(versions 1 to {playbook.latest_version} exist)"
+        )
+        raise PlaybookVersionNotFound(msg)
+
+
+async def latest_versions(
+    session: AsyncSession, ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """The latest version of each playbook that exists (missing ids are left out)."""
+    return await PlaybookRepository(session).latest_versions(ids)
+
+
+_compiled: OrderedDict[tuple[uuid.UUID, int], CompiledPlaybook] = OrderedDict()
+
+
+async def load_compiled(
+    session: AsyncSession, refs: Collection[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], CompiledPlaybook]:
+    """Compiled playbooks for ``(id, version)`` pairs, from a process-wide LRU cache
+    (versions never change). Pairs that do not exist, or whose stored source no longer
+    compiles (logged as ``playbook.compile_failed``), are left out of the result."""
+    found: dict[tuple[uuid.UUID, int], CompiledPlaybook] = {}
+    missing: list[tuple[uuid.UUID, int]] = []
+    for ref in set(refs):
+        cached = _compiled.get(ref)
+        if cached is None:
+            missing.append(ref)
+        else:
+            _compiled.move_to_end(ref)
+            found[ref] = cached
+    if not missing:
+        return found
+    versions = await PlaybookVersionRepository(session).many(missing)
+    names = {
+        playbook.id: playbook.name
+        for playbook in await PlaybookRepository(session).by_ids({pid for pid, _ in missing})
+    }
+    for row in versions:
+        ref = (row.playbook_id, row.version)
+        try:
+            compiled = await validate(
+                row.source, name=names.get(row.playbook_id, ""), version=row.version
+            )
+        except PlaybookInvalid as exc:
+            log.error(  # noqa: TRY400 - an expected failure; the problems say it all
+                "playbook.compile_failed",
+                playbook_id=str(row.playbook_id),
+                version=row.version,
+                problems=exc.problems[:5],
+            )
+            continue
+        _compiled[ref] = compiled
+        while len(_compiled) > COMPILED_CACHE_SIZE:
+            _compiled.popitem(last=False)
+        found[ref] = compiled
+    return found
+
+
+# --- CRUD -------------------------------------------------------------------------------------
+
+
+async def create(
+    session: AsyncSession,
+    context: AuditContext,
+    *,
+    name: str,
+    source: str,
+    description: str = "",
+) -> Playbook:
+    """Create a playbook with version 1. The source is validated before anything is written."""
+    name = clean_name(name)
+    compiled = await validate(source, name=name, version=1)
+    repository = PlaybookRepository(session)
+    if await repository.by_name(name) is not None:
+        raise PlaybookNameTaken(f"a playbook named {name!r} already exists")
+    playbook = Playbook(
+        id=uuid.uuid4(), name=name, description=description.strip(), latest_version=1
+    )
+    try:
+        await repository.add(playbook)
+    except IntegrityError as exc:  # a concurrent create with the same name won
+        raise PlaybookNameTaken(f"a playbook named {name!r} already exists") from exc
+    await PlaybookVersionRepository(session).add(
+        PlaybookVersion(playbook_id=playbook.id, version=1, source=source, created_by=context.actor)
+    )
+    await audit_service.record(
+        session,
+        context,
+        action="playbook.create",
+        target=f"playbook:{playbook.id}",
+        details={"name": name, "version": 1, "rules": len(compiled.rules)},
+    )
+    return playbook
+
+
+async def update(
+    session: AsyncSession,
+    context: AuditContext,
+    playbook_id: uuid.UUID,
+    *,
+    source: str,
+    description: str | None = None,
+) -> Playbook:
+    """Save ``source`` as the next version (409 ``playbook_unchanged`` when it is the same
+    as the latest and the description does not change either)."""
+    repository = PlaybookRepository(session)
+    playbook = await repository.get_for_update(playbook_id)
+    if playbook is None:
+        raise PlaybookNotFound(f"no playbook with id {playbook_id}")
+    compiled = await validate(source, name=playbook.name, version=playbook.latest_version + 1)
+    versions = PlaybookVersionRepository(session)
+    latest = await versions.one(playbook.id, playbook.latest_version)
+    new_description = description.strip() if description is not None else None
+    describes_anew = new_description is not None and new_description != playbook.description
+    if latest is not None and latest.source == source:
+        if not describes_anew:
+            msg = f"the source is the same as version {playbook.latest_version}; nothing to save"
+            raise PlaybookUnchanged(msg)
+        playbook.description = new_description or ""
+        playbook.updated_at = utcnow()
+        await session.flush()
+        await audit_service.record(
+            session,
+            context,
+            action="playbook.update",
+            target=f"playbook:{playbook.id}",
+            details={
+                "name": playbook.name,
+                "version": playbook.latest_version,
+                "description": True,
+            },
+        )
+        return playbook
+    playbook.latest_version += 1
+    if new_description is not None:
+        playbook.description = new_description
+    playbook.updated_at = utcnow()
+    await versions.add(
+        PlaybookVersion(
+            playbook_id=playbook.id,
+            version=playbook.latest_version,
+            source=source,
+            created_by=context.actor,
+        )
+    )
+    await audit_service.record(
+        session,
+        context,
+        action="playbook.update",
+        target=f"playbook:{playbook.id}",
+        details={
+            "name": playbook.name,
+            "version": playbook.latest_version,
+            "rules": len(compiled.rules),
+        },
+    )
+    return playbook
+
+
+async def delete(session: AsyncSession, context: AuditContext, playbook_id: uuid.UUID) -> None:
+    """Delete a playbook and its versions; refused (409) while account groups use it."""
+    repository = PlaybookRepository(session)
+    playbook = await get(session, playbook_id)
+    in_use = await repository.groups_using(playbook.id)
+    if in_use:
+        raise PlaybookInUse(_in_use_message(playbook.name, in_use))
+    try:
+        await repository.delete(playbook)
+    except IntegrityError as exc:  # a group was assigned to it meanwhile
+        raise PlaybookInUse(_in_use_message(playbook.name, None)) from exc
+    _forget(playbook.id)
+    await audit_service.record(
+        session,
+        context,
+        action="playbook.delete",
+        target=f"playbook:{playbook.id}",
+        details={"name": playbook.name, "versions": playbook.latest_version},
+    )
+
+
+def _in_use_message(name: str, count: int | None) -> str:
+    groups = (
+        "account groups"
+        if count is None
+        else ("1 account group" if count == 1 else f"{count} account groups")
+    )
+    return f"playbook {name!r} is used by {groups}; assign them another playbook first"
+
+
+def _forget(playbook_id: uuid.UUID) -> None:
+    for ref in [ref for ref in _compiled if ref[0] == playbook_id]:
+        del _compiled[ref]
+
+
+async def get(session: AsyncSession, playbook_id: uuid.UUID) -> Playbook:
+    playbook = await PlaybookRepository(session).get(playbook_id)
+    if playbook is None:
+        raise PlaybookNotFound(f"no playbook with id {playbook_id}")
+    return playbook
+
+
+async def get_version(
+    session: AsyncSession, playbook_id: uuid.UUID, version: int | None = None
+) -> PlaybookVersion:
+    """One version (the latest when ``version`` is None)."""
+    playbook = await get(session, playbook_id)
+    wanted = playbook.latest_version if version is None else version
+    row = await PlaybookVersionRepository(session).one(playbook.id, wanted)
+    if row is None:
+        msg = (
+            f"playbook {playbook.name!r} has no version {wanted} "
+            f"(versions 1 to {playbook.latest_version} exist)"
+        )
+        raise PlaybookVersionNotFound(msg)
+    return row
+
+
+async def list_playbooks(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int = DEFAULT_LIMIT,
+    order: Order = "name",
+) -> Slice[Playbook]:
+    """Playbooks by name, or newest first; ``cursor`` continues the same order."""
+    key = decode_cursor(cursor) or {}
+    repository = PlaybookRepository(session)
+    if order == "name":
+        after = str(key["name"]) if "name" in key else None
+        rows = await repository.page_by_name(after=after, limit=limit)
+        return slice_rows(rows, limit, lambda row: {"name": row.name})
+    before = None
+    if "created_at" in key and "id" in key:
+        try:
+            before = (datetime.fromisoformat(str(key["created_at"])), uuid.UUID(str(key["id"])))
+        except ValueError:
+            before = None
+    rows = await repository.page_newest(before=before, limit=limit)
+    return slice_rows(
+        rows, limit, lambda row: {"created_at": isoformat(row.created_at), "id": str(row.id)}
+    )
+
+
+async def list_versions(
+    session: AsyncSession, playbook_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> Slice[PlaybookVersion]:
+    """A playbook's versions, newest first."""
+    await get(session, playbook_id)
+    key = decode_cursor(cursor) or {}
+    before = key.get("version") if isinstance(key.get("version"), int) else None
+    rows = await PlaybookVersionRepository(session).page(playbook_id, before=before, limit=limit)
+    return slice_rows(rows, limit, lambda row: {"version": row.version})
+
+
+async def create_or_update_by_name(
+    session: AsyncSession, context: AuditContext, name: str, source: str, description: str
+) -> Playbook:
+    """Install a playbook idempotently (the demo's examples): create it, or save a new
+    version when ``source`` differs from the latest; the same source changes nothing."""
+    existing = await PlaybookRepository(session).by_name(clean_name(name))
+    if existing is None:
+        return await create(session, context, name=name, source=source, description=description)
+    latest = await PlaybookVersionRepository(session).one(existing.id, existing.latest_version)
+    if latest is not None and latest.source == source and existing.description == description:
+        return existing
+    try:
+        return await update(session, context, existing.id, source=source, description=description)
+    except PlaybookUnchanged:
+        return existing
+
+
+# --- Dry run ------------------------------------------------------------------------------------
+
+
+async def compiled_version(
+    session: AsyncSession, playbook_id: uuid.UUID, version: int | None = None
+) -> CompiledPlaybook:
+    """One version (the latest by default), compiled. A stored source that no longer
+    compiles raises ``PlaybookInvalid`` naming its problems."""
+    row = await get_version(session, playbook_id, version)
+    ref = (row.playbook_id, row.version)
+    compiled = (await load_compiled(session, [ref])).get(ref)
+    if compiled is None:
+        playbook = await get(session, playbook_id)
+        compiled = await validate(row.source, name=playbook.name, version=row.version)
+    return compiled
+
+
+async def dry_run(
+    engine: ReplyEngine, compiled: CompiledPlaybook, message: Message, account: AccountInfo
+) -> Outcome:
+    """Evaluate one message without limits, probability or claims (may call the LLM)."""
+    return await engine.respond(compiled, message, account, apply_limits=False)
