@@ -1,28 +1,55 @@
-"""HTTP API for accounts (read side; import and session routes live in the vault)."""
+"""HTTP API for accounts: listing and detail with observed status, operator commands, the
+timeline, and per-group reply settings (import and session routes live in the vault)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response, status
 
 from tgfleet.account import service as account_service
-from tgfleet.account.schemas import AccountRead, SessionSummary
-from tgfleet.auth.dependencies import Requires
+from tgfleet.account.schemas import (
+    CHAT_ID_MAX,
+    CHAT_ID_MIN,
+    AccountBulkCommand,
+    AccountEventRead,
+    AccountGroupRead,
+    AccountGroupUpdate,
+    AccountPage,
+    AccountRead,
+    AccountState,
+    AccountStatusRead,
+    BulkResultRead,
+    ControlAction,
+    GroupBulkResultRead,
+    GroupBulkUpdate,
+    SessionSummary,
+)
+from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
-from tgfleet.kit.http import DbSession
-from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from tgfleet.models import Account, SessionSecret
+from tgfleet.kit.http import DbSession, Meta
+from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
+from tgfleet.models import Account, AccountStatus, SessionSecret
 from tgfleet.vault import service as vault_service
 
 router = APIRouter(prefix="/api/v1/accounts", tags=["accounts"])
 
 AccountReader = Annotated[Principal, Requires(Permission.ACCOUNT_READ)]
+AccountController = Annotated[Principal, Requires(Permission.ACCOUNT_CONTROL)]
+AccountWriter = Annotated[Principal, Requires(Permission.ACCOUNT_WRITE)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+ChatIdPath = Annotated[
+    int, Path(ge=CHAT_ID_MIN, le=CHAT_ID_MAX, description="Telethon's marked chat id")
+]
+
+NO_STATUS = AccountStatusRead(state=AccountState.STOPPED.value)
 
 
-def account_read(account: Account, secret: SessionSecret | None) -> AccountRead:
+def account_read(
+    account: Account, account_status: AccountStatus | None, secret: SessionSecret | None
+) -> AccountRead:
     summary = (
         SessionSummary(
             state=secret.state,
@@ -41,34 +68,217 @@ def account_read(account: Account, secret: SessionSecret | None) -> AccountRead:
         username=account.username,
         dc_id=account.dc_id,
         desired_state=account.desired_state,
+        restart_seq=account.restart_seq,
         created_at=account.created_at,
         updated_at=account.updated_at,
+        status=(
+            AccountStatusRead.model_validate(account_status)
+            if account_status is not None
+            else NO_STATUS
+        ),
         session=summary,
     )
 
 
-@router.get("", response_model=Page[AccountRead])
+async def _one(session: DbSession, account: Account) -> AccountRead:
+    statuses = await account_service.statuses(session, [account.id])
+    secrets = await vault_service.summaries(session, [account.id])
+    return account_read(account, statuses.get(account.id), secrets.get(account.id))
+
+
+@router.get("", response_model=AccountPage)
 async def list_accounts(
     _principal: AccountReader,
     session: DbSession,
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    q: Annotated[str | None, Query(max_length=200, description="part of the label")] = None,
-) -> Page[AccountRead]:
-    """Accounts in label order, with their session's state (never key material)."""
-    result = await account_service.list_accounts(session, cursor=cursor, limit=limit, q=q)
-    secrets = await vault_service.summaries(session, [a.id for a in result.items])
-    return Page[AccountRead](
-        items=[account_read(a, secrets.get(a.id)) for a in result.items],
-        next_cursor=result.next_cursor,
+    limit: Limit = DEFAULT_LIMIT,
+    state: Annotated[
+        list[AccountState] | None, Query(description="observed state; repeat for several")
+    ] = None,
+    label: Annotated[str | None, Query(max_length=200, description="label prefix")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="part of the label, username or phone"),
+    ] = None,
+) -> AccountPage:
+    """Accounts in label order with their observed status and session state (never key
+    material). ``label`` and ``q`` are case-insensitive. ``counts`` gives the number of
+    accounts per state over the ``label`` and ``q`` filters, ignoring ``state``, so a
+    console can show one tab per state; an account no worker has run counts as stopped."""
+    result = await account_service.list_accounts(
+        session,
+        cursor=cursor,
+        limit=limit,
+        q=q or None,
+        label=label or None,
+        states=[s.value for s in state or ()],
+        with_counts=True,
     )
+    secrets = await vault_service.summaries(session, [a.id for a in result.items])
+    return AccountPage(
+        items=[account_read(a, result.statuses.get(a.id), secrets.get(a.id)) for a in result.items],
+        next_cursor=result.next_cursor,
+        counts=result.counts or {},
+    )
+
+
+@router.post("/bulk", response_model=BulkResultRead)
+async def bulk_control(
+    body: AccountBulkCommand, principal: AccountController, session: DbSession, meta: Meta
+) -> BulkResultRead:
+    """Start, stop or restart many accounts: ``ids`` (at most 10,000, all must exist) or a
+    ``filter`` on state, label prefix and text. An empty filter is refused; give
+    ``{"filter": {"all": true}}`` to mean every account. ``matched`` counts the accounts
+    selected, ``changed`` those whose desired state or restart_seq moved."""
+    result = await account_service.bulk_control(
+        session,
+        audit_context(principal, meta),
+        ids=body.ids,
+        filter=body.filter.to_filter() if body.filter is not None else None,
+        action=body.action,
+    )
+    return BulkResultRead(action=result.action, matched=result.matched, changed=result.changed)
+
+
+@router.post("/groups/bulk", response_model=GroupBulkResultRead)
+async def bulk_set_groups(
+    body: GroupBulkUpdate, principal: AccountWriter, session: DbSession, meta: Meta
+) -> GroupBulkResultRead:
+    """Switch replies on or off in many groups of many accounts at once.
+
+    Accounts by ``ids`` or ``filter`` (as for ``/accounts/bulk``); groups by ``chat_ids`` or
+    ``all_groups: true``. ``enabled`` is written to every selected group; ``playbook_id``
+    (and an optional pinned ``playbook_version``) replaces their playbook when given and is
+    required to enable. Only existing group rows are written unless ``create: true`` (with
+    ``chat_ids``) adds the missing ones."""
+    result = await account_service.bulk_set_groups(
+        session,
+        audit_context(principal, meta),
+        ids=body.ids,
+        filter=body.filter.to_filter() if body.filter is not None else None,
+        chat_ids=body.chat_ids,
+        all_groups=body.all_groups,
+        enabled=body.enabled,
+        playbook_id=body.playbook_id,
+        playbook_version=body.playbook_version,
+        create=body.create,
+    )
+    return GroupBulkResultRead(matched=result.matched, groups=result.groups, created=result.created)
 
 
 @router.get("/{account_id}", response_model=AccountRead)
 async def get_account(
     account_id: uuid.UUID, _principal: AccountReader, session: DbSession
 ) -> AccountRead:
-    """One account."""
-    account = await account_service.get_account(session, account_id)
-    secrets = await vault_service.summaries(session, [account.id])
-    return account_read(account, secrets.get(account.id))
+    """One account, with its observed status and session state."""
+    return await _one(session, await account_service.get_account(session, account_id))
+
+
+async def _control(
+    session: DbSession,
+    principal: Principal,
+    meta: Meta,
+    account_id: uuid.UUID,
+    action: ControlAction,
+) -> AccountRead:
+    account = await account_service.control(
+        session, audit_context(principal, meta), account_id, action
+    )
+    return await _one(session, account)
+
+
+@router.post("/{account_id}/start", response_model=AccountRead)
+async def start_account(
+    account_id: uuid.UUID, principal: AccountController, session: DbSession, meta: Meta
+) -> AccountRead:
+    """Ask the worker to run the account. Out of ``quarantined`` or ``error`` this also
+    raises ``restart_seq``: an operator's explicit start lifts a quarantine."""
+    return await _control(session, principal, meta, account_id, ControlAction.START)
+
+
+@router.post("/{account_id}/stop", response_model=AccountRead)
+async def stop_account(
+    account_id: uuid.UUID, principal: AccountController, session: DbSession, meta: Meta
+) -> AccountRead:
+    """Ask the worker to stop the account."""
+    return await _control(session, principal, meta, account_id, ControlAction.STOP)
+
+
+@router.post("/{account_id}/restart", response_model=AccountRead)
+async def restart_account(
+    account_id: uuid.UUID, principal: AccountController, session: DbSession, meta: Meta
+) -> AccountRead:
+    """Ask the worker to (re)start the account's client, whatever its state."""
+    return await _control(session, principal, meta, account_id, ControlAction.RESTART)
+
+
+@router.get("/{account_id}/events", response_model=Page[AccountEventRead])
+async def list_events(
+    account_id: uuid.UUID,
+    _principal: AccountReader,
+    session: DbSession,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    kind: Annotated[
+        str | None,
+        Query(max_length=32, description="only this kind (state, command, group...)"),
+    ] = None,
+) -> Page[AccountEventRead]:
+    """The account's timeline, newest first: state changes, errors, flood waits, groups
+    disabled, operator commands."""
+    result = await account_service.list_events(
+        session, account_id, cursor=cursor, limit=limit, kind=kind or None
+    )
+    return to_page(result, AccountEventRead)
+
+
+@router.get("/{account_id}/groups", response_model=Page[AccountGroupRead])
+async def list_groups(
+    account_id: uuid.UUID,
+    _principal: AccountReader,
+    session: DbSession,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[AccountGroupRead]:
+    """The account's groups (found by the worker or added by an operator) and whether it
+    replies in each, with which playbook."""
+    result = await account_service.list_groups(session, account_id, cursor=cursor, limit=limit)
+    return to_page(result, AccountGroupRead)
+
+
+@router.put("/{account_id}/groups/{chat_id}", response_model=AccountGroupRead)
+async def set_group(
+    account_id: uuid.UUID,
+    chat_id: ChatIdPath,
+    body: AccountGroupUpdate,
+    principal: AccountWriter,
+    session: DbSession,
+    meta: Meta,
+) -> AccountGroupRead:
+    """Create or update the account's settings for one group. Enabling replies needs a
+    playbook; ``playbook_version`` pins a version (null follows the latest); ``title`` null
+    keeps the current title."""
+    group = await account_service.set_group(
+        session,
+        audit_context(principal, meta),
+        account_id,
+        chat_id,
+        enabled=body.enabled,
+        playbook_id=body.playbook_id,
+        playbook_version=body.playbook_version,
+        title=body.title,
+    )
+    return AccountGroupRead.model_validate(group)
+
+
+@router.delete("/{account_id}/groups/{chat_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_group(
+    account_id: uuid.UUID,
+    chat_id: ChatIdPath,
+    principal: AccountWriter,
+    session: DbSession,
+    meta: Meta,
+) -> Response:
+    """Forget the account's settings for one group."""
+    await account_service.delete_group(session, audit_context(principal, meta), account_id, chat_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
