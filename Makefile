@@ -19,9 +19,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.installed-run
 
-## run: migrate the SQLite database in ./data, create an admin if none, serve on :8000
+## run: the demo: SQLite in ./data, the built-in sandbox with 20 accounts, API on :8000
 run: $(VENV)/.installed-run
-	$(BIN)/tgfleet run
+	$(BIN)/tgfleet run --demo
 
 ## test: the whole suite (PostgreSQL suites skip with a reason unless CI=true)
 test: $(VENV)/.installed-dev

@@ -18,10 +18,20 @@ from tgfleet.cli._runtime import (
     security_for,
 )
 from tgfleet.config import Environment, Settings
+from tgfleet.exceptions import AppError
+from tgfleet.kit.db import unit_of_work
 from tgfleet.vault.keyring import init_key_file
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tgfleet.audit.schemas import AuditContext
+    from tgfleet.auth.service import Security
+
+DEMO_USER = "demo"
 
 
 def run(
@@ -29,8 +39,17 @@ def run(
     port: int | None = typer.Option(
         None, min=0, max=65535, help="listen port (default TGFLEET_PORT; 0 picks a free one)"
     ),
+    demo: bool = typer.Option(
+        False,
+        "--demo",
+        help="also run the built-in sandbox with 20 demo accounts chatting in 5 groups",
+    ),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="run the account runtime in this process"
+    ),
 ) -> None:
-    """Migrate the database, create an admin if there is none, and serve the API."""
+    """Migrate the database, create an admin if there is none, and serve the API with the
+    account runtime (one process, the embedded default)."""
     # The web stack is imported here, not at module level, so other commands start fast.
     import uvicorn
 
@@ -56,17 +75,83 @@ def run(
             highlight=False,
         )
     console.print(f"tgfleet serving on http://{listen_host}:{listen_port}  (API docs: /docs)")
+    application = create_app(settings, run_worker=worker)
+    if demo:
+        _attach_demo(application, settings, security, listen_host, listen_port)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            application,
             host=listen_host,
             port=listen_port,
             log_config=None,
             access_log=False,
             server_header=False,
+            timeout_graceful_shutdown=10,
         )
     )
     asyncio.run(server.serve())
+
+
+def _attach_demo(
+    application: FastAPI, settings: Settings, security: Security, host: str, port: int
+) -> None:
+    """Run the demo sandbox and fleet inside the app's lifespan (started before the worker's
+    first reconcile matters, stopped after the worker has disconnected every client)."""
+    from contextlib import asynccontextmanager
+
+    from tgfleet.worker.demo import start_demo
+
+    inner = application.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with inner(app):
+            context = cli_audit_context()
+            demo = await start_demo(
+                app.state.sessionmaker, app.state.vault, context, settings.data_dir / "demo"
+            )
+            password = await _demo_login(app, security, context)
+            if app.state.supervisor is not None:
+                app.state.supervisor.wake()
+            console.print(
+                f"\n[bold]Demo:[/bold] {len(demo.fleet.account_ids)} accounts in "
+                f"{len(demo.world.groups)} groups on the sandbox at 127.0.0.1:"
+                f"{demo.sandbox.port} (control API :{demo.sandbox.control_port}).\n"
+                f"  Open  http://{host}:{port}/docs  and log in as [bold]demo[/bold] with "
+                f"password [bold]{password}[/bold]\n"
+                f"  Watch GET /api/v1/accounts (states) and /api/v1/accounts/{{id}}/events.\n",
+                highlight=False,
+            )
+            try:
+                yield
+            finally:
+                # Clients first (the worker disconnects them), then the world they talk to.
+                supervisor, app.state.supervisor = app.state.supervisor, None
+                if supervisor is not None:
+                    await supervisor.stop()
+                await demo.stop()
+
+    application.router.lifespan_context = lifespan
+
+
+async def _demo_login(app: FastAPI, security: Security, context: AuditContext) -> str:
+    """A ``demo`` admin with a fresh password for this run (shown once, audited)."""
+    async with unit_of_work(app.state.sessionmaker) as session:
+        try:
+            await auth_service.get_user(session, DEMO_USER)
+        except AppError:
+            _, created = await auth_service.create_user(
+                session, security, context, username=DEMO_USER, role="admin", password=None
+            )
+            if created is None:
+                msg = "no password was generated for the demo user"
+                raise RuntimeError(msg) from None
+            return created
+        password = await auth_service.reset_password(session, security, context, DEMO_USER, None)
+        if password is None:
+            msg = "no password was generated for the demo user"
+            raise RuntimeError(msg)
+        return password
 
 
 def _ensure_dev_vault_key(settings: Settings) -> None:

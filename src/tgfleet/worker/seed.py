@@ -20,6 +20,7 @@ from telethon.tl import types
 
 from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
+from tgfleet.exceptions import AppError
 from tgfleet.kit.db import unit_of_work
 from tgfleet.playbook import service as playbook_service
 from tgfleet.sandbox.world import World, WorldGroup
@@ -70,8 +71,17 @@ async def seed_fleet(
         result = by_file.get(f"{account.username}.session")
         if result is not None and result.ok and result.account_id is not None:
             account_ids[account.username] = result.account_id
-        else:
+        else:  # e.g. imported by an earlier run: found by its label below
             failed.append(account.username)
+    if failed:
+        async with unit_of_work(sessionmaker, read_only=True) as session:
+            for username in list(failed):
+                try:
+                    known = await account_service.resolve(session, username)
+                except AppError:
+                    continue
+                account_ids[username] = known.id
+                failed.remove(username)
     names = list(playbooks)
     chosen = [g for g in world.groups if groups is None or g.id in groups]
     chat_ids = {g.id: chat_id_of(g) for g in world.groups}

@@ -22,7 +22,10 @@ from telethon.tl import types
 from tgfleet import __version__
 from tgfleet.vault.formats import CanonicalSession
 
+# Telethon logs every connect at INFO; a fleet of thousands would drown the log. Its
+# warnings and errors still come through (set this logger to DEBUG to trace a client).
 _TELETHON_LOG = logging.getLogger("tgfleet.telethon")
+_TELETHON_LOG.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
