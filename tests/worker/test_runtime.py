@@ -290,3 +290,66 @@ async def test_one_hanging_account_delays_no_other_and_shutdown_is_bounded(
     await fleet.supervisor.stop()
     assert time.monotonic() - stopping < 10.0
     assert not any((await fleet.control.stats())["connections"].values())
+
+
+LLM_PLAYBOOK = """
+rules:
+  - name: assistant
+    when: {mention: true}
+    reply:
+      llm:
+        system_prompt: "You are {{ account.label }}, the helpful assistant of {{ group.title }}."
+        max_tokens: 50
+        timeout_seconds: 1
+        fallback: "Sorry {{ sender.first_name }}, a colleague will answer soon."
+    limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000}
+"""
+
+
+async def test_llm_replies_and_falls_back_with_a_recorded_reason(
+    make_fleet: FleetFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tests.fakes.openai_server import FakeChatServer
+
+    async with FakeChatServer(reply="Our opening hours are 9 to 5.") as llm:
+        fleet = await make_fleet(
+            accounts=1,
+            groups=1,
+            playbook=LLM_PLAYBOOK,
+            llm_base_url=llm.base_url,
+            llm_api_key="sk-test-secret",
+            llm_model="test-model",
+        )
+        await fleet.wait_states("online")
+        group = fleet.world.groups[0]
+        member = next(m for m in fleet.world.members if m.id in group.members)
+
+        await fleet.control.post_message(group.id, member.id, "@fleet_0001 when are you open?")
+        await wait_for(lambda: _count(fleet, 0, 1))
+        assert (await fleet.sent(0))[0]["text"] == "Our opening hours are 9 to 5."
+        request = llm.requests[0]
+        assert request["model"] == "test-model"
+        assert request["max_tokens"] == 50
+        assert "when are you open?" in request["messages"][-1]["content"]
+        assert llm.auth_headers[0] == "Bearer sk-test-secret"
+
+        llm.status = 503
+        await fleet.control.post_message(group.id, member.id, "@fleet_0001 hello?")
+        await wait_for(lambda: _count(fleet, 0, 2))
+        llm.status = 200
+        llm.delay = 3.0  # longer than the rule's 1 s timeout
+        await fleet.control.post_message(group.id, member.id, "@fleet_0001 anyone?")
+        await wait_for(lambda: _count(fleet, 0, 3), within=10)
+
+        fallback = f"Sorry {member.first_name}, a colleague will answer soon."
+        assert [m["text"] for m in (await fleet.sent(0))[1:]] == [fallback, fallback]
+
+        async def recorded() -> bool:
+            return len(await fleet.events("fleet_0001", "llm_fallback")) >= 2
+
+        await wait_for(recorded)
+        reasons = [e.code for e in await fleet.events("fleet_0001", "llm_fallback")]
+        assert reasons == ["llm_http_503", "llm_timeout"]
+    captured = capfd.readouterr()
+    assert "llm_timeout" in captured.out + captured.err  # the log was captured...
+    assert "sk-test-secret" not in captured.out + captured.err  # ...and holds no key

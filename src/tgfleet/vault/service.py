@@ -641,7 +641,7 @@ async def update_session(
             "dc_id": record.dc_id,
             "version": secret.version,
             "kek_id": keyring.active.id,
-            "auth_key_changed": key_changed,
+            "rekeyed": key_changed,
         },
     )
     return secret.version
