@@ -64,6 +64,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/accounts/import"): "session:import",
     ("POST", "/api/v1/accounts/{account_id}/session/export"): "session:export",
     ("DELETE", "/api/v1/accounts/{account_id}/session"): "session:delete",
+    ("PUT", "/api/v1/accounts/{account_id}/session"): "session:import",
     ("POST", "/api/v1/vault/rotate"): "vault:rotate",
     ("GET", "/api/v1/vault/status"): "vault:read",
     ("GET", "/api/v1/playbooks"): "playbook:read",

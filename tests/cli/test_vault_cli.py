@@ -138,6 +138,42 @@ class TestSessionCommands:
         assert '"reason":"migrating host"' in audit.stdout
         assert auth_key(1).hex() not in audit.stdout
 
+    def test_re_import_replaces_one_accounts_session(self, cli: Cli, tmp_path: Path) -> None:
+        assert cli("vault", "init").returncode == 0
+        first, second = tmp_path / "alpha.txt", tmp_path / "beta.txt"
+        first.write_text(telethon_string(1))
+        second.write_text(telethon_string(2))
+        assert cli("session", "import", str(first), str(second)).returncode == 0
+
+        fresh = tmp_path / "alpha-new.txt"
+        fresh.write_text(telethon_string(7))  # the account logged in again: a new key
+        result = cli("session", "import", str(fresh), "--account", "alpha")
+        assert result.returncode == 0, result.stderr
+        assert "version 2" in result.stdout
+        taken = cli("session", "import", str(second), "--account", "alpha")
+        assert taken.returncode != 0
+        assert "already in the vault" in taken.stderr + taken.stdout
+        unknown = cli("session", "import", str(fresh), "--account", "nobody")
+        assert unknown.returncode != 0
+        assert "nobody" in unknown.stderr + unknown.stdout
+
+        out = tmp_path / "exported.txt"
+        exported = cli(
+            "session",
+            "export",
+            "alpha",
+            "--format",
+            "telethon-string",
+            "--out",
+            str(out),
+            "--reason",
+            "check the re-import",
+        )
+        assert exported.returncode == 0, exported.stderr
+        session = StringSession(out.read_text())
+        assert session.auth_key is not None
+        assert session.auth_key.key == auth_key(7)
+
     def test_rotate_from_the_cli(self, cli: Cli, tmp_path: Path) -> None:
         cli("vault", "init")
         single = tmp_path / "one.txt"

@@ -193,6 +193,7 @@ async def make_fleet(db_url: str, tmp_path: Path) -> AsyncIterator[FleetFactory]
             start=start,
         )
         fleet = Fleet(world, sandbox, control, sessionmaker, seeded, app)
+        fleet.extra["world_dir"] = world_dir
         if run_worker:
             supervisor = Supervisor(settings, sessionmaker, app.state.vault)
             await supervisor.start()

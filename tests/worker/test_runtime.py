@@ -353,3 +353,44 @@ async def test_llm_replies_and_falls_back_with_a_recorded_reason(
     captured = capfd.readouterr()
     assert "llm_timeout" in captured.out + captured.err  # the log was captured...
     assert "sk-test-secret" not in captured.out + captured.err  # ...and holds no key
+
+
+async def test_re_importing_the_session_lifts_a_quarantine(make_fleet: FleetFactory) -> None:
+    import httpx
+
+    from tests.factories import user_with_role
+
+    fleet = await make_fleet(accounts=2, groups=1)
+    await fleet.wait_states("online")
+    await fleet.control.add_fault("user_deactivated_ban", account="fleet_0001")
+    await fleet.control.drop("fleet_0001")
+    await fleet.wait_states({"fleet_0001": "quarantined"}, within=10)
+    status = await fleet.status("fleet_0001")
+    assert status is not None
+    assert (status.reason, status.last_error_code) == ("banned", "USER_DEACTIVATED_BAN")
+    await fleet.control.clear_faults()  # Telegram lifted the ban
+    await asyncio.sleep(1.0)
+    assert (await fleet.states())["fleet_0001"] == "quarantined"
+
+    transport = httpx.ASGITransport(app=fleet.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        operator = await user_with_role(
+            http, fleet.sessionmaker, fleet.app.state.security, "operator"
+        )
+        path = fleet.extra["world_dir"] / "fleet_0001.session"
+        response = await http.put(
+            f"/api/v1/accounts/{fleet.account_id('fleet_0001')}/session",
+            content=path.read_bytes(),
+            params={"name": "fleet_0001.session"},
+            headers=operator.headers,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["version"] == 2
+        assert response.json()["same_session"] is True
+        other = await http.put(
+            f"/api/v1/accounts/{fleet.account_id('fleet_0002')}/session",
+            content=path.read_bytes(),
+            headers=operator.headers,
+        )
+        assert other.status_code == 409  # that session belongs to fleet_0001
+    await fleet.wait_states("online", within=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.account import service as account_service
 from tgfleet.cli._runtime import (
@@ -20,23 +20,61 @@ from tgfleet.cli._runtime import (
     run_in_session,
     with_sessionmaker,
 )
-from tgfleet.config import write_private_file
+from tgfleet.config import Settings, write_private_file
 from tgfleet.exceptions import AppError
+from tgfleet.kit.db import unit_of_work
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
 from tgfleet.vault.formats import SessionFormat
+from tgfleet.vault.service import Vault
 
 app = typer.Typer(help="Import and export Telegram sessions.", no_args_is_help=True)
+
+
+def _replace(settings: Settings, vault: Vault, paths: list[Path], ref: str) -> None:
+    if len(paths) != 1 or not paths[0].is_file():
+        raise fail("--account takes exactly one session file")
+    try:
+        entries = vault_service.expand_path(paths[0], vault.limits)
+    except AppError as exc:
+        raise fail(f"{paths[0]}: {exc.message}") from exc
+    if len(entries) != 1:
+        raise fail(f"{paths[0]}: holds {len(entries)} sessions; --account takes exactly one")
+
+    async def work(maker: async_sessionmaker[AsyncSession]) -> vault_service.ReplaceResult:
+        async with unit_of_work(maker, read_only=True) as session:
+            target = await account_service.resolve(session, ref)
+        return await vault_service.replace_session(
+            maker, vault, cli_audit_context(), target.id, entries[0]
+        )
+
+    try:
+        result = with_sessionmaker(settings, work)
+    except AppError as exc:
+        raise fail(exc.message) from exc
+    console.print(
+        f"replaced the session of account {result.account_id}: version {result.version}"
+        f"{' (the same session as before)' if result.same_key else ''}; the worker restarts it"
+    )
 
 
 @app.command("import")
 def import_(
     paths: list[Path] = typer.Argument(..., help="session files, string files, folders, zips"),
     label: str | None = typer.Option(None, help="label for the account (one file only)"),
+    account: str | None = typer.Option(
+        None,
+        "--account",
+        help="re-import: this file replaces the session of this account (id or label); "
+        "lifts a quarantine",
+    ),
 ) -> None:
     """Import sessions; prints a result per file and exits 1 if any failed."""
     settings = load_settings()
     vault = load_vault(settings)
+    if account is not None:
+        _replace(settings, vault, paths, account)
+        return
     entries: list[Entry] = []
     for path in paths:
         if not path.exists():

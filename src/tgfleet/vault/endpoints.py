@@ -15,7 +15,8 @@ from tgfleet.auth.schemas import Principal
 from tgfleet.exceptions import AppError
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.vault import service as vault_service
-from tgfleet.vault.exceptions import ArchiveError, ImportTooLargeError
+from tgfleet.vault.archive import Entry
+from tgfleet.vault.exceptions import ArchiveError, ImportTooLargeError, ReplaceNeedsOneSession
 from tgfleet.vault.formats import SessionFormat
 from tgfleet.vault.schemas import (
     ImportReport,
@@ -24,6 +25,7 @@ from tgfleet.vault.schemas import (
     RotationRead,
     RotationReportRead,
     SessionExportRequest,
+    SessionReplaced,
     VaultStatusRead,
 )
 from tgfleet.vault.upload import read_upload
@@ -44,6 +46,9 @@ MEDIA_TYPES = {
     SessionFormat.TELETHON_STRING: "text/plain",
     SessionFormat.PYROGRAM_STRING: "text/plain",
 }
+
+
+_UPLOAD_ERRORS = (ArchiveError, ImportTooLargeError, StarletteHTTPException)
 
 
 def _vault(request: Request) -> vault_service.Vault:
@@ -105,6 +110,64 @@ async def import_sessions(
         failed=sum(not r.ok for r in results),
         results=[ImportResultRead.model_validate(r) for r in results],
     )
+
+
+@router.put("/api/v1/accounts/{account_id}/session", response_model=SessionReplaced)
+async def replace_session(
+    account_id: uuid.UUID,
+    request: Request,
+    principal: Importer,
+    session: DbSession,
+    meta: Meta,
+    name: Annotated[
+        str, Query(max_length=300, description="file name of a raw (non-multipart) body")
+    ] = "upload.session",
+) -> SessionReplaced:
+    """Re-import one account's session (a raw body or one multipart file): it becomes the
+    account's secret at the next version, and the worker starts the account afresh, also
+    out of ``quarantined``. A session held by another account is a 409."""
+    await session.commit()  # see import_sessions: the work commits on its own
+    vault = _vault(request)
+    context = audit_context(principal, meta)
+    try:
+        entry = await _one_entry(request, vault, name)
+    except (
+        ArchiveError,
+        ImportTooLargeError,
+        ReplaceNeedsOneSession,
+        StarletteHTTPException,
+    ) as exc:
+        error = exc if isinstance(exc, AppError) else ImportTooLargeError(str(exc.detail))
+        await vault_service.audit_refused(request.app.state.sessionmaker, context, name, error)
+        raise
+    result = await vault_service.replace_session(
+        request.app.state.sessionmaker, vault, context, account_id, entry
+    )
+    return SessionReplaced(
+        account_id=result.account_id,
+        version=result.version,
+        source_format=result.source_format,
+        same_session=result.same_key,
+    )
+
+
+async def _one_entry(request: Request, vault: vault_service.Vault, name: str) -> Entry:
+    files, _fields = await read_upload(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        max_bytes=vault.settings.import_max_file_bytes,
+        default_name=name,
+    )
+    entries: list[Entry] = []
+    for upload in files:
+        entries += await asyncio.to_thread(
+            vault_service.expand_upload, upload.name, bytes(upload.data), vault.limits
+        )
+    if len(entries) != 1:
+        raise ReplaceNeedsOneSession(
+            f"a session replacement takes exactly one session; the upload held {len(entries)}"
+        )
+    return entries[0]
 
 
 @router.post("/api/v1/accounts/{account_id}/session/export")

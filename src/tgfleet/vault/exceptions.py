@@ -107,3 +107,8 @@ class SessionNotFound(NotFound):
 
 class RotationInProgress(ServiceUnavailable):
     code = "rotation_in_progress"
+
+
+class ReplaceNeedsOneSession(AppError):
+    status_code = 422
+    code = "one_session_expected"

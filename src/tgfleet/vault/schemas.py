@@ -25,6 +25,13 @@ class ImportReport(Schema):
     results: list[ImportResultRead]
 
 
+class SessionReplaced(Schema):
+    account_id: uuid.UUID
+    version: int = Field(description="the secret's new version (the worker restarts on it)")
+    source_format: str
+    same_session: bool = Field(description="the same auth key as before (re-imported as is)")
+
+
 class SessionExportRequest(RequestSchema):
     format: SessionFormat
     reason: Annotated[str, Field(min_length=3, max_length=500)] = Field(
