@@ -38,6 +38,7 @@ async def test_a_fleet_runs_answers_and_obeys_commands_on_postgres(
         listing = await account_service.list_accounts(
             session, cursor=None, states=["online"], with_counts=True
         )
+    assert listing.counts is not None
     assert listing.counts["online"] == 2
     assert listing.counts["stopped"] == 1
     assert len(await fleet.sent(0)) == 1

@@ -29,14 +29,20 @@ CONTEXT = AuditContext(actor="test")
 
 EVENTS_DOWN = {
     "sqlite": [
-        "CREATE TRIGGER events_down BEFORE INSERT ON account_event "
-        "BEGIN SELECT RAISE(ABORT, 'event storage unavailable'); END"
+        (
+            "CREATE TRIGGER events_down BEFORE INSERT ON account_event "
+            "BEGIN SELECT RAISE(ABORT, 'event storage unavailable'); END"
+        )
     ],
     "postgresql": [
-        "CREATE FUNCTION events_down() RETURNS trigger AS $$ BEGIN "
-        "RAISE EXCEPTION 'event storage unavailable'; END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER events_down BEFORE INSERT ON account_event "
-        "FOR EACH ROW EXECUTE FUNCTION events_down()",
+        (
+            "CREATE FUNCTION events_down() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'event storage unavailable'; END $$ LANGUAGE plpgsql"
+        ),
+        (
+            "CREATE TRIGGER events_down BEFORE INSERT ON account_event "
+            "FOR EACH ROW EXECUTE FUNCTION events_down()"
+        ),
     ],
 }
 EVENTS_UP = {
@@ -248,6 +254,8 @@ async def test_decrypt_many_audits_each_account_once_and_reports_failures(
     assert isinstance(opened[ids[0]], Decrypted)
     assert isinstance(opened[ids[1]], Decrypted)
     assert isinstance(opened[ids[2]], SessionNotFound)
+    assert after is not None
+    assert before is not None
     assert after - before == 2  # one "session.decrypt" per decrypted account
     first = opened[ids[0]]
     assert isinstance(first, Decrypted)
