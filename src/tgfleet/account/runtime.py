@@ -263,6 +263,13 @@ async def apply(
     await session.flush()
 
 
+async def record_identities(
+    session: AsyncSession, identities: Mapping[uuid.UUID, tuple[int, str | None]]
+) -> None:
+    """Store each account's Telegram user id and username as its client reported them."""
+    await StatusRepository(session).set_identities(identities)
+
+
 async def release_stale(session: AsyncSession, worker_id: str) -> int:
     """After a restart, statuses this worker left in a live state are stale: mark them
     stopped (with an event) so the reconcile starts from the truth. Quarantined and error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -47,6 +47,15 @@ class StatusRepository(RepositoryBase[AccountStatus]):
             select(Account.id).where(Account.id.in_(list(account_ids)))
         )
         return set(result.scalars().all())
+
+    async def set_identities(self, identities: Mapping[uuid.UUID, tuple[int, str | None]]) -> None:
+        for account_id, (tg_user_id, username) in identities.items():
+            await self.session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(tg_user_id=tg_user_id, username=username)
+                .execution_options(synchronize_session=False)
+            )
 
     async def add_events(self, events: Sequence[AccountEvent]) -> None:
         self.session.add_all(list(events))

@@ -90,6 +90,9 @@ class WorkerContext:
     groups: dict[uuid.UUID, dict[int, GroupSetting]] = field(default_factory=dict)
     playbooks: dict[tuple[uuid.UUID, int], CompiledPlaybook] = field(default_factory=dict)
     latest: dict[uuid.UUID, int] = field(default_factory=dict)
+    #: Telegram user ids of this fleet's accounts: their messages never trigger replies,
+    #: so two accounts in one group cannot answer each other in a loop.
+    fleet_ids: set[int] = field(default_factory=set)
 
     def playbook_for(self, setting: GroupSetting) -> CompiledPlaybook | None:
         if setting.playbook_id is None:
@@ -382,6 +385,9 @@ class AccountRunner:
         )
         me = users[0] if users else None
         if isinstance(me, types.User):
+            self._context.fleet_ids.add(me.id)
+            if (me.id, me.username) != (self._me_id, self._username):
+                self._context.writer.identity(self.account_id, me.id, me.username)
             self._me_id = me.id
             self._username = me.username
             self._info = AccountInfo(
@@ -485,6 +491,9 @@ class AccountRunner:
         if not event.is_group:
             return
         self._context.writer.count(self.account_id, messages_received=1)
+        if event.sender_id is not None and event.sender_id in self._context.fleet_ids:
+            self._suppressed()  # another account of this fleet: never answer it
+            return
         message = event.message
         sender = await _sender_of(event)
         text = message.message or ""

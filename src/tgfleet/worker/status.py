@@ -47,6 +47,7 @@ class StatusWriter:
         self._counters: defaultdict[uuid.UUID, Counters] = defaultdict(Counters)
         self._groups_found: dict[uuid.UUID, dict[int, str | None]] = {}
         self._groups_off: list[_GroupOff] = []
+        self._identities: dict[uuid.UUID, tuple[int, str | None]] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.dropped = 0
@@ -78,6 +79,10 @@ class StatusWriter:
         counters.replies_sent += replies_sent
         counters.replies_suppressed += replies_suppressed
         counters.reconnects += reconnects
+
+    def identity(self, account_id: uuid.UUID, tg_user_id: int, username: str | None) -> None:
+        """Who the account turned out to be (from its own ``users.getUsers``)."""
+        self._identities[account_id] = (tg_user_id, username)
 
     def groups_found(self, account_id: uuid.UUID, groups: Mapping[int, str | None]) -> None:
         self._groups_found.setdefault(account_id, {}).update(groups)
@@ -116,12 +121,15 @@ class StatusWriter:
             counters, self._counters = self._counters, defaultdict(Counters)
             found, self._groups_found = self._groups_found, {}
             off, self._groups_off = self._groups_off, []
+            identities, self._identities = self._identities, {}
             self._wake.clear()
-            if not (changes or events or found or off or any(counters.values())):
+            if not (changes or events or found or off or identities or any(counters.values())):
                 return True
             try:
                 async with unit_of_work(self._sessionmaker) as session:
                     await runtime.apply(session, changes, events, counters)
+                    if identities:
+                        await runtime.record_identities(session, identities)
                     for account_id, groups in found.items():
                         await runtime.record_groups(session, account_id, groups)
                     for item in off:
@@ -149,6 +157,7 @@ class StatusWriter:
                 for account_id, groups in found.items():
                     self._groups_found.setdefault(account_id, {}).update(groups)
                 self._groups_off[:0] = off
+                self._identities = identities | self._identities
                 return False
             self.flushes += 1
             return True

@@ -195,6 +195,7 @@ class Supervisor:
             accounts = await runtime.load_desired(session)
             secrets = await vault_service.secret_versions(session)
         self._reap()
+        self.context.fleet_ids.update(a.tg_user_id for a in accounts if a.tg_user_id)
         to_start: list[DesiredAccount] = []
         seen: set[uuid.UUID] = set()
         for account in accounts:
