@@ -42,8 +42,14 @@ async def test_a_matching_message_gets_exactly_one_reply_only_in_enabled_groups(
 
     replies = await fleet.sent(0)
     assert len(replies) == 1, replies
+    # The reply itself says "help": the other accounts see it and must not answer it.
     assert replies[0]["text"] == f"Happy to help, {sender.first_name}!"
     assert await fleet.sent(1) == []
+
+    async with unit_of_work(fleet.sessionmaker, read_only=True) as session:
+        account = await account_service.get_account(session, fleet.account_id("fleet_0002"))
+    world_account = next(a for a in fleet.world.accounts if a.username == "fleet_0002")
+    assert (account.tg_user_id, account.username) == (world_account.id, "fleet_0002")
 
 
 async def test_a_burst_yields_no_more_replies_than_the_limits(make_fleet: FleetFactory) -> None:
