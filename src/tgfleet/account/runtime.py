@@ -162,6 +162,23 @@ async def load_desired(session: AsyncSession) -> list[DesiredAccount]:
     ]
 
 
+async def desired_fingerprint(session: AsyncSession) -> tuple[object, ...]:
+    """Changes whenever :func:`load_desired` could answer differently because of an
+    operator (an account added, removed, started, stopped, restarted). One aggregate
+    query: a worker polls this and reloads everything only when it moves.
+
+    The worker's own status writes do not move it. On SQLite writers are serialised, so a
+    later commit never carries an older ``updated_at``; on PostgreSQL a worker also
+    reloads on a timer (and commands arrive by notification, issue 6).
+    """
+    return await StatusRepository(session).fingerprint()
+
+
+async def groups_fingerprint(session: AsyncSession) -> tuple[object, ...]:
+    """Changes whenever a group setting is added, removed or edited."""
+    return await GroupRepository(session).fingerprint()
+
+
 async def load_groups(
     session: AsyncSession, account_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, dict[int, GroupSetting]]:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import Account, AccountEvent, AccountGroup, AccountStatus
@@ -60,9 +60,21 @@ class StatusRepository(RepositoryBase[AccountStatus]):
     async def add_events(self, events: Sequence[AccountEvent]) -> None:
         self.session.add_all(list(events))
 
+    async def fingerprint(self) -> tuple[object, ...]:
+        """What changes whenever an account is added, removed or commanded (cheap)."""
+        result = await self.session.execute(
+            select(func.count(), func.max(Account.updated_at), func.sum(Account.restart_seq))
+        )
+        return tuple(result.one())
+
 
 class GroupRepository(RepositoryBase[AccountGroup]):
     model = AccountGroup
+
+    async def fingerprint(self) -> tuple[object, ...]:
+        """What changes whenever a group setting is added, removed or edited (cheap)."""
+        result = await self.session.execute(select(func.count(), func.max(AccountGroup.updated_at)))
+        return tuple(result.one())
 
     async def for_accounts(self, account_ids: Collection[uuid.UUID]) -> list[AccountGroup]:
         if not account_ids:

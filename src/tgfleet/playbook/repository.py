@@ -13,6 +13,12 @@ from tgfleet.models import AccountGroup, Playbook, PlaybookVersion
 class PlaybookRepository(RepositoryBase[Playbook]):
     model = Playbook
 
+    async def fingerprint(self) -> tuple[object, ...]:
+        result = await self.session.execute(
+            select(func.count(), func.max(Playbook.updated_at), func.sum(Playbook.latest_version))
+        )
+        return tuple(result.one())
+
     async def get_for_update(self, playbook_id: uuid.UUID) -> Playbook | None:
         """The row, locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
         already serialises writers), so that two saves cannot take the same version."""

@@ -80,6 +80,12 @@ async def ensure_version(
         raise PlaybookVersionNotFound(msg)
 
 
+async def fingerprint(session: AsyncSession) -> tuple[object, ...]:
+    """Changes whenever a playbook is created, saved (a new version) or deleted: the
+    worker reloads its playbooks only then."""
+    return await PlaybookRepository(session).fingerprint()
+
+
 async def latest_versions(
     session: AsyncSession, ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, int]:

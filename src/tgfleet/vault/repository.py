@@ -32,6 +32,14 @@ class SecretRepository(RepositoryBase[SessionSecret]):
             select(SessionSecret).where(SessionSecret.auth_key_fingerprint == fingerprint)
         )
 
+    async def fingerprint(self) -> tuple[object, ...]:
+        result = await self.session.execute(
+            select(
+                func.count(), func.max(SessionSecret.updated_at), func.sum(SessionSecret.version)
+            )
+        )
+        return tuple(result.one())
+
     async def versions(self) -> dict[uuid.UUID, tuple[int, str]]:
         """Every secret's (version, state), without loading key material."""
         result = await self.session.execute(

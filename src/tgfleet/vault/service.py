@@ -813,6 +813,11 @@ async def erase(session: AsyncSession, context: AuditContext, account_id: uuid.U
     )
 
 
+async def secrets_fingerprint(session: AsyncSession) -> tuple[object, ...]:
+    """Changes whenever a secret is added, replaced, re-wrapped, erased or marked."""
+    return await SecretRepository(session).fingerprint()
+
+
 async def secret_versions(session: AsyncSession) -> dict[uuid.UUID, tuple[int, str]]:
     """Each account's secret (version, state): what the worker polls to notice a re-import."""
     return await SecretRepository(session).versions()

@@ -1,11 +1,14 @@
 """The worker supervisor: reconciles every account towards its desired state.
 
-Every ``reconcile_seconds`` it reads each account's desired state, restart counter and
-secret version with the last observed status, and starts, stops or restarts runners to
-match (so an API command is acted on within that interval). Starts are batched: one
+Every ``reconcile_seconds`` it asks two aggregate queries whether any account or secret
+changed (an operator's command moves ``account.updated_at`` and ``restart_seq``; a
+re-import moves the secret's version); only then, after a runner ended, and every
+``full_reconcile_seconds`` anyway, it reads each account's desired state, restart counter
+and secret version with the last observed status, and starts, stops or restarts runners
+to match (so an API command is acted on within that interval). Starts are batched: one
 ``decrypt_many`` (one audit append) per reconcile; connects are gated by a semaphore so a
 thousand accounts come online without a thundering herd. Group settings and playbooks are
-refreshed every ``groups_refresh_seconds``.
+reloaded the same way, when their own fingerprint moves.
 
 An account in ``quarantined`` or ``error`` stays there until its ``restart_seq`` grows (an
 operator's start/restart) or its secret's version grows (a re-import). On shutdown every
@@ -80,14 +83,14 @@ class Supervisor:
         *,
         worker_id: str | None = None,
         client_factory: ClientFactory = build_client,
-        groups_refresh_seconds: float = 2.0,
+        full_reconcile_seconds: float = 10.0,
         shutdown_timeout: float = 10.0,
     ) -> None:
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self._settings = settings
         self._sessionmaker = sessionmaker
         self._vault = vault
-        self._groups_refresh = groups_refresh_seconds
+        self._full_interval = full_reconcile_seconds
         self._shutdown_timeout = shutdown_timeout
         self.writer = StatusWriter(sessionmaker, interval=settings.worker_status_flush_seconds)
         api_id, api_hash = _app_credentials(settings)
@@ -116,6 +119,11 @@ class Supervisor:
         self._stopping: set[asyncio.Task[None]] = set()
         self._groups_loaded_at = 0.0
         self._groups_dirty = True
+        self._groups_fingerprint: tuple[object, ...] = ()
+        self._fingerprint: tuple[object, ...] = ()
+        self._full_at = 0.0
+        self._dirty = True
+        self.full_reconciles = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.reconciles = 0
@@ -140,7 +148,8 @@ class Supervisor:
         log.info("worker.started", worker_id=self.worker_id)
 
     def wake(self) -> None:
-        """Reconcile now (an in-process API command just committed)."""
+        """Reconcile fully now (an in-process API command just committed)."""
+        self._dirty = True
         self._groups_dirty = True
         self._wake.set()
 
@@ -190,11 +199,39 @@ class Supervisor:
                 await asyncio.wait_for(self._wake.wait(), interval)
 
     async def reconcile(self) -> None:
+        """One pass. Cheap when nothing changed: two aggregate queries tell whether the
+        accounts or secrets moved; everything is reloaded only then, after a runner ended
+        or was retired, on :meth:`wake`, and every ``full_reconcile_seconds`` anyway."""
         self.reconciles += 1
+        ended = self._reap()
+        now = time.monotonic()
         async with unit_of_work(self._sessionmaker, read_only=True) as session:
-            accounts = await runtime.load_desired(session)
-            secrets = await vault_service.secret_versions(session)
-        self._reap()
+            fingerprint = (
+                await runtime.desired_fingerprint(session),
+                await vault_service.secrets_fingerprint(session),
+            )
+            full = (
+                ended
+                or self._dirty
+                or fingerprint != self._fingerprint
+                or now - self._full_at > self._full_interval
+            )
+            if full:
+                self._dirty = False
+                self._fingerprint = fingerprint
+                self._full_at = now
+                accounts = await runtime.load_desired(session)
+                secrets = await vault_service.secret_versions(session)
+            groups_moved = await self._groups_moved(session)
+        if full:
+            self.full_reconciles += 1
+            await self._converge(accounts, secrets)
+        if groups_moved:
+            await self._refresh_groups()
+
+    async def _converge(
+        self, accounts: list[DesiredAccount], secrets: dict[uuid.UUID, tuple[int, str]]
+    ) -> None:
         self.context.fleet_ids.update(a.tg_user_id for a in accounts if a.tg_user_id)
         to_start: list[DesiredAccount] = []
         seen: set[uuid.UUID] = set()
@@ -213,6 +250,8 @@ class Supervisor:
                     self._retire(runner)  # the next reconcile starts it afresh
                 continue
             if not wanted or self._is_stopping(account.id):
+                if wanted:
+                    self._dirty = True  # start it once its old runner has stopped
                 continue
             if self._held_back(account, secret[0] if secret else None):
                 continue
@@ -222,8 +261,19 @@ class Supervisor:
         if to_start:
             await self._start_many(to_start, secrets)
             self._groups_dirty = True
-        if self._groups_dirty or time.monotonic() - self._groups_loaded_at > self._groups_refresh:
-            await self._refresh_groups()
+
+    async def _groups_moved(self, session: AsyncSession) -> bool:
+        fingerprint = (
+            await runtime.groups_fingerprint(session),
+            await playbook_service.fingerprint(session),
+        )
+        moved = (
+            self._groups_dirty
+            or fingerprint != self._groups_fingerprint
+            or time.monotonic() - self._groups_loaded_at > self._full_interval
+        )
+        self._groups_fingerprint = fingerprint
+        return moved
 
     def _held_back(self, account: DesiredAccount, secret_version: int | None) -> bool:
         """Whether a quarantine or error still holds this account (no operator act since)."""
@@ -240,13 +290,21 @@ class Supervisor:
             and secret_version > held.secret_version
         )
 
-    def _reap(self) -> None:
-        """Forget runners that ended; remember which ended held."""
+    def _reap(self) -> bool:
+        """Forget runners that ended (remembering which ended held); whether any did."""
+        ended = False
         for account_id, runner in list(self.runners.items()):
             if runner.task is not None and runner.task.done():
+                ended = True
                 del self.runners[account_id]
                 if runner.held:
                     self._held[account_id] = _Held(runner.restart_seq, runner.secret_version)
+        return ended
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        self._stopping.discard(task)
+        self._dirty = True
+        self._wake.set()  # a restart continues at once
 
     def _is_stopping(self, account_id: uuid.UUID) -> bool:
         return any(t.get_name() == f"stop:{account_id}" for t in self._stopping)
@@ -254,12 +312,13 @@ class Supervisor:
     def _retire(self, runner: AccountRunner) -> None:
         """Stop a runner in the background; it leaves ``runners`` at once."""
         self.runners.pop(runner.account_id, None)
+        self._dirty = True
         runner.request_stop()
         task = asyncio.create_task(
             runner.stop(timeout=self._shutdown_timeout), name=f"stop:{runner.account_id}"
         )
         self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        task.add_done_callback(self._stopped)
 
     async def _start_many(
         self, accounts: list[DesiredAccount], secrets: dict[uuid.UUID, tuple[int, str]]
