@@ -43,6 +43,7 @@ def main() -> int:
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # dataclasses and pickling look modules up there
         spec.loader.exec_module(module)
         print(f"running {path.name} ...", flush=True)
         sections.append(module.main())

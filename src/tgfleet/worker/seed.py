@@ -57,8 +57,9 @@ async def seed_fleet(
     start: bool = True,
 ) -> SeededFleet:
     """Import the world's session files, install ``playbooks`` (name -> YAML), enable
-    replies in ``groups`` (world group ids; default all) with the playbook ``assignment``
-    names per world group id (default: the playbooks in turn), and start every account."""
+    replies in ``groups`` (world group ids; default all) for the accounts that are members
+    of each, with the playbook ``assignment`` names per world group id (default: the
+    playbooks in turn), and start every account."""
     files = await asyncio.to_thread(lambda: sorted(session_dir.glob("*.session")))
     entries = []
     for path in files:
@@ -95,14 +96,20 @@ async def seed_fleet(
             for name, source in playbooks.items()
         }
         ids = list(account_ids.values())
+        by_user_id = {
+            account.id: account_ids[account.username]
+            for account in world.accounts
+            if account.username in account_ids
+        }
         for index, group in enumerate(chosen):
-            if not names or not ids:
-                break
+            members = [by_user_id[m] for m in group.members if m in by_user_id]
+            if not names or not members:
+                continue
             name = (assignment or {}).get(group.id, names[index % len(names)])
             await account_service.bulk_set_groups(
                 session,
                 context,
-                ids=ids,
+                ids=members,
                 chat_ids=[chat_ids[group.id]],
                 enabled=True,
                 playbook_id=playbook_ids[name],
