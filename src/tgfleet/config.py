@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         default=5.0, description="reconnect attempts the budget regains per second"
     )
     worker_max_retry_seconds: Annotated[float, Field(gt=0)] = 60.0
+    worker_max_reconnect_attempts: Annotated[int, Field(ge=1)] = Field(
+        default=1000,
+        description="attempts in one outage before an account goes to error (~16 h at the cap)",
+    )
     worker_start_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 50
     telegram_api_id: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="your app's api_id from my.telegram.org (the demo needs none)"
@@ -120,6 +124,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="default: JSON in prod")
+
+    @model_validator(mode="after")
+    def _telegram_app_pair(self) -> Settings:
+        if (self.telegram_api_id is None) != (self.telegram_api_hash is None):
+            msg = (
+                "set both TGFLEET_TELEGRAM_API_ID and TGFLEET_TELEGRAM_API_HASH (from "
+                "my.telegram.org), or neither (the sandbox needs none)"
+            )
+            raise ValueError(msg)
+        return self
 
     @field_validator("jwt_algorithm")
     @classmethod

@@ -400,3 +400,19 @@ async def test_re_importing_the_session_lifts_a_quarantine(make_fleet: FleetFact
         )
         assert other.status_code == 409  # that session belongs to fleet_0001
     await fleet.wait_states("online", within=5)
+
+
+async def test_a_flood_wait_while_connecting_ends_online(make_fleet: FleetFactory) -> None:
+    fleet = await make_fleet(accounts=1, groups=1)
+    await fleet.wait_states("online")
+    await fleet.control.add_fault(
+        "flood_wait", account="fleet_0001", method="users.getUsers", seconds=3, count=1
+    )
+    await fleet.control.drop("fleet_0001")
+    await fleet.wait_states("flood_wait", within=5)
+    waited = await fleet.wait_states("online", within=10)
+    assert 1.5 <= waited <= 5.0, waited
+    group = fleet.world.groups[0]
+    member = next(m for m in fleet.world.members if m.id in group.members)
+    await fleet.control.post_message(group.id, member.id, "help")
+    await wait_for(lambda: _count(fleet, 0, 1))

@@ -86,7 +86,7 @@ def run(
             log_config=None,
             access_log=False,
             server_header=False,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=3,  # then the worker's 6 s: clients gone within 10 s
         )
     )
     asyncio.run(server.serve())

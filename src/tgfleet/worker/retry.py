@@ -189,6 +189,8 @@ def reconnect_policy(
     base: float = 1.0,
     cap: float = 60.0,
     retry_if: Callable[[BaseException], bool],
+    wait: Callable[[RetryCallState], float] | None = None,
+    before_sleep: Callable[[RetryCallState], Awaitable[None]] | None = None,
 ) -> tenacity.AsyncRetrying:
     """An ``AsyncRetrying`` for one call: budgeted, jittered, and stopped explicitly.
 
@@ -199,7 +201,9 @@ def reconnect_policy(
       attempt after the first; the first attempt is free;
     - a ``stop_event`` set during the backoff or the wait for a token ends the call at once
       with the last attempt's exception, without another attempt;
-    - re-raises the last exception rather than wrapping it in ``RetryError``.
+    - re-raises the last exception rather than wrapping it in ``RetryError``;
+    - ``wait`` replaces the full-jitter wait (the runner waits a flood wait's own seconds
+      and falls back to full jitter), ``before_sleep`` reports each failed attempt.
     """
     if max_attempts is None and stop_event is None:
         raise ValueError("give max_attempts or stop_event: tenacity alone retries forever")
@@ -240,9 +244,10 @@ def reconnect_policy(
     return tenacity.AsyncRetrying(
         sleep=sleep,
         stop=tenacity.stop_any(*stops),
-        wait=full_jitter_wait(base, cap),
+        wait=wait if wait is not None else full_jitter_wait(base, cap),
         retry=_RetryIfException(retry_if),
         before=before,
+        before_sleep=before_sleep,
         reraise=True,
     )
 

@@ -5,7 +5,9 @@ DESIGN §4. Every network await has a timeout; every failure is classified
 (:mod:`tgfleet.worker.classify`) and handled by class:
 
 * transient: ``reconnecting``; tenacity retries with full-jitter exponential waits (base 1 s,
-  cap 60 s), each attempt after the first paying a token from the worker's retry budget;
+  cap 60 s), every reconnect attempt paying a token from the worker's retry budget, and
+  stops explicitly: on a stop request, or after ``max_attempts`` (then ``error``,
+  ``retries_exhausted``);
 * wait: an account-wide flood wait is ``flood_wait`` for exactly the server's seconds (plus
   at most 250 ms of jitter); the reply that hit it is sent once afterwards; a slow-mode wait
   pauses only its group;
@@ -49,7 +51,7 @@ from tgfleet.logging import get_logger
 from tgfleet.playbook.engine import AccountInfo, CompiledPlaybook, Message, ReplyEngine
 from tgfleet.vault.formats import CanonicalSession
 from tgfleet.worker.classify import Classification, ErrorClass, classify
-from tgfleet.worker.retry import TokenBucket, full_jitter_wait
+from tgfleet.worker.retry import TokenBucket, full_jitter_wait, reconnect_policy
 from tgfleet.worker.status import StatusWriter
 from tgfleet.worker.telegram import (
     ClientOptions,
@@ -63,6 +65,7 @@ log = get_logger(__name__)
 UNKNOWN_ATTEMPTS = 3
 WAIT_JITTER = 0.25
 DISCONNECT_TIMEOUT = 5.0
+CANCELLED_DISCONNECT_TIMEOUT = 1.0
 MAX_TYPING_SECONDS = 10.0
 SENT_IDS_PER_CHAT = 200
 
@@ -86,6 +89,7 @@ class WorkerContext:
     handler_timeout: float = 60.0
     retry_base: float = 1.0
     retry_cap: float = 60.0
+    max_attempts: int = 1000
     start_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(50))
     groups: dict[uuid.UUID, dict[int, GroupSetting]] = field(default_factory=dict)
     playbooks: dict[tuple[uuid.UUID, int], CompiledPlaybook] = field(default_factory=dict)
@@ -231,9 +235,11 @@ class AccountRunner:
             while not self._stop.is_set():
                 await self._connect_with_retries(first=first)
                 first = False
-                if self.state not in {State.ONLINE, State.FLOOD_WAIT}:
-                    self._set(State.ONLINE)
+                if self.state != State.ONLINE:
+                    self._set(State.ONLINE)  # also after a flood wait met while connecting
                 await self._record_groups_once()
+                if self._client is not None:
+                    await self._write_back(self._client)  # a DC switch while connecting
                 error = await self._wait_disconnected()
                 if error is None:
                     break  # asked to stop
@@ -250,7 +256,8 @@ class AccountRunner:
         except _Held:
             return
         except asyncio.CancelledError:
-            await self._disconnect()
+            if self._client is not None:  # cancelled at shutdown: a short, last disconnect
+                await self._disconnect_client(self._client, timeout=CANCELLED_DISCONNECT_TIMEOUT)
             self._finish_stopped()
             raise
         except Exception as exc:  # a bug must not take the worker down: record it
@@ -289,13 +296,15 @@ class AccountRunner:
             if self._stop.is_set():
                 raise _Stopped
             await self._context.budget.take()
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_never,  # explicit: the stop event and the classes end it
+        retrying = reconnect_policy(
+            budget=self._context.budget,
+            stop_event=self._stop,
+            max_attempts=self._context.max_attempts,
+            base=self._context.retry_base,
+            cap=self._context.retry_cap,
+            retry_if=self._retryable,
             wait=self._retry_wait,
-            retry=tenacity.retry_if_exception(self._retryable),
             before_sleep=self._before_retry_sleep,
-            sleep=self._retry_sleep,
-            reraise=True,
         )
         try:
             async for attempt in retrying:
@@ -312,7 +321,13 @@ class AccountRunner:
             if problem.error_class in {ErrorClass.QUARANTINE, ErrorClass.RETIRE}:
                 await self._hold(problem)
             else:
-                self._set(State.ERROR, problem=problem)
+                exhausted = problem.error_class in {ErrorClass.TRANSIENT, ErrorClass.WAIT}
+                self._set(
+                    State.ERROR,
+                    problem=problem,
+                    reason="retries_exhausted" if exhausted else None,
+                    details={"max_attempts": self._context.max_attempts} if exhausted else None,
+                )
                 log.error("worker.account_error", account=self.label, code=problem.code)
             raise _Held from exc
         self._unknown_errors = 0
@@ -349,12 +364,6 @@ class AccountRunner:
             self._set(State.FLOOD_WAIT, problem=problem, wait_until=until)
         elif self.state != State.RECONNECTING:
             self._set(State.RECONNECTING, problem=problem)
-
-    async def _retry_sleep(self, seconds: float) -> None:
-        await self._sleep(seconds)
-        if self._stop.is_set():
-            raise _Stopped
-        await self._context.budget.take()  # every retry pays the worker's budget
 
     async def _connect_once(self, *, gated: bool) -> None:
         if self._stop.is_set():
@@ -424,9 +433,14 @@ class AccountRunner:
         await self._disconnect_client(client)
         await self._write_back(client)
 
-    async def _disconnect_client(self, client: TelegramClient) -> None:
+    async def _disconnect_client(
+        self,
+        client: TelegramClient,
+        *,
+        timeout: float = DISCONNECT_TIMEOUT,  # noqa: ASYNC109 - bounded by design
+    ) -> None:
         try:
-            await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT)
+            await asyncio.wait_for(client.disconnect(), timeout)
         except Exception as exc:  # disconnecting must never raise out of a runner
             log.debug("worker.disconnect_failed", account=self.label, error=type(exc).__name__)
 

@@ -32,7 +32,7 @@ _TELETHON_LOG.setLevel(logging.WARNING)
 class ClientOptions:
     api_id: int
     api_hash: str
-    request_timeout: float
+    connect_timeout: float
 
 
 def build_client(record: CanonicalSession, options: ClientOptions) -> TelegramClient:
@@ -44,7 +44,7 @@ def build_client(record: CanonicalSession, options: ClientOptions) -> TelegramCl
         session,
         options.api_id,
         options.api_hash,
-        timeout=max(1, round(options.request_timeout)),
+        timeout=max(1, round(options.connect_timeout)),  # Telethon's: connecting only
         request_retries=0,
         connection_retries=0,
         retry_delay=0,
