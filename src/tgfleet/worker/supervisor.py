@@ -286,12 +286,14 @@ class Supervisor:
         A thousand Telethon clients make a heap of millions of long-lived objects; a full
         collection walks all of them and held the event loop for 0.4-0.6 s every few
         seconds under load (the reply latency tail, bench/fleet.py). Frozen objects are
-        not walked; what the clients allocate from now on is collected as usual.
+        not walked; what the clients allocate from now on is collected as usual. Each freeze
+        first unfreezes, so the clients of runners stopped meanwhile are collected then.
         """
         if self._freeze_at is None or time.monotonic() < self._freeze_at:
             return
         self._freeze_at = None
         started = time.monotonic()
+        gc.unfreeze()  # clients stopped since the last freeze become collectable again
         gc.collect()
         gc.freeze()
         log.info(
