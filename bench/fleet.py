@@ -47,7 +47,6 @@ import json
 import logging
 import os
 import re
-import resource
 import signal
 import socket
 import sqlite3
@@ -60,9 +59,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+from _common import backend, cpu_seconds, own_cpu, pct, raise_nofile, rss_mib
 from pydantic import SecretStr
-from telethon.crypto import aes as telethon_aes
-from telethon.crypto import libssl
 
 from tgfleet import migrations
 from tgfleet.account import service as account_service
@@ -92,7 +90,6 @@ READY_TIMEOUT = 60.0
 ONLINE_TIMEOUT = 180.0
 DRAIN_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
 BASELINE_READY = re.compile(r"baseline ready: (\d+) connected, (\d+) failed in ([\d.]+) s")
 REPLY = re.compile(r"^ack q-(\d+)$")
@@ -118,46 +115,6 @@ rules:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def backend() -> str:
-    if telethon_aes.cryptg is not None:
-        return "cryptg"
-    if libssl.encrypt_ige and libssl.decrypt_ige:
-        return "libssl (ctypes; cryptg absent)"
-    return "pyaes (pure Python; cryptg and libssl absent)"
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def own_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def raise_nofile(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def free_port() -> int:

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import re
-import resource
 import sys
 import tempfile
 import time
@@ -34,9 +33,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from _common import backend, cpu_seconds, own_cpu, pct, raise_nofile, rss_mib
 from telethon import TelegramClient, events
-from telethon.crypto import AuthKey, libssl
-from telethon.crypto import aes as telethon_aes
+from telethon.crypto import AuthKey
 from telethon.sessions import StringSession
 
 from tgfleet.sandbox.client import SandboxControl
@@ -54,51 +53,10 @@ POSTERS = 4
 READY_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 60.0
 FANOUT_TIMEOUT = 60.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def backend() -> str:
-    if telethon_aes.cryptg is not None:
-        return "cryptg"
-    if libssl.encrypt_ige and libssl.decrypt_ige:
-        return "libssl (ctypes; cryptg absent)"
-    return "pyaes (pure Python; cryptg and libssl absent)"
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def own_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def raise_nofile(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class Meter:

@@ -564,52 +564,17 @@ async def decrypt(
     """Decrypt an account's session into memory, audited with ``purpose`` (run, export).
 
     A secret that fails to decrypt (tampered ciphertext or wrapped key, a blob moved from
-    another account) is marked ``tampered``, audited as a failure, and raises DecryptError.
+    another account) is marked ``tampered``, audited as a failure, and raises DecryptError;
+    see :func:`decrypt_many`, which this is the single-account form of.
     """
-    secret = await _secret_of(session, account_id)
-    if secret.state == TAMPERED:
-        raise DecryptError(
-            f"account {account_id}'s session failed to decrypt before and is unusable; re-import it"
-        )
-    failure: AppError | None = None
-    try:
-        record = await _open_secret(vault, secret)
-    except KeyUnavailable as exc:
-        await audit_service.record(
-            session,
-            context,
-            action="session.decrypt",
-            target=f"account:{account_id}",
-            result=audit_service.FAILURE,
-            details={"purpose": purpose, "kek_id": secret.kek_id, "error": exc.code},
-        )
-        raise KeyUnavailableAudited(exc.message) from exc
-    except AppError as exc:
-        failure = exc
-    if failure is not None:
-        secret.state = TAMPERED
-        await session.flush()
-        await audit_service.record(
-            session,
-            context,
-            action="session.decrypt",
-            target=f"account:{account_id}",
-            result=audit_service.FAILURE,
-            details={"purpose": purpose, "kek_id": secret.kek_id, "error": failure.code},
-        )
-        log.error("vault.decrypt_failed", account_id=str(account_id), error=failure.code)
-        raise DecryptError(
-            f"account {account_id}'s session failed to decrypt (tampered or moved); it is "
-            "marked unusable until re-imported"
-        ) from failure
-    await audit_service.record(
-        session,
-        context,
-        action="session.decrypt",
-        target=f"account:{account_id}",
-        details={"purpose": purpose, "kek_id": secret.kek_id},
-    )
-    return record
+    result = (await decrypt_many(session, vault, context, [account_id], purpose=purpose))[
+        account_id
+    ]
+    if isinstance(result, Decrypted):
+        return result.record
+    if isinstance(result, KeyUnavailable):
+        raise KeyUnavailableAudited(result.message) from result
+    raise result
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,14 +624,7 @@ async def decrypt_many(
             record = await _open_secret(vault, secret)
         except KeyUnavailable as exc:
             results[account_id] = exc
-            audits.append(
-                audit_service.AuditEntry(
-                    action="session.decrypt",
-                    target=target,
-                    result=audit_service.FAILURE,
-                    details={**details, "error": exc.code},
-                )
-            )
+            audits.append(_decrypt_failed(target, details, exc))
             continue
         except AppError as exc:
             secret.state = TAMPERED
@@ -678,14 +636,7 @@ async def decrypt_many(
                 f"account {account_id}'s session failed to decrypt (tampered or moved); it is "
                 "marked unusable until re-imported"
             )
-            audits.append(
-                audit_service.AuditEntry(
-                    action="session.decrypt",
-                    target=target,
-                    result=audit_service.FAILURE,
-                    details={**details, "error": exc.code},
-                )
-            )
+            audits.append(_decrypt_failed(target, details, exc))
             continue
         results[account_id] = Decrypted(record=record, version=secret.version)
         audits.append(
@@ -695,6 +646,17 @@ async def decrypt_many(
         await session.flush()
     await audit_service.record_many(session, context, audits)
     return results
+
+
+def _decrypt_failed(
+    target: str, details: dict[str, object], error: AppError
+) -> audit_service.AuditEntry:
+    return audit_service.AuditEntry(
+        action="session.decrypt",
+        target=target,
+        result=audit_service.FAILURE,
+        details={**details, "error": error.code},
+    )
 
 
 async def update_session(
