@@ -4,6 +4,7 @@ from tgfleet.kit.model import Model
 from tgfleet.models.account import Account
 from tgfleet.models.account_event import AccountEvent
 from tgfleet.models.account_group import AccountGroup
+from tgfleet.models.account_lease import AccountLease
 from tgfleet.models.account_status import AccountStatus
 from tgfleet.models.api_token import ApiToken
 from tgfleet.models.audit_chain_head import AuditChainHead
@@ -15,11 +16,13 @@ from tgfleet.models.role import Role
 from tgfleet.models.session_secret import SessionSecret
 from tgfleet.models.user import User
 from tgfleet.models.vault_rotation import VaultRotation
+from tgfleet.models.worker import Worker
 
 __all__ = [
     "Account",
     "AccountEvent",
     "AccountGroup",
+    "AccountLease",
     "AccountStatus",
     "ApiToken",
     "AuditChainHead",
@@ -32,4 +35,5 @@ __all__ = [
     "SessionSecret",
     "User",
     "VaultRotation",
+    "Worker",
 ]

@@ -1,0 +1,1 @@
+"""Many workers on PostgreSQL: worker registration, worker-level leases, account leases."""

@@ -1,0 +1,162 @@
+"""Worker registration and account leases (DESIGN §8), on PostgreSQL.
+
+A worker registers (a new fencing ``epoch`` each time), renews its one worker-level lease
+every TTL/3 (``heartbeat``: one statement however many accounts it holds), and claims
+accounts with ``SELECT … FOR UPDATE SKIP LOCKED`` up to its fair share and capacity. An
+account lease is valid while its worker's lease is, for that epoch; a lease whose worker
+expired is taken by another only ``grace`` seconds later, by when the old holder has fenced
+itself (it stops its clients when it could not renew for TTL/2). All times are the
+database's (``now()``), so clocks of worker hosts do not matter.
+
+SQLite has no leases: there the one ``tgfleet run`` process is the only worker.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tgfleet.fleet.repository import LeaseRepository
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    worker_id: str
+    epoch: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FleetShape:
+    live_workers: int
+    live_capacity: int
+    running_accounts: int
+
+    def fair_share(self, capacity: int) -> int:
+        """How many accounts one worker should hold: an even split of the accounts desired
+        running over the live workers, at most its capacity."""
+        workers = max(1, self.live_workers)
+        return min(capacity, math.ceil(self.running_accounts / workers))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    id: str
+    epoch: int
+    host: str
+    pid: int
+    version: str
+    capacity: int
+    state: str
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    alive: bool
+    held: int
+
+
+def supports_leases(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def register(
+    session: AsyncSession,
+    *,
+    worker_id: str,
+    host: str,
+    pid: int,
+    version: str,
+    capacity: int,
+    ttl: float,
+) -> Registration:
+    epoch, expires_at = await LeaseRepository(session).register(
+        worker_id=worker_id, host=host, pid=pid, version=version, capacity=capacity, ttl=ttl
+    )
+    return Registration(worker_id, epoch, expires_at)
+
+
+async def heartbeat(session: AsyncSession, registration: Registration, ttl: float) -> bool:
+    """Renew the worker-level lease (all held accounts at once). False: fenced off (a newer
+    run of this worker registered, or the row was stopped)."""
+    expires = await LeaseRepository(session).heartbeat(
+        registration.worker_id, registration.epoch, ttl
+    )
+    return expires is not None
+
+
+async def claim(
+    session: AsyncSession, registration: Registration, *, limit: int, grace: float
+) -> list[uuid.UUID]:
+    """Take up to ``limit`` claimable accounts desired running; returns their ids."""
+    return await LeaseRepository(session).claim(
+        registration.worker_id, registration.epoch, limit=limit, grace=grace
+    )
+
+
+async def held(session: AsyncSession, registration: Registration) -> set[uuid.UUID]:
+    """The accounts this run of the worker validly holds right now (empty when its own lease
+    has expired: the check every client start makes)."""
+    return await LeaseRepository(session).held(registration.worker_id, registration.epoch)
+
+
+async def release(
+    session: AsyncSession,
+    registration: Registration,
+    account_ids: Collection[uuid.UUID] | None = None,
+) -> int:
+    """Give leases back (all of them with ``None``), after their clients have stopped."""
+    return await LeaseRepository(session).release(
+        registration.worker_id, registration.epoch, account_ids
+    )
+
+
+async def deregister(session: AsyncSession, registration: Registration) -> None:
+    await LeaseRepository(session).deregister(registration.worker_id, registration.epoch)
+
+
+async def shape(session: AsyncSession) -> FleetShape:
+    live, capacity, running = await LeaseRepository(session).shape()
+    return FleetShape(live_workers=live, live_capacity=capacity, running_accounts=running)
+
+
+async def list_workers(session: AsyncSession) -> list[WorkerView]:
+    if not supports_leases(session):
+        return []
+    return [
+        WorkerView(
+            id=row.id,
+            epoch=int(row.epoch),
+            host=row.host,
+            pid=int(row.pid),
+            version=row.version,
+            capacity=int(row.capacity),
+            state=row.state,
+            started_at=row.started_at,
+            heartbeat_at=row.heartbeat_at,
+            expires_at=row.expires_at,
+            alive=bool(row.alive),
+            held=int(row.held),
+        )
+        for row in await LeaseRepository(session).workers()
+    ]
+
+
+async def holders(
+    session: AsyncSession, account_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Which live worker holds each of these accounts (PostgreSQL; empty on SQLite)."""
+    if not supports_leases(session):
+        return {}
+    return await LeaseRepository(session).holders(account_ids)
+
+
+async def unassigned(session: AsyncSession) -> int:
+    """Accounts desired running that no live worker holds."""
+    if not supports_leases(session):
+        return 0
+    return await LeaseRepository(session).unassigned()

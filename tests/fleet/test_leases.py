@@ -1,0 +1,184 @@
+"""Leases on PostgreSQL: registration and fencing epochs, claims that split under
+concurrency, worker-level renewal, expiry with a grace period, release, fair share."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tgfleet.account import service as account_service
+from tgfleet.fleet import service as fleet_service
+from tgfleet.fleet.service import FleetShape, Registration
+from tgfleet.kit.db import unit_of_work
+
+POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+TTL = 15.0
+
+
+async def _accounts(
+    sessionmaker: async_sessionmaker[AsyncSession], count: int, *, running: bool = True
+) -> list[uuid.UUID]:
+    async with unit_of_work(sessionmaker) as session:
+        accounts = await account_service.create_accounts(
+            session,
+            [
+                account_service.NewAccount(label=f"a{i:05d}", tg_user_id=None, dc_id=2)
+                for i in range(count)
+            ],
+        )
+        for account in accounts:
+            account.desired_state = "running" if running else "stopped"
+    return [a.id for a in accounts]
+
+
+async def _register(
+    sessionmaker: async_sessionmaker[AsyncSession], name: str, capacity: int = 1000
+) -> Registration:
+    async with unit_of_work(sessionmaker) as session:
+        return await fleet_service.register(
+            session, worker_id=name, host="h", pid=1, version="t", capacity=capacity, ttl=TTL
+        )
+
+
+async def _claim(
+    sessionmaker: async_sessionmaker[AsyncSession], who: Registration, limit: int, grace: float = 5
+) -> list[uuid.UUID]:
+    async with unit_of_work(sessionmaker) as session:
+        return await fleet_service.claim(session, who, limit=limit, grace=grace)
+
+
+async def _sql(sessionmaker: async_sessionmaker[AsyncSession], statement: str) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        await session.execute(text(statement))
+
+
+@POSTGRES
+async def test_registering_again_starts_a_new_epoch_that_fences_the_old_run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    first = await _register(sessionmaker, "w1")
+    second = await _register(sessionmaker, "w1")
+    assert (first.epoch, second.epoch) == (1, 2)
+    async with unit_of_work(sessionmaker) as session:
+        assert not await fleet_service.heartbeat(session, first, TTL)  # the old run: fenced
+        assert await fleet_service.heartbeat(session, second, TTL)
+
+
+@POSTGRES
+async def test_concurrent_claims_split_the_accounts_without_overlap(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _accounts(sessionmaker, 300)
+    await _accounts(sessionmaker, 20, running=False)  # not desired running: never claimed
+    workers = [await _register(sessionmaker, f"w{i}") for i in range(3)]
+    claims = await asyncio.gather(*(_claim(sessionmaker, w, 150) for w in workers))
+    taken = [account for claim in claims for account in claim]
+    assert len(taken) == len(set(taken)) == 300
+    assert sorted(len(c) for c in claims)[-1] <= 150
+    async with unit_of_work(sessionmaker) as session:
+        held = [await fleet_service.held(session, w) for w in workers]
+        assert [len(h) for h in held] == [len(c) for c in claims]
+        assert await fleet_service.unassigned(session) == 0
+
+
+@POSTGRES
+async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _accounts(sessionmaker, 10)
+    dead = await _register(sessionmaker, "dead")
+    alive = await _register(sessionmaker, "alive")
+    assert len(await _claim(sessionmaker, dead, 10)) == 10
+    assert await _claim(sessionmaker, alive, 10) == []  # held and valid
+
+    await _sql(
+        sessionmaker,
+        "UPDATE worker SET expires_at = now() - interval '2 seconds' WHERE id = 'dead'",
+    )
+    async with unit_of_work(sessionmaker) as session:
+        assert await fleet_service.held(session, dead) == set()  # its own check fails now
+        assert await fleet_service.unassigned(session) == 10
+    assert await _claim(sessionmaker, alive, 10, grace=5) == []  # within the grace period
+
+    await _sql(
+        sessionmaker,
+        "UPDATE worker SET expires_at = now() - interval '6 seconds' WHERE id = 'dead'",
+    )
+    assert len(await _claim(sessionmaker, alive, 10, grace=5)) == 10
+    async with unit_of_work(sessionmaker) as session:
+        # The dead worker coming back cannot renew into the accounts: they carry alive's epoch.
+        assert await fleet_service.heartbeat(session, dead, TTL)
+        assert await fleet_service.held(session, dead) == set()
+
+
+@POSTGRES
+async def test_a_restarted_worker_takes_its_old_accounts_back_after_the_grace_period(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _accounts(sessionmaker, 5)
+    old = await _register(sessionmaker, "w1")
+    assert len(await _claim(sessionmaker, old, 5)) == 5
+    new = await _register(sessionmaker, "w1")
+    assert await _claim(sessionmaker, new, 5, grace=5) == []  # the old run may still stop
+    await _sql(sessionmaker, "UPDATE worker SET started_at = now() - interval '6 seconds'")
+    assert len(await _claim(sessionmaker, new, 5, grace=5)) == 5
+
+
+@POSTGRES
+async def test_release_and_deregister_hand_accounts_over_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    ids = await _accounts(sessionmaker, 6)
+    one = await _register(sessionmaker, "one")
+    two = await _register(sessionmaker, "two")
+    assert len(await _claim(sessionmaker, one, 6)) == 6
+    async with unit_of_work(sessionmaker) as session:
+        assert await fleet_service.release(session, one, ids[:2]) == 2
+    assert sorted(await _claim(sessionmaker, two, 6, grace=60)) == sorted(ids[:2])
+    async with unit_of_work(sessionmaker) as session:
+        assert await fleet_service.release(session, one) == 4
+        await fleet_service.deregister(session, one)
+    assert len(await _claim(sessionmaker, two, 6, grace=60)) == 4
+    async with unit_of_work(sessionmaker) as session:
+        views = {w.id: w for w in await fleet_service.list_workers(session)}
+        holders = await fleet_service.holders(session, ids)
+    assert (views["one"].alive, views["one"].held) == (False, 0)
+    assert (views["two"].alive, views["two"].held) == (True, 6)
+    assert set(holders.values()) == {"two"}
+
+
+@POSTGRES
+async def test_claims_and_renewals_are_a_few_statements_whatever_the_count(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _accounts(sessionmaker, 2000)
+    worker = await _register(sessionmaker, "w")
+    statements: list[str] = []
+    async with unit_of_work(sessionmaker) as session:
+        engine = session.get_bind()
+
+        def count(*_args: object) -> None:
+            statements.append("x")
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert len(await fleet_service.claim(session, worker, limit=2000, grace=5)) == 2000
+            claimed = len(statements)
+            assert await fleet_service.heartbeat(session, worker, TTL)
+            renewed = len(statements) - claimed
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert claimed <= 2
+    assert renewed == 1
+
+
+def test_fair_share_splits_evenly_within_capacity() -> None:
+    assert FleetShape(3, 3000, 300).fair_share(1000) == 100
+    assert FleetShape(3, 3000, 301).fair_share(1000) == 101
+    assert FleetShape(2, 200, 300).fair_share(100) == 100  # capacity caps it
+    assert FleetShape(0, 0, 10).fair_share(50) == 10  # alone (not yet counted live)
