@@ -108,6 +108,21 @@ class Settings(BaseSettings):
         description="attempts in one outage before an account goes to error (~16 h at the cap)",
     )
     worker_start_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 50
+    worker_capacity: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=1000, description="most accounts this worker holds (PostgreSQL leases)"
+    )
+    lease_ttl_seconds: Annotated[float, Field(ge=3, le=600)] = Field(
+        default=15.0, description="worker lease lifetime; renewed every third of it"
+    )
+    lease_grace_seconds: Annotated[float, Field(ge=0, le=600)] | None = Field(
+        default=None,
+        description="wait after a lease expired before another worker takes it "
+        "(default: half the TTL)",
+    )
+    lease_release_step: Annotated[int, Field(ge=1)] = Field(
+        default=50, description="most accounts a worker hands over per renewal when above its share"
+    )
+
     telegram_api_id: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="your app's api_id from my.telegram.org (the demo needs none)"
     )

@@ -95,6 +95,15 @@ RELEASE_ALL = text(
     """
 )
 
+RELEASE_STOPPED = text(
+    """
+    UPDATE account_lease l SET worker_id = NULL, epoch = NULL, acquired_at = NULL
+    FROM account a
+    WHERE a.id = l.account_id AND l.worker_id = :id AND l.epoch = :epoch
+      AND a.desired_state <> 'running'
+    """
+)
+
 DEREGISTER = text(
     """
     UPDATE worker SET state = 'stopped', expires_at = now(), heartbeat_at = now()
@@ -192,6 +201,10 @@ class LeaseRepository:
             result = await self.session.execute(
                 RELEASE_SOME, {"id": worker_id, "epoch": epoch, "ids": list(account_ids)}
             )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def release_stopped(self, worker_id: str, epoch: int) -> int:
+        result = await self.session.execute(RELEASE_STOPPED, {"id": worker_id, "epoch": epoch})
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def deregister(self, worker_id: str, epoch: int) -> None:

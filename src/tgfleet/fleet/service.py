@@ -115,6 +115,13 @@ async def release(
     )
 
 
+async def release_stopped(session: AsyncSession, registration: Registration) -> int:
+    """Give back the leases of held accounts an operator stopped (nobody claims those)."""
+    return await LeaseRepository(session).release_stopped(
+        registration.worker_id, registration.epoch
+    )
+
+
 async def deregister(session: AsyncSession, registration: Registration) -> None:
     await LeaseRepository(session).deregister(registration.worker_id, registration.epoch)
 

@@ -39,6 +39,7 @@ from tgfleet.account.runtime import (
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
+from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
@@ -47,6 +48,7 @@ from tgfleet.playbook.engine import LlmConfig, ReplyEngine
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.formats import CanonicalSession
 from tgfleet.vault.service import Decrypted, Vault
+from tgfleet.worker.leases import LeaseConfig, LeaseLoop
 from tgfleet.worker.retry import TokenBucket
 from tgfleet.worker.runner import AccountRunner, ClientFactory, WorkerContext
 from tgfleet.worker.status import StatusWriter
@@ -116,6 +118,20 @@ class Supervisor:
             start_gate=asyncio.Semaphore(settings.worker_start_concurrency),
         )
         self.runners: dict[uuid.UUID, AccountRunner] = {}
+        self.leases: LeaseLoop | None = None
+        if settings.effective_database_url.startswith("postgresql"):
+            self.leases = LeaseLoop(
+                sessionmaker,
+                self.worker_id,
+                LeaseConfig(
+                    ttl=settings.lease_ttl_seconds,
+                    grace=settings.lease_grace_seconds,
+                    capacity=settings.worker_capacity,
+                    release_step=settings.lease_release_step,
+                ),
+                on_change=self.wake,
+                stop_accounts=self._stop_accounts,
+            )
         self._held: dict[uuid.UUID, _Held] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._groups_loaded_at = 0.0
@@ -138,16 +154,19 @@ class Supervisor:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Clear what a previous run of this worker left, then reconcile in the background."""
+        """Clear what a previous run of this worker left, register for leases (PostgreSQL),
+        then reconcile in the background."""
         async with unit_of_work(self._sessionmaker) as session:
             stale = await runtime.release_stale(session, self.worker_id)
         if stale:
             log.info("worker.released_stale", accounts=stale, worker_id=self.worker_id)
-        self._tasks = [
-            asyncio.create_task(self.writer.run(), name="worker:status"),
-            asyncio.create_task(self._reconcile_loop(), name="worker:reconcile"),
-        ]
-        log.info("worker.started", worker_id=self.worker_id)
+        self._tasks = [asyncio.create_task(self.writer.run(), name="worker:status")]
+        if self.leases is not None:
+            await self.leases.register()
+            await self.leases.tick()  # claim a first share before the first reconcile
+            self._tasks.append(asyncio.create_task(self.leases.run(), name="worker:leases"))
+        self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="worker:reconcile"))
+        log.info("worker.started", worker_id=self.worker_id, leases=self.leases is not None)
 
     def wake(self) -> None:
         """Reconcile fully now (an in-process API command just committed)."""
@@ -158,7 +177,9 @@ class Supervisor:
     async def stop(self) -> None:
         """Disconnect every client (concurrently, within the shutdown timeout) and flush."""
         started = time.monotonic()
-        reconcile = [t for t in self._tasks if t.get_name() == "worker:reconcile"]
+        reconcile = [
+            t for t in self._tasks if t.get_name() in {"worker:reconcile", "worker:leases"}
+        ]
         for task in reconcile:
             task.cancel()
         await asyncio.gather(*reconcile, return_exceptions=True)
@@ -172,6 +193,8 @@ class Supervisor:
         if self._stopping:
             await asyncio.wait(self._stopping, timeout=1.0)
         self.runners.clear()
+        if self.leases is not None:
+            await self.leases.drain()  # clients are down: hand every account over at once
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -236,6 +259,9 @@ class Supervisor:
         self, accounts: list[DesiredAccount], secrets: dict[uuid.UUID, tuple[int, str]]
     ) -> None:
         self.context.fleet_ids.update(a.tg_user_id for a in accounts if a.tg_user_id)
+        if self.leases is not None:  # only what this worker validly holds
+            held = self.leases.held
+            accounts = [a for a in accounts if a.id in held]
         to_start: list[DesiredAccount] = []
         seen: set[uuid.UUID] = set()
         for account in accounts:
@@ -328,6 +354,19 @@ class Supervisor:
                     self._held[account_id] = _Held(runner.restart_seq, runner.secret_version)
         return ended
 
+    async def _stop_accounts(self, account_ids: set[uuid.UUID]) -> None:
+        """Stop these accounts' clients and wait (bounded) until they are disconnected:
+        before their leases go to another worker (hand-over, self-fencing)."""
+        runners = [self.runners[a] for a in account_ids if a in self.runners]
+        for runner in runners:
+            self.runners.pop(runner.account_id, None)
+            runner.request_stop()
+        await asyncio.gather(
+            *(runner.stop(timeout=self._shutdown_timeout) for runner in runners),
+            return_exceptions=True,
+        )
+        self._dirty = True
+
     def _stopped(self, task: asyncio.Task[None]) -> None:
         self._stopping.discard(task)
         self._dirty = True
@@ -351,6 +390,16 @@ class Supervisor:
         self, accounts: list[DesiredAccount], secrets: dict[uuid.UUID, tuple[int, str]]
     ) -> None:
         async with unit_of_work(self._sessionmaker) as session:
+            if self.leases is not None and self.leases.registration is not None:
+                # Every start carries the lease epoch: refused unless still validly held.
+                valid = await fleet_service.held(session, self.leases.registration)
+                refused = [a for a in accounts if a.id not in valid]
+                if refused:
+                    log.warning("worker.start_refused_stale_lease", accounts=len(refused))
+                    self._dirty = True
+                accounts = [a for a in accounts if a.id in valid]
+                if not accounts:
+                    return
             opened = await vault_service.decrypt_many(
                 session, self._vault, self.audit_context, [a.id for a in accounts], purpose="run"
             )

@@ -1,0 +1,201 @@
+"""A worker's lease loop on PostgreSQL (DESIGN §8, docs/scaling.md).
+
+Every TTL/3 the loop renews the worker-level lease (one statement: all held accounts at
+once), then moves towards its fair share: it claims what it lacks with SKIP LOCKED, or, when
+it holds more than its share plus a slack, hands over at most ``release_step`` accounts
+(their clients are stopped first, then the leases are released) so a joining worker is fed
+gradually rather than in a thundering herd.
+
+Self-fencing: when the lease could not be renewed for TTL/2 (database unreachable) or the
+renewal says another run took this worker id, every client is stopped at once; another
+worker takes the accounts only ``grace`` (default TTL/2) after the lease expired, so the two
+never overlap. When the database comes back, the loop renews and carries on with whatever
+it still validly holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tgfleet import __version__
+from tgfleet.fleet import service as fleet_service
+from tgfleet.fleet.service import Registration
+from tgfleet.kit.db import unit_of_work
+from tgfleet.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Called with the accounts to stop before their leases are released; returns when stopped.
+StopAccounts = Callable[[set[uuid.UUID]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    ttl: float = 15.0
+    grace: float | None = None
+    capacity: int = 1000
+    release_step: int = 50
+
+    @property
+    def renew_every(self) -> float:
+        return self.ttl / 3
+
+    @property
+    def fence_after(self) -> float:
+        return self.ttl / 2
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.ttl / 2 if self.grace is None else self.grace
+
+
+class LeaseLoop:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        worker_id: str,
+        config: LeaseConfig,
+        *,
+        on_change: Callable[[], None],
+        stop_accounts: StopAccounts,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.worker_id = worker_id
+        self.config = config
+        self._on_change = on_change
+        self._stop_accounts = stop_accounts
+        self.registration: Registration | None = None
+        self.held: frozenset[uuid.UUID] = frozenset()
+        self.fenced = False
+        self._renewed_at = 0.0
+        self.renewals = 0
+        self.claimed_total = 0
+        self.released_total = 0
+        self.fences = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def register(self) -> Registration:
+        async with unit_of_work(self._sessionmaker) as session:
+            self.registration = await fleet_service.register(
+                session,
+                worker_id=self.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                version=__version__,
+                capacity=self.config.capacity,
+                ttl=self.config.ttl,
+            )
+        self._renewed_at = time.monotonic()
+        log.info("worker.registered", worker_id=self.worker_id, epoch=self.registration.epoch)
+        return self.registration
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await self.tick()
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.05, self.config.renew_every - elapsed))
+
+    async def tick(self) -> None:
+        """One renewal and rebalance; never raises (an outage is handled by fencing)."""
+        if self.registration is None:
+            return
+        try:
+            async with unit_of_work(self._sessionmaker) as session:
+                renewed = await fleet_service.heartbeat(session, self.registration, self.config.ttl)
+        except Exception as exc:
+            log.warning("worker.lease_renew_failed", error=type(exc).__name__)
+            if time.monotonic() - self._renewed_at > self.config.fence_after:
+                await self._fence("lease not renewed for TTL/2")
+            return
+        if not renewed:
+            log.error(
+                "worker.fenced_off",
+                worker_id=self.worker_id,
+                hint="another process registered with this worker id; give each its own",
+            )
+            await self._fence("a newer run of this worker id registered")
+            return
+        self._renewed_at = time.monotonic()
+        self.renewals += 1
+        self.fenced = False
+        try:
+            await self._rebalance()
+        except Exception as exc:
+            log.warning("worker.rebalance_failed", error=type(exc).__name__)
+
+    async def drain(self) -> None:
+        """After every client has stopped: give every lease back and deregister, so other
+        workers take the accounts at once (SIGTERM)."""
+        if self.registration is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(3.0), unit_of_work(self._sessionmaker) as session:
+                released = await fleet_service.release(session, self.registration)
+                await fleet_service.deregister(session, self.registration)
+            log.info("worker.drained", worker_id=self.worker_id, released=released)
+        self.held = frozenset()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _fence(self, why: str) -> None:
+        if self.held:
+            self.fences += 1
+            log.error("worker.self_fenced", why=why, accounts=len(self.held))
+            stopping = set(self.held)
+            self.held = frozenset()
+            self._on_change()
+            await self._stop_accounts(stopping)
+        self.fenced = True
+
+    async def _rebalance(self) -> None:
+        registration = self.registration
+        if registration is None:
+            return
+        async with unit_of_work(self._sessionmaker) as session:
+            await fleet_service.release_stopped(session, registration)
+            shape = await fleet_service.shape(session)
+            held = await fleet_service.held(session, registration)
+            share = shape.fair_share(self.config.capacity)
+            claimed: list[uuid.UUID] = []
+            if len(held) < share:
+                claimed = await fleet_service.claim(
+                    session,
+                    registration,
+                    limit=share - len(held),
+                    grace=self.config.grace_seconds,
+                )
+        held |= set(claimed)
+        self.claimed_total += len(claimed)
+        slack = max(1, math.ceil(share * 0.05))
+        surplus = len(held) - share
+        if surplus > slack:
+            count = min(surplus, self.config.release_step)
+            giving = set(sorted(held)[-count:])
+            held -= giving
+            self._set_held(held)
+            await self._stop_accounts(giving)
+            async with unit_of_work(self._sessionmaker) as session:
+                released = await fleet_service.release(session, registration, giving)
+            self.released_total += released
+            log.info("worker.handed_over", accounts=released, share=share)
+            return
+        self._set_held(held)
+        if claimed:
+            log.info("worker.claimed", accounts=len(claimed), held=len(held), share=share)
+
+    def _set_held(self, held: set[uuid.UUID]) -> None:
+        if held != self.held:
+            self.held = frozenset(held)
+            self._on_change()

@@ -1,0 +1,125 @@
+"""Several workers on PostgreSQL, in one test process: they split the fleet, hand accounts
+over on a drain and after a silent death, and no session ever runs twice (the sandbox
+counts duplicate use of an auth key)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tests.worker.conftest import Fleet, FleetFactory
+from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.worker.supervisor import Supervisor
+
+# These tests poll live state (runners, the sandbox) that has no change notification.
+# ruff: noqa: ASYNC110
+
+pytestmark = [
+    pytest.mark.parametrize("backend", ["postgres"], indirect=True),
+    pytest.mark.timeout(120),
+]
+
+LEASES = {"lease_ttl_seconds": 3.0, "lease_grace_seconds": 1.5}
+
+
+def _worker(fleet: Fleet, name: str) -> Supervisor:
+    settings = fleet.app.state.settings
+    return Supervisor(settings, fleet.sessionmaker, fleet.app.state.vault, worker_id=name)
+
+
+async def _online_by(fleet: Fleet, workers: list[Supervisor]) -> dict[str, int]:
+    return {w.worker_id: sum(1 for r in w.runners.values() if r.state == "online") for w in workers}
+
+
+async def test_two_workers_split_the_fleet_and_a_drain_hands_over_at_once(
+    make_fleet: FleetFactory,
+) -> None:
+    fleet = await make_fleet(accounts=10, groups=1, run_worker=False, **LEASES)
+    first, second = _worker(fleet, "w1"), _worker(fleet, "w2")
+    await first.start()
+    await second.start()
+    try:
+        await fleet.wait_states("online", within=20)
+        async with asyncio.timeout(20):
+            while sorted((await _online_by(fleet, [first, second])).values()) != [5, 5]:
+                await asyncio.sleep(0.1)
+
+        started = time.monotonic()
+        await second.stop()  # SIGTERM's path: disconnect, release, deregister
+        async with asyncio.timeout(10):
+            while (await _online_by(fleet, [first]))["w1"] != 10:
+                await asyncio.sleep(0.05)
+        handover = time.monotonic() - started
+        assert handover < 5.0, handover
+        await fleet.wait_states("online", within=5)
+        stats = await fleet.control.stats()
+        assert not any(stats["duplicate_use"].values()), stats["duplicate_use"]
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_a_worker_cut_off_from_the_database_fences_itself_and_hands_over(
+    make_fleet: FleetFactory, db_url: str
+) -> None:
+    """Worker w2 connects as its own PostgreSQL role; the role is then refused and its
+    connections killed: w2 cannot renew, stops its clients at TTL/2, and w1 takes the
+    accounts after expiry + grace, with no duplicate use at any point."""
+    fleet = await make_fleet(accounts=6, groups=1, run_worker=False, **LEASES)
+    role = f"tgfleet_cut_{os.getpid()}"
+    database = make_url(db_url).database
+    await _admin(
+        fleet,
+        f'DROP ROLE IF EXISTS "{role}"',
+        f'CREATE ROLE "{role}" LOGIN',
+        f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"',
+        f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
+    )
+    cut_url = make_url(db_url).set(username=role).render_as_string(hide_password=False)
+    settings = fleet.app.state.settings.model_copy(update={"database_url": cut_url})
+    engine = create_engine(cut_url, pool_size=2, max_overflow=2)
+    first = _worker(fleet, "w1")
+    second = Supervisor(
+        settings, create_sessionmaker(engine), fleet.app.state.vault, worker_id="w2"
+    )
+    await first.start()
+    await second.start()
+    try:
+        async with asyncio.timeout(20):
+            while sorted((await _online_by(fleet, [first, second])).values()) != [3, 3]:
+                await asyncio.sleep(0.1)
+        await _admin(
+            fleet,
+            f'ALTER ROLE "{role}" NOLOGIN',
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE usename = '{role}' AND datname = '{database}'",
+        )
+        started = time.monotonic()
+        async with asyncio.timeout(20):
+            while second.runners:
+                await asyncio.sleep(0.05)
+        fenced = time.monotonic() - started
+        async with asyncio.timeout(20):
+            while (await _online_by(fleet, [first]))["w1"] != 6:
+                await asyncio.sleep(0.05)
+        took = time.monotonic() - started
+        assert fenced < 3.0, fenced  # TTL/2 after the last renewal, plus a tick
+        assert took < 3.0 + 1.5 + 2.0, took  # TTL + grace + a renewal interval
+        stats = await fleet.control.stats()
+        assert not any(stats["duplicate_use"].values()), stats["duplicate_use"]
+    finally:
+        await first.stop()
+        await second.stop()
+        await engine.dispose()
+        await _admin(fleet, f'DROP OWNED BY "{role}"', f'DROP ROLE IF EXISTS "{role}"')
+
+
+async def _admin(fleet: Fleet, *statements: str) -> None:
+    async with unit_of_work(fleet.sessionmaker) as session:
+        for statement in statements:
+            await session.execute(text(statement))
