@@ -13,6 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.worker.conftest import Fleet, FleetFactory
+from tgfleet.account import service as account_service
+from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.worker.supervisor import Supervisor
 
@@ -123,3 +125,46 @@ async def _admin(fleet: Fleet, *statements: str) -> None:
     async with unit_of_work(fleet.sessionmaker) as session:
         for statement in statements:
             await session.execute(text(statement))
+
+
+async def test_commands_arrive_by_notification_and_by_polling_when_it_drops(
+    make_fleet: FleetFactory,
+) -> None:
+    # The default TTL (15 s, renewals every 5 s): a restarted account is claimed at once
+    # because the command also wakes the lease loop, not at its next renewal.
+    fleet = await make_fleet(accounts=2, groups=1, run_worker=False)
+    worker = _worker(fleet, "w1")
+    assert fleet.app.state.settings.lease_ttl_seconds == 15
+    await worker.start()
+    try:
+        await fleet.wait_states("online", within=20)
+        assert worker.listener is not None
+        async with asyncio.timeout(10):
+            while not worker.listener.connected:
+                await asyncio.sleep(0.05)
+        context = AuditContext(actor="test")
+        async with unit_of_work(fleet.sessionmaker) as session:
+            await account_service.control(session, context, fleet.account_id("fleet_0001"), "stop")
+        took = await fleet.wait_states({"fleet_0001": "stopped"}, within=5)
+        assert took < 1.0, took
+        assert worker.listener.notifications >= 1
+
+        # The notification connection dies: polling carries the next command.
+        await _admin(
+            fleet,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        async with asyncio.timeout(10):
+            while worker.listener.connected:
+                await asyncio.sleep(0.02)
+        async with unit_of_work(fleet.sessionmaker) as session:
+            await account_service.control(session, context, fleet.account_id("fleet_0001"), "start")
+        took = await fleet.wait_states({"fleet_0001": "online"}, within=5)
+        assert took < 1.5, took
+        async with asyncio.timeout(20):  # and it comes back
+            while not worker.listener.connected:
+                await asyncio.sleep(0.05)
+        assert worker.listener.reconnects >= 1
+    finally:
+        await worker.stop()

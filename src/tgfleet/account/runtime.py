@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account.runtime_repository import GroupRepository, StatusRepository
@@ -142,9 +143,12 @@ class GroupSetting:
     playbook_version: int | None
 
 
-async def load_desired(session: AsyncSession) -> list[DesiredAccount]:
-    """Every account with its desired state and last observed status, in one query."""
-    rows = await StatusRepository(session).desired()
+async def load_desired(
+    session: AsyncSession, only: Collection[uuid.UUID] | None = None
+) -> list[DesiredAccount]:
+    """Every account (or those in ``only``: a worker's leased ones) with its desired state
+    and last observed status, in one query."""
+    rows = await StatusRepository(session).desired(only)
     return [
         DesiredAccount(
             id=account.id,
@@ -162,7 +166,20 @@ async def load_desired(session: AsyncSession) -> list[DesiredAccount]:
     ]
 
 
-async def desired_fingerprint(session: AsyncSession) -> tuple[object, ...]:
+#: PostgreSQL channel on which account commands wake the workers (payload unused).
+COMMAND_CHANNEL: Final = "tgfleet_accounts"
+
+
+async def notify_workers(session: AsyncSession) -> None:
+    """Wake every worker when this transaction commits (PostgreSQL ``NOTIFY``; SQLite's one
+    process polls). Workers then reconcile within their loop, well inside a second."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": COMMAND_CHANNEL})
+
+
+async def desired_fingerprint(
+    session: AsyncSession, only: Collection[uuid.UUID] | None = None
+) -> tuple[object, ...]:
     """Changes whenever :func:`load_desired` could answer differently because of an
     operator (an account added, removed, started, stopped, restarted). One aggregate
     query: a worker polls this and reloads everything only when it moves.
@@ -171,7 +188,7 @@ async def desired_fingerprint(session: AsyncSession) -> tuple[object, ...]:
     later commit never carries an older ``updated_at``; on PostgreSQL a worker also
     reloads on a timer (and commands arrive by notification, issue 6).
     """
-    return await StatusRepository(session).fingerprint()
+    return await StatusRepository(session).fingerprint(only)
 
 
 async def groups_fingerprint(session: AsyncSession) -> tuple[object, ...]:

@@ -16,11 +16,13 @@ class StatusRepository(RepositoryBase[AccountStatus]):
     model = AccountStatus
 
     async def desired(
-        self,
+        self, only: Collection[uuid.UUID] | None = None
     ) -> list[tuple[Account, AccountStatus | None]]:
         statement = select(Account, AccountStatus).outerjoin(
             AccountStatus, AccountStatus.account_id == Account.id
         )
+        if only is not None:
+            statement = statement.where(Account.id.in_(list(only)))
         result = await self.session.execute(statement)
         return [(account, status) for account, status in result.all()]
 
@@ -60,11 +62,14 @@ class StatusRepository(RepositoryBase[AccountStatus]):
     async def add_events(self, events: Sequence[AccountEvent]) -> None:
         self.session.add_all(list(events))
 
-    async def fingerprint(self) -> tuple[object, ...]:
+    async def fingerprint(self, only: Collection[uuid.UUID] | None = None) -> tuple[object, ...]:
         """What changes whenever an account is added, removed or commanded (cheap)."""
-        result = await self.session.execute(
-            select(func.count(), func.max(Account.updated_at), func.sum(Account.restart_seq))
+        statement = select(
+            func.count(), func.max(Account.updated_at), func.sum(Account.restart_seq)
         )
+        if only is not None:
+            statement = statement.where(Account.id.in_(list(only)))
+        result = await self.session.execute(statement)
         return tuple(result.one())
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tgfleet.account import runtime
 from tgfleet.account.exceptions import (
     AccountLabelTaken,
     AccountNotFound,
@@ -226,6 +227,7 @@ async def control(
         target=f"account:{account.id}",
         details={"label": account.label} | details,
     )
+    await runtime.notify_workers(session)
     return account
 
 
@@ -265,6 +267,7 @@ async def bulk_control(
             "changed": changed,
         },
     )
+    await runtime.notify_workers(session)
     return BulkResult(action=command, matched=len(account_ids), changed=changed)
 
 
@@ -465,6 +468,7 @@ async def set_group(
         target=f"account:{account_id}",
         details=details | {"result": code},
     )
+    await runtime.notify_workers(session)
     return group
 
 
@@ -494,6 +498,7 @@ async def delete_group(
         target=f"account:{account_id}",
         details=details,
     )
+    await runtime.notify_workers(session)
 
 
 async def bulk_set_groups(
@@ -603,6 +608,7 @@ async def bulk_set_groups(
             "created": created,
         },
     )
+    await runtime.notify_workers(session)
     return GroupBulkResult(matched=len(account_ids), groups=written, created=created)
 
 

@@ -7,6 +7,7 @@ import typer
 from tgfleet import __version__
 from tgfleet.cli import account, audit, db, sandbox, session, user, vault
 from tgfleet.cli.run import run
+from tgfleet.cli.worker import api, worker
 
 app = typer.Typer(
     name="tgfleet",
@@ -15,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command()(run)
+app.command()(api)
+app.command()(worker)
 app.add_typer(db.app, name="db")
 app.add_typer(user.app, name="user")
 app.add_typer(audit.app, name="audit")

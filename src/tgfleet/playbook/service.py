@@ -17,6 +17,7 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tgfleet.account import runtime as account_runtime
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.clock import isoformat, utcnow
@@ -173,6 +174,7 @@ async def create(
         target=f"playbook:{playbook.id}",
         details={"name": name, "version": 1, "rules": len(compiled.rules)},
     )
+    await account_runtime.notify_workers(session)
     return playbook
 
 
@@ -237,6 +239,7 @@ async def update(
             "rules": len(compiled.rules),
         },
     )
+    await account_runtime.notify_workers(session)
     return playbook
 
 
@@ -259,6 +262,7 @@ async def delete(session: AsyncSession, context: AuditContext, playbook_id: uuid
         target=f"playbook:{playbook.id}",
         details={"name": playbook.name, "versions": playbook.latest_version},
     )
+    await account_runtime.notify_workers(session)
 
 
 def _in_use_message(name: str, count: int | None) -> str:

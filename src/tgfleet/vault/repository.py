@@ -32,19 +32,23 @@ class SecretRepository(RepositoryBase[SessionSecret]):
             select(SessionSecret).where(SessionSecret.auth_key_fingerprint == fingerprint)
         )
 
-    async def fingerprint(self) -> tuple[object, ...]:
-        result = await self.session.execute(
-            select(
-                func.count(), func.max(SessionSecret.updated_at), func.sum(SessionSecret.version)
-            )
+    async def fingerprint(self, only: Sequence[uuid.UUID] | None = None) -> tuple[object, ...]:
+        statement = select(
+            func.count(), func.max(SessionSecret.updated_at), func.sum(SessionSecret.version)
         )
+        if only is not None:
+            statement = statement.where(SessionSecret.account_id.in_(list(only)))
+        result = await self.session.execute(statement)
         return tuple(result.one())
 
-    async def versions(self) -> dict[uuid.UUID, tuple[int, str]]:
+    async def versions(
+        self, only: Sequence[uuid.UUID] | None = None
+    ) -> dict[uuid.UUID, tuple[int, str]]:
         """Every secret's (version, state), without loading key material."""
-        result = await self.session.execute(
-            select(SessionSecret.account_id, SessionSecret.version, SessionSecret.state)
-        )
+        statement = select(SessionSecret.account_id, SessionSecret.version, SessionSecret.state)
+        if only is not None:
+            statement = statement.where(SessionSecret.account_id.in_(list(only)))
+        result = await self.session.execute(statement)
         return {account_id: (version, state) for account_id, version, state in result.all()}
 
     async def holders(self, fingerprints: Sequence[str]) -> dict[str, uuid.UUID]:

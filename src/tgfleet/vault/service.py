@@ -775,14 +775,18 @@ async def erase(session: AsyncSession, context: AuditContext, account_id: uuid.U
     )
 
 
-async def secrets_fingerprint(session: AsyncSession) -> tuple[object, ...]:
+async def secrets_fingerprint(
+    session: AsyncSession, only: Sequence[uuid.UUID] | None = None
+) -> tuple[object, ...]:
     """Changes whenever a secret is added, replaced, re-wrapped, erased or marked."""
-    return await SecretRepository(session).fingerprint()
+    return await SecretRepository(session).fingerprint(only)
 
 
-async def secret_versions(session: AsyncSession) -> dict[uuid.UUID, tuple[int, str]]:
+async def secret_versions(
+    session: AsyncSession, only: Sequence[uuid.UUID] | None = None
+) -> dict[uuid.UUID, tuple[int, str]]:
     """Each account's secret (version, state): what the worker polls to notice a re-import."""
-    return await SecretRepository(session).versions()
+    return await SecretRepository(session).versions(only)
 
 
 async def summaries(

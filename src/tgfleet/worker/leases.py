@@ -82,6 +82,7 @@ class LeaseLoop:
         self.claimed_total = 0
         self.released_total = 0
         self.fences = 0
+        self._poked = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -100,12 +101,20 @@ class LeaseLoop:
         log.info("worker.registered", worker_id=self.worker_id, epoch=self.registration.epoch)
         return self.registration
 
+    def poke(self) -> None:
+        """Renew and rebalance now (a command may have made an account claimable)."""
+        self._poked.set()
+
     async def run(self) -> None:
         while True:
             started = time.monotonic()
+            self._poked.clear()
             await self.tick()
             elapsed = time.monotonic() - started
-            await asyncio.sleep(max(0.05, self.config.renew_every - elapsed))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._poked.wait(), max(0.05, self.config.renew_every - elapsed)
+                )
 
     async def tick(self) -> None:
         """One renewal and rebalance; never raises (an outage is handled by fencing)."""

@@ -49,6 +49,7 @@ from tgfleet.vault import service as vault_service
 from tgfleet.vault.formats import CanonicalSession
 from tgfleet.vault.service import Decrypted, Vault
 from tgfleet.worker.leases import LeaseConfig, LeaseLoop
+from tgfleet.worker.listener import CommandListener
 from tgfleet.worker.retry import TokenBucket
 from tgfleet.worker.runner import AccountRunner, ClientFactory, WorkerContext
 from tgfleet.worker.status import StatusWriter
@@ -119,7 +120,9 @@ class Supervisor:
         )
         self.runners: dict[uuid.UUID, AccountRunner] = {}
         self.leases: LeaseLoop | None = None
+        self.listener: CommandListener | None = None
         if settings.effective_database_url.startswith("postgresql"):
+            self.listener = CommandListener(settings.effective_database_url, self._command)
             self.leases = LeaseLoop(
                 sessionmaker,
                 self.worker_id,
@@ -165,20 +168,31 @@ class Supervisor:
             await self.leases.register()
             await self.leases.tick()  # claim a first share before the first reconcile
             self._tasks.append(asyncio.create_task(self.leases.run(), name="worker:leases"))
+        if self.listener is not None:
+            self._tasks.append(asyncio.create_task(self.listener.run(), name="worker:listener"))
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="worker:reconcile"))
         log.info("worker.started", worker_id=self.worker_id, leases=self.leases is not None)
 
     def wake(self) -> None:
-        """Reconcile fully now (an in-process API command just committed)."""
+        """Reconcile fully now (a command was notified, or committed in this process)."""
         self._dirty = True
         self._groups_dirty = True
         self._wake.set()
+
+    def _command(self) -> None:
+        """A notified command: reconcile, and let the lease loop claim what it made
+        claimable (a started account)."""
+        self.wake()
+        if self.leases is not None:
+            self.leases.poke()
 
     async def stop(self) -> None:
         """Disconnect every client (concurrently, within the shutdown timeout) and flush."""
         started = time.monotonic()
         reconcile = [
-            t for t in self._tasks if t.get_name() in {"worker:reconcile", "worker:leases"}
+            t
+            for t in self._tasks
+            if t.get_name() in {"worker:reconcile", "worker:leases", "worker:listener"}
         ]
         for task in reconcile:
             task.cancel()
@@ -231,23 +245,24 @@ class Supervisor:
         self.reconciles += 1
         ended = self._reap()
         now = time.monotonic()
+        only = sorted(self.leases.held) if self.leases is not None else None
+        listening = self.listener is not None and self.listener.connected
         async with unit_of_work(self._sessionmaker, read_only=True) as session:
-            fingerprint = (
-                await runtime.desired_fingerprint(session),
-                await vault_service.secrets_fingerprint(session),
-            )
-            full = (
-                ended
-                or self._dirty
-                or fingerprint != self._fingerprint
-                or now - self._full_at > self._full_interval
-            )
+            full = ended or self._dirty or now - self._full_at > self._full_interval
+            if not full and not listening:  # polling: commands arrive by notification else
+                fingerprint = (
+                    await runtime.desired_fingerprint(session),
+                    await vault_service.secrets_fingerprint(session),
+                )
+                full = fingerprint != self._fingerprint
+                self._fingerprint = fingerprint
+                if full and self.leases is not None:
+                    self.leases.poke()  # a started account may be waiting to be claimed
             if full:
                 self._dirty = False
-                self._fingerprint = fingerprint
                 self._full_at = now
-                accounts = await runtime.load_desired(session)
-                secrets = await vault_service.secret_versions(session)
+                accounts = await runtime.load_desired(session, only)
+                secrets = await vault_service.secret_versions(session, only)
             groups_moved = await self._groups_moved(session)
         if full:
             self.full_reconciles += 1
@@ -293,6 +308,9 @@ class Supervisor:
             self._freeze_at = time.monotonic() + FREEZE_DELAY
 
     async def _groups_moved(self, session: AsyncSession) -> bool:
+        stale = time.monotonic() - self._groups_loaded_at > self._full_interval
+        if self.listener is not None and self.listener.connected:
+            return self._groups_dirty or stale  # changes arrive by notification
         fingerprint = (
             await runtime.groups_fingerprint(session),
             await playbook_service.fingerprint(session),

@@ -1,0 +1,81 @@
+"""``tgfleet worker`` and ``tgfleet api``: the two halves of ``tgfleet run`` as separate
+processes, for PostgreSQL deployments with several replicas of each (DESIGN §1, §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import typer
+
+from tgfleet import migrations
+from tgfleet.cli._runtime import console, fail, load_settings, load_vault, schema_revision
+from tgfleet.config import Settings
+from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.vault.service import Vault
+
+
+def worker(
+    worker_id: str | None = typer.Option(
+        None, "--id", help="this worker's id (default TGFLEET_WORKER_ID, else the host name)"
+    ),
+) -> None:
+    """Run the account runtime alone: lease accounts (PostgreSQL), run their clients, and on
+    SIGTERM disconnect them and hand every account over. Needs a migrated database."""
+    settings = load_settings(log_level=None)
+    if not settings.effective_database_url.startswith("postgresql"):
+        raise fail(
+            "tgfleet worker needs PostgreSQL (TGFLEET_DATABASE_URL=postgresql+asyncpg://...): "
+            "on SQLite, `tgfleet run` is the one process that runs accounts",
+            2,
+        )
+    _require_current_schema(settings)
+    vault = load_vault(settings)
+    asyncio.run(_serve_worker(settings, vault, worker_id))
+
+
+def _require_current_schema(settings: Settings) -> None:
+    current, head = schema_revision(settings), migrations.head_revision()
+    if current != head:
+        raise fail(
+            f"the database is at revision {current or '(empty)'}, the code expects {head}: "
+            "run `tgfleet db upgrade` first",
+            2,
+        )
+
+
+async def _serve_worker(settings: Settings, vault: Vault, worker_id: str | None) -> None:
+    from tgfleet.worker.supervisor import Supervisor  # heavy (Telethon): only when serving
+
+    engine = create_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    supervisor = Supervisor(settings, create_sessionmaker(engine), vault, worker_id=worker_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await supervisor.start()
+        console.print(f"tgfleet worker {supervisor.worker_id} running")
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await supervisor.stop()
+        await engine.dispose()
+
+
+def api(
+    host: str | None = typer.Option(None, help="listen address (default TGFLEET_HOST)"),
+    port: int | None = typer.Option(
+        None, min=0, max=65535, help="listen port (default TGFLEET_PORT; 0 picks a free one)"
+    ),
+) -> None:
+    """Serve the API alone (any number of replicas); accounts run in `tgfleet worker`
+    processes. Migrates the database and creates an admin if there is none, as `run` does."""
+    from tgfleet.cli.run import run
+
+    run(host=host, port=port, demo=False, worker=False)
