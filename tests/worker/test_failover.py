@@ -140,7 +140,7 @@ async def test_commands_arrive_by_notification_and_by_polling_when_it_drops(
         await fleet.wait_states("online", within=20)
         assert worker.listener is not None
         async with asyncio.timeout(10):
-            while not worker.listener.connected:
+            while not _listening(worker):
                 await asyncio.sleep(0.05)
         context = AuditContext(actor="test")
         async with unit_of_work(fleet.sessionmaker) as session:
@@ -156,15 +156,19 @@ async def test_commands_arrive_by_notification_and_by_polling_when_it_drops(
             "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
         )
         async with asyncio.timeout(10):
-            while worker.listener.connected:
+            while _listening(worker):
                 await asyncio.sleep(0.02)
         async with unit_of_work(fleet.sessionmaker) as session:
             await account_service.control(session, context, fleet.account_id("fleet_0001"), "start")
         took = await fleet.wait_states({"fleet_0001": "online"}, within=5)
         assert took < 1.5, took
         async with asyncio.timeout(20):  # and it comes back
-            while not worker.listener.connected:
+            while not _listening(worker):
                 await asyncio.sleep(0.05)
         assert worker.listener.reconnects >= 1
     finally:
         await worker.stop()
+
+
+def _listening(worker: Supervisor) -> bool:
+    return worker.listener is not None and worker.listener.connected
