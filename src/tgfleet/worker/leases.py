@@ -101,6 +101,11 @@ class LeaseLoop:
         log.info("worker.registered", worker_id=self.worker_id, epoch=self.registration.epoch)
         return self.registration
 
+    def fresh(self) -> bool:
+        """Whether the lease was renewed less than TTL/2 ago (monotonic clock: a frozen
+        process wakes up stale, and sends nothing until a renewal succeeds)."""
+        return not self.fenced and time.monotonic() - self._renewed_at < self.config.fence_after
+
     def poke(self) -> None:
         """Renew and rebalance now (a command may have made an account claimable)."""
         self._poked.set()
@@ -120,6 +125,11 @@ class LeaseLoop:
         """One renewal and rebalance; never raises (an outage is handled by fencing)."""
         if self.registration is None:
             return
+        if time.monotonic() - self._renewed_at >= self.config.fence_after:
+            # Not renewed for TTL/2 (an outage, or this process was frozen): the accounts may
+            # be someone else's by now. Stop every client before renewing, then start again
+            # from what the database says is still ours.
+            await self._fence("lease not renewed for TTL/2")
         try:
             async with unit_of_work(self._sessionmaker) as session:
                 renewed = await fleet_service.heartbeat(session, self.registration, self.config.ttl)

@@ -94,6 +94,9 @@ class WorkerContext:
     groups: dict[uuid.UUID, dict[int, GroupSetting]] = field(default_factory=dict)
     playbooks: dict[tuple[uuid.UUID, int], CompiledPlaybook] = field(default_factory=dict)
     latest: dict[uuid.UUID, int] = field(default_factory=dict)
+    #: False while this worker's lease is not known fresh (not renewed for TTL/2, e.g. after
+    #: the process was frozen): then nothing is sent and nothing connects (self-fencing).
+    lease_fresh: Callable[[], bool] = lambda: True
     #: Telegram user ids of this fleet's accounts: their messages never trigger replies,
     #: so two accounts in one group cannot answer each other in a loop.
     fleet_ids: set[int] = field(default_factory=set)
@@ -366,8 +369,8 @@ class AccountRunner:
             self._set(State.RECONNECTING, problem=problem)
 
     async def _connect_once(self, *, gated: bool) -> None:
-        if self._stop.is_set():
-            raise _Stopped
+        if self._stop.is_set() or not self._context.lease_fresh():
+            raise _Stopped  # fenced: the supervisor starts it again once the lease is renewed
         if self._client is None:
             self._client = self._context.client_factory(self._record, self._context.options)
             self._client.add_event_handler(self._on_message, events.NewMessage(incoming=True))
@@ -620,6 +623,10 @@ class AccountRunner:
         )
         for _ in range(3):  # the first try, and a retry after each kind of wait
             if self._stop.is_set():
+                return
+            if not self._context.lease_fresh():
+                self._event("send_fenced", "lease_not_fresh", "not sent: the lease is not fresh")
+                self._suppressed()
                 return
             try:
                 result = await asyncio.wait_for(client(request), timeout)

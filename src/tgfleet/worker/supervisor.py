@@ -135,6 +135,7 @@ class Supervisor:
                 on_change=self.wake,
                 stop_accounts=self._stop_accounts,
             )
+            self.context.lease_fresh = self.leases.fresh
         self._held: dict[uuid.UUID, _Held] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._groups_loaded_at = 0.0
