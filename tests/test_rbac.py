@@ -51,6 +51,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit"): "audit:read",
     ("GET", "/api/v1/audit/verify"): "audit:read",
     ("GET", "/api/v1/accounts"): "account:read",
+    ("GET", "/api/v1/workers"): "account:read",
     ("GET", "/api/v1/accounts/{account_id}"): "account:read",
     ("POST", "/api/v1/accounts/bulk"): "account:control",
     ("POST", "/api/v1/accounts/{account_id}/start"): "account:control",

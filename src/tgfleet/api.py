@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from tgfleet.account.endpoints import router as account_router
 from tgfleet.audit.endpoints import router as audit_router
 from tgfleet.auth.endpoints import auth_router, role_router, user_router
+from tgfleet.fleet.endpoints import router as worker_router
 from tgfleet.health.endpoints import router as health_router
 from tgfleet.playbook.endpoints import router as playbook_router
 from tgfleet.vault.endpoints import router as vault_router
@@ -31,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     vault_router,  # before accounts: /accounts/import must win over /accounts/{id}
     account_router,
     playbook_router,
+    worker_router,
 )
 
 

@@ -8,10 +8,12 @@ import asyncio
 import os
 import time
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from tests.factories import user_with_role
 from tests.worker.conftest import Fleet, FleetFactory
 from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
@@ -172,3 +174,46 @@ async def test_commands_arrive_by_notification_and_by_polling_when_it_drops(
 
 def _listening(worker: Supervisor) -> bool:
     return worker.listener is not None and worker.listener.connected
+
+
+async def test_accounts_beyond_capacity_are_unassigned_and_visible_in_the_api(
+    make_fleet: FleetFactory,
+) -> None:
+    fleet = await make_fleet(accounts=3, groups=1, run_worker=False, worker_capacity=2, **LEASES)
+    worker = _worker(fleet, "w1")
+    await worker.start()
+    try:
+        states = await _settle(fleet, {"online": 2, "unassigned": 1})
+        assert sorted(states.values()) == ["online", "online", "unassigned"]
+        transport = httpx.ASGITransport(app=fleet.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            viewer = await user_with_role(
+                http, fleet.sessionmaker, fleet.app.state.security, "viewer"
+            )
+            workers = (await http.get("/api/v1/workers", headers=viewer.headers)).json()
+            accounts = (await http.get("/api/v1/accounts", headers=viewer.headers)).json()
+        assert workers["unassigned"] == 1
+        (only,) = workers["items"]
+        assert (only["id"], only["alive"], only["accounts_held"], only["capacity"]) == (
+            "w1",
+            True,
+            2,
+            2,
+        )
+        holders = {a["label"]: a["holder"] for a in accounts["items"]}
+        assert sorted(h or "-" for h in holders.values()) == ["-", "w1", "w1"]
+        assert accounts["counts"]["unassigned"] == 1
+    finally:
+        await worker.stop()
+
+
+async def _settle(fleet: Fleet, wanted: dict[str, int]) -> dict[str, str]:
+    async with asyncio.timeout(20):
+        while True:
+            states = await fleet.states()
+            counts: dict[str, int] = {}
+            for state in states.values():
+                counts[state] = counts.get(state, 0) + 1
+            if counts == wanted:
+                return states
+            await asyncio.sleep(0.1)

@@ -29,6 +29,7 @@ from tgfleet.account.schemas import (
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
+from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
 from tgfleet.models import Account, AccountStatus, SessionSecret
@@ -48,7 +49,10 @@ NO_STATUS = AccountStatusRead(state=AccountState.STOPPED.value)
 
 
 def account_read(
-    account: Account, account_status: AccountStatus | None, secret: SessionSecret | None
+    account: Account,
+    account_status: AccountStatus | None,
+    secret: SessionSecret | None,
+    holder: str | None = None,
 ) -> AccountRead:
     summary = (
         SessionSummary(
@@ -76,6 +80,7 @@ def account_read(
             if account_status is not None
             else NO_STATUS
         ),
+        holder=holder,
         session=summary,
     )
 
@@ -83,7 +88,10 @@ def account_read(
 async def _one(session: DbSession, account: Account) -> AccountRead:
     statuses = await account_service.statuses(session, [account.id])
     secrets = await vault_service.summaries(session, [account.id])
-    return account_read(account, statuses.get(account.id), secrets.get(account.id))
+    holders = await fleet_service.holders(session, [account.id])
+    return account_read(
+        account, statuses.get(account.id), secrets.get(account.id), holders.get(account.id)
+    )
 
 
 @router.get("", response_model=AccountPage)
@@ -114,9 +122,14 @@ async def list_accounts(
         states=[s.value for s in state or ()],
         with_counts=True,
     )
-    secrets = await vault_service.summaries(session, [a.id for a in result.items])
+    ids = [a.id for a in result.items]
+    secrets = await vault_service.summaries(session, ids)
+    holders = await fleet_service.holders(session, ids)
     return AccountPage(
-        items=[account_read(a, result.statuses.get(a.id), secrets.get(a.id)) for a in result.items],
+        items=[
+            account_read(a, result.statuses.get(a.id), secrets.get(a.id), holders.get(a.id))
+            for a in result.items
+        ],
         next_cursor=result.next_cursor,
         counts=result.counts or {},
     )

@@ -35,6 +35,8 @@ class State:
     QUARANTINED: Final = "quarantined"
     STOPPING: Final = "stopping"
     ERROR: Final = "error"
+    #: Desired running, but no live worker holds it (PostgreSQL leases; all at capacity).
+    UNASSIGNED: Final = "unassigned"
 
 
 STATES: Final = (
@@ -46,6 +48,7 @@ STATES: Final = (
     State.QUARANTINED,
     State.STOPPING,
     State.ERROR,
+    State.UNASSIGNED,
 )
 #: States a worker holds a client in; after a worker restart they are stale.
 LIVE_STATES: Final = frozenset(
@@ -56,7 +59,8 @@ HELD_STATES: Final = frozenset({State.QUARANTINED, State.ERROR})
 
 #: The transitions DESIGN §4 allows (any state may also go to quarantined or error).
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
-    State.STOPPED: frozenset({State.STARTING}),
+    State.STOPPED: frozenset({State.STARTING, State.UNASSIGNED}),
+    State.UNASSIGNED: frozenset({State.STARTING, State.STOPPED}),
     State.STARTING: frozenset({State.ONLINE, State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}),
     State.ONLINE: frozenset({State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}),
     State.RECONNECTING: frozenset({State.ONLINE, State.FLOOD_WAIT, State.STOPPING}),

@@ -31,6 +31,7 @@ class AccountState(StrEnum):
     QUARANTINED = "quarantined"
     STOPPING = "stopping"
     ERROR = "error"
+    UNASSIGNED = "unassigned"
 
 
 class DesiredState(StrEnum):
@@ -122,6 +123,11 @@ class AccountRead(Schema):
     created_at: datetime
     updated_at: datetime
     status: AccountStatusRead
+    holder: str | None = Field(
+        default=None,
+        description="the worker whose valid lease runs this account (PostgreSQL; null on "
+        "SQLite, where the one process runs every account, and when no worker holds it)",
+    )
     session: SessionSummary | None = None
 
 

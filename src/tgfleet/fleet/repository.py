@@ -117,7 +117,26 @@ SHAPE = text(
         (SELECT count(*) FROM worker WHERE expires_at > now() AND state = 'running'),
         (SELECT coalesce(sum(capacity), 0) FROM worker
          WHERE expires_at > now() AND state = 'running'),
-        (SELECT count(*) FROM account WHERE desired_state = 'running')
+        (SELECT count(*) FROM account WHERE desired_state = 'running'),
+        (SELECT min(id) FROM worker WHERE expires_at > now() AND state = 'running')
+    """
+)
+
+# Status rows of accounts desired running that no live worker holds (past the grace) say
+# `unassigned`, so the API and alerts see them; the worker that takes one moves it on.
+MARK_UNASSIGNED = text(
+    """
+    UPDATE account_status s
+    SET state = 'unassigned', since = now(), updated_at = now(), worker_id = NULL,
+        reason = 'no_worker'
+    FROM account a
+    LEFT JOIN account_lease l ON l.account_id = a.id
+    LEFT JOIN worker w ON w.id = l.worker_id
+    WHERE s.account_id = a.id AND a.desired_state = 'running'
+      AND s.state NOT IN ('unassigned', 'quarantined', 'error')
+      AND (l.worker_id IS NULL OR w.id IS NULL OR w.epoch <> l.epoch
+           OR w.expires_at < now() - make_interval(secs => :grace))
+      AND s.updated_at < now() - make_interval(secs => :grace)
     """
 )
 
@@ -146,6 +165,26 @@ UNASSIGNED = text(
     LEFT JOIN worker w ON w.id = l.worker_id
     WHERE a.desired_state = 'running'
       AND (l.worker_id IS NULL OR w.id IS NULL OR w.epoch <> l.epoch OR w.expires_at <= now())
+    """
+)
+
+
+# The same for accounts no worker ever ran (no status row yet).
+INSERT_UNASSIGNED = text(
+    """
+    INSERT INTO account_status (account_id, state, since, reason, restart_seq,
+                                messages_received, replies_sent, replies_suppressed,
+                                reconnects, updated_at)
+    SELECT a.id, 'unassigned', now(), 'no_worker', 0, 0, 0, 0, 0, now()
+    FROM account a
+    LEFT JOIN account_lease l ON l.account_id = a.id
+    LEFT JOIN worker w ON w.id = l.worker_id
+    WHERE a.desired_state = 'running'
+      AND NOT EXISTS (SELECT 1 FROM account_status s WHERE s.account_id = a.id)
+      AND (l.worker_id IS NULL OR w.id IS NULL OR w.epoch <> l.epoch
+           OR w.expires_at < now() - make_interval(secs => :grace))
+      AND a.updated_at < now() - make_interval(secs => :grace)
+    ON CONFLICT (account_id) DO NOTHING
     """
 )
 
@@ -210,9 +249,16 @@ class LeaseRepository:
     async def deregister(self, worker_id: str, epoch: int) -> None:
         await self.session.execute(DEREGISTER, {"id": worker_id, "epoch": epoch})
 
-    async def shape(self) -> tuple[int, int, int]:
+    async def shape(self) -> tuple[int, int, int, str | None]:
         row = await self._one(SHAPE)
-        return int(row[0]), int(row[1]), int(row[2])
+        return int(row[0]), int(row[1]), int(row[2]), row[3]
+
+    async def mark_unassigned(self, grace: float) -> int:
+        inserted = await self.session.execute(INSERT_UNASSIGNED, {"grace": grace})
+        updated = await self.session.execute(MARK_UNASSIGNED, {"grace": grace})
+        return int(getattr(inserted, "rowcount", 0) or 0) + int(
+            getattr(updated, "rowcount", 0) or 0
+        )
 
     async def workers(self) -> list[Any]:
         return list((await self.session.execute(WORKERS)).all())

@@ -36,6 +36,8 @@ class FleetShape:
     live_workers: int
     live_capacity: int
     running_accounts: int
+    #: The live worker with the smallest id: it alone does the fleet-wide chores.
+    leader: str | None = None
 
     def fair_share(self, capacity: int) -> int:
         """How many accounts one worker should hold: an even split of the accounts desired
@@ -127,8 +129,17 @@ async def deregister(session: AsyncSession, registration: Registration) -> None:
 
 
 async def shape(session: AsyncSession) -> FleetShape:
-    live, capacity, running = await LeaseRepository(session).shape()
-    return FleetShape(live_workers=live, live_capacity=capacity, running_accounts=running)
+    live, capacity, running, leader = await LeaseRepository(session).shape()
+    return FleetShape(
+        live_workers=live, live_capacity=capacity, running_accounts=running, leader=leader
+    )
+
+
+async def mark_unassigned(session: AsyncSession, grace: float) -> int:
+    """Set ``unassigned`` on the status of accounts desired running that no live worker
+    has held for ``grace`` seconds (capacity exhausted, or between a death and a take-over);
+    returns how many rows changed."""
+    return await LeaseRepository(session).mark_unassigned(grace)
 
 
 async def list_workers(session: AsyncSession) -> list[WorkerView]:

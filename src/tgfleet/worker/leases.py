@@ -82,6 +82,7 @@ class LeaseLoop:
         self.claimed_total = 0
         self.released_total = 0
         self.fences = 0
+        self.unassigned = 0
         self._poked = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -187,6 +188,10 @@ class LeaseLoop:
             shape = await fleet_service.shape(session)
             held = await fleet_service.held(session, registration)
             share = shape.fair_share(self.config.capacity)
+            if shape.leader == registration.worker_id:
+                self.unassigned = await fleet_service.mark_unassigned(
+                    session, self.config.grace_seconds + self.config.renew_every
+                )
             claimed: list[uuid.UUID] = []
             if len(held) < share:
                 claimed = await fleet_service.claim(
