@@ -330,3 +330,27 @@ async def test_a_changed_client_session_is_written_back_as_a_new_version(
     assert audit[0].details["dc_id"] == 4
     assert audit[0].details["rekeyed"] is False
     assert decrypted.record.auth_key.hex() not in str(audit[0].details)
+
+
+async def test_a_worker_letting_go_does_not_overwrite_the_new_holders_status(
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    (account,) = await _import(app, sessionmaker, 1)
+    now = utcnow()
+    async with unit_of_work(sessionmaker) as session:
+        await runtime.apply(
+            session,
+            [StateChange(account, State.ONLINE, State.STARTING, now, "w2", source="w2")],
+        )
+        # w1's runner, fenced earlier, reports its stop after w2 took over.
+        await runtime.apply(
+            session,
+            [
+                StateChange(account, State.STOPPING, State.ONLINE, now, "w1", source="w1"),
+                StateChange(account, State.STOPPED, State.STOPPING, now, None, source="w1"),
+            ],
+        )
+    async with unit_of_work(sessionmaker, read_only=True) as session:
+        status = await session.get(AccountStatus, account)
+    assert status is not None
+    assert (status.state, status.worker_id) == ("online", "w2")

@@ -108,6 +108,9 @@ class StateChange:
     restart_seq: int | None = None
     secret_version: int | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: The worker reporting it. A worker letting an account go (stopping, stopped) never
+    #: overwrites the status another worker now holds it with (after a take-over).
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,13 @@ async def apply(
         if change.account_id not in existing:
             continue
         row = rows.get(change.account_id)
+        if (
+            row is not None
+            and change.source is not None
+            and row.worker_id not in {None, change.source}
+            and change.state in {State.STOPPING, State.STOPPED}
+        ):
+            continue  # another worker runs it now: this one's goodbye is history only
         if row is None:
             row = AccountStatus(
                 account_id=change.account_id,

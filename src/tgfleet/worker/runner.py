@@ -214,6 +214,7 @@ class AccountRunner:
                 restart_seq=self.restart_seq if state == State.STARTING else None,
                 secret_version=self.secret_version if state == State.STARTING else None,
                 details=details or {},
+                source=self._context.worker_id,
             )
         )
 
