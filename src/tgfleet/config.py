@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     lease_grace_seconds: Annotated[float, Field(ge=0, le=600)] | None = Field(
         default=None,
         description="wait after a lease expired before another worker takes it "
-        "(default: half the TTL)",
+        "(default: 2 s; the holder stopped its clients TTL/2 before its lease expired)",
     )
     lease_release_step: Annotated[int, Field(ge=1)] = Field(
         default=50, description="most accounts a worker hands over per renewal when above its share"

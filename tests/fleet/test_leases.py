@@ -33,6 +33,8 @@ async def _accounts(
         )
         for account in accounts:
             account.desired_state = "running" if running else "stopped"
+        await session.flush()
+        await fleet_service.sweep(session)  # lease rows, as start commands create them
     return [a.id for a in accounts]
 
 
@@ -46,10 +48,15 @@ async def _register(
 
 
 async def _claim(
-    sessionmaker: async_sessionmaker[AsyncSession], who: Registration, limit: int, grace: float = 5
+    sessionmaker: async_sessionmaker[AsyncSession], who: Registration, limit: int
 ) -> list[uuid.UUID]:
     async with unit_of_work(sessionmaker) as session:
-        return await fleet_service.claim(session, who, limit=limit, grace=grace)
+        return await fleet_service.claim(session, who, limit=limit)
+
+
+async def _reap(sessionmaker: async_sessionmaker[AsyncSession], grace: float = 5) -> int:
+    async with unit_of_work(sessionmaker) as session:
+        return await fleet_service.reap(session, grace)
 
 
 async def _sql(sessionmaker: async_sessionmaker[AsyncSession], statement: str) -> None:
@@ -95,6 +102,7 @@ async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
     alive = await _register(sessionmaker, "alive")
     assert len(await _claim(sessionmaker, dead, 10)) == 10
     assert await _claim(sessionmaker, alive, 10) == []  # held and valid
+    assert await _reap(sessionmaker) == 0
 
     await _sql(
         sessionmaker,
@@ -103,13 +111,15 @@ async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
     async with unit_of_work(sessionmaker) as session:
         assert await fleet_service.held(session, dead) == set()  # its own check fails now
         assert await fleet_service.unassigned(session) == 10
-    assert await _claim(sessionmaker, alive, 10, grace=5) == []  # within the grace period
+    assert await _reap(sessionmaker, grace=5) == 0  # within the grace period
+    assert await _claim(sessionmaker, alive, 10) == []
 
     await _sql(
         sessionmaker,
         "UPDATE worker SET expires_at = now() - interval '6 seconds' WHERE id = 'dead'",
     )
-    assert len(await _claim(sessionmaker, alive, 10, grace=5)) == 10
+    assert await _reap(sessionmaker, grace=5) == 10
+    assert len(await _claim(sessionmaker, alive, 10)) == 10
     async with unit_of_work(sessionmaker) as session:
         # The dead worker coming back cannot renew into the accounts: they carry alive's epoch.
         assert await fleet_service.heartbeat(session, dead, TTL)
@@ -124,9 +134,11 @@ async def test_a_restarted_worker_takes_its_old_accounts_back_after_the_grace_pe
     old = await _register(sessionmaker, "w1")
     assert len(await _claim(sessionmaker, old, 5)) == 5
     new = await _register(sessionmaker, "w1")
-    assert await _claim(sessionmaker, new, 5, grace=5) == []  # the old run may still stop
+    assert await _reap(sessionmaker, grace=5) == 0  # the old run may still be stopping
+    assert await _claim(sessionmaker, new, 5) == []
     await _sql(sessionmaker, "UPDATE worker SET started_at = now() - interval '6 seconds'")
-    assert len(await _claim(sessionmaker, new, 5, grace=5)) == 5
+    assert await _reap(sessionmaker, grace=5) == 5
+    assert len(await _claim(sessionmaker, new, 5)) == 5
 
 
 @POSTGRES
@@ -139,11 +151,11 @@ async def test_release_and_deregister_hand_accounts_over_at_once(
     assert len(await _claim(sessionmaker, one, 6)) == 6
     async with unit_of_work(sessionmaker) as session:
         assert await fleet_service.release(session, one, ids[:2]) == 2
-    assert sorted(await _claim(sessionmaker, two, 6, grace=60)) == sorted(ids[:2])
+    assert sorted(await _claim(sessionmaker, two, 6)) == sorted(ids[:2])
     async with unit_of_work(sessionmaker) as session:
         assert await fleet_service.release(session, one) == 4
         await fleet_service.deregister(session, one)
-    assert len(await _claim(sessionmaker, two, 6, grace=60)) == 4
+    assert len(await _claim(sessionmaker, two, 6)) == 4
     async with unit_of_work(sessionmaker) as session:
         views = {w.id: w for w in await fleet_service.list_workers(session)}
         holders = await fleet_service.holders(session, ids)
@@ -167,7 +179,7 @@ async def test_claims_and_renewals_are_a_few_statements_whatever_the_count(
 
         event.listen(engine, "before_cursor_execute", count)
         try:
-            assert len(await fleet_service.claim(session, worker, limit=2000, grace=5)) == 2000
+            assert len(await fleet_service.claim(session, worker, limit=2000)) == 2000
             claimed = len(statements)
             assert await fleet_service.heartbeat(session, worker, TTL)
             renewed = len(statements) - claimed
@@ -177,8 +189,11 @@ async def test_claims_and_renewals_are_a_few_statements_whatever_the_count(
     assert renewed == 1
 
 
-def test_fair_share_splits_evenly_within_capacity() -> None:
-    assert FleetShape(3, 3000, 300).fair_share(1000) == 100
-    assert FleetShape(3, 3000, 301).fair_share(1000) == 101
-    assert FleetShape(2, 200, 300).fair_share(100) == 100  # capacity caps it
-    assert FleetShape(0, 0, 10).fair_share(50) == 10  # alone (not yet counted live)
+def test_shares_add_up_to_the_fleet_within_capacity() -> None:
+    three = FleetShape(("a", "b", "c"), (10.0, 12.0, 14.0), 301)
+    assert [three.share_of(w, 1000) for w in ("a", "b", "c")] == [101, 100, 100]
+    assert three.leader == "a"
+    assert three.next_expiry("a") == 12.0
+    two = FleetShape(("a", "b"), (10.0, 10.0), 300)
+    assert two.share_of("b", 100) == 100  # capacity caps it
+    assert FleetShape((), (), 10).share_of("new", 50) == 10  # alone, not yet listed

@@ -43,9 +43,11 @@ from tgfleet.account.schemas import (
     AccountFilter,
     AccountState,
     ControlAction,
+    DesiredState,
 )
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
+from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
 from tgfleet.models import Account, AccountEvent, AccountGroup, AccountStatus
@@ -227,6 +229,8 @@ async def control(
         target=f"account:{account.id}",
         details={"label": account.label} | details,
     )
+    if account.desired_state == DesiredState.RUNNING.value:
+        await fleet_service.ensure_leases(session, [account.id])
     await runtime.notify_workers(session)
     return account
 
@@ -267,6 +271,8 @@ async def bulk_control(
             "changed": changed,
         },
     )
+    if command is not ControlAction.STOP:
+        await fleet_service.ensure_leases(session, account_ids)
     await runtime.notify_workers(session)
     return BulkResult(action=command, matched=len(account_ids), changed=changed)
 

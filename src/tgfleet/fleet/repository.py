@@ -33,8 +33,18 @@ HEARTBEAT = text(
     """
 )
 
-# Free rows for accounts that have none yet, so that claims can lock rows.
-ENSURE_ROWS = text(
+# Lease rows exist for accounts desired running (created by the start commands and the
+# leader's sweep); a free row has worker_id NULL and sits in the partial index
+# ix_account_lease_free, so a claim reads free rows only, never the whole fleet.
+ENSURE_FOR = text(
+    """
+    INSERT INTO account_lease (account_id)
+    SELECT unnest(CAST(:ids AS uuid[]))
+    ON CONFLICT (account_id) DO NOTHING
+    """
+)
+
+ENSURE_ALL = text(
     """
     INSERT INTO account_lease (account_id)
     SELECT a.id FROM account a
@@ -44,32 +54,49 @@ ENSURE_ROWS = text(
     """
 )
 
-# Claimable: free; or held by a worker that expired more than `grace` ago; or held by an
-# earlier run (epoch) of a worker that registered again more than `grace` ago; or held by a
-# worker row that no longer exists. Locked with SKIP LOCKED: concurrent claimers split the
-# candidates instead of waiting on each other.
+DROP_STOPPED_FREE = text(
+    """
+    DELETE FROM account_lease l USING account a
+    WHERE l.worker_id IS NULL AND a.id = l.account_id AND a.desired_state <> 'running'
+    """
+)
+
+# Free rows of accounts desired running, locked with SKIP LOCKED: concurrent claimers split
+# the candidates instead of waiting on each other. Only while the claimer's own lease holds.
 CLAIM = text(
     """
     WITH candidates AS (
         SELECT l.account_id
         FROM account_lease l
-        JOIN account a ON a.id = l.account_id
-        LEFT JOIN worker w ON w.id = l.worker_id
-        WHERE a.desired_state = 'running'
-          AND (l.worker_id IS NULL
-               OR w.id IS NULL
-               OR w.expires_at < now() - make_interval(secs => :grace)
-               OR (w.epoch <> l.epoch AND w.started_at < now() - make_interval(secs => :grace)))
+        JOIN account a ON a.id = l.account_id AND a.desired_state = 'running'
+        WHERE l.worker_id IS NULL
         ORDER BY l.account_id
         LIMIT :limit
         FOR UPDATE OF l SKIP LOCKED
     )
     UPDATE account_lease l
     SET worker_id = :id, epoch = :epoch, acquired_at = now()
-    FROM candidates c, worker me
+    FROM candidates c
     WHERE l.account_id = c.account_id
-      AND me.id = :id AND me.epoch = :epoch AND me.expires_at > now()
+      AND EXISTS (SELECT 1 FROM worker me
+                  WHERE me.id = :id AND me.epoch = :epoch AND me.expires_at > now())
     RETURNING l.account_id
+    """
+)
+
+# The leader frees the leases of workers whose lease expired more than `grace` ago, and of
+# earlier runs (epochs) of workers that registered again more than `grace` ago: by then
+# the old holder has fenced itself. Reads only those workers' rows (ix_account_lease_worker_id).
+REAP = text(
+    """
+    UPDATE account_lease l SET worker_id = NULL, epoch = NULL, acquired_at = NULL
+    FROM worker w
+    WHERE l.worker_id = w.id
+      AND w.id IN (SELECT id FROM worker
+                   WHERE expires_at < now() - make_interval(secs => :grace)
+                      OR (started_at < now() - make_interval(secs => :grace)
+                          AND started_at > now() - interval '1 hour'))
+      AND (w.expires_at < now() - make_interval(secs => :grace) OR l.epoch <> w.epoch)
     """
 )
 
@@ -97,8 +124,7 @@ RELEASE_ALL = text(
 
 RELEASE_STOPPED = text(
     """
-    UPDATE account_lease l SET worker_id = NULL, epoch = NULL, acquired_at = NULL
-    FROM account a
+    DELETE FROM account_lease l USING account a
     WHERE a.id = l.account_id AND l.worker_id = :id AND l.epoch = :epoch
       AND a.desired_state <> 'running'
     """
@@ -111,34 +137,16 @@ DEREGISTER = text(
     """
 )
 
-SHAPE = text(
+LIVE_WORKERS = text(
     """
-    SELECT
-        (SELECT count(*) FROM worker WHERE expires_at > now() AND state = 'running'),
-        (SELECT coalesce(sum(capacity), 0) FROM worker
-         WHERE expires_at > now() AND state = 'running'),
-        (SELECT count(*) FROM account WHERE desired_state = 'running'),
-        (SELECT min(id) FROM worker WHERE expires_at > now() AND state = 'running')
+    SELECT id, capacity, EXTRACT(EPOCH FROM (expires_at - now())) AS expires_in
+    FROM worker WHERE expires_at > now() AND state = 'running'
+    ORDER BY id
     """
 )
 
-# Status rows of accounts desired running that no live worker holds (past the grace) say
-# `unassigned`, so the API and alerts see them; the worker that takes one moves it on.
-MARK_UNASSIGNED = text(
-    """
-    UPDATE account_status s
-    SET state = 'unassigned', since = now(), updated_at = now(), worker_id = NULL,
-        reason = 'no_worker'
-    FROM account a
-    LEFT JOIN account_lease l ON l.account_id = a.id
-    LEFT JOIN worker w ON w.id = l.worker_id
-    WHERE s.account_id = a.id AND a.desired_state = 'running'
-      AND s.state NOT IN ('unassigned', 'quarantined', 'error')
-      AND (l.worker_id IS NULL OR w.id IS NULL OR w.epoch <> l.epoch
-           OR w.expires_at < now() - make_interval(secs => :grace))
-      AND s.updated_at < now() - make_interval(secs => :grace)
-    """
-)
+RUNNING_ACCOUNTS = text("SELECT count(*) FROM account WHERE desired_state = 'running'")
+
 
 WORKERS = text(
     """
@@ -170,19 +178,35 @@ UNASSIGNED = text(
 
 
 # The same for accounts no worker ever ran (no status row yet).
+
+
+# Status rows of accounts desired running whose lease is free (nobody holds it, or the
+# leader reaped it from a dead worker) say `unassigned`, so the API and alerts see them;
+# the worker that claims one moves it on. Reads free lease rows only (ix_account_lease_free).
+MARK_UNASSIGNED = text(
+    """
+    UPDATE account_status s
+    SET state = 'unassigned', since = now(), updated_at = now(), worker_id = NULL,
+        reason = 'no_worker'
+    FROM account_lease l
+    JOIN account a ON a.id = l.account_id AND a.desired_state = 'running'
+    WHERE l.worker_id IS NULL AND s.account_id = l.account_id
+      AND s.state NOT IN ('unassigned', 'quarantined', 'error')
+      AND s.updated_at < now() - make_interval(secs => :grace)
+    """
+)
+
+# The same for accounts no worker ever ran (no status row yet).
 INSERT_UNASSIGNED = text(
     """
     INSERT INTO account_status (account_id, state, since, reason, restart_seq,
                                 messages_received, replies_sent, replies_suppressed,
                                 reconnects, updated_at)
-    SELECT a.id, 'unassigned', now(), 'no_worker', 0, 0, 0, 0, 0, now()
-    FROM account a
-    LEFT JOIN account_lease l ON l.account_id = a.id
-    LEFT JOIN worker w ON w.id = l.worker_id
-    WHERE a.desired_state = 'running'
-      AND NOT EXISTS (SELECT 1 FROM account_status s WHERE s.account_id = a.id)
-      AND (l.worker_id IS NULL OR w.id IS NULL OR w.epoch <> l.epoch
-           OR w.expires_at < now() - make_interval(secs => :grace))
+    SELECT l.account_id, 'unassigned', now(), 'no_worker', 0, 0, 0, 0, 0, now()
+    FROM account_lease l
+    JOIN account a ON a.id = l.account_id AND a.desired_state = 'running'
+    WHERE l.worker_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM account_status s WHERE s.account_id = l.account_id)
       AND a.updated_at < now() - make_interval(secs => :grace)
     ON CONFLICT (account_id) DO NOTHING
     """
@@ -214,16 +238,24 @@ class LeaseRepository:
         row = await self._one(HEARTBEAT, id=worker_id, epoch=epoch, ttl=ttl)
         return None if row is None else row[0]
 
-    async def claim(
-        self, worker_id: str, epoch: int, *, limit: int, grace: float
-    ) -> list[uuid.UUID]:
+    async def claim(self, worker_id: str, epoch: int, *, limit: int) -> list[uuid.UUID]:
         if limit <= 0:
             return []
-        await self.session.execute(ENSURE_ROWS)
         result = await self.session.execute(
-            CLAIM, {"id": worker_id, "epoch": epoch, "limit": limit, "grace": grace}
+            CLAIM, {"id": worker_id, "epoch": epoch, "limit": limit}
         )
         return [row[0] for row in result.all()]
+
+    async def ensure(self, account_ids: Collection[uuid.UUID] | None) -> None:
+        if account_ids is None:
+            await self.session.execute(ENSURE_ALL)
+            await self.session.execute(DROP_STOPPED_FREE)
+        elif account_ids:
+            await self.session.execute(ENSURE_FOR, {"ids": list(account_ids)})
+
+    async def reap(self, grace: float) -> int:
+        result = await self.session.execute(REAP, {"grace": grace})
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def held(self, worker_id: str, epoch: int) -> set[uuid.UUID]:
         result = await self.session.execute(HELD, {"id": worker_id, "epoch": epoch})
@@ -249,9 +281,12 @@ class LeaseRepository:
     async def deregister(self, worker_id: str, epoch: int) -> None:
         await self.session.execute(DEREGISTER, {"id": worker_id, "epoch": epoch})
 
-    async def shape(self) -> tuple[int, int, int, str | None]:
-        row = await self._one(SHAPE)
-        return int(row[0]), int(row[1]), int(row[2]), row[3]
+    async def live_workers(self) -> list[tuple[str, int, float]]:
+        result = await self.session.execute(LIVE_WORKERS)
+        return [(row[0], int(row[1]), float(row[2])) for row in result.all()]
+
+    async def running_accounts(self) -> int:
+        return int((await self._one(RUNNING_ACCOUNTS))[0])
 
     async def mark_unassigned(self, grace: float) -> int:
         inserted = await self.session.execute(INSERT_UNASSIGNED, {"grace": grace})

@@ -13,7 +13,6 @@ SQLite has no leases: there the one ``tgfleet run`` process is the only worker.
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -33,17 +32,34 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class FleetShape:
-    live_workers: int
-    live_capacity: int
+    #: Live workers' ids in order (the first is the leader: it alone does the fleet-wide
+    #: chores), with their seconds until their lease expires.
+    workers: tuple[str, ...]
+    expires_in: tuple[float, ...]
     running_accounts: int
-    #: The live worker with the smallest id: it alone does the fleet-wide chores.
-    leader: str | None = None
 
-    def fair_share(self, capacity: int) -> int:
-        """How many accounts one worker should hold: an even split of the accounts desired
-        running over the live workers, at most its capacity."""
-        workers = max(1, self.live_workers)
-        return min(capacity, math.ceil(self.running_accounts / workers))
+    @property
+    def live_workers(self) -> int:
+        return len(self.workers)
+
+    @property
+    def leader(self) -> str | None:
+        return self.workers[0] if self.workers else None
+
+    def share_of(self, worker_id: str, capacity: int) -> int:
+        """How many accounts this worker should hold: the accounts desired running split
+        evenly over the live workers, the remainder going one each to the first in id order
+        (so the shares add up to exactly the fleet), at most its capacity."""
+        count = max(1, len(self.workers))
+        rank = self.workers.index(worker_id) if worker_id in self.workers else count - 1
+        base, extra = divmod(self.running_accounts, count)
+        return min(capacity, base + (1 if rank < extra else 0))
+
+    def next_expiry(self, worker_id: str) -> float | None:
+        """Seconds until the first other live worker's lease expires (the leader wakes
+        just after it plus the grace, to reap a dead worker at once)."""
+        others = [e for w, e in zip(self.workers, self.expires_in, strict=True) if w != worker_id]
+        return min(others) if others else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +108,30 @@ async def heartbeat(session: AsyncSession, registration: Registration, ttl: floa
 
 
 async def claim(
-    session: AsyncSession, registration: Registration, *, limit: int, grace: float
+    session: AsyncSession, registration: Registration, *, limit: int
 ) -> list[uuid.UUID]:
-    """Take up to ``limit`` claimable accounts desired running; returns their ids."""
+    """Take up to ``limit`` free leases of accounts desired running; returns their ids."""
     return await LeaseRepository(session).claim(
-        registration.worker_id, registration.epoch, limit=limit, grace=grace
+        registration.worker_id, registration.epoch, limit=limit
     )
+
+
+async def ensure_leases(session: AsyncSession, account_ids: Collection[uuid.UUID]) -> None:
+    """Free lease rows for accounts just started (PostgreSQL; nothing on SQLite)."""
+    if supports_leases(session):
+        await LeaseRepository(session).ensure(account_ids)
+
+
+async def sweep(session: AsyncSession) -> None:
+    """The leader's slow chore: lease rows for every account desired running (whatever
+    set it), none left free for stopped ones."""
+    await LeaseRepository(session).ensure(None)
+
+
+async def reap(session: AsyncSession, grace: float) -> int:
+    """Free the leases of workers that expired (or re-registered) over ``grace`` seconds
+    ago; returns how many. The leader does this every tick."""
+    return await LeaseRepository(session).reap(grace)
 
 
 async def held(session: AsyncSession, registration: Registration) -> set[uuid.UUID]:
@@ -128,17 +162,25 @@ async def deregister(session: AsyncSession, registration: Registration) -> None:
     await LeaseRepository(session).deregister(registration.worker_id, registration.epoch)
 
 
-async def shape(session: AsyncSession) -> FleetShape:
-    live, capacity, running, leader = await LeaseRepository(session).shape()
+async def shape(session: AsyncSession, running_accounts: int | None = None) -> FleetShape:
+    """The live workers (cheap: the worker table) and the accounts desired running (a count
+    over the fleet: pass a recent value to skip it)."""
+    repository = LeaseRepository(session)
+    live = await repository.live_workers()
+    running = (
+        running_accounts if running_accounts is not None else await repository.running_accounts()
+    )
     return FleetShape(
-        live_workers=live, live_capacity=capacity, running_accounts=running, leader=leader
+        workers=tuple(w for w, _c, _e in live),
+        expires_in=tuple(e for _w, _c, e in live),
+        running_accounts=running,
     )
 
 
 async def mark_unassigned(session: AsyncSession, grace: float) -> int:
-    """Set ``unassigned`` on the status of accounts desired running that no live worker
-    has held for ``grace`` seconds (capacity exhausted, or between a death and a take-over);
-    returns how many rows changed."""
+    """Set ``unassigned`` on the status of accounts desired running whose lease is free
+    (capacity exhausted, or reaped from a dead worker and not yet claimed), unless their
+    status changed in the last ``grace`` seconds; returns how many rows changed."""
     return await LeaseRepository(session).mark_unassigned(grace)
 
 

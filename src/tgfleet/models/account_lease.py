@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tgfleet.kit.model import Model, TZDateTime
@@ -18,6 +18,15 @@ class AccountLease(Model):
     """
 
     __tablename__ = "account_lease"
+    __table_args__ = (
+        # Free leases only: what a claim reads, however large the fleet.
+        Index(
+            "ix_account_lease_free",
+            "account_id",
+            postgresql_where=text("worker_id IS NULL"),
+            sqlite_where=text("worker_id IS NULL"),
+        ),
+    )
 
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("account.id", ondelete="CASCADE"), primary_key=True

@@ -6,11 +6,13 @@ it holds more than its share plus a slack, hands over at most ``release_step`` a
 (their clients are stopped first, then the leases are released) so a joining worker is fed
 gradually rather than in a thundering herd.
 
-Self-fencing: when the lease could not be renewed for TTL/2 (database unreachable) or the
-renewal says another run took this worker id, every client is stopped at once; another
-worker takes the accounts only ``grace`` (default TTL/2) after the lease expired, so the two
-never overlap. When the database comes back, the loop renews and carries on with whatever
-it still validly holds.
+Self-fencing: when the lease could not be renewed for TTL/2 (database unreachable, or the
+process was frozen) or the renewal says another run took this worker id, every client is
+stopped at once. The lease expires TTL after its last renewal, and the leader (the live
+worker with the smallest id) frees it ``grace`` (default 2 s) after that, waking just in time
+and notifying the others, who claim at once: so the two holders never overlap, and a dead
+worker's accounts move about TTL + grace after its last renewal. When the database comes
+back, the loop renews and carries on with whatever it still validly holds.
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import __version__
+from tgfleet.account import runtime as account_runtime
 from tgfleet.fleet import service as fleet_service
 from tgfleet.fleet.service import Registration
 from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
+
+#: Seconds between the leader's slow chores (lease-row sweep, unassigned marks), and
+#: between the fleet counts every worker refreshes (commands refresh them at once).
+CHORES_EVERY = 30.0
+#: Default wait after a lease expired before it is reaped. The holder stopped its clients
+#: TTL/2 before its lease expired (self-fencing), so this only covers latency.
+DEFAULT_GRACE = 2.0
 
 #: Called with the accounts to stop before their leases are released; returns when stopped.
 StopAccounts = Callable[[set[uuid.UUID]], Awaitable[None]]
@@ -56,7 +66,7 @@ class LeaseConfig:
 
     @property
     def grace_seconds(self) -> float:
-        return self.ttl / 2 if self.grace is None else self.grace
+        return DEFAULT_GRACE if self.grace is None else self.grace
 
 
 class LeaseLoop:
@@ -83,6 +93,10 @@ class LeaseLoop:
         self.released_total = 0
         self.fences = 0
         self.unassigned = 0
+        self.reaped_total = 0
+        self._running: int | None = None
+        self._chores_at = 0.0
+        self._next_expiry: float | None = None
         self._poked = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -108,7 +122,9 @@ class LeaseLoop:
         return not self.fenced and time.monotonic() - self._renewed_at < self.config.fence_after
 
     def poke(self) -> None:
-        """Renew and rebalance now (a command may have made an account claimable)."""
+        """Renew and rebalance now (a command may have made an account claimable, or
+        changed how many accounts run)."""
+        self._running = None
         self._poked.set()
 
     async def run(self) -> None:
@@ -118,9 +134,7 @@ class LeaseLoop:
             await self.tick()
             elapsed = time.monotonic() - started
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._poked.wait(), max(0.05, self.config.renew_every - elapsed)
-                )
+                await asyncio.wait_for(self._poked.wait(), self._delay(elapsed))
 
     async def tick(self) -> None:
         """One renewal and rebalance; never raises (an outage is handled by fencing)."""
@@ -183,23 +197,24 @@ class LeaseLoop:
         registration = self.registration
         if registration is None:
             return
+        now = time.monotonic()
+        refresh = self._running is None or self._chores_due(now)
         async with unit_of_work(self._sessionmaker) as session:
             await fleet_service.release_stopped(session, registration)
-            shape = await fleet_service.shape(session)
-            held = await fleet_service.held(session, registration)
-            share = shape.fair_share(self.config.capacity)
+            shape = await fleet_service.shape(session, None if refresh else self._running)
+            self._running = shape.running_accounts
             if shape.leader == registration.worker_id:
-                self.unassigned = await fleet_service.mark_unassigned(
-                    session, self.config.grace_seconds + self.config.renew_every
-                )
+                await self._lead(session, now)
+            held = await fleet_service.held(session, registration)
+            share = shape.share_of(registration.worker_id, self.config.capacity)
             claimed: list[uuid.UUID] = []
             if len(held) < share:
-                claimed = await fleet_service.claim(
-                    session,
-                    registration,
-                    limit=share - len(held),
-                    grace=self.config.grace_seconds,
-                )
+                claimed = await fleet_service.claim(session, registration, limit=share - len(held))
+        self._next_expiry = (
+            shape.next_expiry(registration.worker_id)
+            if shape.leader == registration.worker_id
+            else None
+        )
         held |= set(claimed)
         self.claimed_total += len(claimed)
         slack = max(1, math.ceil(share * 0.05))
@@ -212,12 +227,40 @@ class LeaseLoop:
             await self._stop_accounts(giving)
             async with unit_of_work(self._sessionmaker) as session:
                 released = await fleet_service.release(session, registration, giving)
+                await account_runtime.notify_workers(session)  # the others claim at once
             self.released_total += released
             log.info("worker.handed_over", accounts=released, share=share)
             return
         self._set_held(held)
         if claimed:
             log.info("worker.claimed", accounts=len(claimed), held=len(held), share=share)
+
+    def _chores_due(self, now: float) -> bool:
+        return now - self._chores_at > CHORES_EVERY
+
+    async def _lead(self, session: AsyncSession, now: float) -> None:
+        """The leader's work: every tick, free dead workers' leases (and wake the others to
+        claim them) and mark free accounts unassigned; every CHORES_EVERY seconds, sweep
+        lease rows (accounts started by other means, free rows of stopped ones)."""
+        reaped = await fleet_service.reap(session, self.config.grace_seconds)
+        if reaped:
+            self.reaped_total += reaped
+            log.warning("worker.reaped", accounts=reaped)
+            await account_runtime.notify_workers(session)
+        self.unassigned = await fleet_service.mark_unassigned(
+            session, self.config.grace_seconds + self.config.renew_every
+        )
+        if self._chores_due(now):
+            self._chores_at = now
+            await fleet_service.sweep(session)
+
+    def _delay(self, elapsed: float) -> float:
+        """Until the next tick: a renewal interval, or, on the leader, just after the first
+        other worker's lease could be reaped (so a dead worker's accounts move at once)."""
+        delay = self.config.renew_every - elapsed
+        if self._next_expiry is not None:
+            delay = min(delay, self._next_expiry + self.config.grace_seconds + 0.05 - elapsed)
+        return max(0.05, delay)
 
     def _set_held(self, held: set[uuid.UUID]) -> None:
         if held != self.held:

@@ -51,9 +51,17 @@ def upgrade() -> None:
         ),
     )
     op.create_index(op.f("ix_account_lease_worker_id"), "account_lease", ["worker_id"])
+    op.create_index(
+        "ix_account_lease_free",
+        "account_lease",
+        ["account_id"],
+        postgresql_where=sa.text("worker_id IS NULL"),
+        sqlite_where=sa.text("worker_id IS NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_account_lease_free", table_name="account_lease")
     op.drop_index(op.f("ix_account_lease_worker_id"), table_name="account_lease")
     op.drop_table("account_lease")
     op.drop_index(op.f("ix_worker_expires_at"), table_name="worker")
