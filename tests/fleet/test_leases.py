@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.account import service as account_service
 from tgfleet.fleet import service as fleet_service
-from tgfleet.fleet.service import FleetShape, Registration
+from tgfleet.fleet.service import FleetShape, Registration, WorkerClock
 from tgfleet.kit.db import unit_of_work
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -56,7 +56,8 @@ async def _claim(
 
 async def _reap(sessionmaker: async_sessionmaker[AsyncSession], grace: float = 5) -> int:
     async with unit_of_work(sessionmaker) as session:
-        return await fleet_service.reap(session, grace)
+        fleet = await fleet_service.shape(session)
+        return await fleet_service.reap(session, fleet, grace)
 
 
 async def _sql(sessionmaker: async_sessionmaker[AsyncSession], statement: str) -> None:
@@ -189,11 +190,34 @@ async def test_claims_and_renewals_are_a_few_statements_whatever_the_count(
     assert renewed == 1
 
 
+def _clocks(*rows: tuple[str, int, bool, float, float]) -> tuple[WorkerClock, ...]:
+    return tuple(WorkerClock(*row) for row in rows)
+
+
 def test_shares_add_up_to_the_fleet_within_capacity() -> None:
-    three = FleetShape(("a", "b", "c"), (10.0, 12.0, 14.0), 301)
+    three = FleetShape(
+        _clocks(("a", 1, True, 10, 99), ("b", 1, True, 12, 99), ("c", 1, True, 14, 99)), 301
+    )
     assert [three.share_of(w, 1000) for w in ("a", "b", "c")] == [101, 100, 100]
     assert three.leader == "a"
-    assert three.next_expiry("a") == 12.0
-    two = FleetShape(("a", "b"), (10.0, 10.0), 300)
+    two = FleetShape(_clocks(("a", 1, True, 10, 99), ("b", 1, True, 10, 99)), 300)
     assert two.share_of("b", 100) == 100  # capacity caps it
-    assert FleetShape((), (), 10).share_of("new", 50) == 10  # alone, not yet listed
+    assert FleetShape((), 10).share_of("new", 50) == 10  # alone, not yet listed
+
+
+def test_the_leader_knows_whom_to_reap_and_when() -> None:
+    fleet = FleetShape(
+        _clocks(
+            ("a", 1, True, 10, 99),  # the leader
+            ("b", 1, True, 4, 99),  # expires in 4 s: reapable in 4 + grace
+            ("c", 1, True, -1, 99),  # expired 1 s ago: within the grace
+            ("d", 1, True, -3, 99),  # expired 3 s ago: reapable now
+            ("e", 3, True, 12, 5),  # re-registered 5 s ago: its old epochs' leases go
+            ("f", 2, True, 12, 1),  # re-registered 1 s ago: not yet
+            ("g", 1, False, -9000, 99),  # drained long ago: nothing left to reap
+        ),
+        0,
+    )
+    assert fleet.workers == ("a", "b", "e", "f")
+    assert fleet.reapable(2.0) == (["d"], [("e", 3)])
+    assert fleet.next_reap_in("a", 2.0) == 1.0  # c, at its expiry + grace

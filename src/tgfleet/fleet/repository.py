@@ -54,6 +54,13 @@ ENSURE_ALL = text(
     """
 )
 
+PRUNE_WORKERS = text(
+    """
+    DELETE FROM worker w WHERE w.expires_at < now() - interval '1 day'
+      AND NOT EXISTS (SELECT 1 FROM account_lease l WHERE l.worker_id = w.id)
+    """
+)
+
 DROP_STOPPED_FREE = text(
     """
     DELETE FROM account_lease l USING account a
@@ -84,19 +91,21 @@ CLAIM = text(
     """
 )
 
-# The leader frees the leases of workers whose lease expired more than `grace` ago, and of
-# earlier runs (epochs) of workers that registered again more than `grace` ago: by then
-# the old holder has fenced itself. Reads only those workers' rows (ix_account_lease_worker_id).
-REAP = text(
+# The leader frees the leases of workers that expired more than `grace` ago (by then the
+# holder has fenced itself) through ix_account_lease_worker_id, and those of earlier runs
+# (epochs) of workers that registered again more than `grace` ago.
+REAP_DEAD = text(
+    """
+    UPDATE account_lease SET worker_id = NULL, epoch = NULL, acquired_at = NULL
+    WHERE worker_id = ANY(CAST(:ids AS varchar[]))
+    """
+)
+
+REAP_SUPERSEDED = text(
     """
     UPDATE account_lease l SET worker_id = NULL, epoch = NULL, acquired_at = NULL
-    FROM worker w
-    WHERE l.worker_id = w.id
-      AND w.id IN (SELECT id FROM worker
-                   WHERE expires_at < now() - make_interval(secs => :grace)
-                      OR (started_at < now() - make_interval(secs => :grace)
-                          AND started_at > now() - interval '1 hour'))
-      AND (w.expires_at < now() - make_interval(secs => :grace) OR l.epoch <> w.epoch)
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:epochs AS bigint[])) AS s(id, epoch)
+    WHERE l.worker_id = s.id AND l.epoch < s.epoch
     """
 )
 
@@ -137,10 +146,13 @@ DEREGISTER = text(
     """
 )
 
-LIVE_WORKERS = text(
+# Every registered worker (a small table): who is live, who is dead, who re-registered.
+WORKER_CLOCK = text(
     """
-    SELECT id, capacity, EXTRACT(EPOCH FROM (expires_at - now())) AS expires_in
-    FROM worker WHERE expires_at > now() AND state = 'running'
+    SELECT id, epoch, state = 'running' AS running,
+           EXTRACT(EPOCH FROM (expires_at - now())) AS expires_in,
+           EXTRACT(EPOCH FROM (now() - started_at)) AS age
+    FROM worker
     ORDER BY id
     """
 )
@@ -250,12 +262,22 @@ class LeaseRepository:
         if account_ids is None:
             await self.session.execute(ENSURE_ALL)
             await self.session.execute(DROP_STOPPED_FREE)
+            await self.session.execute(PRUNE_WORKERS)
         elif account_ids:
             await self.session.execute(ENSURE_FOR, {"ids": list(account_ids)})
 
-    async def reap(self, grace: float) -> int:
-        result = await self.session.execute(REAP, {"grace": grace})
-        return int(getattr(result, "rowcount", 0) or 0)
+    async def reap(self, dead: Collection[str], superseded: Collection[tuple[str, int]]) -> int:
+        freed = 0
+        if dead:
+            result = await self.session.execute(REAP_DEAD, {"ids": list(dead)})
+            freed += int(getattr(result, "rowcount", 0) or 0)
+        if superseded:
+            result = await self.session.execute(
+                REAP_SUPERSEDED,
+                {"ids": [w for w, _e in superseded], "epochs": [e for _w, e in superseded]},
+            )
+            freed += int(getattr(result, "rowcount", 0) or 0)
+        return freed
 
     async def held(self, worker_id: str, epoch: int) -> set[uuid.UUID]:
         result = await self.session.execute(HELD, {"id": worker_id, "epoch": epoch})
@@ -281,9 +303,12 @@ class LeaseRepository:
     async def deregister(self, worker_id: str, epoch: int) -> None:
         await self.session.execute(DEREGISTER, {"id": worker_id, "epoch": epoch})
 
-    async def live_workers(self) -> list[tuple[str, int, float]]:
-        result = await self.session.execute(LIVE_WORKERS)
-        return [(row[0], int(row[1]), float(row[2])) for row in result.all()]
+    async def worker_clock(self) -> list[tuple[str, int, bool, float, float]]:
+        result = await self.session.execute(WORKER_CLOCK)
+        return [
+            (row[0], int(row[1]), bool(row[2]), float(row[3]), float(row[4]))
+            for row in result.all()
+        ]
 
     async def running_accounts(self) -> int:
         return int((await self._one(RUNNING_ACCOUNTS))[0])

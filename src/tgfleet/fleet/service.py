@@ -31,12 +31,24 @@ class Registration:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerClock:
+    id: str
+    epoch: int
+    running: bool  # not drained
+    expires_in: float  # seconds until its lease expires (negative: expired that long ago)
+    age: float  # seconds since it registered
+
+
+@dataclass(frozen=True, slots=True)
 class FleetShape:
-    #: Live workers' ids in order (the first is the leader: it alone does the fleet-wide
-    #: chores), with their seconds until their lease expires.
-    workers: tuple[str, ...]
-    expires_in: tuple[float, ...]
+    #: Every registered worker (a small table), in id order.
+    clocks: tuple[WorkerClock, ...]
     running_accounts: int
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """Live workers' ids in order; the first is the leader."""
+        return tuple(c.id for c in self.clocks if c.running and c.expires_in > 0)
 
     @property
     def live_workers(self) -> int:
@@ -44,22 +56,44 @@ class FleetShape:
 
     @property
     def leader(self) -> str | None:
-        return self.workers[0] if self.workers else None
+        live = self.workers
+        return live[0] if live else None
 
     def share_of(self, worker_id: str, capacity: int) -> int:
         """How many accounts this worker should hold: the accounts desired running split
         evenly over the live workers, the remainder going one each to the first in id order
         (so the shares add up to exactly the fleet), at most its capacity."""
-        count = max(1, len(self.workers))
-        rank = self.workers.index(worker_id) if worker_id in self.workers else count - 1
+        live = self.workers
+        count = max(1, len(live))
+        rank = live.index(worker_id) if worker_id in live else count - 1
         base, extra = divmod(self.running_accounts, count)
         return min(capacity, base + (1 if rank < extra else 0))
 
-    def next_expiry(self, worker_id: str) -> float | None:
-        """Seconds until the first other live worker's lease expires (the leader wakes
-        just after it plus the grace, to reap a dead worker at once)."""
-        others = [e for w, e in zip(self.workers, self.expires_in, strict=True) if w != worker_id]
-        return min(others) if others else None
+    def reapable(self, grace: float) -> tuple[list[str], list[tuple[str, int]]]:
+        """Workers whose leases may be freed now: those expired over ``grace`` seconds ago,
+        and (id, epoch) of workers that registered again over ``grace`` seconds ago (their
+        earlier runs' leases)."""
+        dead = [c.id for c in self.clocks if -REREGISTER_WINDOW < c.expires_in < -grace]
+        superseded = [
+            (c.id, c.epoch)
+            for c in self.clocks
+            if c.epoch > 1 and c.expires_in > -grace and grace < c.age < REREGISTER_WINDOW
+        ]
+        return dead, superseded
+
+    def next_reap_in(self, worker_id: str, grace: float) -> float | None:
+        """Seconds until another worker's leases become reapable (its expiry + grace), for
+        the leader to wake just then; None when nobody is due."""
+        due = [
+            c.expires_in + grace
+            for c in self.clocks
+            if c.id != worker_id and c.running and c.expires_in + grace > 0
+        ]
+        return min(due) if due else None
+
+
+#: Superseded epochs are looked for in workers that registered again within this window.
+REREGISTER_WINDOW = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +158,18 @@ async def ensure_leases(session: AsyncSession, account_ids: Collection[uuid.UUID
 
 async def sweep(session: AsyncSession) -> None:
     """The leader's slow chore: lease rows for every account desired running (whatever
-    set it), none left free for stopped ones."""
+    set it), none left free for stopped ones, and workers gone for a day forgotten."""
     await LeaseRepository(session).ensure(None)
 
 
-async def reap(session: AsyncSession, grace: float) -> int:
+async def reap(session: AsyncSession, fleet: FleetShape, grace: float) -> int:
     """Free the leases of workers that expired (or re-registered) over ``grace`` seconds
-    ago; returns how many. The leader does this every tick."""
-    return await LeaseRepository(session).reap(grace)
+    ago; returns how many. The leader does this every tick; with nobody due it costs
+    nothing (the worker table said so)."""
+    dead, superseded = fleet.reapable(grace)
+    if not dead and not superseded:
+        return 0
+    return await LeaseRepository(session).reap(dead, superseded)
 
 
 async def held(session: AsyncSession, registration: Registration) -> set[uuid.UUID]:
@@ -166,15 +204,11 @@ async def shape(session: AsyncSession, running_accounts: int | None = None) -> F
     """The live workers (cheap: the worker table) and the accounts desired running (a count
     over the fleet: pass a recent value to skip it)."""
     repository = LeaseRepository(session)
-    live = await repository.live_workers()
+    clocks = tuple(WorkerClock(*row) for row in await repository.worker_clock())
     running = (
         running_accounts if running_accounts is not None else await repository.running_accounts()
     )
-    return FleetShape(
-        workers=tuple(w for w, _c, _e in live),
-        expires_in=tuple(e for _w, _c, e in live),
-        running_accounts=running,
-    )
+    return FleetShape(clocks=clocks, running_accounts=running)
 
 
 async def mark_unassigned(session: AsyncSession, grace: float) -> int:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tgfleet import __version__
 from tgfleet.account import runtime as account_runtime
 from tgfleet.fleet import service as fleet_service
-from tgfleet.fleet.service import Registration
+from tgfleet.fleet.service import FleetShape, Registration
 from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
 
@@ -95,8 +95,11 @@ class LeaseLoop:
         self.unassigned = 0
         self.reaped_total = 0
         self._running: int | None = None
+        self._counted_at = 0.0
+        self._released_stopped_at = 0.0
+        self._commanded = False
         self._chores_at = 0.0
-        self._next_expiry: float | None = None
+        self._next_reap: float | None = None
         self._poked = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -124,7 +127,7 @@ class LeaseLoop:
     def poke(self) -> None:
         """Renew and rebalance now (a command may have made an account claimable, or
         changed how many accounts run)."""
-        self._running = None
+        self._commanded = True
         self._poked.set()
 
     async def run(self) -> None:
@@ -198,20 +201,25 @@ class LeaseLoop:
         if registration is None:
             return
         now = time.monotonic()
-        refresh = self._running is None or self._chores_due(now)
+        commanded, self._commanded = self._commanded, False
+        recount = self._running is None or now - self._counted_at > CHORES_EVERY
+        recount = recount or (commanded and now - self._counted_at > 1.0)
         async with unit_of_work(self._sessionmaker) as session:
-            await fleet_service.release_stopped(session, registration)
-            shape = await fleet_service.shape(session, None if refresh else self._running)
-            self._running = shape.running_accounts
+            if commanded or now - self._released_stopped_at > CHORES_EVERY:
+                self._released_stopped_at = now  # stop commands notify: no need to poll
+                await fleet_service.release_stopped(session, registration)
+            shape = await fleet_service.shape(session, None if recount else self._running)
+            if recount:
+                self._running, self._counted_at = shape.running_accounts, now
             if shape.leader == registration.worker_id:
-                await self._lead(session, now)
+                await self._lead(session, shape, now)
             held = await fleet_service.held(session, registration)
             share = shape.share_of(registration.worker_id, self.config.capacity)
             claimed: list[uuid.UUID] = []
             if len(held) < share:
                 claimed = await fleet_service.claim(session, registration, limit=share - len(held))
-        self._next_expiry = (
-            shape.next_expiry(registration.worker_id)
+        self._next_reap = (
+            shape.next_reap_in(registration.worker_id, self.config.grace_seconds)
             if shape.leader == registration.worker_id
             else None
         )
@@ -238,11 +246,11 @@ class LeaseLoop:
     def _chores_due(self, now: float) -> bool:
         return now - self._chores_at > CHORES_EVERY
 
-    async def _lead(self, session: AsyncSession, now: float) -> None:
+    async def _lead(self, session: AsyncSession, shape: FleetShape, now: float) -> None:
         """The leader's work: every tick, free dead workers' leases (and wake the others to
         claim them) and mark free accounts unassigned; every CHORES_EVERY seconds, sweep
         lease rows (accounts started by other means, free rows of stopped ones)."""
-        reaped = await fleet_service.reap(session, self.config.grace_seconds)
+        reaped = await fleet_service.reap(session, shape, self.config.grace_seconds)
         if reaped:
             self.reaped_total += reaped
             log.warning("worker.reaped", accounts=reaped)
@@ -258,8 +266,8 @@ class LeaseLoop:
         """Until the next tick: a renewal interval, or, on the leader, just after the first
         other worker's lease could be reaped (so a dead worker's accounts move at once)."""
         delay = self.config.renew_every - elapsed
-        if self._next_expiry is not None:
-            delay = min(delay, self._next_expiry + self.config.grace_seconds + 0.05 - elapsed)
+        if self._next_reap is not None:
+            delay = min(delay, self._next_reap + 0.05 - elapsed)
         return max(0.05, delay)
 
     def _set_held(self, held: set[uuid.UUID]) -> None:
