@@ -122,9 +122,10 @@ async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
     assert await _reap(sessionmaker, grace=5) == 10
     assert len(await _claim(sessionmaker, alive, 10)) == 10
     async with unit_of_work(sessionmaker) as session:
-        # The dead worker coming back cannot renew into the accounts: they carry alive's epoch.
-        assert await fleet_service.heartbeat(session, dead, TTL)
+        # The dead worker coming back cannot renew an expired lease: it must register again.
+        assert not await fleet_service.heartbeat(session, dead, TTL)
         assert await fleet_service.held(session, dead) == set()
+        assert await fleet_service.current_epoch(session, "dead") == dead.epoch
 
 
 @POSTGRES

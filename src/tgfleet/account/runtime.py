@@ -237,7 +237,7 @@ async def apply(
         return
     repository = StatusRepository(session)
     existing = await repository.existing_ids(touched)
-    rows = {s.account_id: s for s in await repository.for_accounts(existing)}
+    rows = {s.account_id: s for s in await repository.for_accounts(existing, lock=True)}
     timeline: list[AccountEvent] = []
     for change in changes:
         if change.account_id not in existing:

@@ -26,12 +26,18 @@ class StatusRepository(RepositoryBase[AccountStatus]):
         result = await self.session.execute(statement)
         return [(account, status) for account, status in result.all()]
 
-    async def for_accounts(self, account_ids: Collection[uuid.UUID]) -> list[AccountStatus]:
+    async def for_accounts(
+        self, account_ids: Collection[uuid.UUID], *, lock: bool = False
+    ) -> list[AccountStatus]:
+        """The status rows of these accounts; ``lock`` holds them until the transaction ends
+        (PostgreSQL ``FOR UPDATE``, in id order so concurrent workers cannot deadlock), so a
+        check made on them holds when the write commits."""
         if not account_ids:
             return []
-        return await self.all(
-            select(AccountStatus).where(AccountStatus.account_id.in_(list(account_ids)))
-        )
+        statement = select(AccountStatus).where(AccountStatus.account_id.in_(list(account_ids)))
+        if lock:
+            statement = statement.order_by(AccountStatus.account_id).with_for_update()
+        return await self.all(statement)
 
     async def live_of_worker(
         self, worker_id: str, live_states: Collection[str]

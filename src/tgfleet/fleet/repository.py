@@ -28,7 +28,7 @@ REGISTER = text(
 HEARTBEAT = text(
     """
     UPDATE worker SET heartbeat_at = now(), expires_at = now() + make_interval(secs => :ttl)
-    WHERE id = :id AND epoch = :epoch AND state <> 'stopped'
+    WHERE id = :id AND epoch = :epoch AND state <> 'stopped' AND expires_at > now()
     RETURNING expires_at
     """
 )
@@ -245,6 +245,10 @@ class LeaseRepository:
             ttl=ttl,
         )
         return int(row[0]), row[1]
+
+    async def current_epoch(self, worker_id: str) -> int | None:
+        row = await self._one(text("SELECT epoch FROM worker WHERE id = :id"), id=worker_id)
+        return None if row is None else int(row[0])
 
     async def heartbeat(self, worker_id: str, epoch: int, ttl: float) -> datetime | None:
         row = await self._one(HEARTBEAT, id=worker_id, epoch=epoch, ttl=ttl)

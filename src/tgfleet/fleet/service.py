@@ -132,9 +132,14 @@ async def register(
     return Registration(worker_id, epoch, expires_at)
 
 
+async def current_epoch(session: AsyncSession, worker_id: str) -> int | None:
+    return await LeaseRepository(session).current_epoch(worker_id)
+
+
 async def heartbeat(session: AsyncSession, registration: Registration, ttl: float) -> bool:
-    """Renew the worker-level lease (all held accounts at once). False: fenced off (a newer
-    run of this worker registered, or the row was stopped)."""
+    """Renew the worker-level lease (all held accounts at once). False: fenced off (the
+    lease already expired — it is never brought back —, a newer run of this worker
+    registered, or the row was stopped)."""
     expires = await LeaseRepository(session).heartbeat(
         registration.worker_id, registration.epoch, ttl
     )

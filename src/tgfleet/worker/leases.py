@@ -157,12 +157,8 @@ class LeaseLoop:
                 await self._fence("lease not renewed for TTL/2")
             return
         if not renewed:
-            log.error(
-                "worker.fenced_off",
-                worker_id=self.worker_id,
-                hint="another process registered with this worker id; give each its own",
-            )
-            await self._fence("a newer run of this worker id registered")
+            await self._fence("the lease expired or another run took this worker id")
+            await self._reregister()
             return
         self._renewed_at = time.monotonic()
         self.renewals += 1
@@ -171,6 +167,29 @@ class LeaseLoop:
             await self._rebalance()
         except Exception as exc:
             log.warning("worker.rebalance_failed", error=type(exc).__name__)
+
+    async def _reregister(self) -> None:
+        """After an expired lease (an outage longer than the TTL, or a freeze): register
+        again with a new epoch; the old epoch's leases are reaped after the grace and
+        claimed afresh. If another process holds this worker id (a newer epoch than ours),
+        stay fenced: two workers must not share an id."""
+        registration = self.registration
+        if registration is None:
+            return
+        try:
+            async with unit_of_work(self._sessionmaker) as session:
+                current = await fleet_service.current_epoch(session, registration.worker_id)
+            if current is not None and current > registration.epoch:
+                log.error(
+                    "worker.fenced_off",
+                    worker_id=self.worker_id,
+                    hint="another process registered with this worker id; give each its own",
+                )
+                return
+            await self.register()
+            self.fenced = False
+        except Exception as exc:
+            log.warning("worker.reregister_failed", error=type(exc).__name__)
 
     async def drain(self) -> None:
         """After every client has stopped: give every lease back and deregister, so other
@@ -181,6 +200,7 @@ class LeaseLoop:
             async with asyncio.timeout(3.0), unit_of_work(self._sessionmaker) as session:
                 released = await fleet_service.release(session, self.registration)
                 await fleet_service.deregister(session, self.registration)
+                await account_runtime.notify_workers(session)  # the others claim at once
             log.info("worker.drained", worker_id=self.worker_id, released=released)
         self.held = frozenset()
 

@@ -423,6 +423,8 @@ class Supervisor:
                 session, self._vault, self.audit_context, [a.id for a in accounts], purpose="run"
             )
         for account in accounts:
+            if self.leases is not None and account.id not in self.leases.held:
+                continue  # handed over while decrypting: never start what is not ours
             result = opened.get(account.id)
             self._held.pop(account.id, None)
             if isinstance(result, Decrypted):
