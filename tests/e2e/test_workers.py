@@ -10,12 +10,12 @@ started), and observes from outside: valid holders from ``account_lease`` joined
 ``worker`` (same epoch, not expired), what runs from ``account_status`` and the sandbox's
 ``/stats`` (live ``connections`` per account and ``duplicate_use``).
 
-Lease settings (wall time: the file takes about 4 minutes on 2 cores): the split test keeps
-the default TTL 15 s (nothing expires), kill -9 and the database outage use TTL 6 s
-(renewals every 2 s, fencing at 3 s, grace 3 s), the frozen worker and the 20 kill/restart
-cycles TTL 3 s (the smallest the settings allow: renewals every second, fencing at 1.5 s,
-grace 1.5 s), and SIGTERM the default 15 s, because a drain must hand over at once
-whatever the renewal interval is. In-process multi-worker tests are in
+Lease settings, chosen so the file takes about 2-3 minutes of wall time on 2 cores (the
+grace is always the default, 2 s): the split test keeps the default TTL 15 s (nothing
+expires), kill -9 and the database outage use TTL 6 s (renewals every 2 s, fencing at 3 s),
+the frozen worker and the 20 kill/restart cycles TTL 3 s (the smallest the settings allow:
+renewals every second, fencing at 1.5 s), and SIGTERM the default 15 s, because a drain
+must hand over at once whatever the renewal interval is. In-process multi-worker tests are in
 ``tests/worker/test_failover.py``; these add real processes, signals and a cut TCP line.
 """
 
@@ -50,7 +50,6 @@ from tgfleet.vault.service import Vault
 from tgfleet.worker.seed import seed_fleet
 
 # These tests poll other processes (PostgreSQL rows, the sandbox): nothing notifies them.
-# ruff: noqa: ASYNC110
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -204,6 +203,15 @@ FLEET_STATE = text(
 )
 
 
+STATES = text(
+    """
+    SELECT s.state, s.worker_id, l.worker_id, s.reason, count(*)
+    FROM account_status s JOIN account_lease l ON l.account_id = s.account_id
+    GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC
+    """
+)
+
+
 @dataclass
 class Cluster:
     tmp: Path
@@ -269,8 +277,13 @@ class Cluster:
                     await asyncio.sleep(step)
         except TimeoutError:
             detail = "no snapshot" if last is None else _describe(last)
+            async with self.engine.connect() as connection:
+                states = (await connection.execute(STATES)).all()
             logs = "\n".join(f"[{n}] {p.tail(8)}" for n, p in self.workers.items())
-            msg = f"not {what} within {within} s: {detail}\n{logs}"
+            msg = (
+                f"not {what} within {within} s: {detail}\n"
+                f"(status state, status worker, lease worker, reason, count): {states}\n{logs}"
+            )
             raise AssertionError(msg) from None
 
     async def wait_split(self, names: list[str], within: float) -> Snapshot:
@@ -360,7 +373,7 @@ async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFact
             TGFLEET_DATABASE_URL=worker_url,
             TGFLEET_VAULT_KEY=TEST_VAULT_KEY,
             TGFLEET_DATA_DIR=str(data_dir),
-            TGFLEET_LOG_LEVEL="WARNING",
+            TGFLEET_LOG_LEVEL=os.environ.get("E2E_WORKER_LOG_LEVEL", "WARNING"),
             TGFLEET_LEASE_TTL_SECONDS=str(ttl),
             TGFLEET_WORKER_CONNECT_TIMEOUT_SECONDS="5",
         )
@@ -417,14 +430,13 @@ async def test_three_workers_split_300_accounts_evenly(make_cluster: ClusterFact
             90 <= held.get(name, 0) <= 110 for name in ("w1", "w2", "w3")
         )
 
-    took, snapshot = await cluster.wait(settled, 90, "split 100 ± 10 with all 300 served")
+    _, snapshot = await cluster.wait(settled, 90, "split 100 ± 10 with all 300 served")
     print(f"3 x 300: settled after {time.monotonic() - started:.1f} s: {snapshot.held()}")
     assert sum(snapshot.held().values()) == 300
     await asyncio.sleep(6)  # one renewal interval and more: still settled
     later = await cluster.snapshot()
     assert settled(later), _describe(later)
     assert not later.duplicate_use
-    assert took < 90
 
 
 @pytest.mark.timeout(100)
@@ -464,7 +476,6 @@ async def test_sigterm_hands_over_within_5s(make_cluster: ClusterFactory) -> Non
     before = await cluster.wait_split(names, 60)
     victim = [a for a, w in before.holder.items() if w == "w3"]
 
-    started = time.monotonic()
     draining = asyncio.create_task(cluster.workers["w3"].terminate())
     took, _ = await cluster.wait(
         lambda s: all(s.served(a, not_by="w3") for a in victim), 20, "handed over"
@@ -472,7 +483,6 @@ async def test_sigterm_hands_over_within_5s(make_cluster: ClusterFactory) -> Non
     status = await draining
     print(f"SIGTERM: {len(victim)} accounts handed over in {took:.1f} s; exit {status}")
     assert status == 0, cluster.workers["w3"].tail()
-    assert time.monotonic() - started >= took
     assert took < 5.0, f"hand-over took {took:.1f} s"
 
 
@@ -535,7 +545,7 @@ async def test_frozen_worker_fences_before_using_its_old_connections(
     cluster.workers["w2"].signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
     try:
-        took, during = await cluster.wait(
+        took, _ = await cluster.wait(
             lambda s: all(
                 s.holder.get(a) == "w1"
                 and s.online_on.get(a) == "w1"
@@ -577,7 +587,7 @@ async def test_20_kill_restart_cycles_no_duplicate_use_none_unassigned(
     names = ["w1", "w2", "w3"]
     await asyncio.gather(*(cluster.start_worker(n) for n in names))
     await cluster.wait_split(names, 60)
-    chooser = random.Random(6)  # noqa: S311 - test choreography, not security
+    chooser = random.Random(6)
     kills: list[str] = []
     for _ in range(20):
         name = chooser.choice(names)

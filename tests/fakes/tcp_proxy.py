@@ -94,13 +94,14 @@ class TcpProxy:
         self._writers.add(writer)
         upstream: asyncio.StreamWriter | None = None
         try:
-            up_reader, upstream = await asyncio.wait_for(
+            up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(self.target_host, self.target_port),
                 CONNECT_TIMEOUT_SECONDS,
             )
-            self._writers.add(upstream)
+            upstream = up_writer
+            self._writers.add(up_writer)
             async with asyncio.TaskGroup() as group:
-                group.create_task(_pump(reader, upstream))
+                group.create_task(_pump(reader, up_writer))
                 group.create_task(_pump(up_reader, writer))
         except (OSError, TimeoutError, ExceptionGroup):
             pass  # either side went away: close both below
