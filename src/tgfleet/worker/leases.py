@@ -238,11 +238,9 @@ class LeaseLoop:
             claimed: list[uuid.UUID] = []
             if len(held) < share:
                 claimed = await fleet_service.claim(session, registration, limit=share - len(held))
-        self._next_reap = (
-            shape.next_reap_in(registration.worker_id, self.config.grace_seconds)
-            if shape.leader == registration.worker_id
-            else None
-        )
+        # Every worker wakes when another's leases become reapable: if that one was the
+        # leader, the next in line is the leader by then and reaps at once.
+        self._next_reap = shape.next_reap_in(registration.worker_id, self.config.grace_seconds)
         held |= set(claimed)
         self.claimed_total += len(claimed)
         slack = max(1, math.ceil(share * 0.05))

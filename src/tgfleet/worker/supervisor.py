@@ -227,15 +227,17 @@ class Supervisor:
     async def _reconcile_loop(self) -> None:
         interval = self._settings.worker_reconcile_seconds
         while True:
+            # Cleared before the pass: a wake-up that arrives during it runs another pass.
+            self._wake.clear()
             try:
                 await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: try again next tick
                 log.warning("worker.reconcile_failed", error=type(exc).__name__)
+                self._dirty = True
             self.ready.set()
             self._maybe_freeze()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
 
@@ -246,7 +248,6 @@ class Supervisor:
         self.reconciles += 1
         ended = self._reap()
         now = time.monotonic()
-        only = sorted(self.leases.held) if self.leases is not None else None
         listening = self.listener is not None and self.listener.connected
         async with unit_of_work(self._sessionmaker, read_only=True) as session:
             full = ended or self._dirty or now - self._full_at > self._full_interval
@@ -262,6 +263,8 @@ class Supervisor:
             if full:
                 self._dirty = False
                 self._full_at = now
+                # The held set as of now: a lease change after this line sets _dirty again.
+                only = sorted(self.leases.held) if self.leases is not None else None
                 accounts = await runtime.load_desired(session, only)
                 secrets = await vault_service.secret_versions(session, only)
             groups_moved = await self._groups_moved(session)
