@@ -81,6 +81,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from tgfleet import migrations
 from tgfleet.account import runtime
+from tgfleet.account import runtime as account_runtime
 from tgfleet.fleet import repository as lease_sql
 from tgfleet.fleet import service as fleet_service
 from tgfleet.fleet.service import FleetShape, Registration, WorkerClock
@@ -649,10 +650,10 @@ async def run_scenario(accounts: int, workers: int) -> Result:
         tasks: dict[str, asyncio.Task[None]] = {}
         loops: list[TimedLoop] = []
 
-        def poke_live() -> None:  # Supervisor._command, for every simulated worker at once
+        def poke_live(kind: str) -> None:  # Supervisor._command, for every loop at once
             for loop in loops:
                 if loop.worker_id in tasks:
-                    loop.poke()
+                    loop.poke(command=kind != account_runtime.LEASES_FREED)
 
         listener = CommandListener(url, poke_live)
         listener_task = asyncio.create_task(listener.run())

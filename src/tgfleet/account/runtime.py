@@ -177,11 +177,19 @@ async def load_desired(
 COMMAND_CHANNEL: Final = "tgfleet_accounts"
 
 
-async def notify_workers(session: AsyncSession) -> None:
+#: Notification payloads: an operator's change (workers reconcile and recount the fleet),
+#: or leases freed (workers only try to claim).
+COMMAND: Final = "command"
+LEASES_FREED: Final = "leases"
+
+
+async def notify_workers(session: AsyncSession, kind: str = COMMAND) -> None:
     """Wake every worker when this transaction commits (PostgreSQL ``NOTIFY``; SQLite's one
     process polls). Workers then reconcile within their loop, well inside a second."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": COMMAND_CHANNEL})
+        await session.execute(
+            text("SELECT pg_notify(:channel, :kind)"), {"channel": COMMAND_CHANNEL, "kind": kind}
+        )
 
 
 async def desired_fingerprint(

@@ -167,11 +167,21 @@ async def sweep(session: AsyncSession) -> None:
     await LeaseRepository(session).ensure(None)
 
 
-async def reap(session: AsyncSession, fleet: FleetShape, grace: float) -> int:
+async def reap(
+    session: AsyncSession,
+    fleet: FleetShape,
+    grace: float,
+    *,
+    skip: set[tuple[str, int]] | None = None,
+) -> int:
     """Free the leases of workers that expired (or re-registered) over ``grace`` seconds
     ago; returns how many. The leader does this every tick; with nobody due it costs
-    nothing (the worker table said so)."""
+    nothing (the worker table said so). Superseded runs in ``skip`` were freed before
+    and are left out; the ones freed now are added to it."""
     dead, superseded = fleet.reapable(grace)
+    if skip is not None:
+        superseded = [run for run in superseded if run not in skip]
+        skip.update(superseded)
     if not dead and not superseded:
         return 0
     return await LeaseRepository(session).reap(dead, superseded)

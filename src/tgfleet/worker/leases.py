@@ -100,6 +100,9 @@ class LeaseLoop:
         self._commanded = False
         self._chores_at = 0.0
         self._next_reap: float | None = None
+        #: (worker id, epoch) whose earlier runs' leases this leader already freed: a
+        #: superseded run can never take a lease again, so once is enough.
+        self._reaped_runs: set[tuple[str, int]] = set()
         self._poked = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -124,10 +127,12 @@ class LeaseLoop:
         process wakes up stale, and sends nothing until a renewal succeeds)."""
         return not self.fenced and time.monotonic() - self._renewed_at < self.config.fence_after
 
-    def poke(self) -> None:
-        """Renew and rebalance now (a command may have made an account claimable, or
-        changed how many accounts run)."""
-        self._commanded = True
+    def poke(self, *, command: bool = True) -> None:
+        """Renew and rebalance now: after a command (it may have made an account claimable
+        or changed how many run: recount and release stopped ones), or, with
+        ``command=False``, after another worker freed leases (just claim)."""
+        if command:
+            self._commanded = True
         self._poked.set()
 
     async def run(self) -> None:
@@ -200,7 +205,7 @@ class LeaseLoop:
             async with asyncio.timeout(3.0), unit_of_work(self._sessionmaker) as session:
                 released = await fleet_service.release(session, self.registration)
                 await fleet_service.deregister(session, self.registration)
-                await account_runtime.notify_workers(session)  # the others claim at once
+                await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
             log.info("worker.drained", worker_id=self.worker_id, released=released)
         self.held = frozenset()
 
@@ -253,7 +258,7 @@ class LeaseLoop:
             await self._stop_accounts(giving)
             async with unit_of_work(self._sessionmaker) as session:
                 released = await fleet_service.release(session, registration, giving)
-                await account_runtime.notify_workers(session)  # the others claim at once
+                await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
             self.released_total += released
             log.info("worker.handed_over", accounts=released, share=share)
             return
@@ -268,11 +273,13 @@ class LeaseLoop:
         """The leader's work: every tick, free dead workers' leases (and wake the others to
         claim them) and mark free accounts unassigned; every CHORES_EVERY seconds, sweep
         lease rows (accounts started by other means, free rows of stopped ones)."""
-        reaped = await fleet_service.reap(session, shape, self.config.grace_seconds)
+        reaped = await fleet_service.reap(
+            session, shape, self.config.grace_seconds, skip=self._reaped_runs
+        )
         if reaped:
             self.reaped_total += reaped
             log.warning("worker.reaped", accounts=reaped)
-            await account_runtime.notify_workers(session)
+            await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
         self.unassigned = await fleet_service.mark_unassigned(
             session, self.config.grace_seconds + self.config.renew_every
         )

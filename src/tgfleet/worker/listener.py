@@ -30,7 +30,7 @@ def asyncpg_dsn(database_url: str) -> str:
 
 
 class CommandListener:
-    def __init__(self, database_url: str, on_command: Callable[[], None]) -> None:
+    def __init__(self, database_url: str, on_command: Callable[[str], None]) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._on_command = on_command
         self._connection: Any = None
@@ -54,7 +54,7 @@ class CommandListener:
             self.connected = False
             self.reconnects += 1
             await self._close()
-            self._on_command()  # something may have happened while deaf: reconcile fully
+            self._on_command("command")  # something may have happened while deaf
             await asyncio.sleep(backoff)
             backoff = min(MAX_BACKOFF, backoff * 2)
 
@@ -66,9 +66,9 @@ class CommandListener:
         self.connected = True
         log.info("worker.listening", channel=COMMAND_CHANNEL)
 
-    def _notified(self, *_args: object) -> None:
+    def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         self.notifications += 1
-        self._on_command()
+        self._on_command(payload or "command")
 
     async def _close(self) -> None:
         connection, self._connection = self._connection, None

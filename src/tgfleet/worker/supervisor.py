@@ -180,9 +180,13 @@ class Supervisor:
         self._groups_dirty = True
         self._wake.set()
 
-    def _command(self) -> None:
-        """A notified command: reconcile, and let the lease loop claim what it made
-        claimable (a started account)."""
+    def _command(self, kind: str) -> None:
+        """A notification: leases freed elsewhere (claim them), or an operator's command
+        (reconcile, and let the lease loop claim what it made claimable)."""
+        if kind == runtime.LEASES_FREED:
+            if self.leases is not None:
+                self.leases.poke(command=False)
+            return
         self.wake()
         if self.leases is not None:
             self.leases.poke()
