@@ -254,10 +254,12 @@ async def apply(
         if (
             row is not None
             and change.source is not None
-            and row.worker_id not in {None, change.source}
+            and row.worker_id != change.source
             and change.state in {State.STOPPING, State.STOPPED}
         ):
-            continue  # another worker runs it now: this one's goodbye is history only
+            # The row is not this worker's any more (another runs it, or it was marked
+            # unassigned meanwhile): this worker's goodbye is history only.
+            continue
         if row is None:
             row = AccountStatus(
                 account_id=change.account_id,
