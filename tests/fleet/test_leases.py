@@ -10,10 +10,14 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tgfleet.account import runtime as account_runtime
 from tgfleet.account import service as account_service
+from tgfleet.account.runtime import State, StateChange
 from tgfleet.fleet import service as fleet_service
 from tgfleet.fleet.service import FleetShape, Registration, WorkerClock
+from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.models import AccountStatus
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -169,6 +173,61 @@ async def test_release_and_deregister_hand_accounts_over_at_once(
     assert (views["one"].alive, views["one"].held) == (False, 0)
     assert (views["two"].alive, views["two"].held) == (True, 6)
     assert set(holders.values()) == {"two"}
+
+
+def _change(account: uuid.UUID, state: str, previous: str, worker: str) -> StateChange:
+    return StateChange(
+        account_id=account,
+        state=state,
+        previous=previous,
+        at=utcnow(),
+        worker_id=None if state == State.STOPPED else worker,
+        source=worker,
+    )
+
+
+@POSTGRES
+async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_holders_status(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The interleaving seen once in CI: ``one`` starts and hands the account over, ``two``
+    claims it and records it online, then ``one``'s batch (starting, stopping, stopped)
+    lands. The row must still say online on ``two``."""
+    [account] = await _accounts(sessionmaker, 1)
+    one = await _register(sessionmaker, "one")
+    two = await _register(sessionmaker, "two")
+    assert await _claim(sessionmaker, one, 1) == [account]
+    async with unit_of_work(sessionmaker) as session:
+        await fleet_service.release(session, one, [account])
+    assert await _claim(sessionmaker, two, 1) == [account]
+    async with unit_of_work(sessionmaker) as session:
+        await account_runtime.apply(
+            session,
+            [
+                _change(account, State.STARTING, State.STOPPED, "two"),
+                _change(account, State.ONLINE, State.STARTING, "two"),
+            ],
+            lease_holder="two",
+        )
+    async with unit_of_work(sessionmaker) as session:
+        await account_runtime.apply(
+            session,
+            [
+                _change(account, State.STARTING, State.STOPPED, "one"),
+                _change(account, State.STOPPING, State.STARTING, "one"),
+                _change(account, State.STOPPED, State.STOPPING, "one"),
+            ],
+            lease_holder="one",
+        )
+    async with unit_of_work(sessionmaker) as session:
+        status = await session.get(AccountStatus, account)
+        assert status is not None
+        assert (status.state, status.worker_id) == (State.ONLINE, "two")
+        # Without the lease rule the same late start would have taken the row (the bug).
+        await account_runtime.apply(
+            session, [_change(account, State.STARTING, State.ONLINE, "one")]
+        )
+        assert (status.state, status.worker_id) == (State.STARTING, "one")
 
 
 @POSTGRES

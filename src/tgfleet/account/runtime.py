@@ -232,12 +232,21 @@ async def apply(
     changes: Sequence[StateChange],
     events: Sequence[TimelineEvent] = (),
     counters: Mapping[uuid.UUID, Counters] | None = None,
+    *,
+    lease_holder: str | None = None,
 ) -> None:
     """Record a batch of observations in the caller's unit of work.
 
     Each state change updates (or creates) the account's status row and appends a
     ``state`` event; ``events`` are appended as they are; ``counters`` are added to the
     status rows. Accounts deleted meanwhile are skipped.
+
+    The status row tells who runs the account, so two rules keep a slow worker's late
+    batch from overwriting the next holder's truth: a worker's goodbye (stopping,
+    stopped) applies only to a row that is still its own; and with ``lease_holder`` (the
+    reporting worker under PostgreSQL leases) any other state applies only while that worker
+    holds the account's lease. Changes left out this way are not lost history: the
+    holder's own changes and events carry on.
     """
     counters = counters or {}
     touched = {c.account_id for c in changes} | set(counters) | {e.account_id for e in events}
@@ -246,19 +255,31 @@ async def apply(
     repository = StatusRepository(session)
     existing = await repository.existing_ids(touched)
     rows = {s.account_id: s for s in await repository.for_accounts(existing, lock=True)}
+    leased: set[uuid.UUID] = set()
+    if lease_holder is not None and changes:
+        leased = await repository.leased_by(lease_holder, {c.account_id for c in changes})
     timeline: list[AccountEvent] = []
     for change in changes:
         if change.account_id not in existing:
             continue
         row = rows.get(change.account_id)
+        goodbye = change.state in {State.STOPPING, State.STOPPED}
         if (
-            row is not None
+            goodbye
+            and row is not None
             and change.source is not None
             and row.worker_id != change.source
-            and change.state in {State.STOPPING, State.STOPPED}
         ):
             # The row is not this worker's any more (another runs it, or it was marked
-            # unassigned meanwhile): this worker's goodbye is history only.
+            # unassigned meanwhile): this worker's goodbye changes nothing.
+            continue
+        if (
+            not goodbye
+            and lease_holder is not None
+            and change.source == lease_holder
+            and change.account_id not in leased
+        ):
+            # Reported before the lease went to another worker, written after: stale.
             continue
         if row is None:
             row = AccountStatus(

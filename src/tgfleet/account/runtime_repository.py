@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import Account, AccountEvent, AccountGroup, AccountStatus
+from tgfleet.models import Account, AccountEvent, AccountGroup, AccountLease, AccountStatus
 
 
 class StatusRepository(RepositoryBase[AccountStatus]):
@@ -47,6 +47,18 @@ class StatusRepository(RepositoryBase[AccountStatus]):
                 AccountStatus.worker_id == worker_id, AccountStatus.state.in_(list(live_states))
             )
         )
+
+    async def leased_by(self, worker_id: str, account_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these accounts' leases ``worker_id`` holds (PostgreSQL leases)."""
+        if not account_ids:
+            return set()
+        result = await self.session.execute(
+            select(AccountLease.account_id).where(
+                AccountLease.worker_id == worker_id,
+                AccountLease.account_id.in_(list(account_ids)),
+            )
+        )
+        return set(result.scalars().all())
 
     async def existing_ids(self, account_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         if not account_ids:

@@ -37,11 +37,20 @@ class _GroupOff:
 
 
 class StatusWriter:
+    """``lease_holder`` (PostgreSQL leases): the worker whose states these are; a state it
+    reports for an account whose lease it no longer holds is not written (see
+    :func:`tgfleet.account.runtime.apply`)."""
+
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, interval: float = 0.2
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        interval: float = 0.2,
+        lease_holder: str | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._interval = interval
+        self._lease_holder = lease_holder
         self._changes: list[StateChange] = []
         self._events: list[TimelineEvent] = []
         self._counters: defaultdict[uuid.UUID, Counters] = defaultdict(Counters)
@@ -127,7 +136,9 @@ class StatusWriter:
                 return True
             try:
                 async with unit_of_work(self._sessionmaker) as session:
-                    await runtime.apply(session, changes, events, counters)
+                    await runtime.apply(
+                        session, changes, events, counters, lease_holder=self._lease_holder
+                    )
                     if identities:
                         await runtime.record_identities(session, identities)
                     for account_id, groups in found.items():

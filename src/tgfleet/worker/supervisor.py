@@ -63,6 +63,8 @@ DEMO_API_ID = 1
 DEMO_API_HASH = "sandbox-demo"
 #: Seconds after the last start before the heap is frozen (see ``_maybe_freeze``).
 FREEZE_DELAY = 5.0
+#: Seconds a hand-over waits for the stopped clients' states to be written.
+STOP_FLUSH_TIMEOUT = 2.0
 
 
 def default_worker_id() -> str:
@@ -95,7 +97,12 @@ class Supervisor:
         self._vault = vault
         self._full_interval = full_reconcile_seconds
         self._shutdown_timeout = shutdown_timeout
-        self.writer = StatusWriter(sessionmaker, interval=settings.worker_status_flush_seconds)
+        leased = settings.effective_database_url.startswith("postgresql")
+        self.writer = StatusWriter(
+            sessionmaker,
+            interval=settings.worker_status_flush_seconds,
+            lease_holder=self.worker_id if leased else None,
+        )
         api_id, api_hash = _app_credentials(settings)
         self.context = WorkerContext(
             worker_id=self.worker_id,
@@ -121,7 +128,7 @@ class Supervisor:
         self.runners: dict[uuid.UUID, AccountRunner] = {}
         self.leases: LeaseLoop | None = None
         self.listener: CommandListener | None = None
-        if settings.effective_database_url.startswith("postgresql"):
+        if leased:
             self.listener = CommandListener(settings.effective_database_url, self._command)
             self.leases = LeaseLoop(
                 sessionmaker,
@@ -391,6 +398,11 @@ class Supervisor:
             *(runner.stop(timeout=self._shutdown_timeout) for runner in runners),
             return_exceptions=True,
         )
+        # Their goodbyes reach the database before the leases are free: the next holder's
+        # states are never followed by this worker's late ones.
+        if runners:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.writer.flush(), STOP_FLUSH_TIMEOUT)
         self._dirty = True
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
