@@ -13,7 +13,7 @@ import stat
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +28,13 @@ class Environment(StrEnum):
     DEV = "dev"
     TEST = "test"
     PROD = "prod"
+
+
+#: Telegram's production data centres (core.telegram.org/resources/cidr.txt; port 443).
+DEFAULT_TELEGRAM_DCS: Final = (
+    "1=149.154.175.53:443,2=149.154.167.51:443,3=149.154.175.100:443,"
+    "4=149.154.167.91:443,5=91.108.56.130:443"
+)
 
 
 class Settings(BaseSettings):
@@ -137,6 +144,47 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 20.0
 
+    metrics_per_account: bool = Field(
+        default=False,
+        description="export per-account series (an account label: one series per account)",
+    )
+    metrics_fleet_refresh_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=5.0, description="cache of the fleet-wide gauges read from the database"
+    )
+    worker_metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a metrics/health port is meant to be scraped
+        description="listen address of `tgfleet worker`'s /metrics and health port",
+    )
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=9464, description="`tgfleet worker`'s /metrics and health port (0: a free one)"
+    )
+
+    health_cache_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=5.0, description="how long a /health answer is reused (0: never)"
+    )
+    health_check_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=2.0, description="each /health check's time limit (a check over it fails)"
+    )
+    health_disk_warn_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=1024**3, description="free space in the data dir below which /health warns"
+    )
+    health_disk_fail_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=100 * 1024**2, description="free space in the data dir below which /health fails"
+    )
+    health_online_warn_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.9, description="fleet online ratio below which /health warns"
+    )
+    health_online_fail_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5, description="fleet online ratio below which /health fails"
+    )
+
+    telegram_dcs: str = Field(
+        default=DEFAULT_TELEGRAM_DCS,
+        description="DC addresses the network monitor probes: 'id=host:port,...' (empty: off)",
+    )
+    network_probe_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    network_probe_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="default: JSON in prod")
 
@@ -157,6 +205,12 @@ class Settings(BaseSettings):
         if value not in allowed:
             msg = f"must be one of {sorted(allowed)}"
             raise ValueError(msg)
+        return value
+
+    @field_validator("telegram_dcs")
+    @classmethod
+    def _dc_list(cls, value: str) -> str:
+        parse_dcs(value)  # raises ValueError with the entry that is wrong
         return value
 
     @field_validator("log_level")
@@ -187,6 +241,26 @@ class Settings(BaseSettings):
         if self.log_json is not None:
             return self.log_json
         return self.env is Environment.PROD
+
+
+def parse_dcs(value: str) -> dict[int, tuple[str, int]]:
+    """``"1=149.154.175.53:443,2=..."`` -> {1: ("149.154.175.53", 443), ...}."""
+    dcs: dict[int, tuple[str, int]] = {}
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        dc, sep, address = entry.partition("=")
+        host, colon, port = address.rpartition(":")
+        if not (sep and colon and dc.strip().isdigit() and host and port.isdigit()):
+            raise ValueError(f"{entry!r} is not 'id=host:port' (e.g. 2=149.154.167.51:443)")
+        number, port_number = int(dc), int(port)
+        if not 1 <= port_number <= 65535:
+            raise ValueError(f"{entry!r}: port {port_number} is out of range")
+        if number in dcs:
+            raise ValueError(f"DC {number} is listed twice")
+        dcs[number] = (host.strip("[]"), port_number)
+    return dcs
 
 
 def ensure_data_dir(settings: Settings) -> Path:
