@@ -307,6 +307,8 @@ async def run(workdir: Path) -> list[str]:
             TGFLEET_DATA_DIR=str(data_dir),
             TGFLEET_LOG_LEVEL="WARNING",
             TGFLEET_LEASE_TTL_SECONDS=str(TTL),
+            TGFLEET_WORKER_METRICS_PORT="0",  # several workers on one host
+            TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback
         )
         if GRACE_SETTING is not None:
             env["TGFLEET_LEASE_GRACE_SECONDS"] = GRACE_SETTING

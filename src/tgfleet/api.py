@@ -10,6 +10,7 @@ from tgfleet.auth.endpoints import auth_router, role_router, user_router
 from tgfleet.fleet.endpoints import router as worker_router
 from tgfleet.health.endpoints import router as health_router
 from tgfleet.playbook.endpoints import router as playbook_router
+from tgfleet.telemetry.endpoints import router as telemetry_router
 from tgfleet.vault.endpoints import router as vault_router
 
 #: Routes that need no credentials. The RBAC test fails for any other open route.
@@ -18,6 +19,9 @@ OPEN_ROUTES = frozenset(
         ("POST", "/api/v1/auth/login"),
         ("GET", "/livez"),
         ("GET", "/readyz"),
+        ("GET", "/health"),  # states and timings, no secrets (docs/health.md)
+        ("GET", "/healthz"),  # alias of /health
+        ("GET", "/metrics"),  # TGFLEET_METRICS_TOKEN, when set, is checked by the route
     }
 )
 
@@ -25,6 +29,7 @@ OPEN_ROUTES = frozenset(
 #: Every router of the API, in mounting order (the RBAC test walks these).
 ROUTERS: tuple[APIRouter, ...] = (
     health_router,
+    telemetry_router,
     auth_router,
     user_router,
     role_router,

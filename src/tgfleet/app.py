@@ -22,7 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tgfleet import __version__
+from tgfleet import __version__, metrics
 from tgfleet.api import mount_routers
 from tgfleet.auth.service import Security
 from tgfleet.config import Settings, ensure_data_dir
@@ -30,12 +30,16 @@ from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.logging import get_logger
+from tgfleet.telemetry.service import FleetGauges, LoopLagMonitor
 from tgfleet.vault.endpoints import IMPORT_PATH
 from tgfleet.vault.service import Vault
 
 log = get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+#: The route label of requests no route matched (404s, probes of random paths).
+UNMATCHED_ROUTE = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_CODES = {
     400: "bad_request",
@@ -77,10 +81,24 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
             supervisor = Supervisor(settings, app.state.sessionmaker, app.state.vault)
             await supervisor.start()
             app.state.supervisor = supervisor
+        metrics.configure(
+            per_account=settings.metrics_per_account,
+            version=__version__,
+            roles=("api", "worker") if run_worker else ("api",),
+        )
+        app.state.fleet_gauges = FleetGauges(
+            app.state.sessionmaker,
+            refresh_seconds=settings.metrics_fleet_refresh_seconds,
+            capacity=settings.worker_capacity,
+            runtime_running=lambda: app.state.supervisor is not None,
+        )
+        loop_lag = LoopLagMonitor()
+        loop_lag.start()
         log.info("app.started", version=__version__, env=settings.env.value, worker=run_worker)
         try:
             yield
         finally:
+            await loop_lag.stop()
             if app.state.supervisor is not None:
                 await app.state.supervisor.stop()
             await engine.dispose()
@@ -121,12 +139,20 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status_code = 500
+        method = scope.get("method", "GET")
+        if method not in _METHODS:
+            method = "other"
+        in_progress = metrics.HTTP_IN_PROGRESS.labels(method)
+        in_progress.inc()
+        size = 0
 
         started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status_code, started_response
-            if message["type"] == "http.response.start":
+            nonlocal status_code, started_response, size
+            if message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
                 started_response = True
                 status_code = message["status"]
                 headers = [
@@ -151,12 +177,20 @@ class RequestContextMiddleware:
                 f"an unexpected error occurred; quote request id {request_id} to the operators",
             )
         finally:
+            elapsed = time.perf_counter() - started
+            in_progress.dec()
+            # The route *template* (``/api/v1/accounts/{account_id}``), never the raw path:
+            # the label set stays bounded whatever clients send.
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            metrics.HTTP_REQUESTS.labels(method, route, str(status_code)).inc()
+            metrics.HTTP_DURATION.labels(method, route).observe(elapsed)
+            metrics.HTTP_RESPONSE_SIZE.labels(route).observe(size)
             log.info(
                 "http.request",
                 method=scope.get("method"),
                 path=scope.get("path"),
                 status=status_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
         default=False,
         description="export per-account series (an account label: one series per account)",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics needs 'Authorization: Bearer <token>'"
+    )
     metrics_fleet_refresh_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
         default=5.0, description="cache of the fleet-wide gauges read from the database"
     )

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -33,7 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4  # what Prometheus 2.x parses as text
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Latency buckets for fast operations (HTTP, database, sends), seconds.

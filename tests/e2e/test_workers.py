@@ -376,6 +376,8 @@ async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFact
             TGFLEET_LOG_LEVEL=os.environ.get("E2E_WORKER_LOG_LEVEL", "WARNING"),
             TGFLEET_LEASE_TTL_SECONDS=str(ttl),
             TGFLEET_WORKER_CONNECT_TIMEOUT_SECONDS="5",
+            TGFLEET_WORKER_METRICS_PORT="0",  # several workers on one host
+            TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback
         )
         if grace is not None:
             env["TGFLEET_LEASE_GRACE_SECONDS"] = str(grace)

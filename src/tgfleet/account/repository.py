@@ -136,6 +136,17 @@ class AccountRepository(RepositoryBase[Account]):
         result = await self.session.execute(statement)
         return {str(state): int(count) for state, count in result}
 
+    async def desired_state_counts(self) -> dict[tuple[str, str], int]:
+        """(desired state, observed state) -> accounts, over the whole fleet: one GROUP BY."""
+        statement = (
+            select(Account.desired_state, OBSERVED_STATE, func.count())
+            .select_from(Account)
+            .outerjoin(AccountStatus, STATUS_JOIN)
+            .group_by(Account.desired_state, OBSERVED_STATE)
+        )
+        result = await self.session.execute(statement)
+        return {(str(desired), str(state)): int(count) for desired, state, count in result}
+
     async def existing_ids(self, account_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         found: set[uuid.UUID] = set()
         for part in chunks(account_ids):

@@ -179,6 +179,34 @@ async def state_counts(
     return {state.value: 0 for state in AccountState} | found
 
 
+@dataclass(frozen=True, slots=True)
+class FleetSummary:
+    """The fleet at a glance: accounts by observed and by desired state, and how many of
+    those desired running are online (what the online ratio and the alerts are made of)."""
+
+    states: dict[str, int]
+    desired: dict[str, int]
+    running_online: int
+
+    @property
+    def online_ratio(self) -> float:
+        """Online / desired running; 1.0 when no account is desired running."""
+        running = self.desired.get("running", 0)
+        return self.running_online / running if running else 1.0
+
+
+async def fleet_summary(session: AsyncSession) -> FleetSummary:
+    """Counts over the whole fleet in one query."""
+    counts = await AccountRepository(session).desired_state_counts()
+    states = {state.value: 0 for state in AccountState}
+    desired: dict[str, int] = {"running": 0, "stopped": 0}
+    for (wanted, state), count in counts.items():
+        states[state] = states.get(state, 0) + count
+        desired[wanted] = desired.get(wanted, 0) + count
+    online = counts.get(("running", AccountState.ONLINE.value), 0)
+    return FleetSummary(states=states, desired=desired, running_online=online)
+
+
 async def statuses(
     session: AsyncSession, account_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, AccountStatus]:

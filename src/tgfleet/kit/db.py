@@ -12,6 +12,7 @@ reads its head and then appends).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from tgfleet import metrics
 from tgfleet.exceptions import AppError, ServiceUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5
@@ -34,6 +36,37 @@ COMMAND_TIMEOUT_SECONDS = 60
 POOL_TIMEOUT_SECONDS = 10
 UNREACHABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
 READ_ONLY_OPTION = "tgfleet_read_only"
+
+
+_OPERATIONS = frozenset({"select", "insert", "update", "delete"})
+_STARTED = "tgfleet_started"
+
+
+def _instrument(engine: AsyncEngine) -> None:
+    """Time every statement (``tgfleet_db_query_duration_seconds`` by its verb) and count the
+    ones that raise (``tgfleet_db_errors_total`` by exception type)."""
+
+    # SQLAlchemy passes every listener argument by position; only some are used here.
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(*args: Any) -> None:
+        context = args[4]
+        if context is not None:
+            context.__dict__[_STARTED] = time.perf_counter()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _after(*args: Any) -> None:
+        statement, context = args[2], args[4]
+        started = context.__dict__.get(_STARTED) if context is not None else None
+        if started is None:
+            return
+        verb = statement.lstrip()[:6].lower()
+        operation = verb if verb in _OPERATIONS else "other"
+        metrics.DB_QUERY_DURATION.labels(operation).observe(time.perf_counter() - started)
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _error(context: Any) -> None:
+        original = context.original_exception
+        metrics.DB_ERRORS.labels(type(original).__name__).inc()
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -60,9 +93,10 @@ def create_engine(
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_async_engine(url)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
+        _instrument(engine)
         return engine
     if backend == "postgresql":
-        return create_async_engine(
+        engine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
@@ -75,6 +109,8 @@ def create_engine(
                 "server_settings": {"application_name": "tgfleet"},
             },
         )
+        _instrument(engine)
+        return engine
     msg = f"unsupported database {backend!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://"
     raise ValueError(msg)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tgfleet import __version__
+from tgfleet import __version__, metrics
 from tgfleet.account import runtime as account_runtime
 from tgfleet.fleet import service as fleet_service
 from tgfleet.fleet.service import FleetShape, Registration
@@ -94,6 +94,7 @@ class LeaseLoop:
         self.fences = 0
         self.unassigned = 0
         self.reaped_total = 0
+        self.leader = False
         self._running: int | None = None
         self._counted_at = 0.0
         self._released_stopped_at = 0.0
@@ -153,15 +154,20 @@ class LeaseLoop:
             # be someone else's by now. Stop every client before renewing, then start again
             # from what the database says is still ours.
             await self._fence("lease not renewed for TTL/2")
+        started = time.perf_counter()
         try:
             async with unit_of_work(self._sessionmaker) as session:
                 renewed = await fleet_service.heartbeat(session, self.registration, self.config.ttl)
         except Exception as exc:
+            metrics.LEASE_RENEWALS.labels("failed").inc()
             log.warning("worker.lease_renew_failed", error=type(exc).__name__)
             if time.monotonic() - self._renewed_at > self.config.fence_after:
                 await self._fence("lease not renewed for TTL/2")
             return
+        metrics.LEASE_RENEWAL_DURATION.observe(time.perf_counter() - started)
+        metrics.LEASE_RENEWALS.labels("ok" if renewed else "lost").inc()
         if not renewed:
+            metrics.LEASE_LOSSES.labels("superseded").inc()
             await self._fence("the lease expired or another run took this worker id")
             await self._reregister()
             return
@@ -204,6 +210,7 @@ class LeaseLoop:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(3.0), unit_of_work(self._sessionmaker) as session:
                 released = await fleet_service.release(session, self.registration)
+                metrics.LEASE_RELEASES.labels("drain").inc(released)
                 await fleet_service.deregister(session, self.registration)
                 await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
             log.info("worker.drained", worker_id=self.worker_id, released=released)
@@ -214,6 +221,7 @@ class LeaseLoop:
     async def _fence(self, why: str) -> None:
         if self.held:
             self.fences += 1
+            metrics.LEASE_LOSSES.labels("fenced").inc()
             log.error("worker.self_fenced", why=why, accounts=len(self.held))
             stopping = set(self.held)
             self.held = frozenset()
@@ -232,11 +240,13 @@ class LeaseLoop:
         async with unit_of_work(self._sessionmaker) as session:
             if commanded or now - self._released_stopped_at > CHORES_EVERY:
                 self._released_stopped_at = now  # stop commands notify: no need to poll
-                await fleet_service.release_stopped(session, registration)
+                stopped = await fleet_service.release_stopped(session, registration)
+                metrics.LEASE_RELEASES.labels("stopped").inc(stopped)
             shape = await fleet_service.shape(session, None if recount else self._running)
             if recount:
                 self._running, self._counted_at = shape.running_accounts, now
-            if shape.leader == registration.worker_id:
+            self.leader = shape.leader == registration.worker_id
+            if self.leader:
                 await self._lead(session, shape, now)
             held = await fleet_service.held(session, registration)
             share = shape.share_of(registration.worker_id, self.config.capacity)
@@ -248,6 +258,7 @@ class LeaseLoop:
         self._next_reap = shape.next_reap_in(registration.worker_id, self.config.grace_seconds)
         held |= set(claimed)
         self.claimed_total += len(claimed)
+        metrics.LEASE_CLAIMS.inc(len(claimed))
         slack = max(1, math.ceil(share * 0.05))
         surplus = len(held) - share
         if surplus > slack:
@@ -260,11 +271,19 @@ class LeaseLoop:
                 released = await fleet_service.release(session, registration, giving)
                 await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
             self.released_total += released
+            metrics.LEASE_RELEASES.labels("handover").inc(released)
             log.info("worker.handed_over", accounts=released, share=share)
             return
         self._set_held(held)
         if claimed:
             log.info("worker.claimed", accounts=len(claimed), held=len(held), share=share)
+
+    def observe_metrics(self) -> None:
+        """This worker's lease gauges, at scrape time."""
+        metrics.LEASES_HELD.set(len(self.held))
+        metrics.WORKER_FENCED.set(1 if self.fenced else 0)
+        metrics.WORKER_LEADER.set(1 if self.leader else 0)
+        metrics.LEASE_UNASSIGNED.set(self.unassigned if self.leader else 0)
 
     def _chores_due(self, now: float) -> bool:
         return now - self._chores_at > CHORES_EVERY
@@ -278,6 +297,7 @@ class LeaseLoop:
         )
         if reaped:
             self.reaped_total += reaped
+            metrics.LEASE_FAILOVERS.inc(reaped)
             log.warning("worker.reaped", accounts=reaped)
             await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
         self.unassigned = await fleet_service.mark_unassigned(

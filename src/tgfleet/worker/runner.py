@@ -37,6 +37,7 @@ import tenacity
 from telethon import TelegramClient, events
 from telethon.tl import functions, types
 
+from tgfleet import metrics
 from tgfleet.account.runtime import (
     HELD_STATES,
     DesiredAccount,
@@ -198,6 +199,7 @@ class AccountRunner:
                 "worker.unexpected_transition", account=self.label, previous=previous, state=state
             )
         self.state = state
+        metrics.STATE_TRANSITIONS.labels(previous, state).inc()
         self._context.writer.state(
             StateChange(
                 account_id=self.account_id,
@@ -247,12 +249,13 @@ class AccountRunner:
                 error = await self._wait_disconnected()
                 if error is None:
                     break  # asked to stop
-                problem = classify(error)
+                problem = _met(error)
                 self.last_error = problem
                 if problem.error_class in {ErrorClass.QUARANTINE, ErrorClass.RETIRE}:
                     await self._hold(problem)
                     return
                 self.reconnects += 1
+                metrics.RECONNECTS.inc()
                 self._context.writer.count(self.account_id, reconnects=1)
                 self._set(State.RECONNECTING, problem=problem)
         except _Stopped:
@@ -266,7 +269,7 @@ class AccountRunner:
             raise
         except Exception as exc:  # a bug must not take the worker down: record it
             log.exception("worker.runner_crashed", account=self.label)
-            problem = classify(exc)
+            problem = _met(exc)
             self.last_error = problem
             await self._disconnect()
             self._set(State.ERROR, problem=problem)
@@ -286,6 +289,7 @@ class AccountRunner:
         self._stop.set()
         await self._disconnect()
         reason = problem.reason
+        metrics.QUARANTINES.labels(reason).inc()
         self._set(State.QUARANTINED, problem=problem, reason=reason)
         log.warning("worker.quarantined", account=self.label, code=problem.code, reason=reason)
 
@@ -319,7 +323,7 @@ class AccountRunner:
         except Exception as exc:
             if self._stop.is_set():
                 raise _Stopped from exc
-            problem = classify(exc)
+            problem = _met(exc)
             self.last_error = problem
             await self._disconnect()
             if problem.error_class in {ErrorClass.QUARANTINE, ErrorClass.RETIRE}:
@@ -361,7 +365,7 @@ class AccountRunner:
         error = outcome.exception() if outcome is not None else None
         if error is None:
             return
-        problem = classify(error)
+        problem = _met(error)
         self.last_error = problem
         if problem.error_class is ErrorClass.WAIT and problem.seconds is not None:
             until = utcnow() + timedelta(seconds=problem.seconds)
@@ -390,6 +394,16 @@ class AccountRunner:
             raise
 
     async def _open(self, client: TelegramClient) -> None:
+        started = time.perf_counter()
+        try:
+            await self._authorise(client)
+        except BaseException:
+            metrics.CONNECT_ATTEMPTS.labels("failed").inc()
+            raise
+        metrics.CONNECT_ATTEMPTS.labels("ok").inc()
+        metrics.CONNECT_DURATION.observe(time.perf_counter() - started)
+
+    async def _authorise(self, client: TelegramClient) -> None:
         timeout = self._context.connect_timeout
         await asyncio.wait_for(client.connect(), timeout)
         # A call that needs authorisation: a revoked or unknown key fails here, classified.
@@ -509,8 +523,11 @@ class AccountRunner:
         if not event.is_group:
             return
         self._context.writer.count(self.account_id, messages_received=1)
+        metrics.MESSAGES_RECEIVED.inc()
+        if metrics.per_account_enabled():
+            metrics.ACCOUNT_MESSAGES.labels(self.label).inc()
         if event.sender_id is not None and event.sender_id in self._context.fleet_ids:
-            self._suppressed()  # another account of this fleet: never answer it
+            self._suppressed("from_fleet")  # another account of this fleet: never answer it
             return
         message = event.message
         sender = await _sender_of(event)
@@ -566,13 +583,13 @@ class AccountRunner:
         setting = self._context.groups.get(self.account_id, {}).get(item.chat_id)
         playbook = self._context.playbook_for(setting) if setting and setting.enabled else None
         if playbook is None:
-            self._suppressed()
+            self._suppressed("group_disabled" if setting else "group_unknown")
             return
         if self.state != State.ONLINE:
-            self._suppressed()
+            self._suppressed("flood_wait" if self.state == State.FLOOD_WAIT else "not_online")
             return
         if self._chat_wait_until.get(item.chat_id, 0.0) > time.monotonic():
-            self._suppressed()
+            self._suppressed("slow_mode")
             return
         outcome = await self._context.engine.respond(playbook, item, self._info)
         if outcome.fallback_reason:
@@ -584,18 +601,33 @@ class AccountRunner:
                 chat_id=item.chat_id,
             )
         if not outcome.fired or not outcome.text:
-            self._suppressed()
+            self._suppressed(outcome.reason.partition(":")[0])  # limit:group_hourly -> limit
             return
         if peer is None or self._client is None:
-            self._suppressed()
+            self._suppressed("not_online")
             return
-        await self._send(item.chat_id, peer, outcome.text, reply_to_id, outcome.typing_seconds)
+        await self._send(
+            item.chat_id,
+            peer,
+            outcome.text,
+            reply_to_id,
+            outcome.typing_seconds,
+            source=outcome.source or "template",
+        )
 
-    def _suppressed(self) -> None:
+    def _suppressed(self, reason: str) -> None:
         self._context.writer.count(self.account_id, replies_suppressed=1)
+        metrics.REPLIES_SUPPRESSED.labels(reason).inc()
 
     async def _send(
-        self, chat_id: int, peer: Any, text: str, reply_to_id: int | None, typing: float
+        self,
+        chat_id: int,
+        peer: Any,
+        text: str,
+        reply_to_id: int | None,
+        typing: float,
+        *,
+        source: str,
     ) -> None:
         client = self._client
         if client is None:
@@ -627,23 +659,30 @@ class AccountRunner:
                 return
             if not self._context.lease_fresh():
                 self._event("send_fenced", "lease_not_fresh", "not sent: the lease is not fresh")
-                self._suppressed()
+                self._suppressed("fenced")
                 return
+            started = time.perf_counter()
             try:
                 result = await asyncio.wait_for(client(request), timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not await self._send_failed(chat_id, classify(exc)):
-                    self._suppressed()
+                problem = _met(exc)
+                metrics.SEND_FAILURES.labels(problem.error_class.value).inc()
+                if not await self._send_failed(chat_id, problem):
+                    self._suppressed(_SEND_FAILED.get(problem.error_class, "send_failed"))
                     return
                 continue
+            metrics.SEND_DURATION.observe(time.perf_counter() - started)
+            metrics.REPLIES_SENT.labels(source).inc()
+            if metrics.per_account_enabled():
+                metrics.ACCOUNT_REPLIES.labels(self.label).inc()
             self._context.writer.count(self.account_id, replies_sent=1)
             message_id = sent_message_id(result, random_id)
             if message_id is not None:
                 self._sent.setdefault(chat_id, deque(maxlen=SENT_IDS_PER_CHAT)).append(message_id)
             return
-        self._suppressed()
+        self._suppressed("send_failed")
 
     async def _send_failed(self, chat_id: int, problem: Classification) -> bool:
         """Handle a failed send; True when the same reply should be tried again."""
@@ -651,6 +690,7 @@ class AccountRunner:
         kind = problem.error_class
         if kind is ErrorClass.WAIT and problem.scope == "chat":
             seconds = float(problem.seconds or 0) + random.uniform(0, WAIT_JITTER)
+            metrics.FLOOD_WAIT_SECONDS.labels("chat").observe(float(problem.seconds or 0))
             self._chat_wait_until[chat_id] = time.monotonic() + seconds
             self._event(
                 "slow_mode", problem.code, problem.message, chat_id=chat_id, seconds=problem.seconds
@@ -661,6 +701,7 @@ class AccountRunner:
             await self._flood_wait(problem)
             return self.state == State.ONLINE
         if kind is ErrorClass.GROUP:
+            metrics.GROUPS_DISABLED.labels(problem.reason).inc()
             self._context.writer.group_off(
                 self.account_id,
                 chat_id,
@@ -690,6 +731,7 @@ class AccountRunner:
     async def _flood_wait(self, problem: Classification) -> None:
         """Wait out an account-wide flood wait, to the second; concurrent senders share it."""
         seconds = float(problem.seconds or 0)
+        metrics.FLOOD_WAIT_SECONDS.labels("account").observe(seconds)
         end = time.monotonic() + seconds + random.uniform(0, WAIT_JITTER)
         if self._wait_done is None or end > self._wait_until:
             self._wait_until = end
@@ -713,6 +755,22 @@ class AccountRunner:
                     self._set(State.ONLINE)
                 return
         await self._wait_done.wait()
+
+
+#: Why a reply that failed to send was given up, by the error's class.
+_SEND_FAILED = {
+    ErrorClass.WAIT: "flood_wait",
+    ErrorClass.GROUP: "group_disabled",
+    ErrorClass.QUARANTINE: "quarantined",
+    ErrorClass.RETIRE: "quarantined",
+}
+
+
+def _met(error: BaseException) -> Classification:
+    """Classify an error a client met, and count it (``tgfleet_errors_total``)."""
+    problem = classify(error)
+    metrics.ERRORS.labels(problem.error_class.value, problem.reason).inc()
+    return problem
 
 
 async def _sender_of(event: Any) -> tuple[int | None, str | None, str, str | None]:

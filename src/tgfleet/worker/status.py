@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tgfleet import metrics
 from tgfleet.account import runtime
 from tgfleet.account.runtime import Counters, StateChange, TimelineEvent
 from tgfleet.kit.db import unit_of_work
@@ -110,6 +111,7 @@ class StatusWriter:
         if self.pending < MAX_PENDING:
             return True
         self.dropped += 1
+        metrics.STATUS_DROPPED.inc()
         if self.dropped in {1, 10, 100} or self.dropped % 1000 == 0:
             log.error("worker.status_dropped", dropped=self.dropped, pending=self.pending)
         return False
@@ -154,6 +156,7 @@ class StatusWriter:
                         )
             except Exception as exc:  # the database is down or busy: keep the batch
                 self.failures += 1
+                metrics.STATUS_FLUSHES.labels("failed").inc()
                 log.warning(
                     "worker.status_flush_failed", error=type(exc).__name__, pending=len(changes)
                 )
@@ -171,4 +174,5 @@ class StatusWriter:
                 self._identities = identities | self._identities
                 return False
             self.flushes += 1
+            metrics.STATUS_FLUSHES.labels("ok").inc()
             return True

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tgfleet import metrics
 from tgfleet.account import runtime
 from tgfleet.account.runtime import (
     HELD_STATES,
+    STATES,
     DesiredAccount,
     State,
     StateChange,
@@ -190,6 +192,7 @@ class Supervisor:
     def _command(self, kind: str) -> None:
         """A notification: leases freed elsewhere (claim them), or an operator's command
         (reconcile, and let the lease loop claim what it made claimable)."""
+        metrics.COMMANDS.labels("notify").inc()
         if kind == runtime.LEASES_FREED:
             if self.leases is not None:
                 self.leases.poke(command=False)
@@ -268,6 +271,8 @@ class Supervisor:
                     await vault_service.secrets_fingerprint(session),
                 )
                 full = fingerprint != self._fingerprint
+                if full and self._fingerprint:
+                    metrics.COMMANDS.labels("poll").inc()
                 self._fingerprint = fingerprint
                 if full and self.leases is not None:
                     self.leases.poke()  # a started account may be waiting to be claimed
@@ -281,7 +286,9 @@ class Supervisor:
             groups_moved = await self._groups_moved(session)
         if full:
             self.full_reconciles += 1
+            started = time.perf_counter()
             await self._converge(accounts, secrets)
+            metrics.RECONCILE_DURATION.labels("full").observe(time.perf_counter() - started)
         if groups_moved:
             await self._refresh_groups()
 
@@ -522,6 +529,27 @@ class Supervisor:
         for runner in self.runners.values():
             counts[runner.state] = counts.get(runner.state, 0) + 1
         return counts
+
+    def observe_metrics(self) -> None:
+        """Set this worker's gauges from what it holds now (called at scrape time, so no
+        gauge can drift from the truth)."""
+        counts = self.states()
+        counts[State.ERROR] = counts.get(State.ERROR, 0) + sum(
+            1 for account_id in self._held if account_id not in self.runners
+        )
+        for state in STATES:
+            metrics.WORKER_ACCOUNTS.labels(state).set(counts.get(state, 0))
+        metrics.ACCOUNTS_FLOOD_WAITING.set(counts.get(State.FLOOD_WAIT, 0))
+        metrics.RETRY_BUDGET_TOKENS.set(self.context.budget.available)
+        metrics.STATUS_PENDING.set(self.writer.pending)
+        if metrics.per_account_enabled():
+            metrics.ACCOUNT_UP.clear()
+            for runner in self.runners.values():
+                metrics.ACCOUNT_UP.labels(runner.label).set(
+                    1 if runner.state == State.ONLINE else 0
+                )
+        if self.leases is not None:
+            self.leases.observe_metrics()
 
 
 def _app_credentials(settings: Settings) -> tuple[int, str]:
