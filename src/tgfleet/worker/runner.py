@@ -583,7 +583,7 @@ class AccountRunner:
         setting = self._context.groups.get(self.account_id, {}).get(item.chat_id)
         playbook = self._context.playbook_for(setting) if setting and setting.enabled else None
         if playbook is None:
-            self._suppressed("group_disabled" if setting else "group_unknown")
+            self._suppressed("group_disabled")  # replies are opt-in: no setting is off too
             return
         if self.state != State.ONLINE:
             self._suppressed("flood_wait" if self.state == State.FLOOD_WAIT else "not_online")

@@ -1,0 +1,93 @@
+"""The worker's own small HTTP port (``TGFLEET_WORKER_METRICS_PORT``, default 9464):
+``/metrics`` for Prometheus and the probes ``/livez``, ``/readyz``, ``/health``, ``/healthz``
+for Kubernetes. Nothing else: the API lives in ``tgfleet api``.
+
+It runs in the worker's event loop (uvicorn without its own signal handling or lifespan),
+so ``/livez`` answering means the loop that runs the clients is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from tgfleet import __version__
+from tgfleet.config import Settings
+from tgfleet.health.endpoints import router as health_router
+from tgfleet.telemetry.endpoints import router as telemetry_router
+
+
+def build_app(settings: Settings, **state: Any) -> FastAPI:
+    """The probe-and-metrics app; ``state`` (engine, supervisor, health, ...) goes to
+    ``app.state`` where the shared routes look for it."""
+    app = FastAPI(
+        title="tgfleet worker",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    for name, value in state.items():
+        setattr(app.state, name, value)
+    app.include_router(health_router)
+    app.include_router(telemetry_router)
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the worker owns SIGTERM/SIGINT (it drains its
+    accounts first, then stops this server)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class WorkerHttp:
+    """Serves :func:`build_app` on ``host:port`` inside the running loop."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._server = _Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+            )
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Start listening; returns the bound port (useful with port 0)."""
+        self._task = asyncio.create_task(self._server.serve(), name="worker:http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises why it could not start (port in use, ...)
+                msg = "the worker's HTTP server stopped before it started"
+                raise RuntimeError(msg)
+            await asyncio.sleep(0.01)
+        return self.port
+
+    @property
+    def port(self) -> int:
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return 0
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, 5.0)
