@@ -36,7 +36,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,6 +56,7 @@ from tgfleet.worker.seed import seed_fleet
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 CONTEXT = AuditContext(actor="test:e2e")
+PROBES = re.compile(r"/metrics and probes on \S+:(\d+)")
 READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
 PG_PORT = 5432
 # A playbook that never answers: these tests are about who runs a session, not replies.
@@ -439,6 +442,25 @@ async def test_three_workers_split_300_accounts_evenly(make_cluster: ClusterFact
     later = await cluster.snapshot()
     assert settled(later), _describe(later)
     assert not later.duplicate_use
+    # Each worker's own port: probes pass, and its gauges say what the database says.
+    held = later.held()
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name in ("w1", "w2", "w3"):
+            match = await cluster.workers[name].wait_line(PROBES, 5)
+            base = f"http://127.0.0.1:{match[1]}"
+            assert (await http.get(f"{base}/livez")).status_code == 200
+            assert (await http.get(f"{base}/readyz")).status_code == 200
+            health = await http.get(f"{base}/health")
+            assert health.headers["content-type"].startswith("application/health+json")
+            exposition = (await http.get(f"{base}/metrics")).text
+            gauges = {
+                (s.name, s.labels.get("state")): s.value
+                for family in text_string_to_metric_families(exposition)
+                for s in family.samples
+            }
+            assert gauges[("tgfleet_lease_held_accounts", None)] == held[name], name
+            assert gauges[("tgfleet_worker_accounts", "online")] == held[name], name
+            assert gauges[("tgfleet_process_role", None)] == 1
 
 
 @pytest.mark.timeout(100)

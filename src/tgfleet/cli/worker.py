@@ -9,7 +9,7 @@ import signal
 
 import typer
 
-from tgfleet import migrations
+from tgfleet import __version__, metrics, migrations
 from tgfleet.cli._runtime import console, fail, load_settings, load_vault, schema_revision
 from tgfleet.config import Settings
 from tgfleet.kit.db import create_engine, create_sessionmaker
@@ -53,18 +53,54 @@ async def _serve_worker(settings: Settings, vault: Vault, worker_id: str | None)
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
     )
-    supervisor = Supervisor(settings, create_sessionmaker(engine), vault, worker_id=worker_id)
+    from tgfleet.health.network import NetworkMonitor
+    from tgfleet.health.service import HealthService
+    from tgfleet.telemetry.service import LoopLagMonitor
+    from tgfleet.worker.http import WorkerHttp, build_app
+
+    sessionmaker = create_sessionmaker(engine)
+    supervisor = Supervisor(settings, sessionmaker, vault, worker_id=worker_id)
+    leases = supervisor.leases
+    network = NetworkMonitor.from_settings(settings)
+    health = HealthService(
+        settings,
+        engine,
+        sessionmaker,
+        vault,
+        role="worker",
+        lease_ready=leases.fresh if leases is not None else None,
+        network=network,
+    )
+    metrics.configure(
+        per_account=settings.metrics_per_account, version=__version__, roles=("worker",)
+    )
+    http = WorkerHttp(
+        build_app(settings, engine=engine, supervisor=supervisor, health=health),
+        settings.worker_metrics_host,
+        settings.worker_metrics_port,
+    )
+    loop_lag = LoopLagMonitor()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
+        port = await http.start()
+        network.start()
+        loop_lag.start()
         await supervisor.start()
-        console.print(f"tgfleet worker {supervisor.worker_id} running")
+        console.print(
+            f"tgfleet worker {supervisor.worker_id} running; /metrics and probes on "
+            f"{settings.worker_metrics_host}:{port}",
+            highlight=False,
+        )
         await stop.wait()
     finally:
         with contextlib.suppress(Exception):
             await supervisor.stop()
+        await loop_lag.stop()
+        await network.stop()
+        await http.stop()
         await engine.dispose()
 
 
