@@ -86,8 +86,12 @@ async def _until(http: httpx.AsyncClient, url: str, within: float, log: Path, **
                 if last:
                     return last
         await asyncio.sleep(0.5)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else ""
+    tail = await asyncio.to_thread(_tail, log)
     pytest.fail(f"{url} {params} not satisfied within {within} s (last: {last})\n{tail}")
+
+
+def _tail(log: Path) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else ""
 
 
 def _value(result: list[dict[str, Any]]) -> float:
