@@ -45,7 +45,7 @@ FLOOD_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 14400, 8640
 
 # --------------------------------------------------------------------------- process
 
-BUILD_INFO = Info("tgfleet_build", "Version of this tgfleet process and its role.")
+BUILD_INFO = Info("tgfleet_build", "Version of this tgfleet process (label version).")
 PROCESS_ROLE = Gauge(
     "tgfleet_process_role",
     "1 for the roles this process plays (api, worker).",
