@@ -7,6 +7,7 @@ rolled back too and the client gets a 503 (fail closed).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tgfleet import metrics
 from tgfleet.audit.chain import GENESIS_HASH, ChainedFields, chain_hash
 from tgfleet.audit.exceptions import AuditWriteFailed
 from tgfleet.audit.repository import AuditRepository
@@ -77,9 +79,31 @@ async def record_many(
     session: AsyncSession, context: AuditContext, entries: Sequence[AuditEntry]
 ) -> list[AuditRecord]:
     """Append several records in the caller's transaction, with three statements whatever
-    their number (a bulk import audits every file without a round trip per file)."""
+    their number (a bulk import audits every file without a round trip per file).
+
+    Every append is timed (``tgfleet_audit_write_duration_seconds``, failed ones too) and
+    counts its records in ``tgfleet_audit_writes_total``, or one failure in
+    ``tgfleet_audit_write_failures_total``. The counter says what was appended: a record
+    still rolls back with the caller's unit of work if that fails later.
+    """
     if not entries:
         return []
+    started = time.perf_counter()
+    try:
+        rows = await _append(session, context, entries)
+    except Exception:
+        metrics.AUDIT_WRITE_FAILURES.inc()
+        raise
+    finally:
+        metrics.AUDIT_WRITE_DURATION.observe(time.perf_counter() - started)
+    metrics.AUDIT_WRITES.inc(len(rows))
+    return rows
+
+
+async def _append(
+    session: AsyncSession, context: AuditContext, entries: Sequence[AuditEntry]
+) -> list[AuditRecord]:
+    """Lock the chain head, chain the records to it, insert them, move the head."""
     repository = AuditRepository(session)
     try:
         last_seq, prev_hash = await repository.advance_head(len(entries))

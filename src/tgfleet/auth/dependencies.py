@@ -42,6 +42,7 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
+        auth_service.count_denied("missing_credentials")
         raise Unauthorized
     return await auth_service.authenticate(session, security, credentials.credentials)
 
@@ -70,6 +71,7 @@ class PermissionGuard:
                 result=audit_service.DENIED,
                 details={"permission": self.permission.value, "role": principal.role},
             )
+            auth_service.count_denied("forbidden")
             msg = f"this needs the permission {self.permission.value}"
             raise AccessDenied(msg)
         return principal

@@ -10,11 +10,14 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal, TypeVar
 
+import jwt
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tgfleet import metrics
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth.exceptions import (
@@ -60,6 +63,30 @@ from tgfleet.models import ApiToken, Role, User
 log = get_logger(__name__)
 
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+
+_Refusal = TypeVar("_Refusal", bound=Exception)
+
+#: Why a request was refused: the ``reason`` of ``tgfleet_auth_denied_total``.
+DeniedReason = Literal[
+    "missing_credentials",  # no bearer credential at all
+    "invalid_token",  # an unknown or revoked API token, a JWT that does not verify, a user gone
+    "expired_token",
+    "stale_token",  # a JWT issued before its user's password changed
+    "disabled_user",
+    "forbidden",  # authenticated, without the permission (or not as a logged-in user)
+    "wrong_password",  # the current password given to change it
+]
+
+
+def count_denied(reason: DeniedReason) -> None:
+    """Count one request refused by authentication or authorisation."""
+    metrics.AUTH_DENIED.labels(reason).inc()
+
+
+def _denied(reason: DeniedReason, error: _Refusal) -> _Refusal:
+    """``error``, counted as a refusal for ``reason``: ``raise _denied(reason, error)``."""
+    count_denied(reason)
+    return error
 
 
 @dataclass(frozen=True)
@@ -148,6 +175,8 @@ async def login(
         retry_after = max(1, math.ceil((max(blocked) - now).total_seconds()))
         await _audit_login(session, context, name, "failure", "throttled")
         log.warning("auth.login_throttled", username=name, ip=ip, retry_after=retry_after)
+        metrics.LOGINS.labels("throttled").inc()
+        metrics.LOGIN_THROTTLES.inc()
         raise LoginThrottled(retry_after)
 
     users = UserRepository(session)
@@ -164,9 +193,11 @@ async def login(
                 await throttle.block(key, now + timedelta(seconds=delay))
         await _audit_login(session, context, name, "failure", reason)
         log.info("auth.login_failed", username=name, ip=ip, reason=reason)
+        metrics.LOGINS.labels("failure").inc()
         raise InvalidCredentials
     if user.disabled:
         await _audit_login(session, context, name, "failure", "disabled")
+        metrics.LOGINS.labels("failure").inc()
         raise UserDisabled
 
     await throttle.clear([user_key, ip_key])
@@ -177,6 +208,7 @@ async def login(
     context = AuditContext(actor=f"user:{name}", ip=ip, request_id=request_id)
     await _audit_login(session, context, name, "success", None)
     log.info("auth.login", username=name, ip=ip)
+    metrics.LOGINS.labels("success").inc()
     return IssuedToken(
         access_token=security.jwt.issue(user.id, now=now), expires_in=security.jwt.ttl_seconds
     )
@@ -194,19 +226,23 @@ async def _audit_login(
 
 
 async def authenticate(session: AsyncSession, security: Security, bearer: str) -> Principal:
-    """Resolve a bearer credential (JWT or API token) to a principal, or raise InvalidToken."""
+    """Resolve a bearer credential (JWT or API token) to a principal, or raise InvalidToken
+    (counted in ``tgfleet_auth_denied_total`` by its reason)."""
     users = UserRepository(session)
     if is_api_token(bearer):
         tokens = ApiTokenRepository(session)
         row = await tokens.by_hash(api_token_hash(bearer))
         if row is None:
-            raise InvalidToken("the API token is unknown or revoked")
+            raise _denied("invalid_token", InvalidToken("the API token is unknown or revoked"))
         now = utcnow()
         if row.expires_at is not None and row.expires_at <= now:
-            raise InvalidToken("the API token has expired")
+            raise _denied("expired_token", InvalidToken("the API token has expired"))
         user = await users.by_id(row.user_id)
         if user is None or user.disabled:
-            raise InvalidToken("the API token's user is disabled")
+            raise _denied(
+                "invalid_token" if user is None else "disabled_user",
+                InvalidToken("the API token's user is disabled"),
+            )
         permissions = role_permissions(user.role)
         if row.scopes is not None:
             permissions &= parse_permissions(row.scopes)
@@ -221,12 +257,24 @@ async def authenticate(session: AsyncSession, security: Security, bearer: str) -
             via="api_token",
             token_name=row.name,
         )
-    claims = security.jwt.decode(bearer)
+    try:
+        claims = security.jwt.decode(bearer)
+    except InvalidToken as exc:
+        # The codec chains PyJWT's error; an expiry is the refusal worth telling apart.
+        expired = isinstance(exc.__cause__, jwt.ExpiredSignatureError)
+        count_denied("expired_token" if expired else "invalid_token")
+        raise
     user = await users.by_id(claims.user_id)
     if user is None or user.disabled:
-        raise InvalidToken("the access token's user is disabled or gone")
+        raise _denied(
+            "invalid_token" if user is None else "disabled_user",
+            InvalidToken("the access token's user is disabled or gone"),
+        )
     if claims.issued_at.timestamp() < math.floor(user.credentials_changed_at.timestamp()):
-        raise InvalidToken("the password changed since this token was issued; log in again")
+        raise _denied(
+            "stale_token",
+            InvalidToken("the password changed since this token was issued; log in again"),
+        )
     return Principal(
         user_id=user.id,
         username=user.username,
@@ -249,7 +297,7 @@ async def change_own_password(
     _require_interactive(principal, "change the password")
     user = await _user_of(session, principal)
     if not await security.passwords.verify(user.password_hash, current):
-        raise PermissionDenied("the current password is wrong")
+        raise _denied("wrong_password", PermissionDenied("the current password is wrong"))
     security.passwords.check_policy(new, username=user.username)
     user.password_hash = await security.passwords.hash(new)
     user.credentials_changed_at = utcnow()
@@ -263,12 +311,14 @@ def _require_interactive(principal: Principal, what: str) -> None:
     """Credential changes need a password login: a leaked API token must not be able to
     entrench itself by minting tokens or changing the owner's password."""
     if principal.via != "jwt":
-        raise PermissionDenied(f"only a logged-in user can {what}, not an API token")
+        raise _denied(
+            "forbidden", PermissionDenied(f"only a logged-in user can {what}, not an API token")
+        )
 
 
 async def _user_of(session: AsyncSession, principal: Principal) -> User:
     if principal.user_id is None:
-        raise PermissionDenied("this action needs a logged-in user")
+        raise _denied("forbidden", PermissionDenied("this action needs a logged-in user"))
     user = await UserRepository(session).by_id(principal.user_id)
     if user is None:
         raise UserNotFound("the calling user no longer exists")

@@ -30,6 +30,7 @@ import openai
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from tgfleet import metrics
 from tgfleet.logging import get_logger
 from tgfleet.playbook.document import (
     DAYS,
@@ -662,33 +663,20 @@ class ReplyEngine:
         base_url = spec.base_url or self._llm.base_url
         timeout = spec.timeout_seconds or self._llm.timeout_seconds
         client = self._client(self._llm, base_url)
+        started = time.perf_counter()
         try:
-            # The SDK enforces ``timeout``; the outer bound catches anything it misses.
-            async with asyncio.timeout(timeout + 5):
-                completion = await client.chat.completions.create(
-                    model=model,
-                    messages=[
-                        {"role": "system", "content": system},
-                        {"role": "user", "content": message.text},
-                    ],
-                    max_tokens=spec.max_tokens,
-                    timeout=timeout,
-                )
-        except (openai.APITimeoutError, TimeoutError):
-            raise _LlmFailed("llm_timeout", f"the model did not answer in {timeout:g} s") from None
-        except openai.APIStatusError as exc:
-            raise _LlmFailed(
-                f"llm_http_{exc.status_code}", f"the model answered HTTP {exc.status_code}"
-            ) from None
-        except openai.APIConnectionError:
-            raise _LlmFailed("llm_unreachable", "the model's endpoint cannot be reached") from None
-        except openai.OpenAIError as exc:
-            raise _LlmFailed("llm_error", f"the model call failed ({type(exc).__name__})") from None
-        choices = completion.choices
-        content = choices[0].message.content if choices else None
-        text = (content or "").strip()[:MAX_MESSAGE_CHARS]
-        if not text:
-            raise _LlmFailed("llm_empty", "the model returned an empty answer")
+            text = await _complete(
+                client,
+                model=model,
+                system=system,
+                question=message.text,
+                max_tokens=spec.max_tokens,
+                timeout_seconds=timeout,
+            )
+        except _LlmFailed as failure:
+            _observe_call(failure.reason, started)
+            raise
+        _observe_call("ok", started)
         return text
 
     def _client(self, config: LlmConfig, base_url: str) -> openai.AsyncOpenAI:
@@ -704,6 +692,58 @@ class ReplyEngine:
             )
             self._clients[base_url] = client
         return client
+
+
+async def _complete(
+    client: openai.AsyncOpenAI,
+    *,
+    model: str,
+    system: str,
+    question: str,
+    max_tokens: int,
+    timeout_seconds: float,
+) -> str:
+    """One call to the model: its answer, or _LlmFailed saying why there is none."""
+    try:
+        # The SDK enforces ``timeout``; the outer bound catches anything it misses.
+        async with asyncio.timeout(timeout_seconds + 5):
+            completion = await client.chat.completions.create(
+                model=model,
+                messages=[
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": question},
+                ],
+                max_tokens=max_tokens,
+                timeout=timeout_seconds,
+            )
+    except (openai.APITimeoutError, TimeoutError):
+        raise _LlmFailed(
+            "llm_timeout", f"the model did not answer in {timeout_seconds:g} s"
+        ) from None
+    except openai.APIStatusError as exc:
+        raise _LlmFailed(
+            f"llm_http_{exc.status_code}", f"the model answered HTTP {exc.status_code}"
+        ) from None
+    except openai.APIConnectionError:
+        raise _LlmFailed("llm_unreachable", "the model's endpoint cannot be reached") from None
+    except openai.OpenAIError as exc:
+        raise _LlmFailed("llm_error", f"the model call failed ({type(exc).__name__})") from None
+    choices = completion.choices
+    content = choices[0].message.content if choices else None
+    answer = (content or "").strip()[:MAX_MESSAGE_CHARS]
+    if not answer:
+        raise _LlmFailed("llm_empty", "the model returned an empty answer")
+    return answer
+
+
+def _observe_call(reason: str, started: float) -> None:
+    """Count and time one model call. The label is ``ok`` or the fallback reason, with an
+    HTTP status reduced to its class (``llm_http_503`` is ``llm_http_5xx``), so it stays
+    within a dozen values whatever the provider answers."""
+    if reason.startswith("llm_http_"):
+        reason = f"llm_http_{reason.removeprefix('llm_http_')[:1]}xx"
+    metrics.LLM_REQUESTS.labels(reason).inc()
+    metrics.LLM_DURATION.observe(time.perf_counter() - started)
 
 
 def _recent(times: deque[float] | None, now: float) -> int:

@@ -66,6 +66,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from tgfleet import metrics
 from tgfleet.config import write_private_file
 from tgfleet.logging import get_logger
 from tgfleet.vault.exceptions import DecryptError, VaultKeyError
@@ -239,7 +240,9 @@ def load_keyring(
     """The keyring from the environment key, the passphrase or the key file (in that order).
 
     Raises VaultKeyError with a message that says what to fix. Blocking (file I/O, and scrypt
-    for a passphrase): async callers use ``asyncio.to_thread``.
+    for a passphrase): async callers use ``asyncio.to_thread``. Sets
+    ``tgfleet_vault_keys_loaded`` to the number of KEKs that can still unwrap (retired ones
+    hold no material and are not counted).
     """
     if env_key is not None and passphrase is not None:
         msg = f"set only one of {ENV_KEY_NAME} and {PASSPHRASE_NAME}"
@@ -261,11 +264,13 @@ def load_keyring(
         active_id, keks = _read_key_file(key_file, allow_readable=allow_readable_key_file)
         by_id = {kek.id: kek for kek in keks}
         keyring = _with_previous(KeySource.FILE, by_id[active_id], keks, previous)
+    usable = len(keyring.usable_ids())
+    metrics.VAULT_KEYS.set(usable)
     log.debug(
         "vault.keyring_loaded",
         source=keyring.source.value,
         active_kek_id=keyring.active.id,
-        usable=len(keyring.usable_ids()),
+        usable=usable,
     )
     return keyring
 

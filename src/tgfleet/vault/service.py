@@ -9,14 +9,16 @@ re-imported); a secret whose KEK is merely not loaded is audited and left as it 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tgfleet import metrics
 from tgfleet.account import service as account_service
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
@@ -253,6 +255,9 @@ async def import_entries(
     that fails never affects another: invalid files and duplicates are settled before
     anything is written, and if a concurrent import races a chunk (a key or label taken in
     between), that chunk is redone one file per transaction.
+
+    Each file counts once in ``tgfleet_vault_imports_total`` when its chunk has committed
+    (see :func:`_counted`).
     """
     results: list[ImportResult] = []
     for start in range(0, len(entries), chunk_size):
@@ -260,17 +265,57 @@ async def import_entries(
             _parse_all, entries[start : start + chunk_size], vault.policy
         )
         try:
-            async with unit_of_work(sessionmaker) as session:
-                chunk = await _store(session, vault, context, parsed, label=label)
+            chunk = await _counted(
+                parsed, _store_chunk(sessionmaker, vault, context, parsed, label=label)
+            )
         except IntegrityError:
             chunk = []
             for item in parsed:
-                chunk += await _store_alone(sessionmaker, vault, context, item, label=label)
+                chunk += await _counted(
+                    [item], _store_alone(sessionmaker, vault, context, item, label=label)
+                )
         for result in chunk:
             results.append(result)
             if on_result is not None:
                 on_result(result)
     return results
+
+
+def _format_label(item: _Parsed) -> str:
+    """The ``format`` label of a file: its session format, or ``unknown`` when it did not
+    parse (the parser names no format for a file it refuses)."""
+    return item.record.source_format.value if item.record is not None else "unknown"
+
+
+async def _counted(
+    items: Sequence[_Parsed], storing: Awaitable[list[ImportResult]]
+) -> list[ImportResult]:
+    """Await ``storing`` (committed by then) and count its results in
+    ``tgfleet_vault_imports_total``: ``ok`` or ``rejected`` per file, or ``failed`` for every
+    file when the store raised. An IntegrityError is not counted: the chunk is redone."""
+    try:
+        results = await storing
+    except IntegrityError:
+        raise
+    except Exception:
+        for item in items:
+            metrics.VAULT_IMPORTS.labels(_format_label(item), "failed").inc()
+        raise
+    for item, result in zip(items, results, strict=True):
+        metrics.VAULT_IMPORTS.labels(_format_label(item), "ok" if result.ok else "rejected").inc()
+    return results
+
+
+async def _store_chunk(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    parsed: list[_Parsed],
+    *,
+    label: str | None,
+) -> list[ImportResult]:
+    async with unit_of_work(sessionmaker) as session:
+        return await _store(session, vault, context, parsed, label=label)
 
 
 async def _store_alone(
@@ -447,18 +492,25 @@ async def replace_session(
     (a new key) or after clearing its problem with Telegram (the same key): the worker sees
     the version grow and starts the account afresh. A session that another account holds
     is refused (409); a file that does not parse is refused with its specific error (422).
-    Audited as ``session.replace`` (success or failure).
+    Audited as ``session.replace`` (success or failure), and counted as an import.
     """
     (parsed,) = await asyncio.to_thread(_parse_all, [entry], vault.policy)
     try:
         async with unit_of_work(sessionmaker) as session:
-            return await _replace(session, vault, context, account_id, parsed)
+            result = await _replace(session, vault, context, account_id, parsed)
     except IntegrityError:
         error: AppError = DuplicateSessionError(
             f"{entry.name}: another import stored this session meanwhile"
         )
     except AppError as exc:
         error = exc
+    except Exception:
+        metrics.VAULT_IMPORTS.labels(_format_label(parsed), "failed").inc()
+        raise
+    else:
+        metrics.VAULT_IMPORTS.labels(_format_label(parsed), "ok").inc()
+        return result
+    metrics.VAULT_IMPORTS.labels(_format_label(parsed), "rejected").inc()
     async with unit_of_work(sessionmaker) as session:
         await audit_service.record(
             session,
@@ -600,11 +652,17 @@ async def decrypt_many(
     decrypt is marked ``tampered`` exactly as in :func:`decrypt`; a missing, erased or
     already tampered secret, or one whose KEK is not loaded, maps to its error. Nothing
     here raises for one account's problem.
+
+    Every secret it tries to open counts in ``tgfleet_vault_decrypts_total`` (``ok`` or
+    ``failed``; a missing or already tampered one is refused without a try), and the batch,
+    audit append aside, is one ``tgfleet_vault_decrypt_duration_seconds`` observation.
     """
+    started = time.perf_counter()
     secrets = {s.account_id: s for s in await SecretRepository(session).for_accounts(account_ids)}
     results: dict[uuid.UUID, Decrypted | AppError] = {}
     audits: list[audit_service.AuditEntry] = []
     tampered_now = False
+    opened = failed = 0
     for account_id in account_ids:
         target = f"account:{account_id}"
         secret = secrets.get(account_id)
@@ -623,10 +681,12 @@ async def decrypt_many(
         try:
             record = await _open_secret(vault, secret)
         except KeyUnavailable as exc:
+            failed += 1
             results[account_id] = exc
             audits.append(_decrypt_failed(target, details, exc))
             continue
         except AppError as exc:
+            failed += 1
             secret.state = TAMPERED
             tampered_now = True
             log.error(  # noqa: TRY400 - the code says it all; no trace of key material
@@ -638,10 +698,14 @@ async def decrypt_many(
             )
             audits.append(_decrypt_failed(target, details, exc))
             continue
+        opened += 1
         results[account_id] = Decrypted(record=record, version=secret.version)
         audits.append(
             audit_service.AuditEntry(action="session.decrypt", target=target, details=details)
         )
+    metrics.VAULT_DECRYPT_DURATION.observe(time.perf_counter() - started)
+    metrics.VAULT_DECRYPTS.labels("ok").inc(opened)
+    metrics.VAULT_DECRYPTS.labels("failed").inc(failed)
     if tampered_now:
         await session.flush()
     await audit_service.record_many(session, context, audits)
@@ -738,17 +802,24 @@ async def export(
     fmt: SessionFormat,
     reason: str,
 ) -> bytes:
-    """A decrypted session in ``fmt``; audited with the reason given."""
-    account = await account_service.get_account(session, account_id)
-    record = await decrypt(session, vault, context, account.id, purpose="export")
-    await audit_service.record(
-        session,
-        context,
-        action="session.export",
-        target=f"account:{account.id}",
-        details={"label": account.label, "format": fmt.value, "reason": reason},
-    )
-    return await asyncio.to_thread(emit, record, fmt)
+    """A decrypted session in ``fmt``; audited with the reason given. Counted in
+    ``tgfleet_vault_exports_total`` as ``ok``, or ``failed`` whatever stopped it."""
+    try:
+        account = await account_service.get_account(session, account_id)
+        record = await decrypt(session, vault, context, account.id, purpose="export")
+        await audit_service.record(
+            session,
+            context,
+            action="session.export",
+            target=f"account:{account.id}",
+            details={"label": account.label, "format": fmt.value, "reason": reason},
+        )
+        content = await asyncio.to_thread(emit, record, fmt)
+    except Exception:
+        metrics.VAULT_EXPORTS.labels("failed").inc()
+        raise
+    metrics.VAULT_EXPORTS.labels("ok").inc()
+    return content
 
 
 async def erase(session: AsyncSession, context: AuditContext, account_id: uuid.UUID) -> None:
@@ -823,7 +894,27 @@ async def rotate(
     target is the configured key; old ones come from TGFLEET_VAULT_PREVIOUS_KEYS.
     Each batch commits on its own, so a killed run loses at most one batch of work and a
     rerun continues where it stopped. Ciphertexts are never touched.
+
+    A run counts once in ``tgfleet_vault_rotations_total``: ``ok``, or ``failed`` when it
+    raised or left secrets it could not re-wrap (the old KEK then stays). Each committed
+    batch adds its re-wrapped data keys to ``tgfleet_vault_rewrapped_secrets_total``.
     """
+    try:
+        report = await _rotate(sessionmaker, vault, context, batch_size, progress)
+    except Exception:
+        metrics.VAULT_ROTATIONS.labels("failed").inc()
+        raise
+    metrics.VAULT_ROTATIONS.labels("ok" if report.failed == 0 else "failed").inc()
+    return report
+
+
+async def _rotate(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> RotationReport:
     plan = await _start_rotation(sessionmaker, vault, context)
     rewrapped = failed = 0
     after: uuid.UUID | None = None
@@ -836,6 +927,7 @@ async def rotate(
                 break
             done, bad = await _rewrap_batch(session, plan, batch)
             after = batch[-1].account_id
+        metrics.VAULT_REWRAPPED.inc(done)  # committed: a killed run keeps what it counted
         rewrapped += done
         failed += bad
         if progress is not None:
