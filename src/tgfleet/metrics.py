@@ -462,6 +462,23 @@ HEALTH_CHECK_DURATION = Histogram(
     buckets=FAST_BUCKETS,
 )
 
+# Series of fixed label values exist from the start at 0, so ``increase()`` and alerts see
+# their first event (a series born with value 1 has no earlier sample to increase from).
+for _counter, _values in (
+    (VAULT_DECRYPTS, ("ok", "failed")),
+    (VAULT_EXPORTS, ("ok", "failed")),
+    (VAULT_ROTATIONS, ("ok", "failed")),
+    (LOGINS, ("success", "failure", "throttled")),
+    (LEASE_RENEWALS, ("ok", "failed", "lost")),
+    (LEASE_LOSSES, ("fenced", "superseded")),
+    (LEASE_RELEASES, ("handover", "drain", "stopped")),
+    (STATUS_FLUSHES, ("ok", "failed")),
+    (CONNECT_ATTEMPTS, ("ok", "failed")),
+    (FLOOD_WAIT_SECONDS, ("account", "chat")),
+):
+    for _value in _values:
+        _counter.labels(_value)
+
 # --------------------------------------------------------------------------- helpers
 
 _per_account = False
