@@ -153,7 +153,7 @@ class TestReadiness:
         assert response.status_code == 200
         assert response.json() == {
             "status": "pass",
-            "checks": {"database": "pass", "migrations": "pass"},
+            "checks": {"database": "pass", "migrations": "pass", "keyring": "pass"},
         }
 
     async def test_not_ready_when_schema_is_behind(

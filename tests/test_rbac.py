@@ -30,6 +30,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/login"): OPEN,
     ("GET", "/livez"): OPEN,
     ("GET", "/readyz"): OPEN,
+    ("GET", "/health"): OPEN,
+    ("GET", "/healthz"): OPEN,
     ("GET", "/api/v1/auth/me"): AUTHENTICATED,
     ("POST", "/api/v1/auth/password"): AUTHENTICATED,
     ("POST", "/api/v1/auth/tokens"): AUTHENTICATED,

@@ -81,6 +81,22 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
             supervisor = Supervisor(settings, app.state.sessionmaker, app.state.vault)
             await supervisor.start()
             app.state.supervisor = supervisor
+        from tgfleet.health.network import NetworkMonitor
+        from tgfleet.health.service import HealthService
+
+        network = NetworkMonitor.from_settings(settings)  # off when TGFLEET_TELEGRAM_DCS=""
+        network.start()
+        # Readiness does not follow the embedded worker's lease: fenced accounts must not
+        # take the API and console (where an operator looks) out of service.
+        app.state.health = HealthService(
+            settings,
+            engine,
+            app.state.sessionmaker,
+            app.state.vault,
+            role="all" if run_worker else "api",
+            supervisor_running=(lambda: app.state.supervisor is not None) if run_worker else None,
+            network=network,
+        )
         metrics.configure(
             per_account=settings.metrics_per_account,
             version=__version__,
@@ -98,6 +114,8 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
         try:
             yield
         finally:
+            await network.stop()
+            await app.state.health.close()
             await loop_lag.stop()
             if app.state.supervisor is not None:
                 await app.state.supervisor.stop()

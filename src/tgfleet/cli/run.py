@@ -110,6 +110,8 @@ def _attach_demo(
             demo = await start_demo(
                 app.state.sessionmaker, app.state.vault, context, settings.data_dir / "demo"
             )
+            # The demo's Telegram is the sandbox: probe it instead of the real DCs.
+            app.state.health.network.retarget({demo.world.dc_id: ("127.0.0.1", demo.sandbox.port)})
             password = await _demo_login(app, security, context)
             if app.state.supervisor is not None:
                 app.state.supervisor.wake()

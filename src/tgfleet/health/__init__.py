@@ -1,1 +1,2 @@
-"""Health: liveness and readiness probes (the full /health document comes with metrics)."""
+"""Health: liveness, readiness, the application/health+json document, and the Telegram
+network monitor (docs/health.md)."""

@@ -1,46 +1,91 @@
-"""Probes for Kubernetes. Open routes: they reveal nothing but up or down."""
+"""Health routes: ``/livez``, ``/readyz``, ``/health`` and its alias ``/healthz``.
+
+They are open (no credentials: probes and load balancers have none) and answer in
+``application/health+json`` with ``Cache-Control: no-store``. They reveal component
+states, timings, counts and schema revisions, the kind of detail Kubernetes' ``/readyz``
+and Spring's ``/actuator/health`` show, but never a secret, a DSN or an exception message
+(see docs/health.md). Each reads ``request.app.state.health``, a
+:class:`~tgfleet.health.service.HealthService`, so a worker's own small server can mount
+this router too.
+"""
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from tgfleet import migrations
-from tgfleet.kit.db import ping
-from tgfleet.logging import get_logger
+from tgfleet.health.schemas import (
+    MEDIA_TYPE,
+    HealthDocument,
+    LivenessDocument,
+    ReadinessDocument,
+)
+from tgfleet.health.service import HealthService
 
 router = APIRouter(tags=["health"])
-log = get_logger(__name__)
 
-READY_TIMEOUT_SECONDS = 2.0
-
-
-@router.get("/livez")
-async def livez() -> dict[str, str]:
-    """The process and its event loop answer. Never checks external components."""
-    return {"status": "pass"}
+NO_STORE = {"Cache-Control": "no-store"}
 
 
-@router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
-    """Ready for traffic: the database answers within two seconds and its schema is at the
-    revision this code expects."""
-    checks = {"database": "pass", "migrations": "pass"}
-    engine = request.app.state.engine
-    try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await ping(engine)
-            revision = await migrations.revision_of(engine)
-    except Exception as exc:  # noqa: BLE001 - any failure at all means "not ready"
-        log.warning("health.not_ready", check="database", error=type(exc).__name__)
-        checks = {"database": "fail", "migrations": "fail"}
-    else:
-        if revision != migrations.head_revision():
-            log.warning("health.not_ready", check="migrations", revision=revision)
-            checks["migrations"] = "fail"
-    ok = all(value == "pass" for value in checks.values())
-    return JSONResponse(
-        {"status": "pass" if ok else "fail", "checks": checks}, status_code=200 if ok else 503
-    )
+def _service(request: Request) -> HealthService:
+    service: HealthService = request.app.state.health
+    return service
+
+
+class HealthResponse(JSONResponse):
+    media_type = MEDIA_TYPE
+
+
+def _answer(document: dict[str, Any], status_code: int = 200) -> HealthResponse:
+    return HealthResponse(document, status_code=status_code, headers=NO_STORE)
+
+
+def _failing(model: type[Any]) -> dict[int | str, dict[str, Any]]:
+    """The 503 of /readyz and /health, for the OpenAPI schema."""
+    return {503: {"model": model, "description": "fail", "content": {MEDIA_TYPE: {}}}}
+
+
+@router.get("/livez", response_class=HealthResponse, response_model=LivenessDocument)
+async def livez(request: Request) -> HealthResponse:
+    """Liveness: the process and its event loop answer. Never checks the database or any
+    other component (a restart would not fix them). For Kubernetes' ``livenessProbe``."""
+    return _answer(_service(request).live())
+
+
+@router.get(
+    "/readyz",
+    response_class=HealthResponse,
+    response_model=ReadinessDocument,
+    responses=_failing(ReadinessDocument),
+)
+async def readyz(request: Request) -> HealthResponse:
+    """Readiness: the database answers, its schema is the revision this code expects, the
+    keyring has a usable key, and for a worker its lease is fresh; each within
+    ``TGFLEET_HEALTH_CHECK_TIMEOUT_SECONDS``. 200 ready, 503 not (``output`` says why).
+    For Kubernetes' ``readinessProbe`` and ``startupProbe``."""
+    document, status_code = await _service(request).ready()
+    return _answer(document, status_code)
+
+
+@router.get(
+    "/health",
+    response_class=HealthResponse,
+    response_model=HealthDocument,
+    responses=_failing(HealthDocument),
+)
+@router.get(
+    "/healthz",
+    response_class=HealthResponse,
+    response_model=HealthDocument,
+    responses=_failing(HealthDocument),
+)
+async def health(request: Request) -> HealthResponse:
+    """Every component, checked in parallel with a time limit each, in
+    ``application/health+json`` (draft-inadarei-api-health-check-06): checks keyed
+    ``component:measurement`` (database, migrations, keyring, disk, workers, fleet online
+    ratio, Telegram DCs, alert delivery). 200 for pass and warn, 503 for fail. Cached for
+    ``TGFLEET_HEALTH_CACHE_SECONDS``. ``/healthz`` is an alias. Not for liveness probes."""
+    document, status_code = await _service(request).health()
+    return _answer(document, status_code)
