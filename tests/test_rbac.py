@@ -32,6 +32,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): OPEN,
     ("GET", "/health"): OPEN,
     ("GET", "/healthz"): OPEN,
+    ("GET", "/metrics"): OPEN,  # TGFLEET_METRICS_TOKEN, when set (tests/telemetry)
     ("GET", "/api/v1/auth/me"): AUTHENTICATED,
     ("POST", "/api/v1/auth/password"): AUTHENTICATED,
     ("POST", "/api/v1/auth/tokens"): AUTHENTICATED,

@@ -56,6 +56,8 @@ def run(
     from tgfleet.app import create_app
 
     settings = load_settings(log_level=None)
+    if demo:  # the demo's Telegram is its sandbox: never probe the real DCs (see below)
+        settings = settings.model_copy(update={"telegram_dcs": ""})
     security = security_for(settings)
     _ensure_dev_vault_key(settings)
     load_vault(settings)  # no usable key: stop here with the message, before serving

@@ -101,6 +101,7 @@ async def _serve_worker(settings: Settings, vault: Vault, worker_id: str | None)
         await loop_lag.stop()
         await network.stop()
         await http.stop()
+        await health.close()
         await engine.dispose()
 
 
