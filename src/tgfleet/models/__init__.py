@@ -2,6 +2,7 @@
 
 from tgfleet.kit.model import Model
 from tgfleet.models.account import Account
+from tgfleet.models.alert import Alert
 from tgfleet.models.account_event import AccountEvent
 from tgfleet.models.account_group import AccountGroup
 from tgfleet.models.account_lease import AccountLease
@@ -10,10 +11,12 @@ from tgfleet.models.api_token import ApiToken
 from tgfleet.models.audit_chain_head import AuditChainHead
 from tgfleet.models.audit_record import AuditRecord
 from tgfleet.models.login_throttle import LoginThrottle
+from tgfleet.models.notification import Notification
 from tgfleet.models.playbook import Playbook
 from tgfleet.models.playbook_version import PlaybookVersion
 from tgfleet.models.role import Role
 from tgfleet.models.session_secret import SessionSecret
+from tgfleet.models.silence import Silence
 from tgfleet.models.user import User
 from tgfleet.models.vault_rotation import VaultRotation
 from tgfleet.models.worker import Worker
@@ -24,15 +27,18 @@ __all__ = [
     "AccountGroup",
     "AccountLease",
     "AccountStatus",
+    "Alert",
     "ApiToken",
     "AuditChainHead",
     "AuditRecord",
     "LoginThrottle",
     "Model",
+    "Notification",
     "Playbook",
     "PlaybookVersion",
     "Role",
     "SessionSecret",
+    "Silence",
     "User",
     "VaultRotation",
     "Worker",
