@@ -2,11 +2,11 @@
 
 from tgfleet.kit.model import Model
 from tgfleet.models.account import Account
-from tgfleet.models.alert import Alert
 from tgfleet.models.account_event import AccountEvent
 from tgfleet.models.account_group import AccountGroup
 from tgfleet.models.account_lease import AccountLease
 from tgfleet.models.account_status import AccountStatus
+from tgfleet.models.alert import Alert
 from tgfleet.models.api_token import ApiToken
 from tgfleet.models.audit_chain_head import AuditChainHead
 from tgfleet.models.audit_record import AuditRecord
