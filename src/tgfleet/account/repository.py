@@ -136,6 +136,15 @@ class AccountRepository(RepositoryBase[Account]):
         result = await self.session.execute(statement)
         return {str(state): int(count) for state, count in result}
 
+    async def in_states(self, states: Sequence[str]) -> list[tuple[Account, AccountStatus]]:
+        """Accounts whose observed state is one of ``states`` (uses ix_account_status_state)."""
+        statement = (
+            select(Account, AccountStatus)
+            .join(AccountStatus, STATUS_JOIN)
+            .where(AccountStatus.state.in_(list(states)))
+        )
+        return [(row[0], row[1]) for row in (await self.session.execute(statement)).all()]
+
     async def desired_state_counts(self) -> dict[tuple[str, str], int]:
         """(desired state, observed state) -> accounts, over the whole fleet: one GROUP BY."""
         statement = (
@@ -243,6 +252,14 @@ class AccountEventRepository(RepositoryBase[AccountEvent]):
 
 class AccountGroupRepository(RepositoryBase[AccountGroup]):
     model = AccountGroup
+
+    async def switched_off(self) -> list[tuple[Account, AccountGroup]]:
+        statement = (
+            select(Account, AccountGroup)
+            .join(AccountGroup, AccountGroup.account_id == Account.id)
+            .where(AccountGroup.enabled.is_(False), AccountGroup.disabled_reason.is_not(None))
+        )
+        return [(row[0], row[1]) for row in (await self.session.execute(statement)).all()]
 
     async def one(self, account_id: uuid.UUID, chat_id: int) -> AccountGroup | None:
         return await self.session.get(AccountGroup, (account_id, chat_id))

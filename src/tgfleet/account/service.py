@@ -207,6 +207,18 @@ async def fleet_summary(session: AsyncSession) -> FleetSummary:
     return FleetSummary(states=states, desired=desired, running_online=online)
 
 
+async def accounts_in_states(
+    session: AsyncSession, states: Sequence[str]
+) -> list[tuple[Account, AccountStatus]]:
+    """Accounts (with their status) whose observed state is one of ``states``."""
+    return await AccountRepository(session).in_states(states)
+
+
+async def groups_switched_off(session: AsyncSession) -> list[tuple[Account, AccountGroup]]:
+    """Group settings a group error switched off (``disabled_reason`` set), with accounts."""
+    return await AccountGroupRepository(session).switched_off()
+
+
 async def statuses(
     session: AsyncSession, account_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, AccountStatus]:

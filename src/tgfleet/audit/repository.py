@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import AuditChainHead, AuditRecord
@@ -68,6 +68,12 @@ class AuditRepository(RepositoryBase[AuditRecord]):
         if before_seq is not None:
             statement = statement.where(AuditRecord.seq < before_seq)
         return statement
+
+    async def count_results(self, *, action: str, result: str, since: datetime) -> int:
+        statement = select(func.count()).where(
+            AuditRecord.action == action, AuditRecord.result == result, AuditRecord.at >= since
+        )
+        return int((await self.session.execute(statement)).scalar_one())
 
     async def stream_ascending(
         self, *, since: datetime | None = None, batch: int = 1000

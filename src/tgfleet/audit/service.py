@@ -169,6 +169,12 @@ async def search(
     return slice_rows(rows, limit, lambda entry: {"seq": entry.seq})
 
 
+async def count(session: AsyncSession, *, action: str, result: str, since: datetime) -> int:
+    """How many records of ``action`` with ``result`` were written since ``since`` (the
+    alert evaluator counts failed ``session.decrypt`` this way, fleet-wide)."""
+    return await AuditRepository(session).count_results(action=action, result=result, since=since)
+
+
 async def stream(
     session: AsyncSession, *, since: datetime | None = None
 ) -> AsyncIterator[AuditRecord]:
