@@ -32,7 +32,13 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): OPEN,
     ("GET", "/health"): OPEN,
     ("GET", "/healthz"): OPEN,
-    ("GET", "/metrics"): OPEN,  # TGFLEET_METRICS_TOKEN, when set (tests/telemetry)
+    ("GET", "/metrics"): OPEN,
+    ("GET", "/api/v1/alerts"): "alert:read",
+    ("GET", "/api/v1/alerts/history"): "alert:read",
+    ("POST", "/api/v1/alerts/test"): "alert:write",
+    ("GET", "/api/v1/silences"): "alert:read",
+    ("POST", "/api/v1/silences"): "alert:write",
+    ("DELETE", "/api/v1/silences/{silence_id}"): "alert:write",  # TGFLEET_METRICS_TOKEN, when set (tests/telemetry)
     ("GET", "/api/v1/auth/me"): AUTHENTICATED,
     ("POST", "/api/v1/auth/password"): AUTHENTICATED,
     ("POST", "/api/v1/auth/tokens"): AUTHENTICATED,
@@ -97,6 +103,8 @@ ROLE_HOLDS: dict[str, set[str]] = {
         "session:delete",
         "vault:rotate",
         "vault:read",
+        "alert:read",
+        "alert:write",
     },
     "operator": {
         "playbook:read",
@@ -105,9 +113,18 @@ ROLE_HOLDS: dict[str, set[str]] = {
         "account:write",
         "account:control",
         "session:import",
+        "alert:read",
+        "alert:write",
     },
-    "viewer": {"playbook:read", "account:read"},
-    "auditor": {"playbook:read", "user:read", "audit:read", "account:read", "vault:read"},
+    "viewer": {"playbook:read", "account:read", "alert:read"},
+    "auditor": {
+        "playbook:read",
+        "user:read",
+        "audit:read",
+        "account:read",
+        "vault:read",
+        "alert:read",
+    },
 }
 
 DOC_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from tgfleet.account.endpoints import router as account_router
+from tgfleet.alert.endpoints import router as alert_router
 from tgfleet.audit.endpoints import router as audit_router
 from tgfleet.auth.endpoints import auth_router, role_router, user_router
 from tgfleet.fleet.endpoints import router as worker_router
@@ -38,6 +39,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     account_router,
     playbook_router,
     worker_router,
+    alert_router,
 )
 
 
