@@ -188,6 +188,12 @@ class Settings(BaseSettings):
     network_probe_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     network_probe_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
 
+    alerting_config: Path | None = Field(
+        default=None,
+        description="alerting configuration, Alertmanager's YAML shape (docs: alert/config.py); "
+        "default: every alert to a receiver with no integrations (nothing is sent)",
+    )
+
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="default: JSON in prod")
 
