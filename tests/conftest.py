@@ -124,6 +124,8 @@ def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
         # No probe ever leaves loopback: tests that need the network monitor point it at
         # a local listener.
         "telegram_dcs": "",
+        # The alert evaluator polls the database: only the alerting tests turn it on.
+        "alerting_enabled": False,
         "login_throttle_threshold": 5,
         "login_throttle_base_seconds": 1.0,
     }

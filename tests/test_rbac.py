@@ -38,7 +38,10 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/alerts/test"): "alert:write",
     ("GET", "/api/v1/silences"): "alert:read",
     ("POST", "/api/v1/silences"): "alert:write",
-    ("DELETE", "/api/v1/silences/{silence_id}"): "alert:write",  # TGFLEET_METRICS_TOKEN, when set (tests/telemetry)
+    (
+        "DELETE",
+        "/api/v1/silences/{silence_id}",
+    ): "alert:write",  # TGFLEET_METRICS_TOKEN, when set (tests/telemetry)
     ("GET", "/api/v1/auth/me"): AUTHENTICATED,
     ("POST", "/api/v1/auth/password"): AUTHENTICATED,
     ("POST", "/api/v1/auth/tokens"): AUTHENTICATED,

@@ -110,10 +110,24 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
         )
         loop_lag = LoopLagMonitor()
         loop_lag.start()
+        app.state.alerting = None
+        if settings.alerting_enabled:
+            from tgfleet.alert.runtime import AlertingRuntime
+
+            app.state.alerting = AlertingRuntime(
+                settings,
+                engine,
+                app.state.sessionmaker,
+                network=network,
+                delivery=app.state.health.delivery,
+            )
+            app.state.alerting.start()
         log.info("app.started", version=__version__, env=settings.env.value, worker=run_worker)
         try:
             yield
         finally:
+            if app.state.alerting is not None:
+                await app.state.alerting.stop()
             await network.stop()
             await app.state.health.close()
             await loop_lag.stop()

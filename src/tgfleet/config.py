@@ -193,6 +193,21 @@ class Settings(BaseSettings):
         description="alerting configuration, Alertmanager's YAML shape (docs: alert/config.py); "
         "default: every alert to a receiver with no integrations (nothing is sent)",
     )
+    alerting_enabled: bool = Field(
+        default=True, description="run the alert evaluator in API processes (one leads)"
+    )
+    alerting_evaluation_interval_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=2.0, description="how often the fleet's conditions are turned into alerts"
+    )
+    alerting_online_ratio_threshold: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.9, description="FleetOnlineRatioLow fires below this online share"
+    )
+    alerting_flood_wait_threshold_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=300.0, description="AccountFloodWait fires for flood waits at least this long"
+    )
+    alerting_external_url: str = Field(
+        default="", description="this tgfleet's URL, shown in notifications (externalURL)"
+    )
 
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="default: JSON in prod")

@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tgfleet.alert.config import InhibitRule, Matcher, MatchType, Route
 from tgfleet.alert.engine import (
     Dispatcher,
-    InhibitRule,
     LogEntry,
-    Matcher,
     MemoryLog,
-    Route,
     Silence,
+    match_routes,
     needs_update,
 )
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification
@@ -66,12 +65,21 @@ def route(**overrides: object) -> Route:
     values: dict[str, object] = {
         "receiver": "ops",
         "group_by": ("alertname",),
+        "group_by_all": False,
         "group_wait": timedelta(seconds=30),
         "group_interval": timedelta(minutes=5),
         "repeat_interval": timedelta(hours=4),
+        "matchers": (),
+        "continue_": False,
+        "routes": (),
+        "path": "route",
     }
     values.update(overrides)
     return Route(**values)  # type: ignore[arg-type]
+
+
+def eq(name: str, value: str) -> Matcher:
+    return Matcher(name, MatchType.EQUAL, value)
 
 
 def make(clock: Clock, outbox: Outbox, **kwargs: object) -> Dispatcher:
@@ -83,13 +91,13 @@ class TestMatchers:
     @pytest.mark.parametrize(
         ("matcher", "labels", "expected"),
         [
-            (Matcher("severity", "critical"), {"severity": "critical"}, True),
-            (Matcher("severity", "critical", is_equal=False), {"severity": "critical"}, False),
-            (Matcher("account", "fleet_0.*", is_regex=True), {"account": "fleet_0001"}, True),
+            (eq("severity", "critical"), {"severity": "critical"}, True),
+            (Matcher("severity", MatchType.NOT_EQUAL, "critical"), {"severity": "critical"}, False),
+            (Matcher("account", MatchType.REGEX, "fleet_0.*"), {"account": "fleet_0001"}, True),
             # anchored: a regex must match the whole value
-            (Matcher("account", "fleet", is_regex=True), {"account": "fleet_0001"}, False),
-            (Matcher("account", "x.*", is_regex=True, is_equal=False), {"account": "y"}, True),
-            (Matcher("team", ""), {}, True),  # a missing label is the empty string
+            (Matcher("account", MatchType.REGEX, "fleet"), {"account": "fleet_0001"}, False),
+            (Matcher("account", MatchType.NOT_REGEX, "x.*"), {"account": "y"}, True),
+            (eq("team", ""), {}, True),  # a missing label is the empty string
         ],
     )
     def test_match(self, matcher: Matcher, labels: dict[str, str], expected: bool) -> None:
@@ -98,18 +106,17 @@ class TestMatchers:
 
 class TestRouting:
     def test_first_matching_child_wins_unless_it_continues(self) -> None:
+        critical = (eq("severity", "critical"),)
         tree = route(
             routes=(
-                route(
-                    receiver="pager", matchers=(Matcher("severity", "critical"),), continue_=True
-                ),
-                route(receiver="critical-chat", matchers=(Matcher("severity", "critical"),)),
-                route(receiver="never", matchers=(Matcher("severity", "critical"),)),
+                route(receiver="pager", matchers=critical, continue_=True, path="r.0"),
+                route(receiver="critical-chat", matchers=critical, path="r.1"),
+                route(receiver="never", matchers=critical, path="r.2"),
             )
         )
-        hits = tree.match({"alertname": "X", "severity": "critical"})
+        hits = match_routes(tree, {"alertname": "X", "severity": "critical"})
         assert [r.receiver for r in hits] == ["pager", "critical-chat"]
-        assert [r.receiver for r in tree.match({"severity": "warning"})] == ["ops"]
+        assert [r.receiver for r in match_routes(tree, {"severity": "warning"})] == ["ops"]
 
 
 class TestDedup:
@@ -245,7 +252,7 @@ class TestMuting:
             [
                 Silence(
                     id="s1",
-                    matchers=(Matcher("account", "a"),),
+                    matchers=(eq("account", "a"),),
                     starts_at=T0,
                     ends_at=T0 + timedelta(minutes=10),
                     created_by="alice",
@@ -266,11 +273,12 @@ class TestMuting:
     ) -> None:
         clock, outbox = Clock(), Outbox()
         rule = InhibitRule(
-            source=(Matcher("severity", "critical"),),
-            target=(Matcher("severity", "warning"),),
+            source_matchers=(eq("severity", "critical"),),
+            target_matchers=(eq("severity", "warning"),),
             equal=("namespace",),
+            path="inhibit_rules[0]",
         )
-        dispatcher = make(clock, outbox, inhibit_rules=[rule], tree=route(group_by=None))
+        dispatcher = make(clock, outbox, inhibit_rules=[rule], tree=route(group_by_all=True))
         fleet_down = Alert(
             labels={"alertname": "FleetOnlineRatioLow", "severity": "critical", "namespace": "a"}
         )

@@ -5,7 +5,6 @@ neither loses nor resends; on PostgreSQL exactly one evaluator leads."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -13,11 +12,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tgfleet.account import runtime as account_runtime
-from tgfleet.account import service as account_service
-from tgfleet.account.runtime import State, StateChange
+from tests.alert.fleet import make_accounts, set_state
+from tgfleet.account.runtime import State
 from tgfleet.alert import service as alert_service
-from tgfleet.alert.engine import Dispatcher, Route
+from tgfleet.alert.config import Route
+from tgfleet.alert.engine import Dispatcher
 from tgfleet.alert.evaluator import Evaluator, Thresholds
 from tgfleet.alert.schemas import DeliveryResult, Notification
 from tgfleet.audit.schemas import AuditContext
@@ -31,9 +30,14 @@ CONTEXT = AuditContext(actor="test")
 FAST = Route(
     receiver="ops",
     group_by=("alertname",),
+    group_by_all=False,
     group_wait=timedelta(seconds=0.3),
     group_interval=timedelta(seconds=1),
     repeat_interval=timedelta(hours=4),
+    matchers=(),
+    continue_=False,
+    routes=(),
+    path="route",
 )
 
 
@@ -44,40 +48,6 @@ class Outbox:
     async def __call__(self, receiver: str, notification: Notification) -> Sequence[DeliveryResult]:
         self.sent.append(notification)
         return [DeliveryResult(ok=True, receiver=receiver, integration="test", messages=1)]
-
-
-async def _accounts(maker: async_sessionmaker[AsyncSession], count: int) -> list[uuid.UUID]:
-    async with unit_of_work(maker) as session:
-        created = await account_service.create_accounts(
-            session,
-            [
-                account_service.NewAccount(label=f"acc{i:03d}", tg_user_id=None, dc_id=2)
-                for i in range(count)
-            ],
-        )
-        for account in created:
-            account.desired_state = "running"
-    return [a.id for a in created]
-
-
-async def _set_state(
-    maker: async_sessionmaker[AsyncSession], ids: Sequence[uuid.UUID], state: str, reason: str
-) -> None:
-    async with unit_of_work(maker) as session:
-        await account_runtime.apply(
-            session,
-            [
-                StateChange(
-                    account_id=a,
-                    state=state,
-                    previous="online",
-                    at=utcnow(),
-                    worker_id=None,
-                    reason=reason,
-                )
-                for a in ids
-            ],
-        )
 
 
 def _evaluator(
@@ -102,12 +72,12 @@ async def _until(predicate: object, within: float = 10.0) -> None:
 async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await _accounts(sessionmaker, 50)
+    ids = await make_accounts(sessionmaker, 50)
     outbox = Outbox()
     evaluator = _evaluator(sessionmaker, outbox)
     evaluator.start()
     try:
-        await _set_state(sessionmaker, ids, State.QUARANTINED, "session_revoked")
+        await set_state(sessionmaker, ids, State.QUARANTINED, "session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(1.5)  # more evaluations and group intervals: nothing new to say
         assert len(outbox.sent) == 1
@@ -118,7 +88,7 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
         async with unit_of_work(sessionmaker, read_only=True) as session:
             stored = await session.scalar(select(func.count()).select_from(AlertRow))
         assert stored == 50
-        await _set_state(sessionmaker, ids, State.STOPPED, "operator")
+        await set_state(sessionmaker, ids, State.STOPPED, "operator")
         await _until(lambda: len(outbox.sent) >= 2)
         assert outbox.sent[1].status == "resolved"
         assert len(outbox.sent[1].alerts) == 50
@@ -129,8 +99,8 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
 async def test_a_restart_neither_loses_nor_resends(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await _accounts(sessionmaker, 3)
-    await _set_state(sessionmaker, ids[:2], State.QUARANTINED, "banned")
+    ids = await make_accounts(sessionmaker, 3)
+    await set_state(sessionmaker, ids[:2], State.QUARANTINED, "banned")
     outbox = Outbox()
     first = _evaluator(sessionmaker, outbox)
     first.start()
@@ -143,7 +113,7 @@ async def test_a_restart_neither_loses_nor_resends(
     try:
         await asyncio.sleep(1.5)
         assert len(outbox.sent) == 1  # told already
-        await _set_state(sessionmaker, ids[2:], State.QUARANTINED, "banned")
+        await set_state(sessionmaker, ids[2:], State.QUARANTINED, "banned")
         await _until(lambda: len(outbox.sent) >= 2)
         assert len(outbox.sent[1].alerts) == 3  # the new one, with the two still firing
     finally:
@@ -153,7 +123,7 @@ async def test_a_restart_neither_loses_nor_resends(
 async def test_a_silence_mutes_matching_alerts(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await _accounts(sessionmaker, 2)
+    ids = await make_accounts(sessionmaker, 2)
     async with unit_of_work(sessionmaker) as session:
         await alert_service.create_silence(
             session,
@@ -167,7 +137,7 @@ async def test_a_silence_mutes_matching_alerts(
     evaluator = _evaluator(sessionmaker, outbox)
     evaluator.start()
     try:
-        await _set_state(sessionmaker, ids, State.QUARANTINED, "session_revoked")
+        await set_state(sessionmaker, ids, State.QUARANTINED, "session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(0.5)
         assert [a.labels["account"] for n in outbox.sent for a in n.alerts] == ["acc001"]

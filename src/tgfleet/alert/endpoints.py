@@ -11,11 +11,12 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import Field
 
 from tgfleet.alert import service as alert_service
+from tgfleet.alert.runtime import UnknownReceiver
 from tgfleet.audit import service as audit_service
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
-from tgfleet.exceptions import ServiceUnavailable
+from tgfleet.exceptions import NotFound, ServiceUnavailable
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.schema import RequestSchema, Schema
@@ -208,7 +209,10 @@ async def test_notification(
     runtime = getattr(request.app.state, "alerting", None)
     if runtime is None:
         raise ServiceUnavailable("alerting is not running in this process")
-    results = await runtime.send_test(body.receiver, actor=principal.actor)
+    try:
+        results = await runtime.send_test(body.receiver, actor=principal.actor)
+    except UnknownReceiver as exc:
+        raise NotFound(str(exc)) from exc
     ok = bool(results) and all(r.ok for r in results)
     await audit_service.record(
         session,

@@ -257,14 +257,18 @@ class Evaluator:
             if status.state == "quarantined":
                 reason = status.reason or status.last_error_code or "unknown"
                 banned = reason in BANNED_REASONS
+                # Short per-account text, one shared description: 50 accounts in one
+                # message, 10,000 in as few as the 4,096-character limit allows.
                 found.append(
                     _alert(
                         "AccountBanned" if banned else "AccountQuarantined",
                         "warning",
-                        f"Account {account.label} is {'banned' if banned else 'quarantined'} "
-                        f"({reason})",
-                        f"Its client is disconnected until an operator restarts it or "
-                        f"re-imports its session. Last error: {status.last_error_code or '-'}.",
+                        f"{account.label} ({reason})",
+                        "Banned or deleted by Telegram: its client is off for good; replace the "
+                        "account."
+                        if banned
+                        else "Quarantined: its client stays disconnected until an operator "
+                        "restarts it or re-imports its session.",
                         scope="account",
                         account=account.label,
                         reason=reason,
@@ -277,8 +281,9 @@ class Evaluator:
                         _alert(
                             "AccountFloodWait",
                             "warning",
-                            f"Account {account.label} must wait {int(seconds)} s (flood wait)",
-                            f"Telegram asked it to wait until {status.wait_until.isoformat()}.",
+                            f"{account.label} waits {int(seconds)} s",
+                            "Telegram imposed a long flood wait: the account sends nothing "
+                            "until it ends.",
                             scope="account",
                             account=account.label,
                         )
@@ -288,10 +293,9 @@ class Evaluator:
                 _alert(
                     "GroupDisabled",
                     "warning",
-                    f"Replies of {account.label} in {group.title or group.chat_id} are off "
-                    f"({group.disabled_reason})",
-                    "A group error switched replies off in this group; enable the group "
-                    "again once the cause is fixed.",
+                    f"{account.label} in {group.title or group.chat_id} ({group.disabled_reason})",
+                    "A group error switched replies off in the group; enable it again once "
+                    "the cause is fixed.",
                     scope="account",
                     account=account.label,
                     group=str(group.chat_id),

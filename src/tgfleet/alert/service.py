@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tgfleet.alert.engine import LogEntry, Matcher, Silence
+from tgfleet.alert.config import Matcher, MatchType
+from tgfleet.alert.engine import LogEntry, Silence
 from tgfleet.alert.repository import AlertRepository, NotificationRepository, SilenceRepository
 from tgfleet.alert.schemas import Alert, DeliveryResult
 from tgfleet.audit import service as audit_service
@@ -201,16 +202,16 @@ def parse_matchers(raw: Iterable[Mapping[str, Any]]) -> tuple[Matcher, ...]:
         name = str(item.get("name", "")).strip()
         if not name:
             raise InvalidSilence(f"matchers[{index}]: a label name is required")
+        regex, equal = bool(item.get("is_regex", False)), bool(item.get("is_equal", True))
+        kind = {
+            (False, True): MatchType.EQUAL,
+            (False, False): MatchType.NOT_EQUAL,
+            (True, True): MatchType.REGEX,
+            (True, False): MatchType.NOT_REGEX,
+        }[(regex, equal)]
         try:
-            matchers.append(
-                Matcher(
-                    name=name,
-                    value=str(item.get("value", "")),
-                    is_regex=bool(item.get("is_regex", False)),
-                    is_equal=bool(item.get("is_equal", True)),
-                )
-            )
-        except Exception as exc:  # re.error: a bad regex
+            matchers.append(Matcher(name=name, type=kind, value=str(item.get("value", ""))))
+        except ValueError as exc:  # a bad regular expression
             raise InvalidSilence(f"matchers[{index}]: not a valid regular expression") from exc
     if not matchers:
         raise InvalidSilence("a silence needs at least one matcher")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tgfleet import __version__
-from tgfleet.cli import account, audit, db, sandbox, session, silence, user, vault
+from tgfleet.cli import account, alert, audit, db, sandbox, session, silence, user, vault
 from tgfleet.cli.run import run
 from tgfleet.cli.worker import api, worker
 
@@ -26,6 +26,7 @@ app.add_typer(session.app, name="session")
 app.add_typer(account.app, name="account")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(silence.app, name="silence")
+app.add_typer(alert.app, name="alert")
 
 
 @app.command()

@@ -183,10 +183,14 @@ async def _read_file(path: Path, setting: str) -> str:
 # --------------------------------------------------------------------------- the message
 
 
-def _when(moment: datetime | None) -> str:
+def _when(moment: datetime | None, today: str | None = None) -> str:
+    """``14:02:11 UTC`` on the day of the notification (``today``), else with its date."""
     if moment is None:
         return "?"
-    return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
+    utc = as_utc(moment)
+    if today is not None and utc.strftime("%Y-%m-%d") == today:
+        return utc.strftime("%H:%M:%S UTC")
+    return utc.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _one_line(text: str) -> str:
@@ -217,6 +221,17 @@ def render_message(prepared: Prepared, *, html: bool = True) -> str:
     group_labels = notification.group_labels
     if group_labels:
         lines.append(" ".join(f"{esc(k)}={code(esc(v))}" for k, v in sorted(group_labels.items())))
+    shown = [*prepared.firing, *prepared.resolved]
+    # What every alert says alike is said once, above the list: a mass event stays short.
+    hoisted = {
+        name
+        for name in ("description",)
+        if len(shown) > 1
+        and shown[0].annotations.get(name)
+        and all(a.annotations.get(name) == shown[0].annotations.get(name) for a in shown)
+    }
+    lines.extend(esc(_one_line(shown[0].annotations[name])) for name in sorted(hoisted))
+    today = as_utc(notification.at).strftime("%Y-%m-%d") if notification.at else None
     for title, alerts, resolved in (
         ("Firing", prepared.firing, False),
         ("Resolved", prepared.resolved, True),
@@ -224,7 +239,16 @@ def render_message(prepared: Prepared, *, html: bool = True) -> str:
         if alerts:
             lines.extend(("", bold(f"{title} ({len(alerts)})")))
             lines.extend(
-                _alert_line(alert, group_labels, resolved=resolved, esc=esc, bold=bold, code=code)
+                _alert_line(
+                    alert,
+                    group_labels,
+                    resolved=resolved,
+                    esc=esc,
+                    bold=bold,
+                    code=code,
+                    hoisted=hoisted,
+                    today=today,
+                )
                 for alert in alerts
             )
     if notification.external_url:
@@ -242,16 +266,25 @@ def _alert_line(
     esc: Any,
     bold: Any,
     code: Any,
+    hoisted: frozenset[str] | set[str] = frozenset(),
+    today: str | None = None,
 ) -> str:
     labels, annotations = alert.labels, alert.annotations
-    head = f"{'✅' if resolved else '•'} {bold(esc(alert.name or 'alert'))}"
+    named = "alertname" not in group_labels  # else the header names it once for all
+    head = "✅" if resolved else "•"
+    if named:
+        head += f" {bold(esc(alert.name or 'alert'))}"
     severity = labels.get("severity")
     if severity and "severity" not in group_labels:
         head += f" [{esc(severity)}]"
     summary = _one_line(annotations.get("summary", ""))
-    description = _one_line(annotations.get("description", ""))
+    description = "" if "description" in hoisted else _one_line(annotations.get("description", ""))
     said = " — ".join(part for part in (summary, description) if part)
-    details = [f"{name} {code(esc(labels[name]))}" for name in DETAIL_LABELS if name in labels]
+    details = [
+        f"{name} {code(esc(labels[name]))}"
+        for name in DETAIL_LABELS
+        if name in labels and labels[name] not in said  # the summary names it already
+    ]
     parts = [f"{head}: {esc(said)}" if said else head]
     if not said:
         details.extend(
@@ -261,7 +294,11 @@ def _alert_line(
         )
     if details:
         parts.append(" ".join(details))
-    parts.append(f"ended {_when(alert.ends_at)}" if resolved else f"since {_when(alert.starts_at)}")
+    parts.append(
+        f"ended {_when(alert.ends_at, today)}"
+        if resolved
+        else f"since {_when(alert.starts_at, today)}"
+    )
     return " · ".join(parts)
 
 
