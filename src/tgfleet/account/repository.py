@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -41,6 +41,15 @@ CHUNK = 5_000
 OBSERVED_STATE = func.coalesce(AccountStatus.state, literal_column(f"'{AccountState.STOPPED}'"))
 
 T = TypeVar("T")
+
+
+class StateRow(NamedTuple):
+    label: str
+    state: str
+    reason: str | None
+    last_error_code: str | None
+    since: datetime
+    wait_until: datetime | None
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -136,14 +145,22 @@ class AccountRepository(RepositoryBase[Account]):
         result = await self.session.execute(statement)
         return {str(state): int(count) for state, count in result}
 
-    async def in_states(self, states: Sequence[str]) -> list[tuple[Account, AccountStatus]]:
-        """Accounts whose observed state is one of ``states`` (uses ix_account_status_state)."""
+    async def in_states(self, states: Sequence[str]) -> list[StateRow]:
+        """Accounts whose observed state is one of ``states``, as plain rows of the columns an
+        alert needs (no ORM objects: 10,000 of them every few seconds would be slow)."""
         statement = (
-            select(Account, AccountStatus)
+            select(
+                Account.label,
+                AccountStatus.state,
+                AccountStatus.reason,
+                AccountStatus.last_error_code,
+                AccountStatus.since,
+                AccountStatus.wait_until,
+            )
             .join(AccountStatus, STATUS_JOIN)
             .where(AccountStatus.state.in_(list(states)))
         )
-        return [(row[0], row[1]) for row in (await self.session.execute(statement)).all()]
+        return [StateRow(*row) for row in (await self.session.execute(statement)).all()]
 
     async def desired_state_counts(self) -> dict[tuple[str, str], int]:
         """(desired state, observed state) -> accounts, over the whole fleet: one GROUP BY."""

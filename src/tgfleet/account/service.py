@@ -34,6 +34,7 @@ from tgfleet.account.repository import (
     AccountGroupRepository,
     AccountRepository,
     AccountStatusRepository,
+    StateRow,
 )
 from tgfleet.account.schemas import (
     BULK_MAX_CHAT_IDS,
@@ -207,10 +208,9 @@ async def fleet_summary(session: AsyncSession) -> FleetSummary:
     return FleetSummary(states=states, desired=desired, running_online=online)
 
 
-async def accounts_in_states(
-    session: AsyncSession, states: Sequence[str]
-) -> list[tuple[Account, AccountStatus]]:
-    """Accounts (with their status) whose observed state is one of ``states``."""
+async def accounts_in_states(session: AsyncSession, states: Sequence[str]) -> list[StateRow]:
+    """Accounts whose observed state is one of ``states`` (label, state, reason, last error
+    code, since, wait_until)."""
     return await AccountRepository(session).in_states(states)
 
 

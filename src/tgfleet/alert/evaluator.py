@@ -251,7 +251,7 @@ class Evaluator:
 
     async def _from_database(self, session: AsyncSession, now: datetime) -> list[Alert]:
         found: list[Alert] = []
-        for account, status in await account_service.accounts_in_states(
+        for status in await account_service.accounts_in_states(
             session, ["quarantined", "flood_wait"]
         ):
             if status.state == "quarantined":
@@ -263,14 +263,14 @@ class Evaluator:
                     _alert(
                         "AccountBanned" if banned else "AccountQuarantined",
                         "warning",
-                        f"{account.label} ({reason})",
+                        f"{status.label} ({reason})",
                         "Banned or deleted by Telegram: its client is off for good; replace the "
                         "account."
                         if banned
                         else "Quarantined: its client stays disconnected until an operator "
                         "restarts it or re-imports its session.",
                         scope="account",
-                        account=account.label,
+                        account=status.label,
                         reason=reason,
                     )
                 )
@@ -281,11 +281,11 @@ class Evaluator:
                         _alert(
                             "AccountFloodWait",
                             "warning",
-                            f"{account.label} waits {int(seconds)} s",
+                            f"{status.label} waits {int(seconds)} s",
                             "Telegram imposed a long flood wait: the account sends nothing "
                             "until it ends.",
                             scope="account",
-                            account=account.label,
+                            account=status.label,
                         )
                     )
         for account, group in await account_service.groups_switched_off(session):

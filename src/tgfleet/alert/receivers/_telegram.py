@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import re
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,13 @@ from tgfleet.alert.schemas import Alert
 # Labels shown on every alert line when present; the rest only when nothing else says what
 # the alert is about.
 DETAIL_LABELS = ("account", "worker", "group")
+#: Notifications whose parts went out only partly: (receiver, integration, group key,
+#: text hash) -> parts delivered. In memory: a restart sends such a notification whole.
+_DELIVERED_PARTS: OrderedDict[tuple[str, int, str, str], int] = OrderedDict()
+RESUME_MEMORY = 1000
+#: Sections with more alerts than this list them compactly (names only, times once).
+COMPACT_OVER = 100
+COMPACT_LINE = 400
 _QUIET_LABELS = frozenset({"alertname", "severity", *DETAIL_LABELS})
 
 
@@ -94,10 +103,28 @@ class TelegramIntegration(Integration):
         if not parts:
             raise Permanent("the message is empty")
         progress.detail["messages_total"] = len(parts)
-        for part in parts:
+        # A delivery cut short (deadline, 429s) resumes where it stopped when the same text
+        # is sent again at the next flush: operators never get the first parts twice.
+        key = (
+            self.receiver,
+            self.index,
+            prepared.notification.group_key,
+            hashlib.sha256(text.encode()).hexdigest(),
+        )
+        done = _DELIVERED_PARTS.get(key, 0)
+        if done:
+            progress.detail["resumed_at_part"] = done + 1
+        for number, part in enumerate(parts):
+            if number < done:
+                continue
             send = functools.partial(self._send, token, chat_id, part, progress)
             await self._with_retries(send, progress)
             progress.messages += 1
+            _DELIVERED_PARTS[key] = number + 1
+            _DELIVERED_PARTS.move_to_end(key)
+            while len(_DELIVERED_PARTS) > RESUME_MEMORY:
+                _DELIVERED_PARTS.popitem(last=False)
+        _DELIVERED_PARTS.pop(key, None)
 
     async def _send(self, token: str, chat_id: int | str, text: str, progress: _Progress) -> None:
         payload: dict[str, Any] = {
@@ -236,26 +263,65 @@ def render_message(prepared: Prepared, *, html: bool = True) -> str:
         ("Firing", prepared.firing, False),
         ("Resolved", prepared.resolved, True),
     ):
-        if alerts:
-            lines.extend(("", bold(f"{title} ({len(alerts)})")))
-            lines.extend(
-                _alert_line(
-                    alert,
-                    group_labels,
-                    resolved=resolved,
-                    esc=esc,
-                    bold=bold,
-                    code=code,
-                    hoisted=hoisted,
-                    today=today,
-                )
-                for alert in alerts
+        if not alerts:
+            continue
+        if len(alerts) > COMPACT_OVER:
+            # A mass event: one line of names per ~COMPACT_LINE characters, the times once.
+            lines.extend(("", _compact_title(title, alerts, resolved, bold, today)))
+            lines.extend(_compact_lines(alerts, esc))
+            continue
+        lines.extend(("", bold(f"{title} ({len(alerts)})")))
+        lines.extend(
+            _alert_line(
+                alert,
+                group_labels,
+                resolved=resolved,
+                esc=esc,
+                bold=bold,
+                code=code,
+                hoisted=hoisted,
+                today=today,
             )
+            for alert in alerts
+        )
     if notification.external_url:
         url = notification.external_url
         lines.append("")
         lines.append(f'<a href="{escape_attribute(url)}">Open in tgfleet</a>' if html else url)
     return "\n".join(lines)
+
+
+def _compact_title(
+    title: str, alerts: Sequence[Alert], resolved: bool, bold: Any, today: str | None
+) -> str:
+    moments = [a.ends_at if resolved else a.starts_at for a in alerts]
+    known = sorted(m for m in moments if m is not None)
+    verb = "ended" if resolved else "since"
+    span = ""
+    if known:
+        first, last = _when(known[0], today), _when(known[-1], today)
+        span = f", {verb} {first}" if first == last else f", {verb} {first} to {last}"
+    return str(bold(f"{title} ({len(alerts)}{span})"))
+
+
+def _compact_lines(alerts: Sequence[Alert], esc: Any) -> list[str]:
+    """Each alert's summary (or its account label, or its name), comma-separated, in lines
+    of about COMPACT_LINE characters (the splitter cuts between lines)."""
+    lines: list[str] = []
+    current: list[str] = []
+    width = 0
+    for alert in alerts:
+        said = _one_line(
+            alert.annotations.get("summary", "") or alert.labels.get("account", "") or alert.name
+        )
+        if current and width + len(said) + 2 > COMPACT_LINE:
+            lines.append(esc(", ".join(current)))
+            current, width = [], 0
+        current.append(said)
+        width += len(said) + 2
+    if current:
+        lines.append(esc(", ".join(current)))
+    return lines
 
 
 def _alert_line(
