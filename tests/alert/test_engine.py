@@ -313,3 +313,24 @@ class TestRestart:
         await second.flush_due()
         assert len(outbox.sent) == 2
         assert outbox.names() == ["a", "b"]
+
+
+class TestRefresh:
+    async def test_refresh_resends_firing_unmuted_alerts_of_notified_groups_only(self) -> None:
+        """What an external Alertmanager needs to keep alerts alive: the firing, unmuted
+        alerts of groups already notified, again; the log is not touched."""
+        clock, outbox = Clock(), Outbox()
+        dispatcher = make(clock, outbox)
+        dispatcher.put([quarantined("a"), quarantined("b")])
+        assert await dispatcher.refresh(outbox, ["ops"]) == 0  # not notified yet
+        clock.advance(30)
+        await dispatcher.flush_due()
+        entry = await dispatcher.log.last(next(iter(dispatcher.groups)), "ops")
+        dispatcher.put([quarantined("b", ends_at=clock.now)])
+        dispatcher.set_silences([Silence("s", (eq("account", "a"),), T0, T0 + timedelta(days=1))])
+        dispatcher.put([quarantined("c")])
+        clock.advance(1)
+        assert await dispatcher.refresh(outbox, ["ops"]) == 1
+        assert outbox.names() == ["c"]  # a silenced, b resolved
+        assert await dispatcher.refresh(outbox, ["other"]) == 0
+        assert await dispatcher.log.last(next(iter(dispatcher.groups)), "ops") == entry

@@ -376,6 +376,35 @@ class Dispatcher:
             if alert.ends_at <= now - RESOLVED_RETENTION:
                 del self.alerts[fp]
 
+    async def refresh(self, send: Send, receivers: Iterable[str]) -> int:
+        """Send the firing, unmuted alerts of every already-notified group of ``receivers``
+        again through ``send`` (an external Alertmanager forgets an alert it has not heard
+        of for its ``resolve_timeout``; Prometheus re-sends the same way). Not logged: it
+        tells nothing new. Returns how many groups were sent."""
+        wanted = set(receivers)
+        async with self._lock:
+            now = self._now()
+            sent = 0
+            for group in list(self.groups.values()):
+                if group.route.receiver not in wanted or not group.flushed_once:
+                    continue
+                alerts = [
+                    self.alerts.get(fp, a)
+                    for fp, a in group.alerts.items()
+                    if self.alerts.get(fp, a).status_at(now) == "firing"
+                    and not self.silenced_by(a.labels, now)
+                    and not self.inhibited(a, now)
+                ]
+                if not alerts:
+                    continue
+                notification = _notification(
+                    group.route.receiver, group, alerts, now, self.external_url
+                )
+                with contextlib.suppress(Exception):
+                    await send(group.route.receiver, notification)
+                    sent += 1
+            return sent
+
     # ---- views
 
     def active(self) -> list[tuple[Alert, list[str], bool]]:

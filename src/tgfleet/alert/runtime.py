@@ -4,6 +4,8 @@ on PostgreSQL one of them leads, see :mod:`tgfleet.alert.evaluator`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final
@@ -27,6 +29,9 @@ from tgfleet.logging import get_logger
 log = get_logger(__name__)
 
 HTTP_TIMEOUT: Final = 30.0
+#: Seconds between re-posts of firing alerts to external Alertmanagers (Prometheus' own
+#: resend delay is 1 m; Alertmanager's resolve_timeout 5 m).
+RESEND_EVERY: Final = 60.0
 
 
 class UnknownReceiver(LookupError):
@@ -84,6 +89,14 @@ class AlertingRuntime:
             send_resolved=self._wants_resolved,
             external_url=settings.alerting_external_url,
         )
+        #: Receivers with an ``alertmanager_configs`` integration: their firing alerts are
+        #: re-posted every RESEND_EVERY seconds.
+        self._pushing = tuple(
+            name
+            for name, receiver in self.receivers.items()
+            if any(i.kind == "alertmanager" for i in receiver.integrations)
+        )
+        self._resend_task: asyncio.Task[None] | None = None
         self.evaluator = Evaluator(
             sessionmaker,
             self.dispatcher,
@@ -98,10 +111,36 @@ class AlertingRuntime:
 
     def start(self) -> None:
         self.evaluator.start()
+        if self._pushing and self._resend_task is None:
+            self._resend_task = asyncio.create_task(self._resend_loop(), name="alert:resend")
 
     async def stop(self) -> None:
+        task, self._resend_task = self._resend_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.evaluator.stop()
         await self._http.aclose()
+
+    async def _resend_loop(self) -> None:
+        """Re-post firing alerts to the external Alertmanagers every RESEND_EVERY seconds,
+        while this process leads (an Alertmanager resolves what it stops hearing about)."""
+        while True:
+            await asyncio.sleep(RESEND_EVERY)
+            if not self.evaluator.leader:
+                continue
+            try:
+                await self.dispatcher.refresh(self._push, self._pushing)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("alert.resend_failed", error=type(exc).__name__)
+
+    async def _push(self, receiver: str, notification: Notification) -> Sequence[DeliveryResult]:
+        target = self.receivers.get(receiver)
+        if target is None:
+            return []
+        pushers = [i for i in target.integrations if i.kind == "alertmanager"]
+        return [await integration.notify(notification) for integration in pushers]
 
     # ---- delivery
 
