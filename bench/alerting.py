@@ -899,8 +899,9 @@ def report(
                 "- Not measured: the recorder never answers 429. Telegram allows a bot about 20"
                 " messages a minute in one group, and a delivery has 120 s"
                 " (`DeliveryPolicy.deadline`) for all its messages; a notification of more parts"
-                " than that allows fails, is not logged, and is sent again from part 1 at the next"
-                " flush (read from the code, not measured)."
+                " than that allows is cut short, not logged, and resumes at its first"
+                " undelivered part at the next flush (tests/alert/test_receivers.py proves the"
+                " resumption; the pacing against real Telegram is not measured)."
             ),
             "",
             "| target | measured | verdict |",
