@@ -193,6 +193,10 @@ class Settings(BaseSettings):
         description="alerting configuration, Alertmanager's YAML shape (docs: alert/config.py); "
         "default: every alert to a receiver with no integrations (nothing is sent)",
     )
+    alerting_telegram_bot_token: SecretStr | None = Field(
+        default=None,
+        description="the bot token for telegram_configs that name none (instead of a file)",
+    )
     alerting_enabled: bool = Field(
         default=True, description="run the alert evaluator in API processes (one leads)"
     )

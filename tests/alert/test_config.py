@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from structlog.testing import capture_logs
 
 from tgfleet.alert.config import (
@@ -645,3 +645,42 @@ class TestMatchers:
         """str(matcher) parses back to the same matcher, whatever the value holds."""
         matcher = Matcher(name, kind, value)
         assert Matcher.parse(str(matcher)) == matcher
+
+
+class TestTokenFromTheEnvironment:
+    TEXT = textwrap.dedent(
+        """
+        route: {receiver: ops}
+        receivers:
+          - name: ops
+            telegram_configs:
+              - chat_id: -100123
+        """
+    )
+
+    def test_a_config_without_a_token_is_refused(self) -> None:
+        with pytest.raises(AlertingConfigError, match="bot_token"):
+            parse_config(self.TEXT)
+
+    def test_the_environment_token_fills_in_and_the_file_wins(self, tmp_path: Path) -> None:
+        config = parse_config(self.TEXT, default_bot_token="1:from-env")
+        token = config.global_.telegram_bot_token
+        assert token is not None
+        assert token.get_secret_value() == "1:from-env"
+        assert "from-env" not in repr(config)
+        own = self.TEXT.replace("chat_id: -100123", 'chat_id: -100123\n        bot_token: "2:own"')
+        mine = parse_config(
+            "global: {telegram_bot_token: '3:file'}\n" + own, default_bot_token="1:env"
+        )
+        assert mine.global_.telegram_bot_token is not None
+        assert mine.global_.telegram_bot_token.get_secret_value() == "3:file"
+
+    def test_settings_pass_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "alerting.yml"
+        path.write_text(self.TEXT)
+        settings = Settings(
+            alerting_config=path, alerting_telegram_bot_token=SecretStr("9:settings")
+        )
+        config = config_from_settings(settings)
+        assert config.global_.telegram_bot_token is not None
+        assert config.global_.telegram_bot_token.get_secret_value() == "9:settings"

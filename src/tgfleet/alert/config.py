@@ -1087,13 +1087,21 @@ def default_config() -> AlertingConfig:
 
 
 def config_from_settings(settings: Settings) -> AlertingConfig:
-    """The file named by ``TGFLEET_ALERTING_CONFIG``, or :func:`default_config`."""
+    """The file named by ``TGFLEET_ALERTING_CONFIG``, or :func:`default_config`.
+    ``TGFLEET_ALERTING_TELEGRAM_BOT_TOKEN`` (the environment) is the global bot token
+    when the file names none."""
     if settings.alerting_config is None:
         return default_config()
-    return load_config(settings.alerting_config)
+    token = settings.alerting_telegram_bot_token
+    return load_config(
+        settings.alerting_config,
+        default_bot_token=token.get_secret_value() if token is not None else None,
+    )
 
 
-def load_config(path: Path, *, check_files: bool = True) -> AlertingConfig:
+def load_config(
+    path: Path, *, check_files: bool = True, default_bot_token: str | None = None
+) -> AlertingConfig:
     """Read and validate ``path``. Raises :class:`AlertingConfigError` (one line per
     problem, each with the file, line and field); logs the warnings. It reads files: from
     async code, call it through ``asyncio.to_thread``."""
@@ -1105,7 +1113,13 @@ def load_config(path: Path, *, check_files: bool = True) -> AlertingConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise AlertingConfigError([f"{path}: cannot read: {exc}"]) from None
-    config = parse_config(text, str(path), base_dir=path.resolve().parent, check_files=check_files)
+    config = parse_config(
+        text,
+        str(path),
+        base_dir=path.resolve().parent,
+        check_files=check_files,
+        default_bot_token=default_bot_token,
+    )
     for warning in config.warnings:
         log.warning("alert.config.warning", problem=warning)
     return config
@@ -1117,8 +1131,11 @@ def parse_config(
     *,
     base_dir: Path | None = None,
     check_files: bool = True,
+    default_bot_token: str | None = None,
 ) -> AlertingConfig:
     """Validate YAML ``text``; errors read ``{source_name}:{line}: {field}: {problem}``.
+    ``default_bot_token`` (from the environment) is ``global.telegram_bot_token`` when the
+    file gives neither it nor ``telegram_bot_token_file``.
 
     ``*_file`` paths are relative to ``base_dir`` (default: the working directory);
     ``check_files=False`` skips reading them (to check a file meant for another host).
@@ -1129,6 +1146,14 @@ def parse_config(
         raise AlertingConfigError([msg])
     if not isinstance(data, dict):
         raise AlertingConfigError([f"{source_name}:1: the file must be a YAML mapping"])
+    if default_bot_token:
+        global_ = data.get("global")
+        if global_ is None:
+            global_ = data["global"] = {}
+        if isinstance(global_, dict) and not (
+            global_.get("telegram_bot_token") or global_.get("telegram_bot_token_file")
+        ):
+            global_["telegram_bot_token"] = default_bot_token
     context = _Context(
         base_dir=base_dir if base_dir is not None else Path.cwd(),
         check_files=check_files,
