@@ -5,7 +5,6 @@ token never leaks."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -13,7 +12,7 @@ import socket
 import textwrap
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -32,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.fakes.local_server import LocalServer
 from tests.fakes.telegram_bot_api import FakeBotApi, parse_telegram_html, utf16_length
 from tgfleet.alert.config import AlertingConfig, default_config, parse_config
 from tgfleet.alert.receivers import (
@@ -156,8 +155,7 @@ class HttpSink:
         self.paths: list[str] = []
         self.statuses: deque[int] = deque()
         self.url = ""
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._http: LocalServer | None = None
 
     async def _receive(self, request: Request) -> Response:
         self.paths.append(request.url.path)
@@ -167,17 +165,9 @@ class HttpSink:
 
     async def __aenter__(self) -> HttpSink:
         app = Starlette(routes=[Route("/{path:path}", self._receive, methods=["POST"])])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        async with asyncio.timeout(5):
-            while not self._server.started:
-                if self._task.done():
-                    await self._task  # raises the startup error
-                await asyncio.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._http = LocalServer(app)
+        await self._http.__aenter__()
+        self.url = self._http.url
         return self
 
     async def __aexit__(
@@ -186,17 +176,8 @@ class HttpSink:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        assert self._server is not None
-        assert self._task is not None
-        self._server.should_exit = True
-        async with asyncio.timeout(5):
-            await self._task
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+        assert self._http is not None
+        await self._http.__aexit__(exc_type, exc, traceback)
 
 
 def closed_port_url() -> str:

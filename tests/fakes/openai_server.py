@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-START_TIMEOUT_SECONDS = 5.0
-STOP_TIMEOUT_SECONDS = 5.0
+from tests.fakes.local_server import LocalServer
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -36,14 +32,6 @@ _ERROR_TYPES = {
     404: "not_found_error",
     429: "rate_limit_exceeded",
 }
-
-
-class _Server(uvicorn.Server):
-    """uvicorn that leaves the test runner's signal handlers alone."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class FakeChatServer:
@@ -57,9 +45,7 @@ class FakeChatServer:
         self.auth_headers: list[str] = []
         self.base_url = ""
         self._closing = asyncio.Event()
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
+        self._http: LocalServer | None = None
 
     async def _completions(self, request: Request) -> JSONResponse:
         body: dict[str, Any] = await request.json()
@@ -108,26 +94,9 @@ class FakeChatServer:
 
     async def __aenter__(self) -> FakeChatServer:
         app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._socket = sock
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        async with asyncio.timeout(START_TIMEOUT_SECONDS):
-            while not self._server.started:
-                if self._task.done():
-                    await self._task  # raises the startup error
-                await asyncio.sleep(0.01)
-        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._http = LocalServer(app)
+        await self._http.__aenter__()
+        self.base_url = f"{self._http.url}/v1"
         return self
 
     async def __aexit__(
@@ -137,15 +106,5 @@ class FakeChatServer:
         traceback: TracebackType | None,
     ) -> None:
         self._closing.set()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
-                    await self._task
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-        if self._socket is not None:
-            self._socket.close()
+        if self._http is not None:
+            await self._http.__aexit__(exc_type, exc, traceback)

@@ -29,22 +29,20 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-START_TIMEOUT_SECONDS = 5.0
-STOP_TIMEOUT_SECONDS = 5.0
+from tests.fakes.local_server import LocalServer
+
 MAX_MESSAGE_LENGTH = 4096
 
 #: Tags Telegram's HTML style accepts, and the attributes each may carry.
@@ -174,14 +172,6 @@ class SentMessage:
     at: float
 
 
-class _Server(uvicorn.Server):
-    """uvicorn that leaves the test runner's signal handlers alone."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _as_bool(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "1"}
@@ -222,9 +212,7 @@ class FakeBotApi:
         self._faults: deque[Fault] = deque()
         self._closing = asyncio.Event()
         self._arrived = asyncio.Condition()
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
+        self._http: LocalServer | None = None
 
     def fail_next(
         self,
@@ -373,28 +361,9 @@ class FakeBotApi:
                 Route("/bot{token}/{method}", self._dispatch, methods=["GET", "POST"]),
             ]
         )
-        # IPPROTO_TCP spelt out: asyncio turns Nagle off only on sockets whose proto says
-        # TCP, and with Nagle on, each keep-alive answer waits ~40 ms for a delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._socket = sock
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,  # the access log would print the token-bearing paths
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        async with asyncio.timeout(START_TIMEOUT_SECONDS):
-            while not self._server.started:
-                if self._task.done():
-                    await self._task  # raises the startup error
-                await asyncio.sleep(0.01)
-        self.api_url = f"http://127.0.0.1:{port}"
+        self._http = LocalServer(app)
+        await self._http.__aenter__()
+        self.api_url = self._http.url
         return self
 
     async def __aexit__(
@@ -404,15 +373,5 @@ class FakeBotApi:
         traceback: TracebackType | None,
     ) -> None:
         self._closing.set()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
-                    await self._task
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-        if self._socket is not None:
-            self._socket.close()
+        if self._http is not None:
+            await self._http.__aexit__(exc_type, exc, traceback)
