@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 Status = Literal["firing", "resolved"]
@@ -65,8 +65,8 @@ class Notification:
 
     @property
     def firing(self) -> tuple[Alert, ...]:
-        now = self.at
-        return tuple(a for a in self.alerts if now is None or a.status_at(now) == "firing")
+        now = self.at or datetime.now(UTC)
+        return tuple(a for a in self.alerts if a.status_at(now) == "firing")
 
 
 @dataclass(frozen=True, slots=True)
