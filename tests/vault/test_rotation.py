@@ -66,11 +66,15 @@ async def decrypt_all(
 
 
 async def keys_in_use(maker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
-    async with maker() as session:
+    # Read-only: a sample must not queue for the write lock behind the rotation it watches.
+    async with unit_of_work(maker, read_only=True) as session:
         rows = await session.execute(
             text("SELECT kek_id, count(*) FROM session_secret GROUP BY kek_id")
         )
         return {str(k): int(v) for k, v in rows.all()}
+
+
+MID_WAY_SECRETS = 2000
 
 
 class TestRotate:
@@ -101,7 +105,9 @@ class TestRotate:
         secret still decrypts, and the old key ends retired."""
         vault = await asyncio.to_thread(vault_service.Vault.load, file_settings)
         old = vault.keyring.active.id
-        results = await fill(maker, vault, 400)
+        # Enough one-secret batches that the watcher below sees the rotation mid-way even
+        # when the machine is busy (400 were once done between two samples).
+        results = await fill(maker, vault, MID_WAY_SECRETS)
         env = {
             **os.environ,
             "TGFLEET_DATABASE_URL": db_url,
@@ -117,7 +123,7 @@ class TestRotate:
         split: dict[str, int] = {}
         while time.monotonic() < deadline:
             split = await keys_in_use(maker)
-            if len(split) == 2 and 0 < split.get(old, 0) < 400:
+            if len(split) == 2 and 0 < split.get(old, 0) < MID_WAY_SECRETS:
                 break
             assert process.returncode is None, await process.communicate()
             await asyncio.sleep(0.005)
@@ -132,7 +138,7 @@ class TestRotate:
         assert rerun.returncode == 0, stderr.decode()
         assert "continued to key" in stdout.decode()
         final = await keys_in_use(maker)
-        assert list(final.values()) == [400]
+        assert list(final.values()) == [MID_WAY_SECRETS]
         assert old not in final
         vault = await asyncio.to_thread(vault_service.Vault.load, file_settings)
         await decrypt_all(maker, vault, results)
