@@ -130,8 +130,12 @@ def history(group: WorldGroup) -> Any:
     )
 
 
-def send(group: WorldGroup, text: str) -> Any:
-    return functions.messages.SendMessageRequest(peer=input_peer(group), message=text)
+def send(group: WorldGroup, text: str, reply_to: int | None = None) -> Any:
+    return functions.messages.SendMessageRequest(
+        peer=input_peer(group),
+        message=text,
+        reply_to=None if reply_to is None else types.InputReplyToMessage(reply_to_msg_id=reply_to),
+    )
 
 
 def supergroup(world: World) -> WorldGroup:
@@ -431,7 +435,15 @@ class TestObservation:
         assert [m["text"] for m in sent[bob.username]] == ["three"]
         assert world.accounts[2].username not in sent
         for message in sent[alice.username]:
-            assert set(message) == {"group_id", "message_id", "at", "text"}
+            assert set(message) == {
+                "group_id",
+                "message_id",
+                "at",
+                "text",
+                "origin_id",
+                "reply_to_origin",
+                "reply_to_sender",
+            }
             assert abs(message["at"] - time.time()) < 60
         after = await control.stats()
         assert after["connections"] == {}
@@ -456,3 +468,75 @@ class TestObservation:
             stats = await control.stats()
         assert stats["duplicate_use"].get(alice.username, 0) > 0
         assert bob.username not in stats["duplicate_use"]
+
+
+class TestReplyObservation:
+    """/stats says which message each fleet reply answered and whose it was, in world-wide
+    origin ids (the ones ``POST /groups/{group}/messages`` answers), whatever the ids in
+    each account's view."""
+
+    @pytest.mark.timeout(40)
+    @pytest.mark.parametrize("kind", ["basic", "supergroup"])
+    async def test_reply_to_a_member_message(
+        self, world: World, box: Sandbox, control: SandboxControl, kind: str
+    ) -> None:
+        """An account replies (through Telethon) to the id under which it received a
+        member's message: logged with that message's origin and the member as sender."""
+        alice = world.accounts[0]
+        group = basic_group(world) if kind == "basic" else supergroup(world)
+        member = member_of(world, group)
+        other = basic_group(world) if kind == "supergroup" else supergroup(world)
+        async with connected(box, alice) as tg, asyncio.timeout(30):
+            queue = collect(tg)
+            # Earlier traffic in both groups, so origin ids run ahead of the group's ids.
+            await control.post_message(other.id, member_of(world, other), "elsewhere")
+            await tg(send(group, "before"))
+            posted = await control.post_message(group.id, member, "a question")
+            while (event := await next_event(queue)).raw_text != "a question":
+                pass
+            assert event.id == posted["message_ids"][str(alice.id)] == 2
+            await tg(send(group, "the answer", reply_to=event.id))
+            sent = (await control.stats())["messages_sent"][alice.username]
+        before, answer = sent
+        assert posted["origin_id"] == 3
+        assert (before["origin_id"], before["reply_to_origin"], before["reply_to_sender"]) == (
+            2,
+            None,
+            None,
+        )
+        assert answer == {
+            "group_id": group.id,
+            "message_id": 3,
+            "at": answer["at"],
+            "text": "the answer",
+            "origin_id": 4,
+            "reply_to_origin": posted["origin_id"],
+            "reply_to_sender": member,
+        }
+
+    @pytest.mark.timeout(40)
+    async def test_reply_to_another_account_and_plain_messages(
+        self, world: World, box: Sandbox, control: SandboxControl
+    ) -> None:
+        """A reply to a fleet account's message names that account as the sender; a
+        message that replies to nothing has no reply origin or sender."""
+        alice, bob = world.accounts[0], world.accounts[1]
+        group = supergroup(world)
+        async with (
+            connected(box, alice) as tg,
+            connected(box, bob) as other,
+            asyncio.timeout(30),
+        ):
+            await other(send(group, "from bob"))
+            bobs = (await control.stats())["messages_sent"][bob.username][0]
+            await tg(send(group, "to bob", reply_to=bobs["message_id"]))
+            await tg(send(group, "to nobody"))
+            sent = (await control.stats())["messages_sent"][alice.username]
+        assert [
+            (m["text"], m["origin_id"], m["reply_to_origin"], m["reply_to_sender"]) for m in sent
+        ] == [("to bob", 2, 1, bob.id), ("to nobody", 3, None, None)]
+        assert (bobs["origin_id"], bobs["reply_to_origin"], bobs["reply_to_sender"]) == (
+            1,
+            None,
+            None,
+        )

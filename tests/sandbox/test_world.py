@@ -553,6 +553,34 @@ class TestWorldStateRules:
         reply = state.post(SUPER, M1, "answer", reply_to_msg_id=original)
         assert {d.reply_to for d in reply} == {original}
 
+    def test_reply_origin_and_sender(self) -> None:
+        """Every view of a reply names the replied message's origin, whatever its own ids;
+        `sender_of` names who sent an origin and `last_origin` a sender's latest one."""
+        state = _state()
+        state.post(BASIC2, M2, "shifts A1's ids")
+        question = state.post(BASIC1, M1, "question")[0].origin_id
+        assert (question, state.last_origin(BASIC1, M1)) == (2, 2)
+        reply = _by_account(state.post(BASIC1, A1, "answer", reply_to_msg_id=2))
+        assert {d.reply_to_origin for d in reply.values()} == {question}
+        assert (reply[A1].reply_to, reply[A2].reply_to) == (2, 1)
+        channel = state.post(SUPER, A2, "in the channel")[0]
+        assert channel.reply_to_origin is None
+        answer = state.post(SUPER, M1, "re", reply_to_account=A2)
+        assert {d.reply_to_origin for d in answer} == {channel.origin_id}
+        assert [state.sender_of(o) for o in (1, question, reply[A1].origin_id)] == [M2, M1, A1]
+        assert state.sender_of(channel.origin_id) == A2
+        assert state.sender_of(99) is None
+        assert state.last_origin(BASIC2, M1) is None
+
+    def test_sender_of_is_bounded(self) -> None:
+        """Only the last ``sender_limit`` origins keep their sender (joins count too)."""
+        state = _state(sender_limit=3)
+        origins = [state.post(SUPER, M1 if n % 2 else M2, f"m{n}")[0].origin_id for n in range(4)]
+        origins.append(state.join(SUPER, M3)[0].origin_id)
+        assert origins == [1, 2, 3, 4, 5]
+        assert [state.sender_of(o) for o in origins] == [None, None, M2, M1, M3]
+        assert len(state._sender_by_origin) == 3
+
     def test_bad_reply(self) -> None:
         """Replying to an unknown message, or to an account that never posted, is refused."""
         state = _state()

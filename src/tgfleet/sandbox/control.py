@@ -22,9 +22,12 @@ bad input and 404 for an unknown account, group or rule):
 ``POST /accounts/{account}/refuse``        ``{"seconds": T}``: refuse new connections for T s
 ``POST /accounts/{account}/latency``       ``{"seconds": S}``: delay every answer (0 clears)
 ``POST /groups/{group}/messages``          ``{"sender", "text", "reply_to_account"?}``: a
-                                           simulated member posts; pushed to fleet accounts
+                                           simulated member posts; pushed to fleet accounts;
+                                           answers its ``origin_id`` and ``message_ids``
 ``GET /stats``                             connections, duplicate use, requests per method,
-                                           messages each fleet account sent (with time)
+                                           messages each fleet account sent: ``group_id``,
+                                           ``message_id``, ``at``, ``text``, ``origin_id``,
+                                           ``reply_to_origin``, ``reply_to_sender``
 ``GET /health``                            ``{"status": "ok", ...}``
 =========================================  ====================================================
 """
@@ -67,10 +70,18 @@ class SentMessage:
 
     account_id: int
     group_id: int
+    #: The id in the sender's own view.
     message_id: int
     #: Unix time the sandbox accepted it.
     at: float
     text: str
+    #: The message's world-wide id (``Delivery.origin_id``).
+    origin_id: int
+    #: The world-wide id of the message it replies to; None if it is not a reply.
+    reply_to_origin: int | None = None
+    #: Who sent the replied-to message (a member or a fleet account id); None if it is not
+    #: a reply, or the replied message is older than the state's ``sender_limit`` events.
+    reply_to_sender: int | None = None
 
 
 class ControlledSandbox(Protocol):
@@ -342,6 +353,7 @@ def create_control_app(sandbox: ControlledSandbox) -> FastAPI:
         return {
             "group_id": group_id,
             "sender_id": sender,
+            "origin_id": sandbox.state.last_origin(group_id, sender),
             "message_ids": {str(d.account_id): d.message_id for d in deliveries},
             "deliveries": len(deliveries),
             "pushed": pushed,
@@ -361,6 +373,9 @@ def create_control_app(sandbox: ControlledSandbox) -> FastAPI:
                     "message_id": message.message_id,
                     "at": message.at,
                     "text": message.text,
+                    "origin_id": message.origin_id,
+                    "reply_to_origin": message.reply_to_origin,
+                    "reply_to_sender": message.reply_to_sender,
                 }
             )
         return {

@@ -59,7 +59,8 @@ def world_dispatcher(state: WorldState, faults: FaultRegistry) -> WorldDispatchi
 
 
 class RecordingWorldState(WorldState):
-    """A ``WorldState`` that logs each new message a fleet account posts (bounded).
+    """A ``WorldState`` that logs each new message a fleet account posts (bounded), with
+    its origin and, for a reply, the replied message's origin and sender.
 
     A post re-sent with the same ``random_id`` returns the earlier deliveries and is not
     logged twice: origins only grow, so an origin not above the newest seen is a repeat.
@@ -93,7 +94,19 @@ class RecordingWorldState(WorldState):
         self._newest_origin = deliveries[0].origin_id
         if sender_id in self.world.accounts_by_id:
             own = next((d for d in deliveries if d.account_id == sender_id), deliveries[0])
-            self.sent.append(SentMessage(sender_id, group_id, own.message_id, time.time(), text))
+            replied = own.reply_to_origin
+            self.sent.append(
+                SentMessage(
+                    sender_id,
+                    group_id,
+                    own.message_id,
+                    time.time(),
+                    text,
+                    origin_id=own.origin_id,
+                    reply_to_origin=replied,
+                    reply_to_sender=None if replied is None else self.sender_of(replied),
+                )
+            )
         return deliveries
 
     def join(self, group_id: int, user_id: int) -> list[Delivery]:

@@ -669,7 +669,8 @@ class Delivery:
     (channel updates go out in ``Updates`` with seq 0, outside the account's seq).
     ``origin_id`` names the event across all accounts' views. ``mentions`` are the user
     ids @mentioned in the text; ``reply_to`` is a message id in this account's view (None if
-    the account cannot see the replied message).
+    the account cannot see the replied message), ``reply_to_origin`` the replied message's
+    ``origin_id`` (whoever views it; None if not a reply).
     """
 
     account_id: int
@@ -686,6 +687,7 @@ class Delivery:
     mentions: tuple[int, ...]
     origin_id: int
     random_id: int | None = None
+    reply_to_origin: int | None = None
 
     @property
     def out(self) -> bool:
@@ -743,7 +745,8 @@ class WorldState:
     """The running world: memberships, message ids, pts/seq and backlogs.
 
     Not thread-safe; the server calls it from its one event loop. ``clock`` gives the unix
-    time used for message dates and slow mode.
+    time used for message dates and slow mode. `sender_of` knows who sent each of the last
+    ``sender_limit`` events world-wide (messages and joins).
     """
 
     def __init__(
@@ -753,6 +756,7 @@ class WorldState:
         backlog_limit: int = 10_000,
         history_limit: int = 10_000,
         dedupe_limit: int = 100_000,
+        sender_limit: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.world = world
@@ -771,6 +775,10 @@ class WorldState:
         self._last_post: dict[tuple[int, int], int] = {}
         self._last_post_at: dict[tuple[int, int], float] = {}
         self._sent: OrderedDict[tuple[int, int], list[Delivery]] = OrderedDict()
+        #: origin → sender of the last ``sender_limit`` origins. Origins are consecutive,
+        #: so the one falling out is known and a plain dict stays bounded in O(1).
+        self._sender_limit = max(1, sender_limit)
+        self._sender_by_origin: dict[int, int] = {}
 
     # ---- reading
 
@@ -828,6 +836,15 @@ class WorldState:
                 _view(event, account_id, event.message_id, event.reply_to) if view else event
             )
         return out
+
+    def sender_of(self, origin_id: int) -> int | None:
+        """Who sent the event ``origin_id`` (a member or an account id); None when unknown
+        or older than the last ``sender_limit`` events."""
+        return self._sender_by_origin.get(origin_id)
+
+    def last_origin(self, group_id: int, sender_id: int) -> int | None:
+        """The ``origin_id`` of ``sender_id``'s latest message in a group (None: none yet)."""
+        return self._last_post.get((group_id, sender_id))
 
     def last_message_id(self, group_id: int, sender_id: int, viewer_id: int) -> int | None:
         """The id under which ``viewer_id`` sees ``sender_id``'s latest message in a group."""
@@ -921,6 +938,8 @@ class WorldState:
     ) -> list[Delivery]:
         self._last_origin += 1
         origin = self._last_origin
+        self._sender_by_origin[origin] = sender_id
+        self._sender_by_origin.pop(origin - self._sender_limit, None)
         date = int(now)
         recipients = [uid for uid in self._members[group_id] if uid in self._accounts]
         recipients.sort()
@@ -945,6 +964,7 @@ class WorldState:
                 mentions=mentions,
                 origin_id=origin,
                 random_id=random_id,
+                reply_to_origin=reply_origin,
             )
             channel.backlog.append(event)
             channel.message_by_origin[origin] = event.message_id
@@ -976,6 +996,7 @@ class WorldState:
                     mentions=mentions,
                     origin_id=origin,
                     random_id=random_id if uid == sender_id else None,
+                    reply_to_origin=reply_origin,
                 )
                 box.backlog.append(delivery)
                 box.history.setdefault(group_id, deque(maxlen=box.history_limit)).append(delivery)
@@ -1062,6 +1083,7 @@ def _view(event: Delivery, account_id: int, message_id: int, reply_to: int | Non
         mentions=event.mentions,
         origin_id=event.origin_id,
         random_id=event.random_id if event.sender_id == account_id else None,
+        reply_to_origin=event.reply_to_origin,
     )
 
 
