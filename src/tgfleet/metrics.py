@@ -146,6 +146,15 @@ REPLIES_SUPPRESSED = Counter(
     "Messages not answered, by reason (limit, probability, group_disabled, flood_wait, ...).",
     ["reason"],
 )
+REPLY_GATE_QUESTIONS = Counter(
+    "tgfleet_reply_gate_questions_total",
+    "Reply admissions asked of PostgreSQL (several workers), by its verdict.",
+    ["verdict"],
+)
+REPLY_GATE_FAILURES = Counter(
+    "tgfleet_reply_gate_failures_total",
+    "Reply admissions that could not be asked (database unreachable or slow): not sent.",
+)
 SEND_DURATION = Histogram(
     "tgfleet_send_duration_seconds",
     "Time of one messages.sendMessage call that succeeded.",
@@ -475,6 +484,18 @@ for _counter, _values in (
     (STATUS_FLUSHES, ("ok", "failed")),
     (CONNECT_ATTEMPTS, ("ok", "failed")),
     (FLOOD_WAIT_SECONDS, ("account", "chat")),
+    (
+        REPLY_GATE_QUESTIONS,
+        (
+            "admitted",
+            "from_fleet",
+            "claimed_by_other",
+            "duplicate",
+            "limit:min_interval",
+            "limit:account_hourly",
+            "limit:group_hourly",
+        ),
+    ),
 ):
     for _value in _values:
         _counter.labels(_value)

@@ -181,6 +181,8 @@ COMMAND_CHANNEL: Final = "tgfleet_accounts"
 #: or leases freed (workers only try to claim).
 COMMAND: Final = "command"
 LEASES_FREED: Final = "leases"
+#: An account's Telegram identity was learned or changed: workers reload the fleet's ids.
+FLEET_CHANGED: Final = "fleet"
 
 
 async def notify_workers(session: AsyncSession, kind: str = COMMAND) -> None:
@@ -347,6 +349,27 @@ async def record_identities(
 ) -> None:
     """Store each account's Telegram user id and username as its client reported them."""
     await StatusRepository(session).set_identities(identities)
+
+
+async def learn_identity(
+    session: AsyncSession, account_id: uuid.UUID, tg_user_id: int, username: str | None
+) -> None:
+    """Store who an account turned out to be at its connect, and tell every worker (on
+    commit) before the account may send anything: no worker then answers its messages.
+    Every reply admission on PostgreSQL also reads the stored ids, so a worker that missed
+    the notification still never answers a fleet account."""
+    await StatusRepository(session).set_identities({account_id: (tg_user_id, username)})
+    await notify_workers(session, FLEET_CHANGED)
+
+
+async def fleet_user_ids(session: AsyncSession) -> set[int]:
+    """The Telegram user ids of every account of the fleet (all of them, not one worker's)."""
+    return await StatusRepository(session).user_ids()
+
+
+async def fleet_ids_fingerprint(session: AsyncSession) -> tuple[object, ...]:
+    """Moves whenever :func:`fleet_user_ids` could answer differently (one aggregate)."""
+    return await StatusRepository(session).user_ids_fingerprint()
 
 
 async def release_stale(session: AsyncSession, worker_id: str) -> int:

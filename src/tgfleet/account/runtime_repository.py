@@ -77,6 +77,18 @@ class StatusRepository(RepositoryBase[AccountStatus]):
                 .execution_options(synchronize_session=False)
             )
 
+    async def user_ids(self) -> set[int]:
+        result = await self.session.execute(
+            select(Account.tg_user_id).where(Account.tg_user_id.is_not(None))
+        )
+        return {int(user_id) for user_id in result.scalars().all() if user_id is not None}
+
+    async def user_ids_fingerprint(self) -> tuple[object, ...]:
+        result = await self.session.execute(
+            select(func.count(Account.tg_user_id), func.sum(Account.tg_user_id), func.count())
+        )
+        return tuple(result.one())
+
     async def add_events(self, events: Sequence[AccountEvent]) -> None:
         self.session.add_all(list(events))
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 REGISTER = text(
     """
@@ -335,3 +335,94 @@ class LeaseRepository:
 
     async def unassigned(self) -> int:
         return int((await self._one(UNASSIGNED))[0])
+
+
+# --- Replies (issue 13): one statement per decision; the functions are in migration 0007.
+
+ADMIT_REPLY = text(
+    """
+    SELECT verdict, reserved_at, retry_in
+    FROM tgfleet_reply_admit(:key, :account, :chat, :sender, :min_interval,
+                             :account_hourly, :group_hourly, :claim_seconds)
+    """
+)
+
+RELEASE_REPLY = text(
+    "SELECT tgfleet_reply_release(:key, :account, :chat, :reserved_at, :keep_claim)"
+)
+
+PRUNE_CLAIMS = text("DELETE FROM reply_claim WHERE expires_at < now()")
+
+# A window whose newest reply is an hour old can never refuse anything again.
+PRUNE_WINDOWS = text(
+    """
+    DELETE FROM reply_window
+    WHERE coalesce(sent_at[cardinality(sent_at)], 0) < extract(epoch FROM now()) - 3600
+    """
+)
+
+
+class ReplyRepository:
+    """The fleet-wide reply decisions; ``connection`` may be in autocommit (one round trip
+    per decision) or inside a transaction."""
+
+    def __init__(self, connection: AsyncConnection | AsyncSession) -> None:
+        self.connection = connection
+
+    async def admit(
+        self,
+        *,
+        key: str,
+        account_id: uuid.UUID,
+        chat_id: int,
+        sender_id: int | None,
+        min_interval: float,
+        account_hourly: int,
+        group_hourly: int,
+        claim_seconds: float,
+    ) -> tuple[str, float | None, float | None]:
+        row = (
+            await self.connection.execute(
+                ADMIT_REPLY,
+                {
+                    "key": key,
+                    "account": account_id,
+                    "chat": chat_id,
+                    "sender": sender_id,
+                    "min_interval": min_interval,
+                    "account_hourly": account_hourly,
+                    "group_hourly": group_hourly,
+                    "claim_seconds": claim_seconds,
+                },
+            )
+        ).one()
+        return str(row[0]), row[1], row[2]
+
+    async def release(
+        self,
+        *,
+        key: str,
+        account_id: uuid.UUID,
+        chat_id: int,
+        reserved_at: float,
+        keep_claim: bool,
+    ) -> None:
+        await self.connection.execute(
+            RELEASE_REPLY,
+            {
+                "key": key,
+                "account": account_id,
+                "chat": chat_id,
+                "reserved_at": reserved_at,
+                "keep_claim": keep_claim,
+            },
+        )
+
+    async def prune(self) -> tuple[int, int]:
+        claims = await self.connection.execute(PRUNE_CLAIMS)
+        windows = await self.connection.execute(PRUNE_WINDOWS)
+        return _rowcount(claims), _rowcount(windows)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -18,9 +18,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from tgfleet.fleet.repository import LeaseRepository
+from tgfleet.fleet.repository import LeaseRepository, ReplyRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +163,10 @@ async def ensure_leases(session: AsyncSession, account_ids: Collection[uuid.UUID
 
 async def sweep(session: AsyncSession) -> None:
     """The leader's slow chore: lease rows for every account desired running (whatever
-    set it), none left free for stopped ones, and workers gone for a day forgotten."""
+    set it), none left free for stopped ones, and workers gone for a day forgotten; reply
+    claims past their expiry and limit windows an hour quiet dropped."""
     await LeaseRepository(session).ensure(None)
+    await ReplyRepository(session).prune()
 
 
 async def reap(
@@ -269,3 +271,68 @@ async def unassigned(session: AsyncSession) -> int:
     if not supports_leases(session):
         return 0
     return await LeaseRepository(session).unassigned()
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyVerdict:
+    """PostgreSQL's answer to one account asking to answer one message (issue 13).
+
+    ``verdict``: ``admitted`` (claimed and budget reserved at ``reserved_at``, unix time),
+    ``from_fleet``, ``claimed_by_other``, ``duplicate``, ``limit:min_interval``,
+    ``limit:account_hourly`` or ``limit:group_hourly`` (then ``retry_in``: the seconds during
+    which the same limit refuses again, whoever asks, unless a reservation is released)."""
+
+    verdict: str
+    reserved_at: float | None
+    retry_in: float | None
+
+
+async def admit_reply(
+    connection: AsyncConnection | AsyncSession,
+    *,
+    key: str,
+    account_id: uuid.UUID,
+    chat_id: int,
+    sender_id: int | None,
+    min_interval: float,
+    account_hourly: int,
+    group_hourly: int,
+    claim_seconds: float,
+) -> ReplyVerdict:
+    """Decide and reserve in one statement, atomically for every worker (see migration
+    0007: the sender is not a fleet account, the message is not claimed, the account's and
+    the group's last hour leave room; then the claim and the budget are taken)."""
+    verdict, reserved_at, retry_in = await ReplyRepository(connection).admit(
+        key=key,
+        account_id=account_id,
+        chat_id=chat_id,
+        sender_id=sender_id,
+        min_interval=min_interval,
+        account_hourly=account_hourly,
+        group_hourly=group_hourly,
+        claim_seconds=claim_seconds,
+    )
+    return ReplyVerdict(verdict, reserved_at, retry_in)
+
+
+async def release_reply(
+    connection: AsyncConnection | AsyncSession,
+    *,
+    key: str,
+    account_id: uuid.UUID,
+    chat_id: int,
+    reserved_at: float,
+    keep_claim: bool,
+) -> None:
+    """Give an admitted reply's budget back (it was not sent), and its claim unless
+    ``keep_claim``."""
+    await ReplyRepository(connection).release(
+        key=key,
+        account_id=account_id,
+        chat_id=chat_id,
+        reserved_at=reserved_at,
+        keep_claim=keep_claim,
+    )

@@ -79,8 +79,12 @@ def create_engine(
     pool_size: int = 10,
     max_overflow: int = 10,
     sqlite_busy_timeout_ms: int = 5000,
+    pre_ping: bool = True,
 ) -> AsyncEngine:
-    """Create the async engine for ``url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``)."""
+    """Create the async engine for ``url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``).
+
+    ``pre_ping=False`` saves a round trip per checkout where a dead connection may simply
+    fail one statement (the caller then fails closed and the pool replaces it)."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -100,7 +104,7 @@ def create_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             pool_recycle=1800,
             pool_timeout=POOL_TIMEOUT_SECONDS,
             connect_args={

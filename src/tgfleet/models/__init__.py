@@ -14,6 +14,8 @@ from tgfleet.models.login_throttle import LoginThrottle
 from tgfleet.models.notification import Notification
 from tgfleet.models.playbook import Playbook
 from tgfleet.models.playbook_version import PlaybookVersion
+from tgfleet.models.reply_claim import ReplyClaim
+from tgfleet.models.reply_window import ReplyWindow
 from tgfleet.models.role import Role
 from tgfleet.models.session_secret import SessionSecret
 from tgfleet.models.silence import Silence
@@ -36,6 +38,8 @@ __all__ = [
     "Notification",
     "Playbook",
     "PlaybookVersion",
+    "ReplyClaim",
+    "ReplyWindow",
     "Role",
     "SessionSecret",
     "Silence",

@@ -2,13 +2,14 @@
 
 ``compile_playbook`` turns YAML into an immutable ``CompiledPlaybook`` (regexes and Jinja
 templates compiled once). ``ReplyEngine.respond`` evaluates one message for one account:
-rules in order, the first whose trigger and conditions match decides; then the limits
-(cheapest first, budget consumed only when the reply will be sent), then the reply from a
-template or from an OpenAI-compatible model with a fallback template.
+rules in order, the first whose trigger and conditions match decides; then the reply gate
+(:mod:`tgfleet.playbook.gate`: the fleet's own accounts, one responder, the limits; budget
+reserved before the reply is made and given back when nothing is sent), then the reply from
+a template or from an OpenAI-compatible model with a fallback template.
 
-One engine per worker process. Its limit state is in memory and bounded; it is safe under
-one asyncio event loop (checks and reservations happen without an ``await`` in between),
-not across threads.
+One engine per worker process, safe under one asyncio event loop. Its gate is in memory for
+one process (:class:`~tgfleet.playbook.gate.LocalGate`) or shared through PostgreSQL when
+several workers serve one fleet (``tgfleet.worker.reply_gate.FleetGate``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import random
 import re
 import time
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from datetime import time as clock_time
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,6 +44,7 @@ from tgfleet.playbook.document import (
     text_line,
 )
 from tgfleet.playbook.exceptions import PlaybookInvalid
+from tgfleet.playbook.gate import Limits, LocalGate, ReplyGate, ReplyRequest, Ticket
 
 if TYPE_CHECKING:
     from tgfleet.config import Settings
@@ -51,12 +52,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 TEMPLATE_VARIABLES = frozenset({"message", "sender", "group", "account"})
-CLAIM_TTL_SECONDS = 600.0
-MAX_CLAIMS = 100_000
-MAX_TRACKED_KEYS = 200_000
-MAX_FLEET_IDS = 100_000
-HOUR = 3600.0
-SWEEP_EVERY_SECONDS = 60.0
 
 # Built-in limits under the playbook's ``defaults.limits``.
 BUILTIN_LIMITS = LimitsSpec(
@@ -117,22 +112,6 @@ class LlmConfig:
 
 
 # --- The compiled form ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    min_interval_seconds: float
-    account_hourly: int
-    group_hourly: int
-    probability: float
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "min_interval_seconds": self.min_interval_seconds,
-            "account_hourly": self.account_hourly,
-            "group_hourly": self.group_hourly,
-            "probability": self.probability,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +350,7 @@ Reason = Literal[
     "probability",
     "claimed_by_other",
     "duplicate",
+    "limit_unavailable",
     "template_error",
     "llm_failed",
 ]
@@ -386,6 +366,9 @@ class Outcome:
     fallback_reason: str | None  # "llm_timeout", "llm_http_503", "llm_unreachable", ...
     typing_seconds: float
     detail: str | None = None  # human text for dry runs and events (never secrets)
+    #: The gate's reservation of a fired reply: give it back (``ReplyEngine.release``)
+    #: when the reply is not sent after all.
+    ticket: Ticket | None = None
 
 
 def _quiet(reason: str, rule: CompiledRule | None = None, detail: str | None = None) -> Outcome:
@@ -411,16 +394,6 @@ class _LlmFailed(Exception):
         self.detail = detail
 
 
-@dataclass(slots=True)
-class _Reservation:
-    pair: tuple[str, int]
-    previous_sent_at: float | None
-    account: str
-    chat_id: int
-    at: float
-    claim: str | None
-
-
 class ReplyEngine:
     """Decides replies for every account of one worker process (see the module docstring)."""
 
@@ -430,21 +403,13 @@ class ReplyEngine:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        gate: ReplyGate | None = None,
     ) -> None:
         self._llm = llm
-        self._clock = clock
         # Reply probability and template choice are not security decisions.
         self._rng = rng or random.Random()  # noqa: S311
         self._clients: dict[str, openai.AsyncOpenAI] = {}
-        # (account, chat) -> monotonic time of the last reply, oldest first.
-        self._last_sent: OrderedDict[tuple[str, int], float] = OrderedDict()
-        # Reply times in the last hour per account and per chat.
-        self._by_account: dict[str, deque[float]] = {}
-        self._by_chat: dict[int, deque[float]] = {}
-        # dedupe_key -> (account, monotonic time claimed), oldest first.
-        self._claims: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._fleet_ids: OrderedDict[int, None] = OrderedDict()
-        self._next_sweep = clock() + SWEEP_EVERY_SECONDS
+        self.gate: ReplyGate = gate if gate is not None else LocalGate(clock=clock)
 
     async def respond(
         self,
@@ -459,28 +424,48 @@ class ReplyEngine:
         ``apply_limits=False`` (the dry run) skips rate limits, probability and claims and
         changes no state.
         """
-        now = self._clock()
         if apply_limits:
-            self._remember_fleet_member(account)
-            self._sweep(now)
-            if message.sender_id is not None and message.sender_id in self._fleet_ids:
+            self.gate.remember_fleet_member(account.tg_user_id)
+            if self.gate.is_fleet_member(message.sender_id):
                 return _quiet("from_fleet", detail="the sender is an account of this fleet")
         rule, trigger, skipped = self._decide(playbook, message)
         if rule is None:
             if skipped is not None:
                 return skipped
             return _quiet("no_rule_matched", detail="no rule's trigger matched the message")
-        account_key = str(account.id) if account.id is not None else f"label:{account.label}"
-        reservation = None
+        ticket = None
         if apply_limits:
-            refused = self._check_limits(rule, message, account_key, now)
-            if refused is not None:
-                return refused
-            reservation = self._reserve(rule, message, account_key, now)
+            probability = rule.limits.probability
+            if probability < 1.0 and self._rng.random() >= probability:
+                return _quiet("probability", rule, f"skipped by chance (p={probability})")
+            admission = await self.gate.admit(
+                ReplyRequest(
+                    message_key=message.dedupe_key,
+                    account_key=(
+                        str(account.id) if account.id is not None else f"label:{account.label}"
+                    ),
+                    account_id=account.id,
+                    chat_id=message.chat_id,
+                    sender_id=message.sender_id,
+                    limits=rule.limits,
+                    responders=rule.responders,
+                )
+            )
+            if not admission.admitted:
+                return _quiet(admission.reason, rule, admission.detail)
+            ticket = admission.ticket
         outcome = await self._reply(rule, trigger, message, account)
-        if reservation is not None and not outcome.fired:
-            self._release(reservation)
-        return outcome
+        if ticket is not None and not outcome.fired:
+            await self.release(ticket)
+            ticket = None
+        return replace(outcome, ticket=ticket) if ticket is not None else outcome
+
+    async def release(self, ticket: Ticket, *, keep_claim: bool = False) -> None:
+        """Give a fired reply's reservation back: it was not sent."""
+        try:
+            await self.gate.release(ticket, keep_claim=keep_claim)
+        except Exception as exc:  # noqa: BLE001 - a lost release only costs budget
+            log.warning("playbook.release_failed", error=type(exc).__name__)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -515,96 +500,6 @@ class ReplyEngine:
                 continue
             return rule, trigger, None
         return None, "", first_skip
-
-    def _check_limits(
-        self, rule: CompiledRule, message: Message, account_key: str, now: float
-    ) -> Outcome | None:
-        limits = rule.limits
-        if rule.responders == "one":
-            claimed = self._claims.get(message.dedupe_key)
-            if claimed is not None and now - claimed[1] < CLAIM_TTL_SECONDS:
-                if claimed[0] == account_key:
-                    return _quiet("duplicate", rule, "this account already answered it")
-                return _quiet("claimed_by_other", rule, "another fleet account answers it")
-        last = self._last_sent.get((account_key, message.chat_id))
-        if last is not None and now - last < limits.min_interval_seconds:
-            wait = limits.min_interval_seconds - (now - last)
-            return _quiet("limit:min_interval", rule, f"next reply here in {wait:.0f} s")
-        if _recent(self._by_account.get(account_key), now) >= limits.account_hourly:
-            return _quiet(
-                "limit:account_hourly", rule, f"{limits.account_hourly} replies in the last hour"
-            )
-        if _recent(self._by_chat.get(message.chat_id), now) >= limits.group_hourly:
-            return _quiet(
-                "limit:group_hourly", rule, f"{limits.group_hourly} replies here in the last hour"
-            )
-        if limits.probability < 1.0 and self._rng.random() >= limits.probability:
-            return _quiet("probability", rule, f"skipped by chance (p={limits.probability})")
-        return None
-
-    def _reserve(
-        self, rule: CompiledRule, message: Message, account_key: str, now: float
-    ) -> _Reservation:
-        """Take the budget before the (possibly slow) reply, so that concurrent messages
-        see it; ``_release`` gives it back when nothing is sent."""
-        pair = (account_key, message.chat_id)
-        previous = self._last_sent.pop(pair, None)
-        self._last_sent[pair] = now
-        while len(self._last_sent) > MAX_TRACKED_KEYS:
-            self._last_sent.popitem(last=False)
-        self._by_account.setdefault(account_key, deque()).append(now)
-        self._by_chat.setdefault(message.chat_id, deque()).append(now)
-        claim = None
-        if rule.responders == "one":
-            claim = message.dedupe_key
-            self._claims.pop(claim, None)
-            self._claims[claim] = (account_key, now)
-            while len(self._claims) > MAX_CLAIMS:
-                self._claims.popitem(last=False)
-        return _Reservation(pair, previous, account_key, message.chat_id, now, claim)
-
-    def _release(self, reservation: _Reservation) -> None:
-        if self._last_sent.get(reservation.pair) == reservation.at:
-            del self._last_sent[reservation.pair]
-            if reservation.previous_sent_at is not None:
-                self._last_sent[reservation.pair] = reservation.previous_sent_at
-        for times in (
-            self._by_account.get(reservation.account),
-            self._by_chat.get(reservation.chat_id),
-        ):
-            if times is not None and reservation.at in times:
-                times.remove(reservation.at)
-        if reservation.claim is not None:
-            self._claims.pop(reservation.claim, None)
-
-    def _remember_fleet_member(self, account: AccountInfo) -> None:
-        if account.tg_user_id is None:
-            return
-        self._fleet_ids.pop(account.tg_user_id, None)
-        self._fleet_ids[account.tg_user_id] = None
-        while len(self._fleet_ids) > MAX_FLEET_IDS:
-            self._fleet_ids.popitem(last=False)
-
-    def _sweep(self, now: float) -> None:
-        """Drop expired state: claims every call (cheap, oldest first), the rest once a
-        minute (min_interval is capped at an hour, so older entries can never matter)."""
-        while self._claims:
-            _, (_, claimed_at) = next(iter(self._claims.items()))
-            if now - claimed_at < CLAIM_TTL_SECONDS:
-                break
-            self._claims.popitem(last=False)
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + SWEEP_EVERY_SECONDS
-        while self._last_sent:
-            _, sent_at = next(iter(self._last_sent.items()))
-            if now - sent_at < HOUR:
-                break
-            self._last_sent.popitem(last=False)
-        for account in [key for key, times in self._by_account.items() if not _recent(times, now)]:
-            del self._by_account[account]
-        for chat in [key for key, times in self._by_chat.items() if not _recent(times, now)]:
-            del self._by_chat[chat]
 
     # -- replying --
 
@@ -744,14 +639,6 @@ def _observe_call(reason: str, started: float) -> None:
         reason = f"llm_http_{reason.removeprefix('llm_http_')[:1]}xx"
     metrics.LLM_REQUESTS.labels(reason).inc()
     metrics.LLM_DURATION.observe(time.perf_counter() - started)
-
-
-def _recent(times: deque[float] | None, now: float) -> int:
-    if not times:
-        return 0
-    while times and now - times[0] >= HOUR:
-        times.popleft()
-    return len(times)
 
 
 def _variables(message: Message, account: AccountInfo) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import time
 import uuid
@@ -57,7 +58,7 @@ from tgfleet.worker.status import StatusWriter
 from tgfleet.worker.telegram import (
     ClientOptions,
     changed_record,
-    new_random_id,
+    reply_random_id,
     sent_message_id,
 )
 
@@ -72,6 +73,11 @@ SENT_IDS_PER_CHAT = 200
 
 ClientFactory = Callable[[CanonicalSession, ClientOptions], TelegramClient]
 WriteBack = Callable[[uuid.UUID, CanonicalSession, int], Awaitable[int | None]]
+LearnIdentity = Callable[[uuid.UUID, int, str | None], Awaitable[None]]
+
+
+async def _remember_nothing(_account_id: uuid.UUID, _user_id: int, _username: str | None) -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -98,9 +104,12 @@ class WorkerContext:
     #: False while this worker's lease is not known fresh (not renewed for TTL/2, e.g. after
     #: the process was frozen): then nothing is sent and nothing connects (self-fencing).
     lease_fresh: Callable[[], bool] = lambda: True
-    #: Telegram user ids of this fleet's accounts: their messages never trigger replies,
-    #: so two accounts in one group cannot answer each other in a loop.
+    #: Telegram user ids of every account of the fleet (on every worker, not only this
+    #: one's): their messages never trigger replies, so no two accounts answer each other.
     fleet_ids: set[int] = field(default_factory=set)
+    #: Stores an identity learned at connect (and tells every worker) before the account
+    #: goes online; a failure is a transient connect error.
+    learn_identity: LearnIdentity = _remember_nothing
 
     def playbook_for(self, setting: GroupSetting) -> CompiledPlaybook | None:
         if setting.playbook_id is None:
@@ -413,7 +422,19 @@ class AccountRunner:
         me = users[0] if users else None
         if isinstance(me, types.User):
             self._context.fleet_ids.add(me.id)
-            if (me.id, me.username) != (self._me_id, self._username):
+            if me.id != self._me_id:
+                # Every worker must know this account before it can send anything.
+                try:
+                    await asyncio.wait_for(
+                        self._context.learn_identity(self.account_id, me.id, me.username),
+                        timeout,
+                    )
+                except (asyncio.CancelledError, TimeoutError):
+                    raise
+                except Exception as exc:
+                    msg = f"could not store the account's identity ({type(exc).__name__})"
+                    raise ConnectionError(msg) from exc
+            elif me.username != self._username:
                 self._context.writer.identity(self.account_id, me.id, me.username)
             self._me_id = me.id
             self._username = me.username
@@ -570,7 +591,7 @@ class AccountRunner:
                 sender_first_name=getattr(user, "first_name", None) or "",
                 sender_last_name=getattr(user, "last_name", None),
                 at=_aware(event.action_message.date if event.action_message else None),
-                dedupe_key=f"join:{chat_id}:{user.id}",
+                dedupe_key=_join_key(chat_id, user.id, event.action_message),
                 new_member=True,
             )
             await self._respond(
@@ -606,14 +627,19 @@ class AccountRunner:
         if peer is None or self._client is None:
             self._suppressed("not_online")
             return
-        await self._send(
+        sent = await self._send(
             item.chat_id,
             peer,
             outcome.text,
             reply_to_id,
             outcome.typing_seconds,
             source=outcome.source or "template",
+            random_id=reply_random_id(self.account_id, item.dedupe_key),
         )
+        if sent is not True and outcome.ticket is not None:
+            # Refused by Telegram: give the budget back. Unknown (a timeout): the reply may
+            # be out, so the message stays claimed by this account.
+            await self._context.engine.release(outcome.ticket, keep_claim=sent is None)
 
     def _suppressed(self, reason: str) -> None:
         self._context.writer.count(self.account_id, replies_suppressed=1)
@@ -628,10 +654,14 @@ class AccountRunner:
         typing: float,
         *,
         source: str,
-    ) -> None:
+        random_id: int,
+    ) -> bool | None:
+        """Send one reply: True when sent, False when refused (nothing went out), None
+        when unknown (a request that timed out or failed on the way may have arrived;
+        Telegram drops a repeat of its ``random_id``)."""
         client = self._client
         if client is None:
-            return
+            return False
         timeout = self._context.request_timeout
         input_peer = await client.get_input_entity(peer)
         if typing > 0:
@@ -645,7 +675,6 @@ class AccountRunner:
                     timeout,
                 )
             await self._sleep(min(typing, MAX_TYPING_SECONDS))
-        random_id = new_random_id()
         request = functions.messages.SendMessageRequest(
             peer=input_peer,
             message=text,
@@ -654,13 +683,14 @@ class AccountRunner:
             if reply_to_id
             else None,
         )
+        unknown = False
         for _ in range(3):  # the first try, and a retry after each kind of wait
             if self._stop.is_set():
-                return
+                return None if unknown else False
             if not self._context.lease_fresh():
                 self._event("send_fenced", "lease_not_fresh", "not sent: the lease is not fresh")
                 self._suppressed("fenced")
-                return
+                return None if unknown else False
             started = time.perf_counter()
             try:
                 result = await asyncio.wait_for(client(request), timeout)
@@ -669,9 +699,10 @@ class AccountRunner:
             except Exception as exc:
                 problem = _met(exc)
                 metrics.SEND_FAILURES.labels(problem.error_class.value).inc()
+                unknown = unknown or problem.error_class not in _REFUSED
                 if not await self._send_failed(chat_id, problem):
                     self._suppressed(_SEND_FAILED.get(problem.error_class, "send_failed"))
-                    return
+                    return None if unknown else False
                 continue
             metrics.SEND_DURATION.observe(time.perf_counter() - started)
             metrics.REPLIES_SENT.labels(source).inc()
@@ -681,8 +712,9 @@ class AccountRunner:
             message_id = sent_message_id(result, random_id)
             if message_id is not None:
                 self._sent.setdefault(chat_id, deque(maxlen=SENT_IDS_PER_CHAT)).append(message_id)
-            return
+            return True
         self._suppressed("send_failed")
+        return None if unknown else False
 
     async def _send_failed(self, chat_id: int, problem: Classification) -> bool:
         """Handle a failed send; True when the same reply should be tried again."""
@@ -757,6 +789,9 @@ class AccountRunner:
         await self._wait_done.wait()
 
 
+#: Error classes whose send Telegram refused outright: nothing went out.
+_REFUSED = frozenset({ErrorClass.WAIT, ErrorClass.GROUP, ErrorClass.QUARANTINE, ErrorClass.RETIRE})
+
 #: Why a reply that failed to send was given up, by the error's class.
 _SEND_FAILED = {
     ErrorClass.WAIT: "flood_wait",
@@ -797,9 +832,18 @@ def _aware(moment: datetime | None) -> datetime:
 
 
 def _dedupe_key(chat_id: int, message_id: int, sender_id: int | None, date: Any, text: str) -> str:
-    """The same key for every fleet account that sees one message. Supergroup message ids
-    are shared; basic-group ids differ per account, so those use sender, time and text."""
+    """The same key for every fleet account that sees one message, in every worker process.
+    Supergroup message ids are shared; basic-group ids differ per account, so those use
+    sender, time and a digest of the text (stable across processes, unlike ``hash``)."""
     if str(chat_id).startswith("-100"):
         return f"{chat_id}:{message_id}"
     stamp = int(date.timestamp()) if isinstance(date, datetime) else 0
-    return f"{chat_id}:{sender_id}:{stamp}:{hash(text)}"
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+    return f"{chat_id}:{sender_id}:{stamp}:{digest}"
+
+
+def _join_key(chat_id: int, user_id: int, action: Any) -> str:
+    """One key per join as every fleet account sees it (a later re-join is a new one)."""
+    date = getattr(action, "date", None)
+    stamp = int(date.timestamp()) if isinstance(date, datetime) else 0
+    return f"join:{chat_id}:{user_id}:{stamp}"

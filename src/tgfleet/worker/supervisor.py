@@ -43,7 +43,7 @@ from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.db import create_engine, unit_of_work
 from tgfleet.logging import get_logger
 from tgfleet.playbook import service as playbook_service
 from tgfleet.playbook.engine import LlmConfig, ReplyEngine
@@ -52,6 +52,7 @@ from tgfleet.vault.formats import CanonicalSession
 from tgfleet.vault.service import Decrypted, Vault
 from tgfleet.worker.leases import LeaseConfig, LeaseLoop
 from tgfleet.worker.listener import CommandListener
+from tgfleet.worker.reply_gate import FleetGate
 from tgfleet.worker.retry import TokenBucket
 from tgfleet.worker.runner import AccountRunner, ClientFactory, WorkerContext
 from tgfleet.worker.status import StatusWriter
@@ -106,10 +107,19 @@ class Supervisor:
             lease_holder=self.worker_id if leased else None,
         )
         api_id, api_hash = _app_credentials(settings)
+        fleet_ids: set[int] = set()
+        self.gate: FleetGate | None = None
+        if leased:
+            # Several workers may serve this fleet: every reply decision is PostgreSQL's,
+            # on connections of its own (autocommit, no pre-ping: one round trip each).
+            gate_engine = create_engine(
+                settings.effective_database_url, pool_size=4, max_overflow=4, pre_ping=False
+            )
+            self.gate = FleetGate(gate_engine, fleet_ids)
         self.context = WorkerContext(
             worker_id=self.worker_id,
             writer=self.writer,
-            engine=ReplyEngine(LlmConfig.from_settings(settings)),
+            engine=ReplyEngine(LlmConfig.from_settings(settings), gate=self.gate),
             budget=TokenBucket(
                 settings.worker_retry_budget, settings.worker_retry_refill_per_second
             ),
@@ -126,7 +136,11 @@ class Supervisor:
             retry_cap=settings.worker_max_retry_seconds,
             max_attempts=settings.worker_max_reconnect_attempts,
             start_gate=asyncio.Semaphore(settings.worker_start_concurrency),
+            fleet_ids=fleet_ids,
+            learn_identity=self._learn_identity,
         )
+        self._fleet_dirty = True
+        self._fleet_fingerprint: tuple[object, ...] = ()
         self.runners: dict[uuid.UUID, AccountRunner] = {}
         self.leases: LeaseLoop | None = None
         self.listener: CommandListener | None = None
@@ -171,6 +185,7 @@ class Supervisor:
         then reconcile in the background."""
         async with unit_of_work(self._sessionmaker) as session:
             stale = await runtime.release_stale(session, self.worker_id)
+            await self._load_fleet_ids(session)  # before any client can see a message
         if stale:
             log.info("worker.released_stale", accounts=stale, worker_id=self.worker_id)
         self._tasks = [asyncio.create_task(self.writer.run(), name="worker:status")]
@@ -193,6 +208,10 @@ class Supervisor:
         """A notification: leases freed elsewhere (claim them), or an operator's command
         (reconcile, and let the lease loop claim what it made claimable)."""
         metrics.COMMANDS.labels("notify").inc()
+        if kind == runtime.FLEET_CHANGED:
+            self._fleet_dirty = True  # an account learned its identity: know it here too
+            self._wake.set()
+            return
         if kind == runtime.LEASES_FREED:
             if self.leases is not None:
                 self.leases.poke(command=False)
@@ -230,6 +249,8 @@ class Supervisor:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.flush(), 2.0)
         await self.context.engine.aclose()
+        if self.gate is not None:
+            await self.gate.aclose()
         log.info(
             "worker.stopped",
             accounts=len(runners),
@@ -284,6 +305,8 @@ class Supervisor:
                 accounts = await runtime.load_desired(session, only)
                 secrets = await vault_service.secret_versions(session, only)
             groups_moved = await self._groups_moved(session)
+            if self._fleet_dirty or not listening:
+                await self._load_fleet_ids(session, check=not self._fleet_dirty)
         if full:
             self.full_reconciles += 1
             started = time.perf_counter()
@@ -344,6 +367,25 @@ class Supervisor:
         )
         self._groups_fingerprint = fingerprint
         return moved
+
+    async def _load_fleet_ids(self, session: AsyncSession, *, check: bool = False) -> None:
+        """Know every account of the fleet by its Telegram user id, not only this worker's
+        (their messages are never answered). ``check``: reload only if the stored ids moved
+        (polling; with a listener, a notification says so). Ids are only added: an id of a
+        deleted account left in the set only means that user is never answered."""
+        if check:
+            fingerprint = await runtime.fleet_ids_fingerprint(session)
+            if fingerprint == self._fleet_fingerprint:
+                return
+            self._fleet_fingerprint = fingerprint
+        self._fleet_dirty = False
+        self.context.fleet_ids.update(await runtime.fleet_user_ids(session))
+
+    async def _learn_identity(
+        self, account_id: uuid.UUID, tg_user_id: int, username: str | None
+    ) -> None:
+        async with unit_of_work(self._sessionmaker) as session:
+            await runtime.learn_identity(session, account_id, tg_user_id, username)
 
     def _maybe_freeze(self) -> None:
         """Once started clients have settled, move everything alive into the garbage

@@ -10,8 +10,9 @@ wait is raised to the runner, which honours it visibly in ``flood_wait``), and
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
+import uuid
 from dataclasses import dataclass, replace
 
 from telethon import TelegramClient
@@ -77,10 +78,15 @@ def changed_record(client: TelegramClient, record: CanonicalSession) -> Canonica
     return replace(record, dc_id=dc_id, address=address, port=port, auth_key=auth_key.key)
 
 
-def new_random_id() -> int:
-    """A random_id for messages.sendMessage (a signed 64-bit integer). Resending the same
-    id is idempotent on Telegram's side, so a retried reply is delivered at most once."""
-    return random.getrandbits(63)
+def reply_random_id(account_id: uuid.UUID, message_key: str) -> int:
+    """The random_id of one account's reply to one message (a positive signed 64-bit
+    integer), the same in every process: Telegram drops a message whose sender already
+    sent that random_id, so a reply re-sent after a flood wait, a reconnect, a hand-over or
+    a crash between claim and send is delivered at most once."""
+    digest = hashlib.blake2b(
+        f"{account_id}:{message_key}".encode("utf-8", "surrogatepass"), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big") >> 1 or 1
 
 
 def sent_message_id(result: object, random_id: int) -> int | None:

@@ -1,0 +1,219 @@
+"""The reply gate of a worker that shares its fleet with others (PostgreSQL).
+
+Every guarantee of :mod:`tgfleet.playbook.gate` must hold across all workers, restarts and
+hand-overs, so the decision is PostgreSQL's: one statement (``tgfleet_reply_admit``,
+migration 0007) checks that the sender is no account of this fleet, that nobody claimed the
+message, and the account's and the group's last hour, then claims and reserves. This class
+only avoids asking when the answer is already known here, so the database sees one question
+per reply, not one per account that saw the message:
+
+* messages from the fleet's accounts are dropped on the in-memory set of their ids (the
+  supervisor keeps it whole, fleet-wide; the database re-checks anyway);
+* the accounts of this worker that see the same message ask one at a time: while one
+  asks, the others wait for its answer, and go on only if it was refused for a reason of
+  its own (its ``min_interval`` or ``account_hourly``);
+* a claim seen here, and a limit's refusal for the seconds the database said it holds,
+  are answered from memory.
+
+When the database cannot be asked (unreachable, slower than ``timeout``), the gate fails
+closed: ``limit_unavailable``, nothing is sent. Statements go through a connection in
+autocommit with no pool pre-ping: one round trip per question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tgfleet import metrics
+from tgfleet.fleet import service as fleet_service
+from tgfleet.logging import get_logger
+from tgfleet.playbook.gate import (
+    ADMITTED,
+    CLAIM_TTL_SECONDS,
+    MAX_CLAIMS,
+    Admission,
+    ReplyRequest,
+    Ticket,
+    refusal,
+)
+
+log = get_logger(__name__)
+
+DEFAULT_TIMEOUT = 2.0
+#: Refusals for the asking account alone: another account of this worker may still answer.
+_OWN_REASONS = frozenset({"limit:min_interval", "limit:account_hourly"})
+_MAX_BLOCKED = 100_000
+
+
+class FleetGate:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        fleet_ids: set[int],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._base_engine = engine
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._fleet_ids = fleet_ids
+        self._timeout = timeout
+        self._clock = clock
+        self._pending: dict[str, asyncio.Future[Admission]] = {}
+        # claim key -> (account key holding it, or None for another worker's; until)
+        self._claims: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        # (reason, scope...) -> until: a limit the database said refuses until then
+        self._blocked: dict[tuple[object, ...], float] = {}
+        self.questions = 0
+        self.failures = 0
+
+    async def aclose(self) -> None:
+        await self._base_engine.dispose()
+
+    # ---- fleet members
+
+    def remember_fleet_member(self, tg_user_id: int | None) -> None:
+        if tg_user_id is not None:
+            self._fleet_ids.add(tg_user_id)
+
+    def is_fleet_member(self, user_id: int | None) -> bool:
+        return user_id is not None and user_id in self._fleet_ids
+
+    # ---- admitting
+
+    async def admit(self, request: ReplyRequest) -> Admission:
+        if self.is_fleet_member(request.sender_id):
+            return Admission(False, "from_fleet", refusal("from_fleet", request.limits))
+        key = request.claim_key
+        while True:
+            known = self._known(request, self._clock())
+            if known is not None:
+                return known
+            pending = self._pending.get(key)
+            if pending is None:
+                break
+            other = await asyncio.shield(pending)
+            if other.reason in {"limit_unavailable", "from_fleet"}:
+                # the database is away, or the sender is ours: the same for every account
+                return Admission(False, other.reason, other.detail)
+            # else: a claim or a limit now known here (the loop answers from it), or a
+            # refusal of that account alone (this one asks in turn)
+        future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        result = Admission(False, "limit_unavailable", refusal("limit_unavailable", request.limits))
+        try:
+            result = await self._ask(request)
+        finally:
+            del self._pending[key]
+            future.set_result(result)
+        return result
+
+    async def release(self, ticket: Ticket, *, keep_claim: bool = False) -> None:
+        request = ticket.request
+        if request.account_id is None:
+            return
+        if not keep_claim:
+            claimed = self._claims.get(request.claim_key)
+            if claimed is not None and claimed[0] == request.account_key:
+                del self._claims[request.claim_key]
+        async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
+            await fleet_service.release_reply(
+                connection,
+                key=request.claim_key,
+                account_id=request.account_id,
+                chat_id=request.chat_id,
+                reserved_at=ticket.reserved_at,
+                keep_claim=keep_claim,
+            )
+
+    def _known(self, request: ReplyRequest, now: float) -> Admission | None:
+        """The answer this worker already has: a claim, or a limit still refusing."""
+        claimed = self._claims.get(request.claim_key)
+        if claimed is not None:
+            if claimed[1] > now:
+                reason = "duplicate" if claimed[0] == request.account_key else "claimed_by_other"
+                return Admission(False, reason, refusal(reason, request.limits))
+            del self._claims[request.claim_key]
+        for scope in _scopes(request):
+            until = self._blocked.get(scope)
+            if until is None:
+                continue
+            if until > now:
+                reason = str(scope[0])
+                return Admission(False, reason, refusal(reason, request.limits, until - now))
+            del self._blocked[scope]
+        return None
+
+    async def _ask(self, request: ReplyRequest) -> Admission:
+        limits = request.limits
+        if request.account_id is None:  # every account a worker runs has one
+            return Admission(False, "limit_unavailable", "the account has no id")
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
+                answer = await fleet_service.admit_reply(
+                    connection,
+                    key=request.claim_key,
+                    account_id=request.account_id,
+                    chat_id=request.chat_id,
+                    sender_id=request.sender_id,
+                    min_interval=limits.min_interval_seconds,
+                    account_hourly=limits.account_hourly,
+                    group_hourly=limits.group_hourly,
+                    claim_seconds=CLAIM_TTL_SECONDS,
+                )
+        except Exception as exc:
+            self.failures += 1
+            metrics.REPLY_GATE_FAILURES.inc()
+            if self.failures in {1, 10, 100} or self.failures % 1000 == 0:
+                log.warning(
+                    "worker.reply_gate_unavailable", error=type(exc).__name__, count=self.failures
+                )
+            return Admission(False, "limit_unavailable", refusal("limit_unavailable", limits))
+        self.questions += 1
+        now = self._clock()
+        verdict = answer.verdict
+        metrics.REPLY_GATE_QUESTIONS.labels(verdict).inc()
+        if verdict == ADMITTED and answer.reserved_at is not None:
+            self._remember_claim(request.claim_key, request.account_key, now)
+            return Admission(True, ADMITTED, ticket=Ticket(request, answer.reserved_at))
+        if verdict in {"claimed_by_other", "duplicate"}:
+            holder = request.account_key if verdict == "duplicate" else None
+            self._remember_claim(request.claim_key, holder, now)
+        elif verdict == "from_fleet":
+            self.remember_fleet_member(request.sender_id)
+        elif verdict.startswith("limit:") and answer.retry_in is not None:
+            self._block(request, verdict, now + answer.retry_in)
+        wait = answer.retry_in if verdict == "limit:min_interval" else None
+        return Admission(False, verdict, refusal(verdict, limits, wait))
+
+    def _remember_claim(self, key: str, holder: str | None, now: float) -> None:
+        self._claims.pop(key, None)
+        self._claims[key] = (holder, now + CLAIM_TTL_SECONDS)
+        while len(self._claims) > MAX_CLAIMS:
+            self._claims.popitem(last=False)
+
+    def _block(self, request: ReplyRequest, reason: str, until: float) -> None:
+        if len(self._blocked) >= _MAX_BLOCKED:
+            now = self._clock()
+            for scope in [s for s, t in self._blocked.items() if t <= now]:
+                del self._blocked[scope]
+            if len(self._blocked) >= _MAX_BLOCKED:
+                return  # memory is bounded; the database answers instead
+        for scope in _scopes(request):
+            if scope[0] == reason:
+                self._blocked[scope] = until
+
+
+def _scopes(request: ReplyRequest) -> tuple[tuple[object, ...], ...]:
+    """The limit scopes a request falls in, each with its limit (rules differ)."""
+    limits = request.limits
+    return (
+        ("limit:min_interval", request.account_key, request.chat_id, limits.min_interval_seconds),
+        ("limit:account_hourly", request.account_key, limits.account_hourly),
+        ("limit:group_hourly", request.chat_id, limits.group_hourly),
+    )
