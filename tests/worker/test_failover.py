@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.factories import user_with_role
-from tests.worker.conftest import Fleet, FleetFactory
+from tests.worker.conftest import Fleet, FleetFactory, wait_for
 from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
@@ -217,3 +218,73 @@ async def _settle(fleet: Fleet, wanted: dict[str, int]) -> dict[str, str]:
             if counts == wanted:
                 return states
             await asyncio.sleep(0.1)
+
+
+ANSWER_ONCE = """
+defaults:
+  responders: one
+  limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000}
+rules:
+  - name: help
+    when: {keywords: [help]}
+    reply:
+      templates: ["help is on its way, {{ sender.first_name }}"]
+"""
+
+
+async def test_two_workers_answer_each_member_message_once_and_never_each_other(
+    make_fleet: FleetFactory,
+) -> None:
+    """Six accounts in a basic group and a supergroup, split over two workers; the reply
+    itself contains the trigger word. Every worker knows all six accounts (also the other
+    worker's), each of 20 member messages is answered exactly once fleet-wide, and no
+    reply answers a fleet account's message; every delivery was decided (counted sent or
+    suppressed) before the counts are read."""
+    fleet = await make_fleet(
+        accounts=6, groups=2, members=3, playbook=ANSWER_ONCE, run_worker=False, **LEASES
+    )
+    workers = [_worker(fleet, "w1"), _worker(fleet, "w2")]
+    for worker in workers:
+        await worker.start()
+    try:
+        await fleet.wait_states("online", within=20)
+        async with asyncio.timeout(20):
+            while sorted((await _online_by(fleet, workers)).values()) != [3, 3]:
+                await asyncio.sleep(0.1)
+        async with unit_of_work(fleet.sessionmaker, read_only=True) as session:
+            stored = set((await session.execute(text("SELECT tg_user_id FROM account"))).scalars())
+        accounts = {a.id for a in fleet.world.accounts}
+        assert stored == accounts
+        for worker in workers:  # each knows the other's accounts too
+            assert accounts <= worker.context.fleet_ids, worker.worker_id
+
+        origins: list[int] = []
+        for n in range(20):
+            group = fleet.world.groups[n % 2]
+            member = [m for m in group.members if m not in accounts][n % 3]
+            posted = await fleet.control.post_message(group.id, member, f"help {n} please")
+            origins.append(int(posted["origin_id"]))
+
+        async def decided() -> bool:
+            async with unit_of_work(fleet.sessionmaker, read_only=True) as session:
+                sent, suppressed = (
+                    await session.execute(
+                        text(
+                            "SELECT sum(replies_sent), sum(replies_suppressed) FROM account_status"
+                        )
+                    )
+                ).one()
+            # 20 member messages reach 6 accounts, 20 replies reach the 5 others
+            return (sent or 0) + (suppressed or 0) >= 20 * 6 + 20 * 5
+
+        await wait_for(decided, within=30)
+        replies = await fleet.sent()
+        answered = Counter(m["reply_to_origin"] for m in replies)
+        assert {origin: answered[origin] for origin in origins} == dict.fromkeys(origins, 1)
+        assert len(replies) == 20, replies
+        assert not [m for m in replies if m["reply_to_sender"] in accounts]
+        stats = await fleet.control.stats()
+        assert not any(stats["duplicate_use"].values())
+    finally:
+        for worker in workers:
+            await worker.stop()

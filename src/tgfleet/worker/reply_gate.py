@@ -12,8 +12,9 @@ per reply, not one per account that saw the message:
 * the accounts of this worker that see the same message ask one at a time: while one
   asks, the others wait for its answer, and go on only if it was refused for a reason of
   its own (its ``min_interval`` or ``account_hourly``);
-* a claim seen here, and a limit's refusal for the seconds the database said it holds,
-  are answered from memory.
+* a claim seen here is answered from memory, and so is a limit's refusal, for the
+  seconds the database said it holds but at most ``refusal_cache_seconds`` (5 s): a
+  reservation released by another worker meanwhile is seen that late at worst.
 
 When the database cannot be asked (unreachable, slower than ``timeout``), the gate fails
 closed: ``limit_unavailable``, nothing is sent. Statements go through a connection in
@@ -45,6 +46,7 @@ from tgfleet.playbook.gate import (
 log = get_logger(__name__)
 
 DEFAULT_TIMEOUT = 2.0
+REFUSAL_CACHE_SECONDS = 5.0
 #: Refusals for the asking account alone: another account of this worker may still answer.
 _OWN_REASONS = frozenset({"limit:min_interval", "limit:account_hourly"})
 _MAX_BLOCKED = 100_000
@@ -57,12 +59,14 @@ class FleetGate:
         fleet_ids: set[int],
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        refusal_cache_seconds: float = REFUSAL_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base_engine = engine
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._fleet_ids = fleet_ids
         self._timeout = timeout
+        self._refusal_cache = refusal_cache_seconds
         self._clock = clock
         self._pending: dict[str, asyncio.Future[Admission]] = {}
         # claim key -> (account key holding it, or None for another worker's; until)
@@ -121,6 +125,8 @@ class FleetGate:
             claimed = self._claims.get(request.claim_key)
             if claimed is not None and claimed[0] == request.account_key:
                 del self._claims[request.claim_key]
+        for scope in _scopes(request):  # the budget is back: ask again next time
+            self._blocked.pop(scope, None)
         async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
             await fleet_service.release_reply(
                 connection,
@@ -187,7 +193,7 @@ class FleetGate:
         elif verdict == "from_fleet":
             self.remember_fleet_member(request.sender_id)
         elif verdict.startswith("limit:") and answer.retry_in is not None:
-            self._block(request, verdict, now + answer.retry_in)
+            self._block(request, verdict, now + min(answer.retry_in, self._refusal_cache))
         wait = answer.retry_in if verdict == "limit:min_interval" else None
         return Admission(False, verdict, refusal(verdict, limits, wait))
 
@@ -198,6 +204,8 @@ class FleetGate:
             self._claims.popitem(last=False)
 
     def _block(self, request: ReplyRequest, reason: str, until: float) -> None:
+        if until <= self._clock():
+            return
         if len(self._blocked) >= _MAX_BLOCKED:
             now = self._clock()
             for scope in [s for s, t in self._blocked.items() if t <= now]:

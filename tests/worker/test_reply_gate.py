@@ -1,0 +1,337 @@
+"""The reply gate, fleet-wide: one responder, the limits, the fleet's own accounts.
+
+The same behaviours are checked against the in-memory gate of one process (``LocalGate``)
+and against ``FleetGate`` on PostgreSQL, where each gate instance stands for one worker
+process with its own memory: what one worker decided must bind the others, a restarted
+worker (a new instance) and a worker that never heard of an account. The tests that only
+the shared gate can pass (restarts, accounts known only to the database, an outage) run on
+PostgreSQL alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.fakes.tcp_proxy import TcpProxy
+from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.models import Account
+from tgfleet.playbook.gate import Admission, Limits, LocalGate, ReplyGate, ReplyRequest
+from tgfleet.worker.reply_gate import FleetGate
+
+pytestmark = pytest.mark.timeout(60)
+
+OPEN = Limits(min_interval_seconds=0, account_hourly=1000, group_hourly=1000, probability=1.0)
+CHAT = -1001
+OTHER_CHAT = -1002
+MEMBER = 5_000_001
+_keys = itertools.count()
+
+
+@dataclass
+class Fleet:
+    """Accounts in the database and ``gates(n)``: n gates deciding for one fleet."""
+
+    kind: str
+    accounts: list[uuid.UUID]
+    engine: AsyncEngine | None
+    made: list[FleetGate] = field(default_factory=list)
+    local: LocalGate = field(default_factory=LocalGate)
+
+    def gates(self, count: int) -> list[ReplyGate]:
+        if self.kind == "local":  # one process: one gate serves every account
+            return [self.local] * count
+        assert self.engine is not None
+        # No refusal cache: what one worker released, the others see at once (the cache
+        # has its own test).
+        made = [
+            FleetGate(create_engine(str(self.engine.url)), set(), refusal_cache_seconds=0)
+            for _ in range(count)
+        ]
+        self.made += made
+        return list(made)
+
+
+def ask(
+    account: uuid.UUID,
+    message: str,
+    *,
+    chat: int = CHAT,
+    limits: Limits = OPEN,
+    responders: Literal["one", "all"] = "one",
+    sender: int | None = MEMBER,
+) -> ReplyRequest:
+    return ReplyRequest(
+        message_key=message,
+        account_key=str(account),
+        account_id=account,
+        chat_id=chat,
+        sender_id=sender,
+        limits=limits,
+        responders=responders,
+    )
+
+
+def message() -> str:
+    return f"{CHAT}:{next(_keys)}"
+
+
+@pytest.fixture
+async def pg_fleet(db_url: str) -> AsyncIterator[Fleet]:
+    engine = create_engine(db_url, pool_size=2, max_overflow=2)
+    accounts = [uuid.uuid4() for _ in range(6)]
+    async with unit_of_work(create_sessionmaker(engine)) as session:
+        session.add_all(
+            Account(id=a, label=f"gate-{i}", tg_user_id=7_000_000 + i)
+            for i, a in enumerate(accounts)
+        )
+    fleet = Fleet("postgres", accounts, engine)
+    try:
+        yield fleet
+    finally:
+        for gate in fleet.made:
+            await gate.aclose()
+        await engine.dispose()
+
+
+async def concurrently(*calls: Awaitable[Admission]) -> list[Admission]:
+    return list(await asyncio.gather(*calls))
+
+
+# ------------------------------------------------------------------ both gates
+
+
+class GateBehaviour:
+    """What every gate guarantees; run by TestLocalGate and TestFleetGate below."""
+
+    async def test_exactly_one_account_answers_each_message_whatever_gate_it_asks(
+        self, fleet: Fleet
+    ) -> None:
+        """Six accounts on three gates ask at once for each of 30 messages: one admitted
+        per message, the five others told another account answers it."""
+        gates = fleet.gates(3)
+        for _ in range(30):
+            key = message()
+            answers = await concurrently(
+                *(gates[i % 3].admit(ask(a, key)) for i, a in enumerate(fleet.accounts))
+            )
+            reasons = Counter(answer.reason for answer in answers)
+            assert reasons == {"admitted": 1, "claimed_by_other": 5}, reasons
+
+    async def test_the_same_account_never_answers_the_same_message_twice(
+        self, fleet: Fleet
+    ) -> None:
+        """Asked again (a reconnect, a hand-over to another gate), the account that
+        answered is told ``duplicate``; with ``responders: all`` every account answers
+        once and only once."""
+        first, second = fleet.gates(2)
+        key = message()
+        assert (await first.admit(ask(fleet.accounts[0], key))).admitted
+        again = await second.admit(ask(fleet.accounts[0], key))
+        assert again.reason == "duplicate"
+        key = message()
+        everyone = await concurrently(
+            *(first.admit(ask(a, key, responders="all")) for a in fleet.accounts)
+        )
+        assert all(answer.admitted for answer in everyone)
+        repeats = await concurrently(
+            *(second.admit(ask(a, key, responders="all")) for a in fleet.accounts)
+        )
+        assert {answer.reason for answer in repeats} == {"duplicate"}
+
+    async def test_group_hourly_holds_exactly_across_gates(self, fleet: Fleet) -> None:
+        """``group_hourly: 10`` and 40 messages answered by every account from three gates
+        at once: exactly 10 replies in that group; the other group keeps its own budget."""
+        limits = Limits(min_interval_seconds=0, account_hourly=1000, group_hourly=10, probability=1)
+        gates = fleet.gates(3)
+        answers = await concurrently(
+            *(
+                gates[i % 3].admit(ask(a, message(), limits=limits, responders="all"))
+                for i, a in enumerate(fleet.accounts * 7)
+            )
+        )
+        reasons = Counter(answer.reason for answer in answers)
+        assert reasons["admitted"] == 10, reasons
+        assert reasons["limit:group_hourly"] == 32, reasons
+        other = await gates[1].admit(ask(fleet.accounts[0], message(), chat=OTHER_CHAT))
+        assert other.admitted
+
+    async def test_account_hourly_and_min_interval_bind_the_account(self, fleet: Fleet) -> None:
+        """``account_hourly: 3`` refuses the fourth reply of that account anywhere, not
+        another account's; ``min_interval_seconds`` refuses the next reply in the same group
+        only."""
+        hourly = Limits(min_interval_seconds=0, account_hourly=3, group_hourly=1000, probability=1)
+        first, second = fleet.gates(2)
+        me, other = fleet.accounts[0], fleet.accounts[1]
+        for gate in (first, second, first):
+            assert (await gate.admit(ask(me, message(), limits=hourly))).admitted
+        refused = await second.admit(ask(me, message(), limits=hourly))
+        assert refused.reason == "limit:account_hourly"
+        assert refused.detail == "3 replies in the last hour"
+        assert (await second.admit(ask(other, message(), limits=hourly))).admitted
+
+        spaced = Limits(
+            min_interval_seconds=600, account_hourly=100, group_hourly=100, probability=1
+        )
+        third = fleet.accounts[2]
+        assert (await first.admit(ask(third, message(), limits=spaced))).admitted
+        soon = await second.admit(ask(third, message(), limits=spaced))
+        assert soon.reason == "limit:min_interval"
+        assert soon.detail is not None
+        assert soon.detail.startswith("next reply here in ")
+        elsewhere = await second.admit(ask(third, message(), chat=OTHER_CHAT, limits=spaced))
+        assert elsewhere.admitted
+
+    async def test_a_released_reservation_gives_the_budget_back(self, fleet: Fleet) -> None:
+        """A reply not sent gives its budget back (another account may then answer in that
+        group), and its claim unless it may have been delivered (``keep_claim``)."""
+        one = Limits(min_interval_seconds=0, account_hourly=1000, group_hourly=1, probability=1)
+        first, second = fleet.gates(2)
+        key = message()
+        admitted = await first.admit(ask(fleet.accounts[0], key, limits=one))
+        assert admitted.ticket is not None
+        assert (await second.admit(ask(fleet.accounts[1], message(), limits=one))).reason == (
+            "limit:group_hourly"
+        )
+        await first.release(admitted.ticket)
+        retaken = await second.admit(ask(fleet.accounts[1], key, limits=one))
+        assert retaken.admitted, retaken
+        assert retaken.ticket is not None
+        await second.release(retaken.ticket, keep_claim=True)
+        kept = await first.admit(ask(fleet.accounts[2], key, limits=one))
+        assert kept.reason == "claimed_by_other"
+        fresh = await first.admit(ask(fleet.accounts[2], message(), limits=one))
+        assert fresh.admitted, fresh
+
+
+class TestLocalGate(GateBehaviour):
+    """One process (SQLite, the demo): one in-memory gate serves every account."""
+
+    @pytest.fixture
+    def fleet(self) -> Fleet:
+        return Fleet("local", [uuid.uuid4() for _ in range(6)], None)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+class TestFleetGate(GateBehaviour):
+    """Several workers: each gate instance is one worker process with its own memory."""
+
+    @pytest.fixture
+    def fleet(self, pg_fleet: Fleet) -> Fleet:
+        return pg_fleet
+
+
+# ------------------------------------------------------------------ PostgreSQL only
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+class TestFleetWide:
+    async def test_a_new_worker_brings_no_fresh_budget(self, pg_fleet: Fleet) -> None:
+        """A gate made after a restart or a hand-over knows nothing in memory, and still
+        refuses: the budget of the last hour is PostgreSQL's."""
+        limits = Limits(min_interval_seconds=30, account_hourly=2, group_hourly=1000, probability=1)
+        (before,) = pg_fleet.gates(1)
+        me = pg_fleet.accounts[0]
+        assert (await before.admit(ask(me, message(), limits=limits))).admitted
+        assert (await before.admit(ask(me, message(), chat=OTHER_CHAT, limits=limits))).admitted
+        (after,) = pg_fleet.gates(1)
+        refused = await after.admit(ask(me, message(), chat=-1003, limits=limits))
+        assert refused.reason == "limit:account_hourly"
+        assert (await after.admit(ask(me, message(), limits=limits))).reason in {
+            "limit:min_interval",
+            "limit:account_hourly",
+        }
+
+    async def test_the_window_slides_over_the_last_hour(self, pg_fleet: Fleet) -> None:
+        """Replies older than an hour no longer count; younger ones do."""
+        limits = Limits(min_interval_seconds=0, account_hourly=1000, group_hourly=2, probability=1)
+        assert pg_fleet.engine is not None
+        async with pg_fleet.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO reply_window (key, sent_at) VALUES (:key, ARRAY["
+                    "extract(epoch FROM now()) - 3601, extract(epoch FROM now()) - 3599])"
+                ),
+                {"key": f"g:{CHAT}"},
+            )
+        (gate,) = pg_fleet.gates(1)
+        assert (await gate.admit(ask(pg_fleet.accounts[0], message(), limits=limits))).admitted
+        refused = await gate.admit(ask(pg_fleet.accounts[1], message(), limits=limits))
+        assert refused.reason == "limit:group_hourly"
+
+    async def test_an_account_only_the_database_knows_is_never_answered(
+        self, pg_fleet: Fleet
+    ) -> None:
+        """A gate whose worker never heard of an account (it runs elsewhere, or learned
+        its identity a moment ago) refuses its messages: the admission reads the fleet's
+        stored ids. A member is answered."""
+        (gate,) = pg_fleet.gates(1)
+        me = pg_fleet.accounts[0]
+        from_fleet = await gate.admit(ask(me, message(), sender=7_000_004))
+        assert from_fleet.reason == "from_fleet"
+        assert gate.is_fleet_member(7_000_004)  # and it is remembered
+        assert (await gate.admit(ask(me, message(), sender=MEMBER))).admitted
+
+    async def test_one_question_per_worker_per_message(self, pg_fleet: Fleet) -> None:
+        """Six accounts of one worker see one message: PostgreSQL is asked once; when the
+        first asker is refused for a limit of its own, the next account asks and answers."""
+        (gate,) = pg_fleet.gates(1)
+        assert isinstance(gate, FleetGate)
+        key = message()
+        answers = await concurrently(*(gate.admit(ask(a, key)) for a in pg_fleet.accounts))
+        assert Counter(a.reason for a in answers) == {"admitted": 1, "claimed_by_other": 5}
+        assert gate.questions == 1
+
+        tight = Limits(min_interval_seconds=0, account_hourly=1, group_hourly=1000, probability=1)
+        spent = next(
+            a for a, answer in zip(pg_fleet.accounts, answers, strict=True) if answer.admitted
+        )
+        other = next(a for a in pg_fleet.accounts if a != spent)
+        key = message()
+        first = asyncio.create_task(gate.admit(ask(spent, key, limits=tight)))
+        await asyncio.sleep(0)  # it asks first
+        second = await gate.admit(ask(other, key, limits=tight))
+        assert (await first).reason == "limit:account_hourly"
+        assert second.admitted, second
+
+    async def test_a_refusal_is_remembered_a_few_seconds(self, pg_fleet: Fleet) -> None:
+        """Once PostgreSQL said a group is full, the worker refuses the next messages there
+        without asking (a flood costs no round trips), for at most its cache bound."""
+        assert pg_fleet.engine is not None
+        clock = [1000.0]
+        gate = FleetGate(create_engine(str(pg_fleet.engine.url)), set(), clock=lambda: clock[0])
+        pg_fleet.made.append(gate)
+        one = Limits(min_interval_seconds=0, account_hourly=1000, group_hourly=1, probability=1)
+        assert (await gate.admit(ask(pg_fleet.accounts[0], message(), limits=one))).admitted
+        answers = [await gate.admit(ask(a, message(), limits=one)) for a in pg_fleet.accounts]
+        assert {a.reason for a in answers} == {"limit:group_hourly"}
+        assert gate.questions == 2
+        clock[0] += 5.01  # past the bound: asked again (and still full)
+        again = await gate.admit(ask(pg_fleet.accounts[1], message(), limits=one))
+        assert again.reason == "limit:group_hourly"
+        assert gate.questions == 3
+
+    async def test_fails_closed_while_the_database_is_away(self, pg_fleet: Fleet) -> None:
+        """Through a cut line the gate answers ``limit_unavailable`` within its timeout
+        (nothing may be sent unchecked); once the line is back it admits again."""
+        assert pg_fleet.engine is not None
+        url = pg_fleet.engine.url
+        async with TcpProxy(target_port=url.port or 5432) as proxy:
+            gate = FleetGate(create_engine(str(url.set(port=proxy.port))), set(), timeout=1.0)
+            pg_fleet.made.append(gate)
+            assert (await gate.admit(ask(pg_fleet.accounts[0], message()))).admitted
+            await proxy.pause()
+            refused = await gate.admit(ask(pg_fleet.accounts[1], message()))
+            assert refused.reason == "limit_unavailable"
+            assert gate.failures >= 1
+            await proxy.resume()
+            assert (await gate.admit(ask(pg_fleet.accounts[1], message()))).admitted
