@@ -23,10 +23,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.worker.conftest import FleetFactory, wait_for
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.models import Account
 from tgfleet.playbook.gate import Admission, Limits, LocalGate, ReplyGate, ReplyRequest
 from tgfleet.worker.reply_gate import FleetGate
+from tgfleet.worker.supervisor import Supervisor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -335,3 +337,100 @@ class TestFleetWide:
             assert gate.failures >= 1
             await proxy.resume()
             assert (await gate.admit(ask(pg_fleet.accounts[1], message()))).admitted
+
+
+# ------------------------------------------------------------------ one process, restarted
+
+
+class TestLocalGateSurvivesARestart:
+    async def test_saved_decisions_bind_the_next_run(self) -> None:
+        """What a gate saved (unix times) binds a gate made after a restart, whose
+        monotonic clock starts elsewhere: budget, min interval and claims."""
+        wall = [1_000_000.0]
+        before = LocalGate(clock=lambda: 50.0, wall_clock=lambda: wall[0])
+        me, other = uuid.uuid4(), uuid.uuid4()
+        limits = Limits(min_interval_seconds=60, account_hourly=2, group_hourly=1000, probability=1)
+        key = message()
+        assert (await before.admit(ask(me, key, limits=limits))).admitted
+        assert (await before.admit(ask(me, message(), chat=OTHER_CHAT, limits=limits))).admitted
+        saved = before.changes()
+        assert set(saved.windows) == {
+            f"a:{me}",
+            f"g:{CHAT}",
+            f"p:{me}:{CHAT}",
+            f"g:{OTHER_CHAT}",
+            f"p:{me}:{OTHER_CHAT}",
+        }
+        assert not before.changes()  # nothing new since
+
+        wall[0] += 30  # restarted 30 s later; its monotonic clock reads 7 now
+        after = LocalGate(clock=lambda: 7.0, wall_clock=lambda: wall[0])
+        after.restore(saved)
+        assert (await after.admit(ask(other, key, limits=limits))).reason == ("claimed_by_other")
+        refused = await after.admit(ask(me, message(), chat=-1003, limits=limits))
+        assert refused.reason == "limit:account_hourly"
+        spaced = await after.admit(ask(other, message(), limits=limits))
+        assert spaced.admitted  # another account is not bound by my interval
+
+    async def test_an_hour_old_save_binds_nothing(self) -> None:
+        """Decisions older than the window and the claim lifetime are not restored."""
+        wall = [1_000_000.0]
+        before = LocalGate(clock=lambda: 0.0, wall_clock=lambda: wall[0])
+        me = uuid.uuid4()
+        limits = Limits(min_interval_seconds=60, account_hourly=1, group_hourly=1, probability=1)
+        key = message()
+        assert (await before.admit(ask(me, key, limits=limits))).admitted
+        saved = before.changes()
+        wall[0] += 3601
+        after = LocalGate(clock=lambda: 0.0, wall_clock=lambda: wall[0])
+        after.restore(saved)
+        assert (await after.admit(ask(me, key, limits=limits))).admitted
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_restarted_single_process_brings_no_fresh_budget(
+    make_fleet: FleetFactory,
+) -> None:
+    """SQLite, one process: an account allowed one reply an hour answers, the process
+    stops and a new one starts on the same database; the next message is refused by the
+    limit the first run spent, and the first message is never answered again."""
+    fleet = await make_fleet(accounts=1, groups=1, playbook=ONE_AN_HOUR, run_worker=False)
+    group = fleet.world.groups[0]
+    member = next(m for m in group.members if m not in {a.id for a in fleet.world.accounts})
+    settings, vault = fleet.app.state.settings, fleet.app.state.vault
+    first = Supervisor(settings, fleet.sessionmaker, vault)
+    await first.start()
+    try:
+        await fleet.wait_states("online", within=20)
+        await fleet.control.post_message(group.id, member, "help one")
+
+        async def answered() -> bool:
+            return len(await fleet.sent()) == 1
+
+        await wait_for(answered, within=15)
+    finally:
+        await first.stop()
+    second = Supervisor(settings, fleet.sessionmaker, vault)
+    await second.start()
+    try:
+        await fleet.wait_states("online", within=20)
+        await fleet.control.post_message(group.id, member, "help two")
+
+        async def refused() -> bool:
+            events = await fleet.status("fleet_0001")
+            return events is not None and events.replies_suppressed >= 1
+
+        await wait_for(refused, within=15)
+        assert len(await fleet.sent()) == 1
+    finally:
+        await second.stop()
+
+
+ONE_AN_HOUR = """
+rules:
+  - name: help
+    when: {keywords: [help]}
+    reply:
+      templates: ["here to help"]
+    limits: {min_interval_seconds: 0, account_hourly: 1, group_hourly: 100}
+"""

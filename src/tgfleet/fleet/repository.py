@@ -4,12 +4,15 @@ so the coordination load grows with workers, not with accounts (docs/scaling.md)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from tgfleet.kit.clock import utcnow
+from tgfleet.models import Account, ReplyClaim, ReplyWindow
 
 REGISTER = text(
     """
@@ -417,6 +420,62 @@ class ReplyRepository:
                 "keep_claim": keep_claim,
             },
         )
+
+    # One process (SQLite): the in-memory gate's decisions, saved and loaded as rows.
+
+    async def saved(self) -> tuple[list[ReplyWindow], list[ReplyClaim]]:
+        windows = (await self.connection.execute(select(ReplyWindow))).scalars().all()
+        claims = (
+            (
+                await self.connection.execute(
+                    select(ReplyClaim).where(ReplyClaim.expires_at > utcnow())
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return list(windows), list(claims)
+
+    async def save(
+        self,
+        windows: Mapping[str, list[float]],
+        claims: Sequence[tuple[str, uuid.UUID, int, float, float]],
+        gone: Collection[str],
+    ) -> None:
+        if windows:
+            await self.connection.execute(
+                delete(ReplyWindow).where(ReplyWindow.key.in_(list(windows)))
+            )
+            window_rows = [
+                {"key": key, "sent_at": times} for key, times in windows.items() if times
+            ]
+            if window_rows:
+                await self.connection.execute(insert(ReplyWindow), window_rows)
+        keys = [claim[0] for claim in claims] + list(gone)
+        if keys:
+            await self.connection.execute(delete(ReplyClaim).where(ReplyClaim.key.in_(keys)))
+        if claims:
+            live = set(
+                (
+                    await self.connection.execute(
+                        select(Account.id).where(Account.id.in_({c[1] for c in claims}))
+                    )
+                ).scalars()
+            )
+            rows = [
+                {
+                    "key": key,
+                    "account_id": account_id,
+                    "chat_id": chat_id,
+                    "claimed_at": datetime.fromtimestamp(claimed_at, UTC),
+                    "expires_at": datetime.fromtimestamp(expires_at, UTC),
+                }
+                for key, account_id, chat_id, claimed_at, expires_at in claims
+                if account_id in live
+            ]
+            if rows:
+                await self.connection.execute(insert(ReplyClaim), rows)
+        await self.connection.execute(delete(ReplyClaim).where(ReplyClaim.expires_at <= utcnow()))
 
     async def prune(self) -> tuple[int, int]:
         claims = await self.connection.execute(PRUNE_CLAIMS)

@@ -14,7 +14,7 @@ SQLite has no leases: there the one ``tgfleet run`` process is the only worker.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -336,3 +336,40 @@ async def release_reply(
         reserved_at=reserved_at,
         keep_claim=keep_claim,
     )
+
+
+#: A saved claim: key, account id, chat id, claimed at and expires at (unix times).
+SavedClaimRow = tuple[str, uuid.UUID, int, float, float]
+
+
+async def load_saved_replies(
+    session: AsyncSession,
+) -> tuple[dict[str, list[float]], list[SavedClaimRow]]:
+    """What the one process's reply gate saved (SQLite): limit windows by key (unix
+    times) and the claims not yet expired."""
+    windows, claims = await ReplyRepository(session).saved()
+    return (
+        {w.key: [float(t) for t in w.sent_at] for w in windows},
+        [
+            (
+                c.key,
+                c.account_id,
+                c.chat_id,
+                c.claimed_at.timestamp(),
+                c.expires_at.timestamp(),
+            )
+            for c in claims
+        ],
+    )
+
+
+async def save_replies(
+    session: AsyncSession,
+    windows: Mapping[str, list[float]],
+    claims: Sequence[SavedClaimRow],
+    gone: Collection[str],
+) -> None:
+    """Write a reply gate's changes (one process, SQLite) so that a restart keeps them:
+    windows replaced by key (an empty one removed), claims written or removed; claims of
+    accounts deleted meanwhile are dropped, expired ones pruned."""
+    await ReplyRepository(session).save(windows, claims, gone)

@@ -125,11 +125,46 @@ def refusal(reason: str, limits: Limits, wait: float | None = None) -> str:
     return reason
 
 
-class LocalGate:
-    """Every decision in this process's memory (bounded); exact for one process."""
+@dataclass(frozen=True, slots=True)
+class SavedClaim:
+    key: str
+    account_id: uuid.UUID
+    chat_id: int
+    claimed_at: float  # unix time
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+
+@dataclass(frozen=True, slots=True)
+class SavedReplies:
+    """A gate's decisions in unix time, to survive a restart: limit windows by key (``a:``
+    account, ``g:`` group, ``p:`` account and group; an empty list: nothing left) and the
+    claims (``gone``: claims given back)."""
+
+    windows: dict[str, list[float]]
+    claims: list[SavedClaim]
+    gone: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.windows or self.claims or self.gone)
+
+
+class LocalGate:
+    """Every decision in this process's memory (bounded); exact for one process.
+
+    :meth:`changes` and :meth:`restore` let the one process keep its decisions across a
+    restart (the supervisor saves them to the database every second and loads them at
+    start), so a restart brings no fresh budget and never answers a message twice.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._dirty_windows: set[str] = set()
+        self._dirty_claims: set[str] = set()
         # (account, chat) -> time of the last reply, oldest first.
         self._last_sent: OrderedDict[tuple[str, int], float] = OrderedDict()
         # Reply times in the last hour per account and per chat.
@@ -137,6 +172,7 @@ class LocalGate:
         self._by_chat: dict[int, deque[float]] = {}
         # claim key -> (account, time claimed), oldest first.
         self._claims: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._claim_chats: dict[str, int] = {}
         self._fleet_ids: OrderedDict[int, None] = OrderedDict()
         self._next_sweep = clock() + SWEEP_EVERY_SECONDS
 
@@ -175,6 +211,77 @@ class LocalGate:
             claimed = self._claims.get(request.claim_key)
             if claimed is not None and claimed[0] == request.account_key:
                 del self._claims[request.claim_key]
+                self._dirty_claims.add(request.claim_key)
+        self._touch(request)
+
+    # ---- surviving a restart
+
+    def changes(self) -> SavedReplies:
+        """What changed since the last call, in unix time (only accounts with an id)."""
+        offset = self._wall_clock() - self._clock()
+        windows: dict[str, list[float]] = {}
+        for key in self._dirty_windows:
+            kind, _, rest = key.partition(":")
+            if kind == "a":
+                times: list[float] = list(self._by_account.get(rest, ()))
+            elif kind == "g":
+                times = list(self._by_chat.get(int(rest), ()))
+            else:
+                account, _, chat = rest.rpartition(":")
+                last = self._last_sent.get((account, int(chat)))
+                times = [] if last is None else [last]
+            windows[key] = [t + offset for t in times]
+        claims: list[SavedClaim] = []
+        gone: list[str] = []
+        for key in self._dirty_claims:
+            claimed = self._claims.get(key)
+            account_id = _uuid(claimed[0]) if claimed is not None else None
+            if claimed is None or account_id is None:
+                gone.append(key)
+                continue
+            chat_id = self._claim_chats.get(key, 0)
+            claims.append(SavedClaim(key, account_id, chat_id, claimed[1] + offset))
+        self._dirty_windows.clear()
+        self._dirty_claims.clear()
+        return SavedReplies(windows, claims, gone)
+
+    def unsaved(self, saved: SavedReplies) -> None:
+        """``saved`` could not be written: keep it for the next :meth:`changes`."""
+        self._dirty_windows.update(saved.windows)
+        self._dirty_claims.update(claim.key for claim in saved.claims)
+        self._dirty_claims.update(saved.gone)
+
+    def restore(self, saved: SavedReplies) -> None:
+        """Take up the decisions a previous run of this process saved."""
+        now = self._clock()
+        offset = self._wall_clock() - now
+        for key, unix_times in saved.windows.items():
+            times = sorted(t - offset for t in unix_times if now - (t - offset) < HOUR)
+            if not times:
+                continue
+            kind, _, rest = key.partition(":")
+            if kind == "a":
+                self._by_account[rest] = deque(times)
+            elif kind == "g":
+                self._by_chat[int(rest)] = deque(times)
+            elif kind == "p":
+                account, _, chat = rest.rpartition(":")
+                self._last_sent[(account, int(chat))] = times[-1]
+        for claim in sorted(saved.claims, key=lambda c: c.claimed_at):
+            claimed_at = claim.claimed_at - offset
+            if now - claimed_at < CLAIM_TTL_SECONDS:
+                self._claims[claim.key] = (str(claim.account_id), claimed_at)
+                self._claim_chats[claim.key] = claim.chat_id
+
+    def _touch(self, request: ReplyRequest) -> None:
+        if _uuid(request.account_key) is None:
+            return  # dry runs and tests without ids: nothing to keep
+        account, chat = request.account_key, request.chat_id
+        self._dirty_windows.update((f"a:{account}", f"g:{chat}", f"p:{account}:{chat}"))
+        self._dirty_claims.add(request.claim_key)
+        self._claim_chats[request.claim_key] = chat
+        while len(self._claim_chats) > MAX_CLAIMS:
+            del self._claim_chats[next(iter(self._claim_chats))]
 
     def _check(self, request: ReplyRequest, now: float) -> Admission | None:
         limits = request.limits
@@ -206,6 +313,7 @@ class LocalGate:
         self._claims[request.claim_key] = (request.account_key, now)
         while len(self._claims) > MAX_CLAIMS:
             self._claims.popitem(last=False)
+        self._touch(request)
         return Ticket(request, now, previous)
 
     def _sweep(self, now: float) -> None:
@@ -228,6 +336,13 @@ class LocalGate:
             del self._by_account[account]
         for chat in [key for key, times in self._by_chat.items() if not _recent(times, now)]:
             del self._by_chat[chat]
+
+
+def _uuid(account_key: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(account_key)
+    except ValueError:
+        return None
 
 
 def _recent(times: deque[float] | None, now: float) -> int:

@@ -47,6 +47,7 @@ from tgfleet.kit.db import create_engine, unit_of_work
 from tgfleet.logging import get_logger
 from tgfleet.playbook import service as playbook_service
 from tgfleet.playbook.engine import LlmConfig, ReplyEngine
+from tgfleet.playbook.gate import CLAIM_TTL_SECONDS, LocalGate, SavedClaim, SavedReplies
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.formats import CanonicalSession
 from tgfleet.vault.service import Decrypted, Vault
@@ -68,6 +69,8 @@ DEMO_API_HASH = "sandbox-demo"
 FREEZE_DELAY = 5.0
 #: Seconds a hand-over waits for the stopped clients' states to be written.
 STOP_FLUSH_TIMEOUT = 2.0
+#: One process (SQLite): how often the reply gate's decisions are saved.
+REPLY_SAVE_SECONDS = 1.0
 
 
 def default_worker_id() -> str:
@@ -109,6 +112,8 @@ class Supervisor:
         api_id, api_hash = _app_credentials(settings)
         fleet_ids: set[int] = set()
         self.gate: FleetGate | None = None
+        # One process: its decisions in memory, saved every second to survive a restart.
+        self.local_gate: LocalGate | None = None if leased else LocalGate()
         if leased:
             # Several workers may serve this fleet: every reply decision is PostgreSQL's,
             # on connections of its own (autocommit, no pre-ping: one round trip each).
@@ -119,7 +124,9 @@ class Supervisor:
         self.context = WorkerContext(
             worker_id=self.worker_id,
             writer=self.writer,
-            engine=ReplyEngine(LlmConfig.from_settings(settings), gate=self.gate),
+            engine=ReplyEngine(
+                LlmConfig.from_settings(settings), gate=self.gate or self.local_gate
+            ),
             budget=TokenBucket(
                 settings.worker_retry_budget, settings.worker_retry_refill_per_second
             ),
@@ -186,9 +193,25 @@ class Supervisor:
         async with unit_of_work(self._sessionmaker) as session:
             stale = await runtime.release_stale(session, self.worker_id)
             await self._load_fleet_ids(session)  # before any client can see a message
+            if self.local_gate is not None:
+                windows, claims = await fleet_service.load_saved_replies(session)
+                self.local_gate.restore(
+                    SavedReplies(
+                        windows,
+                        [
+                            SavedClaim(key, account, chat, at)
+                            for key, account, chat, at, _ in claims
+                        ],
+                        [],
+                    )
+                )
         if stale:
             log.info("worker.released_stale", accounts=stale, worker_id=self.worker_id)
         self._tasks = [asyncio.create_task(self.writer.run(), name="worker:status")]
+        if self.local_gate is not None:
+            self._tasks.append(
+                asyncio.create_task(self._save_replies_loop(), name="worker:replies")
+            )
         if self.leases is not None:
             await self.leases.register()
             await self.leases.tick()  # claim a first share before the first reconcile
@@ -248,6 +271,8 @@ class Supervisor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.flush(), 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._save_replies(), 2.0)
         await self.context.engine.aclose()
         if self.gate is not None:
             await self.gate.aclose()
@@ -380,6 +405,44 @@ class Supervisor:
             self._fleet_fingerprint = fingerprint
         self._fleet_dirty = False
         self.context.fleet_ids.update(await runtime.fleet_user_ids(session))
+
+    async def _save_replies_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPLY_SAVE_SECONDS)
+            try:
+                await self._save_replies()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: kept for the next round
+                log.warning("worker.replies_not_saved", error=type(exc).__name__)
+
+    async def _save_replies(self) -> None:
+        """One process: write what the reply gate decided since the last save."""
+        if self.local_gate is None:
+            return
+        changes = self.local_gate.changes()
+        if not changes:
+            return
+        try:
+            async with unit_of_work(self._sessionmaker) as session:
+                await fleet_service.save_replies(
+                    session,
+                    changes.windows,
+                    [
+                        (
+                            c.key,
+                            c.account_id,
+                            c.chat_id,
+                            c.claimed_at,
+                            c.claimed_at + CLAIM_TTL_SECONDS,
+                        )
+                        for c in changes.claims
+                    ],
+                    changes.gone,
+                )
+        except BaseException:
+            self.local_gate.unsaved(changes)
+            raise
 
     async def _learn_identity(
         self, account_id: uuid.UUID, tg_user_id: int, username: str | None
