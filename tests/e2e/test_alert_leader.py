@@ -15,7 +15,7 @@ import pytest
 
 from tests.alert.fleet import make_accounts, set_state
 from tests.conftest import TEST_VAULT_KEY
-from tests.e2e.test_workers import Proc, free_port
+from tests.e2e.harness import Proc, free_port
 from tests.fakes.telegram_bot_api import FakeBotApi
 from tgfleet.account.runtime import State
 from tgfleet.kit.db import create_engine, create_sessionmaker

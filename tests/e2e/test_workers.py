@@ -2,9 +2,10 @@
 splits evenly, survives kill -9, SIGTERM, a frozen process and a database outage, and no
 session ever runs in two places (the sandbox's ``duplicate_use`` per account stays 0).
 
-Everything runs as real processes: the sandbox (``tgfleet sandbox run --no-traffic``) and
-every worker (``tgfleet worker --id wN``) in their own process groups, killed in the
-fixture's teardown whatever happened. This process mints the world, seeds the per-test
+Everything runs as real processes (the harness: ``harness.py``, the ``make_cluster`` fixture
+in ``conftest.py``): the sandbox (``tgfleet sandbox run --no-traffic``) and every worker
+(``tgfleet worker --id wN``) in their own process groups, killed in the fixture's teardown
+whatever happened. This process mints the world, seeds the per-test
 database through the services (vault import, a playbook that never answers, every account
 started), and observes from outside: valid holders from ``account_lease`` joined with
 ``worker`` (same epoch, not expired), what runs from ``account_status`` and the sandbox's
@@ -22,403 +23,18 @@ must hand over at once whatever the renewal interval is. In-process multi-worker
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
-import os
 import random
-import re
 import signal
-import socket
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TEST_VAULT_KEY, make_settings
+from tests.e2e.harness import PG_PORT, PROBES, ClusterFactory, Snapshot, describe
 from tests.fakes.tcp_proxy import TcpProxy
-from tgfleet.audit.schemas import AuditContext
-from tgfleet.kit.db import create_engine, create_sessionmaker
-from tgfleet.sandbox.client import SandboxControl
-from tgfleet.sandbox.mint import mint
-from tgfleet.vault.service import Vault
-from tgfleet.worker.seed import seed_fleet
-
-# These tests poll other processes (PostgreSQL rows, the sandbox): nothing notifies them.
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-
-CONTEXT = AuditContext(actor="test:e2e")
-PROBES = re.compile(r"/metrics and probes on \S+:(\d+)")
-READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
-PG_PORT = 5432
-# A playbook that never answers: these tests are about who runs a session, not replies.
-SILENT_PLAYBOOK = """
-rules:
-  - name: never
-    when: {keywords: [zz-never-matches-zz]}
-    reply:
-      templates: ["-"]
-"""
-
-_LIVE_GROUPS: set[int] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # a last resort if a teardown never ran (e.g. a hard timeout)
-    for pgid in list(_LIVE_GROUPS):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Proc:
-    """A subprocess in its own process group, stdout and stderr into a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = dict(env)
-        self.log = log
-        self.process: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-        with self.log.open("ab") as handle:
-            handle.write(f"--- start {self.starts}\n".encode())
-            handle.flush()
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=handle,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
-        _LIVE_GROUPS.add(self.process.pid)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-    async def wait_line(self, pattern: re.Pattern[str], within: float) -> re.Match[str]:
-        async with asyncio.timeout(within):
-            while True:
-                if match := pattern.search(self.output()):
-                    return match
-                if not self.alive():
-                    msg = f"{self.name} exited:\n{self.tail()}"
-                    raise RuntimeError(msg)
-                await asyncio.sleep(0.05)
-
-    def signal(self, signum: int) -> None:
-        os.killpg(self.pid, signum)
-
-    async def kill(self) -> None:
-        """SIGKILL the whole group (nothing runs a handler) and reap it."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        async with asyncio.timeout(10):
-            await self.process.wait()
-        _LIVE_GROUPS.discard(self.process.pid)
-
-    async def terminate(self, within: float = 15.0) -> int:
-        """SIGTERM and wait for the exit status (SIGKILL after ``within``)."""
-        assert self.process is not None
-        self.signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(within):
-                return await self.process.wait()
-        finally:
-            await self.kill()
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One look at the fleet from outside: the database and the sandbox."""
-
-    holder: dict[uuid.UUID, str | None]  # account -> worker validly holding its lease
-    online_on: dict[uuid.UUID, str | None]  # account -> worker its status says runs it online
-    connections: dict[uuid.UUID, int]  # account -> live sandbox connections
-    duplicate_use: dict[str, int]  # username -> the sandbox's counter (non-zero only)
-
-    def held(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for worker in self.holder.values():
-            if worker is not None:
-                counts[worker] = counts.get(worker, 0) + 1
-        return counts
-
-    def served(self, account: uuid.UUID, *, not_by: str | None = None) -> bool:
-        """Validly held by a worker, online there by its status, with one live connection."""
-        worker = self.holder.get(account)
-        return (
-            worker is not None
-            and worker != not_by
-            and self.online_on.get(account) == worker
-            and self.connections.get(account, 0) == 1
-        )
-
-    def all_served(self) -> bool:
-        return all(self.served(account) for account in self.holder)
-
-    def unassigned(self) -> list[uuid.UUID]:
-        return [account for account, worker in self.holder.items() if worker is None]
-
-
-FLEET_STATE = text(
-    """
-    SELECT a.id,
-           CASE WHEN w.id IS NOT NULL THEN l.worker_id END AS holder,
-           CASE WHEN s.state = 'online' THEN s.worker_id END AS online_on
-    FROM account a
-    LEFT JOIN account_lease l ON l.account_id = a.id
-    LEFT JOIN worker w ON w.id = l.worker_id AND w.epoch = l.epoch AND w.expires_at > now()
-    LEFT JOIN account_status s ON s.account_id = a.id
-    WHERE a.desired_state = 'running'
-    """
-)
-
-
-STATES = text(
-    """
-    SELECT s.state, s.worker_id, l.worker_id, s.reason, count(*)
-    FROM account_status s JOIN account_lease l ON l.account_id = s.account_id
-    GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC
-    """
-)
-
-
-@dataclass
-class Cluster:
-    tmp: Path
-    engine: AsyncEngine
-    control: SandboxControl
-    sandbox: Proc
-    worker_env: dict[str, str]
-    account_ids: dict[str, uuid.UUID]  # username -> account id
-    workers: dict[str, Proc] = field(default_factory=dict)
-
-    @property
-    def usernames(self) -> dict[uuid.UUID, str]:
-        return {v: k for k, v in self.account_ids.items()}
-
-    async def start_worker(self, name: str) -> Proc:
-        proc = self.workers.get(name)
-        if proc is None:
-            proc = Proc(
-                name,
-                [sys.executable, "-m", "tgfleet", "worker", "--id", name],
-                self.worker_env,
-                self.tmp / f"{name}.log",
-            )
-            self.workers[name] = proc
-        await proc.start()
-        return proc
-
-    async def snapshot(self) -> Snapshot:
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(FLEET_STATE)).all()
-        stats = await self.control.stats()
-        usernames = self.usernames
-        by_name = {usernames[row[0]]: row[0] for row in rows}
-        return Snapshot(
-            holder={row[0]: row[1] for row in rows},
-            online_on={row[0]: row[2] for row in rows},
-            connections={
-                by_name[name]: int(count)
-                for name, count in stats["connections"].items()
-                if name in by_name
-            },
-            duplicate_use={name: int(n) for name, n in stats["duplicate_use"].items() if n},
-        )
-
-    async def wait(
-        self,
-        predicate: Callable[[Snapshot], bool],
-        within: float,
-        what: str,
-        step: float = 0.2,
-    ) -> tuple[float, Snapshot]:
-        """Poll until ``predicate(snapshot)``; (seconds it took, that snapshot). Every
-        snapshot on the way must show no duplicate use."""
-        started = time.monotonic()
-        last: Snapshot | None = None
-        try:
-            async with asyncio.timeout(within):
-                while True:
-                    last = await self.snapshot()
-                    assert not last.duplicate_use, last.duplicate_use
-                    if predicate(last):
-                        return time.monotonic() - started, last
-                    await asyncio.sleep(step)
-        except TimeoutError:
-            detail = "no snapshot" if last is None else _describe(last)
-            async with self.engine.connect() as connection:
-                states = (await connection.execute(STATES)).all()
-            logs = "\n".join(f"[{n}] {p.tail(8)}" for n, p in self.workers.items())
-            msg = (
-                f"not {what} within {within} s: {detail}\n"
-                f"(status state, status worker, lease worker, reason, count): {states}\n{logs}"
-            )
-            raise AssertionError(msg) from None
-
-    async def wait_split(self, names: list[str], within: float) -> Snapshot:
-        """Until every account is served and every worker holds an even share (±5 %)."""
-        share = len(self.account_ids) / len(names)
-
-        def settled(snapshot: Snapshot) -> bool:
-            held = snapshot.held()
-            return snapshot.all_served() and all(
-                abs(held.get(name, 0) - share) <= max(1.0, share * 0.05) for name in names
-            )
-
-        _, snapshot = await self.wait(settled, within, "settled in fair shares")
-        return snapshot
-
-
-def _describe(snapshot: Snapshot) -> str:
-    online: dict[str | None, int] = {}
-    for worker in snapshot.online_on.values():
-        online[worker] = online.get(worker, 0) + 1
-    connections: dict[int, int] = {}
-    for account in snapshot.holder:
-        count = snapshot.connections.get(account, 0)
-        connections[count] = connections.get(count, 0) + 1
-    return (
-        f"held {snapshot.held()}, unassigned {len(snapshot.unassigned())}, "
-        f"online by status {online}, accounts by live connections {connections}, "
-        f"duplicate use {snapshot.duplicate_use}"
-    )
-
-
-ClusterFactory = Callable[..., Awaitable[Cluster]]
-
-
-@pytest.fixture
-async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFactory]:
-    """``await make_cluster(accounts=30, ttl=6.0)``: a sandbox subprocess serving a freshly
-    minted world, the fleet seeded and started in the per-test database; workers are started
-    by the test (``cluster.start_worker("w1")``). Teardown kills every process."""
-    made: list[Cluster] = []
-    proxies: list[TcpProxy] = []
-
-    async def build(
-        *,
-        accounts: int,
-        ttl: float,
-        grace: float | None = None,
-        release_step: int | None = None,
-        via_proxy: TcpProxy | None = None,
-    ) -> Cluster:
-        port = free_port()
-        world_dir = tmp_path / "world"
-        world = await asyncio.to_thread(
-            mint, world_dir, accounts=accounts, groups=1, members=2, port=port
-        )
-        sandbox = Proc(
-            "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "tgfleet",
-                "sandbox",
-                "run",
-                "--world",
-                str(world_dir / "world.yaml"),
-                "--port",
-                str(port),
-                "--control-port",
-                "0",
-                "--no-traffic",
-            ],
-            os.environ,
-            tmp_path / "sandbox.log",
-        )
-        await sandbox.start()
-        engine = create_engine(db_url, pool_size=2, max_overflow=2)
-        data_dir = tmp_path / "data"
-        data_dir.mkdir(mode=0o700, exist_ok=True)
-        worker_url = db_url
-        if via_proxy is not None:
-            proxies.append(via_proxy)
-            worker_url = db_url.replace(f"127.0.0.1:{PG_PORT}", f"127.0.0.1:{via_proxy.port}")
-            assert worker_url != db_url, db_url
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
-        env.update(
-            TGFLEET_ENV="test",
-            TGFLEET_DATABASE_URL=worker_url,
-            TGFLEET_VAULT_KEY=TEST_VAULT_KEY,
-            TGFLEET_DATA_DIR=str(data_dir),
-            TGFLEET_LOG_LEVEL=os.environ.get("E2E_WORKER_LOG_LEVEL", "WARNING"),
-            TGFLEET_LEASE_TTL_SECONDS=str(ttl),
-            TGFLEET_WORKER_CONNECT_TIMEOUT_SECONDS="5",
-            TGFLEET_WORKER_METRICS_PORT="0",  # several workers on one host
-            TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback
-        )
-        if grace is not None:
-            env["TGFLEET_LEASE_GRACE_SECONDS"] = str(grace)
-        if release_step is not None:
-            env["TGFLEET_LEASE_RELEASE_STEP"] = str(release_step)
-        match = await sandbox.wait_line(READY, 30)
-        control = SandboxControl(f"http://{match[2]}:{match[3]}")
-        cluster = Cluster(tmp_path, engine, control, sandbox, env, {})
-        made.append(cluster)
-        settings = make_settings(db_url, data_dir)
-        vault = await asyncio.to_thread(Vault.load, settings)
-        seeded = await seed_fleet(
-            create_sessionmaker(engine),
-            vault,
-            CONTEXT,
-            world,
-            world_dir,
-            playbooks={"silent": SILENT_PLAYBOOK},
-            start=True,
-        )
-        assert not seeded.failed, seeded.failed
-        cluster.account_ids = seeded.account_ids
-        return cluster
-
-    try:
-        yield build
-    finally:
-        for cluster in made:
-            for proc in [*cluster.workers.values(), cluster.sandbox]:
-                with contextlib.suppress(Exception):
-                    await proc.kill()
-            await cluster.control.aclose()
-            await cluster.engine.dispose()
-        for proxy in proxies:
-            await proxy.stop()
-
-
-# --------------------------------------------------------------------------------- tests
 
 
 @pytest.mark.timeout(120)
@@ -440,7 +56,7 @@ async def test_three_workers_split_300_accounts_evenly(make_cluster: ClusterFact
     assert sum(snapshot.held().values()) == 300
     await asyncio.sleep(6)  # one renewal interval and more: still settled
     later = await cluster.snapshot()
-    assert settled(later), _describe(later)
+    assert settled(later), describe(later)
     assert not later.duplicate_use
     # Each worker's own port: probes pass, and its gauges say what the database says.
     held = later.held()
@@ -485,7 +101,7 @@ async def test_kill_9_accounts_online_on_the_others_within_ttl_plus_10s(
         "failed over",
     )
     print(f"kill -9: {len(victim)} accounts back online on the survivors after {took:.1f} s")
-    assert after.all_served(), _describe(after)
+    assert after.all_served(), describe(after)
     assert set(after.held()) == {"w1", "w3"}
 
 
@@ -538,7 +154,7 @@ async def test_database_away_20s_fences_then_recovers_without_restart(
     print(f"database away: every client stopped {fenced:.1f} s after the cut")
     while (left := 20.0 - (time.monotonic() - cut)) > 0:  # away for 20 s, still nobody runs
         snapshot = await cluster.snapshot()
-        assert sum(snapshot.connections.values()) == 0, _describe(snapshot)
+        assert sum(snapshot.connections.values()) == 0, describe(snapshot)
         assert not snapshot.duplicate_use
         await asyncio.sleep(min(1.0, left))
     assert proxy.refused > 0  # the workers did try to reach the database meanwhile

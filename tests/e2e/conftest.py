@@ -1,0 +1,145 @@
+"""The ``make_cluster`` fixture: real sandbox and worker processes (see ``harness.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_VAULT_KEY, make_settings
+from tests.e2e.harness import (
+    CONTEXT,
+    PG_PORT,
+    READY,
+    SILENT_PLAYBOOK,
+    Cluster,
+    ClusterFactory,
+    Proc,
+    free_port,
+)
+from tests.fakes.tcp_proxy import TcpProxy
+from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.sandbox.client import SandboxControl
+from tgfleet.sandbox.mint import mint
+from tgfleet.vault.service import Vault
+from tgfleet.worker.seed import seed_fleet
+
+
+async def _kill_quietly(procs: list[Proc]) -> None:
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            await proc.kill()
+
+
+@pytest.fixture
+async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFactory]:
+    """``await make_cluster(accounts=30, ttl=6.0)``: a sandbox subprocess serving a freshly
+    minted world, the fleet seeded and started in the per-test database; workers are started
+    by the test (``cluster.start_worker("w1")``). Teardown kills every process.
+
+    Options (defaults: one group, two simulated members per group, the silent playbook):
+    ``grace``/``release_step`` set the lease settings of that name, ``via_proxy`` routes the
+    workers' database connections through a started `TcpProxy` (stopped at teardown),
+    ``groups``/``members`` go to ``mint``, ``playbooks`` (name -> YAML) and ``assignment``
+    (world group id -> playbook name) to ``seed_fleet``, ``extra_env`` is merged last into
+    every worker's environment. One cluster per test (the world is minted into
+    ``tmp_path / "world"``).
+    """
+    async with contextlib.AsyncExitStack() as cleanup:
+
+        async def build(
+            *,
+            accounts: int,
+            ttl: float,
+            grace: float | None = None,
+            release_step: int | None = None,
+            via_proxy: TcpProxy | None = None,
+            groups: int = 1,
+            members: int = 2,
+            playbooks: Mapping[str, str] | None = None,
+            assignment: Mapping[int, str] | None = None,
+            extra_env: Mapping[str, str] | None = None,
+        ) -> Cluster:
+            if via_proxy is not None:
+                cleanup.push_async_callback(via_proxy.stop)
+            port = free_port()
+            world_dir = tmp_path / "world"
+            world = await asyncio.to_thread(
+                mint, world_dir, accounts=accounts, groups=groups, members=members, port=port
+            )
+            sandbox = Proc(
+                "sandbox",
+                [
+                    sys.executable,
+                    "-m",
+                    "tgfleet",
+                    "sandbox",
+                    "run",
+                    "--world",
+                    str(world_dir / "world.yaml"),
+                    "--port",
+                    str(port),
+                    "--control-port",
+                    "0",
+                    "--no-traffic",
+                ],
+                os.environ,
+                tmp_path / "sandbox.log",
+            )
+            cleanup.push_async_callback(_kill_quietly, [sandbox])
+            await sandbox.start()
+            engine = create_engine(db_url, pool_size=2, max_overflow=2)
+            cleanup.push_async_callback(engine.dispose)
+            data_dir = tmp_path / "data"
+            data_dir.mkdir(mode=0o700, exist_ok=True)
+            worker_url = db_url
+            if via_proxy is not None:
+                worker_url = db_url.replace(f"127.0.0.1:{PG_PORT}", f"127.0.0.1:{via_proxy.port}")
+                assert worker_url != db_url, db_url
+            env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
+            env.update(
+                TGFLEET_ENV="test",
+                TGFLEET_DATABASE_URL=worker_url,
+                TGFLEET_VAULT_KEY=TEST_VAULT_KEY,
+                TGFLEET_DATA_DIR=str(data_dir),
+                TGFLEET_LOG_LEVEL=os.environ.get("E2E_WORKER_LOG_LEVEL", "WARNING"),
+                TGFLEET_LEASE_TTL_SECONDS=str(ttl),
+                TGFLEET_WORKER_CONNECT_TIMEOUT_SECONDS="5",
+                TGFLEET_WORKER_METRICS_PORT="0",  # several workers on one host
+                TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback
+            )
+            if grace is not None:
+                env["TGFLEET_LEASE_GRACE_SECONDS"] = str(grace)
+            if release_step is not None:
+                env["TGFLEET_LEASE_RELEASE_STEP"] = str(release_step)
+            env.update(extra_env or {})
+            match = await sandbox.wait_line(READY, 30)
+            control = SandboxControl(f"http://{match[2]}:{match[3]}")
+            cleanup.push_async_callback(control.aclose)
+            cluster = Cluster(tmp_path, engine, control, sandbox, env, world, world_dir, {})
+            # Workers are started later, by the test: kill whatever is in the dict by then.
+            cleanup.push_async_callback(lambda: _kill_quietly([*cluster.workers.values()]))
+            settings = make_settings(db_url, data_dir)
+            vault = await asyncio.to_thread(Vault.load, settings)
+            seeded = await seed_fleet(
+                create_sessionmaker(engine),
+                vault,
+                CONTEXT,
+                world,
+                world_dir,
+                playbooks={"silent": SILENT_PLAYBOOK} if playbooks is None else playbooks,
+                assignment=assignment,
+                start=True,
+            )
+            assert not seeded.failed, seeded.failed
+            cluster.account_ids = seeded.account_ids
+            cluster.playbook_ids = seeded.playbook_ids
+            cluster.chat_ids = seeded.chat_ids
+            return cluster
+
+        yield build
