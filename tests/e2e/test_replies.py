@@ -153,6 +153,7 @@ async def test_three_workers_answer_every_member_message_exactly_once(
     assert not [m for m in replies if m["reply_to_sender"] in traffic.fleet_ids]
     snapshot = await cluster.snapshot()
     assert not snapshot.duplicate_use, snapshot.duplicate_use
+    questions = await _metric_sum(cluster, "tgfleet_reply_gate_questions_total")
     latencies = sorted(
         m["at"] - traffic.posted_at[m["reply_to_origin"]]
         for m in replies
@@ -161,7 +162,8 @@ async def test_three_workers_answer_every_member_message_exactly_once(
     print(
         f"3 workers: {len(open_origins)} open-group messages answered once each, "
         f"capped group {CAP} of {len(capped_origins)}; reply latency p50 "
-        f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+        f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
+        f"{questions:.0f} gate questions for {len(replies)} replies"
     )
 
 
@@ -241,20 +243,9 @@ async def test_database_away_10s_stops_replies_and_they_resume(
     sent_while_away = [m for m in await traffic.replies() if cut <= m["at"] < back]
     assert not sent_while_away, sent_while_away
 
-    unavailable = 0
-    async with httpx.AsyncClient(timeout=10) as http:
-        for name in NAMES:
-            port = (await cluster.workers[name].wait_line(PROBES, 5))[1]
-            exposition = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-            unavailable += int(
-                sum(
-                    s.value
-                    for family in text_string_to_metric_families(exposition)
-                    for s in family.samples
-                    if s.name == "tgfleet_replies_suppressed_total"
-                    and s.labels.get("reason") == "limit_unavailable"
-                )
-            )
+    unavailable = int(
+        await _metric_sum(cluster, "tgfleet_replies_suppressed_total", reason="limit_unavailable")
+    )
     assert unavailable >= len(during) - 5, unavailable  # one per message, on its asker
 
     later = Traffic(cluster)
@@ -266,6 +257,22 @@ async def test_database_away_10s_stops_replies_and_they_resume(
         f"({unavailable} limit_unavailable), none sent; answering again after it came back"
     )
     assert all(cluster.workers[n].alive() for n in NAMES)
+
+
+async def _metric_sum(cluster: Cluster, name: str, **labels: str) -> float:
+    """A counter summed over every worker's /metrics (with these label values)."""
+    total = 0.0
+    async with httpx.AsyncClient(timeout=10) as http:
+        for worker in NAMES:
+            port = (await cluster.workers[worker].wait_line(PROBES, 5))[1]
+            exposition = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            total += sum(
+                sample.value
+                for family in text_string_to_metric_families(exposition)
+                for sample in family.samples
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+            )
+    return total
 
 
 async def _answered(traffic: Traffic, count: int, source: Traffic | None = None) -> bool:

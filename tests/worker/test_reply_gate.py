@@ -11,10 +11,12 @@ PostgreSQL alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,9 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.worker.conftest import FleetFactory, wait_for
+from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.models import Account
 from tgfleet.playbook.gate import Admission, Limits, LocalGate, ReplyGate, ReplyRequest
+from tgfleet.worker import reply_gate
+from tgfleet.worker.listener import CommandListener
 from tgfleet.worker.reply_gate import FleetGate
 from tgfleet.worker.supervisor import Supervisor
 
@@ -434,3 +439,103 @@ rules:
       templates: ["here to help"]
     limits: {min_interval_seconds: 0, account_hourly: 1, group_hourly: 100}
 """
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+class TestTurns:
+    """``responders: one`` across workers costs one question per message: the workers take
+    turns, and an admitted claim is announced to the others (LISTEN/NOTIFY)."""
+
+    async def test_the_workers_behind_in_turn_learn_the_answer_without_asking(
+        self, pg_fleet: Fleet, db_url: str
+    ) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            gates = {}
+            for name in ("wa", "wb"):
+                gate = await _listening_gate(stack, pg_fleet, db_url, name)
+                gates[name] = gate
+            a, b = gates["wa"], gates["wb"]
+            me, you = pg_fleet.accounts[0], pg_fleet.accounts[1]
+            # Each answers once in the group: now each knows the other answers there.
+            assert (await a.admit(ask(me, message()))).admitted
+            assert (await b.admit(ask(you, message()))).admitted
+            await _until(lambda: "wa" in b.peers(CHAT) and "wb" in a.peers(CHAT))
+
+            for _ in range(10):
+                key = message()
+                first, second = (a, b) if _first_of(key, "wa", "wb") == "wa" else (b, a)
+                asked = first.questions + second.questions
+                answers = await concurrently(first.admit(ask(me, key)), second.admit(ask(you, key)))
+                assert [x.reason for x in answers] == ["admitted", "claimed_by_other"]
+                assert first.questions + second.questions == asked + 1  # one question
+            assert a.spared + b.spared == 10
+
+    async def test_a_silent_worker_ahead_loses_its_turn(self, pg_fleet: Fleet, db_url: str) -> None:
+        """A worker that announced once but no longer answers in the group (its accounts
+        went elsewhere) delays a message by one step at most, once: then it has no turn."""
+        async with contextlib.AsyncExitStack() as stack:
+            a = await _listening_gate(stack, pg_fleet, db_url, "wa")
+            b = await _listening_gate(stack, pg_fleet, db_url, "wb", defer_step=0.3)
+            assert (await a.admit(ask(pg_fleet.accounts[0], message()))).admitted
+            await _until(lambda: "wa" in b.peers(CHAT))
+            key = next(
+                k for k in (message() for _ in range(100)) if _first_of(k, "wa", "wb") == "wa"
+            )
+            started = time.monotonic()
+            answer = await b.admit(ask(pg_fleet.accounts[1], key))
+            assert answer.admitted
+            assert time.monotonic() - started >= 0.3  # it waited its turn, once
+            assert "wa" not in b.peers(CHAT)
+            again = next(
+                k for k in (message() for _ in range(100)) if _first_of(k, "wa", "wb") == "wa"
+            )
+            started = time.monotonic()
+            assert (await b.admit(ask(pg_fleet.accounts[1], again))).admitted
+            assert time.monotonic() - started < 0.3
+
+
+def _led_by(worker: str) -> str:
+    """A new message key whose turn order starts with ``worker`` (of wa and wb)."""
+    return next(k for k in (message() for _ in range(100)) if _first_of(k, "wa", "wb") == worker)
+
+
+def _first_of(key: str, *workers: str) -> str:
+    return min(workers, key=lambda w: reply_gate._digest(key, w))
+
+
+async def _listening_gate(
+    stack: contextlib.AsyncExitStack,
+    fleet: Fleet,
+    db_url: str,
+    name: str,
+    *,
+    defer_step: float = 0.5,
+) -> FleetGate:
+    listener: CommandListener | None = None
+    gate = FleetGate(
+        create_engine(db_url),
+        set(),
+        worker_id=name,
+        listening=lambda: listener is not None and listener.connected,
+        defer_step=defer_step,
+    )
+    fleet.made.append(gate)
+    listener = CommandListener(
+        db_url, lambda _kind: None, {fleet_service.REPLY_CHANNEL: gate.heard}
+    )
+    task = asyncio.create_task(listener.run())
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+    await _until(lambda: listener is not None and listener.connected)
+    return gate
+
+
+async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - state another task changes, no event
+            await asyncio.sleep(0.01)

@@ -346,7 +346,7 @@ ADMIT_REPLY = text(
     """
     SELECT verdict, reserved_at, retry_in
     FROM tgfleet_reply_admit(:key, :account, :chat, :sender, :min_interval,
-                             :account_hourly, :group_hourly, :claim_seconds)
+                             :account_hourly, :group_hourly, :claim_seconds, :announce)
     """
 )
 
@@ -383,6 +383,7 @@ class ReplyRepository:
         account_hourly: int,
         group_hourly: int,
         claim_seconds: float,
+        announce: str | None = None,
     ) -> tuple[str, float | None, float | None]:
         row = (
             await self.connection.execute(
@@ -396,6 +397,7 @@ class ReplyRepository:
                     "account_hourly": account_hourly,
                     "group_hourly": group_hourly,
                     "claim_seconds": claim_seconds,
+                    "announce": announce,
                 },
             )
         ).one()

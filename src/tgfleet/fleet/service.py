@@ -276,6 +276,10 @@ async def unassigned(session: AsyncSession) -> int:
 # --------------------------------------------------------------------------- replies
 
 
+#: Where an admitted ``responders: one`` claim is announced (the payload is the caller's).
+REPLY_CHANNEL = "tgfleet_replies"
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyVerdict:
     """PostgreSQL's answer to one account asking to answer one message (issue 13).
@@ -301,10 +305,12 @@ async def admit_reply(
     account_hourly: int,
     group_hourly: int,
     claim_seconds: float,
+    announce: str | None = None,
 ) -> ReplyVerdict:
     """Decide and reserve in one statement, atomically for every worker (see migration
     0007: the sender is not a fleet account, the message is not claimed, the account's and
-    the group's last hour leave room; then the claim and the budget are taken)."""
+    the group's last hour leave room; then the claim and the budget are taken).
+    ``announce``: notify this payload on :data:`REPLY_CHANNEL` when admitted."""
     verdict, reserved_at, retry_in = await ReplyRepository(connection).admit(
         key=key,
         account_id=account_id,
@@ -314,6 +320,7 @@ async def admit_reply(
         account_hourly=account_hourly,
         group_hourly=group_hourly,
         claim_seconds=claim_seconds,
+        announce=announce,
     )
     return ReplyVerdict(verdict, reserved_at, retry_in)
 

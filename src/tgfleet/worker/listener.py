@@ -1,15 +1,17 @@
 """Commands reach workers through PostgreSQL ``LISTEN``/``NOTIFY`` (DESIGN §8).
 
 One asyncpg connection per worker listens on ``account.runtime.COMMAND_CHANNEL``; every
-notification wakes the reconcile. When the connection drops, the listener reconnects with
-backoff and the supervisor falls back to polling (``connected`` is false meanwhile).
+notification wakes the reconcile. Other channels may ride on the same connection
+(``channels``: the reply claims other workers announce). When the connection drops, the
+listener reconnects with backoff and the supervisor falls back to polling (``connected`` is
+false meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -30,9 +32,15 @@ def asyncpg_dsn(database_url: str) -> str:
 
 
 class CommandListener:
-    def __init__(self, database_url: str, on_command: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        on_command: Callable[[str], None],
+        channels: Mapping[str, Callable[[str], None]] | None = None,
+    ) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._on_command = on_command
+        self._channels = dict(channels or {})
         self._connection: Any = None
         self._lost = asyncio.Event()
         self.connected = False
@@ -63,6 +71,8 @@ class CommandListener:
         self._connection = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
         self._connection.add_termination_listener(lambda _connection: self._lost.set())
         await self._connection.add_listener(COMMAND_CHANNEL, self._notified)
+        for channel, callback in self._channels.items():
+            await self._connection.add_listener(channel, _relay(callback))
         self.connected = True
         log.info("worker.listening", channel=COMMAND_CHANNEL)
 
@@ -75,3 +85,13 @@ class CommandListener:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 2.0)
+
+
+def _relay(callback: Callable[[str], None]) -> Callable[[object, int, str, str], None]:
+    def notified(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            callback(payload)
+        except Exception as exc:  # a bad payload must not take the listener down
+            log.warning("worker.notification_failed", error=type(exc).__name__)
+
+    return notified

@@ -14,7 +14,17 @@ per reply, not one per account that saw the message:
   its own (its ``min_interval`` or ``account_hourly``);
 * a claim seen here is answered from memory, and so is a limit's refusal, for the
   seconds the database said it holds but at most ``refusal_cache_seconds`` (5 s): a
-  reservation released by another worker meanwhile is seen that late at worst.
+  reservation released by another worker meanwhile is seen that late at worst;
+* ``responders: one``: workers take turns per message. An admitted claim is announced
+  (``NOTIFY tgfleet_replies``, in the same statement); every worker remembers which other
+  workers announced answers in which group. For a message, the workers known to answer in
+  its group and this one are ranked by a hash of the message and the worker id, the same
+  order everywhere: the first asks at once, the n-th waits n times ``defer_step`` (0.1 s) for
+  an announcement and asks only if none came; the workers ahead that stayed silent lose
+  their turns in that group until they announce again (one that no longer runs an account
+  there must not delay it). Usually one worker asks per message; a worker that hears
+  nothing (its listener is down, a peer was slow) asks, and the database still decides:
+  the order saves round trips, it guarantees nothing.
 
 When the database cannot be asked (unreachable, slower than ``timeout``), the gate fails
 closed: ``limit_unavailable``, nothing is sent. Statements go through a connection in
@@ -24,6 +34,8 @@ autocommit with no pool pre-ping: one round trip per question.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -50,6 +62,10 @@ REFUSAL_CACHE_SECONDS = 5.0
 #: Refusals for the asking account alone: another account of this worker may still answer.
 _OWN_REASONS = frozenset({"limit:min_interval", "limit:account_hourly"})
 _MAX_BLOCKED = 100_000
+DEFER_STEP = 0.1
+#: A peer that announced nothing in a group for this long no longer takes turns there.
+PEER_TTL = 600.0
+_MAX_PEER_GROUPS = 100_000
 
 
 class FleetGate:
@@ -61,6 +77,9 @@ class FleetGate:
         timeout: float = DEFAULT_TIMEOUT,
         refusal_cache_seconds: float = REFUSAL_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        worker_id: str = "",
+        listening: Callable[[], bool] = lambda: False,
+        defer_step: float = DEFER_STEP,
     ) -> None:
         self._base_engine = engine
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -73,11 +92,72 @@ class FleetGate:
         self._claims: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
         # (reason, scope...) -> until: a limit the database said refuses until then
         self._blocked: dict[tuple[object, ...], float] = {}
+        self._worker_id = worker_id
+        self._listening = listening
+        self._defer_step = defer_step
+        # group -> other worker -> when it last announced an answer there
+        self._peers: dict[int, dict[str, float]] = {}
+        self._waiting: dict[str, asyncio.Event] = {}
         self.questions = 0
         self.failures = 0
+        self.spared = 0  # questions not asked: another worker's announcement came first
 
     async def aclose(self) -> None:
         await self._base_engine.dispose()
+
+    # ---- other workers' claims
+
+    def heard(self, payload: str) -> None:
+        """An announcement on the replies channel: ``<chat id> <claim key> <worker id>``."""
+        chat, key, worker = payload.split(" ", 2)
+        if worker == self._worker_id or not key:
+            return
+        now = self._clock()
+        if len(self._peers) >= _MAX_PEER_GROUPS:
+            self._peers.clear()  # bounded; turns are relearned from the next announcements
+        self._peers.setdefault(int(chat), {})[worker] = now
+        self._remember_claim(key, None, now)
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            waiting.set()
+
+    def peers(self, chat_id: int) -> set[str]:
+        """The other workers known to answer in a group."""
+        return set(self._peers.get(chat_id, {}))
+
+    def _ahead(self, request: ReplyRequest, now: float) -> list[str]:
+        """The workers before this one in the message's turn order (empty: it is first)."""
+        peers = self._peers.get(request.chat_id)
+        if not peers:
+            return []
+        for worker in [w for w, seen in peers.items() if now - seen >= PEER_TTL]:
+            del peers[worker]
+        order = sorted([*peers, self._worker_id], key=lambda w: _digest(request.claim_key, w))
+        return order[: order.index(self._worker_id)]
+
+    async def _wait_turn(self, request: ReplyRequest) -> Admission | None:
+        """Before asking: let the workers ahead in turn answer (see the module docstring);
+        the answer they announced, if any."""
+        if request.responders != "one" or not self._worker_id or not self._listening():
+            return None
+        ahead = self._ahead(request, self._clock())
+        if not ahead:
+            return None
+        key = request.claim_key
+        waiting = self._waiting.setdefault(key, asyncio.Event())
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiting.wait(), len(ahead) * self._defer_step)
+        finally:
+            self._waiting.pop(key, None)
+        known = self._known(request, self._clock())
+        if known is not None:
+            self.spared += 1
+            return known
+        peers = self._peers.get(request.chat_id, {})
+        for worker in ahead:  # silent: no turns here until it announces again
+            peers.pop(worker, None)
+        return None
 
     # ---- fleet members
 
@@ -159,6 +239,12 @@ class FleetGate:
         limits = request.limits
         if request.account_id is None:  # every account a worker runs has one
             return Admission(False, "limit_unavailable", "the account has no id")
+        announced = await self._wait_turn(request)
+        if announced is not None:
+            return announced
+        announce = None
+        if request.responders == "one" and self._worker_id:
+            announce = f"{request.chat_id} {request.claim_key} {self._worker_id}"
         try:
             async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
                 answer = await fleet_service.admit_reply(
@@ -171,6 +257,7 @@ class FleetGate:
                     account_hourly=limits.account_hourly,
                     group_hourly=limits.group_hourly,
                     claim_seconds=CLAIM_TTL_SECONDS,
+                    announce=announce,
                 )
         except Exception as exc:
             self.failures += 1
@@ -225,3 +312,7 @@ def _scopes(request: ReplyRequest) -> tuple[tuple[object, ...], ...]:
         ("limit:account_hourly", request.account_key, limits.account_hourly),
         ("limit:group_hourly", request.chat_id, limits.group_hourly),
     )
+
+
+def _digest(key: str, worker_id: str) -> bytes:
+    return hashlib.blake2b(f"{key}\x00{worker_id}".encode(), digest_size=8).digest()

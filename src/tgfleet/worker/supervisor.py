@@ -120,7 +120,12 @@ class Supervisor:
             gate_engine = create_engine(
                 settings.effective_database_url, pool_size=4, max_overflow=4, pre_ping=False
             )
-            self.gate = FleetGate(gate_engine, fleet_ids)
+            self.gate = FleetGate(
+                gate_engine,
+                fleet_ids,
+                worker_id=self.worker_id,
+                listening=lambda: self.listener is not None and self.listener.connected,
+            )
         self.context = WorkerContext(
             worker_id=self.worker_id,
             writer=self.writer,
@@ -152,7 +157,10 @@ class Supervisor:
         self.leases: LeaseLoop | None = None
         self.listener: CommandListener | None = None
         if leased:
-            self.listener = CommandListener(settings.effective_database_url, self._command)
+            channels = {} if self.gate is None else {fleet_service.REPLY_CHANNEL: self.gate.heard}
+            self.listener = CommandListener(
+                settings.effective_database_url, self._command, channels
+            )
             self.leases = LeaseLoop(
                 sessionmaker,
                 self.worker_id,

@@ -7,7 +7,8 @@ Create Date: 2026-12-07
 ``tgfleet_reply_admit`` decides, in one statement sent by a worker, whether one account may
 answer one message: the sender is not an account of this fleet, nobody else claimed the
 message, and the account's and the group's limits over the last hour hold; if so it claims
-the message and reserves the budget before returning. ``tgfleet_reply_release`` gives a
+the message and reserves the budget before returning, and announces the claim on the
+``tgfleet_replies`` channel when asked to. ``tgfleet_reply_release`` gives a
 reservation back when the reply was not sent. Both lock the limit rows in one order (account,
 group, pair), so concurrent callers on any number of workers serialise per group and per
 account and never deadlock. SQLite gets the tables only: there, one process decides in memory.
@@ -40,6 +41,7 @@ CREATE OR REPLACE FUNCTION tgfleet_reply_admit(
     p_account_hourly integer,
     p_group_hourly integer,
     p_claim_seconds double precision,
+    p_announce text,
     OUT verdict text,
     OUT reserved_at double precision,
     OUT retry_in double precision
@@ -111,6 +113,10 @@ BEGIN
     UPDATE reply_window SET sent_at = account_times || now_at WHERE key = account_key;
     UPDATE reply_window SET sent_at = group_times || now_at WHERE key = group_key;
     UPDATE reply_window SET sent_at = pair_times || now_at WHERE key = pair_key;
+    IF p_announce IS NOT NULL THEN
+        -- Other workers waiting on this message learn it is taken without asking.
+        PERFORM pg_notify('tgfleet_replies', p_announce);
+    END IF;
     verdict := 'admitted';
     reserved_at := now_at;
 END
