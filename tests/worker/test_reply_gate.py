@@ -275,6 +275,57 @@ class TestFleetWide:
         refused = await gate.admit(ask(pg_fleet.accounts[1], message(), limits=limits))
         assert refused.reason == "limit:group_hourly"
 
+    async def test_a_window_pruned_while_waiting_still_counts_the_reply(
+        self, pg_fleet: Fleet
+    ) -> None:
+        """The leader's sweep deletes a quiet group's window rows while an admission waits
+        for the account's row: the admission creates them again, so the reply counts (a
+        second account is then refused by ``group_hourly: 1``)."""
+        assert pg_fleet.engine is not None
+        me, other = pg_fleet.accounts[0], pg_fleet.accounts[1]
+        quiet = [f"a:{me}", f"g:{CHAT}", f"p:{me}:{CHAT}"]
+        async with pg_fleet.engine.begin() as connection:
+            for key in quiet:
+                await connection.execute(
+                    text(
+                        "INSERT INTO reply_window (key, sent_at) "
+                        "VALUES (:key, ARRAY[extract(epoch FROM now()) - 7200])"
+                    ),
+                    {"key": key},
+                )
+        one = Limits(min_interval_seconds=0, account_hourly=1000, group_hourly=1, probability=1)
+        (gate,) = pg_fleet.gates(1)
+        async with pg_fleet.engine.connect() as holder:
+            await holder.execute(
+                text("SELECT 1 FROM reply_window WHERE key = :key FOR UPDATE"), {"key": quiet[0]}
+            )
+            pid = (await holder.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            admission = asyncio.create_task(gate.admit(ask(me, message(), limits=one)))
+
+            async def blocked() -> bool:
+                async with pg_fleet.engine.connect() as probe:  # type: ignore[union-attr]
+                    waiting = await probe.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE :pid = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": pid},
+                    )
+                    return bool(waiting.scalar_one())
+
+            async with asyncio.timeout(10):
+                while not await blocked():  # noqa: ASYNC110 - another backend's lock wait
+                    await asyncio.sleep(0.01)
+            async with pg_fleet.engine.begin() as sweep:  # what the sweep deletes meanwhile
+                await sweep.execute(
+                    text("DELETE FROM reply_window WHERE key = ANY(:keys)"),
+                    {"keys": quiet[1:]},
+                )
+            await holder.rollback()
+            assert (await admission).admitted
+        refused = await gate.admit(ask(other, message(), limits=one))
+        assert refused.reason == "limit:group_hourly"
+
     async def test_an_account_only_the_database_knows_is_never_answered(
         self, pg_fleet: Fleet
     ) -> None:

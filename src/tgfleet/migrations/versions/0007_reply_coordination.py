@@ -69,16 +69,32 @@ BEGIN
         verdict := CASE WHEN holder = p_account THEN 'duplicate' ELSE 'claimed_by_other' END;
         RETURN;
     END IF;
-    INSERT INTO reply_window (key, sent_at)
-        VALUES (account_key, '{}'), (group_key, '{}'), (pair_key, '{}')
-        ON CONFLICT (key) DO NOTHING;
-    -- One lock order everywhere (account, group, pair): no deadlock between workers.
-    SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
-        INTO account_times FROM reply_window w WHERE w.key = account_key FOR UPDATE;
-    SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
-        INTO group_times FROM reply_window w WHERE w.key = group_key FOR UPDATE;
-    SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
-        INTO pair_times FROM reply_window w WHERE w.key = pair_key FOR UPDATE;
+    -- One lock order everywhere (account, group, pair): no deadlock between workers. A row
+    -- missing (never used, or pruned by the leader's sweep while this call waited for a
+    -- lock) is created and locked again: a reply is never admitted uncounted.
+    LOOP
+        SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
+            INTO account_times FROM reply_window w WHERE w.key = account_key FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO reply_window (key, sent_at) VALUES (account_key, '{}')
+            ON CONFLICT (key) DO NOTHING;
+    END LOOP;
+    LOOP
+        SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
+            INTO group_times FROM reply_window w WHERE w.key = group_key FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO reply_window (key, sent_at) VALUES (group_key, '{}')
+            ON CONFLICT (key) DO NOTHING;
+    END LOOP;
+    LOOP
+        SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
+            INTO pair_times FROM reply_window w WHERE w.key = pair_key FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO reply_window (key, sent_at) VALUES (pair_key, '{}')
+            ON CONFLICT (key) DO NOTHING;
+    END LOOP;
+    -- The time of this reply is taken once the locks are held (a wait does not date it back).
+    now_at := extract(epoch FROM clock_timestamp());
     n := cardinality(pair_times);
     IF p_min_interval > 0 AND n > 0 AND now_at - pair_times[n] < p_min_interval THEN
         verdict := 'limit:min_interval';
