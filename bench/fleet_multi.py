@@ -30,10 +30,12 @@ an idle window (no traffic), then the load window, which starts with ``RATE`` me
 messages/s for ``SECONDS`` through ``POST /groups/{id}/messages`` (round-robin over the
 groups, senders in turn) and ends ``WINDOW`` after its start, or ``TAIL`` after the last
 reply if that is later. The poster is ``POSTER_PROCESSES`` subprocesses of this file,
-open-loop: every message is sent at its scheduled time as its own task over a keep-alive
-pool of ``POSTER_CONNECTIONS`` connections per process, so a slow answer never delays the
-next message; the achieved rate, the worst lag behind the schedule and the posters' own CPU
-are reported.
+open-loop: a clock queues every message at its due time and ``POSTER_CONNECTIONS`` raw
+keep-alive HTTP/1.1 connections per process send them as they come, so a slow answer never
+holds the clock back (waiting for a free connection shows as lag); the achieved rate, the
+worst lag behind the schedule and the posters' own CPU are reported. The sandbox and the
+posters run at nice -5 (the load generator shares the cores with the fleet and must not be
+what limits; without CAP_SYS_NICE they stay at the default and the report says so).
 
 Measured: latency = the first reply's ``at`` in ``GET /stats`` ``messages_sent`` minus the
 wall time just before the POST of that message (replies matched to messages by
@@ -48,7 +50,10 @@ PostgreSQL, ``xact_commit + xact_rollback`` of the scratch database in ``pg_stat
 each counter the idle window's rate times the load window's length is subtracted from the
 load window's count, leaving the traffic's cost, which is divided by the replies sent. The
 load window's ``TAIL`` (12 s) covers PostgreSQL's statistics flush (a backend that turns
-idle reports within 10 s). The statements are also split by the metric's ``operation``.
+idle reports within 10 s). The statements are also split by the metric's ``operation``;
+the load window's reply admissions asked of PostgreSQL (``tgfleet_reply_gate_questions_total``
+by verdict, ``tgfleet_reply_gate_failures_total``) and messages not answered
+(``tgfleet_replies_suppressed_total`` by reason) are reported as counted.
 CPU is ``/proc/<pid>/stat`` utime+stime over the posting time (``postgres``: the server
 backends connected to the bench database); "anything else" is the machine's busy time
 (``/proc/stat``) less every process named, i.e. whatever else ran on the host meanwhile.
@@ -125,6 +130,7 @@ MEMBERS_PER_GROUP = 3
 WORKERS = ("w1", "w2", "w3")
 POSTER_PROCESSES = 2
 POSTER_CONNECTIONS = 128  # keep-alive connections per poster process
+FAVOURED_NICE = -5  # the sandbox and the posters (favour())
 KEEP_WARM_SECONDS = 20.0  # the control API keeps an idle connection 75 s
 SETTLE_SECONDS = 5.0  # idle after all online, before the idle window
 TAIL = 12.0  # after the last reply: PostgreSQL's idle statistics flush (10 s) and more
@@ -373,6 +379,7 @@ class Posters:
             for i in range(POSTER_PROCESSES)
         ]
         self.children: list[Child] = []
+        self.favour_errors: set[str] = set()
 
     async def start(self) -> None:
         for i, spec in enumerate(self.specs):
@@ -385,6 +392,7 @@ class Posters:
                     self.workdir / f"{self.label}-poster-{i}.log",
                 )
             )
+            self.favour_errors |= favour(self.children[-1].pid)
         for child in self.children:
             await child.wait_for_line(re.compile(POSTER_READY), POSTER_READY_TIMEOUT)
 
@@ -414,6 +422,18 @@ class Posters:
 
 
 # ----------------------------------------------------------------------------- measuring
+
+
+def favour(pgid: int) -> set[str]:
+    """Run a process group of the load generator (the sandbox, a poster) at FAVOURED_NICE,
+    every thread of it: on a machine whose cores are shared with the fleet (and whatever
+    else runs there), the simulated Telegram and members must not be what limits. The
+    error's name when that is not allowed (it needs CAP_SYS_NICE)."""
+    try:
+        os.setpriority(os.PRIO_PGRP, pgid, FAVOURED_NICE)
+    except OSError as exc:
+        return {type(exc).__name__}
+    return set()
 
 
 def machine_busy() -> float:
@@ -529,6 +549,7 @@ class Side:
     lease_events: Counter[str] = field(default_factory=Counter)  # log event -> count
     lease_events_before: Counter[str] = field(default_factory=Counter)  # ... at the idle window
     gate_errors: set[str] = field(default_factory=set)  # why the reply gate could not ask
+    favour_errors: set[str] = field(default_factory=set)  # why a renice failed
 
 
 Counters = Callable[[], Awaitable[dict[str, float]]]
@@ -614,6 +635,7 @@ async def measure(
     fleet_ids = {a.id for a in world.accounts}
     try:
         await posters.start()
+        side.favour_errors |= posters.favour_errors
         c0, t0 = await counters(), time.monotonic()
         idle_meter = Meter(pids)
         await asyncio.sleep(WINDOW)
@@ -751,6 +773,7 @@ async def run_postgres(workdir: Path, world: World, port: int, vault_key: str) -
             sandbox, control_url = await start_sandbox(
                 world_dir / WORLD_FILE, port, workdir / "pg-sandbox.log"
             )
+            side.favour_errors |= favour(sandbox.pid)
             workers: dict[str, Child] = {}
             try:
                 started = time.monotonic()
@@ -916,6 +939,7 @@ async def run_sqlite(workdir: Path, world: World, port: int, vault_key: str) -> 
     sandbox, control_url = await start_sandbox(
         world_dir / WORLD_FILE, port, workdir / "sqlite-sandbox.log"
     )
+    side.favour_errors |= favour(sandbox.pid)
     try:
         api_port = free_port()
         started = time.monotonic()
@@ -965,6 +989,17 @@ async def run_sqlite(workdir: Path, world: World, port: int, vault_key: str) -> 
 
 
 # ----------------------------------------------------------------------------- report
+
+
+def favoured(pg: Side, lite: Side) -> str:
+    errors = pg.favour_errors | lite.favour_errors
+    if errors:
+        why = ", ".join(sorted(errors))
+        return f"The sandbox and the posters ran at the default priority (renice: {why})."
+    return (
+        f"The sandbox and the posters ran at nice {FAVOURED_NICE} (the load generator must not "
+        "be what limits; the tgfleet processes and PostgreSQL at the default 0)."
+    )
 
 
 def machine() -> str:
@@ -1118,7 +1153,7 @@ def report(pg: Side, lite: Side, nofile: int) -> list[str]:
             "the database in `pg_stat_database`; the idle window's rate times the load "
             "window's length is subtracted from the load window's count and the rest divided "
             "by the replies sent. CPU in % of one core (`postgres`: the server backends of "
-            "the bench database)."
+            "the bench database). " + favoured(pg, lite)
         ),
         "",
         f"| measure | {pg.name} | {lite.name} | target | verdict |",
