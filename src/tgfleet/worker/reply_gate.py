@@ -26,7 +26,7 @@ per reply, not one per account that saw the message:
   nothing (its listener is down, a peer was slow) asks, and the database still decides:
   the order saves round trips, it guarantees nothing.
 
-When the database cannot be asked (unreachable, slower than ``timeout``), the gate fails
+When the database cannot be asked (unreachable, or no answer within ``timeout``, 5 s), the gate fails
 closed: ``limit_unavailable``, nothing is sent. Statements go through a connection in
 autocommit with no pool pre-ping: one round trip per question.
 """
@@ -57,7 +57,7 @@ from tgfleet.playbook.gate import (
 
 log = get_logger(__name__)
 
-DEFAULT_TIMEOUT = 2.0
+DEFAULT_TIMEOUT = 5.0
 REFUSAL_CACHE_SECONDS = 5.0
 #: Refusals for the asking account alone: another account of this worker may still answer.
 _OWN_REASONS = frozenset({"limit:min_interval", "limit:account_hourly"})
