@@ -26,9 +26,9 @@ per reply, not one per account that saw the message:
   nothing (its listener is down, a peer was slow) asks, and the database still decides:
   the order saves round trips, it guarantees nothing.
 
-When the database cannot be asked (unreachable, or no answer within ``timeout``, 5 s), the gate fails
-closed: ``limit_unavailable``, nothing is sent. Statements go through a connection in
-autocommit with no pool pre-ping: one round trip per question.
+When the database cannot be asked (unreachable, or no answer within ``timeout``, 5 s), the
+gate fails closed: ``limit_unavailable``, nothing is sent. Statements go through a
+connection in autocommit with no pool pre-ping: one round trip per question.
 """
 
 from __future__ import annotations
