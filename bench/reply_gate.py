@@ -47,7 +47,7 @@ windows fill; ``auto_explain`` of one call into a full window; the window alone 
 caller, statement time by the sends the group's window holds, rolled back:
 :func:`window_sizes`); one caller alone, with ``synchronous_commit`` on and off (what the
 function costs beside the WAL flush), also through ``tgfleet.fleet.service.admit_reply``
-on SQLAlchemy (the workers' path); a synthetic hour boundary (fixed windows admit 2L within
+on an asyncpg pool (the workers' path); a synthetic hour boundary (fixed windows admit 2L within
 an hour); and the window rows' race with the leader's prune (:func:`prune_race`).
 Run alone: ``.venv/bin/python bench/run.py reply_gate``.
 """
@@ -78,7 +78,6 @@ from sqlalchemy.engine import make_url
 from tgfleet import migrations
 from tgfleet.fleet import service as fleet_service
 from tgfleet.fleet.repository import PRUNE_WINDOWS
-from tgfleet.kit.db import create_engine
 from tgfleet.logging import configure_logging
 
 SECONDS = float(os.environ.get("TGFLEET_BENCH_GATE_SECONDS", "20"))
@@ -632,8 +631,8 @@ SingleCall = Callable[[int], Awaitable[object]]
 
 async def single_paths(fleet: Fleet, stack: contextlib.AsyncExitStack) -> dict[str, SingleCall]:
     """One caller per path, spread shape: each variant with synchronous_commit on and off,
-    and the baseline through ``fleet_service.admit_reply`` as ``FleetGate`` asks (an
-    autocommit connection checked out of the worker's pool per call, no pre-ping)."""
+    and the baseline through ``fleet_service.admit_reply`` as ``FleetGate`` asks (a
+    connection of an asyncpg pool per call, no reset on release)."""
     shape = SHAPES[-1]
 
     def target(serial: int) -> tuple[int, uuid.UUID]:
@@ -656,13 +655,12 @@ async def single_paths(fleet: Fleet, stack: contextlib.AsyncExitStack) -> dict[s
             paths[f"{variant.name}|{synchronous}"] = prepared_call(
                 await connection.prepare(variant.call)
             )
-    base = create_engine(fleet.url, pool_size=1, max_overflow=0, pre_ping=False)
-    stack.push_async_callback(base.dispose)
-    engine = base.execution_options(isolation_level="AUTOCOMMIT")
+    pool = await asyncpg.create_pool(fleet.dsn, min_size=1, max_size=1, reset=_leave_as_is)
+    stack.push_async_callback(pool.close)
 
     async def service(serial: int) -> object:
         chat, account = target(serial)
-        async with engine.connect() as connection:
+        async with pool.acquire() as connection:
             return await fleet_service.admit_reply(
                 connection,
                 key=f"{chat}:{serial}",
@@ -676,7 +674,7 @@ async def single_paths(fleet: Fleet, stack: contextlib.AsyncExitStack) -> dict[s
                 announce=f"{chat} {chat}:{serial} w0",
             )
 
-    paths[f"{SLIDING.name} through fleet_service.admit_reply (SQLAlchemy)|on"] = service
+    paths[f"{SLIDING.name} through fleet_service.admit_reply (as FleetGate asks)|on"] = service
     return paths
 
 
@@ -1437,3 +1435,7 @@ async def run() -> str:
 def main() -> str:
     configure_logging(level="WARNING")  # as bench/run.py does, also when run alone
     return asyncio.run(run())
+
+
+async def _leave_as_is(_connection: object) -> None:
+    """As FleetGate's pool: no reset query on release."""

@@ -60,12 +60,14 @@ class Fleet:
         assert self.engine is not None
         # No refusal cache: what one worker released, the others see at once (the cache
         # has its own test).
-        made = [
-            FleetGate(create_engine(str(self.engine.url)), set(), refusal_cache_seconds=0)
-            for _ in range(count)
-        ]
+        made = [FleetGate(_url(self.engine), set(), refusal_cache_seconds=0) for _ in range(count)]
         self.made += made
         return list(made)
+
+
+def _url(engine: AsyncEngine, *, port: int | None = None) -> str:
+    url = engine.url if port is None else engine.url.set(port=port)
+    return url.render_as_string(hide_password=False)
 
 
 def ask(
@@ -366,7 +368,7 @@ class TestFleetWide:
         without asking (a flood costs no round trips), for at most its cache bound."""
         assert pg_fleet.engine is not None
         clock = [1000.0]
-        gate = FleetGate(create_engine(str(pg_fleet.engine.url)), set(), clock=lambda: clock[0])
+        gate = FleetGate(_url(pg_fleet.engine), set(), clock=lambda: clock[0])
         pg_fleet.made.append(gate)
         one = Limits(min_interval_seconds=0, account_hourly=1000, group_hourly=1, probability=1)
         assert (await gate.admit(ask(pg_fleet.accounts[0], message(), limits=one))).admitted
@@ -384,7 +386,7 @@ class TestFleetWide:
         assert pg_fleet.engine is not None
         url = pg_fleet.engine.url
         async with TcpProxy(target_port=url.port or 5432) as proxy:
-            gate = FleetGate(create_engine(str(url.set(port=proxy.port))), set(), timeout=1.0)
+            gate = FleetGate(_url(pg_fleet.engine, port=proxy.port), set(), timeout=1.0)
             pg_fleet.made.append(gate)
             assert (await gate.admit(ask(pg_fleet.accounts[0], message()))).admitted
             await proxy.pause()
@@ -566,7 +568,7 @@ async def _listening_gate(
 ) -> FleetGate:
     listener: CommandListener | None = None
     gate = FleetGate(
-        create_engine(db_url),
+        db_url,
         set(),
         worker_id=name,
         listening=lambda: listener is not None and listener.connected,

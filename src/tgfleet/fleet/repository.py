@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -342,34 +342,26 @@ class LeaseRepository:
 
 # --- Replies (issue 13): one statement per decision; the functions are in migration 0007.
 
-ADMIT_REPLY = text(
-    """
-    SELECT verdict, reserved_at, retry_in
-    FROM tgfleet_reply_admit(:key, :account, :chat, :sender, :min_interval,
-                             :account_hourly, :group_hourly, :claim_seconds, :announce)
-    """
+# Plain asyncpg statements: the per-reply hot path skips SQLAlchemy (half the client CPU).
+ADMIT_REPLY = (
+    "SELECT verdict, reserved_at, retry_in FROM tgfleet_reply_admit($1, $2, $3, $4, $5, $6,"
+    " $7, $8, $9)"
 )
-
-RELEASE_REPLY = text(
-    "SELECT tgfleet_reply_release(:key, :account, :chat, :reserved_at, :keep_claim)"
-)
-
-PRUNE_CLAIMS = text("DELETE FROM reply_claim WHERE expires_at < now()")
-
-# A window whose newest reply is an hour old can never refuse anything again.
-PRUNE_WINDOWS = text(
-    """
-    DELETE FROM reply_window
-    WHERE coalesce(sent_at[cardinality(sent_at)], 0) < extract(epoch FROM now()) - 3600
-    """
-)
+RELEASE_REPLY = "SELECT tgfleet_reply_release($1, $2, $3, $4, $5)"
 
 
-class ReplyRepository:
-    """The fleet-wide reply decisions; ``connection`` may be in autocommit (one round trip
-    per decision) or inside a transaction."""
+class ReplyConnection(Protocol):
+    """What the reply calls need of a connection: an asyncpg ``Connection`` has it."""
 
-    def __init__(self, connection: AsyncConnection | AsyncSession) -> None:
+    async def fetchrow(self, query: str, *args: object) -> Any: ...
+
+    async def execute(self, query: str, *args: object) -> str: ...
+
+
+class ReplyCalls:
+    """One fleet-wide reply decision per call, one round trip each (migration 0007)."""
+
+    def __init__(self, connection: ReplyConnection) -> None:
         self.connection = connection
 
     async def admit(
@@ -385,22 +377,18 @@ class ReplyRepository:
         claim_seconds: float,
         announce: str | None = None,
     ) -> tuple[str, float | None, float | None]:
-        row = (
-            await self.connection.execute(
-                ADMIT_REPLY,
-                {
-                    "key": key,
-                    "account": account_id,
-                    "chat": chat_id,
-                    "sender": sender_id,
-                    "min_interval": min_interval,
-                    "account_hourly": account_hourly,
-                    "group_hourly": group_hourly,
-                    "claim_seconds": claim_seconds,
-                    "announce": announce,
-                },
-            )
-        ).one()
+        row = await self.connection.fetchrow(
+            ADMIT_REPLY,
+            key,
+            account_id,
+            chat_id,
+            sender_id,
+            float(min_interval),
+            account_hourly,
+            group_hourly,
+            float(claim_seconds),
+            announce,
+        )
         return str(row[0]), row[1], row[2]
 
     async def release(
@@ -413,15 +401,27 @@ class ReplyRepository:
         keep_claim: bool,
     ) -> None:
         await self.connection.execute(
-            RELEASE_REPLY,
-            {
-                "key": key,
-                "account": account_id,
-                "chat": chat_id,
-                "reserved_at": reserved_at,
-                "keep_claim": keep_claim,
-            },
+            RELEASE_REPLY, key, account_id, chat_id, reserved_at, keep_claim
         )
+
+
+PRUNE_CLAIMS = text("DELETE FROM reply_claim WHERE expires_at < now()")
+
+# A window whose newest reply is an hour old can never refuse anything again.
+PRUNE_WINDOWS = text(
+    """
+    DELETE FROM reply_window
+    WHERE coalesce(sent_at[cardinality(sent_at)], 0) < extract(epoch FROM now()) - 3600
+    """
+)
+
+
+class ReplyRepository:
+    """The reply tables through SQLAlchemy: the leader's prune, and one process's saved
+    decisions (SQLite)."""
+
+    def __init__(self, connection: AsyncConnection | AsyncSession) -> None:
+        self.connection = connection
 
     # One process (SQLite): the in-memory gate's decisions, saved and loaded as rows.
 

@@ -18,9 +18,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from tgfleet.fleet.repository import LeaseRepository, ReplyRepository
+from tgfleet.fleet.repository import (
+    LeaseRepository,
+    ReplyCalls,
+    ReplyConnection,
+    ReplyRepository,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +300,7 @@ class ReplyVerdict:
 
 
 async def admit_reply(
-    connection: AsyncConnection | AsyncSession,
+    connection: ReplyConnection,
     *,
     key: str,
     account_id: uuid.UUID,
@@ -311,7 +316,7 @@ async def admit_reply(
     0007: the sender is not a fleet account, the message is not claimed, the account's and
     the group's last hour leave room; then the claim and the budget are taken).
     ``announce``: notify this payload on :data:`REPLY_CHANNEL` when admitted."""
-    verdict, reserved_at, retry_in = await ReplyRepository(connection).admit(
+    verdict, reserved_at, retry_in = await ReplyCalls(connection).admit(
         key=key,
         account_id=account_id,
         chat_id=chat_id,
@@ -326,7 +331,7 @@ async def admit_reply(
 
 
 async def release_reply(
-    connection: AsyncConnection | AsyncSession,
+    connection: ReplyConnection,
     *,
     key: str,
     account_id: uuid.UUID,
@@ -336,7 +341,7 @@ async def release_reply(
 ) -> None:
     """Give an admitted reply's budget back (it was not sent), and its claim unless
     ``keep_claim``."""
-    await ReplyRepository(connection).release(
+    await ReplyCalls(connection).release(
         key=key,
         account_id=account_id,
         chat_id=chat_id,

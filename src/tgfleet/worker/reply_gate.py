@@ -27,8 +27,9 @@ per reply, not one per account that saw the message:
   the order saves round trips, it guarantees nothing.
 
 When the database cannot be asked (unreachable, or no answer within ``timeout``, 5 s), the
-gate fails closed: ``limit_unavailable``, nothing is sent. Statements go through a
-connection in autocommit with no pool pre-ping: one round trip per question.
+gate fails closed: ``limit_unavailable``, nothing is sent. Questions go through an asyncpg
+pool of the gate's own (no pre-ping, no reset on release: the calls leave no session
+state), one round trip each, without SQLAlchemy (half the client CPU per question).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
 from tgfleet import metrics
 from tgfleet.fleet import service as fleet_service
@@ -54,10 +55,13 @@ from tgfleet.playbook.gate import (
     Ticket,
     refusal,
 )
+from tgfleet.worker.listener import asyncpg_dsn
 
 log = get_logger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 5.0
+POOL_SIZE = 8
 REFUSAL_CACHE_SECONDS = 5.0
 #: Refusals for the asking account alone: another account of this worker may still answer.
 _OWN_REASONS = frozenset({"limit:min_interval", "limit:account_hourly"})
@@ -71,7 +75,7 @@ _MAX_PEER_GROUPS = 100_000
 class FleetGate:
     def __init__(
         self,
-        engine: AsyncEngine,
+        database_url: str,
         fleet_ids: set[int],
         *,
         timeout: float = DEFAULT_TIMEOUT,
@@ -80,9 +84,12 @@ class FleetGate:
         worker_id: str = "",
         listening: Callable[[], bool] = lambda: False,
         defer_step: float = DEFER_STEP,
+        pool_size: int = POOL_SIZE,
     ) -> None:
-        self._base_engine = engine
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._dsn = asyncpg_dsn(database_url)
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self._fleet_ids = fleet_ids
         self._timeout = timeout
         self._refusal_cache = refusal_cache_seconds
@@ -103,7 +110,24 @@ class FleetGate:
         self.spared = 0  # questions not asked: another worker's announcement came first
 
     async def aclose(self) -> None:
-        await self._base_engine.dispose()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _connections(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=1,
+                        max_size=self._pool_size,
+                        timeout=CONNECT_TIMEOUT,
+                        command_timeout=self._timeout,
+                        reset=_leave_as_is,
+                        server_settings={"application_name": "tgfleet-reply-gate"},
+                    )
+        return self._pool
 
     # ---- other workers' claims
 
@@ -207,7 +231,8 @@ class FleetGate:
                 del self._claims[request.claim_key]
         for scope in _scopes(request):  # the budget is back: ask again next time
             self._blocked.pop(scope, None)
-        async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
+        pool = await self._connections()
+        async with asyncio.timeout(self._timeout), pool.acquire() as connection:
             await fleet_service.release_reply(
                 connection,
                 key=request.claim_key,
@@ -246,19 +271,21 @@ class FleetGate:
         if request.responders == "one" and self._worker_id:
             announce = f"{request.chat_id} {request.claim_key} {self._worker_id}"
         try:
-            async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
-                answer = await fleet_service.admit_reply(
-                    connection,
-                    key=request.claim_key,
-                    account_id=request.account_id,
-                    chat_id=request.chat_id,
-                    sender_id=request.sender_id,
-                    min_interval=limits.min_interval_seconds,
-                    account_hourly=limits.account_hourly,
-                    group_hourly=limits.group_hourly,
-                    claim_seconds=CLAIM_TTL_SECONDS,
-                    announce=announce,
-                )
+            async with asyncio.timeout(self._timeout):
+                pool = await self._connections()
+                async with pool.acquire() as connection:
+                    answer = await fleet_service.admit_reply(
+                        connection,
+                        key=request.claim_key,
+                        account_id=request.account_id,
+                        chat_id=request.chat_id,
+                        sender_id=request.sender_id,
+                        min_interval=limits.min_interval_seconds,
+                        account_hourly=limits.account_hourly,
+                        group_hourly=limits.group_hourly,
+                        claim_seconds=CLAIM_TTL_SECONDS,
+                        announce=announce,
+                    )
         except Exception as exc:
             self.failures += 1
             metrics.REPLY_GATE_FAILURES.inc()
@@ -316,3 +343,7 @@ def _scopes(request: ReplyRequest) -> tuple[tuple[object, ...], ...]:
 
 def _digest(key: str, worker_id: str) -> bytes:
     return hashlib.blake2b(f"{key}\x00{worker_id}".encode(), digest_size=8).digest()
+
+
+async def _leave_as_is(_connection: object) -> None:
+    """The pool's reset on release, skipped: a round trip, and the calls change nothing."""

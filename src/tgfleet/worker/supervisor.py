@@ -43,7 +43,7 @@ from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.db import create_engine, unit_of_work
+from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
 from tgfleet.playbook import service as playbook_service
 from tgfleet.playbook.engine import LlmConfig, ReplyEngine
@@ -116,12 +116,9 @@ class Supervisor:
         self.local_gate: LocalGate | None = None if leased else LocalGate()
         if leased:
             # Several workers may serve this fleet: every reply decision is PostgreSQL's,
-            # on connections of its own (autocommit, no pre-ping: one round trip each).
-            gate_engine = create_engine(
-                settings.effective_database_url, pool_size=4, max_overflow=4, pre_ping=False
-            )
+            # on connections of the gate's own (one round trip each).
             self.gate = FleetGate(
-                gate_engine,
+                settings.effective_database_url,
                 fleet_ids,
                 worker_id=self.worker_id,
                 listening=lambda: self.listener is not None and self.listener.connected,

@@ -31,6 +31,26 @@ depends_on: str | Sequence[str] | None = None
 
 SEND_TIMES = sa.JSON().with_variant(postgresql.ARRAY(sa.Double()), "postgresql")
 
+WINDOW_LOCK = """
+CREATE OR REPLACE FUNCTION tgfleet_reply_window_lock(p_key text, p_horizon double precision)
+RETURNS double precision[] LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    times double precision[];
+BEGIN
+    -- A row missing (never used, or pruned by the leader's sweep while the caller waited
+    -- for a lock) is created and locked again: a reply is never admitted uncounted.
+    LOOP
+        SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > p_horizon ORDER BY t)
+            INTO times FROM reply_window w WHERE w.key = p_key FOR UPDATE;
+        IF FOUND THEN
+            RETURN times;
+        END IF;
+        INSERT INTO reply_window (key, sent_at) VALUES (p_key, '{}') ON CONFLICT (key) DO NOTHING;
+    END LOOP;
+END
+$$
+"""
+
 ADMIT = """
 CREATE OR REPLACE FUNCTION tgfleet_reply_admit(
     p_key text,
@@ -69,30 +89,10 @@ BEGIN
         verdict := CASE WHEN holder = p_account THEN 'duplicate' ELSE 'claimed_by_other' END;
         RETURN;
     END IF;
-    -- One lock order everywhere (account, group, pair): no deadlock between workers. A row
-    -- missing (never used, or pruned by the leader's sweep while this call waited for a
-    -- lock) is created and locked again: a reply is never admitted uncounted.
-    LOOP
-        SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
-            INTO account_times FROM reply_window w WHERE w.key = account_key FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO reply_window (key, sent_at) VALUES (account_key, '{}')
-            ON CONFLICT (key) DO NOTHING;
-    END LOOP;
-    LOOP
-        SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
-            INTO group_times FROM reply_window w WHERE w.key = group_key FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO reply_window (key, sent_at) VALUES (group_key, '{}')
-            ON CONFLICT (key) DO NOTHING;
-    END LOOP;
-    LOOP
-        SELECT ARRAY(SELECT t FROM unnest(w.sent_at) t WHERE t > horizon ORDER BY t)
-            INTO pair_times FROM reply_window w WHERE w.key = pair_key FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO reply_window (key, sent_at) VALUES (pair_key, '{}')
-            ON CONFLICT (key) DO NOTHING;
-    END LOOP;
+    -- One lock order everywhere (account, group, pair): no deadlock between workers.
+    account_times := tgfleet_reply_window_lock(account_key, horizon);
+    group_times := tgfleet_reply_window_lock(group_key, horizon);
+    pair_times := tgfleet_reply_window_lock(pair_key, horizon);
     -- The time of this reply is taken once the locks are held (a wait does not date it back).
     now_at := extract(epoch FROM clock_timestamp());
     n := cardinality(pair_times);
@@ -188,6 +188,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name=op.f("pk_reply_window")),
     )
     if op.get_bind().dialect.name == "postgresql":
+        op.execute(WINDOW_LOCK)
         op.execute(ADMIT)
         op.execute(RELEASE)
 
@@ -196,6 +197,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS tgfleet_reply_release")
         op.execute("DROP FUNCTION IF EXISTS tgfleet_reply_admit")
+        op.execute("DROP FUNCTION IF EXISTS tgfleet_reply_window_lock")
     op.drop_table("reply_window")
     op.drop_index(op.f("ix_reply_claim_expires_at"), table_name="reply_claim")
     op.drop_index(op.f("ix_reply_claim_account_id"), table_name="reply_claim")
