@@ -7,9 +7,10 @@ World: ``ACCOUNTS`` fleet accounts in basic groups of ``GROUP_SIZE`` fleet accou
 simulated members of their own, minted with ``mint(accounts=N, groups=0, members=...)``, the
 groups added with ``dataclasses.replace`` and ``dump_world``. Each member message therefore
 reaches ``GROUP_SIZE`` candidate accounts, which the lease split spreads over the workers.
-One playbook (``seed_fleet``, every group enabled): one rule on the keyword ``help`` (member texts are ``q-<n> help``),
-``responders: one``, no interval, 1,000 per account-hour and group-hour, no typing, reply
-``ok {{ sender.name }} q-<n>`` (the keyword removed, so a reply can never trigger a rule).
+One playbook (``seed_fleet``, every group enabled): one rule on the keyword ``help``
+(member texts are ``q-<n> help``), ``responders: one``, no interval, 1,000 per
+account-hour and group-hour, no typing, reply ``ok {{ sender.name }} q-<n>`` (the keyword
+removed, so a reply can never trigger a rule).
 
 PostgreSQL side: a scratch database on the local server (created, migrated, seeded, dropped
 at the end); three ``python -m tgfleet worker --id wN`` subprocesses with the environment of
