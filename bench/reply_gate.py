@@ -393,7 +393,15 @@ async def prepare(dsn: str) -> Fleet:
         )
         stripped, found = PROBE.subn("", source)
         if found == 1 and "public.tgfleet_reply_admit(" in stripped:
+            # The window lock is a helper of its own: the variant gets a copy on its tables.
+            lock = f"{NO_PROBE.function}_window_lock"
+            helper = await connection.fetchval(
+                "SELECT pg_get_functiondef('tgfleet_reply_window_lock'::regproc)"
+            )
+            helper = helper.replace("public.tgfleet_reply_window_lock(", f"{lock}(")
+            await connection.execute(on_tables(helper, NO_PROBE))
             renamed = stripped.replace("public.tgfleet_reply_admit(", f"{NO_PROBE.function}(")
+            renamed = renamed.replace("tgfleet_reply_window_lock(", f"{lock}(")
             await connection.execute(on_tables(renamed, NO_PROBE))
             variants.append(NO_PROBE)
         else:
