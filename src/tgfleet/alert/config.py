@@ -70,6 +70,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tgfleet.config import Settings
 from tgfleet.exceptions import ConfigError
+from tgfleet.kit.yaml_guard import YamlRefused, screen
 from tgfleet.logging import get_logger
 
 __all__ = [
@@ -1175,7 +1176,17 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader; the caller walks the composed nodes for lines and duplicate keys."""
 
 
+#: Scalars and collections in one alerting configuration.
+MAX_NODES = 200_000
+
+
 def _load_yaml(text: str, source_name: str) -> tuple[Any, dict[Loc, int]]:
+    try:
+        screen(text, max_nodes=MAX_NODES, loader=_Loader)
+    except YamlRefused as exc:
+        raise AlertingConfigError([f"{source_name}:{exc.line}: {exc.message}"]) from None
+    except yaml.YAMLError:
+        pass  # the loader below reports it with its line
     loader = _Loader(text)
     try:
         root = loader.get_single_node()

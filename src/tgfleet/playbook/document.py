@@ -27,9 +27,12 @@ from pydantic import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from tgfleet.kit.yaml_guard import YamlRefused, screen
 from tgfleet.playbook.exceptions import PlaybookInvalid
 
 MAX_SOURCE_BYTES = 256 * 1024
+#: Scalars and collections in one playbook (a few hundred rules of a few dozen values).
+MAX_NODES = 50_000
 MAX_RULES = 200
 MAX_TEMPLATES = 50
 MAX_TEMPLATE_CHARS = 8192
@@ -88,6 +91,12 @@ class Located:
 
 def _load(source: str) -> tuple[Any, dict[Path, Located]]:
     """Parse ``source``; return the data and the line of every path (key lines for values)."""
+    try:
+        screen(source, max_nodes=MAX_NODES, loader=_Loader)
+    except YamlRefused as exc:
+        raise PlaybookInvalid([f"line {exc.line}: {exc.message}"]) from None
+    except yaml.YAMLError:
+        pass  # the loader below reports it with its line
     loader = _Loader(source)
     try:
         root = loader.get_single_node()

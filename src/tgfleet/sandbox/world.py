@@ -44,6 +44,7 @@ import yaml
 
 from tgfleet.config import write_private_file
 from tgfleet.exceptions import AppError
+from tgfleet.kit.yaml_guard import YamlRefused, screen
 
 WORLD_VERSION = 1
 AUTH_KEY_BYTES = 256
@@ -198,6 +199,8 @@ def _node_lines(node: yaml.Node, path: _Path, lines: dict[_Path, int]) -> None:
 
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Scalars and collections in one world file (100,000 accounts and their members fit).
+MAX_WORLD_NODES = 10_000_000
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -455,6 +458,12 @@ class _Validator:
 
 def parse_world(text: str, source: str = "world.yaml") -> World:
     """Parse and validate the YAML text of a world file; `WorldError` names field and line."""
+    try:
+        screen(text, max_nodes=MAX_WORLD_NODES, loader=_Loader)
+    except YamlRefused as exc:
+        raise WorldError(f"{source} line {exc.line}: {exc.message}") from None
+    except yaml.YAMLError:
+        pass  # the loader below reports it with its line
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
