@@ -220,13 +220,15 @@ async def _posted(traffic: Traffic, count: int) -> bool:
 async def test_database_away_10s_stops_replies_and_they_resume(
     make_cluster: ClusterFactory,
 ) -> None:
-    """The workers reach PostgreSQL through a proxy that is cut for 10 s during traffic
-    (TTL 30 s, so the clients stay connected and every message meets the gate): nothing is
-    sent while the limits cannot be checked (counted ``limit_unavailable``), and messages
-    after the line is back are answered."""
+    """The workers reach PostgreSQL through a proxy that is cut for 10 s during traffic:
+    nothing is sent while the limits cannot be checked (counted ``limit_unavailable``), and
+    messages after the line is back are answered. TTL 90 s, so no worker fences itself: a
+    worker fences TTL/2 (45 s) after its last renewal, which came at most TTL/3 (30 s)
+    before the cut; with TTL 30 s a cut just before a renewal fenced the clients (10 + 10 s
+    > 15 s) and the messages posted while they reconnected were never delivered."""
     proxy = TcpProxy(target_port=PG_PORT)
     await proxy.start()
-    cluster, traffic = await _settled_cluster(make_cluster, ttl=30.0, via_proxy=proxy)
+    cluster, traffic = await _settled_cluster(make_cluster, ttl=90.0, via_proxy=proxy)
     open_group = traffic.groups[0]
     traffic.groups = [open_group]
     await traffic.post(5)
@@ -248,6 +250,7 @@ async def test_database_away_10s_stops_replies_and_they_resume(
     )
     assert unavailable >= len(during) - 5, unavailable  # one per message, on its asker
 
+    await cluster.wait(lambda s: s.all_served(), 30, "every account served after the outage")
     later = Traffic(cluster)
     later.groups = [open_group]
     await later.post(5, start=200)
