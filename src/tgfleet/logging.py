@@ -4,6 +4,10 @@ Standard-library loggers (uvicorn, alembic, sqlalchemy) go through the same proc
 Context such as the request id is bound with ``structlog.contextvars``. A last processor
 replaces the value of any key that names a secret, so a careless ``log.info(..., token=t)``
 still writes ``[redacted]``.
+
+Tracebacks are rendered plain, never with local variables: a frame's locals hold the
+passwords, tokens and keys the redaction processor never sees (they are not log fields), and
+rendering them (rich's default in the console renderer) took seconds per error.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[

@@ -1,18 +1,30 @@
-"""The ``tgfleet`` command line: one typer app, one module per verb group."""
+"""The ``tgfleet`` command line: one typer app, one module per verb group.
+
+An error a command did not expect is one line on stderr and exit status 1, never a
+traceback: typer's pretty tracebacks printed hundreds of lines with every frame's local
+variables (the Settings, passwords). The traceback, without locals, goes to the log: at
+ERROR in the serving commands (``run``, ``api``, ``worker``), at DEBUG elsewhere
+(``TGFLEET_LOG_LEVEL=DEBUG`` shows it).
+"""
 
 from __future__ import annotations
+
+import logging
+import sys
 
 import typer
 
 from tgfleet import __version__
-from tgfleet.cli import account, alert, audit, db, sandbox, session, silence, user, vault
+from tgfleet.cli import _runtime, account, alert, audit, db, sandbox, session, silence, user, vault
 from tgfleet.cli.run import run
 from tgfleet.cli.worker import api, worker
+from tgfleet.logging import get_logger
 
 app = typer.Typer(
     name="tgfleet",
     help="Control plane for fleets of Telegram user accounts.",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
 )
 app.command()(run)
@@ -36,4 +48,12 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+        level = logging.ERROR if _runtime.serving else logging.DEBUG
+        get_logger("tgfleet.cli").log(
+            level, "cli.unexpected_error", error=type(exc).__name__, exc_info=exc
+        )
+        _runtime.fail(_runtime.describe_error(exc))
+        sys.exit(1)

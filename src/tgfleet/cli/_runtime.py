@@ -17,6 +17,7 @@ from typing import TextIO, TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import migrations
@@ -32,6 +33,11 @@ T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
+#: Set by the serving commands: an unexpected error is then logged at ERROR with its
+#: traceback (the service's log), not only at DEBUG.
+serving = False
+#: Longest error line printed for an unexpected error (a driver message can be long).
+ERROR_LINE_CHARS = 300
 
 
 def load_settings(*, log_level: str | None = "WARNING") -> Settings:
@@ -40,7 +46,10 @@ def load_settings(*, log_level: str | None = "WARNING") -> Settings:
         settings = Settings()
     except ValueError as exc:
         raise fail(f"invalid settings: {exc}", 2) from exc
-    configure_logging(level=log_level or settings.log_level, json=settings.effective_log_json)
+    # TGFLEET_LOG_LEVEL=DEBUG wins over a command's quieter default: it is how an operator
+    # asks for the traceback of an unexpected error.
+    level = settings.log_level if log_level is None or settings.log_level == "DEBUG" else log_level
+    configure_logging(level=level, json=settings.effective_log_json)
     for name in unknown_settings(os.environ):
         get_logger(__name__).warning("config.unknown_variable", variable=name)
     try:
@@ -130,6 +139,21 @@ def os_user() -> str:
 
 def cli_audit_context() -> AuditContext:
     return AuditContext(actor=f"cli:{os_user()}", ip=None, request_id=None)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an error no command expected: its type and the first line of its message.
+
+    A SQLAlchemy error shows its driver's message only: its own text appends the statement
+    and its parameters, which may hold secrets."""
+    if isinstance(exc, DBAPIError):
+        cause = exc.orig if exc.orig is not None else exc
+        text = str(cause).strip().splitlines()
+        detail = text[0] if text else type(cause).__name__
+        return f"database error: {detail}"[:ERROR_LINE_CHARS]
+    text = str(exc).strip().splitlines()
+    first = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return f"unexpected {first}"[:ERROR_LINE_CHARS]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
