@@ -103,7 +103,9 @@ class TestInvalid:
         """A regex that does not compile is refused at save, naming its line."""
         found = problems(rule("    when:\n      regex: '(unclosed'\n    reply: {templates: [x]}\n"))
         assert len(found) == 1
-        assert found[0].startswith("line 5, rules[0].when.regex: not a valid regular expression")
+        assert found[0].startswith(
+            "line 5, rules[0].when.regex: rule 'r': not a valid regular expression"
+        )
 
     def test_template_syntax_error_names_the_template_line(self) -> None:
         """A Jinja syntax error on the 2nd line of a block scalar points at that YAML line."""

@@ -28,6 +28,7 @@ from pydantic import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tgfleet.kit.yaml_guard import YamlRefused, screen
+from tgfleet.playbook._regex import RegexRefused, compile_regex
 from tgfleet.playbook.exceptions import PlaybookInvalid
 
 MAX_SOURCE_BYTES = 256 * 1024
@@ -232,10 +233,9 @@ class TriggerSpec(Strict):
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
-                msg = f"not a valid regular expression: {exc}"
-                raise ValueError(msg) from None
+                compile_regex(value)
+            except RegexRefused as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
@@ -409,7 +409,7 @@ def parse(source: str) -> ParsedPlaybook:
     try:
         spec = PlaybookSpec.model_validate(data)
     except ValidationError as exc:
-        raise PlaybookInvalid(_describe(exc, lines)) from None
+        raise PlaybookInvalid(_describe(exc, lines, data)) from None
     first_named: dict[str, int] = {}
     duplicates: list[str] = []
     for index, rule in enumerate(spec.rules):
@@ -425,11 +425,15 @@ def parse(source: str) -> ParsedPlaybook:
     return ParsedPlaybook(spec=spec, lines=lines)
 
 
-def _describe(error: ValidationError, lines: dict[Path, Located]) -> list[str]:
+def _describe(
+    error: ValidationError, lines: dict[Path, Located], data: dict[Any, Any]
+) -> list[str]:
     problems: list[tuple[int, str]] = []
     for item in error.errors(include_url=False):
         path: Path = tuple(item["loc"])
         message = str(item["msg"]).removeprefix("Value error, ")
+        if path[:1] == ("rules",) and path[-2:] == ("when", "regex"):
+            message = f"rule {_rule_name(data, path[1])!r}: {message}"
         if item["type"] == "extra_forbidden":
             key = str(path[-1]) if path else ""
             message = f"unknown key {key!r}"
@@ -446,6 +450,15 @@ def _describe(error: ValidationError, lines: dict[Path, Located]) -> list[str]:
         problems.append((line, f"line {line}, {_format_path(path)}: {message}"))
     problems.sort(key=lambda pair: pair[0])
     return list(dict.fromkeys(text for _, text in problems))
+
+
+def _rule_name(data: dict[Any, Any], index: str | int) -> str:
+    rules = data.get("rules")
+    if isinstance(rules, list) and isinstance(index, int) and index < len(rules):
+        rule = rules[index]
+        if isinstance(rule, dict) and isinstance(rule.get("name"), str):
+            return str(rule["name"])
+    return f"#{index}"
 
 
 def _is_type_tag(part: str | int) -> bool:

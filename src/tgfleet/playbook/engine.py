@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,11 +26,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 import openai
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import Template, TemplateSyntaxError, meta
 
 from tgfleet import metrics
 from tgfleet.logging import get_logger
+from tgfleet.playbook._regex import Pattern, compile_regex, keywords_pattern
+from tgfleet.playbook._sandbox import (
+    ENVIRONMENT,
+    LiteralLimitExceeded,
+    TemplateLimitExceeded,
+    compile_template,
+    render,
+)
 from tgfleet.playbook.document import (
     DAYS,
     MAX_MESSAGE_CHARS,
@@ -149,8 +155,8 @@ class LlmReply:
 class CompiledRule:
     name: str
     line: int
-    keywords: re.Pattern[str] | None
-    regex: re.Pattern[str] | None
+    keywords: Pattern | None  # group 1 is the keyword found
+    regex: Pattern | None
     mention: bool
     reply_to_me: bool
     new_member: bool
@@ -174,7 +180,7 @@ class CompiledRule:
         if self.keywords is not None:
             found = self.keywords.search(message.text)
             if found:
-                return f"keyword {found.group(0).lower()!r}"
+                return f"keyword {found.group(1).lower()!r}"
         if self.regex is not None and self.regex.search(message.text):
             return "regex"
         if self.min_length is not None and len(message.text) >= self.min_length:
@@ -195,14 +201,8 @@ class CompiledPlaybook:
         return next((rule for rule in self.rules if rule.name == name), None)
 
 
-def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-    )
-
-
-_ENV = _environment()
-_ALLOWED_NAMES = TEMPLATE_VARIABLES | frozenset(_ENV.globals)
+_ALLOWED_NAMES = TEMPLATE_VARIABLES | frozenset(ENVIRONMENT.globals)
+_EMPTY_TEMPLATE = ENVIRONMENT.from_string("")
 
 
 def _merge(*levels: LimitsSpec) -> Limits:
@@ -220,28 +220,24 @@ def compile_playbook(source: str, *, name: str = "", version: int = 0) -> Compil
     problems: list[tuple[int, str]] = []
 
     def template(text: str, path: Path) -> Template:
+        def problem(line_in_text: int, message: str) -> Template:
+            line = text_line(lines, path, line_in_text)
+            problems.append((line, f"line {line}, {_format(path)}: {message}"))
+            return _EMPTY_TEMPLATE
+
         try:
-            source_ast = _ENV.parse(text)
-            unknown = sorted(meta.find_undeclared_variables(source_ast) - _ALLOWED_NAMES)
-            if unknown:
-                line = text_line(lines, path, 1)
-                allowed = ", ".join(sorted(TEMPLATE_VARIABLES))
-                problems.append(
-                    (
-                        line,
-                        (
-                            f"line {line}, {_format(path)}: unknown template variable "
-                            f"{unknown[0]!r} (available: {allowed})"
-                        ),
-                    )
-                )
-            return _ENV.from_string(text)
+            tree, compiled = compile_template(text)
         except TemplateSyntaxError as exc:
-            line = text_line(lines, path, exc.lineno)
-            problems.append(
-                (line, f"line {line}, {_format(path)}: template syntax error: {exc.message}")
-            )
-            return _ENV.from_string("")
+            return problem(exc.lineno, f"template syntax error: {exc.message}")
+        except LiteralLimitExceeded as exc:
+            return problem(exc.lineno, f"template over a limit: {exc.message}")
+        except RecursionError:
+            return problem(1, "the template is nested too deeply")
+        unknown = sorted(meta.find_undeclared_variables(tree) - _ALLOWED_NAMES)
+        if unknown:
+            allowed = ", ".join(sorted(TEMPLATE_VARIABLES))
+            return problem(1, f"unknown template variable {unknown[0]!r} (available: {allowed})")
+        return compiled
 
     defaults = spec.defaults
     base_limits = _merge(BUILTIN_LIMITS, defaults.limits)
@@ -266,12 +262,7 @@ def _compile_rule(
     defaults: Any,
 ) -> CompiledRule:
     when = rule.when
-    keywords = None
-    if when.keywords:
-        alternatives = "|".join(
-            re.escape(word.strip()) for word in sorted(set(when.keywords), key=len, reverse=True)
-        )
-        keywords = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+    keywords = keywords_pattern(when.keywords) if when.keywords else None
     window = rule.conditions.time_window
     compiled_window = (
         TimeWindow(
@@ -309,7 +300,7 @@ def _compile_rule(
         name=rule.name,
         line=line_of(dict(lines), where),
         keywords=keywords,
-        regex=re.compile(when.regex) if when.regex else None,
+        regex=compile_regex(when.regex) if when.regex else None,
         mention=when.mention,
         reply_to_me=when.reply_to_me,
         new_member=when.new_member,
@@ -667,7 +658,7 @@ def _variables(message: Message, account: AccountInfo) -> dict[str, Any]:
 
 
 def _render_text(template: Template, variables: dict[str, Any]) -> str:
-    return template.render(variables).strip()[:MAX_MESSAGE_CHARS]
+    return render(template, variables).strip()[:MAX_MESSAGE_CHARS]
 
 
 def _describe(exc: Exception) -> str:
@@ -685,6 +676,13 @@ def _rendered(
     try:
         text = _render_text(template, variables)
     except Exception as exc:  # noqa: BLE001 - a template may fail in any way; never crash
+        # The error's text may quote the message; the log names the rule and the bound.
+        log.warning(
+            "playbook.template_failed",
+            rule=rule.name,
+            error=type(exc).__name__,
+            limit=exc.limit if isinstance(exc, TemplateLimitExceeded) else None,
+        )
         return Outcome(
             fired=False,
             rule=rule.name,
