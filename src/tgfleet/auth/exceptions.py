@@ -58,6 +58,12 @@ class UserExists(Conflict):
     code = "user_exists"
 
 
+class UsernameConfusable(UserExists):
+    """The name looks like an existing user's (equal Unicode TR39 skeletons)."""
+
+    code = "username_confusable"
+
+
 class RoleNotFound(NotFound):
     code = "role_not_found"
 

@@ -32,15 +32,20 @@ class RoleRepository(RepositoryBase[Role]):
 class UserRepository(RepositoryBase[User]):
     model = User
 
-    async def by_username(self, username: str) -> User | None:
-        return await self.first(
-            select(User).options(joinedload(User.role)).where(User.username == username)
-        )
+    async def by_username(self, username: str, *, for_update: bool = False) -> User | None:
+        statement = select(User).options(joinedload(User.role)).where(User.username == username)
+        if for_update:  # the user row only, not the role joined to it
+            statement = statement.with_for_update(of=User)
+        return await self.first(statement)
 
-    async def by_id(self, user_id: uuid.UUID) -> User | None:
-        return await self.first(
-            select(User).options(joinedload(User.role)).where(User.id == user_id)
-        )
+    async def by_id(self, user_id: uuid.UUID, *, for_update: bool = False) -> User | None:
+        statement = select(User).options(joinedload(User.role)).where(User.id == user_id)
+        if for_update:  # the user row only, not the role joined to it
+            statement = statement.with_for_update(of=User)
+        return await self.first(statement)
+
+    async def by_skeleton(self, key: str) -> User | None:
+        return await self.first(select(User).where(User.username_skeleton == key))
 
     async def any_exists(self) -> bool:
         return await self.first(select(User)) is not None
@@ -75,6 +80,10 @@ class ApiTokenRepository(RepositoryBase[ApiToken]):
         return await self.all(
             select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.created_at)
         )
+
+    async def delete_for_user(self, user_id: uuid.UUID) -> int:
+        result = await self.session.execute(delete(ApiToken).where(ApiToken.user_id == user_id))
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def delete_one(self, user_id: uuid.UUID, token_id: uuid.UUID) -> ApiToken | None:
         token = await self.first(

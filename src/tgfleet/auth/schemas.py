@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr
 
 from tgfleet.auth.permissions import Permission
+from tgfleet.kit.names import NameRules, name_problem, normalise_name
 from tgfleet.kit.schema import RequestSchema, Schema
 
 USERNAME_RULE = "1 to 64 letters, digits, '.', '_', '-' or '@', starting with a letter or digit"
@@ -23,11 +24,19 @@ def normalise_username(value: str) -> str:
     return unicodedata.normalize("NFKC", value).strip().casefold()
 
 
+def username_problem(name: str) -> str | None:
+    """Why the normalised ``name`` cannot be a username, or None."""
+    if not USERNAME_PATTERN.fullmatch(name):
+        return f"username must be {USERNAME_RULE}"
+    problem = name_problem(name)  # \w admits fillers such as U+3164 HANGUL FILLER
+    return f"username {problem}" if problem else None
+
+
 def _username(value: str) -> str:
     normalised = normalise_username(value)
-    if not USERNAME_PATTERN.fullmatch(normalised):
-        msg = f"username must be {USERNAME_RULE}"
-        raise ValueError(msg)
+    problem = username_problem(normalised)
+    if problem:
+        raise ValueError(problem)
     return normalised
 
 
@@ -39,16 +48,20 @@ def _role_name(value: str) -> str:
 
 
 def _printable(value: str) -> str:
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
-        msg = "must not contain control or invisible format characters"
-        raise ValueError(msg)
-    return value
+    """Free text shown to operators: NFKC, nothing invisible or direction-changing."""
+    text = normalise_name(value)
+    problem = name_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
 
 
 Username = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_username)]
 RoleName = Annotated[str, AfterValidator(_role_name)]
 PasswordField = Annotated[SecretStr, Field(min_length=1, max_length=1024)]
-TokenName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_printable)]
+TokenName = Annotated[
+    str, Field(min_length=1, max_length=100), AfterValidator(NameRules(100, "token name"))
+]
 Description = Annotated[str, Field(max_length=300), AfterValidator(_printable)]
 
 
@@ -62,6 +75,7 @@ class Principal:
     permissions: frozenset[Permission]
     via: Literal["jwt", "api_token", "cli"]
     token_name: str | None = None
+    token_epoch: int | None = None  # a JWT's: a credential change checks it under lock
 
     @property
     def actor(self) -> str:

@@ -36,6 +36,7 @@ from tgfleet.auth.exceptions import (
     TokenNotFound,
     UserDisabled,
     UserExists,
+    UsernameConfusable,
     UserNotFound,
 )
 from tgfleet.auth.passwords import Passwords
@@ -46,7 +47,12 @@ from tgfleet.auth.repository import (
     ThrottleRepository,
     UserRepository,
 )
-from tgfleet.auth.schemas import USERNAME_PATTERN, USERNAME_RULE, Principal, normalise_username
+from tgfleet.auth.schemas import (
+    USERNAME_PATTERN,
+    Principal,
+    normalise_username,
+    username_problem,
+)
 from tgfleet.auth.tokens import (
     JwtCodec,
     api_token_display,
@@ -56,6 +62,7 @@ from tgfleet.auth.tokens import (
 )
 from tgfleet.config import Settings, jwt_secret
 from tgfleet.kit.clock import utcnow
+from tgfleet.kit.names import skeleton_key
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
 from tgfleet.logging import get_logger
 from tgfleet.models import ApiToken, Role, User
@@ -71,7 +78,7 @@ DeniedReason = Literal[
     "missing_credentials",  # no bearer credential at all
     "invalid_token",  # an unknown or revoked API token, a JWT that does not verify, a user gone
     "expired_token",
-    "stale_token",  # a JWT issued before its user's password changed
+    "stale_token",  # a JWT issued before its user was disabled or their password changed
     "disabled_user",
     "forbidden",  # authenticated, without the permission (or not as a logged-in user)
     "wrong_password",  # the current password given to change it
@@ -210,7 +217,8 @@ async def login(
     log.info("auth.login", username=name, ip=ip)
     metrics.LOGINS.labels("success").inc()
     return IssuedToken(
-        access_token=security.jwt.issue(user.id, now=now), expires_in=security.jwt.ttl_seconds
+        access_token=security.jwt.issue(user.id, user.token_epoch, now=now),
+        expires_in=security.jwt.ttl_seconds,
     )
 
 
@@ -270,10 +278,17 @@ async def authenticate(session: AsyncSession, security: Security, bearer: str) -
             "invalid_token" if user is None else "disabled_user",
             InvalidToken("the access token's user is disabled or gone"),
         )
-    if claims.issued_at.timestamp() < math.floor(user.credentials_changed_at.timestamp()):
+    # The epoch ends every JWT at once (disable, password change); the timestamp covers
+    # tokens issued before the epoch existed.
+    if claims.token_epoch != user.token_epoch or claims.issued_at.timestamp() < math.floor(
+        user.credentials_changed_at.timestamp()
+    ):
         raise _denied(
             "stale_token",
-            InvalidToken("the password changed since this token was issued; log in again"),
+            InvalidToken(
+                "this token was revoked (the user was disabled or the password changed); "
+                "log in again"
+            ),
         )
     return Principal(
         user_id=user.id,
@@ -281,6 +296,7 @@ async def authenticate(session: AsyncSession, security: Security, bearer: str) -
         role=user.role.name,
         permissions=role_permissions(user.role),
         via="jwt",
+        token_epoch=user.token_epoch,
     )
 
 
@@ -295,12 +311,12 @@ async def change_own_password(
 ) -> None:
     """Change the caller's password; every JWT issued before now stops working."""
     _require_interactive(principal, "change the password")
-    user = await _user_of(session, principal)
+    user = await _user_of(session, principal, lock=True)
     if not await security.passwords.verify(user.password_hash, current):
         raise _denied("wrong_password", PermissionDenied("the current password is wrong"))
     security.passwords.check_policy(new, username=user.username)
     user.password_hash = await security.passwords.hash(new)
-    user.credentials_changed_at = utcnow()
+    _end_sessions(user)
     await session.flush()
     await audit_service.record(
         session, context, action="auth.password.change", target=f"user:{user.username}"
@@ -316,13 +332,24 @@ def _require_interactive(principal: Principal, what: str) -> None:
         )
 
 
-async def _user_of(session: AsyncSession, principal: Principal) -> User:
+async def _user_of(session: AsyncSession, principal: Principal, *, lock: bool = False) -> User:
+    """The caller's user row. A credential change ``lock``s it: a disable running meanwhile
+    either waits for this unit of work (and then deletes what it created) or has committed,
+    and is seen here and refused."""
     if principal.user_id is None:
         raise _denied("forbidden", PermissionDenied("this action needs a logged-in user"))
-    user = await UserRepository(session).by_id(principal.user_id)
+    user = await UserRepository(session).by_id(principal.user_id, for_update=lock)
     if user is None:
         raise UserNotFound("the calling user no longer exists")
+    if principal.via == "jwt" and (user.disabled or user.token_epoch != principal.token_epoch):
+        raise _denied("stale_token", InvalidToken("this token was revoked meanwhile; log in again"))
     return user
+
+
+def _end_sessions(user: User) -> None:
+    """End every JWT issued to ``user`` so far, in every API process (state in the row)."""
+    user.token_epoch += 1
+    user.credentials_changed_at = utcnow()
 
 
 # ----------------------------------------------------------------------- API tokens
@@ -339,7 +366,7 @@ async def create_api_token(
 ) -> tuple[ApiToken, str]:
     """Create a named token for the caller and return it with its secret (shown once)."""
     _require_interactive(principal, "create API tokens")
-    user = await _user_of(session, principal)
+    user = await _user_of(session, principal, lock=True)
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InvalidScope("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z)")
@@ -387,7 +414,7 @@ async def revoke_api_token(
 ) -> None:
     """Delete one of the caller's tokens; the next request that uses it gets a 401."""
     _require_interactive(principal, "revoke API tokens")
-    user = await _user_of(session, principal)
+    user = await _user_of(session, principal, lock=True)
     row = await ApiTokenRepository(session).delete_one(user.id, token_id)
     if row is None:
         raise TokenNotFound(f"you have no token with id {token_id}")
@@ -414,22 +441,34 @@ async def create_user(
 ) -> tuple[User, str | None]:
     """Create a user; with no password given, generate one and return it (shown once)."""
     name = normalise_username(username)
-    if not USERNAME_PATTERN.fullmatch(name):
-        raise InvalidUsername(f"username must be {USERNAME_RULE}")
+    problem = username_problem(name)
+    if problem:
+        raise InvalidUsername(problem)
     role_row = await _role(session, role)
     users = UserRepository(session)
     if await users.by_username(name) is not None:
         raise UserExists(f"a user named {name!r} already exists")
+    key = skeleton_key(name)
+    look_alike = await users.by_skeleton(key)
+    if look_alike is not None:
+        raise UsernameConfusable(
+            f"the username {name!r} looks like the existing user {look_alike.username!r} "
+            "(Unicode confusables); choose a name that cannot be mistaken for it"
+        )
     generated = None
     if password is None:
         generated = password = security.passwords.generate()
     security.passwords.check_policy(password, username=name)
-    user = User(username=name, password_hash=await security.passwords.hash(password))
+    user = User(
+        username=name, username_skeleton=key, password_hash=await security.passwords.hash(password)
+    )
     user.role_id = role_row.id
     try:
         await users.add(user)
-    except IntegrityError as exc:  # a concurrent create of the same name
-        raise UserExists(f"a user named {name!r} already exists") from exc
+    except IntegrityError as exc:  # a concurrent create of the same or a look-alike name
+        raise UserExists(
+            f"a user named {name!r}, or one that looks like it, was created meanwhile"
+        ) from exc
     await audit_service.record(
         session,
         context,
@@ -450,9 +489,11 @@ async def list_users(
     return slice_rows(rows, limit, lambda user: {"username": user.username})
 
 
-async def get_user(session: AsyncSession, username: str) -> User:
+async def get_user(session: AsyncSession, username: str, *, for_update: bool = False) -> User:
+    """A user by name; ``for_update`` locks the row (PostgreSQL) for a read-modify-write
+    such as incrementing the token epoch."""
     name = normalise_username(username)
-    user = await UserRepository(session).by_username(name)
+    user = await UserRepository(session).by_username(name, for_update=for_update)
     if user is None:
         raise UserNotFound(f"no user named {name!r}")
     return user
@@ -461,20 +502,31 @@ async def get_user(session: AsyncSession, username: str) -> User:
 async def set_user_disabled(
     session: AsyncSession, context: AuditContext, username: str, *, disabled: bool
 ) -> User:
-    """Disable (or enable) a user. Disabling stops their JWTs and API tokens at once.
-
-    Refused when it would leave no enabled admin.
+    """Disable (or enable) a user. Disabling ends their credentials for good: every JWT
+    issued before is refused even after they are enabled again, and their API tokens are
+    deleted (they create new ones once enabled). Refused when it would leave no enabled admin.
     """
-    user = await get_user(session, username)
+    user = await get_user(session, username, for_update=True)
     if disabled and not user.disabled:
         await _refuse_last_admin(session, user, "disable")
-    user.disabled = disabled
-    await session.flush()
+    details: dict[str, object] | None = None
+    if disabled:
+        # The user row is locked (above): a token creation that locked it first has
+        # committed by now, and this delete (a new statement) sees and deletes its token.
+        user.disabled = True
+        _end_sessions(user)
+        await session.flush()
+        revoked = await ApiTokenRepository(session).delete_for_user(user.id)
+        details = {"api_credentials_deleted": revoked}  # not "token": that key is scrubbed
+    else:
+        user.disabled = False
+        await session.flush()
     await audit_service.record(
         session,
         context,
         action="user.disable" if disabled else "user.enable",
         target=f"user:{user.username}",
+        details=details,
     )
     return user
 
@@ -508,13 +560,13 @@ async def reset_password(
     password: str | None,
 ) -> str | None:
     """Set a user's password (generated when not given); their JWTs stop working."""
-    user = await get_user(session, username)
+    user = await get_user(session, username, for_update=True)
     generated = None
     if password is None:
         generated = password = security.passwords.generate()
     security.passwords.check_policy(password, username=user.username)
     user.password_hash = await security.passwords.hash(password)
-    user.credentials_changed_at = utcnow()
+    _end_sessions(user)
     await session.flush()
     await audit_service.record(
         session,
@@ -539,9 +591,13 @@ async def ensure_admin(
     if await UserRepository(session).by_username(ADMIN) is not None:
         log.warning("auth.no_enabled_admin", hint="tgfleet user create NAME --role admin")
         return None
-    user, password = await create_user(
-        session, security, context, username=ADMIN, role=ADMIN, password=None
-    )
+    try:
+        user, password = await create_user(
+            session, security, context, username=ADMIN, role=ADMIN, password=None
+        )
+    except UsernameConfusable as exc:  # a look-alike of "admin" exists: never make a second
+        log.warning("auth.no_enabled_admin", reason=exc.message, hint="tgfleet user create")
+        return None
     if password is None:  # create_user generates one when given None
         msg = "no password was generated for the new admin"
         raise RuntimeError(msg)

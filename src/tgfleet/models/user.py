@@ -13,7 +13,7 @@ from tgfleet.models.role import Role
 
 class User(Model):
     """An operator. ``username`` is stored NFKC-normalised and case-folded, so it is unique
-    regardless of case; ``username_skeleton`` (its Unicode TR39 skeleton) is unique too, so
+    regardless of case; ``username_skeleton`` (a digest of its TR39 skeleton) is unique too, so
     no look-alike of an existing name can be created. ``token_epoch`` is copied into every
     JWT: disabling the user or changing their password increments it, which ends every JWT
     issued before. ``credentials_changed_at`` says when the password last changed."""
@@ -22,7 +22,7 @@ class User(Model):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(64), unique=True)
-    username_skeleton: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    username_skeleton: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     password_hash: Mapped[str] = mapped_column(String(200))
     role_id: Mapped[int] = mapped_column(ForeignKey("role.id", ondelete="RESTRICT"), index=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)

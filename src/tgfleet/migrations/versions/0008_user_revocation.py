@@ -8,10 +8,10 @@ Create Date: 2026-12-07
 resetting their password increments it, and a JWT whose epoch differs is refused. The
 state is in the database, so every API process refuses the same tokens at once.
 
-``user.username_skeleton`` is the Unicode TR39 skeleton of the username (``admin`` and
-``\\u0430dmin`` with a Cyrillic a share one). Its unique index refuses a look-alike even when two
-creates race. It is nullable: existing users whose names already collide keep their names
-and the later ones get no skeleton (they block nobody; an operator should rename them).
+``user.username_skeleton`` is a digest of the username's Unicode TR39 skeleton (``admin``
+and ``\\u0430dmin`` with a Cyrillic a share one): its unique constraint refuses a look-alike
+even when two creates race. It is nullable: when existing users' names already look alike,
+the oldest keeps the key and the others get none (they block nobody; rename or delete them).
 """
 
 from __future__ import annotations
@@ -21,17 +21,38 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from tgfleet.kit.names import skeleton_key
+
 revision: str = "0008_user_revocation"
 down_revision: str | None = "0007_reply_coordination"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+USER = sa.table(
+    "user",
+    sa.column("id", sa.Uuid()),
+    sa.column("username", sa.String()),
+    sa.column("created_at", sa.DateTime()),
+    sa.column("username_skeleton", sa.String()),
+)
+
 
 def upgrade() -> None:
     with op.batch_alter_table("user") as batch:
         batch.add_column(sa.Column("token_epoch", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("username_skeleton", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("username_skeleton", sa.String(64), nullable=True))
         batch.create_unique_constraint(batch.f("uq_user_username_skeleton"), ["username_skeleton"])
+    bind = op.get_bind()
+    taken: set[str] = set()
+    oldest_first = sa.select(USER.c.id, USER.c.username).order_by(
+        USER.c.created_at, USER.c.username
+    )
+    for user_id, username in bind.execute(oldest_first).all():
+        key = skeleton_key(username)
+        if key in taken:
+            continue  # a look-alike of an older user: left without a key
+        taken.add(key)
+        bind.execute(sa.update(USER).where(USER.c.id == user_id).values(username_skeleton=key))
 
 
 def downgrade() -> None:
