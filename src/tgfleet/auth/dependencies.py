@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
@@ -21,7 +22,8 @@ from tgfleet.auth.exceptions import AccessDenied
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.exceptions import Unauthorized
-from tgfleet.kit.http import DbSession, Meta
+from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.http import DbSession, Meta, RequestMeta
 
 bearer_scheme = HTTPBearer(
     auto_error=False, description="a JWT from /api/v1/auth/login or an API token"
@@ -36,10 +38,11 @@ def get_security(request: Request) -> auth_service.Security:
 SecurityDep = Annotated[auth_service.Security, Depends(get_security)]
 
 
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
 async def current_principal(
-    session: DbSession,
-    security: SecurityDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    session: DbSession, security: SecurityDep, credentials: Credentials
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         auth_service.count_denied("missing_credentials")
@@ -48,17 +51,14 @@ async def current_principal(
 
 
 class PermissionGuard:
-    """Callable dependency that checks one permission (or just authentication)."""
+    """Checks one permission (or just authentication); its subclasses are the dependencies
+    (``Requires``)."""
 
     def __init__(self, permission: Permission | None) -> None:
         self.permission = permission
 
-    async def __call__(
-        self,
-        principal: Annotated[Principal, Depends(current_principal)],
-        session: DbSession,
-        meta: Meta,
-        request: Request,
+    async def check(
+        self, principal: Principal, session: AsyncSession, meta: RequestMeta, request: Request
     ) -> Principal:
         if self.permission is not None and self.permission not in principal.permissions:
             route = request.scope.get("route")
@@ -77,11 +77,40 @@ class PermissionGuard:
         return principal
 
     def __repr__(self) -> str:
-        return f"PermissionGuard({self.permission})"
+        return f"{type(self).__name__}({self.permission})"
 
 
-def Requires(permission: Permission | None) -> Any:  # noqa: N802 - reads like a type
-    return Depends(PermissionGuard(permission))
+class RequestGuard(PermissionGuard):
+    """Checks in the request's unit of work (``DbSession``)."""
+
+    async def __call__(
+        self,
+        principal: Annotated[Principal, Depends(current_principal)],
+        session: DbSession,
+        meta: Meta,
+        request: Request,
+    ) -> Principal:
+        return await self.check(principal, session, meta, request)
+
+
+class StandaloneGuard(PermissionGuard):
+    """For a route whose work commits in units of work of its own (an import, a rotation):
+    checks in a short transaction that ends before the route runs, so the request holds no
+    transaction (on SQLite no write lock, no snapshot) while the work waits for the lock."""
+
+    async def __call__(
+        self, request: Request, security: SecurityDep, credentials: Credentials, meta: Meta
+    ) -> Principal:
+        async with unit_of_work(request.app.state.sessionmaker, deferred=True) as session:
+            principal = await current_principal(session, security, credentials)
+            return await self.check(principal, session, meta, request)
+
+
+def Requires(permission: Permission | None, *, own_transaction: bool = False) -> Any:  # noqa: N802 - reads like a type
+    """The guard of a route; ``own_transaction`` for routes that take no ``DbSession`` and
+    run their own units of work (``StandaloneGuard``)."""
+    guard = StandaloneGuard(permission) if own_transaction else RequestGuard(permission)
+    return Depends(guard)
 
 
 Authenticated = Annotated[Principal, Requires(None)]

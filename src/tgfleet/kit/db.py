@@ -3,23 +3,45 @@
 One ``AsyncSession`` per request, job or CLI command: it commits when the work succeeds and
 rolls back when it raises. Services and repositories only ``flush()``.
 
-SQLite runs in WAL mode with foreign keys on and a busy timeout, and every transaction
-starts with ``BEGIN IMMEDIATE``: writers queue on the database lock up front instead of
-failing with SQLITE_BUSY when a read transaction later tries to write (the audit chain
-reads its head and then appends).
+SQLite runs in WAL mode with foreign keys on and a busy timeout. A unit of work is one of:
+
+- a *write* (the default): ``BEGIN IMMEDIATE``, taken after the writers of this process
+  ahead of it (the write gate, in arrival order): the write lock is held from the first
+  statement, so a read-then-append (the audit chain) can never fail half-way with
+  SQLITE_BUSY;
+- a *read* (``deferred=True``, every GET request): a deferred ``BEGIN``, so it reads a WAL
+  snapshot and never waits behind a writer. Its first write statement (an audited read, a
+  token's last use) ends the snapshot, waits its turn at the gate and for ``BEGIN
+  IMMEDIATE``, and runs on the newest data: reads before the first write may be older than
+  it, which is what PostgreSQL's READ COMMITTED gives every transaction anyway. Upgrading
+  in place instead would fail at once with SQLITE_BUSY whenever another writer committed
+  since the snapshot or holds the lock (SQLite invokes no busy handler there);
+- a *snapshot* (``read_only=True``, long reads: audit verify and export): one consistent
+  snapshot; a write is refused, on SQLite as on PostgreSQL (REPEATABLE READ READ ONLY).
+
+PostgreSQL needs none of this (row locks; readers never block): a write and a read unit of
+work are both READ COMMITTED read-write transactions.
+
+Every engine hides SQL parameters (``hide_parameters``): an error's text and any echo
+name the statement only, never the values (password hashes, token hashes, ciphertext).
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import os
+import re
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -27,6 +49,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
 
 from tgfleet import metrics
 from tgfleet.exceptions import AppError, ServiceUnavailable
@@ -36,6 +59,7 @@ COMMAND_TIMEOUT_SECONDS = 60
 POOL_TIMEOUT_SECONDS = 10
 UNREACHABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
 READ_ONLY_OPTION = "tgfleet_read_only"
+TRANSACTION_OPTION = "tgfleet_transaction"
 
 
 _OPERATIONS = frozenset({"select", "insert", "update", "delete"})
@@ -73,6 +97,87 @@ class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"
 
 
+class WriteInReadOnlyTransaction(RuntimeError):
+    """A write statement in a ``read_only`` unit of work: a bug in the caller (PostgreSQL
+    refuses it too)."""
+
+
+class Mode(enum.Enum):
+    WRITE = "write"
+    READ = "read"
+    SNAPSHOT = "snapshot"
+
+
+class _WriteGate:
+    """The writers of one SQLite engine queue here for their turn, in arrival order.
+
+    SQLite admits one writer at a time. Without the gate every writer holds a pooled
+    connection while SQLite's busy handler polls for the lock (sleeping up to 100 ms between
+    tries, so the last to arrive may be served first and the first may time out): reads
+    then wait for a connection behind them. Writers of other processes still meet at the
+    busy timeout."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _current(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:  # an engine reused by a new loop
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+    async def acquire(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                await self._current().acquire()
+        except TimeoutError:
+            msg = "the database is busy with other changes right now; nothing was changed"
+            raise DatabaseUnavailable(msg) from None
+
+    def release(self) -> None:
+        if self._lock is not None and self._lock.locked():
+            self._lock.release()
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, _WriteGate] = weakref.WeakKeyDictionary()
+
+
+@dataclass(eq=False)  # compared and hashed as itself: it travels in execution options
+class _Transaction:
+    """One unit of work's transaction, as the SQLite connection events see it (carried in
+    the connection's execution options)."""
+
+    mode: Mode
+    gate: _WriteGate | None
+    holds_gate: bool = False
+    writing: bool = False
+
+    async def enter_gate(self) -> None:
+        if self.gate is not None and not self.holds_gate:
+            await self.gate.acquire()
+            self.holds_gate = True
+
+    def leave_gate(self) -> None:
+        if self.gate is not None and self.holds_gate:
+            self.holds_gate = False
+            self.gate.release()
+
+
+_WRITE_STATEMENT = re.compile(
+    r"\s*(?:INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE
+)
+
+
+def _writes(statement: str, context: Any) -> bool:
+    if context is not None and (
+        context.isinsert or context.isupdate or context.isdelete or context.isddl
+    ):
+        return True
+    return _WRITE_STATEMENT.match(statement) is not None
+
+
 def create_engine(
     url: str,
     *,
@@ -95,7 +200,7 @@ def create_engine(
             # Create the file ourselves, 0600; SQLite gives its -wal and -shm files the
             # same mode.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         _instrument(engine)
         return engine
@@ -107,6 +212,7 @@ def create_engine(
             pool_pre_ping=pre_ping,
             pool_recycle=1800,
             pool_timeout=POOL_TIMEOUT_SECONDS,
+            hide_parameters=True,
             connect_args={
                 "timeout": CONNECT_TIMEOUT_SECONDS,
                 "command_timeout": COMMAND_TIMEOUT_SECONDS,
@@ -136,11 +242,41 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         finally:
             cursor.close()
 
+    _GATES[engine.sync_engine] = _WriteGate(busy_timeout_ms / 1000)
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # A read-only unit of work reads a snapshot without blocking writers (WAL).
-        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # A read reads a snapshot without blocking writers or waiting for them (WAL).
+        options = conn.get_execution_options()
+        state: _Transaction | None = options.get(TRANSACTION_OPTION)
+        if state is not None:
+            deferred = state.mode is not Mode.WRITE
+            state.writing = not deferred
+        else:  # a bare connection (health probes, migrations)
+            deferred = options.get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+    # Registered before the statement timing (``_instrument``): a wait for the write lock
+    # is the statement's time too.
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before_write(*args: Any) -> None:
+        conn, cursor, statement, context = args[0], args[1], args[2], args[4]
+        state: _Transaction | None = conn.get_execution_options().get(TRANSACTION_OPTION)
+        if state is None or state.writing or not _writes(statement, context):
+            return
+        if state.mode is Mode.SNAPSHOT:
+            msg = "a write statement in a read-only unit of work"
+            raise WriteInReadOnlyTransaction(msg)
+        if conn.in_nested_transaction():
+            msg = "a read unit of work cannot start writing inside a savepoint"
+            raise WriteInReadOnlyTransaction(msg)
+        # Upgrade the read: end its snapshot (it wrote nothing), wait for the writers ahead,
+        # then take the write lock. Outside a transaction SQLite's busy handler waits for
+        # the lock; inside a read one it would answer SQLITE_BUSY at once.
+        await_(state.enter_gate())
+        cursor.execute("COMMIT")
+        cursor.execute("BEGIN IMMEDIATE")
+        state.writing = True
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -149,31 +285,45 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 @asynccontextmanager
 async def unit_of_work(
-    sessionmaker: async_sessionmaker[AsyncSession], *, read_only: bool = False
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    read_only: bool = False,
+    deferred: bool = False,
 ) -> AsyncIterator[AsyncSession]:
     """One transaction: commit on success, roll back on error.
 
-    ``read_only`` gives one consistent snapshot for long reads (audit verify, export):
-    REPEATABLE READ READ ONLY on PostgreSQL, a deferred transaction on SQLite that does not
-    hold the write lock.
+    By default a write (on SQLite the write lock is taken up front). ``deferred`` starts as
+    a read that takes the lock only at its first write, so it never waits behind writers
+    while it only reads (GET requests); ``read_only`` gives one consistent snapshot for long
+    reads (audit verify, export) and refuses writes: REPEATABLE READ READ ONLY on
+    PostgreSQL. See the module's docstring.
 
     An ``AppError`` with ``keeps_changes`` is committed before it propagates (a failed login
     keeps its audit record). A database that cannot be reached or cannot commit becomes a
     ``DatabaseUnavailable`` (503) rather than a bare driver error.
     """
+    mode = Mode.SNAPSHOT if read_only else Mode.READ if deferred else Mode.WRITE
     async with sessionmaker() as session:
+        bind = session.get_bind()
+        state = _Transaction(mode, _GATES.get(bind.engine))
         try:
-            # Take the connection (and on SQLite the write lock) up front: a database that
-            # cannot be reached fails here, as a clear 503, before any work is done.
-            options: dict[str, Any] | None = None
-            if read_only:
-                options = {READ_ONLY_OPTION: True}
-                if session.get_bind().dialect.name == "postgresql":
+            if mode is Mode.WRITE:
+                await state.enter_gate()  # before a pooled connection is taken
+            # Take the connection (and for a write on SQLite the write lock) up front: a
+            # database that cannot be reached fails here, as a clear 503, before any work.
+            options: dict[str, Any] = {TRANSACTION_OPTION: state}
+            if mode is Mode.SNAPSHOT:
+                options[READ_ONLY_OPTION] = True
+                if bind.dialect.name == "postgresql":
                     options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
             await session.connection(execution_options=options)
         except UNREACHABLE as exc:
+            state.leave_gate()
             msg = "the database cannot be reached right now; nothing was changed"
             raise DatabaseUnavailable(msg) from exc
+        except BaseException:
+            state.leave_gate()
+            raise
         try:
             yield session
         except AppError as exc:
@@ -185,7 +335,10 @@ async def unit_of_work(
         except BaseException:
             await session.rollback()
             raise
-        await _commit(session)
+        else:
+            await _commit(session)
+        finally:
+            state.leave_gate()
 
 
 async def _commit(session: AsyncSession) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,11 +12,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.db import unit_of_work
 
+#: Methods whose unit of work starts as a read (see ``get_db_session``).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READS_ONLY = "__tgfleet_reads_only__"
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def reads_only(endpoint: Endpoint) -> Endpoint:
+    """Mark a POST/PUT route whose work only reads (its unit of work starts as a read, as a
+    GET's does). Put it under the ``@router.post(...)`` line."""
+    setattr(endpoint, _READS_ONLY, True)
+    return endpoint
+
 
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request; commits after the endpoint returns, before the response is
-    sent (``scope="function"``), so a failed commit reaches the client as an error."""
-    async with unit_of_work(request.app.state.sessionmaker) as session:
+    sent (``scope="function"``), so a failed commit reaches the client as an error.
+
+    A GET or HEAD request (or a route marked ``reads_only``) starts as a read: on SQLite it
+    never waits behind a writer, and its first write (an audited read, a token's last use, a
+    refusal's audit record) waits for the write lock then. Any other request takes the write
+    lock up front (``kit.db``)."""
+    route = request.scope.get("route")
+    deferred = request.method in READ_METHODS or getattr(
+        getattr(route, "endpoint", None), _READS_ONLY, False
+    )
+    async with unit_of_work(request.app.state.sessionmaker, deferred=deferred) as session:
         yield session
 
 

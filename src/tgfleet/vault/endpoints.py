@@ -34,10 +34,12 @@ IMPORT_PATH = "/api/v1/accounts/import"
 
 router = APIRouter(tags=["vault"])
 
-Importer = Annotated[Principal, Requires(Permission.SESSION_IMPORT)]
+# Imports and rotation commit file by file, batch by batch, in units of work of their own:
+# their guards check in a transaction that ends before they start (the request holds none).
+Importer = Annotated[Principal, Requires(Permission.SESSION_IMPORT, own_transaction=True)]
 Exporter = Annotated[Principal, Requires(Permission.SESSION_EXPORT)]
 Eraser = Annotated[Principal, Requires(Permission.SESSION_DELETE)]
-Rotator = Annotated[Principal, Requires(Permission.VAULT_ROTATE)]
+Rotator = Annotated[Principal, Requires(Permission.VAULT_ROTATE, own_transaction=True)]
 VaultReader = Annotated[Principal, Requires(Permission.VAULT_READ)]
 
 MEDIA_TYPES = {
@@ -60,7 +62,6 @@ def _vault(request: Request) -> vault_service.Vault:
 async def import_sessions(
     request: Request,
     principal: Importer,
-    session: DbSession,
     meta: Meta,
     label: Annotated[
         str | None, Query(max_length=200, description="label for a single imported file")
@@ -73,9 +74,6 @@ async def import_sessions(
     multipart/form-data with any number of files and zips. Each file is validated and
     imported on its own; the report lists every file's outcome. An unsafe zip is refused
     whole (path traversal, too many entries, a zip bomb)."""
-    # Each file commits in its own transaction: end the request's (authentication) one
-    # first, or on SQLite it would hold the write lock the imports wait for.
-    await session.commit()
     vault = _vault(request)
     context = audit_context(principal, meta)
     try:
@@ -117,7 +115,6 @@ async def replace_session(
     account_id: uuid.UUID,
     request: Request,
     principal: Importer,
-    session: DbSession,
     meta: Meta,
     name: Annotated[
         str, Query(max_length=300, description="file name of a raw (non-multipart) body")
@@ -126,7 +123,6 @@ async def replace_session(
     """Re-import one account's session (a raw body or one multipart file): it becomes the
     account's secret at the next version, and the worker starts the account afresh, also
     out of ``quarantined``. A session held by another account is a 409."""
-    await session.commit()  # see import_sessions: the work commits on its own
     vault = _vault(request)
     context = audit_context(principal, meta)
     try:
@@ -210,12 +206,9 @@ async def erase_session(
 
 
 @router.post("/api/v1/vault/rotate", response_model=RotationReportRead)
-async def rotate(
-    request: Request, principal: Rotator, session: DbSession, meta: Meta
-) -> RotationReportRead:
+async def rotate(request: Request, principal: Rotator, meta: Meta) -> RotationReportRead:
     """Rotate the key-encryption key: add a KEK (key-file keyring), re-wrap every data key
     in batches, retire the KEKs nothing uses. Safe to repeat after a crash."""
-    await session.commit()  # batches commit on their own; release the request's transaction
     report = await vault_service.rotate(
         request.app.state.sessionmaker, _vault(request), audit_context(principal, meta)
     )
