@@ -18,6 +18,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import migrations
 from tgfleet.app import create_app
+from tgfleet.audit import keys as audit_keys
 from tgfleet.auth.service import Security
 from tgfleet.config import Environment, Settings
 
@@ -37,6 +39,7 @@ PG_ENV = "TGFLEET_TEST_DATABASE_URL"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_JWT_SECRET = "test-secret-" + "x" * 60
 TEST_VAULT_KEY = base64.b64encode(bytes(range(32))).decode()
+TEST_AUDIT_KEY = base64.b64encode(bytes(range(32, 64))).decode()
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,9 @@ def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
         "database_url": db_url,
         "jwt_secret": SecretStr(TEST_JWT_SECRET),
         "vault_key": SecretStr(TEST_VAULT_KEY),
+        "audit_key": SecretStr(TEST_AUDIT_KEY),
+        # The checkpoint publisher polls the database: only the audit tests turn it on.
+        "audit_checkpoints_enabled": False,
         # Cheap hashing keeps the suite fast; production defaults are tested separately.
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
@@ -131,6 +137,17 @@ def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def audit_keyring() -> Iterator[audit_keys.AuditKeyring]:
+    """The test audit key in this process, for tests that append records without an app
+    (an app's start-up configures the same key from its settings)."""
+    key = audit_keys.AuditKey(base64.b64decode(TEST_AUDIT_KEY), datetime.now(UTC))
+    keyring = audit_keys.AuditKeyring(source="env", active=key, keys=[key])
+    audit_keys.install(keyring)
+    yield keyring
+    audit_keys.install(None)
 
 
 @pytest.fixture

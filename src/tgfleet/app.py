@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tgfleet import __version__, metrics
 from tgfleet.api import mount_routers
+from tgfleet.audit.checkpoint import audit_runtime
 from tgfleet.auth.service import Security
 from tgfleet.config import Settings, ensure_data_dir
 from tgfleet.exceptions import AppError
@@ -55,7 +56,9 @@ _HTTP_CODES = {
 }
 
 
-def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
+def create_app(  # noqa: PLR0915 - the lifespan wires every runtime part in one place
+    settings: Settings, *, run_worker: bool = False
+) -> FastAPI:
     """Build the API application. The engine and keys are created in the lifespan; with
     ``run_worker`` the account runtime runs in the same process (``tgfleet run``) and is
     stopped, every client disconnected, before the engine closes."""
@@ -124,7 +127,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
             app.state.alerting.start()
         log.info("app.started", version=__version__, env=settings.env.value, worker=run_worker)
         try:
-            yield
+            # The audit key is loaded first: a bad one stops the start, not the first change.
+            async with audit_runtime(settings, app.state.sessionmaker):
+                yield
         finally:
             if app.state.alerting is not None:
                 await app.state.alerting.stop()

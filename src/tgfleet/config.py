@@ -98,6 +98,36 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(
         default=None, description="this worker's id in account_status (default: host:pid)"
     )
+    audit_key_file: Path | None = Field(
+        default=None, description="default: <data dir>/audit.key (created on first use, 0600)"
+    )
+    audit_key: SecretStr | None = Field(
+        default=None, description="base64 of a 32-byte audit key, instead of the audit key file"
+    )
+    audit_previous_keys: SecretStr | None = Field(
+        default=None, description="comma-separated base64 audit keys that only verify (rotation)"
+    )
+    audit_checkpoints_enabled: bool = Field(
+        default=True, description="API processes publish signed checkpoints of the chain head"
+    )
+    audit_checkpoint_every_records: Annotated[int, Field(ge=1)] = Field(
+        default=1000, description="publish a checkpoint once this many records were appended"
+    )
+    audit_checkpoint_every_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=600.0, description="or once this long passed since the last, if any record was"
+    )
+    audit_checkpoint_file: Path | None = Field(
+        default=None,
+        description="JSON-lines file checkpoints are appended to "
+        "(default: <data dir>/audit-checkpoints.jsonl)",
+    )
+    audit_checkpoint_stdout: bool = Field(
+        default=False, description="also print each checkpoint as a JSON line on standard output"
+    )
+    audit_checkpoint_webhook_url: SecretStr | None = Field(
+        default=None, description="also POST each checkpoint (JSON) to this URL"
+    )
+
     worker_reconcile_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
     worker_status_flush_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
     worker_connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
@@ -279,6 +309,14 @@ def parse_dcs(value: str) -> dict[int, tuple[str, int]]:
         if not entry:
             continue
         dc, sep, address = entry.partition("=")
+    @property
+    def effective_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit.key"
+
+    @property
+    def effective_audit_checkpoint_file(self) -> Path:
+        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
+
         host, colon, port = address.rpartition(":")
         if not (sep and colon and dc.strip().isdigit() and host and port.isdigit()):
             raise ValueError(f"{entry!r} is not 'id=host:port' (e.g. 2=149.154.167.51:443)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import TEST_AUDIT_KEY
 from tgfleet import migrations
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
@@ -24,6 +25,8 @@ class Cli:
             "TGFLEET_DATABASE_URL": db_url,
             "TGFLEET_DATA_DIR": str(data_dir),
             "TGFLEET_ENV": "test",
+            # The records this test appends in-process are keyed by the same audit key.
+            "TGFLEET_AUDIT_KEY": TEST_AUDIT_KEY,
             "TGFLEET_ARGON2_TIME_COST": "1",
             "TGFLEET_ARGON2_MEMORY_KIB": "1024",
             "TGFLEET_ARGON2_PARALLELISM": "1",

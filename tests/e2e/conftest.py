@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_VAULT_KEY, make_settings
+from tests.conftest import TEST_AUDIT_KEY, TEST_VAULT_KEY, make_settings
 from tests.e2e.harness import (
     CONTEXT,
     PG_PORT,
@@ -106,6 +106,7 @@ async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFact
                 TGFLEET_ENV="test",
                 TGFLEET_DATABASE_URL=worker_url,
                 TGFLEET_VAULT_KEY=TEST_VAULT_KEY,
+                TGFLEET_AUDIT_KEY=TEST_AUDIT_KEY,
                 TGFLEET_DATA_DIR=str(data_dir),
                 TGFLEET_LOG_LEVEL=os.environ.get("E2E_WORKER_LOG_LEVEL", "WARNING"),
                 TGFLEET_LEASE_TTL_SECONDS=str(ttl),

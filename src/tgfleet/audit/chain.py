@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,11 @@ class ChainedFields:
     ip: str | None
     request_id: str | None
     details: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: Any) -> ChainedFields:
+        """The chained fields of anything that has them (a stored record, an exported row)."""
+        return cls(**{name: getattr(record, name) for name in cls.__slots__})
 
     def canonical(self) -> bytes:
         document = {
@@ -52,3 +58,19 @@ def chain_hash(prev_hash: str, fields: ChainedFields) -> str:
     digest.update(prev_hash.encode("ascii"))
     digest.update(fields.canonical())
     return digest.hexdigest()
+
+
+def open_document(
+    text: str, *, format_name: str, version: int, bad: Callable[[str], Exception]
+) -> dict[str, Any]:
+    """A JSON object of ``format_name`` at ``version`` (the audit key file, a checkpoint);
+    ``bad(reason)`` is raised otherwise. The reasons never quote the text."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        raise bad("not a JSON object") from None
+    if not isinstance(document, dict) or document.get("format") != format_name:
+        raise bad(f'not a {format_name} document (no "format": "{format_name}")')
+    if document.get("version") != version:
+        raise bad(f"format version {document.get('version')!r} is not supported")
+    return document

@@ -41,6 +41,36 @@ class AuditRepository(RepositoryBase[AuditRecord]):
     async def head(self) -> AuditChainHead | None:
         return await self.session.get(AuditChainHead, HEAD_ID)
 
+    async def lock_head(self) -> AuditChainHead | None:
+        """The head, locked until the transaction ends (PostgreSQL: the row; SQLite: the
+        write lock the unit of work already holds): appenders wait, so it is the last one."""
+        statement = (
+            select(AuditChainHead)
+            .where(AuditChainHead.id == HEAD_ID)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def mark_checkpoint(self, seq: int, at: datetime) -> None:
+        await self.session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == HEAD_ID)
+            .values(checkpoint_seq=seq, checkpoint_at=at)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def unmark_checkpoint(
+        self, seq: int, previous_seq: int, previous_at: datetime | None
+    ) -> None:
+        """Undo ``mark_checkpoint(seq, ...)`` unless another checkpoint was claimed since."""
+        await self.session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == HEAD_ID, AuditChainHead.checkpoint_seq == seq)
+            .values(checkpoint_seq=previous_seq, checkpoint_at=previous_at)
+            .execution_options(synchronize_session=False)
+        )
+
     def search(
         self,
         *,

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field
+
 from tgfleet.kit.schema import Schema
 
 
@@ -28,6 +30,8 @@ class AuditRecordRead(Schema):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    key_id: str | None = None
+    mac: str | None = None
 
 
 class AuditVerifyRead(Schema):
@@ -35,3 +39,7 @@ class AuditVerifyRead(Schema):
     count: int
     first_bad_seq: int | None = None
     reason: str | None = None
+    keyed: int = Field(default=0, description="records with a MAC (checked if macs_checked)")
+    unkeyed: int = Field(default=0, description="records written before the chain was keyed")
+    macs_checked: bool = Field(default=False, description="false when no audit key was loaded")
+    checkpoints: int = Field(default=0, description="checkpoints the log was checked against")

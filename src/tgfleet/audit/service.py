@@ -1,30 +1,42 @@
 """Audit service: append records to the hash chain, query them, verify the chain.
 
 ``record`` runs inside the caller's unit of work, so the record and the change it describes
-commit or roll back together. If the record cannot be written the caller's change is
-rolled back too and the client gets a 503 (fail closed).
+commit or roll back together. If the record cannot be written (the database, or no audit
+key) the caller's change is rolled back too and the client gets a 503 (fail closed).
+
+Every record is keyed: its ``mac`` is an HMAC of its chain hash under this process's active
+audit key (``tgfleet.audit.keys``), so a rewrite needs the key, not only the database.
+Records written before the chain was keyed have no MAC; they may only precede keyed ones.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet import metrics
+from tgfleet.audit import checkpoint as audit_checkpoint
+from tgfleet.audit import keys as audit_keys
 from tgfleet.audit.chain import GENESIS_HASH, ChainedFields, chain_hash
-from tgfleet.audit.exceptions import AuditWriteFailed
+from tgfleet.audit.checkpoint import Checkpoint
+from tgfleet.audit.exceptions import AuditKeyError, AuditWriteFailed, CheckpointError
+from tgfleet.audit.keys import AuditKeyring
 from tgfleet.audit.repository import AuditRepository
 from tgfleet.audit.schemas import AuditContext, AuditVerifyRead
+from tgfleet.config import Settings
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
 from tgfleet.logging import REDACTED, get_logger, is_secret_key
-from tgfleet.models import AuditRecord
+from tgfleet.models import AuditChainHead, AuditRecord
 
 log = get_logger(__name__)
 
@@ -105,6 +117,15 @@ async def _append(
 ) -> list[AuditRecord]:
     """Lock the chain head, chain the records to it, insert them, move the head."""
     repository = AuditRepository(session)
+    msg = "the audit log could not be written, so the change was not made"
+    try:
+        key = (await audit_keys.current()).active
+    except AuditKeyError as exc:
+        # The detail (a path, a setting) is for the operator's log, not the client.
+        log.error(  # noqa: TRY400 - the message says it all; a traceback adds nothing
+            "audit.key_unavailable", action=entries[0].action, error=exc.message
+        )
+        raise AuditWriteFailed(msg) from exc
     try:
         last_seq, prev_hash = await repository.advance_head(len(entries))
         now = utcnow()
@@ -135,6 +156,8 @@ async def _append(
                     details=fields.details,
                     prev_hash=prev_hash,
                     hash=hash_,
+                    key_id=key.id,
+                    mac=key.record_mac(hash_),
                 )
             )
             prev_hash = hash_
@@ -142,7 +165,6 @@ async def _append(
         await repository.set_head_hash(last_seq, prev_hash)
     except SQLAlchemyError as exc:
         log.exception("audit.write_failed", action=entries[0].action, error=type(exc).__name__)
-        msg = "the audit log could not be written, so the change was not made"
         raise AuditWriteFailed(msg) from exc
     return rows
 
@@ -182,72 +204,149 @@ async def stream(
         yield entry
 
 
-async def verify(session: AsyncSession) -> AuditVerifyRead:
-    """Walk the whole chain; report the first seq that is missing, moved or altered."""
+class _Broken(Exception):
+    def __init__(self, seq: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What a verification has seen so far."""
+
+    keyring: AuditKeyring | None
+    checkpoints: dict[int, list[Checkpoint]]
+    count: int = 0
+    unkeyed: int = 0
+    keyed: int = 0
+    prev_hash: str = GENESIS_HASH
+
+    def check(self, entry: AuditRecord) -> None:
+        expected = self.count + 1
+        if entry.seq != expected:
+            raise _Broken(expected, f"record {expected} is missing (next stored is {entry.seq})")
+        if entry.prev_hash != self.prev_hash:
+            raise _Broken(entry.seq, "prev_hash does not match the hash of the record before it")
+        if chain_hash(self.prev_hash, ChainedFields.of(entry)) != entry.hash:
+            raise _Broken(entry.seq, "hash does not match the record's content")
+        self._check_mac(entry)
+        for checkpoint in self.checkpoints.get(entry.seq, ()):
+            if not hmac.compare_digest(checkpoint.hash, entry.hash):
+                raise _Broken(
+                    entry.seq,
+                    f"the record differs from the checkpoint published at {checkpoint.at}: "
+                    f"the log was rewritten",
+                )
+        self.prev_hash = entry.hash
+        self.count += 1
+
+    def _check_mac(self, entry: AuditRecord) -> None:
+        if entry.mac is None and entry.key_id is None:
+            if self.keyed:
+                raise _Broken(
+                    entry.seq,
+                    "the record has no MAC but follows keyed records (it was rewritten "
+                    "without the audit key)",
+                )
+            self.unkeyed += 1
+            return
+        if entry.mac is None or entry.key_id is None:
+            raise _Broken(entry.seq, "the record has a key id or a MAC, not both")
+        self.keyed += 1
+        if self.keyring is None:
+            return
+        key = self.keyring.find(entry.key_id)
+        if key is None:
+            raise _Broken(
+                entry.seq,
+                f"the record is keyed by audit key {entry.key_id}, which is not loaded "
+                f"(restore the audit key file or set TGFLEET_AUDIT_PREVIOUS_KEYS)",
+            )
+        if not hmac.compare_digest(key.record_mac(entry.hash), entry.mac):
+            raise _Broken(
+                entry.seq,
+                "the MAC does not match: the record was rewritten without the audit key",
+            )
+
+
+async def verify(
+    session: AsyncSession,
+    *,
+    keyring: AuditKeyring | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+) -> AuditVerifyRead:
+    """Walk the whole chain; report the first seq that is missing, moved, altered, not
+    keyed by ``keyring`` or different from one of ``checkpoints``.
+
+    Without ``keyring`` the MACs are not checked (``macs_checked`` is false): the hashes,
+    the head and the checkpoints still are, which needs no secret.
+    """
+    by_seq: dict[int, list[Checkpoint]] = {}
+    for checkpoint in checkpoints:
+        by_seq.setdefault(checkpoint.seq, []).append(checkpoint)
+    walk = _Walk(keyring=keyring, checkpoints=by_seq)
     repository = AuditRepository(session)
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    count = 0
-    async for entry in repository.stream_ascending():
-        if entry.seq != expected_seq:
-            return AuditVerifyRead(
-                ok=False,
-                count=count,
-                first_bad_seq=expected_seq,
-                reason=f"record {expected_seq} is missing (next stored is {entry.seq})",
-            )
-        if entry.prev_hash != prev_hash:
-            return AuditVerifyRead(
-                ok=False,
-                count=count,
-                first_bad_seq=entry.seq,
-                reason="prev_hash does not match the hash of the record before it",
-            )
-        fields = ChainedFields(
-            seq=entry.seq,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            target=entry.target,
-            result=entry.result,
-            ip=entry.ip,
-            request_id=entry.request_id,
-            details=entry.details,
-        )
-        if chain_hash(prev_hash, fields) != entry.hash:
-            return AuditVerifyRead(
-                ok=False,
-                count=count,
-                first_bad_seq=entry.seq,
-                reason="hash does not match the record's content",
-            )
-        prev_hash = entry.hash
-        count += 1
-        expected_seq += 1
-    head = await repository.head()
+    try:
+        async for entry in repository.stream_ascending():
+            walk.check(entry)
+        _check_end(walk, await repository.head())
+    except _Broken as broken:
+        return _result(walk, ok=False, first_bad_seq=broken.seq, reason=broken.reason)
+    return _result(walk, ok=True)
+
+
+async def verify_configured(session: AsyncSession, settings: Settings) -> AuditVerifyRead:
+    """``verify`` with this process's audit keys and the configured checkpoint file (if it
+    exists yet); a checkpoint file that cannot be used is reported as the failure."""
+    keyring = await audit_keys.current()
+    path = settings.effective_audit_checkpoint_file
+    try:
+        checkpoints = await asyncio.to_thread(_read_checkpoints, path)
+    except CheckpointError as exc:
+        return AuditVerifyRead(ok=False, count=0, reason=exc.message, macs_checked=True)
+    return await verify(session, keyring=keyring, checkpoints=checkpoints)
+
+
+def _read_checkpoints(path: Path) -> list[Checkpoint]:
+    return audit_checkpoint.read_file(path) if path.exists() else []
+
+
+def _check_end(walk: _Walk, head: AuditChainHead | None) -> None:
+    count = walk.count
     if head is None:
-        return AuditVerifyRead(
-            ok=False, count=count, first_bad_seq=1, reason="the chain head row is missing"
-        )
+        raise _Broken(1, "the chain head row is missing")
     if head.seq > count:
-        return AuditVerifyRead(
-            ok=False,
-            count=count,
-            first_bad_seq=count + 1,
-            reason=f"the log ends at seq {count} but the chain head names seq {head.seq}",
+        raise _Broken(
+            count + 1, f"the log ends at seq {count} but the chain head names seq {head.seq}"
         )
     if head.seq < count:
-        return AuditVerifyRead(
-            ok=False,
-            count=count,
-            first_bad_seq=head.seq + 1,
-            reason=f"records after seq {head.seq} were added without the chain head",
+        raise _Broken(
+            head.seq + 1, f"records after seq {head.seq} were added without the chain head"
         )
-    if head.hash != prev_hash:
-        return AuditVerifyRead(
-            ok=False,
-            count=count,
-            first_bad_seq=max(count, 1),
-            reason="the chain head's hash does not match the last record",
+    if head.hash != walk.prev_hash:
+        raise _Broken(max(count, 1), "the chain head's hash does not match the last record")
+    beyond = [seq for seq in walk.checkpoints if seq > count]
+    if beyond:
+        seq = min(beyond)
+        at = walk.checkpoints[seq][0].at
+        raise _Broken(
+            count + 1,
+            f"the log ends at seq {count} but a checkpoint published at {at} names seq "
+            f"{seq}: records were removed",
         )
-    return AuditVerifyRead(ok=True, count=count)
+
+
+def _result(
+    walk: _Walk, *, ok: bool, first_bad_seq: int | None = None, reason: str | None = None
+) -> AuditVerifyRead:
+    return AuditVerifyRead(
+        ok=ok,
+        count=walk.count,
+        first_bad_seq=first_bad_seq,
+        reason=reason,
+        keyed=walk.keyed,
+        unkeyed=walk.unkeyed,
+        macs_checked=walk.keyring is not None,
+        checkpoints=sum(len(found) for seq, found in walk.checkpoints.items() if seq <= walk.count),
+    )

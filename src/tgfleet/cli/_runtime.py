@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import migrations
+from tgfleet.audit import keys as audit_keys
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.config import Settings, ensure_data_dir, unknown_settings
@@ -56,6 +57,7 @@ def load_settings(*, log_level: str | None = "WARNING") -> Settings:
         ensure_data_dir(settings)
     except AppError as exc:
         raise fail(exc.message, 2) from exc
+    audit_keys.configure(settings)  # loaded by the first audit record the command appends
     return settings
 
 
@@ -113,10 +115,25 @@ def security_for(settings: Settings) -> auth_service.Security:
         raise fail(exc.message, 2) from exc
 
 
-def open_private(path: Path) -> TextIO:
-    """Open ``path`` for writing with mode 0600 (exports can hold sensitive metadata)."""
+def check_output(path: Path, *, force: bool) -> None:
+    """Refuse an output path that is a symbolic link (always: writing would follow it to
+    whatever it names), or an existing file unless ``force``. The exports call this first."""
+    if path.is_symlink():
+        raise fail(f"{path} is a symbolic link; refusing to write through it")
+    if path.exists() and not force:
+        raise fail(f"{path} exists; pass --force to overwrite it")
+
+
+def open_private(path: Path, *, force: bool) -> TextIO:
+    """Open ``path`` for writing with mode 0600 (exports can hold sensitive metadata), after
+    ``check_output``; a symlink or file that appears meanwhile is refused by ``open`` itself
+    (``O_NOFOLLOW``, and ``O_EXCL`` without ``force``)."""
+    check_output(path, force=force)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError as exc:
+        raise fail(f"{path} exists; pass --force to overwrite it") from exc
     except OSError as exc:
         raise fail(f"cannot write {path}: {exc.strerror}") from exc
     os.fchmod(fd, 0o600)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.account import service as account_service
 from tgfleet.cli._runtime import (
+    check_output,
     cli_audit_context,
     console,
     fail,
@@ -133,8 +134,7 @@ def export(
     settings = load_settings()
     if not 3 <= len(reason.strip()) <= 500:
         raise fail("--reason must say why, in 3 to 500 characters")
-    if out.exists() and not force:
-        raise fail(f"{out} exists; pass --force to overwrite it")
+    check_output(out, force=force)
     vault = load_vault(settings)
 
     async def work(session: AsyncSession) -> bytes:

@@ -11,7 +11,9 @@ from tgfleet.kit.model import Model, TZDateTime
 
 class AuditRecord(Model):
     """One audited action. ``hash = SHA-256(prev_hash || canonical_json(record))`` links each
-    record to the one before it (see ``tgfleet.audit.chain``)."""
+    record to the one before it (see ``tgfleet.audit.chain``); ``mac`` is an HMAC of ``hash``
+    under the audit key ``key_id`` (see ``tgfleet.audit.keys``), null on records written
+    before the chain was keyed."""
 
     __tablename__ = "audit_record"
 
@@ -26,3 +28,5 @@ class AuditRecord(Model):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    mac: Mapped[str | None] = mapped_column(String(64))

@@ -252,7 +252,7 @@ def load_keyring(
         if not env_key.strip():
             msg = f"{ENV_KEY_NAME} is set but empty"
             raise VaultKeyError(msg)
-        active = Kek.from_key(_decode_key(env_key, what=ENV_KEY_NAME))
+        active = Kek.from_key(decode_key(env_key, what=ENV_KEY_NAME))
         keyring = _with_previous(KeySource.ENV, active, [active], previous)
     elif passphrase is not None:
         if not passphrase:
@@ -280,7 +280,7 @@ def init_key_file(key_file: Path) -> Keyring:
     kek = Kek.generate()
     content = _render_key_file(kek.id, [kek])
     try:
-        _create_private_file(key_file, content)
+        create_private_file(key_file, content)
     except FileExistsError:
         msg = (
             f"key file {key_file} already exists; refusing to overwrite it, it may hold the "
@@ -300,7 +300,7 @@ def add_kek(key_file: Path) -> Kek:
     The file is rewritten atomically (0600) under a lock beside it, so two concurrent
     changes cannot lose one another's key.
     """
-    with _key_file_lock(key_file):
+    with key_file_lock(key_file):
         _, keks = _read_key_file(key_file, allow_readable=False)
         kek = Kek.generate()
         _write_key_file(key_file, kek.id, [*keks, kek])
@@ -315,7 +315,7 @@ def retire_kek(key_file: Path, kek_id: str) -> None:
     anything still wrapped by it becomes undecryptable. Retiring a retired KEK does nothing,
     so an interrupted rotation can be resumed. The active KEK is refused.
     """
-    with _key_file_lock(key_file):
+    with key_file_lock(key_file):
         active_id, keks = _read_key_file(key_file, allow_readable=False)
         target = next((kek for kek in keks if kek.id == kek_id), None)
         if target is None:
@@ -340,8 +340,10 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _decode_key(text: str, *, what: str) -> bytes:
-    """32 key bytes from base64 in either alphabet, padding optional; never echoes ``text``."""
+def decode_key(text: str, *, what: str, kind: str = "a vault key") -> bytes:
+    """32 key bytes from base64 in either alphabet, padding optional; never echoes ``text``.
+
+    ``kind`` names the key in the message (the audit log's keys are read the same way)."""
     cleaned = "".join(text.split()).translate(_URLSAFE_TO_STANDARD)
     cleaned += "=" * (-len(cleaned) % 4)
     try:
@@ -351,7 +353,7 @@ def _decode_key(text: str, *, what: str) -> bytes:
         raise VaultKeyError(msg) from None
     if len(key) != KEY_BYTES:
         msg = (
-            f"{what} decodes to {len(key)} bytes; a vault key is exactly {KEY_BYTES} bytes "
+            f"{what} decodes to {len(key)} bytes; {kind} is exactly {KEY_BYTES} bytes "
             f"(create one with: openssl rand -base64 {KEY_BYTES})"
         )
         raise VaultKeyError(msg)
@@ -363,7 +365,7 @@ def _previous_keks(previous_keys: str | None) -> list[Kek]:
         return []
     entries = [entry.strip() for entry in previous_keys.split(",")]
     return [
-        Kek.from_key(_decode_key(entry, what=f"{PREVIOUS_KEYS_NAME} entry {number}"))
+        Kek.from_key(decode_key(entry, what=f"{PREVIOUS_KEYS_NAME} entry {number}"))
         for number, entry in enumerate(entries, start=1)
         if entry  # a trailing comma is harmless
     ]
@@ -389,7 +391,7 @@ def _salt(salt_file: Path) -> bytes:
     """The salt from ``salt_file``, created on first use; a concurrent first use agrees."""
     if not salt_file.exists():
         try:
-            _create_private_file(salt_file, (secrets.token_bytes(SALT_BYTES).hex() + "\n").encode())
+            create_private_file(salt_file, (secrets.token_bytes(SALT_BYTES).hex() + "\n").encode())
         except FileExistsError:
             pass  # another process created it first; read theirs so both derive the same key
         except OSError as exc:
@@ -490,10 +492,10 @@ def _parse_kek(entry: object, *, where: str) -> Kek:
         msg = f"{where} has no valid id ({KEK_ID_LENGTH} lowercase hex characters)"
         raise VaultKeyError(msg)
     where = f"{where} ({kek_id})"
-    created_at = _parse_time(entry.get("created_at"), what=f"{where} created_at")
+    created_at = parse_time(entry.get("created_at"), what=f"{where} created_at")
     retired_value = entry.get("retired_at")
     retired_at = (
-        None if retired_value is None else _parse_time(retired_value, what=f"{where} retired_at")
+        None if retired_value is None else parse_time(retired_value, what=f"{where} retired_at")
     )
     encoded = entry.get("key")
     if encoded is None:
@@ -507,14 +509,14 @@ def _parse_kek(entry: object, *, where: str) -> Kek:
     if retired_at is not None:
         msg = f"{where} is marked retired but still holds key material"
         raise VaultKeyError(msg)
-    key = _decode_key(encoded, what=where)
+    key = decode_key(encoded, what=where)
     if kek_fingerprint(key) != kek_id:
         msg = f"{where}: the key does not match its id (the file was edited or corrupted)"
         raise VaultKeyError(msg)
     return Kek(id=kek_id, key=key, created_at=created_at, retired_at=None)
 
 
-def _parse_time(value: object, *, what: str) -> datetime:
+def parse_time(value: object, *, what: str) -> datetime:
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -554,7 +556,7 @@ def _write_key_file(key_file: Path, active_id: str, keks: list[Kek]) -> None:
 
 
 @contextmanager
-def _key_file_lock(key_file: Path) -> Iterator[None]:
+def key_file_lock(key_file: Path) -> Iterator[None]:
     """Serialise read-modify-write of the key file across processes.
 
     The key file is replaced by rename on every change, so the lock lives on a separate file
@@ -573,7 +575,7 @@ def _key_file_lock(key_file: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _create_private_file(path: Path, content: bytes) -> None:
+def create_private_file(path: Path, content: bytes) -> None:
     """Write ``content`` to a new file ``path`` (0600), atomically; FileExistsError if it exists.
 
     ``write_private_file`` renames over its target; a key file or salt must never be replaced,
