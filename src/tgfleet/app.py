@@ -30,6 +30,7 @@ from tgfleet.config import Settings, ensure_data_dir
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
 from tgfleet.logging import get_logger
 from tgfleet.telemetry.service import FleetGauges, LoopLagMonitor
 from tgfleet.vault.endpoints import IMPORT_PATH
@@ -156,6 +157,8 @@ def create_app(  # noqa: PLR0915 - the lifespan wires every runtime part in one 
         per_path={IMPORT_PATH: settings.import_max_upload_bytes},
     )
     app.add_middleware(RequestContextMiddleware)
+    # Outermost: everything inside sees the client a trusted proxy forwarded, or the peer.
+    app.add_middleware(ForwardedHeadersMiddleware, trusted=TrustedProxies(settings.trusted_proxies))
     return app
 
 

@@ -15,13 +15,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from tgfleet.exceptions import ConfigError
 
 JWT_SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name
+#: More trusted proxies than this is a misconfiguration, not a deployment.
+MAX_TRUSTED_PROXIES: Final = 64
 
 
 class Environment(StrEnum):
@@ -61,6 +63,12 @@ class Settings(BaseSettings):
     login_throttle_base_seconds: Annotated[float, Field(gt=0)] = 1.0
     login_throttle_max_seconds: Annotated[float, Field(gt=0)] = 900.0
     login_throttle_window_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        default=(),
+        max_length=MAX_TRUSTED_PROXIES,
+        description="proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed; empty: the connection's address is the client",
+    )
 
     password_min_length: Annotated[int, Field(ge=8)] = 12
     argon2_time_cost: Annotated[int, Field(ge=1)] = 3
@@ -90,14 +98,6 @@ class Settings(BaseSettings):
         default_factory=list, description="DC ids accepted besides 1-5 (the sandbox's), JSON list"
     )
 
-    import_max_file_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
-    import_max_upload_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
-    import_max_entries: Annotated[int, Field(ge=1)] = 10_000
-    import_max_total_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024 * 1024
-
-    worker_id: str | None = Field(
-        default=None, description="this worker's id in account_status (default: host:pid)"
-    )
     audit_key_file: Path | None = Field(
         default=None, description="default: <data dir>/audit.key (created on first use, 0600)"
     )
@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         default=None, description="also POST each checkpoint (JSON) to this URL"
     )
 
+    import_max_file_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    import_max_upload_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    import_max_entries: Annotated[int, Field(ge=1)] = 10_000
+    import_max_total_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024 * 1024
+
+    worker_id: str | None = Field(
+        default=None, description="this worker's id in account_status (default: host:pid)"
+    )
     worker_reconcile_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
     worker_status_flush_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
     worker_connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
@@ -265,6 +273,13 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):  # the environment's form: "10.0.0.0/8, 127.0.0.1"
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @field_validator("telegram_dcs")
     @classmethod
     def _dc_list(cls, value: str) -> str:
@@ -295,6 +310,14 @@ class Settings(BaseSettings):
         return self.data_dir / "vault.salt"
 
     @property
+    def effective_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit.key"
+
+    @property
+    def effective_audit_checkpoint_file(self) -> Path:
+        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
+
+    @property
     def effective_log_json(self) -> bool:
         if self.log_json is not None:
             return self.log_json
@@ -309,14 +332,6 @@ def parse_dcs(value: str) -> dict[int, tuple[str, int]]:
         if not entry:
             continue
         dc, sep, address = entry.partition("=")
-    @property
-    def effective_audit_key_file(self) -> Path:
-        return self.audit_key_file or self.data_dir / "audit.key"
-
-    @property
-    def effective_audit_checkpoint_file(self) -> Path:
-        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
-
         host, colon, port = address.rpartition(":")
         if not (sep and colon and dc.strip().isdigit() and host and port.isdigit()):
             raise ValueError(f"{entry!r} is not 'id=host:port' (e.g. 2=149.154.167.51:443)")

@@ -88,6 +88,7 @@ def run(
             log_config=None,
             access_log=False,
             server_header=False,
+            proxy_headers=False,  # the app decides (TGFLEET_TRUSTED_PROXIES), not uvicorn
             timeout_graceful_shutdown=3,  # then the worker's 6 s: clients gone within 10 s
         )
     )
