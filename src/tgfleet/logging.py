@@ -101,6 +101,9 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
             "loggers": {
                 "uvicorn.access": {"level": "WARNING"},
                 "sqlalchemy.engine": {"level": "WARNING"},
+                # Its DEBUG log prints every statement with its parameters (password and
+                # token hashes): never wanted, whatever TGFLEET_LOG_LEVEL says.
+                "aiosqlite": {"level": "INFO"},
                 "alembic": {"level": "WARNING"},
             },
         }
