@@ -134,7 +134,9 @@ class Settings(BaseSettings):
     import_max_total_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024 * 1024
 
     worker_id: str | None = Field(
-        default=None, description="this worker's id in account_status (default: host:pid)"
+        default=None,
+        description="this worker's id (default: the host name, or <host>-2, -3... while live "
+        "workers on the host hold it)",
     )
     worker_reconcile_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
     worker_status_flush_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-
-def _tgfleet(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tgfleet", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+from tests.cli._process import tgfleet
 
 
 @pytest.fixture
@@ -46,7 +35,7 @@ class TestMissingDatabase:
         cli_env["TGFLEET_DATABASE_URL"] = missing.render_as_string(hide_password=False)
         cli_env["TGFLEET_JWT_SECRET"] = "planted-" + "j" * 40
         for args in (("user", "list"), ("account", "list"), ("audit", "verify")):
-            result = _tgfleet(cli_env, *args)
+            result = tgfleet(cli_env, *args)
             assert result.returncode == 1, args
             lines = result.stderr.strip().splitlines()
             assert lines == [
@@ -68,7 +57,7 @@ class TestMissingDatabase:
         cli_env["TGFLEET_DATABASE_URL"] = missing.render_as_string(hide_password=False)
         cli_env["TGFLEET_JWT_SECRET"] = "planted-" + "j" * 40
         cli_env["TGFLEET_LOG_LEVEL"] = "DEBUG"
-        result = _tgfleet(cli_env, "user", "list")
+        result = tgfleet(cli_env, "user", "list")
         assert result.returncode == 1
         assert "cli.unexpected_error" in result.stderr
         assert "Traceback (most recent call last)" in result.stderr
@@ -79,7 +68,7 @@ class TestMissingDatabase:
         """No server listening: one line, exit 1, for the commands that open a session."""
         cli_env["TGFLEET_DATABASE_URL"] = "postgresql+asyncpg://postgres@127.0.0.1:9/none"
         for args in (("user", "list"), ("account", "list")):
-            result = _tgfleet(cli_env, *args)
+            result = tgfleet(cli_env, *args)
             assert result.returncode == 1, args
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr[:2000]
             assert result.stderr.startswith("error:")

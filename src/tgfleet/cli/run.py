@@ -8,21 +8,26 @@ from typing import TYPE_CHECKING
 import typer
 
 from tgfleet.auth import service as auth_service
+from tgfleet.cli import _runtime
 from tgfleet.cli._runtime import (
     cli_audit_context,
     console,
+    fail,
     load_settings,
     load_vault,
     migrate,
     run_in_session,
     security_for,
 )
+from tgfleet.cli.worker import require_telegram_app
 from tgfleet.config import Environment, Settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.listen import ListenError, bound_port, format_address, open_listener
 from tgfleet.vault.keyring import init_key_file
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import AsyncIterator
 
     from fastapi import FastAPI
@@ -55,44 +60,70 @@ def run(
 
     from tgfleet.app import create_app
 
+    class _AnnouncingServer(uvicorn.Server):
+        """uvicorn that prints ``announcement`` once it accepts requests (after the app's
+        start-up), not before: the line is the operator's signal that the API answers."""
+
+        def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+            super().__init__(config)
+            self._announcement = announcement
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                console.print(self._announcement, highlight=False)
+
     settings = load_settings(log_level=None)
+    _runtime.serving = True
     if demo:  # the demo's Telegram is its sandbox: never probe the real DCs (see below)
         settings = settings.model_copy(update={"telegram_dcs": ""})
-    security = security_for(settings)
-    _ensure_dev_vault_key(settings)
-    load_vault(settings)  # no usable key: stop here with the message, before serving
-    migrate(settings)
-
-    async def work(session: AsyncSession) -> tuple[str, str] | None:
-        return await auth_service.ensure_admin(session, security, cli_audit_context())
-
-    created = run_in_session(settings, work)
+    elif worker:
+        require_telegram_app(settings)
     listen_host = host if host is not None else settings.host
-    listen_port = port if port is not None else settings.port
-    if created:
-        name, password = created
-        console.print(
-            f"\n[bold]Created user {name!r}. Its password is shown only this once:[/bold]\n\n"
-            f"    {password}\n\nChange it after logging in (POST /api/v1/auth/password).\n",
-            highlight=False,
+    # Bound before anything is created or announced: a busy port changes nothing.
+    try:
+        sock = open_listener(
+            listen_host,
+            port if port is not None else settings.port,
+            hint="pick another with --port or TGFLEET_PORT",
         )
-    console.print(f"tgfleet serving on http://{listen_host}:{listen_port}  (API docs: /docs)")
-    application = create_app(settings, run_worker=worker)
-    if demo:
-        _attach_demo(application, settings, security, listen_host, listen_port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            host=listen_host,
-            port=listen_port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            proxy_headers=False,  # the app decides (TGFLEET_TRUSTED_PROXIES), not uvicorn
-            timeout_graceful_shutdown=3,  # then the worker's 6 s: clients gone within 10 s
+    except ListenError as exc:
+        raise fail(exc.message, 2) from exc
+    with sock:
+        listen_port = bound_port(sock)
+        security = security_for(settings)
+        _ensure_dev_vault_key(settings)
+        load_vault(settings)  # no usable key: stop here with the message, before serving
+        migrate(settings)
+
+        async def work(session: AsyncSession) -> tuple[str, str] | None:
+            return await auth_service.ensure_admin(session, security, cli_audit_context())
+
+        created = run_in_session(settings, work)
+        if created:
+            name, password = created
+            console.print(
+                f"\n[bold]Created user {name!r}. Its password is shown only this once:[/bold]"
+                f"\n\n    {password}\n\nChange it after logging in "
+                "(POST /api/v1/auth/password).\n",
+                highlight=False,
+            )
+        application = create_app(settings, run_worker=worker)
+        if demo:
+            _attach_demo(application, settings, security, listen_host, listen_port)
+        address = format_address(listen_host, listen_port)
+        server = _AnnouncingServer(
+            uvicorn.Config(
+                application,
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                proxy_headers=False,  # the app decides (TGFLEET_TRUSTED_PROXIES), not uvicorn
+                timeout_graceful_shutdown=3,  # then the worker's 6 s: clients gone within 10 s
+            ),
+            f"tgfleet serving on http://{address}  (API docs: /docs)",
         )
-    )
-    asyncio.run(server.serve())
+        asyncio.run(server.serve(sockets=[sock]))
 
 
 def _attach_demo(

@@ -6,33 +6,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 
 import typer
 
 from tgfleet import __version__, metrics, migrations
+from tgfleet.cli import _runtime
 from tgfleet.cli._runtime import console, fail, load_settings, load_vault, schema_revision
-from tgfleet.config import Settings
+from tgfleet.config import Environment, Settings
 from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.kit.listen import ListenError, format_address, open_listener
 from tgfleet.vault.service import Vault
+from tgfleet.worker import identity
+from tgfleet.worker.identity import WorkerIdInUse
 
 
 def worker(
     worker_id: str | None = typer.Option(
-        None, "--id", help="this worker's id (default TGFLEET_WORKER_ID, else the host name)"
+        None,
+        "--id",
+        help="this worker's id (default TGFLEET_WORKER_ID, else the host name, or "
+        "<host>-2, <host>-3... when a live worker on this host holds it)",
     ),
 ) -> None:
     """Run the account runtime alone: lease accounts (PostgreSQL), run their clients, and on
     SIGTERM disconnect them and hand every account over. Needs a migrated database."""
     settings = load_settings(log_level=None)
+    _runtime.serving = True
+    require_telegram_app(settings)
     if not settings.effective_database_url.startswith("postgresql"):
         raise fail(
             "tgfleet worker needs PostgreSQL (TGFLEET_DATABASE_URL=postgresql+asyncpg://...): "
             "on SQLite, `tgfleet run` is the one process that runs accounts",
             2,
         )
-    _require_current_schema(settings)
-    vault = load_vault(settings)
-    asyncio.run(_serve_worker(settings, vault, worker_id))
+    try:
+        sock = open_listener(
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+            hint="each worker on a host needs its own TGFLEET_WORKER_METRICS_PORT (0: any free)",
+        )
+    except ListenError as exc:
+        raise fail(exc.message, 2) from exc
+    with sock:
+        _require_current_schema(settings)
+        vault = load_vault(settings)
+        try:
+            asyncio.run(_serve_worker(settings, vault, worker_id or settings.worker_id, sock))
+        except WorkerIdInUse as exc:
+            raise fail(exc.message, 2) from exc
+
+
+def require_telegram_app(settings: Settings) -> None:
+    """In production the clients must present the operator's own Telegram app: without
+    ``TGFLEET_TELEGRAM_API_ID``/``_HASH`` they would connect as a placeholder. Exit 2."""
+    if settings.env is Environment.PROD and settings.telegram_api_id is None:
+        raise fail(
+            "TGFLEET_ENV=prod needs TGFLEET_TELEGRAM_API_ID and TGFLEET_TELEGRAM_API_HASH "
+            "(your app's, from my.telegram.org) to run accounts; refusing to start",
+            2,
+        )
 
 
 def _require_current_schema(settings: Settings) -> None:
@@ -45,20 +78,32 @@ def _require_current_schema(settings: Settings) -> None:
         )
 
 
-async def _serve_worker(settings: Settings, vault: Vault, worker_id: str | None) -> None:
-    from tgfleet.worker.supervisor import Supervisor  # heavy (Telethon): only when serving
+async def _serve_worker(
+    settings: Settings, vault: Vault, requested_id: str | None, sock: socket.socket
+) -> None:
+    from tgfleet.health.network import NetworkMonitor
+    from tgfleet.health.service import HealthService
+    from tgfleet.telemetry.service import LoopLagMonitor
+    from tgfleet.worker.http import WorkerHttp, build_app
 
     engine = create_engine(
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
     )
-    from tgfleet.health.network import NetworkMonitor
-    from tgfleet.health.service import HealthService
-    from tgfleet.telemetry.service import LoopLagMonitor
-    from tgfleet.worker.http import WorkerHttp, build_app
-
     sessionmaker = create_sessionmaker(engine)
+    # Held from choosing the id until it is registered (in supervisor.start): a worker
+    # starting at the same moment then sees it held and picks another.
+    identity_lock = contextlib.AsyncExitStack()
+    try:
+        await identity_lock.enter_async_context(identity.start_lock(engine))
+        worker_id = await identity.claim(sessionmaker, requested_id, identity.Process.current())
+    except BaseException:
+        await identity_lock.aclose()
+        await engine.dispose()
+        raise
+    from tgfleet.worker.supervisor import Supervisor  # heavy (Telethon): only when serving
+
     supervisor = Supervisor(settings, sessionmaker, vault, worker_id=worker_id)
     leases = supervisor.leases
     network = NetworkMonitor.from_settings(settings)
@@ -75,9 +120,7 @@ async def _serve_worker(settings: Settings, vault: Vault, worker_id: str | None)
         per_account=settings.metrics_per_account, version=__version__, roles=("worker",)
     )
     http = WorkerHttp(
-        build_app(settings, engine=engine, supervisor=supervisor, health=health),
-        settings.worker_metrics_host,
-        settings.worker_metrics_port,
+        build_app(settings, engine=engine, supervisor=supervisor, health=health), sock
     )
     loop_lag = LoopLagMonitor()
     stop = asyncio.Event()
@@ -89,13 +132,15 @@ async def _serve_worker(settings: Settings, vault: Vault, worker_id: str | None)
         network.start()
         loop_lag.start()
         await supervisor.start()
+        await identity_lock.aclose()
         console.print(
             f"tgfleet worker {supervisor.worker_id} running; /metrics and probes on "
-            f"{settings.worker_metrics_host}:{port}",
+            f"{format_address(settings.worker_metrics_host, port)}",
             highlight=False,
         )
         await stop.wait()
     finally:
+        await identity_lock.aclose()
         with contextlib.suppress(Exception):
             await supervisor.stop()
         await loop_lag.stop()

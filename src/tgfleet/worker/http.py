@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,14 +51,14 @@ class _Server(uvicorn.Server):
 
 
 class WorkerHttp:
-    """Serves :func:`build_app` on ``host:port`` inside the running loop."""
+    """Serves :func:`build_app` on a listening socket inside the running loop (the caller
+    binds it first: a busy port is refused before the worker changes anything)."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, sock: socket.socket) -> None:
+        self._sock = sock
         self._server = _Server(
             uvicorn.Config(
                 app,
-                host=host,
-                port=port,
                 lifespan="off",
                 log_config=None,
                 access_log=False,
@@ -68,7 +69,9 @@ class WorkerHttp:
 
     async def start(self) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
-        self._task = asyncio.create_task(self._server.serve(), name="worker:http")
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[self._sock]), name="worker:http"
+        )
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises why it could not start (port in use, ...)
@@ -79,15 +82,12 @@ class WorkerHttp:
 
     @property
     def port(self) -> int:
-        for server in self._server.servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        return 0
+        return int(self._sock.getsockname()[1])
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is None:
-            return
-        self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(task, 5.0)
+        if task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5.0)
+        self._sock.close()
