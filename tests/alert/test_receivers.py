@@ -41,6 +41,7 @@ from tgfleet.alert.receivers import (
     build_receivers,
     split_message,
 )
+from tgfleet.alert.receivers._delivery import redact_url
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification
 from tgfleet.logging import configure_logging
 
@@ -718,6 +719,73 @@ class TestWebhook:
         assert "HTTP Request: POST" in caplog.text
         assert "s3cr3t-p4th" not in caplog.text
         assert "s3cr3t-p4th" not in repr(result)
+
+
+class EchoingHook(HttpSink):
+    """A webhook receiver that knows no hook: it answers 404 (or ``status``) with the URL it
+    was called at, its path and its query in the body, as many real ones do."""
+
+    def __init__(self, status: int = 404, pad: int = 0) -> None:
+        super().__init__()
+        self.status = status
+        self.pad = pad
+
+    async def _receive(self, request: Request) -> Response:
+        body = {
+            "pad": "x" * self.pad,
+            "error": f"no hook at {request.url}",
+            "path": request.url.path,
+            "query": request.url.query,
+        }
+        return JSONResponse(body, status_code=self.status)
+
+
+class TestWebhookUrlRedaction:
+    SECRET_PATH = "hooks/T0KEN-in-the-path"
+    SECRET_QUERY = "key=Qu3ry-s3cret-value"
+
+    @pytest.mark.parametrize(("status", "pad"), [(404, 0), (503, 0), (404, 135)])
+    async def test_an_echoed_url_shows_scheme_and_host_only(
+        self,
+        http: httpx.AsyncClient,
+        caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str],
+        status: int,
+        pad: int,
+    ) -> None:
+        """A receiver that echoes the URL, its path and its query in its error (a final 404,
+        or 503s retried until the attempts run out): the result's error, its detail and the
+        logs (httpx's request lines, tgfleet's retry and failure events) show
+        ``http://host:port/…`` and never the path or the query (the URL in full was already
+        hidden; its parts were not). With ``pad`` the error's 200-character cut falls inside
+        the secret path: it is scrubbed before it is cut, so no half of it shows either."""
+        configure_logging(level="DEBUG", json=True)
+        try:
+            async with EchoingHook(status, pad) as hook:
+                url = f"{hook.url}/{self.SECRET_PATH}?{self.SECRET_QUERY}"
+                with caplog.at_level(logging.DEBUG):
+                    result = await deliver(webhook_config(url), http, notification((alert(),)))
+        finally:
+            configure_logging(level="INFO", json=False)
+        captured = capfd.readouterr()
+        shown = repr(result) + caplog.text + captured.out + captured.err
+        assert not result.ok
+        assert result.attempts == (1 if status == 404 else FAST.max_attempts)
+        assert result.error is not None
+        assert f"no hook at {hook.url}/…" in result.error
+        assert "hooks/T0" not in result.error
+        assert "alert.delivery.failed" in shown
+        assert "HTTP Request: POST" in shown
+        for secret in ("T0KEN-in-the-path", "Qu3ry-s3cret-value"):
+            assert secret not in shown
+
+    def test_redact_url(self) -> None:
+        """Only the scheme, the host and the port of a secret URL are shown."""
+        assert redact_url("https://user:pw@hooks.example.com/a/b?c=d") == (
+            "https://hooks.example.com/…"
+        )
+        assert redact_url("http://[::1]:9000/x") == "http://[::1]:9000/…"
+        assert redact_url("not a url") == "[redacted]"
 
 
 class TestAlertmanagerReceiver:

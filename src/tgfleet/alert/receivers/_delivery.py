@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Final, TypeVar
+from urllib.parse import parse_qsl, unquote
 
 import httpx
 import tenacity
@@ -28,6 +29,9 @@ log = get_logger("tgfleet.alert.receivers")
 T = TypeVar("T")
 
 REDACTED: Final = "[redacted]"
+#: Shorter path segments and query values of a secret URL are not taken for secrets
+#: (``api``, ``v1``, ``hooks``): redacting them everywhere would garble every message.
+MIN_SECRET_PART: Final = 8
 # A Bot API URL carries the token in its path: .../bot<token>/sendMessage.
 _BOT_PATH = re.compile(r"/bot[^/\s\"'<>]+")
 
@@ -98,7 +102,7 @@ class _SecretScrubber(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__("tgfleet-secret-scrubber")
-        self.secrets: set[str] = set()
+        self.secrets: dict[str, str] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -121,20 +125,71 @@ _HTTP_LOGGERS: Final = (
 )
 
 
-def protect_secrets(secrets: Iterable[str]) -> None:
+Secrets = Iterable[str] | Mapping[str, str]
+
+
+def _replacements(secrets: Secrets) -> dict[str, str]:
+    """``secrets`` as secret -> what replaces it ([redacted] unless a mapping says)."""
+    if isinstance(secrets, Mapping):
+        return {secret: shown for secret, shown in secrets.items() if secret}
+    return dict.fromkeys((secret for secret in secrets if secret), REDACTED)
+
+
+def protect_secrets(secrets: Secrets) -> None:
     """Keep ``secrets`` (and any Bot API token in a URL) out of the HTTP libraries' logs."""
-    _SCRUBBER.secrets.update(secret for secret in secrets if secret)
+    _SCRUBBER.secrets.update(_replacements(secrets))
     for name in _HTTP_LOGGERS:
         logger = logging.getLogger(name)
         if _SCRUBBER not in logger.filters:
             logger.addFilter(_SCRUBBER)
 
 
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every secret and every ``/bot<token>`` path replaced by [redacted]."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+def scrub(text: str, secrets: Secrets = ()) -> str:
+    """``text`` with every secret replaced (longest first: a URL before its path) and every
+    ``/bot<token>`` path replaced by [redacted]."""
+    replacements = _replacements(secrets)
+    for secret in sorted(replacements, key=len, reverse=True):
+        text = text.replace(secret, replacements[secret])
     return _BOT_PATH.sub(f"/bot{REDACTED}", text)
+
+
+def redact_url(url: str) -> str:
+    """What of a secret URL may be shown: ``scheme://host[:port]/…``."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return REDACTED
+    if not (parsed.scheme and parsed.host):
+        return REDACTED
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{host}{port}/…"
+
+
+def url_secrets(url: str) -> dict[str, str]:
+    """The parts of a secret URL (a webhook's path and query are its credentials) that are
+    kept out of results and logs, each with what replaces it: the URL itself, as written and
+    as httpx sends and logs it, by :func:`redact_url`; its user info, path and query, raw
+    and decoded, and every path segment and query value of :data:`MIN_SECRET_PART` or more
+    characters by [redacted] (a receiver may echo any of them in its error)."""
+    shown = redact_url(url)
+    secrets: dict[str, str] = {url: shown}
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return secrets
+    secrets[str(parsed)] = shown
+    raw_path = parsed.raw_path.decode("ascii", "replace")
+    path, _, query = raw_path.partition("?")
+    parts = {parsed.userinfo.decode("ascii", "replace"), raw_path, path, query, parsed.path}
+    for segment in path.split("/"):
+        parts |= {segment, unquote(segment)}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        parts |= {value, f"{name}={value}"}
+    for part in parts:
+        if len(part) >= MIN_SECRET_PART and part != "/":
+            secrets.setdefault(part, REDACTED)
+    return secrets
 
 
 # --------------------------------------------------------------------------- notifications
@@ -253,15 +308,19 @@ class Integration(ABC):
         self._http = http
         self._policy = policy
         self._attempt_timeout = attempt_timeout or policy.attempt_timeout
-        self._secrets: set[str] = set()
+        self._secrets: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} receiver={self.receiver!r} index={self.index}>"
 
     def _add_secret(self, secret: str) -> None:
-        if secret and secret not in self._secrets:
-            self._secrets.add(secret)
-            protect_secrets([secret])
+        self._add_secrets({secret: REDACTED})
+
+    def _add_secrets(self, secrets: Mapping[str, str]) -> None:
+        fresh = {s: shown for s, shown in secrets.items() if s and s not in self._secrets}
+        if fresh:
+            self._secrets.update(fresh)
+            protect_secrets(fresh)
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -413,7 +472,9 @@ class Integration(ABC):
         if response.is_success:
             return response
         status = response.status_code
-        reason = f"HTTP {status}: {self._scrub(response.text[:200].strip())}".rstrip(": ")
+        # Scrubbed before it is cut: a secret across the cut would leak its first half.
+        excerpt = self._scrub(response.text[:4000]).strip()[:200]
+        reason = f"HTTP {status}: {excerpt}".rstrip(": ")
         if status == 429:
             raise self._rate_limited(reason, _retry_after_header(response), status)
         if status >= 500:

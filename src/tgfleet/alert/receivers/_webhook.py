@@ -19,6 +19,7 @@ from tgfleet.alert.receivers._delivery import (
     Prepared,
     _Progress,
     as_utc,
+    url_secrets,
 )
 from tgfleet.alert.schemas import Alert
 
@@ -122,7 +123,7 @@ class WebhookIntegration(Integration):
         self._url_file: Path | None = config.url_file
         self._max_alerts = config.max_alerts
         if config.url is not None:
-            self._add_secret(config.url.get_secret_value())
+            self._add_secrets(url_secrets(config.url.get_secret_value()))
 
     async def _deliver(self, prepared: Prepared, progress: _Progress) -> None:
         url = await self._target()
@@ -145,7 +146,7 @@ class WebhookIntegration(Integration):
         url = content.strip()
         if not url:
             raise Permanent(f"url_file {self._url_file} is empty")
-        self._add_secret(url)
+        self._add_secrets(url_secrets(url))
         return url
 
 
