@@ -32,7 +32,6 @@ _CONSTRUCTS: tuple[tuple[str, str], ...] = (
     ("invalid perl operator: (?!", "negative look-ahead (?!...) is not supported"),
     ("invalid perl operator: (?<=", "look-behind (?<=...) is not supported"),
     ("invalid perl operator: (?<!", "negative look-behind (?<!...) is not supported"),
-    ("invalid perl operator: (?P=", "the backreference (?P=name) is not supported"),
     ("invalid perl operator: (?>", "the atomic group (?>...) is not supported"),
     ("invalid perl operator: (?#", "comments (?#...) are not supported"),
     (
@@ -75,7 +74,7 @@ def compile_regex(pattern: str) -> Pattern:
     try:
         compiled: Pattern = re2.compile(pattern, _options())
     except re2.error as exc:
-        msg = f"{_explain(exc)} (playbook regexes are RE2, see docs/playbooks.md)"
+        msg = f"{_explain(exc, pattern)} (playbook regexes are RE2, see docs/playbooks.md)"
         raise RegexRefused(msg) from None
     return compiled
 
@@ -123,11 +122,13 @@ def _refuse_ascii_classes_with_unicode(pattern: str) -> None:
         raise RegexRefused(msg)
 
 
-def _explain(error: re2.error) -> str:
+def _explain(error: re2.error, pattern: str) -> str:
     raw = error.args[0] if error.args else ""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     if text.startswith("invalid escape sequence: \\") and text[-1:].isdigit():
         return f"the backreference {text.rpartition(': ')[2]} is not supported"
+    if text.startswith("invalid perl operator: (?P") and "(?P=" in pattern:
+        return "the backreference (?P=name) is not supported"
     for prefix, explanation in _CONSTRUCTS:
         if text.startswith(prefix):
             return explanation

@@ -47,7 +47,7 @@ MAX_VALUE_CHARS = 16_384
 MAX_INT_BITS = 4096
 MAX_OUTPUT_CHARS = 16_384
 MAX_STEPS = 20_000
-MAX_RENDER_CPU_SECONDS = 0.025
+MAX_RENDER_CPU_SECONDS = 0.01
 
 #: Methods a template may call, by the type they belong to; everything else that is
 #: callable on these types is refused (``ljust(10**8)``, ``to_bytes(10**8)``...).

@@ -1,22 +1,36 @@
-"""HTTP API for playbooks: versioned YAML reply rules and their dry run."""
+"""HTTP API for playbooks: versioned YAML reply rules and their dry run.
+
+Saving and the dry run authorise in a short transaction of their own and compile the
+playbook after it, before the request's unit of work opens (``DbSession`` is declared after
+the dependencies that compile): a playbook of thousands of templates compiles for seconds,
+and a dry run may wait for the model, with no transaction open (on SQLite: no write lock).
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.config import Settings
 from tgfleet.kit.clock import utcnow
+from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
+from tgfleet.kit.schema import INT32_MAX
 from tgfleet.models import Playbook, PlaybookVersion
 from tgfleet.playbook import service as playbook_service
-from tgfleet.playbook.engine import AccountInfo, LlmConfig, Message, ReplyEngine
+from tgfleet.playbook.engine import (
+    AccountInfo,
+    CompiledPlaybook,
+    LlmConfig,
+    Message,
+    ReplyEngine,
+)
 from tgfleet.playbook.schemas import (
     DryRunRead,
     DryRunRequest,
@@ -33,6 +47,28 @@ router = APIRouter(prefix="/api/v1/playbooks", tags=["playbooks"])
 
 Reader = Annotated[Principal, Requires(Permission.PLAYBOOK_READ)]
 Writer = Annotated[Principal, Requires(Permission.PLAYBOOK_WRITE)]
+#: Authorises in a transaction that ends before the route's work (one instance: cached).
+SourceWriter = Annotated[Principal, Requires(Permission.PLAYBOOK_WRITE, own_transaction=True)]
+
+
+async def _checked_create(
+    body: PlaybookCreate, _principal: SourceWriter
+) -> playbook_service.CheckedSource:
+    return await playbook_service.check(body.source)
+
+
+async def _checked_update(
+    body: PlaybookUpdate, _principal: SourceWriter
+) -> playbook_service.CheckedSource:
+    return await playbook_service.check(body.source)
+
+
+async def _dry_run_playbook(
+    playbook_id: uuid.UUID, body: DryRunRequest, _principal: SourceWriter, request: Request
+) -> CompiledPlaybook:
+    async with unit_of_work(request.app.state.sessionmaker, read_only=True) as session:
+        stored = await playbook_service.stored_version(session, playbook_id, body.version)
+    return await playbook_service.compile_stored(stored)
 
 
 def _detail(playbook: Playbook, latest: PlaybookVersion) -> PlaybookDetail:
@@ -64,7 +100,11 @@ async def list_playbooks(
 
 @router.post("", response_model=PlaybookDetail, status_code=status.HTTP_201_CREATED)
 async def create_playbook(
-    body: PlaybookCreate, principal: Writer, session: DbSession, meta: Meta
+    body: PlaybookCreate,
+    principal: SourceWriter,
+    checked: Annotated[playbook_service.CheckedSource, Depends(_checked_create)],
+    session: DbSession,
+    meta: Meta,
 ) -> PlaybookDetail:
     """Create a playbook (version 1). An invalid document is a 422 whose detail names the
     line and the field of every problem."""
@@ -72,7 +112,7 @@ async def create_playbook(
         session,
         audit_context(principal, meta),
         name=body.name,
-        source=body.source,
+        source=checked,
         description=body.description,
     )
     latest = await playbook_service.get_version(session, playbook.id)
@@ -91,7 +131,12 @@ async def get_playbook(
 
 @router.put("/{playbook_id}", response_model=PlaybookDetail)
 async def update_playbook(
-    playbook_id: uuid.UUID, body: PlaybookUpdate, principal: Writer, session: DbSession, meta: Meta
+    playbook_id: uuid.UUID,
+    body: PlaybookUpdate,
+    principal: SourceWriter,
+    checked: Annotated[playbook_service.CheckedSource, Depends(_checked_update)],
+    session: DbSession,
+    meta: Meta,
 ) -> PlaybookDetail:
     """Save a new version. Groups that follow the latest version pick it up; pinned
     groups keep theirs. The same source as the latest is a 409 (``playbook_unchanged``)
@@ -100,7 +145,7 @@ async def update_playbook(
         session,
         audit_context(principal, meta),
         playbook_id,
-        source=body.source,
+        source=checked,
         description=body.description,
     )
     latest = await playbook_service.get_version(session, playbook.id)
@@ -132,7 +177,10 @@ async def list_versions(
 
 @router.get("/{playbook_id}/versions/{version}", response_model=PlaybookVersionRead)
 async def get_version(
-    playbook_id: uuid.UUID, version: int, _principal: Reader, session: DbSession
+    playbook_id: uuid.UUID,
+    version: Annotated[int, Path(ge=1, le=INT32_MAX)],
+    _principal: Reader,
+    session: DbSession,
 ) -> PlaybookVersionRead:
     """One version with its source, exactly as saved."""
     row = await playbook_service.get_version(session, playbook_id, version)
@@ -141,19 +189,13 @@ async def get_version(
 
 @router.post("/{playbook_id}/dry-run", response_model=DryRunRead)
 async def dry_run(
-    playbook_id: uuid.UUID,
     body: DryRunRequest,
-    _principal: Writer,
-    session: DbSession,
+    compiled: Annotated[CompiledPlaybook, Depends(_dry_run_playbook)],
     request: Request,
 ) -> DryRunRead:
     """Evaluate one message against a version (the latest by default) as a worker would,
     without rate limits, probability or claims; an LLM rule calls the configured model.
     The response names the rule, the reply and, when nothing would be sent, why."""
-    compiled = await playbook_service.compiled_version(session, playbook_id, body.version)
-    # The model may take seconds: end the request's transaction first so that it does not
-    # hold SQLite's write lock meanwhile.
-    await session.commit()
     settings: Settings = request.app.state.settings
     text = body.message
     message = Message(

@@ -1,5 +1,10 @@
 """Playbook services: versioned YAML documents, validated before anything is written.
 
+Compiling a large playbook takes seconds of CPU (a few thousand templates). The API
+compiles it (``check``) before the request's transaction opens and hands the result to
+``create``/``update``, so no transaction, and on SQLite no write lock, is held meanwhile;
+the dry run reads the stored source in a short read-only transaction and compiles after it.
+
 Every save is a new version and ``latest_version`` advances; versions are never changed.
 Saving a source identical to the latest version is refused (409 ``playbook_unchanged``)
 unless only the description changes, which updates the playbook without a new version.
@@ -11,6 +16,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -62,6 +68,25 @@ def clean_name(raw: str) -> str:
 async def validate(source: str, *, name: str = "", version: int = 0) -> CompiledPlaybook:
     """Compile ``source`` off the event loop (a large playbook compiles many templates)."""
     return await asyncio.to_thread(compile_playbook, source, name=name, version=version)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSource:
+    """A source that compiles, checked by ``check`` (outside any transaction)."""
+
+    text: str
+    rules: int
+
+
+async def check(source: str) -> CheckedSource:
+    """Validate ``source`` (off the event loop); raises ``PlaybookInvalid`` (422). Call it
+    before the unit of work that saves the source opens, then pass the result on."""
+    compiled = await validate(source)
+    return CheckedSource(text=source, rules=len(compiled.rules))
+
+
+async def _checked(source: str | CheckedSource) -> CheckedSource:
+    return source if isinstance(source, CheckedSource) else await check(source)
 
 
 # --- Lookups the account domain and the worker use ------------------------------------------
@@ -133,11 +158,15 @@ async def load_compiled(
                 problems=exc.problems[:5],
             )
             continue
-        _compiled[ref] = compiled
-        while len(_compiled) > COMPILED_CACHE_SIZE:
-            _compiled.popitem(last=False)
+        _remember(ref, compiled)
         found[ref] = compiled
     return found
+
+
+def _remember(ref: tuple[uuid.UUID, int], compiled: CompiledPlaybook) -> None:
+    _compiled[ref] = compiled
+    while len(_compiled) > COMPILED_CACHE_SIZE:
+        _compiled.popitem(last=False)
 
 
 # --- CRUD -------------------------------------------------------------------------------------
@@ -148,12 +177,13 @@ async def create(
     context: AuditContext,
     *,
     name: str,
-    source: str,
+    source: str | CheckedSource,
     description: str = "",
 ) -> Playbook:
-    """Create a playbook with version 1. The source is validated before anything is written."""
+    """Create a playbook with version 1. The source is validated before anything is
+    written (pass a ``CheckedSource`` to have it validated before the transaction)."""
     name = clean_name(name)
-    compiled = await validate(source, name=name, version=1)
+    checked = await _checked(source)
     repository = PlaybookRepository(session)
     if await repository.by_name(name) is not None:
         raise PlaybookNameTaken(f"a playbook named {name!r} already exists")
@@ -165,14 +195,16 @@ async def create(
     except IntegrityError as exc:  # a concurrent create with the same name won
         raise PlaybookNameTaken(f"a playbook named {name!r} already exists") from exc
     await PlaybookVersionRepository(session).add(
-        PlaybookVersion(playbook_id=playbook.id, version=1, source=source, created_by=context.actor)
+        PlaybookVersion(
+            playbook_id=playbook.id, version=1, source=checked.text, created_by=context.actor
+        )
     )
     await audit_service.record(
         session,
         context,
         action="playbook.create",
         target=f"playbook:{playbook.id}",
-        details={"name": name, "version": 1, "rules": len(compiled.rules)},
+        details={"name": name, "version": 1, "rules": checked.rules},
     )
     await account_runtime.notify_workers(session)
     return playbook
@@ -183,16 +215,17 @@ async def update(
     context: AuditContext,
     playbook_id: uuid.UUID,
     *,
-    source: str,
+    source: str | CheckedSource,
     description: str | None = None,
 ) -> Playbook:
     """Save ``source`` as the next version (409 ``playbook_unchanged`` when it is the same
     as the latest and the description does not change either)."""
+    checked = await _checked(source)  # before the row lock: no lock held while compiling
+    source = checked.text
     repository = PlaybookRepository(session)
     playbook = await repository.get_for_update(playbook_id)
     if playbook is None:
         raise PlaybookNotFound(f"no playbook with id {playbook_id}")
-    compiled = await validate(source, name=playbook.name, version=playbook.latest_version + 1)
     versions = PlaybookVersionRepository(session)
     latest = await versions.one(playbook.id, playbook.latest_version)
     new_description = description.strip() if description is not None else None
@@ -236,7 +269,7 @@ async def update(
         details={
             "name": playbook.name,
             "version": playbook.latest_version,
-            "rules": len(compiled.rules),
+            "rules": checked.rules,
         },
     )
     await account_runtime.notify_workers(session)
@@ -359,17 +392,37 @@ async def create_or_update_by_name(
 # --- Dry run ------------------------------------------------------------------------------------
 
 
-async def compiled_version(
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One saved version as read from the database, to compile after the transaction."""
+
+    playbook_id: uuid.UUID
+    name: str
+    version: int
+    source: str
+
+
+async def stored_version(
     session: AsyncSession, playbook_id: uuid.UUID, version: int | None = None
-) -> CompiledPlaybook:
-    """One version (the latest by default), compiled. A stored source that no longer
-    compiles raises ``PlaybookInvalid`` naming its problems."""
+) -> StoredVersion:
+    """One version (the latest by default); 404 when the playbook or the version is missing."""
     row = await get_version(session, playbook_id, version)
-    ref = (row.playbook_id, row.version)
-    compiled = (await load_compiled(session, [ref])).get(ref)
-    if compiled is None:
-        playbook = await get(session, playbook_id)
-        compiled = await validate(row.source, name=playbook.name, version=row.version)
+    playbook = await get(session, playbook_id)
+    return StoredVersion(
+        playbook_id=row.playbook_id, name=playbook.name, version=row.version, source=row.source
+    )
+
+
+async def compile_stored(stored: StoredVersion) -> CompiledPlaybook:
+    """``stored`` compiled (from the process-wide cache when it is there). A source that no
+    longer compiles raises ``PlaybookInvalid`` naming its problems."""
+    ref = (stored.playbook_id, stored.version)
+    cached = _compiled.get(ref)
+    if cached is not None:
+        _compiled.move_to_end(ref)
+        return cached
+    compiled = await validate(stored.source, name=stored.name, version=stored.version)
+    _remember(ref, compiled)
     return compiled
 
 
