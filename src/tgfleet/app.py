@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
 from fastapi import FastAPI, Request
@@ -31,6 +32,7 @@ from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
+from tgfleet.kit.schema import CONTROL_RULE, control_character
 from tgfleet.logging import get_logger
 from tgfleet.telemetry.service import FleetGauges, LoopLagMonitor
 from tgfleet.vault.endpoints import IMPORT_PATH
@@ -151,6 +153,7 @@ def create_app(  # noqa: PLR0915 - the lifespan wires every runtime part in one 
     app.state.settings = settings
     mount_routers(app)
     _install_error_handlers(app)
+    app.add_middleware(InputGuardMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -270,6 +273,38 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class InputGuardMiddleware:
+    """Refuse, with 400, a path or query string that holds a control character once
+    percent-decoded (``%00`` reached PostgreSQL and answered 500). Request bodies are
+    screened by `RequestSchema`; this covers what FastAPI hands to query and path
+    parameters, whichever endpoint declares them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problem = _url_problem(scope)
+            if problem is not None:
+                await _send_error(send, 400, "bad_request", problem)
+                return
+        await self.app(scope, receive, send)
+
+
+def _url_problem(scope: Scope) -> str | None:
+    char = control_character(scope.get("path", ""))
+    if char is not None:
+        return f"the URL path must not contain {char} or other {CONTROL_RULE}"
+    query = scope.get("query_string", b"").decode("latin-1")
+    # Decoded as Starlette decodes it for the endpoints (UTF-8, blanks kept).
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        char = control_character(name) or control_character(value)
+        if char is not None:
+            shown = name.encode("unicode_escape").decode("ascii")  # never echo a raw control
+            return f"query parameter '{shown}' must not contain {char} or other {CONTROL_RULE}"
+    return None
 
 
 def _too_large(max_bytes: int) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from tgfleet.kit.pagination import Page
-from tgfleet.kit.schema import RequestSchema, Schema
+from tgfleet.kit.schema import INT32_MAX, RequestSchema, Schema
 
 #: At most this many ids in one bulk request.
 BULK_MAX_IDS = 10_000
@@ -200,7 +200,7 @@ class AccountGroupRead(Schema):
 class AccountGroupUpdate(RequestSchema):
     enabled: bool
     playbook_id: uuid.UUID | None = None
-    playbook_version: Annotated[int | None, Field(ge=1)] = None
+    playbook_version: Annotated[int | None, Field(ge=1, le=INT32_MAX)] = None
     title: Annotated[
         str | None, Field(max_length=255, description="null keeps the current title")
     ] = None
@@ -217,7 +217,7 @@ class GroupBulkUpdate(RequestSchema):
     playbook_id: uuid.UUID | None = Field(
         default=None, description="null leaves each group's playbook as it is"
     )
-    playbook_version: Annotated[int | None, Field(ge=1)] = None
+    playbook_version: Annotated[int | None, Field(ge=1, le=INT32_MAX)] = None
     create: bool = Field(default=False, description="add the chat_ids an account lacks")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,6 +15,7 @@ from tgfleet.config import Settings
 from tgfleet.exceptions import InvalidInput
 from tgfleet.kit.http import DbSession, ReadOnlyDbSession
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
+from tgfleet.kit.schema import UtcDatetime
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -31,8 +31,8 @@ async def list_records(
         str | None, Query(max_length=64, description="exact, or a prefix ending in *")
     ] = None,
     target: Annotated[str | None, Query(max_length=300)] = None,
-    since: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with zone")] = None,
-    until: Annotated[datetime | None, Query(description="exclusive, ISO 8601 with zone")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="inclusive, ISO 8601 with zone")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="exclusive, ISO 8601 with zone")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Page[AuditRecordRead]:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from tgfleet.kit.schema import RequestSchema, Schema
+from tgfleet.kit.schema import INT32_MAX, RequestSchema, Schema
 
 #: Requests may carry a little more than the document limit so that the size error names it.
 SOURCE_BODY_MAX = 512 * 1024
@@ -74,7 +74,7 @@ class DryRunAccount(RequestSchema):
 
 
 class DryRunRequest(RequestSchema):
-    version: int | None = Field(default=None, ge=1, description="default: the latest")
+    version: int | None = Field(default=None, ge=1, le=INT32_MAX, description="default: the latest")
     message: DryRunMessage
     account: DryRunAccount = DryRunAccount()
 
