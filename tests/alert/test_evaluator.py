@@ -196,3 +196,68 @@ async def test_exactly_one_evaluator_leads_and_another_takes_over(
             await evaluator.stop()
         for engine in engines:
             await engine.dispose()
+
+
+class TestFleetOnlineRatioGrace:
+    """``FleetOnlineRatioLow`` waits ``online_ratio_for`` before it fires (a rule's ``for``),
+    driven by the evaluation's ``now`` on a real database."""
+
+    HOLD = 60.0
+
+    def _evaluator(self, maker: async_sessionmaker[AsyncSession], outbox: Outbox) -> Evaluator:
+        dispatcher = Dispatcher(FAST, outbox, log=alert_service.DatabaseLog(maker))
+        thresholds = Thresholds(online_ratio=0.9, online_ratio_for=self.HOLD)
+        return Evaluator(maker, dispatcher, interval=0.1, thresholds=thresholds)
+
+    @staticmethod
+    def _low(firing: Sequence[object]) -> bool:
+        return any(getattr(a, "name", "") == "FleetOnlineRatioLow" for a in firing)
+
+    async def test_accounts_connecting_at_start_fire_nothing(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """At start every account is still connecting (ratio 0): nothing fires within the
+        grace, and once they are online before it ends nothing ever did (it fired at every
+        start)."""
+        ids = await make_accounts(sessionmaker, 10)
+        await set_state(sessionmaker, ids, State.STARTING, "start")
+        evaluator = self._evaluator(sessionmaker, Outbox())
+        start = utcnow()
+        try:
+            for seconds in (0.0, 2.0, self.HOLD / 2, self.HOLD - 1):
+                firing = await evaluator.evaluate(start + timedelta(seconds=seconds))
+                assert not self._low(firing), seconds
+            await set_state(sessionmaker, ids, State.ONLINE, "connected")
+            for seconds in (self.HOLD, self.HOLD * 3):
+                assert not self._low(await evaluator.evaluate(start + timedelta(seconds=seconds)))
+            async with unit_of_work(sessionmaker, read_only=True) as session:
+                stored = await session.scalar(select(func.count()).select_from(AlertRow))
+            assert stored == 0
+        finally:
+            await evaluator.stop()
+
+    async def test_a_low_ratio_that_lasts_fires_after_the_grace(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Accounts that stay down past the grace fire the alert (and it is stored); a
+        ratio that recovers resolves it, and a new dip waits the whole grace again."""
+        ids = await make_accounts(sessionmaker, 10)
+        await set_state(sessionmaker, ids[:8], State.ONLINE, "connected")
+        await set_state(sessionmaker, ids[8:], State.ERROR, "auth_key_unregistered")
+        evaluator = self._evaluator(sessionmaker, Outbox())
+        start = utcnow()
+        try:
+            assert not self._low(await evaluator.evaluate(start))
+            firing = await evaluator.evaluate(start + timedelta(seconds=self.HOLD))
+            assert self._low(firing)
+            async with unit_of_work(sessionmaker, read_only=True) as session:
+                stored = await alert_service.firing_alerts(session, utcnow())
+            assert [a.name for a in stored] == ["FleetOnlineRatioLow"]
+            await set_state(sessionmaker, ids[8:], State.ONLINE, "connected")
+            assert not self._low(await evaluator.evaluate(start + timedelta(seconds=self.HOLD + 1)))
+            await set_state(sessionmaker, ids[8:], State.ERROR, "auth_key_unregistered")
+            again = start + timedelta(seconds=self.HOLD + 2)
+            assert not self._low(await evaluator.evaluate(again))
+            assert self._low(await evaluator.evaluate(again + timedelta(seconds=self.HOLD)))
+        finally:
+            await evaluator.stop()

@@ -58,8 +58,13 @@ WORKER_LOST_WINDOW: Final = timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
+    """``online_ratio_for``: seconds the online ratio must stay below ``online_ratio``
+    before ``FleetOnlineRatioLow`` fires (a Prometheus rule's ``for``): at every start the
+    accounts are still connecting, and a fleet-wide alert for that woke someone up."""
+
     online_ratio: float = 0.9
     flood_wait_seconds: float = 300.0
+    online_ratio_for: float = 300.0
 
 
 def _audit_write_failures() -> float:
@@ -98,6 +103,11 @@ class Evaluator:
         self.leader = False
         self.evaluations = 0
         self._firing: dict[str, Alert] = {}
+        #: Alerts with a ``for`` duration, by name; and when each one's condition began.
+        self._hold_for = {
+            "FleetOnlineRatioLow": timedelta(seconds=self.thresholds.online_ratio_for)
+        }
+        self._pending: dict[str, datetime] = {}
         self._audit_failures_seen = _audit_write_failures()
         self._audit_failed_at: datetime | None = None
         self._task: asyncio.Task[None] | None = None
@@ -199,9 +209,10 @@ class Evaluator:
 
     # ---- one evaluation
 
-    async def evaluate(self) -> list[Alert]:
-        """Read every source, resolve what stopped firing, store and dispatch."""
-        now = utcnow()
+    async def evaluate(self, now: datetime | None = None) -> list[Alert]:
+        """Read every source, resolve what stopped firing, store and dispatch (``now``: the
+        evaluation's time, the clock's by default)."""
+        now = utcnow() if now is None else now
         self.evaluations += 1
         current: dict[str, Alert] = {}
         try:
@@ -226,6 +237,7 @@ class Evaluator:
             current[unreachable.fingerprint] = unreachable
         for alert in self._from_process(now):
             current[alert.fingerprint] = alert
+        self._hold(current, now)
         changed = self._diff(current, now)
         if changed and database_up:
             async with unit_of_work(self._sessionmaker) as session:
@@ -233,6 +245,19 @@ class Evaluator:
         if changed:
             self.dispatcher.put(changed)
         return list(self._firing.values())
+
+    def _hold(self, current: dict[str, Alert], now: datetime) -> None:
+        """Drop from ``current`` the alerts whose condition has not yet held for their
+        ``for`` duration (pending); one already firing (or restored firing) stays."""
+        for fingerprint in [fp for fp in self._pending if fp not in current]:
+            del self._pending[fingerprint]  # the condition ended: its clock starts over
+        for fingerprint, alert in list(current.items()):
+            hold = self._hold_for.get(alert.name)
+            if hold is None or fingerprint in self._firing:
+                continue
+            since = self._pending.setdefault(fingerprint, now)
+            if now - since < hold:
+                del current[fingerprint]
 
     def _diff(self, current: dict[str, Alert], now: datetime) -> list[Alert]:
         """New alerts, and alerts that stopped firing (resolved now)."""
