@@ -21,15 +21,6 @@ from tgfleet.auth.service import Security
 LOGIN = "/api/v1/auth/login"
 
 
-@pytest.fixture
-async def admin(
-    client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    security: Security,
-) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "admin", username="root")
-
-
 class TestLogin:
     async def test_success_returns_bearer_jwt(
         self, client: httpx.AsyncClient, admin: Credentials

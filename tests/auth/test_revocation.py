@@ -33,15 +33,6 @@ CONTEXT = AuditContext(actor="cli:test")
 
 
 @pytest.fixture
-async def admin(
-    client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    security: Security,
-) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "admin", username="root")
-
-
-@pytest.fixture
 async def viewer(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
