@@ -22,9 +22,10 @@ from tgfleet.audit import checkpoint as audit_checkpoint
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.checkpoint import Checkpoint, CheckpointPublisher
 from tgfleet.audit.exceptions import CheckpointError
-from tgfleet.audit.keys import AuditKeyring
+from tgfleet.audit.keys import AuditKey, AuditKeyring
 from tgfleet.audit.schemas import AuditVerifyRead
 from tgfleet.config import Settings
+from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 
 
@@ -209,6 +210,30 @@ class TestVerifyAgainstCheckpoints:
         result = await verify(maker, None, checkpoints)
         assert (result.ok, result.first_bad_seq) == (False, 5)
         assert "names seq 6: records were removed" in (result.reason or "")
+
+
+class TestForeignSigner:
+    async def test_a_checkpoint_signed_by_another_key_is_refused_with_the_keys(
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        db_url: str,
+        tmp_path: Path,
+        audit_keyring: AuditKeyring,
+    ) -> None:
+        """A checkpoint file replaced with checkpoints under someone else's key is valid on
+        its own, but a verifier holding the audit keys refuses it."""
+        await append_exports(maker, 3)
+        async with maker() as session:
+            hash_3 = (
+                await session.execute(text("SELECT hash FROM audit_record WHERE seq = 3"))
+            ).scalar_one()
+        forged = audit_checkpoint.sign(AuditKey.generate(), seq=3, hash_=hash_3, at=utcnow())
+        assert (await verify(maker, None, [forged])).ok
+        result = await verify(maker, audit_keyring, [forged])
+        assert result.ok is False
+        assert f"is signed by audit key {forged.key_id}, which is not one of" in (
+            result.reason or ""
+        )
 
 
 class TestVerifyEndpoint:

@@ -288,6 +288,7 @@ async def verify(
     walk = _Walk(keyring=keyring, checkpoints=by_seq)
     repository = AuditRepository(session)
     try:
+        _check_signers(keyring, checkpoints)
         async for entry in repository.stream_ascending():
             walk.check(entry)
         _check_end(walk, await repository.head())
@@ -310,6 +311,21 @@ async def verify_configured(session: AsyncSession, settings: Settings) -> AuditV
 
 def _read_checkpoints(path: Path) -> list[Checkpoint]:
     return audit_checkpoint.read_file(path) if path.exists() else []
+
+
+def _check_signers(keyring: AuditKeyring | None, checkpoints: Sequence[Checkpoint]) -> None:
+    """With the keys at hand, a checkpoint must be signed by one of them: one signed by
+    another key (whoever replaced the checkpoint file too) proves nothing."""
+    if keyring is None:
+        return
+    for checkpoint in checkpoints:
+        if keyring.find(checkpoint.key_id) is None:
+            raise _Broken(
+                None,
+                f"the checkpoint of seq {checkpoint.seq} published at {checkpoint.at} is "
+                f"signed by audit key {checkpoint.key_id}, which is not one of this "
+                f"tgfleet's audit keys",
+            )
 
 
 def _check_end(walk: _Walk, head: AuditChainHead | None) -> None:

@@ -88,6 +88,15 @@ def load_vault(settings: Settings) -> Vault:
         raise fail(exc.message, 2) from exc
 
 
+def load_audit_keys(settings: Settings) -> None:
+    """This process's audit keys, loaded now (the key file created on first use); a key
+    that cannot be used exits 2 with its message, before the command starts serving."""
+    try:
+        audit_keys.install(audit_keys.load(settings))
+    except AppError as exc:
+        raise fail(exc.message, 2) from exc
+
+
 def with_sessionmaker(
     settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
 ) -> T:

@@ -13,6 +13,7 @@ from tgfleet.cli._runtime import (
     cli_audit_context,
     console,
     fail,
+    load_audit_keys,
     load_settings,
     load_vault,
     migrate,
@@ -94,6 +95,7 @@ def run(
         security = security_for(settings)
         _ensure_dev_vault_key(settings)
         load_vault(settings)  # no usable key: stop here with the message, before serving
+        load_audit_keys(settings)  # likewise for the audit key
         migrate(settings)
 
         async def work(session: AsyncSession) -> tuple[str, str] | None:

@@ -12,7 +12,14 @@ import typer
 
 from tgfleet import __version__, metrics, migrations
 from tgfleet.cli import _runtime
-from tgfleet.cli._runtime import console, fail, load_settings, load_vault, schema_revision
+from tgfleet.cli._runtime import (
+    console,
+    fail,
+    load_audit_keys,
+    load_settings,
+    load_vault,
+    schema_revision,
+)
 from tgfleet.config import Environment, Settings
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.kit.listen import ListenError, format_address, open_listener
@@ -51,6 +58,7 @@ def worker(
     with sock:
         _require_current_schema(settings)
         vault = load_vault(settings)
+        load_audit_keys(settings)
         try:
             asyncio.run(_serve_worker(settings, vault, worker_id or settings.worker_id, sock))
         except WorkerIdInUse as exc:
