@@ -36,6 +36,10 @@ MAX_SOURCE_BYTES = 256 * 1024
 MAX_NODES = 50_000
 MAX_RULES = 200
 MAX_TEMPLATES = 50
+#: Templates in all rules together (an LLM rule's prompt and fallback count): 1,000 compile
+#: in about a second; 8,000 took 10-30 s and their garbage collection paused the event
+#: loop for 300-450 ms.
+MAX_TOTAL_TEMPLATES = 1000
 MAX_TEMPLATE_CHARS = 8192
 MAX_KEYWORDS = 200
 MAX_REGEX_CHARS = 1000
@@ -330,6 +334,12 @@ class ReplySpec(Strict):
             raise ValueError(msg)
         return value
 
+    @property
+    def template_count(self) -> int:
+        if self.llm is not None:
+            return 1 + (self.llm.fallback is not None)
+        return len(self.templates or ())
+
     @model_validator(mode="after")
     def _exactly_one(self) -> ReplySpec:
         if self.templates is None and self.llm is None:
@@ -362,6 +372,10 @@ class PlaybookSpec(Strict):
     def _rules_present(cls, value: list[RuleSpec]) -> list[RuleSpec]:
         if not value:
             msg = "at least one rule is required"
+            raise ValueError(msg)
+        total = sum(rule.reply.template_count for rule in value)
+        if total > MAX_TOTAL_TEMPLATES:
+            msg = f"the rules have {total} templates in all; the limit is {MAX_TOTAL_TEMPLATES}"
             raise ValueError(msg)
         return value
 
