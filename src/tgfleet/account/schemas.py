@@ -6,8 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from tgfleet.kit.names import NameRules
 from tgfleet.kit.pagination import Page
 from tgfleet.kit.schema import INT32_MAX, RequestSchema, Schema
 
@@ -18,6 +19,8 @@ BULK_MAX_CHAT_IDS = 1_000
 #: The marked chat id range (Telethon: ``-id`` for a basic group, ``-100id`` for a channel).
 CHAT_ID_MIN = -(2**63)
 CHAT_ID_MAX = 2**63 - 1
+#: The longest group title (its column's length).
+GROUP_TITLE_MAX = 255
 
 
 class AccountState(StrEnum):
@@ -197,13 +200,19 @@ class AccountGroupRead(Schema):
     updated_at: datetime
 
 
+#: A group title an operator sets: shown as is, so nothing invisible or bidi.
+GroupTitle = Annotated[
+    str,
+    Field(min_length=1, max_length=GROUP_TITLE_MAX),
+    AfterValidator(NameRules(GROUP_TITLE_MAX, "title")),
+]
+
+
 class AccountGroupUpdate(RequestSchema):
     enabled: bool
     playbook_id: uuid.UUID | None = None
     playbook_version: Annotated[int | None, Field(ge=1, le=INT32_MAX)] = None
-    title: Annotated[
-        str | None, Field(max_length=255, description="null keeps the current title")
-    ] = None
+    title: GroupTitle | None = Field(default=None, description="null keeps the current title")
 
 
 class GroupBulkUpdate(RequestSchema):

@@ -9,7 +9,6 @@ audit log, in the caller's unit of work.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,18 +49,18 @@ from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
+from tgfleet.kit.names import sanitise_name
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
 from tgfleet.models import Account, AccountEvent, AccountGroup, AccountStatus
 from tgfleet.playbook import service as playbook_service
 
 LABEL_MAX = 200
-_UNSAFE_LABEL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_label(raw: str) -> str:
-    """A printable label of at most 200 characters (control characters become '_')."""
-    label = _UNSAFE_LABEL.sub("_", raw).strip()[:LABEL_MAX]
-    return label or "account"
+    """A visible label of at most 200 characters: NFKC, and every control, bidi or
+    invisible character replaced with '_' (labels come from file names, too)."""
+    return sanitise_name(raw, max_length=LABEL_MAX) or "account"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
+from tgfleet.kit.names import DisplayName
 from tgfleet.kit.schema import INT32_MAX, RequestSchema, Schema
 
 #: Requests may carry a little more than the document limit so that the size error names it.
@@ -16,7 +17,7 @@ Source = Annotated[str, StringConstraints(strip_whitespace=False, max_length=SOU
 
 
 class PlaybookCreate(RequestSchema):
-    name: str = Field(min_length=1, max_length=100)
+    name: DisplayName
     description: str = Field(default="", max_length=2000)
     source: Source = Field(description="the YAML document (see docs/playbooks.md)")
 

@@ -30,7 +30,6 @@ depends_on: str | Sequence[str] | None = None
 
 USER = sa.table(
     "user",
-    sa.column("id", sa.Uuid()),
     sa.column("username", sa.String()),
     sa.column("created_at", sa.DateTime()),
     sa.column("username_skeleton", sa.String()),
@@ -44,15 +43,15 @@ def upgrade() -> None:
         batch.create_unique_constraint(batch.f("uq_user_username_skeleton"), ["username_skeleton"])
     bind = op.get_bind()
     taken: set[str] = set()
-    oldest_first = sa.select(USER.c.id, USER.c.username).order_by(
-        USER.c.created_at, USER.c.username
-    )
-    for user_id, username in bind.execute(oldest_first).all():
+    oldest_first = sa.select(USER.c.username).order_by(USER.c.created_at, USER.c.username)
+    for (username,) in bind.execute(oldest_first).all():
         key = skeleton_key(username)
         if key in taken:
             continue  # a look-alike of an older user: left without a key
         taken.add(key)
-        bind.execute(sa.update(USER).where(USER.c.id == user_id).values(username_skeleton=key))
+        bind.execute(
+            sa.update(USER).where(USER.c.username == username).values(username_skeleton=key)
+        )
 
 
 def downgrade() -> None:
