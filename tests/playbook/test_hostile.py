@@ -180,6 +180,9 @@ HOSTILE_TEMPLATES = {
         "{% for a in message.text %}{% for b in message.text %}{{ a }}{% endfor %}{% endfor %}"
     ),
     "output": "{% for i in range(1000) %}{{ message.text }}{% endfor %}",
+    "repeated_list": "{% set n = 16000 %}{{ [message.text] * n }}",
+    "printed_list": "{% set t = message.text %}{{ [t, t, t, t, t] }}",
+    "list_as_text": "{% set t = message.text %}{{ [t, t, t, t, t]|string|length }}",
 }
 
 

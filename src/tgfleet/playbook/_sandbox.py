@@ -173,12 +173,34 @@ def _check_percent(template: str, values: Any) -> None:
     _check_size("the formatted text", len(template) + conversions * max(widest, longest))
 
 
+def _weight(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
+    """About how many characters ``value`` takes as text: a list of one 4,000-character
+    string repeated 16,000 times is 64 million, though only 16,000 items long. Stops
+    counting past ``limit`` (shared items are counted each time, as ``str()`` would)."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if isinstance(value, Mapping):
+        value = [*value.keys(), *value.values()]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        return 1
+    total = len(value)
+    for item in value:
+        if total > limit:
+            break
+        total += _weight(item, limit - total)
+    return total
+
+
+def _check_weight(what: str, value: Any) -> None:
+    _check_size(what, _weight(value))
+
+
 def _check_operator(operator: str, left: Any, right: Any) -> None:
     sequences = (str, list, tuple)
     if operator == "*":
         for seq, count in ((left, right), (right, left)):
             if isinstance(seq, sequences) and isinstance(count, int):
-                _check_size("the repeated value", len(seq) * max(count, 0))
+                _check_size("the repeated value", _weight(seq) * max(count, 0))
         if (
             isinstance(left, int)
             and isinstance(right, int)
@@ -187,7 +209,7 @@ def _check_operator(operator: str, left: Any, right: Any) -> None:
             msg = f"the product would have more than {MAX_INT_BITS} bits"
             raise TemplateLimitExceeded("int_size", msg)
     elif operator == "+" and isinstance(left, sequences) and isinstance(right, sequences):
-        _check_size("the concatenation", len(left) + len(right))
+        _check_size("the concatenation", _weight(left) + _weight(right))
     elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
         if abs(left) > 1 and left.bit_length() * right > MAX_INT_BITS:
             msg = f"the power would have more than {MAX_INT_BITS} bits"
@@ -276,7 +298,23 @@ def _filters() -> dict[str, Callable[..., Any]]:
     filters["batch"] = _bounded(FILTERS["batch"], _check_count("a batch size"))
     filters["slice"] = _bounded(FILTERS["slice"], _check_count("a slice count"))
     filters["join"] = _join
+    for name in ("string", "tojson", "pprint", "list"):
+        filters[name] = _bounded(FILTERS[name], _check_text_of(name))
     return filters
+
+
+def _check_text_of(name: str) -> Callable[..., None]:
+    def check(value: Any, *_args: Any, **_kwargs: Any) -> None:
+        _check_weight(f"|{name} of the value", value)
+
+    return check
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ expression }}``'s value before it becomes text (Jinja's ``finalize``)."""
+    if not isinstance(value, str):
+        _check_size("the printed value", _weight(value, MAX_OUTPUT_CHARS))
+    return value
 
 
 def _range(*args: int) -> range:
@@ -298,7 +336,12 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops: ClassVar[frozenset[str]] = frozenset({"*", "+", "**", "%"})  # type: ignore[misc]
 
     def __init__(self) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            finalize=_finalize,
+        )
         self.globals.pop("lipsum", None)
         self.globals["range"] = _range
         self.filters = _filters()
@@ -349,6 +392,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     @staticmethod
     def tgfleet_concat(*values: Any) -> str:
         """The ``~`` operator, bounded."""
+        _check_size("the concatenation", sum(map(_weight, values)))
         parts = [str(value) for value in values]
         _check_size("the concatenation", sum(map(len, parts)))
         return "".join(parts)
