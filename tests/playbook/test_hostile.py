@@ -182,6 +182,7 @@ HOSTILE_TEMPLATES = {
     "output": "{% for i in range(1000) %}{{ message.text }}{% endfor %}",
     "repeated_list": "{% set n = 16000 %}{{ [message.text] * n }}",
     "printed_list": "{% set t = message.text %}{{ [t, t, t, t, t] }}",
+    "quadratic_sum": "{% set n = 5000 %}{{ ([[1]] * n)|sum(start=[])|length }}",
     "list_as_text": "{% set t = message.text %}{{ [t, t, t, t, t]|string|length }}",
 }
 
