@@ -21,6 +21,7 @@ from tgfleet.app import create_app
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import (
+    DatabaseUnavailable,
     WriteInReadOnlyTransaction,
     create_engine,
     create_sessionmaker,
@@ -188,6 +189,45 @@ class TestWriteGate:
                 select(func.count()).select_from(Role).where(Role.name.like("w%"))
             )
         assert written == 40
+
+    async def test_a_long_moving_queue_is_served_a_stuck_one_refused(self, db_url: str) -> None:
+        """SQLite: writers queue in order and each is served although the whole queue takes
+        several busy timeouts (it keeps moving); a writer behind one that holds the lock past
+        the busy timeout gets DatabaseUnavailable (503), and nothing of it is kept."""
+        if not db_url.startswith("sqlite"):
+            pytest.skip("the write gate is SQLite's")
+        engine = create_engine(db_url, sqlite_busy_timeout_ms=300)
+        maker = create_sessionmaker(engine)
+        order: list[int] = []
+
+        async def write(n: int) -> None:
+            async with unit_of_work(maker) as session:
+                order.append(n)
+                session.add(Role(name=f"q{n}", description="", builtin=False, permissions=[]))
+                await session.flush()
+                await asyncio.sleep(0.1)  # a slow write: the queue takes ~1 s, 3 timeouts
+
+        try:
+            async with asyncio.timeout(30):
+                tasks = []
+                for n in range(10):
+                    tasks.append(asyncio.create_task(write(n)))
+                    await asyncio.sleep(0)  # arrival order = n
+                await asyncio.gather(*tasks)
+            assert order == list(range(10))
+            async with HeldWrite(maker):
+
+                async def late() -> None:
+                    async with unit_of_work(maker) as session:
+                        session.add(
+                            Role(name="late", description="", builtin=False, permissions=[])
+                        )
+
+                with pytest.raises(DatabaseUnavailable):
+                    await late()
+            assert await roles_named(maker, "late") == 0
+        finally:
+            await engine.dispose()
 
 
 # ----------------------------------------------------------------------------- HTTP

@@ -29,11 +29,13 @@ name the statement only, never the values (password hashes, token hashes, cipher
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import os
 import re
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,6 +59,10 @@ from tgfleet.exceptions import AppError, ServiceUnavailable
 CONNECT_TIMEOUT_SECONDS = 5
 COMMAND_TIMEOUT_SECONDS = 60
 POOL_TIMEOUT_SECONDS = 10
+#: SQLite: how long a read waits for one of the engine's read slots (``_WriteGate``).
+SQLITE_READ_WAIT_SECONDS = 30
+#: SQLite: pooled connections per engine (one writer at a time, reads share the rest).
+SQLITE_POOL_SIZE = 15
 UNREACHABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
 READ_ONLY_OPTION = "tgfleet_read_only"
 TRANSACTION_OPTION = "tgfleet_transaction"
@@ -115,30 +121,79 @@ class _WriteGate:
     connection while SQLite's busy handler polls for the lock (sleeping up to 100 ms between
     tries, so the last to arrive may be served first and the first may time out): reads
     then wait for a connection behind them. Writers of other processes still meet at the
-    busy timeout."""
+    busy timeout.
 
-    def __init__(self, timeout_seconds: float) -> None:
-        self.timeout_seconds = timeout_seconds
-        self._lock: asyncio.Lock | None = None
+    A writer gives up (503) only when the queue stands still: when no writer ahead of it
+    has finished for ``stall_seconds`` (the busy timeout: one is stuck in a long
+    transaction), not because the queue is long; under load a moving queue is served in
+    order.
+
+    Reads take one of ``read_slots`` first (the pool's size less two), so that the writer
+    whose turn it is always finds a pooled connection: the pool serves its waiters in
+    order, and behind a hundred reads a writer would hold everyone's turn meanwhile."""
+
+    def __init__(self, stall_seconds: float, read_slots: int) -> None:
+        self.stall_seconds = stall_seconds
+        self.read_slots = read_slots
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._held = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._handoffs = 0
+        self._reads = asyncio.Semaphore(read_slots)
 
-    def _current(self) -> asyncio.Lock:
+    def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
-        if self._lock is None or self._loop is not loop:  # an engine reused by a new loop
-            self._lock, self._loop = asyncio.Lock(), loop
-        return self._lock
+        if self._loop is not loop:  # an engine reused by a new event loop: fresh queues
+            self._loop, self._held, self._waiters = loop, False, deque()
+            self._reads = asyncio.Semaphore(self.read_slots)
+        return loop
 
-    async def acquire(self) -> None:
+    async def acquire_read(self) -> None:
+        self._bind()
         try:
-            async with asyncio.timeout(self.timeout_seconds):
-                await self._current().acquire()
+            async with asyncio.timeout(SQLITE_READ_WAIT_SECONDS):
+                await self._reads.acquire()
         except TimeoutError:
-            msg = "the database is busy with other changes right now; nothing was changed"
+            msg = "the database is too busy to answer right now"
             raise DatabaseUnavailable(msg) from None
 
+    def release_read(self) -> None:
+        self._reads.release()
+
+    async def acquire(self) -> None:
+        loop = self._bind()
+        if not self._held and not self._waiters:
+            self._held = True
+            return
+        turn: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(turn)
+        try:
+            await self._wait_for(turn)
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed the gate just as this writer left: pass it on
+            else:
+                turn.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(turn)
+            raise
+
+    async def _wait_for(self, turn: asyncio.Future[None]) -> None:
+        while not turn.done():
+            handoffs = self._handoffs
+            await asyncio.wait({turn}, timeout=self.stall_seconds)
+            if not turn.done() and self._handoffs == handoffs:
+                msg = "the database is busy with other changes right now; nothing was changed"
+                raise DatabaseUnavailable(msg)
+
     def release(self) -> None:
-        if self._lock is not None and self._lock.locked():
-            self._lock.release()
+        self._handoffs += 1
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the gate passes to that writer, still held
+                return
+        self._held = False
 
 
 _GATES: weakref.WeakKeyDictionary[Engine, _WriteGate] = weakref.WeakKeyDictionary()
@@ -152,17 +207,33 @@ class _Transaction:
     mode: Mode
     gate: _WriteGate | None
     holds_gate: bool = False
+    holds_read_slot: bool = False
     writing: bool = False
+
+    async def enter(self) -> None:
+        """Before a pooled connection is taken: a writer's turn, or a read slot."""
+        if self.gate is None:
+            return
+        if self.mode is Mode.WRITE:
+            await self.enter_gate()
+        else:
+            await self.gate.acquire_read()
+            self.holds_read_slot = True
 
     async def enter_gate(self) -> None:
         if self.gate is not None and not self.holds_gate:
             await self.gate.acquire()
             self.holds_gate = True
 
-    def leave_gate(self) -> None:
-        if self.gate is not None and self.holds_gate:
+    def leave(self) -> None:
+        if self.gate is None:
+            return
+        if self.holds_gate:
             self.holds_gate = False
             self.gate.release()
+        if self.holds_read_slot:
+            self.holds_read_slot = False
+            self.gate.release_read()
 
 
 _WRITE_STATEMENT = re.compile(
@@ -194,14 +265,20 @@ def create_engine(
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database
+        pool: dict[str, Any] = {}  # in memory: one connection (StaticPool)
         if database and database != ":memory:":
             path = Path(database)
             path.parent.mkdir(parents=True, exist_ok=True)
             # Create the file ourselves, 0600; SQLite gives its -wal and -shm files the
             # same mode.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        engine = create_async_engine(url, hide_parameters=True)
-        _configure_sqlite(engine, sqlite_busy_timeout_ms)
+            pool = {
+                "pool_size": SQLITE_POOL_SIZE,
+                "max_overflow": 0,
+                "pool_timeout": SQLITE_READ_WAIT_SECONDS,
+            }
+        engine = create_async_engine(url, hide_parameters=True, **pool)
+        _configure_sqlite(engine, sqlite_busy_timeout_ms, read_slots=SQLITE_POOL_SIZE - 2)
         _instrument(engine)
         return engine
     if backend == "postgresql":
@@ -225,7 +302,7 @@ def create_engine(
     raise ValueError(msg)
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, *, read_slots: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so that we can emit BEGIN IMMEDIATE.
@@ -242,7 +319,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         finally:
             cursor.close()
 
-    _GATES[engine.sync_engine] = _WriteGate(busy_timeout_ms / 1000)
+    _GATES[engine.sync_engine] = _WriteGate(busy_timeout_ms / 1000, read_slots)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -307,8 +384,7 @@ async def unit_of_work(
         bind = session.get_bind()
         state = _Transaction(mode, _GATES.get(bind.engine))
         try:
-            if mode is Mode.WRITE:
-                await state.enter_gate()  # before a pooled connection is taken
+            await state.enter()
             # Take the connection (and for a write on SQLite the write lock) up front: a
             # database that cannot be reached fails here, as a clear 503, before any work.
             options: dict[str, Any] = {TRANSACTION_OPTION: state}
@@ -318,11 +394,11 @@ async def unit_of_work(
                     options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
             await session.connection(execution_options=options)
         except UNREACHABLE as exc:
-            state.leave_gate()
+            state.leave()
             msg = "the database cannot be reached right now; nothing was changed"
             raise DatabaseUnavailable(msg) from exc
         except BaseException:
-            state.leave_gate()
+            state.leave()
             raise
         try:
             yield session
@@ -338,7 +414,7 @@ async def unit_of_work(
         else:
             await _commit(session)
         finally:
-            state.leave_gate()
+            state.leave()
 
 
 async def _commit(session: AsyncSession) -> None:
