@@ -9,8 +9,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from tests.cli._process import busy_port, serving, tgfleet, tgfleet_env
+from tests.cli._process import busy_port, free_port, serving, tgfleet, tgfleet_env
+from tgfleet.kit.db import create_engine
 
 pytestmark = [
     pytest.mark.parametrize("backend", ["postgres"], indirect=True),
@@ -80,3 +82,31 @@ class TestWorkerStart:
                 ids.add(match.group(1))
             assert ids == {host, f"{host}-2"}
             assert all(worker.process.poll() is None for worker in workers)
+
+    async def test_run_beside_a_worker_takes_the_next_id(self, db_url: str, tmp_path: Path) -> None:
+        """`tgfleet run` on PostgreSQL registers its embedded worker like `tgfleet worker`:
+        beside a live worker named after the host it becomes ``<host>-2``, and an id the
+        live worker holds (TGFLEET_WORKER_ID) is refused with one line, exit 2."""
+        host = socket.gethostname()
+        env = _worker_env(db_url, tmp_path / "data")
+        with serving(env, tmp_path / "worker.log", "worker") as first:
+            first.wait_for_line("running")
+            port = str(free_port())
+            with serving(env, tmp_path / "run.log", "run", "--port", port) as run:
+                run.wait_for_line("serving on")
+                assert await _worker_ids(db_url) == {host, f"{host}-2"}
+            refused = tgfleet(env | {"TGFLEET_WORKER_ID": host}, "run", "--port", port)
+        assert refused.returncode == 2
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1, refused.stderr
+        assert f"worker id '{host}' is held by a live worker" in lines[0]
+
+
+async def _worker_ids(db_url: str) -> set[str]:
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT id FROM worker WHERE state = 'running'"))
+            return {row[0] for row in rows}
+    finally:
+        await engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import typer
@@ -23,13 +24,15 @@ from tgfleet.cli._runtime import (
 from tgfleet.cli.worker import require_telegram_app
 from tgfleet.config import Environment, Settings
 from tgfleet.exceptions import AppError
-from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.kit.listen import ListenError, bound_port, format_address, open_listener
 from tgfleet.vault.keyring import init_key_file
+from tgfleet.worker import identity
+from tgfleet.worker.identity import WorkerIdInUse
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,15 +66,23 @@ def run(
 
     class _AnnouncingServer(uvicorn.Server):
         """uvicorn that prints ``announcement`` once it accepts requests (after the app's
-        start-up), not before: the line is the operator's signal that the API answers."""
+        start-up), not before: the line is the operator's signal that the API answers.
+        ``started`` runs then too."""
 
-        def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        def __init__(
+            self,
+            config: uvicorn.Config,
+            announcement: str,
+            started: Callable[[], Awaitable[None]],
+        ) -> None:
             super().__init__(config)
             self._announcement = announcement
+            self._started = started
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if self.started:
+                await self._started()
                 console.print(self._announcement, highlight=False)
 
     settings = load_settings(log_level=None)
@@ -110,22 +121,43 @@ def run(
                 "(POST /api/v1/auth/password).\n",
                 highlight=False,
             )
-        application = create_app(settings, run_worker=worker)
-        if demo:
-            _attach_demo(application, settings, security, listen_host, listen_port)
         address = format_address(listen_host, listen_port)
-        server = _AnnouncingServer(
-            uvicorn.Config(
-                application,
-                log_config=None,
-                access_log=False,
-                server_header=False,
-                proxy_headers=False,  # the app decides (TGFLEET_TRUSTED_PROXIES), not uvicorn
-                timeout_graceful_shutdown=3,  # then the worker's 6 s: clients gone within 10 s
-            ),
-            f"tgfleet serving on http://{address}  (API docs: /docs)",
-        )
-        asyncio.run(server.serve(sockets=[sock]))
+
+        async def serve() -> None:
+            # On PostgreSQL the embedded worker registers as a worker: it takes an id no
+            # live worker holds, under the lock `tgfleet worker` takes, held until its
+            # registration (the app's start-up) is done.
+            async with contextlib.AsyncExitStack() as identity_lock:
+                app_settings = settings
+                if worker and settings.effective_database_url.startswith("postgresql"):
+                    engine = create_engine(settings.effective_database_url)
+                    identity_lock.push_async_callback(engine.dispose)
+                    await identity_lock.enter_async_context(identity.start_lock(engine))
+                    worker_id = await identity.claim(
+                        create_sessionmaker(engine), settings.worker_id, identity.Process.current()
+                    )
+                    app_settings = settings.model_copy(update={"worker_id": worker_id})
+                application = create_app(app_settings, run_worker=worker)
+                if demo:
+                    _attach_demo(application, app_settings, security, listen_host, listen_port)
+                server = _AnnouncingServer(
+                    uvicorn.Config(
+                        application,
+                        log_config=None,
+                        access_log=False,
+                        server_header=False,
+                        proxy_headers=False,  # the app decides (TGFLEET_TRUSTED_PROXIES)
+                        timeout_graceful_shutdown=3,  # then the worker's 6 s: gone within 10 s
+                    ),
+                    f"tgfleet serving on http://{address}  (API docs: /docs)",
+                    started=identity_lock.aclose,
+                )
+                await server.serve(sockets=[sock])
+
+        try:
+            asyncio.run(serve())
+        except WorkerIdInUse as exc:
+            raise fail(exc.message, 2) from exc
 
 
 def _attach_demo(
