@@ -28,6 +28,10 @@ ALICE = AccountInfo(
 EVIL_REGEX = "^(a+)+$"
 #: 27 ``a`` and a ``!``: 13 s with Python's backtracking ``re``, doubling per extra ``a``.
 EVIL_TEXT = "a" * 27 + "!"
+#: Linear but large: 9,753 RE2 instructions, about 0.5 s on ``SLOW_TEXT`` (matched off the
+#: event loop).
+SLOW_REGEX = r"(?i)(?:\w+\s?){1,650}!"
+SLOW_TEXT = "ab " * 1365
 SECRET_BODY = "my-secret-message-body"
 #: "privet" (hello) in Cyrillic, spelt with escapes: some of its letters look Latin.
 HELLO = "\u043f\u0440\u0438\u0432\u0435\u0442"
@@ -124,6 +128,18 @@ class TestRegex:
             compiled, message(text), ALICE, apply_limits=False
         )
         assert outcome.fired is matches
+
+    def test_huge_programs_are_refused(self) -> None:
+        """A pattern compiling to more than 10,000 RE2 instructions is refused at save
+        (``(?:\\w+\\s?){1,1000}!`` took 0.7 s per 4,000-character message)."""
+        found = problems(one_rule(r'{regex: "(?:\\w+\\s?){1,1000}!"}'))
+        assert "compiles to 10003 RE2 instructions; the limit is 10000" in found[0]
+
+    def test_large_programs_match_off_the_event_loop(self) -> None:
+        """Only a playbook with a large pattern is matched in a thread."""
+        assert compile_playbook(one_rule(f"{{regex: '{SLOW_REGEX}'}}")).match_off_loop
+        assert not compile_playbook(one_rule("{regex: '(?i)how much'}")).match_off_loop
+        assert not compile_playbook(one_rule("{keywords: [price]}")).match_off_loop
 
     def test_ascii_classes_next_to_unicode_are_refused(self) -> None:
         r"""``\b`` is ASCII-only in RE2: ``\b`` around a Cyrillic word would never match, so
@@ -284,6 +300,10 @@ def hostile_playbook() -> str:
             f"  - name: t{index}\n    when: {{keywords: [trigger{index}]}}\n"
             f"    reply:\n      templates:\n        - |-\n{body}"
         )
+    rules.append(
+        f"  - name: slow_regex\n    when: {{regex: '{SLOW_REGEX}'}}\n"
+        "    reply: {templates: [matched]}\n"
+    )
     return "rules:\n" + "".join(rules)
 
 
@@ -291,11 +311,12 @@ class TestLivez:
     async def test_hostile_rules_and_messages_never_stall_livez(
         self, client: httpx.AsyncClient, operator: Credentials
     ) -> None:
-        """The real app evaluates the catastrophic regex against the hostile message and
-        every hostile template (dry runs, the worker's code path) while /livez is polled
-        every 10 ms: the largest gap between two answers stays under 100 ms."""
+        """The real app evaluates the catastrophic regex against the hostile message, a
+        large (slow but linear) regex against a message that makes it slow, and every
+        hostile template (dry runs: the worker's code path) while /livez is polled every
+        10 ms: the largest gap between two answers stays under 100 ms."""
         playbook = await create(client, operator, "hostile", hostile_playbook())
-        texts = [EVIL_TEXT, "a" * 4000 + "!"] + [
+        texts = [EVIL_TEXT, "a" * 4000 + "!", SLOW_TEXT] + [
             f"{SECRET_BODY} trigger{index} " + "a" * 4000 for index in range(len(HOSTILE_TEMPLATES))
         ]
         done = asyncio.Event()
@@ -331,8 +352,9 @@ class TestLivez:
 
         async with asyncio.timeout(60):
             reasons, _ = await asyncio.gather(hostile(), poll())
-        assert reasons[:2] == ["no_rule_matched", "no_rule_matched"]
-        assert set(reasons[2:]) == {"template_error"}
+        # The large regex matches a run of letters and a "!"; nothing matches SLOW_TEXT.
+        assert reasons[:3] == ["fired", "fired", "no_rule_matched"]
+        assert set(reasons[3:]) == {"template_error"}
         assert len(gaps) > 10
         assert max(gaps) < 0.1, f"/livez stalled {max(gaps) * 1000:.0f} ms"
 

@@ -19,6 +19,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from datetime import time as clock_time
@@ -30,7 +31,12 @@ from jinja2 import Template, TemplateSyntaxError, meta
 
 from tgfleet import metrics
 from tgfleet.logging import get_logger
-from tgfleet.playbook._regex import Pattern, compile_regex, keywords_pattern
+from tgfleet.playbook._regex import (
+    OFF_LOOP_PROGRAM_SIZE,
+    Pattern,
+    compile_regex,
+    keywords_pattern,
+)
 from tgfleet.playbook._sandbox import (
     ENVIRONMENT,
     LiteralLimitExceeded,
@@ -196,6 +202,8 @@ class CompiledPlaybook:
     version: int
     description: str
     rules: tuple[CompiledRule, ...]
+    #: A regex large enough to take milliseconds: match in a thread (see ``_regex``).
+    match_off_loop: bool = False
 
     def rule_named(self, name: str) -> CompiledRule | None:
         return next((rule for rule in self.rules if rule.name == name), None)
@@ -249,7 +257,14 @@ def compile_playbook(source: str, *, name: str = "", version: int = 0) -> Compil
         problems.sort(key=lambda pair: pair[0])
         raise PlaybookInvalid([text for _, text in problems])
     return CompiledPlaybook(
-        name=name, version=version, description=spec.description, rules=tuple(rules)
+        name=name,
+        version=version,
+        description=spec.description,
+        rules=tuple(rules),
+        match_off_loop=any(
+            rule.regex is not None and rule.regex.programsize > OFF_LOOP_PROGRAM_SIZE
+            for rule in rules
+        ),
     )
 
 
@@ -400,6 +415,9 @@ class ReplyEngine:
         # Reply probability and template choice are not security decisions.
         self._rng = rng or random.Random()  # noqa: S311
         self._clients: dict[str, openai.AsyncOpenAI] = {}
+        # Large regexes match here: a thread cannot be stopped, but RE2 releases the GIL, so
+        # a slow match delays only its own message, never the event loop.
+        self._matcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tgfleet-match")
         self.gate: ReplyGate = gate if gate is not None else LocalGate(clock=clock)
 
     async def respond(
@@ -419,7 +437,13 @@ class ReplyEngine:
             self.gate.remember_fleet_member(account.tg_user_id)
             if self.gate.is_fleet_member(message.sender_id):
                 return _quiet("from_fleet", detail="the sender is an account of this fleet")
-        rule, trigger, skipped = self._decide(playbook, message)
+        if playbook.match_off_loop:
+            decide = asyncio.get_running_loop().run_in_executor(
+                self._matcher, self._decide, playbook, message
+            )
+            rule, trigger, skipped = await decide
+        else:
+            rule, trigger, skipped = self._decide(playbook, message)
         if rule is None:
             if skipped is not None:
                 return skipped
@@ -459,6 +483,7 @@ class ReplyEngine:
             log.warning("playbook.release_failed", error=type(exc).__name__)
 
     async def aclose(self) -> None:
+        self._matcher.shutdown(wait=False, cancel_futures=True)
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()
