@@ -48,6 +48,7 @@ from tgfleet.config import Settings
 from tgfleet.kit.clock import isoformat, utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
+from tgfleet.models import AuditChainHead
 
 FORMAT = "tgfleet-audit-checkpoint"
 VERSION = 1
@@ -198,20 +199,16 @@ class CheckpointPublisher:
         since the last). Returns it, or None when none was due."""
         keyring = await audit_keys.current()
         now = utcnow()
+        # A snapshot first: most checks find nothing due and then take no write lock.
+        async with unit_of_work(self._sessionmaker, read_only=True) as session:
+            if not self._due(await AuditRepository(session).head(), now, force=force):
+                return None
         async with unit_of_work(self._sessionmaker) as session:
             repository = AuditRepository(session)
             head = await repository.lock_head()
-            if head is None or head.seq <= head.checkpoint_seq:
-                return None
+            if head is None or not self._due(head, now, force=force):
+                return None  # another process published it meanwhile
             previous_seq, previous_at = head.checkpoint_seq, head.checkpoint_at
-            due = (
-                force
-                or previous_at is None
-                or head.seq - previous_seq >= self._every_records
-                or now - previous_at >= self._every
-            )
-            if not due:
-                return None
             checkpoint = sign(keyring.active, seq=head.seq, hash_=head.hash, at=now)
             await repository.mark_checkpoint(head.seq, now)
         try:
@@ -225,6 +222,16 @@ class CheckpointPublisher:
             raise
         log.info("audit.checkpoint", seq=checkpoint.seq, key_id=checkpoint.key_id)
         return checkpoint
+
+    def _due(self, head: AuditChainHead | None, now: datetime, *, force: bool) -> bool:
+        if head is None or head.seq <= head.checkpoint_seq:
+            return False
+        return (
+            force
+            or head.checkpoint_at is None
+            or head.seq - head.checkpoint_seq >= self._every_records
+            or now - head.checkpoint_at >= self._every
+        )
 
     async def _publish(self, checkpoint: Checkpoint) -> None:
         line = checkpoint.to_line()
