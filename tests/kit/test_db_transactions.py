@@ -325,12 +325,15 @@ class TestRequests:
             assert (await plain_call).status_code == 200
 
 
+ENDPOINT_MODULES = sorted(SRC.glob("*/endpoints.py"))
+
+
 class TestHandlers:
-    @pytest.mark.parametrize("module", ["vault"])
-    def test_handlers_do_not_commit(self, module: str) -> None:
+    @pytest.mark.parametrize("path", ENDPOINT_MODULES, ids=lambda path: path.parent.name)
+    def test_handlers_do_not_commit(self, path: Path) -> None:
         """The request's unit of work commits, never a handler part-way (the vault's imports
-        and rotation used to end the request's transaction themselves)."""
-        tree = ast.parse((SRC / module / "endpoints.py").read_text())
+        and rotation and the playbooks' dry run used to end the request's transaction)."""
+        tree = ast.parse(path.read_text())
         calls = [
             node.func.attr
             for node in ast.walk(tree)
