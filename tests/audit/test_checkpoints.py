@@ -261,3 +261,34 @@ class TestVerifyEndpoint:
             first = await relabel_exports(maker, strip_macs=False)
             bad = (await client.get("/api/v1/audit/verify", headers=admin.headers)).json()
         assert (bad["ok"], bad["first_bad_seq"]) == (False, first)
+
+
+class TestRuntime:
+    async def test_an_api_process_publishes_on_its_own(
+        self, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A running app publishes checkpoints by itself, to the file and to standard
+        output, until it stops."""
+        settings = checkpoint_settings(
+            db_url,
+            tmp_path,
+            audit_checkpoint_every_records=1,
+            audit_checkpoint_every_seconds=0.2,
+            audit_checkpoint_stdout=True,
+        )
+        application = create_app(settings)
+        path = settings.effective_audit_checkpoint_file
+        async with application.router.lifespan_context(application):
+            await append_exports(application.state.sessionmaker, 3)
+            async with asyncio.timeout(15):
+                while True:
+                    if path.exists() and audit_checkpoint.read_file(path)[-1].seq == 3:
+                        break
+                    await asyncio.sleep(0.05)
+        printed = [
+            json.loads(line)
+            for line in capsys.readouterr().out.splitlines()
+            if "tgfleet-audit-checkpoint" in line
+        ]
+        assert printed[-1]["seq"] == 3
+        assert printed[-1]["signature"] == audit_checkpoint.read_file(path)[-1].signature
