@@ -134,7 +134,10 @@ def run(
                     identity_lock.push_async_callback(engine.dispose)
                     await identity_lock.enter_async_context(identity.start_lock(engine))
                     worker_id = await identity.claim(
-                        create_sessionmaker(engine), settings.worker_id, identity.Process.current()
+                        create_sessionmaker(engine),
+                        settings.worker_id,
+                        identity.Process.current(),
+                        ttl=settings.lease_ttl_seconds,
                     )
                     app_settings = settings.model_copy(update={"worker_id": worker_id})
                 application = create_app(app_settings, run_worker=worker)

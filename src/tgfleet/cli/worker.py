@@ -105,7 +105,9 @@ async def _serve_worker(
     identity_lock = contextlib.AsyncExitStack()
     try:
         await identity_lock.enter_async_context(identity.start_lock(engine))
-        worker_id = await identity.claim(sessionmaker, requested_id, identity.Process.current())
+        worker_id = await identity.claim(
+            sessionmaker, requested_id, identity.Process.current(), ttl=settings.lease_ttl_seconds
+        )
     except BaseException:
         await identity_lock.aclose()
         await engine.dispose()
