@@ -199,6 +199,30 @@ class TestRotation:
         only_new = await verify(maker, ring(new))
         assert (only_new.ok, only_new.first_bad_seq) == (False, 1)
 
+    async def test_running_processes_pick_up_a_rotated_key_file(
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A process keeps looking at its key file: after ``add_key`` (what ``tgfleet
+        audit rotate-key`` does in another process) its next records use the new key,
+        without a restart."""
+        monkeypatch.setattr(audit_keys, "RELOAD_CHECK_SECONDS", 0.0)
+        settings = make_settings("sqlite://", tmp_path, audit_key=None)
+        audit_keys.configure(settings)
+        await append(maker, 1)
+        new = await asyncio.to_thread(audit_keys.add_key, settings.effective_audit_key_file)
+        await append(maker, 1)
+        async with maker() as session:
+            ids = (
+                await session.execute(text("SELECT key_id FROM audit_record ORDER BY seq"))
+            ).scalars()
+            old_id, new_id = list(ids)
+        assert old_id != new_id
+        assert new_id == new.id
+        assert (await verify(maker, audit_keys.load(settings))).ok
+
     async def test_env_rotation_with_previous_keys(
         self, maker: async_sessionmaker[AsyncSession], tmp_path: Path
     ) -> None:

@@ -26,7 +26,9 @@ to verify for as long as they are kept.
 
 A process holds one keyring (``configure``/``install``): the services that append records
 take no key argument, so the entry points configure it once (the app at start-up, the CLI
-in ``load_settings``) and the first append loads it, off the event loop.
+in ``load_settings``) and the first append loads it, off the event loop. A key file is
+looked at again every few seconds, so ``tgfleet audit rotate-key`` reaches running
+processes without a restart.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import hmac
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -283,49 +286,92 @@ def _parse_created(entry: dict[str, object], where: str) -> datetime:
         raise AuditKeyError(exc.message) from None
 
 
-# The process's keyring. Set by ``install``, or loaded from the settings given to
-# ``configure`` on first use (a thread lock: the load runs in a worker thread).
-_installed: AuditKeyring | None = None
-_settings: Settings | None = None
+RELOAD_CHECK_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class _ProcessKeys:
+    """The process's keyring: set by ``install``, or loaded from the settings given to
+    ``configure`` on first use and reloaded when its key file changes (``rotate-key``)."""
+
+    keyring: AuditKeyring | None = None
+    settings: Settings | None = None
+    file_version: tuple[int, int] | None = None  # (inode, mtime) of the key file loaded
+    checked_at: float = 0.0
+
+
+_process = _ProcessKeys()
+# A thread lock: loads run in worker threads.
 _load_lock = threading.Lock()
 
 
 def configure(settings: Settings) -> None:
     """Load this process's audit keys from ``settings`` on first use (no I/O now)."""
-    global _installed, _settings  # noqa: PLW0603 - the process's one keyring, see the module doc
     with _load_lock:
-        _settings = settings
-        _installed = None
+        _process.settings, _process.keyring, _process.file_version = settings, None, None
 
 
 def install(keyring: AuditKeyring | None) -> None:
     """Use ``keyring`` in this process (None: nothing, appends fail closed)."""
-    global _installed, _settings  # noqa: PLW0603 - the process's one keyring
     with _load_lock:
-        _installed = keyring
-        _settings = None
+        _process.settings, _process.keyring, _process.file_version = None, keyring, None
 
 
 def installed() -> AuditKeyring | None:
     """The keyring already loaded in this process, if any (no I/O)."""
-    return _installed
+    return _process.keyring
 
 
-def _load_configured() -> AuditKeyring:
-    global _installed  # noqa: PLW0603 - the process's one keyring
+def load_configured() -> AuditKeyring:
+    """The configured keyring, loaded now if it was not, or reloaded if its key file was
+    replaced since (a key file that became unusable keeps the keys already loaded, with a
+    warning). Blocking."""
     with _load_lock:
-        if _installed is None:
-            if _settings is None:
+        settings, keyring = _process.settings, _process.keyring
+        if settings is None:
+            if keyring is None:
                 msg = "no audit key is configured in this process"
                 raise AuditKeyError(msg)
-            _installed = load(_settings)
-        return _installed
+            return keyring
+        _process.checked_at = time.monotonic()
+        path = settings.effective_audit_key_file
+        if keyring is None:
+            keyring = load(settings)
+            _process.keyring = keyring
+            _process.file_version = _file_version(path) if keyring.source == "file" else None
+            return keyring
+        if keyring.source != "file":
+            return keyring
+        version = _file_version(path)
+        if version == _process.file_version:
+            return keyring
+        try:
+            reloaded = load(settings, create=False)
+        except AuditKeyError as exc:
+            log.warning("audit.key_reload_failed", error=exc.message)
+            return keyring
+        _process.keyring, _process.file_version = reloaded, version
+        log.info("audit.keys_reloaded", path=str(path), active_key_id=reloaded.active.id)
+        return reloaded
+
+
+def _file_version(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
 
 
 async def current() -> AuditKeyring:
-    """This process's keyring, loading it (off the loop) the first time; ``AuditKeyError``
-    if none is configured, so an append fails closed rather than writing an unkeyed record."""
-    keyring = _installed
-    if keyring is not None:
+    """This process's keyring, loading it (off the loop) the first time and looking for a
+    rotated key file every ``RELOAD_CHECK_SECONDS``; ``AuditKeyError`` if none is configured,
+    so an append fails closed rather than writing an unkeyed record."""
+    keyring = _process.keyring
+    if keyring is not None and (
+        _process.settings is None
+        or keyring.source != "file"
+        or time.monotonic() - _process.checked_at < RELOAD_CHECK_SECONDS
+    ):
         return keyring
-    return await asyncio.to_thread(_load_configured)
+    return await asyncio.to_thread(load_configured)

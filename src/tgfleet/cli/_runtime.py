@@ -92,7 +92,8 @@ def load_audit_keys(settings: Settings) -> None:
     """This process's audit keys, loaded now (the key file created on first use); a key
     that cannot be used exits 2 with its message, before the command starts serving."""
     try:
-        audit_keys.install(audit_keys.load(settings))
+        audit_keys.configure(settings)
+        audit_keys.load_configured()
     except AppError as exc:
         raise fail(exc.message, 2) from exc
 

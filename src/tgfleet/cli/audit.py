@@ -104,7 +104,8 @@ def checkpoint() -> None:
 @app.command("rotate-key")
 def rotate_key() -> None:
     """Add a new audit key to the audit key file and make it active; earlier keys stay, to
-    verify the records they keyed. Restart the running processes so they use it."""
+    verify the records they keyed. Running processes reading the same file switch to it
+    within seconds."""
     settings = load_settings()
     if settings.audit_key is not None:
         raise fail(
@@ -131,8 +132,8 @@ def rotate_key() -> None:
 
     run_in_session(settings, work)
     console.print(
-        f"audit key {key.id} is now active in {path} (was {previous}); restart every "
-        f"tgfleet process to use it, and back the file up",
+        f"audit key {key.id} is now active in {path} (was {previous}); processes using "
+        f"this file switch to it within seconds; back the file up",
         highlight=False,
     )
 
