@@ -17,6 +17,7 @@ import itertools
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,11 +97,12 @@ async def _pg_exec(dsn: str, statement: str) -> None:
 _counter = itertools.count()
 
 
-@pytest.fixture
-async def db_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test only."""
+@asynccontextmanager
+async def fresh_database(backend: Backend, folder: Path) -> AsyncIterator[str]:
+    """A migrated copy of the backend's template (a file in ``folder`` on SQLite), dropped
+    on exit; yields its URL."""
     if backend.name == "sqlite":
-        path = tmp_path / "tgfleet.db"
+        path = folder / "tgfleet.db"
         shutil.copyfile(backend.template, path)
         path.chmod(0o600)
         yield f"sqlite+aiosqlite:///{path}"
@@ -109,8 +111,17 @@ async def db_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
     assert backend.base_url is not None
     name = f"tgfleet_t_{os.getpid()}_{next(_counter)}"
     await _pg_exec(backend.admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{backend.template}"')
-    yield make_url(backend.base_url).set(database=name).render_as_string(hide_password=False)
-    await _pg_exec(backend.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_url(backend.base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _pg_exec(backend.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def db_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test only."""
+    async with fresh_database(backend, tmp_path) as url:
+        yield url
 
 
 def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tgfleet import __version__, metrics
-from tgfleet.api import mount_routers
+from tgfleet.api import install_openapi, mount_routers
 from tgfleet.audit.checkpoint import audit_runtime
 from tgfleet.auth.service import Security
 from tgfleet.config import Settings, ensure_data_dir
@@ -152,6 +152,7 @@ def create_app(  # noqa: PLR0915 - the lifespan wires every runtime part in one 
     )
     app.state.settings = settings
     mount_routers(app)
+    install_openapi(app)
     _install_error_handlers(app)
     app.add_middleware(InputGuardMiddleware)
     app.add_middleware(
