@@ -16,11 +16,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import func, select
+from fastapi import FastAPI, Request
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
 
 from tests.account.support import PLAYBOOK_SOURCE, make_accounts
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, Backend
 from tests.factories import Credentials, user_with_role
 from tgfleet.auth.service import Security
 from tgfleet.kit.db import unit_of_work
@@ -246,3 +248,29 @@ class TestHostileInput:
             json={"name": "long", "expires_at": "9999-12-30T00:00:00+00:00"},
         )
         assert token.status_code == 201, token.text
+
+
+class TestDatabaseBackstop:
+    async def test_a_value_the_database_refuses_is_a_400_and_a_logged_error(
+        self, app: FastAPI, client: httpx.AsyncClient, backend: Backend
+    ) -> None:
+        """Should a value slip past the guard, PostgreSQL's data exception (SQLSTATE 22)
+        answers 400 ``invalid_input``, not 500, and is logged as an error without the value
+        (so it is still seen as the bug it is). SQLite stores such values: nothing to refuse."""
+        if backend.name != "postgres":
+            pytest.skip("SQLite stores NUL; only PostgreSQL refuses it")
+
+        async def store_nul(request: Request) -> None:
+            async with unit_of_work(request.app.state.sessionmaker) as session:
+                await session.execute(select(bindparam("value", "sec\x00ret", type_=String)))
+
+        app.add_api_route("/test-only/refused", store_nul, methods=["POST"])
+        with capture_logs() as logs:
+            response = await client.post("/test-only/refused")
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_input"
+        refused = [entry for entry in logs if entry["event"] == "http.database_refused_value"]
+        assert len(refused) == 1
+        assert refused[0]["log_level"] == "error"
+        assert refused[0]["sqlstate"] == "22021"
+        assert "sec" not in repr(logs)

@@ -159,3 +159,7 @@ class TestContract:
         print(f"contract: {len(operations)} operations as {role} in {elapsed:.1f} s")
         assert len(operations) == len([op for ops in document["paths"].values() for op in ops])
         assert not failures, "\n\n".join(failures)
+        # The 400 backstop for values the database refuses must not hide a gap in the guard.
+        log = target.server.log.read_text(errors="replace")
+        assert "http.database_refused_value" not in log
+        assert "http.unhandled" not in log

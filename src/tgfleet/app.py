@@ -19,7 +19,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,6 +45,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED_ROUTE = "<unmatched>"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: SQLSTATE class 22, "data exception": a value the column or its type cannot hold.
+_DATA_EXCEPTION = "22"
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -393,5 +395,22 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+    async def database_refused_value(_request: Request, exc: Exception) -> JSONResponse:
+        # A backstop: request schemas and the input guard keep values a column cannot hold
+        # out (a NUL, an integer past the column); one that slips past is a bug, logged as
+        # an error (no message: it can quote the value), yet the client's fault, so a 400.
+        sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "")
+        if not isinstance(exc, DBAPIError) or not sqlstate.startswith(_DATA_EXCEPTION):
+            raise exc
+        log.error("http.database_refused_value", error=type(exc.orig).__name__, sqlstate=sqlstate)
+        return _error(
+            400,
+            "invalid_input",
+            "a value in this request cannot be stored (the database refused it); "
+            "nothing was changed",
+        )
+
+    app.add_exception_handler(DBAPIError, database_refused_value)
     app.add_exception_handler(OperationalError, database_error)
     app.add_exception_handler(InterfaceError, database_error)
