@@ -90,6 +90,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -361,9 +362,9 @@ def time_evaluations(evaluator: Evaluator, into: list[Evaluation], done: asyncio
     ``done`` is set once ``WARM_EVALUATIONS`` are recorded."""
     original = evaluator.evaluate
 
-    async def timed() -> list[Alert]:
+    async def timed(now: datetime | None = None) -> list[Alert]:
         started = time.monotonic()
-        firing = await original()
+        firing = await original(now)
         into.append(Evaluation(started, time.monotonic() - started, len(firing)))
         if len(into) >= WARM_EVALUATIONS:
             done.set()

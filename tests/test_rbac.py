@@ -151,10 +151,11 @@ def api_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
 
 
 def declared_guards(dependant: Dependant) -> list[PermissionGuard]:
-    found = []
+    found: list[PermissionGuard] = []
     for dependency in dependant.dependencies:
-        if isinstance(dependency.call, PermissionGuard):
-            found.append(dependency.call)
+        call: object = dependency.call  # typed as a plain callable; a guard is an instance
+        if isinstance(call, PermissionGuard):
+            found.append(call)
         found.extend(declared_guards(dependency))
     return found
 
