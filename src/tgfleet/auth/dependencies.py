@@ -30,7 +30,9 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def get_security(request: Request) -> auth_service.Security:
+async def get_security(request: Request) -> auth_service.Security:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
+    # request for an attribute read.
     security: auth_service.Security = request.app.state.security
     return security
 

@@ -60,7 +60,9 @@ class RequestMeta:
     request_id: str | None
 
 
-def get_request_meta(request: Request) -> RequestMeta:
+async def get_request_meta(request: Request) -> RequestMeta:
+    """async: FastAPI runs a plain ``def`` dependency in its thread pool (a thread hop per
+    request); here the context variable is read in the request's own context."""
     return RequestMeta(
         ip=request.client.host if request.client else None, request_id=request_id_var.get()
     )
