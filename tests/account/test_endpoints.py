@@ -7,6 +7,8 @@ import uuid
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.account.support import account_row, events_of, make_accounts, make_playbook, observe
@@ -57,6 +59,42 @@ class TestRead:
         assert body["status"]["messages_received"] == 0
         assert body["restart_seq"] == 0
         assert body["session"]["state"] == "active"
+
+    async def test_listing_reads_no_key_material(
+        self, client: httpx.AsyncClient, operator: Credentials, app: FastAPI
+    ) -> None:
+        """The list and the detail show each session's summary from its summary columns
+        alone: no statement they run reads the wrapped key, nonce or ciphertext (about
+        28 KiB a session, 50 of them per page, for nothing the answer shows)."""
+        for n in (1, 2):
+            imported = await client.post(
+                f"{ACCOUNTS}/import",
+                content=telethon_string(n).encode(),
+                params={"name": f"s{n}.txt", "label": f"kept-{n}"},
+                headers=operator.headers | {"Content-Type": "application/octet-stream"},
+            )
+            assert imported.status_code == 200, imported.text
+        statements: list[str] = []
+
+        def on_execute(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        engine = app.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            page = (await client.get(ACCOUNTS, headers=operator.headers)).json()
+            one = page["items"][0]
+            detail = await client.get(f"{ACCOUNTS}/{one['id']}", headers=operator.headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", on_execute)
+        assert [item["session"]["state"] for item in page["items"]] == ["active", "active"]
+        assert detail.json()["session"] == one["session"]
+        assert one["session"]["source_format"] == "telethon-string"
+        assert one["session"]["version"] == 1
+        reads = [s for s in statements if "FROM session_secret" in s]
+        assert reads, statements
+        for column in ("wrapped_key", "nonce", "ciphertext"):
+            assert not [s for s in reads if f"session_secret.{column}" in s], column
 
     async def test_status_fields_come_from_the_worker_row(
         self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker

@@ -32,7 +32,7 @@ from tgfleet.auth.schemas import Principal
 from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
-from tgfleet.models import Account, AccountStatus, SessionSecret
+from tgfleet.models import Account, AccountStatus
 from tgfleet.vault import service as vault_service
 
 router = APIRouter(prefix="/api/v1/accounts", tags=["accounts"])
@@ -51,7 +51,7 @@ NO_STATUS = AccountStatusRead(state=AccountState.STOPPED.value)
 def account_read(
     account: Account,
     account_status: AccountStatus | None,
-    secret: SessionSecret | None,
+    secret: vault_service.SecretSummary | None,
     holder: str | None = None,
 ) -> AccountRead:
     summary = (

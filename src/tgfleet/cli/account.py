@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account import service as account_service
 from tgfleet.cli._runtime import console, load_settings, run_in_session
-from tgfleet.models import Account, SessionSecret
+from tgfleet.models import Account
 from tgfleet.vault import service as vault_service
 
 app = typer.Typer(help="Accounts under management.", no_args_is_help=True)
@@ -19,8 +19,10 @@ def list_accounts() -> None:
     """Print id, label, user id, dc and state of every account."""
     settings = load_settings()
 
-    async def work(session: AsyncSession) -> list[tuple[Account, SessionSecret | None]]:
-        rows: list[tuple[Account, SessionSecret | None]] = []
+    async def work(
+        session: AsyncSession,
+    ) -> list[tuple[Account, vault_service.SecretSummary | None]]:
+        rows: list[tuple[Account, vault_service.SecretSummary | None]] = []
         cursor: str | None = None
         while True:
             page = await account_service.list_accounts(session, cursor=cursor, limit=500)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
@@ -860,11 +861,23 @@ async def secret_versions(
     return await SecretRepository(session).versions(only)
 
 
+@dataclass(frozen=True, slots=True)
+class SecretSummary:
+    """What a listing shows of an account's secret: never key material."""
+
+    account_id: uuid.UUID
+    state: str
+    source_format: str
+    version: int
+    kek_id: str | None
+    updated_at: datetime
+
+
 async def summaries(
     session: AsyncSession, account_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, SessionSecret]:
-    rows = await SecretRepository(session).for_accounts(account_ids)
-    return {row.account_id: row for row in rows}
+) -> dict[uuid.UUID, SecretSummary]:
+    rows = await SecretRepository(session).summaries(account_ids)
+    return {row[0]: SecretSummary(*row) for row in rows}
 
 
 # ------------------------------------------------------------------------ rotation
