@@ -123,6 +123,7 @@ def _fuzz(operation: Any, mode: schemathesis.GenerationMode, call: Any) -> str |
 
 
 class TestContract:
+    @pytest.mark.timeout(900)  # ~70 s here; the suite's 120 s default is for single tests
     @pytest.mark.parametrize("role", ROLES)
     def test_every_operation_keeps_its_contract(
         self, role: str, target: Target, document: dict[str, Any]
