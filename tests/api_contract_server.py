@@ -90,12 +90,14 @@ def main() -> None:
     import uvicorn
 
     from tgfleet.app import create_app
+    from tgfleet.logging import configure_logging
 
     db_url, data_dir, fd = sys.argv[1:4]
     # Alerting runs as it does by default in production (the suite turns it off elsewhere).
     settings = make_settings(
         db_url, Path(data_dir), jwt_ttl_seconds=JWT_TTL_SECONDS, alerting_enabled=True
     )
+    configure_logging(level="INFO")  # as `tgfleet run` does: no tracebacks with locals
     config = uvicorn.Config(
         create_app(settings), fd=int(fd), log_level="warning", access_log=False, lifespan="on"
     )
