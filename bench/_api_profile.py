@@ -7,7 +7,7 @@ the way, so the process CPU per request is the application's own: ``GET /api/v1/
 (a page of 50 with the per-state counts) and ``POST /api/v1/accounts/{id}/start`` and
 ``/stop`` alternating, all with the admin JWT. ``--profile`` prints pyinstrument's call
 tree of the event loop's thread for each kind (``pip install pyinstrument``; ``--all`` for
-every frame), ``--sql`` the statements run. Run: ``.venv/bin/python bench/api_profile.py
+every frame), ``--sql`` the statements run. Run: ``.venv/bin/python bench/_api_profile.py
 [--profile] [--sql] [N]`` (N requests of each kind, 300 by default). A tool for finding
 where a request's CPU goes, not a benchmark with targets (bench/api.py is).
 """
