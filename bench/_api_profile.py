@@ -6,7 +6,7 @@ run``) is called as ASGI directly, one request at a time, with no HTTP client or
 the way, so the process CPU per request is the application's own: ``GET /api/v1/accounts``
 (a page of 50 with the per-state counts) and ``POST /api/v1/accounts/{id}/start`` and
 ``/stop`` alternating, all with the admin JWT. ``--profile`` prints pyinstrument's call
-tree of the event loop's thread for each kind (``pip install pyinstrument``; ``--all`` for
+tree of the event loop's thread for each kind (pyinstrument, a dev dependency; ``--all`` for
 every frame), ``--sql`` the statements run. Run: ``.venv/bin/python bench/_api_profile.py
 [--profile] [--sql] [N]`` (N requests of each kind, 300 by default). A tool for finding
 where a request's CPU goes, not a benchmark with targets (bench/api.py is).
@@ -119,7 +119,7 @@ async def measure(count: int, profile: bool) -> None:
 
     event.listen(Engine, "before_cursor_execute", on_execute)
     if profile:
-        from pyinstrument import Profiler  # a tool for this script only: pip install pyinstrument
+        from pyinstrument import Profiler  # a dev dependency, imported only with --profile
     async with app.router.lifespan_context(app):
         asgi = app
         token = await login(asgi)

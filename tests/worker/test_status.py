@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.factories import telethon_string
@@ -17,7 +17,7 @@ from tgfleet.account.runtime import STATES, State, StateChange, TimelineEvent, a
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
-from tgfleet.models import AccountEvent, AccountGroup, AccountStatus, AuditRecord
+from tgfleet.models import AccountEvent, AccountGroup, AccountStatus, AuditRecord, SessionSecret
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
 from tgfleet.vault.exceptions import DecryptError, SessionNotFound
@@ -268,8 +268,15 @@ async def test_a_tampered_secret_fails_alone_and_is_marked(
 ) -> None:
     good, bad = await _import(app, sessionmaker, 2)
     async with unit_of_work(sessionmaker) as session:
-        secrets = await vault_service.summaries(session, [bad])
-        secrets[bad].ciphertext = b"\x00" * len(secrets[bad].ciphertext or b"")
+        stored = await session.scalar(
+            select(SessionSecret.ciphertext).where(SessionSecret.account_id == bad)
+        )
+        assert stored
+        await session.execute(
+            update(SessionSecret)
+            .where(SessionSecret.account_id == bad)
+            .values(ciphertext=b"\x00" * len(stored))
+        )
     async with unit_of_work(sessionmaker) as session:
         opened = await vault_service.decrypt_many(
             session, app.state.vault, CONTEXT, [good, bad], purpose="run"
