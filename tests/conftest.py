@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.factories import Credentials, user_with_role
 from tgfleet import migrations
 from tgfleet.app import create_app
 from tgfleet.audit import keys as audit_keys
@@ -190,3 +191,13 @@ def sessionmaker(app: FastAPI) -> async_sessionmaker[AsyncSession]:
 def security(app: FastAPI) -> Security:
     value: Security = app.state.security
     return value
+
+
+@pytest.fixture
+async def admin(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    security: Security,
+) -> Credentials:
+    """A logged-in admin named ``root``."""
+    return await user_with_role(client, sessionmaker, security, "admin", username="root")

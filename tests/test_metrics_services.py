@@ -403,15 +403,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-async def admin(
-    client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    security: Security,
-) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "admin", username="root")
-
-
 class TestLogins:
     async def test_success_failure_and_disabled(
         self,

@@ -26,11 +26,6 @@ async def operator(
     return await user_with_role(client, sessionmaker, security, "operator", username="olga")
 
 
-@pytest.fixture
-async def admin(client: httpx.AsyncClient, sessionmaker: Maker, security: Security) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "admin", username="root")
-
-
 async def audit_actions(
     client: httpx.AsyncClient, admin: Credentials, action: str
 ) -> list[dict[str, object]]:

@@ -22,15 +22,6 @@ from tgfleet.kit.db import unit_of_work
 IMPORT = "/api/v1/accounts/import"
 
 
-@pytest.fixture
-async def admin(
-    client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    security: Security,
-) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "admin", username="root")
-
-
 async def import_raw(
     client: httpx.AsyncClient, who: Credentials, data: bytes, name: str, label: str | None = None
 ) -> httpx.Response:
