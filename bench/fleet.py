@@ -70,7 +70,8 @@ from tgfleet.config import Environment, Settings, ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE, mint
-from tgfleet.sandbox.world import BASIC_GROUP_IDS, World, WorldGroup, dump_world
+from tgfleet.sandbox.world import BASIC_GROUP_IDS, World, WorldGroup
+from tgfleet.sandbox.world_file import dump_world
 from tgfleet.vault.service import Vault
 from tgfleet.worker.seed import seed_fleet
 

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from tgfleet.alert.config import AlertingConfigError, parse_config
 from tgfleet.playbook.document import parse as parse_playbook
 from tgfleet.playbook.exceptions import PlaybookInvalid
-from tgfleet.sandbox.world import WorldError, parse_world
+from tgfleet.sandbox.world import WorldError
+from tgfleet.sandbox.world_file import parse_world
 
 #: Per document. The slowest here, 1,000+ nested ``[``, takes ~0.7 s (PyYAML's scanner looks
 #: 1,024 characters ahead for a key before the screen can refuse the depth); others take ms.

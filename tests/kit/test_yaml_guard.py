@@ -11,7 +11,8 @@ from tgfleet.alert.config import AlertingConfigError, parse_config
 from tgfleet.kit.yaml_guard import YamlRefused, screen
 from tgfleet.playbook.document import parse
 from tgfleet.playbook.exceptions import PlaybookInvalid
-from tgfleet.sandbox.world import WorldError, parse_world
+from tgfleet.sandbox.world import WorldError
+from tgfleet.sandbox.world_file import parse_world
 
 
 def alias_bomb(last_key: str, levels: int = 6) -> str:

@@ -26,12 +26,14 @@ from tgfleet.exceptions import InvalidInput
 from tgfleet.sandbox import mtproto
 from tgfleet.sandbox.client import ControlError, SandboxControl
 from tgfleet.sandbox.control import ControlServer, create_control_app
+from tgfleet.sandbox.delivery import Delivery
 from tgfleet.sandbox.faults import FaultRegistry
 from tgfleet.sandbox.mint import mint
 from tgfleet.sandbox.mtproto import Result
 from tgfleet.sandbox.runner import Sandbox
 from tgfleet.sandbox.server import CallContext, RpcFailure, SandboxServer
-from tgfleet.sandbox.world import Delivery, TrafficSettings, World, WorldState
+from tgfleet.sandbox.state import WorldState
+from tgfleet.sandbox.world import TrafficSettings, World
 
 GET_SELF = functions.users.GetUsersRequest([types.InputUserSelf()])
 

@@ -20,16 +20,11 @@ from telethon.crypto import AuthKey
 from telethon.sessions import StringSession
 
 from tgfleet.sandbox import transport
-from tgfleet.sandbox.methods import WorldDispatcher
+from tgfleet.sandbox.dispatcher import WorldDispatcher
 from tgfleet.sandbox.mtproto import key_id_of
 from tgfleet.sandbox.server import CallContext, ConnectionInfo, SandboxServer
-from tgfleet.sandbox.world import (
-    World,
-    WorldAccount,
-    WorldGroup,
-    WorldMember,
-    WorldState,
-)
+from tgfleet.sandbox.state import WorldState
+from tgfleet.sandbox.world import World, WorldAccount, WorldGroup, WorldMember
 
 ALICE = 1_000_001
 BOB = 1_000_002

@@ -27,7 +27,6 @@ from telethon.sessions import StringSession
 from telethon.tl.tlobject import TLRequest
 
 from tgfleet.sandbox import mtproto, transport
-from tgfleet.sandbox.methods import sandbox_config
 from tgfleet.sandbox.mtproto import Result
 from tgfleet.sandbox.server import (
     CallContext,
@@ -35,6 +34,7 @@ from tgfleet.sandbox.server import (
     SandboxServer,
     method_not_supported,
 )
+from tgfleet.sandbox.tl_objects import sandbox_config
 
 SELF_ID = 1000
 GROUP_ID = 3000

@@ -7,16 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from tgfleet.sandbox.rule_errors import ReplyInvalid
+from tgfleet.sandbox.state import WorldState
 from tgfleet.sandbox.traffic import TrafficEvent, TrafficPlan
-from tgfleet.sandbox.world import (
-    ReplyInvalid,
-    TrafficSettings,
-    World,
-    WorldAccount,
-    WorldGroup,
-    WorldMember,
-    WorldState,
-)
+from tgfleet.sandbox.world import TrafficSettings, World, WorldAccount, WorldGroup, WorldMember
 
 ACCOUNTS = tuple(
     WorldAccount(

@@ -14,28 +14,27 @@ import pytest
 import yaml
 from telethon.sessions import SQLiteSession
 
+from tgfleet.sandbox.delivery import Delivery
 from tgfleet.sandbox.mint import mint
-from tgfleet.sandbox.world import (
+from tgfleet.sandbox.rule_errors import (
     ChannelPrivate,
     ChatForbidden,
     ChatWriteForbidden,
-    Delivery,
     DifferenceTooLong,
     ReplyInvalid,
     SlowmodeWait,
-    TrafficSettings,
     UserAlreadyParticipant,
+)
+from tgfleet.sandbox.state import WorldState
+from tgfleet.sandbox.world import (
+    TrafficSettings,
     World,
     WorldAccount,
     WorldError,
     WorldGroup,
     WorldMember,
-    WorldState,
-    dump_world,
-    load_world,
-    parse_world,
-    world_to_dict,
 )
+from tgfleet.sandbox.world_file import dump_world, load_world, parse_world, world_to_dict
 
 A1, A2, A3 = 1_000_001, 1_000_002, 1_000_003
 M1, M2, M3 = 2_000_001, 2_000_002, 2_000_003

@@ -101,7 +101,7 @@ async def _serve(  # the sandbox stack is imported here so other commands start 
     traffic: bool,
 ) -> None:
     from tgfleet.sandbox.runner import Sandbox
-    from tgfleet.sandbox.world import load_world
+    from tgfleet.sandbox.world_file import load_world
 
     world = await asyncio.to_thread(load_world, world_path)
     # Default: the world's port, the one its session files point at.

@@ -51,10 +51,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tgfleet.exceptions import AppError, InvalidInput, NotFound
 from tgfleet.logging import get_logger
+from tgfleet.sandbox.delivery import Delivery
 from tgfleet.sandbox.faults import FaultKind, FaultRegistry, FaultRule
 from tgfleet.sandbox.mtproto import key_id_of
 from tgfleet.sandbox.server import SandboxServer
-from tgfleet.sandbox.world import Delivery, World, WorldState
+from tgfleet.sandbox.state import WorldState
+from tgfleet.sandbox.world import World
 
 log = get_logger(__name__)
 

@@ -34,8 +34,8 @@ from tgfleet.sandbox.world import (
     WorldError,
     WorldGroup,
     WorldMember,
-    dump_world,
 )
+from tgfleet.sandbox.world_file import dump_world
 
 WORLD_FILE = "world.yaml"
 SANDBOX_HOST = "127.0.0.1"

@@ -1,7 +1,7 @@
 """The seams between the sandbox's parts, so each can be built and tested on its own.
 
-``server.SandboxServer`` speaks MTProto; a ``methods.WorldDispatcher`` answers requests from
-the ``world.WorldState``; a ``faults.FaultRegistry`` (driven by the HTTP control API) decides
+``server.SandboxServer`` speaks MTProto; a ``dispatcher.WorldDispatcher`` answers requests from
+the ``state.WorldState``; a ``faults.FaultRegistry`` (driven by the HTTP control API) decides
 which calls fail. The dispatcher consults a ``FaultPolicy``; the traffic loop hands new
 deliveries to a ``Publisher``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tgfleet.sandbox.world import Delivery
+from tgfleet.sandbox.delivery import Delivery
 
 
 class FaultPolicy(Protocol):

@@ -5,7 +5,7 @@
         ...
 
 Composition: a `RecordingWorldState` (``WorldState`` that also logs every message a fleet
-account sends), a ``FaultRegistry``, the world dispatcher (``methods.WorldDispatcher``)
+account sends), a ``FaultRegistry``, the world dispatcher (``dispatcher.WorldDispatcher``)
 attached to a ``SandboxServer``, a traffic task that replays the seeded ``TrafficPlan`` in
 real time, and the HTTP control API served in the same event loop. Every task is owned:
 `stop` cancels and awaits it.
@@ -24,19 +24,16 @@ from typing import Any, Protocol, Self
 
 from tgfleet.logging import get_logger
 from tgfleet.sandbox.control import ControlServer, SentMessage, create_control_app
+from tgfleet.sandbox.delivery import Delivery
+from tgfleet.sandbox.dispatcher import WorldDispatcher
 from tgfleet.sandbox.faults import FaultRegistry
-from tgfleet.sandbox.methods import WorldDispatcher
 from tgfleet.sandbox.ports import Publisher
+from tgfleet.sandbox.rule_errors import ReplyInvalid, SandboxRuleError
 from tgfleet.sandbox.server import Dispatcher, SandboxServer
+from tgfleet.sandbox.state import WorldState
 from tgfleet.sandbox.traffic import TrafficEvent, TrafficPlan
-from tgfleet.sandbox.world import (
-    Delivery,
-    ReplyInvalid,
-    SandboxRuleError,
-    World,
-    WorldState,
-    load_world,
-)
+from tgfleet.sandbox.world import World
+from tgfleet.sandbox.world_file import load_world
 
 log = get_logger(__name__)
 
@@ -54,7 +51,7 @@ DispatcherFactory = Callable[[WorldState, FaultRegistry], WorldDispatching]
 
 
 def world_dispatcher(state: WorldState, faults: FaultRegistry) -> WorldDispatching:
-    """The real dispatcher (``methods.WorldDispatcher``)."""
+    """The real dispatcher (``dispatcher.WorldDispatcher``)."""
     return WorldDispatcher(state, faults=faults)
 
 

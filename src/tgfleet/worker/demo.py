@@ -22,7 +22,8 @@ from tgfleet.audit.schemas import AuditContext
 from tgfleet.logging import get_logger
 from tgfleet.sandbox.mint import mint
 from tgfleet.sandbox.runner import Sandbox
-from tgfleet.sandbox.world import TrafficSettings, World, load_world
+from tgfleet.sandbox.world import TrafficSettings, World
+from tgfleet.sandbox.world_file import load_world
 from tgfleet.vault.service import Vault
 from tgfleet.worker.seed import SeededFleet, seed_fleet
 
