@@ -52,10 +52,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tgfleet.audit.chain import open_document
 from tgfleet.audit.exceptions import AuditKeyError
-from tgfleet.config import Settings, write_private_file
+from tgfleet.config import Settings
+from tgfleet.kit.files import create_private_file, write_private_file
 from tgfleet.logging import get_logger
 from tgfleet.vault.exceptions import VaultKeyError
-from tgfleet.vault.keyring import create_private_file, decode_key, key_file_lock, parse_time
+from tgfleet.vault.keyring import decode_key, key_file_lock, parse_time
 
 KEY_BYTES = 32
 KEY_ID_LENGTH = 16

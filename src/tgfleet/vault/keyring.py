@@ -49,15 +49,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import hashlib
 import json
-import os
 import secrets
 import stat
 import unicodedata
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -67,7 +65,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from tgfleet import metrics
-from tgfleet.config import write_private_file
+from tgfleet.kit.files import (
+    create_private_file,
+    exclusive_lock,
+    lock_path_beside,
+    write_private_file,
+)
 from tgfleet.logging import get_logger
 from tgfleet.vault.exceptions import DecryptError, VaultKeyError
 
@@ -557,42 +560,12 @@ def _write_key_file(key_file: Path, active_id: str, keks: list[Kek]) -> None:
 
 @contextmanager
 def key_file_lock(key_file: Path) -> Iterator[None]:
-    """Serialise read-modify-write of the key file across processes.
-
-    The key file is replaced by rename on every change, so the lock lives on a separate file
-    that is never replaced (nor deleted: deleting a lock file reopens the race).
-    """
-    lock_path = key_file.with_name(f".{key_file.name}.lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        msg = f"cannot lock key file {key_file} ({lock_path}): {exc.strerror}"
-        raise VaultKeyError(msg) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """Serialise read-modify-write of the key file across processes (a lock file beside it)."""
+    lock_path = lock_path_beside(key_file)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(lock_path))
+        except OSError as exc:
+            msg = f"cannot lock key file {key_file} ({lock_path}): {exc.strerror}"
+            raise VaultKeyError(msg) from None
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def create_private_file(path: Path, content: bytes) -> None:
-    """Write ``content`` to a new file ``path`` (0600), atomically; FileExistsError if it exists.
-
-    ``write_private_file`` renames over its target; a key file or salt must never be replaced,
-    so this links the finished temp file into place, which fails if ``path`` exists.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        path.hardlink_to(tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
