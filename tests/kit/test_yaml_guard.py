@@ -8,7 +8,15 @@ import pytest
 import yaml
 
 from tgfleet.alert.config import AlertingConfigError, parse_config
-from tgfleet.kit.yaml_guard import YamlRefused, screen
+from tgfleet.kit.yaml_guard import (
+    DuplicateKeys,
+    Position,
+    YamlRefused,
+    error_line,
+    line_of,
+    load,
+    screen,
+)
 from tgfleet.playbook.document import parse
 from tgfleet.playbook.exceptions import PlaybookInvalid
 from tgfleet.sandbox.world import WorldError
@@ -52,6 +60,43 @@ class TestScreen:
     def test_a_syntax_error_is_yamls_own(self) -> None:
         with pytest.raises(yaml.YAMLError):
             screen("a: [1, 2\n", max_nodes=100)
+
+
+class TestLoad:
+    def test_every_path_has_its_position(self) -> None:
+        """A mapping entry points at its key; its value and a list item at themselves."""
+        document = load("route:\n  receiver: ops\nitems:\n  - a\n  - |\n    text\n", max_nodes=100)
+        assert document.data == {"route": {"receiver": "ops"}, "items": ["a", "text\n"]}
+        positions = document.positions
+        assert positions[()] == Position(1, 1)
+        assert positions[("route",)] == Position(1, 2)
+        assert positions[("route", "receiver")] == Position(2, 2)
+        assert positions[("items", 1)] == Position(5, 5, "|")
+        assert line_of(positions, ("route", "receiver", "missing", 3)) == 2
+        assert line_of({}, ("anything",)) == 1
+
+    def test_an_empty_document_is_none(self) -> None:
+        assert load("# nothing\n", max_nodes=10).data is None
+
+    def test_duplicate_keys_are_refused_unless_repeatable_or_allowed(self) -> None:
+        """All repetitions, with their lines, before anything is built; or the last wins."""
+        text = "a: 1\nb:\n  c: 1\n  c: 2\na: 3\n"
+        with pytest.raises(DuplicateKeys) as repeated:
+            load(text, max_nodes=100)
+        assert repeated.value.keys == [(("b", "c"), 4), (("a",), 5)]
+        with pytest.raises(DuplicateKeys) as still:
+            load(text, max_nodes=100, repeatable_keys={"c"})
+        assert still.value.keys == [(("a",), 5)]
+        assert load(text, max_nodes=100, unique_keys=False).data == {"a": 3, "b": {"c": 2}}
+
+    def test_the_screen_and_yaml_errors_come_through(self) -> None:
+        with pytest.raises(YamlRefused):
+            load("a: &x 1\n", max_nodes=100)
+        with pytest.raises(yaml.MarkedYAMLError) as broken:
+            load("a: 1\nb: [1, 2\n", max_nodes=100)
+        line, what = error_line(broken.value)
+        assert line == 3
+        assert "flow sequence" in what
 
 
 class TestLoaders:

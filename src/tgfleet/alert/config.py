@@ -66,11 +66,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import core_schema
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tgfleet.config import Settings
 from tgfleet.exceptions import ConfigError
-from tgfleet.kit.yaml_guard import YamlRefused, screen
+from tgfleet.kit.yaml_guard import DuplicateKeys, Position, YamlRefused, error_line, line_of, load
 from tgfleet.logging import get_logger
 
 __all__ = [
@@ -1173,65 +1172,30 @@ def parse_config(
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader; the caller walks the composed nodes for lines and duplicate keys."""
+    """SafeLoader; kit's loader maps the composed nodes to lines and refuses duplicate keys."""
 
 
 #: Scalars and collections in one alerting configuration.
 MAX_NODES = 200_000
 
 
-def _load_yaml(text: str, source_name: str) -> tuple[Any, dict[Loc, int]]:
+def _load_yaml(text: str, source_name: str) -> tuple[Any, dict[Loc, Position]]:
     try:
-        screen(text, max_nodes=MAX_NODES, loader=_Loader)
+        document = load(text, max_nodes=MAX_NODES, loader=_Loader, repeatable_keys={"<<"})
     except YamlRefused as exc:
         raise AlertingConfigError([f"{source_name}:{exc.line}: {exc.message}"]) from None
-    except yaml.YAMLError:
-        pass  # the loader below reports it with its line
-    loader = _Loader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            return None, {}
-        lines: dict[Loc, int] = {}
-        problems: list[str] = []
-        _walk(root, (), lines, problems, source_name)
-        if problems:
-            raise AlertingConfigError(problems)
-        return loader.construct_document(root), lines
+    except DuplicateKeys as exc:
+        problems = [
+            f"{source_name}:{line}: {_format_path(path)}: duplicate key" for path, line in exc.keys
+        ]
+        raise AlertingConfigError(problems) from None
     except yaml.MarkedYAMLError as exc:
         # Only the problem and its line: the mark's snippet could show a secret.
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        what = " ".join(part for part in (exc.context, exc.problem) if part)
+        line, what = error_line(exc)
         raise AlertingConfigError([f"{source_name}:{line}: invalid YAML: {what}"]) from None
     except yaml.YAMLError:
         raise AlertingConfigError([f"{source_name}:1: invalid YAML"]) from None
-    finally:
-        loader.dispose()
-
-
-def _walk(
-    node: Node, path: Loc, lines: dict[Loc, int], problems: list[str], source_name: str
-) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen and key != "<<":
-                problems.append(
-                    f"{source_name}:{line}: {_format_path((*path, key))}: duplicate key"
-                )
-            seen.add(key)
-            # An error about a field points at its key.
-            lines[(*path, key)] = line
-            _walk(value_node, (*path, key), lines, problems, source_name)
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, problems, source_name)
-    elif not isinstance(node, ScalarNode):  # pragma: no cover - yaml has no other nodes
-        raise TypeError(type(node).__name__)
+    return document.data, document.positions
 
 
 def _format_path(path: Loc) -> str:
@@ -1244,18 +1208,10 @@ def _format_path(path: Loc) -> str:
     return text or "(top level)"
 
 
-def _line_of(lines: Mapping[Loc, int], path: Loc) -> int:
-    for end in range(len(path), -1, -1):
-        found = lines.get(path[:end])
-        if found is not None:
-            return found
-    return 1
-
-
-def _located(issues: Sequence[_Issue], lines: Mapping[Loc, int], source: str) -> list[str]:
-    ordered = sorted(issues, key=lambda issue: _line_of(lines, issue.path))
+def _located(issues: Sequence[_Issue], lines: Mapping[Loc, Position], source: str) -> list[str]:
+    ordered = sorted(issues, key=lambda issue: line_of(lines, issue.path))
     return [
-        f"{source}:{_line_of(lines, i.path)}: {_format_path(i.path)}: {i.message}" for i in ordered
+        f"{source}:{line_of(lines, i.path)}: {_format_path(i.path)}: {i.message}" for i in ordered
     ]
 
 
@@ -1289,7 +1245,7 @@ def _is_type_tag(part: str) -> bool:
 
 
 def _describe(
-    error: ValidationError, data: Any, lines: Mapping[Loc, int], source: str
+    error: ValidationError, data: Any, lines: Mapping[Loc, Position], source: str
 ) -> list[str]:
     problems: list[tuple[int, str]] = []
     for item in error.errors(include_url=False, include_input=False):
@@ -1307,7 +1263,7 @@ def _describe(
             message = "required field is missing"
         elif kind == "literal_error" and path and path[-1] == "parse_mode":
             message = 'must be "HTML" or "" (plain text)'
-        line = _line_of(lines, path)
+        line = line_of(lines, path)
         problems.append((line, f"{source}:{line}: {_format_path(path)}: {message}"))
     problems.sort(key=lambda pair: pair[0])
     return list(dict.fromkeys(text for _, text in problems))

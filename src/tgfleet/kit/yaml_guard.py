@@ -11,15 +11,26 @@ It also refuses, with their line, what would escape the loaders as something oth
 YAML error: characters YAML does not allow in a document (PyYAML's reader raises before
 any line is known), and integer or timestamp scalars that PyYAML's constructor cannot build
 (``ValueError`` for an integer past Python's digit limit or a 13th month).
+
+:func:`load` is the one way tgfleet reads such a document: the screen, then composition,
+then a :class:`Position` for every path (``("route", "routes", 0, "receiver")``) so that an
+error found later in the data names its line (:func:`line_of`), then construction. Each
+caller passes its loader (its scalar rules) and its node limit, and words the errors itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
 MAX_DEPTH = 64
+
+#: Where a value sits in a document: its keys and list indexes from the top.
+Path = tuple[str | int, ...]
 
 
 class YamlRefused(ValueError):
@@ -29,6 +40,116 @@ class YamlRefused(ValueError):
         super().__init__(message)
         self.message = message
         self.line = line
+
+
+class DuplicateKeys(ValueError):
+    """Mappings repeat keys; ``keys`` holds each repetition's path (ending in the key) and
+    the 1-based line of the repeated key, in document order."""
+
+    def __init__(self, keys: list[tuple[Path, int]]) -> None:
+        super().__init__(f"{len(keys)} duplicate key(s)")
+        self.keys = keys
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the node at a path sits (1-based lines).
+
+    ``line`` is where an error about the path points: the key of a mapping entry, or the
+    node itself for a list item and the top. ``value_line`` is where the node itself starts
+    (a block scalar at its ``|`` or ``>``). ``style`` is a scalar's style (``|``, ``>``,
+    ``'``, ``"``), ``None`` for a plain scalar and a collection.
+    """
+
+    line: int
+    value_line: int
+    style: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """A loaded document: its data (``None`` for an empty one) and the position of each path."""
+
+    data: Any
+    positions: dict[Path, Position]
+
+
+def load(
+    text: str,
+    *,
+    max_nodes: int,
+    loader: type[yaml.SafeLoader] = yaml.SafeLoader,
+    max_depth: int = MAX_DEPTH,
+    unique_keys: bool = True,
+    repeatable_keys: Collection[str] = (),
+) -> YamlDocument:
+    """Screen ``text`` (see :func:`screen`), compose it, map every path to its
+    :class:`Position`, then construct the data with ``loader``.
+
+    Raises `YamlRefused` from the screen; `DuplicateKeys` (before anything is constructed)
+    when ``unique_keys`` and a mapping repeats a key not in ``repeatable_keys`` (a later
+    key otherwise wins, as in the data); ``yaml.YAMLError`` for what the loader refuses
+    (``yaml.MarkedYAMLError`` with its line: see :func:`error_line`). A key is named by
+    ``str()`` of its scalar value.
+    """
+    with contextlib.suppress(yaml.YAMLError):  # the loader below reports it with its line
+        screen(text, max_nodes=max_nodes, max_depth=max_depth, loader=loader)
+    composer = loader(text)
+    try:
+        root = composer.get_single_node()
+        if root is None:
+            return YamlDocument(None, {})
+        line = root.start_mark.line + 1
+        positions: dict[Path, Position] = {}
+        duplicates: list[tuple[Path, int]] = []
+        _map(root, (), line, positions, duplicates if unique_keys else None, repeatable_keys)
+        if duplicates:
+            raise DuplicateKeys(duplicates)
+        return YamlDocument(composer.construct_document(root), positions)
+    finally:
+        composer.dispose()
+
+
+def _map(
+    node: yaml.Node,
+    path: Path,
+    line: int,
+    positions: dict[Path, Position],
+    duplicates: list[tuple[Path, int]] | None,
+    repeatable: Collection[str],
+) -> None:
+    """Record ``node`` at ``path`` (``line``: where its errors point) and its children."""
+    style = node.style if isinstance(node, yaml.ScalarNode) else None
+    positions[path] = Position(line, node.start_mark.line + 1, style)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            key_line = key_node.start_mark.line + 1
+            if duplicates is not None and key in seen and key not in repeatable:
+                duplicates.append(((*path, key), key_line))
+            seen.add(key)
+            _map(value_node, (*path, key), key_line, positions, duplicates, repeatable)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _map(item, (*path, index), item.start_mark.line + 1, positions, duplicates, repeatable)
+
+
+def line_of(positions: Mapping[Path, Position], path: Path) -> int:
+    """The line of ``path``, or of its nearest ancestor in the document; 1 if none is."""
+    for end in range(len(path), -1, -1):
+        found = positions.get(path[:end])
+        if found is not None:
+            return found.line
+    return 1
+
+
+def error_line(error: yaml.MarkedYAMLError) -> tuple[int, str]:
+    """The 1-based line of a loader's error and what it says (context and problem), without
+    the snippet of the document its marks show: that could be a secret."""
+    mark = error.problem_mark or error.context_mark
+    line = mark.line + 1 if mark is not None else 1
+    return line, " ".join(part for part in (error.context, error.problem) if part)
 
 
 def screen(

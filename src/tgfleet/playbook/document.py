@@ -25,9 +25,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from tgfleet.kit.yaml_guard import YamlRefused, screen
+from tgfleet.kit.yaml_guard import DuplicateKeys, Position, YamlRefused, error_line, load
+from tgfleet.kit.yaml_guard import line_of as kit_line_of
 from tgfleet.playbook._regex import RegexRefused, compile_regex
 from tgfleet.playbook.exceptions import PlaybookInvalid
 
@@ -86,66 +86,26 @@ _Loader.add_implicit_resolver(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Located:
-    """Where a node sits in the YAML: its 1-based line and, for scalars, its style."""
-
-    line: int
-    style: str | None = None
+#: Where a node sits in the YAML: its 1-based line (a key's, for a mapping entry), the line
+#: its value starts on and, for scalars, its style.
+Located = Position
 
 
 def _load(source: str) -> tuple[Any, dict[Path, Located]]:
-    """Parse ``source``; return the data and the line of every path (key lines for values)."""
+    """Parse ``source``; return the data and the position of every path (key lines for values)."""
     try:
-        screen(source, max_nodes=MAX_NODES, loader=_Loader)
+        document = load(source, max_nodes=MAX_NODES, loader=_Loader)
     except YamlRefused as exc:
         raise PlaybookInvalid([f"line {exc.line}: {exc.message}"]) from None
-    except yaml.YAMLError:
-        pass  # the loader below reports it with its line
-    loader = _Loader(source)
-    try:
-        root = loader.get_single_node()
-        lines: dict[Path, Located] = {}
-        problems: list[str] = []
-        if root is not None:
-            _walk(root, (), lines, problems)
-        if problems:
-            raise PlaybookInvalid(problems)
-        data = loader.construct_document(root) if root is not None else None
+    except DuplicateKeys as exc:
+        problems = [f"line {line}, {_format_path(path)}: duplicate key" for path, line in exc.keys]
+        raise PlaybookInvalid(problems) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}" if mark is not None else "line 1"
-        what = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise PlaybookInvalid([f"{where}: YAML syntax error: {what}"]) from None
+        line, what = error_line(exc)
+        raise PlaybookInvalid([f"line {line}: YAML syntax error: {what}"]) from None
     except yaml.YAMLError as exc:
         raise PlaybookInvalid([f"line 1: YAML error: {exc}"]) from None
-    finally:
-        loader.dispose()
-    return data, lines
-
-
-def _walk(node: Node, path: Path, lines: dict[Path, Located], problems: list[str]) -> None:
-    style = node.style if isinstance(node, ScalarNode) else None
-    lines.setdefault(path, Located(node.start_mark.line + 1, style))
-    if isinstance(node, MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                where = _format_path((*path, key))
-                problems.append(f"line {key_node.start_mark.line + 1}, {where}: duplicate key")
-            seen.add(key)
-            value_style = value_node.style if isinstance(value_node, ScalarNode) else None
-            value_line = value_node.start_mark.line + 1
-            # An error about a key points at the key; a template's own line offsets count
-            # from where its text starts.
-            lines[(*path, key)] = Located(key_node.start_mark.line + 1, value_style)
-            if isinstance(value_node, ScalarNode):
-                lines[(*path, key, "")] = Located(value_line, value_style)
-            _walk(value_node, (*path, key), lines, problems)
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, problems)
+    return document.data, document.positions
 
 
 def _format_path(path: Path) -> str:
@@ -160,23 +120,16 @@ def _format_path(path: Path) -> str:
 
 def line_of(lines: dict[Path, Located], path: Path) -> int:
     """The line of ``path``, or of its nearest ancestor present in the YAML."""
-    probe = path
-    while probe:
-        found = lines.get(probe)
-        if found is not None:
-            return found.line
-        probe = probe[:-1]
-    root = lines.get(())
-    return root.line if root is not None else 1
+    return kit_line_of(lines, path)
 
 
 def text_line(lines: dict[Path, Located], path: Path, line_in_text: int) -> int:
     """The YAML line of line ``line_in_text`` (1-based) of the string at ``path``."""
-    located = lines.get((*path, "")) or lines.get(path)
+    located = lines.get(path)
     if located is None:
         return line_of(lines, path)
     # A block scalar (| or >) starts on the line after its indicator.
-    start = located.line + 1 if located.style in {"|", ">"} else located.line
+    start = located.value_line + 1 if located.style in {"|", ">"} else located.value_line
     return start + max(line_in_text, 1) - 1
 
 
