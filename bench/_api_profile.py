@@ -27,7 +27,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import api as bench_api
-
 from fleet import worker_env
 
 

@@ -44,7 +44,6 @@ from pathlib import Path
 
 import httpx
 from _common import cpu_seconds, pct, raise_nofile, rss_mib
-
 from fleet import Child, Meter, free_port, verdict, wait_live, worker_env
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_API_ACCOUNTS", "100"))

@@ -50,21 +50,21 @@ from pathlib import Path
 from typing import Any
 
 from _common import cpu_seconds, own_cpu, pct
+from fleet import Child, free_port, sandbox_stats, start_sandbox
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fleet import Child, free_port, sandbox_stats, start_sandbox
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Environment, Settings
+from tgfleet.demo.seed import seed_fleet
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE, mint
 from tgfleet.vault.service import Vault
 from tgfleet.worker.leases import DEFAULT_GRACE
-from tgfleet.worker.seed import seed_fleet
 
 KILLS = int(os.environ.get("TGFLEET_BENCH_FAILOVER_KILLS", "20"))
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_FAILOVER_ACCOUNTS", "300"))

@@ -67,13 +67,13 @@ from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.config import Environment, Settings, ensure_data_dir
+from tgfleet.demo.seed import seed_fleet
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE, mint
 from tgfleet.sandbox.world import BASIC_GROUP_IDS, World, WorldGroup
 from tgfleet.sandbox.world_file import dump_world
 from tgfleet.vault.service import Vault
-from tgfleet.worker.seed import seed_fleet
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_FLEET_ACCOUNTS", "1000"))
 RATE = float(os.environ.get("TGFLEET_BENCH_FLEET_RATE", "200"))

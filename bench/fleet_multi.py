@@ -93,12 +93,6 @@ from typing import Any
 
 import httpx
 from _common import CLK_TCK, backend, cpu_seconds, own_cpu, pct, raise_nofile
-from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from fleet import (
     Child,
     bench_settings,
@@ -110,17 +104,23 @@ from fleet import (
     updates_running,
     wait_live,
 )
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.config import Environment, Settings, ensure_data_dir
+from tgfleet.demo.seed import seed_fleet
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE, mint
 from tgfleet.sandbox.world import BASIC_GROUP_IDS, World, WorldGroup
 from tgfleet.sandbox.world_file import dump_world
 from tgfleet.vault.service import Vault
-from tgfleet.worker.seed import seed_fleet
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_MULTI_ACCOUNTS", "1000"))
 RATE = float(os.environ.get("TGFLEET_BENCH_MULTI_RATE", "200"))

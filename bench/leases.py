@@ -5,7 +5,7 @@ on the local server, migrates it with ``tgfleet.migrations.upgrade``, inserts N 
 desired ``running`` in bulk (``INSERT ... SELECT ... FROM generate_series``) with one active
 session secret, one ``online`` status and one group setting each (so that the leader's
 unassigned marks and the worker's reconcile queries read realistic tables), then creates
-their lease rows as the start commands' background chore does: ``fleet_service.sweep`` once.
+their lease rows as the start commands' background chore does: ``lease_service.sweep`` once.
 
 W simulated workers run in this process: each a real ``tgfleet.worker.leases.LeaseLoop``
 with its own worker id, a short TTL (``TTL``; renewals every TTL/3, the default grace of
@@ -81,11 +81,11 @@ from sqlalchemy.sql.elements import TextClause
 
 from tgfleet import migrations
 from tgfleet.account import runtime
-from tgfleet.account import runtime as account_runtime
-from tgfleet.fleet import repository as lease_sql
-from tgfleet.fleet import service as fleet_service
-from tgfleet.fleet.service import FleetShape, Registration, WorkerClock
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.lease import notify
+from tgfleet.lease import repository as lease_sql
+from tgfleet.lease import service as lease_service
+from tgfleet.lease.service import FleetShape, Registration, WorkerClock
 from tgfleet.logging import configure_logging
 from tgfleet.playbook import service as playbook_service
 from tgfleet.vault import service as vault_service
@@ -371,7 +371,7 @@ async def seed(
     await vacuum(engine)
     inserted = time.perf_counter()
     async with unit_of_work(maker) as session:
-        await fleet_service.sweep(session)  # lease rows, as the start commands create them
+        await lease_service.sweep(session)  # lease rows, as the start commands create them
     swept = time.perf_counter()
     await vacuum(engine)
     return inserted - started, swept - inserted
@@ -653,7 +653,7 @@ async def run_scenario(accounts: int, workers: int) -> Result:
         def poke_live(kind: str) -> None:  # Supervisor._command, for every loop at once
             for loop in loops:
                 if loop.worker_id in tasks:
-                    loop.poke(command=kind != account_runtime.LEASES_FREED)
+                    loop.poke(command=kind != notify.LEASES_FREED)
 
         listener = CommandListener(url, poke_live)
         listener_task = asyncio.create_task(listener.run())
@@ -727,7 +727,7 @@ async def run_scenario(accounts: int, workers: int) -> Result:
                 survivors, meter, crash, absorbed, ABSORB_TIMEOUT, "the absorption"
             )
             async with unit_of_work(maker) as session:
-                result.unassigned_after = await fleet_service.unassigned(session)
+                result.unassigned_after = await lease_service.unassigned(session)
             print(f"leases: absorbed in {result.absorb.wall:.1f} s; after ...", flush=True)
             await asyncio.sleep(2 * config.renew_every)
             result.after = await measure_window(survivors, meter, stats, WINDOW)
@@ -845,8 +845,8 @@ async def single_measurements(
     await plan("UNASSIGNED (API: GET /workers)", lease_sql.UNASSIGNED, {})
 
     async with unit_of_work(maker) as session:
-        freed = await fleet_service.release(session, donor.registration)  # as a reap would
-        solo: Registration = await fleet_service.register(
+        freed = await lease_service.release(session, donor.registration)  # as a reap would
+        solo: Registration = await lease_service.register(
             session,
             worker_id=SOLO,
             host="bench",
@@ -870,12 +870,12 @@ async def single_measurements(
     tally = meter.snapshot()
     started = time.perf_counter()
     async with unit_of_work(maker) as session:
-        claimed = await fleet_service.claim(session, solo, limit=1000)
+        claimed = await lease_service.claim(session, solo, limit=1000)
     result.solo_claim_seconds = time.perf_counter() - started
     result.solo_claimed = len(claimed)
     result.solo_statement_seconds = meter.snapshot().minus(tally).seconds["CLAIM"]
     async with unit_of_work(maker) as session:
-        await fleet_service.claim(session, solo, limit=10_000)  # the rest: none free now
+        await lease_service.claim(session, solo, limit=10_000)  # the rest: none free now
     async with engine.connect() as conn:
         row = (
             await conn.execute(
@@ -1028,7 +1028,7 @@ def scenario_section(r: Result) -> list[str]:
         "| measure | value |",
         "|---|---|",
         (
-            f"| seed: bulk insert + VACUUM ANALYZE / lease rows by `fleet_service.sweep` |"
+            f"| seed: bulk insert + VACUUM ANALYZE / lease rows by `lease_service.sweep` |"
             f" {r.seed_seconds:.1f} s / {r.sweep_seconds:.2f} s |"
         ),
         (
@@ -1189,7 +1189,7 @@ def report(results: list[Result]) -> list[str]:
             f" the share), sharing one engine of <= {POOL} connections and one `CommandListener`"
             " that pokes every loop on a notification. Each scenario on a fresh migrated scratch"
             " database on the local PostgreSQL with N accounts desired running (secret, status"
-            " and group setting each), lease rows made by one `fleet_service.sweep`. The workers"
+            " and group setting each), lease rows made by one `lease_service.sweep`. The workers"
             " register, then their loops start staggered over one interval and claim from a"
             " cold start. Statements are counted and timed on the engine (client-side; BEGIN,"
             " COMMIT and the pool's pre-ping are not statements there); transactions and rows"

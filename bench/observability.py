@@ -89,12 +89,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import fleet
 import httpx
 from _common import pct, raise_nofile, rss_mib
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
-
-import fleet
 from fleet import (
     Child,
     Meter,
@@ -110,6 +107,9 @@ from fleet import (
     wait_live,
     worker_env,
 )
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
 from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE
 from tgfleet.sandbox.world import World

@@ -46,7 +46,7 @@ and checks (limits held, exactly; every admission counted once); latency as the 
 windows fill; ``auto_explain`` of one call into a full window; the window alone (one
 caller, statement time by the sends the group's window holds, rolled back:
 :func:`window_sizes`); one caller alone, with ``synchronous_commit`` on and off (what the
-function costs beside the WAL flush), also through ``tgfleet.fleet.service.admit_reply``
+function costs beside the WAL flush), also through ``tgfleet.lease.service.admit_reply``
 on an asyncpg pool (the workers' path); a synthetic hour boundary (fixed windows admit 2L within
 an hour); and the window rows' race with the leader's prune (:func:`prune_race`).
 Run alone: ``.venv/bin/python bench/run.py reply_gate``.
@@ -76,8 +76,8 @@ from _common import cpu_seconds, own_cpu, pct
 from sqlalchemy.engine import make_url
 
 from tgfleet import migrations
-from tgfleet.fleet import service as fleet_service
-from tgfleet.fleet.repository import PRUNE_WINDOWS
+from tgfleet.lease import service as lease_service
+from tgfleet.lease.repository import PRUNE_WINDOWS
 from tgfleet.logging import configure_logging
 
 SECONDS = float(os.environ.get("TGFLEET_BENCH_GATE_SECONDS", "20"))
@@ -639,7 +639,7 @@ SingleCall = Callable[[int], Awaitable[object]]
 
 async def single_paths(fleet: Fleet, stack: contextlib.AsyncExitStack) -> dict[str, SingleCall]:
     """One caller per path, spread shape: each variant with synchronous_commit on and off,
-    and the baseline through ``fleet_service.admit_reply`` as ``FleetGate`` asks (a
+    and the baseline through ``lease_service.admit_reply`` as ``FleetGate`` asks (a
     connection of an asyncpg pool per call, no reset on release)."""
     shape = SHAPES[-1]
 
@@ -669,7 +669,7 @@ async def single_paths(fleet: Fleet, stack: contextlib.AsyncExitStack) -> dict[s
     async def service(serial: int) -> object:
         chat, account = target(serial)
         async with pool.acquire() as connection:
-            return await fleet_service.admit_reply(
+            return await lease_service.admit_reply(
                 connection,
                 key=f"{chat}:{serial}",
                 account_id=account,
@@ -682,7 +682,7 @@ async def single_paths(fleet: Fleet, stack: contextlib.AsyncExitStack) -> dict[s
                 announce=f"{chat} {chat}:{serial} w0",
             )
 
-    paths[f"{SLIDING.name} through fleet_service.admit_reply (as FleetGate asks)|on"] = service
+    paths[f"{SLIDING.name} through lease_service.admit_reply (as FleetGate asks)|on"] = service
     return paths
 
 

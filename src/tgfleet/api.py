@@ -11,9 +11,9 @@ from tgfleet.account.endpoints import router as account_router
 from tgfleet.alert.endpoints import router as alert_router
 from tgfleet.audit.endpoints import router as audit_router
 from tgfleet.auth.endpoints import auth_router, role_router, user_router
-from tgfleet.fleet.endpoints import router as worker_router
 from tgfleet.health.endpoints import router as health_router
 from tgfleet.kit.schema import ErrorBody
+from tgfleet.lease.endpoints import router as worker_router
 from tgfleet.playbook.endpoints import router as playbook_router
 from tgfleet.telemetry.endpoints import router as telemetry_router
 from tgfleet.vault.endpoints import router as vault_router

@@ -23,11 +23,11 @@ from tests.e2e.harness import (
     free_port,
 )
 from tests.fakes.tcp_proxy import TcpProxy
+from tgfleet.demo.seed import seed_fleet
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import mint
 from tgfleet.vault.service import Vault
-from tgfleet.worker.seed import seed_fleet
 
 
 async def _kill_quietly(procs: list[Proc]) -> None:

@@ -28,12 +28,12 @@ from tgfleet.account import runtime as account_runtime
 from tgfleet.account import service as account_service
 from tgfleet.account.runtime import State, StateChange
 from tgfleet.config import Settings, write_private_file
-from tgfleet.fleet import service as fleet_service
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.health.schemas import MEDIA_TYPE
 from tgfleet.health.service import HealthService
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import service as lease_service
 from tgfleet.vault.keyring import init_key_file
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -94,8 +94,8 @@ async def _accounts(sessionmaker: async_sessionmaker[AsyncSession], count: int) 
         for account in accounts:
             account.desired_state = "running"
         await session.flush()
-        if fleet_service.supports_leases(session):
-            await fleet_service.sweep(session)  # lease rows, as start commands create them
+        if lease_service.supports_leases(session):
+            await lease_service.sweep(session)  # lease rows, as start commands create them
     return [a.id for a in accounts]
 
 
@@ -125,7 +125,7 @@ async def _report(
 
 async def _register(sessionmaker: async_sessionmaker[AsyncSession], name: str) -> None:
     async with unit_of_work(sessionmaker) as session:
-        await fleet_service.register(
+        await lease_service.register(
             session, worker_id=name, host="h", pid=1, version="t", capacity=100, ttl=30
         )
 

@@ -21,13 +21,13 @@ from tests.conftest import make_settings
 from tgfleet.app import create_app
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
+from tgfleet.demo.seed import SeededFleet, seed_fleet
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import AccountEvent, AccountStatus
 from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import mint
 from tgfleet.sandbox.runner import Sandbox
 from tgfleet.sandbox.world import World
-from tgfleet.worker.seed import SeededFleet, seed_fleet
 from tgfleet.worker.supervisor import Supervisor
 
 CONTEXT = AuditContext(actor="test")

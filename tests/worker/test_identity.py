@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import service as lease_service
 from tgfleet.worker import identity
 from tgfleet.worker.identity import Process, WorkerIdInUse
 
@@ -39,9 +39,9 @@ def _dead_pid() -> int:
 
 async def _register(
     sessionmaker: async_sessionmaker[AsyncSession], worker_id: str, host: str, pid: int
-) -> fleet_service.Registration:
+) -> lease_service.Registration:
     async with unit_of_work(sessionmaker) as session:
-        return await fleet_service.register(
+        return await lease_service.register(
             session, worker_id=worker_id, host=host, pid=pid, version="t", capacity=10, ttl=60
         )
 
@@ -57,7 +57,7 @@ async def _live(
         while True:
             await asyncio.sleep(0.3)
             async with unit_of_work(sessionmaker) as session:
-                await fleet_service.heartbeat(session, registration, 60)
+                await lease_service.heartbeat(session, registration, 60)
 
     task = asyncio.create_task(renew())
     try:
@@ -112,7 +112,7 @@ class TestClaim:
         await _register(sessionmaker, "elsewhere", "host-b", 1234)
         stopped = await _register(sessionmaker, "stopped", "host-b", 1234)
         async with unit_of_work(sessionmaker) as session:
-            await fleet_service.deregister(session, stopped)
+            await lease_service.deregister(session, stopped)
         for worker_id in ("crashed", "restarted", "elsewhere", "stopped"):
             assert await _claim(sessionmaker, worker_id) == worker_id
 

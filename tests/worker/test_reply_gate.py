@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.worker.conftest import FleetFactory, wait_for
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.lease import service as lease_service
 from tgfleet.models import Account
 from tgfleet.playbook.gate import Admission, Limits, LocalGate, ReplyGate, ReplyRequest
 from tgfleet.worker import reply_gate
@@ -576,7 +576,7 @@ async def _listening_gate(
     )
     fleet.made.append(gate)
     listener = CommandListener(
-        db_url, lambda _kind: None, {fleet_service.REPLY_CHANNEL: gate.heard}
+        db_url, lambda _kind: None, {lease_service.REPLY_CHANNEL: gate.heard}
     )
     task = asyncio.create_task(listener.run())
 

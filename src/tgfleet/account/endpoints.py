@@ -29,9 +29,9 @@ from tgfleet.account.schemas import (
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
+from tgfleet.lease import service as lease_service
 from tgfleet.models import Account, AccountStatus
 from tgfleet.vault import service as vault_service
 
@@ -88,7 +88,7 @@ def account_read(
 async def _one(session: DbSession, account: Account) -> AccountRead:
     statuses = await account_service.statuses(session, [account.id])
     secrets = await vault_service.summaries(session, [account.id])
-    holders = await fleet_service.holders(session, [account.id])
+    holders = await lease_service.holders(session, [account.id])
     return account_read(
         account, statuses.get(account.id), secrets.get(account.id), holders.get(account.id)
     )
@@ -124,7 +124,7 @@ async def list_accounts(
     )
     ids = [a.id for a in result.items]
     secrets = await vault_service.summaries(session, ids)
-    holders = await fleet_service.holders(session, ids)
+    holders = await lease_service.holders(session, ids)
     return AccountPage(
         items=[
             account_read(a, result.statuses.get(a.id), secrets.get(a.id), holders.get(a.id))

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account.runtime_repository import GroupRepository, StatusRepository
 from tgfleet.kit.clock import utcnow
+from tgfleet.lease import notify
 from tgfleet.models import AccountEvent, AccountGroup, AccountStatus
 
 
@@ -171,27 +171,6 @@ async def load_desired(
         )
         for account, status in rows
     ]
-
-
-#: PostgreSQL channel on which account commands wake the workers (payload unused).
-COMMAND_CHANNEL: Final = "tgfleet_accounts"
-
-
-#: Notification payloads: an operator's change (workers reconcile and recount the fleet),
-#: or leases freed (workers only try to claim).
-COMMAND: Final = "command"
-LEASES_FREED: Final = "leases"
-#: An account's Telegram identity was learned or changed: workers reload the fleet's ids.
-FLEET_CHANGED: Final = "fleet"
-
-
-async def notify_workers(session: AsyncSession, kind: str = COMMAND) -> None:
-    """Wake every worker when this transaction commits (PostgreSQL ``NOTIFY``; SQLite's one
-    process polls). Workers then reconcile within their loop, well inside a second."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_notify(:channel, :kind)"), {"channel": COMMAND_CHANNEL, "kind": kind}
-        )
 
 
 async def desired_fingerprint(
@@ -359,7 +338,7 @@ async def learn_identity(
     Every reply admission on PostgreSQL also reads the stored ids, so a worker that missed
     the notification still never answers a fleet account."""
     await StatusRepository(session).set_identities({account_id: (tg_user_id, username)})
-    await notify_workers(session, FLEET_CHANGED)
+    await notify.workers(session, notify.FLEET_CHANGED)
 
 
 async def fleet_user_ids(session: AsyncSession) -> set[int]:

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tgfleet.account import runtime
 from tgfleet.account.exceptions import (
     AccountLabelTaken,
     AccountNotFound,
@@ -47,10 +46,11 @@ from tgfleet.account.schemas import (
 )
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.names import sanitise_name
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
+from tgfleet.lease import notify
+from tgfleet.lease import service as lease_service
 from tgfleet.models import Account, AccountEvent, AccountGroup, AccountStatus
 from tgfleet.playbook import service as playbook_service
 
@@ -269,8 +269,8 @@ async def control(
         details={"label": account.label} | details,
     )
     if account.desired_state == DesiredState.RUNNING.value:
-        await fleet_service.ensure_leases(session, [account.id])
-    await runtime.notify_workers(session)
+        await lease_service.ensure_leases(session, [account.id])
+    await notify.workers(session)
     return account
 
 
@@ -311,8 +311,8 @@ async def bulk_control(
         },
     )
     if command is not ControlAction.STOP:
-        await fleet_service.ensure_leases(session, account_ids)
-    await runtime.notify_workers(session)
+        await lease_service.ensure_leases(session, account_ids)
+    await notify.workers(session)
     return BulkResult(action=command, matched=len(account_ids), changed=changed)
 
 
@@ -513,7 +513,7 @@ async def set_group(
         target=f"account:{account_id}",
         details=details | {"result": code},
     )
-    await runtime.notify_workers(session)
+    await notify.workers(session)
     return group
 
 
@@ -543,7 +543,7 @@ async def delete_group(
         target=f"account:{account_id}",
         details=details,
     )
-    await runtime.notify_workers(session)
+    await notify.workers(session)
 
 
 async def bulk_set_groups(
@@ -653,7 +653,7 @@ async def bulk_set_groups(
             "created": created,
         },
     )
-    await runtime.notify_workers(session)
+    await notify.workers(session)
     return GroupBulkResult(matched=len(account_ids), groups=written, created=created)
 
 

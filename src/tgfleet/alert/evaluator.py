@@ -38,10 +38,10 @@ from tgfleet.alert import service as alert_service
 from tgfleet.alert.engine import Dispatcher
 from tgfleet.alert.schemas import Alert
 from tgfleet.audit import service as audit_service
-from tgfleet.fleet import service as fleet_service
 from tgfleet.health.network import NetworkSnapshot
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -348,7 +348,7 @@ class Evaluator:
                 scope="fleet",
                 worker=worker.id,
             )
-            for worker in await fleet_service.list_workers(session)
+            for worker in await lease_service.list_workers(session)
             if not worker.alive
             and worker.state != "stopped"
             and worker.expires_at > now - WORKER_LOST_WINDOW

@@ -170,7 +170,7 @@ def _attach_demo(
     first reconcile matters, stopped after the worker has disconnected every client)."""
     from contextlib import asynccontextmanager
 
-    from tgfleet.worker.demo import start_demo
+    from tgfleet.demo.fleet import start_demo
 
     inner = application.router.lifespan_context
 

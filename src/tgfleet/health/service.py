@@ -45,12 +45,12 @@ from sqlalchemy.ext.asyncio import (
 from tgfleet import __version__, metrics, migrations
 from tgfleet.account import service as account_service
 from tgfleet.config import Settings
-from tgfleet.fleet import service as fleet_service
 from tgfleet.health.delivery import DeliveryRecord
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.health.schemas import CheckResult, Status, http_status, worst
 from tgfleet.kit.clock import isoformat, utcnow
 from tgfleet.kit.db import READ_ONLY_OPTION, unit_of_work
+from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 from tgfleet.vault.service import Vault
 
@@ -414,7 +414,7 @@ class HealthService:
         if self._engine.dialect.name != "postgresql":
             return [self._runtime_in_process()]
         async with unit_of_work(self._sessionmaker, read_only=True) as session:
-            workers = await fleet_service.list_workers(session)
+            workers = await lease_service.list_workers(session)
             summary = await account_service.fleet_summary(session)
         now = utcnow()
         alive = [w for w in workers if w.alive]

@@ -23,11 +23,11 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tgfleet.account import runtime as account_runtime
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.clock import isoformat, utcnow
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
+from tgfleet.lease import notify
 from tgfleet.logging import get_logger
 from tgfleet.models import Playbook, PlaybookVersion
 from tgfleet.playbook.engine import (
@@ -206,7 +206,7 @@ async def create(
         target=f"playbook:{playbook.id}",
         details={"name": name, "version": 1, "rules": checked.rules},
     )
-    await account_runtime.notify_workers(session)
+    await notify.workers(session)
     return playbook
 
 
@@ -272,7 +272,7 @@ async def update(
             "rules": checked.rules,
         },
     )
-    await account_runtime.notify_workers(session)
+    await notify.workers(session)
     return playbook
 
 
@@ -295,7 +295,7 @@ async def delete(session: AsyncSession, context: AuditContext, playbook_id: uuid
         target=f"playbook:{playbook.id}",
         details={"name": playbook.name, "versions": playbook.latest_version},
     )
-    await account_runtime.notify_workers(session)
+    await notify.workers(session)
 
 
 def _in_use_message(name: str, count: int | None) -> str:

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import metrics
 from tgfleet.account import service as account_service
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -63,8 +63,8 @@ class FleetGauges:
                     unit_of_work(self._sessionmaker, read_only=True) as session,
                 ):
                     summary = await account_service.fleet_summary(session)
-                    workers = await fleet_service.list_workers(session)
-                    leased = fleet_service.supports_leases(session)
+                    workers = await lease_service.list_workers(session)
+                    leased = lease_service.supports_leases(session)
             except Exception as exc:  # noqa: BLE001 - the scrape answers with the last values
                 self.failures += 1
                 log.warning("metrics.fleet_refresh_failed", error=type(exc).__name__)

@@ -35,9 +35,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tgfleet.exceptions import ConfigError
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import service as lease_service
 
 #: The advisory lock between workers choosing an id and registering it (any constant).
 IDENTITY_LOCK = 0x7467_666C_6964_01
@@ -49,7 +49,7 @@ ID_MAX_CHARS = 128  # the worker table's id column
 #: How often a watched heartbeat is read again.
 WATCH_STEP_SECONDS = 0.5
 
-Workers = Mapping[str, fleet_service.WorkerView]
+Workers = Mapping[str, lease_service.WorkerView]
 
 
 class WorkerIdInUse(ConfigError):
@@ -84,7 +84,7 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
-def holder(worker: fleet_service.WorkerView | None, me: Process) -> Holder:
+def holder(worker: lease_service.WorkerView | None, me: Process) -> Holder:
     """What the row alone says about its holder (see the module's docstring)."""
     if worker is None or not worker.alive or worker.state == "stopped":
         return Holder.FREE
@@ -93,7 +93,7 @@ def holder(worker: fleet_service.WorkerView | None, me: Process) -> Holder:
     return Holder.UNSURE
 
 
-def _describe(worker: fleet_service.WorkerView) -> str:
+def _describe(worker: lease_service.WorkerView) -> str:
     age = max(0.0, (utcnow() - worker.heartbeat_at).total_seconds())
     return f"host {worker.host}, pid {worker.pid}, heartbeat {age:.0f} s ago"
 
@@ -119,9 +119,9 @@ def _candidates(workers: Workers, requested: str | None, me: Process) -> list[st
 
 async def _workers(
     sessionmaker: async_sessionmaker[AsyncSession],
-) -> dict[str, fleet_service.WorkerView]:
+) -> dict[str, lease_service.WorkerView]:
     async with unit_of_work(sessionmaker, read_only=True) as session:
-        return {worker.id: worker for worker in await fleet_service.list_workers(session)}
+        return {worker.id: worker for worker in await lease_service.list_workers(session)}
 
 
 async def _renewing(

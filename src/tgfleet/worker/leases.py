@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import __version__, metrics
-from tgfleet.account import runtime as account_runtime
-from tgfleet.fleet import service as fleet_service
-from tgfleet.fleet.service import FleetShape, Registration
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import notify
+from tgfleet.lease import service as lease_service
+from tgfleet.lease.service import FleetShape, Registration
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -110,7 +110,7 @@ class LeaseLoop:
 
     async def register(self) -> Registration:
         async with unit_of_work(self._sessionmaker) as session:
-            self.registration = await fleet_service.register(
+            self.registration = await lease_service.register(
                 session,
                 worker_id=self.worker_id,
                 host=socket.gethostname(),
@@ -157,7 +157,7 @@ class LeaseLoop:
         started = time.perf_counter()
         try:
             async with unit_of_work(self._sessionmaker) as session:
-                renewed = await fleet_service.heartbeat(session, self.registration, self.config.ttl)
+                renewed = await lease_service.heartbeat(session, self.registration, self.config.ttl)
         except Exception as exc:
             metrics.LEASE_RENEWALS.labels("failed").inc()
             log.warning("worker.lease_renew_failed", error=type(exc).__name__)
@@ -189,7 +189,7 @@ class LeaseLoop:
             return
         try:
             async with unit_of_work(self._sessionmaker) as session:
-                current = await fleet_service.current_epoch(session, registration.worker_id)
+                current = await lease_service.current_epoch(session, registration.worker_id)
             if current is not None and current > registration.epoch:
                 log.error(
                     "worker.fenced_off",
@@ -209,10 +209,10 @@ class LeaseLoop:
             return
         with contextlib.suppress(Exception):
             async with asyncio.timeout(3.0), unit_of_work(self._sessionmaker) as session:
-                released = await fleet_service.release(session, self.registration)
+                released = await lease_service.release(session, self.registration)
                 metrics.LEASE_RELEASES.labels("drain").inc(released)
-                await fleet_service.deregister(session, self.registration)
-                await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
+                await lease_service.deregister(session, self.registration)
+                await notify.workers(session, notify.LEASES_FREED)
             log.info("worker.drained", worker_id=self.worker_id, released=released)
         self.held = frozenset()
 
@@ -240,19 +240,19 @@ class LeaseLoop:
         async with unit_of_work(self._sessionmaker) as session:
             if commanded or now - self._released_stopped_at > CHORES_EVERY:
                 self._released_stopped_at = now  # stop commands notify: no need to poll
-                stopped = await fleet_service.release_stopped(session, registration)
+                stopped = await lease_service.release_stopped(session, registration)
                 metrics.LEASE_RELEASES.labels("stopped").inc(stopped)
-            shape = await fleet_service.shape(session, None if recount else self._running)
+            shape = await lease_service.shape(session, None if recount else self._running)
             if recount:
                 self._running, self._counted_at = shape.running_accounts, now
             self.leader = shape.leader == registration.worker_id
             if self.leader:
                 await self._lead(session, shape, now)
-            held = await fleet_service.held(session, registration)
+            held = await lease_service.held(session, registration)
             share = shape.share_of(registration.worker_id, self.config.capacity)
             claimed: list[uuid.UUID] = []
             if len(held) < share:
-                claimed = await fleet_service.claim(session, registration, limit=share - len(held))
+                claimed = await lease_service.claim(session, registration, limit=share - len(held))
         # Every worker wakes when another's leases become reapable: if that one was the
         # leader, the next in line is the leader by then and reaps at once.
         self._next_reap = shape.next_reap_in(registration.worker_id, self.config.grace_seconds)
@@ -268,8 +268,8 @@ class LeaseLoop:
             self._set_held(held)
             await self._stop_accounts(giving)
             async with unit_of_work(self._sessionmaker) as session:
-                released = await fleet_service.release(session, registration, giving)
-                await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
+                released = await lease_service.release(session, registration, giving)
+                await notify.workers(session, notify.LEASES_FREED)
             self.released_total += released
             metrics.LEASE_RELEASES.labels("handover").inc(released)
             log.info("worker.handed_over", accounts=released, share=share)
@@ -292,20 +292,20 @@ class LeaseLoop:
         """The leader's work: every tick, free dead workers' leases (and wake the others to
         claim them) and mark free accounts unassigned; every CHORES_EVERY seconds, sweep
         lease rows (accounts started by other means, free rows of stopped ones)."""
-        reaped = await fleet_service.reap(
+        reaped = await lease_service.reap(
             session, shape, self.config.grace_seconds, skip=self._reaped_runs
         )
         if reaped:
             self.reaped_total += reaped
             metrics.LEASE_FAILOVERS.inc(reaped)
             log.warning("worker.reaped", accounts=reaped)
-            await account_runtime.notify_workers(session, account_runtime.LEASES_FREED)
-        self.unassigned = await fleet_service.mark_unassigned(
+            await notify.workers(session, notify.LEASES_FREED)
+        self.unassigned = await lease_service.mark_unassigned(
             session, self.config.grace_seconds + self.config.renew_every
         )
         if self._chores_due(now):
             self._chores_at = now
-            await fleet_service.sweep(session)
+            await lease_service.sweep(session)
 
     def _delay(self, elapsed: float) -> float:
         """Until the next tick: a renewal interval, or, on the leader, just after the first

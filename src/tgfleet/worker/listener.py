@@ -1,6 +1,6 @@
 """Commands reach workers through PostgreSQL ``LISTEN``/``NOTIFY`` (DESIGN §8).
 
-One asyncpg connection per worker listens on ``account.runtime.COMMAND_CHANNEL``; every
+One asyncpg connection per worker listens on ``lease.notify.COMMAND_CHANNEL``; every
 notification wakes the reconcile. Other channels may ride on the same connection
 (``channels``: the reply claims other workers announce). When the connection drops, the
 listener reconnects with backoff and the supervisor falls back to polling (``connected`` is
@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from tgfleet.account.runtime import COMMAND_CHANNEL
+from tgfleet.lease.notify import COMMAND_CHANNEL
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)

@@ -44,7 +44,7 @@ from collections.abc import Callable
 import asyncpg
 
 from tgfleet import metrics
-from tgfleet.fleet import service as fleet_service
+from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 from tgfleet.playbook.gate import (
     ADMITTED,
@@ -233,7 +233,7 @@ class FleetGate:
             self._blocked.pop(scope, None)
         pool = await self._connections()
         async with asyncio.timeout(self._timeout), pool.acquire() as connection:
-            await fleet_service.release_reply(
+            await lease_service.release_reply(
                 connection,
                 key=request.claim_key,
                 account_id=request.account_id,
@@ -274,7 +274,7 @@ class FleetGate:
             async with asyncio.timeout(self._timeout):
                 pool = await self._connections()
                 async with pool.acquire() as connection:
-                    answer = await fleet_service.admit_reply(
+                    answer = await lease_service.admit_reply(
                         connection,
                         key=request.claim_key,
                         account_id=request.account_id,

@@ -41,9 +41,10 @@ from tgfleet.account.runtime import (
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import notify
+from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 from tgfleet.playbook import service as playbook_service
 from tgfleet.playbook.engine import LlmConfig, ReplyEngine
@@ -154,7 +155,7 @@ class Supervisor:
         self.leases: LeaseLoop | None = None
         self.listener: CommandListener | None = None
         if leased:
-            channels = {} if self.gate is None else {fleet_service.REPLY_CHANNEL: self.gate.heard}
+            channels = {} if self.gate is None else {lease_service.REPLY_CHANNEL: self.gate.heard}
             self.listener = CommandListener(
                 settings.effective_database_url, self._command, channels
             )
@@ -199,7 +200,7 @@ class Supervisor:
             stale = await runtime.release_stale(session, self.worker_id)
             await self._load_fleet_ids(session)  # before any client can see a message
             if self.local_gate is not None:
-                windows, claims = await fleet_service.load_saved_replies(session)
+                windows, claims = await lease_service.load_saved_replies(session)
                 self.local_gate.restore(
                     SavedReplies(
                         windows,
@@ -236,11 +237,11 @@ class Supervisor:
         """A notification: leases freed elsewhere (claim them), or an operator's command
         (reconcile, and let the lease loop claim what it made claimable)."""
         metrics.COMMANDS.labels("notify").inc()
-        if kind == runtime.FLEET_CHANGED:
+        if kind == notify.FLEET_CHANGED:
             self._fleet_dirty = True  # an account learned its identity: know it here too
             self._wake.set()
             return
-        if kind == runtime.LEASES_FREED:
+        if kind == notify.LEASES_FREED:
             if self.leases is not None:
                 self.leases.poke(command=False)
             return
@@ -430,7 +431,7 @@ class Supervisor:
             return
         try:
             async with unit_of_work(self._sessionmaker) as session:
-                await fleet_service.save_replies(
+                await lease_service.save_replies(
                     session,
                     changes.windows,
                     [
@@ -547,7 +548,7 @@ class Supervisor:
         async with unit_of_work(self._sessionmaker) as session:
             if self.leases is not None and self.leases.registration is not None:
                 # Every start carries the lease epoch: refused unless still validly held.
-                valid = await fleet_service.held(session, self.leases.registration)
+                valid = await lease_service.held(session, self.leases.registration)
                 refused = [a for a in accounts if a.id not in valid]
                 if refused:
                     log.warning("worker.start_refused_stale_lease", accounts=len(refused))

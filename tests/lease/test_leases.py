@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tgfleet.account import runtime as account_runtime
 from tgfleet.account import service as account_service
 from tgfleet.account.runtime import State, StateChange
-from tgfleet.fleet import service as fleet_service
-from tgfleet.fleet.service import FleetShape, Registration, WorkerClock
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.lease import service as lease_service
+from tgfleet.lease.service import FleetShape, Registration, WorkerClock
 from tgfleet.models import AccountStatus
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -38,7 +38,7 @@ async def _accounts(
         for account in accounts:
             account.desired_state = "running" if running else "stopped"
         await session.flush()
-        await fleet_service.sweep(session)  # lease rows, as start commands create them
+        await lease_service.sweep(session)  # lease rows, as start commands create them
     return [a.id for a in accounts]
 
 
@@ -46,7 +46,7 @@ async def _register(
     sessionmaker: async_sessionmaker[AsyncSession], name: str, capacity: int = 1000
 ) -> Registration:
     async with unit_of_work(sessionmaker) as session:
-        return await fleet_service.register(
+        return await lease_service.register(
             session, worker_id=name, host="h", pid=1, version="t", capacity=capacity, ttl=TTL
         )
 
@@ -55,13 +55,13 @@ async def _claim(
     sessionmaker: async_sessionmaker[AsyncSession], who: Registration, limit: int
 ) -> list[uuid.UUID]:
     async with unit_of_work(sessionmaker) as session:
-        return await fleet_service.claim(session, who, limit=limit)
+        return await lease_service.claim(session, who, limit=limit)
 
 
 async def _reap(sessionmaker: async_sessionmaker[AsyncSession], grace: float = 5) -> int:
     async with unit_of_work(sessionmaker) as session:
-        fleet = await fleet_service.shape(session)
-        return await fleet_service.reap(session, fleet, grace)
+        fleet = await lease_service.shape(session)
+        return await lease_service.reap(session, fleet, grace)
 
 
 async def _sql(sessionmaker: async_sessionmaker[AsyncSession], statement: str) -> None:
@@ -77,8 +77,8 @@ async def test_registering_again_starts_a_new_epoch_that_fences_the_old_run(
     second = await _register(sessionmaker, "w1")
     assert (first.epoch, second.epoch) == (1, 2)
     async with unit_of_work(sessionmaker) as session:
-        assert not await fleet_service.heartbeat(session, first, TTL)  # the old run: fenced
-        assert await fleet_service.heartbeat(session, second, TTL)
+        assert not await lease_service.heartbeat(session, first, TTL)  # the old run: fenced
+        assert await lease_service.heartbeat(session, second, TTL)
 
 
 @POSTGRES
@@ -93,9 +93,9 @@ async def test_concurrent_claims_split_the_accounts_without_overlap(
     assert len(taken) == len(set(taken)) == 300
     assert max(len(c) for c in claims) <= 150
     async with unit_of_work(sessionmaker) as session:
-        held = [await fleet_service.held(session, w) for w in workers]
+        held = [await lease_service.held(session, w) for w in workers]
         assert [len(h) for h in held] == [len(c) for c in claims]
-        assert await fleet_service.unassigned(session) == 0
+        assert await lease_service.unassigned(session) == 0
 
 
 @POSTGRES
@@ -114,8 +114,8 @@ async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
         "UPDATE worker SET expires_at = now() - interval '2 seconds' WHERE id = 'dead'",
     )
     async with unit_of_work(sessionmaker) as session:
-        assert await fleet_service.held(session, dead) == set()  # its own check fails now
-        assert await fleet_service.unassigned(session) == 10
+        assert await lease_service.held(session, dead) == set()  # its own check fails now
+        assert await lease_service.unassigned(session) == 10
     assert await _reap(sessionmaker, grace=5) == 0  # within the grace period
     assert await _claim(sessionmaker, alive, 10) == []
 
@@ -127,9 +127,9 @@ async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
     assert len(await _claim(sessionmaker, alive, 10)) == 10
     async with unit_of_work(sessionmaker) as session:
         # The dead worker coming back cannot renew an expired lease: it must register again.
-        assert not await fleet_service.heartbeat(session, dead, TTL)
-        assert await fleet_service.held(session, dead) == set()
-        assert await fleet_service.current_epoch(session, "dead") == dead.epoch
+        assert not await lease_service.heartbeat(session, dead, TTL)
+        assert await lease_service.held(session, dead) == set()
+        assert await lease_service.current_epoch(session, "dead") == dead.epoch
 
 
 @POSTGRES
@@ -145,10 +145,10 @@ async def test_a_restarted_worker_takes_its_old_accounts_back_after_the_grace_pe
     await _sql(sessionmaker, "UPDATE worker SET started_at = now() - interval '6 seconds'")
     reaped: set[tuple[str, int]] = set()
     async with unit_of_work(sessionmaker) as session:
-        fleet = await fleet_service.shape(session)
-        assert await fleet_service.reap(session, fleet, 5, skip=reaped) == 5
+        fleet = await lease_service.shape(session)
+        assert await lease_service.reap(session, fleet, 5, skip=reaped) == 5
         assert reaped == {("w1", new.epoch)}
-        assert await fleet_service.reap(session, fleet, 5, skip=reaped) == 0  # once is enough
+        assert await lease_service.reap(session, fleet, 5, skip=reaped) == 0  # once is enough
     assert len(await _claim(sessionmaker, new, 5)) == 5
 
 
@@ -161,15 +161,15 @@ async def test_release_and_deregister_hand_accounts_over_at_once(
     two = await _register(sessionmaker, "two")
     assert len(await _claim(sessionmaker, one, 6)) == 6
     async with unit_of_work(sessionmaker) as session:
-        assert await fleet_service.release(session, one, ids[:2]) == 2
+        assert await lease_service.release(session, one, ids[:2]) == 2
     assert sorted(await _claim(sessionmaker, two, 6)) == sorted(ids[:2])
     async with unit_of_work(sessionmaker) as session:
-        assert await fleet_service.release(session, one) == 4
-        await fleet_service.deregister(session, one)
+        assert await lease_service.release(session, one) == 4
+        await lease_service.deregister(session, one)
     assert len(await _claim(sessionmaker, two, 6)) == 4
     async with unit_of_work(sessionmaker) as session:
-        views = {w.id: w for w in await fleet_service.list_workers(session)}
-        holders = await fleet_service.holders(session, ids)
+        views = {w.id: w for w in await lease_service.list_workers(session)}
+        holders = await lease_service.holders(session, ids)
     assert (views["one"].alive, views["one"].held) == (False, 0)
     assert (views["two"].alive, views["two"].held) == (True, 6)
     assert set(holders.values()) == {"two"}
@@ -198,7 +198,7 @@ async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_ho
     two = await _register(sessionmaker, "two")
     assert await _claim(sessionmaker, one, 1) == [account]
     async with unit_of_work(sessionmaker) as session:
-        await fleet_service.release(session, one, [account])
+        await lease_service.release(session, one, [account])
     assert await _claim(sessionmaker, two, 1) == [account]
     async with unit_of_work(sessionmaker) as session:
         await account_runtime.apply(
@@ -245,9 +245,9 @@ async def test_claims_and_renewals_are_a_few_statements_whatever_the_count(
 
         event.listen(engine, "before_cursor_execute", count)
         try:
-            assert len(await fleet_service.claim(session, worker, limit=2000)) == 2000
+            assert len(await lease_service.claim(session, worker, limit=2000)) == 2000
             claimed = len(statements)
-            assert await fleet_service.heartbeat(session, worker, TTL)
+            assert await lease_service.heartbeat(session, worker, TTL)
             renewed = len(statements) - claimed
         finally:
             event.remove(engine, "before_cursor_execute", count)

@@ -11,9 +11,9 @@ from pydantic import Field
 from tgfleet.auth.dependencies import Requires
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
-from tgfleet.fleet import service as fleet_service
 from tgfleet.kit.http import DbSession
 from tgfleet.kit.schema import Schema
+from tgfleet.lease import service as lease_service
 
 router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
 
@@ -44,7 +44,7 @@ class WorkerList(Schema):
 async def list_workers(_principal: AccountReader, session: DbSession) -> WorkerList:
     """Every registered worker with its heartbeat, capacity and the accounts it holds.
     Empty on SQLite, where `tgfleet run` is the one process running accounts."""
-    workers = await fleet_service.list_workers(session)
+    workers = await lease_service.list_workers(session)
     return WorkerList(
         items=[
             WorkerRead(
@@ -63,5 +63,5 @@ async def list_workers(_principal: AccountReader, session: DbSession) -> WorkerL
             )
             for w in workers
         ],
-        unassigned=await fleet_service.unassigned(session),
+        unassigned=await lease_service.unassigned(session),
     )

@@ -19,13 +19,13 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.audit.schemas import AuditContext
+from tgfleet.demo.seed import SeededFleet, seed_fleet
 from tgfleet.logging import get_logger
 from tgfleet.sandbox.mint import mint
 from tgfleet.sandbox.runner import Sandbox
 from tgfleet.sandbox.world import TrafficSettings, World
 from tgfleet.sandbox.world_file import load_world
 from tgfleet.vault.service import Vault
-from tgfleet.worker.seed import SeededFleet, seed_fleet
 
 log = get_logger(__name__)
 

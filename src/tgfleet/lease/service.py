@@ -20,7 +20,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tgfleet.fleet.repository import (
+from tgfleet.lease.repository import (
     LeaseRepository,
     ReplyCalls,
     ReplyConnection,
