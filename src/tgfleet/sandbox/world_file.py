@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tgfleet.config import write_private_file
+from tgfleet.kit.files import write_private_file
 from tgfleet.kit.yaml_guard import YamlRefused, screen
 from tgfleet.sandbox.world import WORLD_VERSION, World, WorldError
 from tgfleet.sandbox.world_checks import (
