@@ -37,13 +37,12 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -53,18 +52,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from tgfleet.audit.chain import open_document
 from tgfleet.audit.exceptions import AuditKeyError
 from tgfleet.config import Settings
-from tgfleet.kit.files import create_private_file, write_private_file
+from tgfleet.kit import keyfile
 from tgfleet.logging import get_logger
-from tgfleet.vault.exceptions import VaultKeyError
-from tgfleet.vault.keyring import decode_key, key_file_lock, parse_time
 
-KEY_BYTES = 32
 KEY_ID_LENGTH = 16
 KEY_FILE_FORMAT = "tgfleet-audit-keys"
 KEY_FILE_VERSION = 1
 ENV_KEY_NAME = "TGFLEET_AUDIT_KEY"
 PREVIOUS_KEYS_NAME = "TGFLEET_AUDIT_PREVIOUS_KEYS"
 
+_KIND = "an audit key"
 _ID_DOMAIN = b"tgfleet/audit-key-id\x00"
 _MAC_INFO = b"tgfleet/audit-record-mac"
 _SIGNING_INFO = b"tgfleet/audit-checkpoint-signing"
@@ -95,8 +92,8 @@ class AuditKey:
     _signing_key: Ed25519PrivateKey = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if len(self.secret) != KEY_BYTES:
-            msg = f"an audit key is {KEY_BYTES} bytes, got {len(self.secret)}"
+        if len(self.secret) != keyfile.KEY_BYTES:
+            msg = f"an audit key is {keyfile.KEY_BYTES} bytes, got {len(self.secret)}"
             raise ValueError(msg)
         signing = Ed25519PrivateKey.from_private_bytes(_derive(self.secret, _SIGNING_INFO))
         public = signing.public_key().public_bytes(
@@ -109,7 +106,7 @@ class AuditKey:
 
     @classmethod
     def generate(cls) -> AuditKey:
-        return cls(secrets.token_bytes(KEY_BYTES), _now())
+        return cls(secrets.token_bytes(keyfile.KEY_BYTES), keyfile.now_in_seconds())
 
     def record_mac(self, record_hash: str) -> str:
         """The record's MAC: HMAC-SHA256 over its (public) chain hash."""
@@ -162,7 +159,9 @@ def load(settings: Settings, *, create: bool = True) -> AuditKeyring:
     """
     previous = _previous_keys(settings)
     if settings.audit_key is not None:
-        active = AuditKey(_decode(settings.audit_key.get_secret_value(), ENV_KEY_NAME), _now())
+        active = AuditKey(
+            _decode(settings.audit_key.get_secret_value(), ENV_KEY_NAME), keyfile.now_in_seconds()
+        )
         return AuditKeyring(source="env", active=active, keys=[active, *previous])
     path = settings.effective_audit_key_file
     if create and not path.exists():
@@ -175,69 +174,53 @@ def load(settings: Settings, *, create: bool = True) -> AuditKeyring:
 def add_key(path: Path) -> AuditKey:
     """Append a fresh key to the audit key file and make it active; earlier keys stay (they
     verify the records they keyed). Atomic, under the same kind of lock as the vault key file."""
-    with key_file_lock(path):
+    with keyfile.key_file_lock(path, error=AuditKeyError):
         _, keys = _read_key_file(path)
         key = AuditKey.generate()
-        try:
-            write_private_file(path, _render(key.id, [*keys, key]))
-        except OSError as exc:
-            msg = f"cannot write audit key file {path}: {exc.strerror}"
-            raise AuditKeyError(msg) from None
+        content = _render(key.id, [*keys, key])
+        keyfile.replace_key_file(path, content, what="audit key file", error=AuditKeyError)
     log.info("audit.key_added", path=str(path), key_id=key.id)
     return key
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 def _decode(text: str, what: str) -> bytes:
-    try:
-        return decode_key(text, what=what, kind="an audit key")
-    except VaultKeyError as exc:
-        raise AuditKeyError(exc.message) from None
+    return keyfile.decode_key(text, what=what, kind=_KIND, error=AuditKeyError)
 
 
 def _previous_keys(settings: Settings) -> list[AuditKey]:
-    if settings.audit_previous_keys is None:
-        return []
-    entries = [
-        entry.strip() for entry in settings.audit_previous_keys.get_secret_value().split(",")
-    ]
-    return [
-        AuditKey(_decode(entry, f"{PREVIOUS_KEYS_NAME} entry {number}"), _now())
-        for number, entry in enumerate(entries, start=1)
-        if entry
-    ]
+    text = settings.audit_previous_keys
+    keys = keyfile.decode_key_list(
+        None if text is None else text.get_secret_value(),
+        setting=PREVIOUS_KEYS_NAME,
+        kind=_KIND,
+        error=AuditKeyError,
+    )
+    return [AuditKey(key, keyfile.now_in_seconds()) for key in keys]
 
 
 def _render(active_id: str, keys: list[AuditKey]) -> bytes:
-    document = {
-        "format": KEY_FILE_FORMAT,
-        "version": KEY_FILE_VERSION,
-        "active": active_id,
-        "keys": [
+    return keyfile.render_document(
+        format_name=KEY_FILE_FORMAT,
+        version=KEY_FILE_VERSION,
+        active_id=active_id,
+        keys=[
             {
                 "id": key.id,
-                "key": base64.b64encode(key.secret).decode("ascii"),
+                "key": keyfile.encode_key(key.secret),
                 "created_at": key.created_at.isoformat(),
             }
             for key in keys
         ],
-    }
-    return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+    )
 
 
 def _create_key_file(path: Path) -> None:
     key = AuditKey.generate()
-    try:
-        create_private_file(path, _render(key.id, [key]))
-    except FileExistsError:
-        return  # another process created it first: read theirs
-    except OSError as exc:
-        msg = f"cannot create audit key file {path}: {exc.strerror}"
-        raise AuditKeyError(msg) from None
-    log.info("audit.key_file_created", path=str(path), key_id=key.id)
+    # False: another process created it first; read theirs
+    if keyfile.create_key_file(
+        path, _render(key.id, [key]), what="audit key file", error=AuditKeyError
+    ):
+        log.info("audit.key_file_created", path=str(path), key_id=key.id)
 
 
 def _read_key_file(path: Path) -> tuple[str, list[AuditKey]]:
@@ -281,10 +264,9 @@ def _read_key_file(path: Path) -> tuple[str, list[AuditKey]]:
 
 
 def _parse_created(entry: dict[str, object], where: str) -> datetime:
-    try:
-        return parse_time(entry.get("created_at"), what=f"{where} created_at")
-    except VaultKeyError as exc:
-        raise AuditKeyError(exc.message) from None
+    return keyfile.parse_time(
+        entry.get("created_at"), what=f"{where} created_at", error=AuditKeyError
+    )
 
 
 RELOAD_CHECK_SECONDS = 5.0

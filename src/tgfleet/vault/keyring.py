@@ -47,17 +47,15 @@ Retirement stops tgfleet from using a key; it is not secure erasure.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import secrets
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -65,16 +63,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from tgfleet import metrics
-from tgfleet.kit.files import (
-    create_private_file,
-    exclusive_lock,
-    lock_path_beside,
-    write_private_file,
+from tgfleet.kit.keyfile import (
+    KEY_BYTES,
+    create_key_file,
+    decode_key,
+    decode_key_list,
+    encode_key,
+    key_file_lock,
+    now_in_seconds,
+    parse_time,
+    render_document,
+    replace_key_file,
 )
 from tgfleet.logging import get_logger
 from tgfleet.vault.exceptions import DecryptError, VaultKeyError
 
-KEY_BYTES = 32
 KEK_ID_LENGTH = 16
 KEK_ID_DOMAIN = b"tgfleet/kek-id\x00"
 KEY_FILE_FORMAT = "tgfleet-keyring"
@@ -89,7 +92,7 @@ PASSPHRASE_NAME = "TGFLEET_VAULT_PASSPHRASE"  # noqa: S105 - the name of a setti
 PREVIOUS_KEYS_NAME = "TGFLEET_VAULT_PREVIOUS_KEYS"
 
 _HEX_DIGITS = frozenset("0123456789abcdef")
-_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+_KIND = "a vault key"
 
 log = get_logger(__name__)
 
@@ -133,7 +136,10 @@ class Kek:
     def from_key(cls, key: bytes, *, created_at: datetime | None = None) -> Kek:
         """A usable KEK for ``key`` (32 bytes), its id computed from the material."""
         return cls(
-            id=kek_fingerprint(key), key=key, created_at=created_at or _now(), retired_at=None
+            id=kek_fingerprint(key),
+            key=key,
+            created_at=created_at or now_in_seconds(),
+            retired_at=None,
         )
 
     @classmethod
@@ -148,7 +154,7 @@ class Kek:
 
     def retired(self, at: datetime | None = None) -> Kek:
         """This KEK with its material dropped and ``retired_at`` set."""
-        return replace(self, key=None, retired_at=at or _now())
+        return replace(self, key=None, retired_at=at or now_in_seconds())
 
 
 class KeySource(StrEnum):
@@ -255,7 +261,7 @@ def load_keyring(
         if not env_key.strip():
             msg = f"{ENV_KEY_NAME} is set but empty"
             raise VaultKeyError(msg)
-        active = Kek.from_key(decode_key(env_key, what=ENV_KEY_NAME))
+        active = Kek.from_key(_decode(env_key, what=ENV_KEY_NAME))
         keyring = _with_previous(KeySource.ENV, active, [active], previous)
     elif passphrase is not None:
         if not passphrase:
@@ -282,17 +288,12 @@ def init_key_file(key_file: Path) -> Keyring:
     """Create ``key_file`` (0600) holding one fresh KEK; refuse to replace an existing file."""
     kek = Kek.generate()
     content = _render_key_file(kek.id, [kek])
-    try:
-        create_private_file(key_file, content)
-    except FileExistsError:
+    if not create_key_file(key_file, content, what="key file", error=VaultKeyError):
         msg = (
             f"key file {key_file} already exists; refusing to overwrite it, it may hold the "
             f"only copy of your keys (to add a key use `tgfleet vault rotate`)"
         )
-        raise VaultKeyError(msg) from None
-    except OSError as exc:
-        msg = f"cannot create key file {key_file}: {exc.strerror}"
-        raise VaultKeyError(msg) from None
+        raise VaultKeyError(msg)
     log.info("vault.key_file_created", path=str(key_file), kek_id=kek.id)
     return Keyring(source=KeySource.FILE, active=kek, keks=[kek])
 
@@ -303,7 +304,7 @@ def add_kek(key_file: Path) -> Kek:
     The file is rewritten atomically (0600) under a lock beside it, so two concurrent
     changes cannot lose one another's key.
     """
-    with key_file_lock(key_file):
+    with _key_file_lock(key_file):
         _, keks = _read_key_file(key_file, allow_readable=False)
         kek = Kek.generate()
         _write_key_file(key_file, kek.id, [*keks, kek])
@@ -318,7 +319,7 @@ def retire_kek(key_file: Path, kek_id: str) -> None:
     anything still wrapped by it becomes undecryptable. Retiring a retired KEK does nothing,
     so an interrupted rotation can be resumed. The active KEK is refused.
     """
-    with key_file_lock(key_file):
+    with _key_file_lock(key_file):
         active_id, keks = _read_key_file(key_file, allow_readable=False)
         target = next((kek for kek in keks if kek.id == kek_id), None)
         if target is None:
@@ -338,40 +339,11 @@ def retire_kek(key_file: Path, kek_id: str) -> None:
     log.info("vault.kek_retired", path=str(key_file), kek_id=kek_id)
 
 
-def _now() -> datetime:
-    # Whole seconds: the key file stores seconds, so a KEK compares equal after a reload.
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def decode_key(text: str, *, what: str, kind: str = "a vault key") -> bytes:
-    """32 key bytes from base64 in either alphabet, padding optional; never echoes ``text``.
-
-    ``kind`` names the key in the message (the audit log's keys are read the same way)."""
-    cleaned = "".join(text.split()).translate(_URLSAFE_TO_STANDARD)
-    cleaned += "=" * (-len(cleaned) % 4)
-    try:
-        key = base64.b64decode(cleaned, validate=True)
-    except binascii.Error:
-        msg = f"{what} is not base64 (standard or URL-safe) of a {KEY_BYTES}-byte key"
-        raise VaultKeyError(msg) from None
-    if len(key) != KEY_BYTES:
-        msg = (
-            f"{what} decodes to {len(key)} bytes; {kind} is exactly {KEY_BYTES} bytes "
-            f"(create one with: openssl rand -base64 {KEY_BYTES})"
-        )
-        raise VaultKeyError(msg)
-    return key
-
-
 def _previous_keks(previous_keys: str | None) -> list[Kek]:
-    if previous_keys is None:
-        return []
-    entries = [entry.strip() for entry in previous_keys.split(",")]
-    return [
-        Kek.from_key(decode_key(entry, what=f"{PREVIOUS_KEYS_NAME} entry {number}"))
-        for number, entry in enumerate(entries, start=1)
-        if entry  # a trailing comma is harmless
-    ]
+    keys = decode_key_list(
+        previous_keys, setting=PREVIOUS_KEYS_NAME, kind=_KIND, error=VaultKeyError
+    )
+    return [Kek.from_key(key) for key in keys]
 
 
 def _with_previous(source: KeySource, active: Kek, keks: list[Kek], previous: list[Kek]) -> Keyring:
@@ -393,14 +365,9 @@ def _derive_from_passphrase(passphrase: str, salt: bytes) -> bytes:
 def _salt(salt_file: Path) -> bytes:
     """The salt from ``salt_file``, created on first use; a concurrent first use agrees."""
     if not salt_file.exists():
-        try:
-            create_private_file(salt_file, (secrets.token_bytes(SALT_BYTES).hex() + "\n").encode())
-        except FileExistsError:
-            pass  # another process created it first; read theirs so both derive the same key
-        except OSError as exc:
-            msg = f"cannot create vault salt file {salt_file}: {exc.strerror}"
-            raise VaultKeyError(msg) from None
-        else:
+        salt = (secrets.token_bytes(SALT_BYTES).hex() + "\n").encode()
+        # False: another process created it first; read theirs so both derive the same key
+        if create_key_file(salt_file, salt, what="vault salt file", error=VaultKeyError):
             log.info("vault.salt_created", path=str(salt_file))
     try:
         text = salt_file.read_text(encoding="ascii").strip()
@@ -495,11 +462,9 @@ def _parse_kek(entry: object, *, where: str) -> Kek:
         msg = f"{where} has no valid id ({KEK_ID_LENGTH} lowercase hex characters)"
         raise VaultKeyError(msg)
     where = f"{where} ({kek_id})"
-    created_at = parse_time(entry.get("created_at"), what=f"{where} created_at")
+    created_at = _time(entry.get("created_at"), what=f"{where} created_at")
     retired_value = entry.get("retired_at")
-    retired_at = (
-        None if retired_value is None else parse_time(retired_value, what=f"{where} retired_at")
-    )
+    retired_at = None if retired_value is None else _time(retired_value, what=f"{where} retired_at")
     encoded = entry.get("key")
     if encoded is None:
         if retired_at is None:
@@ -512,60 +477,42 @@ def _parse_kek(entry: object, *, where: str) -> Kek:
     if retired_at is not None:
         msg = f"{where} is marked retired but still holds key material"
         raise VaultKeyError(msg)
-    key = decode_key(encoded, what=where)
+    key = _decode(encoded, what=where)
     if kek_fingerprint(key) != kek_id:
         msg = f"{where}: the key does not match its id (the file was edited or corrupted)"
         raise VaultKeyError(msg)
     return Kek(id=kek_id, key=key, created_at=created_at, retired_at=None)
 
 
-def parse_time(value: object, *, what: str) -> datetime:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed
-    msg = f"{what} must be an ISO 8601 time with a timezone"
-    raise VaultKeyError(msg)
+def _decode(text: str, *, what: str) -> bytes:
+    return decode_key(text, what=what, kind=_KIND, error=VaultKeyError)
+
+
+def _time(value: object, *, what: str) -> datetime:
+    return parse_time(value, what=what, error=VaultKeyError)
 
 
 def _render_key_file(active_id: str, keks: list[Kek]) -> bytes:
-    document = {
-        "format": KEY_FILE_FORMAT,
-        "version": KEY_FILE_VERSION,
-        "active": active_id,
-        "keys": [
+    return render_document(
+        format_name=KEY_FILE_FORMAT,
+        version=KEY_FILE_VERSION,
+        active_id=active_id,
+        keys=[
             {
                 "id": kek.id,
-                "key": None if kek.key is None else base64.b64encode(kek.key).decode("ascii"),
+                "key": None if kek.key is None else encode_key(kek.key),
                 "created_at": kek.created_at.isoformat(),
                 "retired_at": None if kek.retired_at is None else kek.retired_at.isoformat(),
             }
             for kek in keks
         ],
-    }
-    return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+    )
 
 
 def _write_key_file(key_file: Path, active_id: str, keks: list[Kek]) -> None:
-    try:
-        write_private_file(key_file, _render_key_file(active_id, keks))
-    except OSError as exc:
-        msg = f"cannot write key file {key_file}: {exc.strerror}"
-        raise VaultKeyError(msg) from None
+    content = _render_key_file(active_id, keks)
+    replace_key_file(key_file, content, what="key file", error=VaultKeyError)
 
 
-@contextmanager
-def key_file_lock(key_file: Path) -> Iterator[None]:
-    """Serialise read-modify-write of the key file across processes (a lock file beside it)."""
-    lock_path = lock_path_beside(key_file)
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(exclusive_lock(lock_path))
-        except OSError as exc:
-            msg = f"cannot lock key file {key_file} ({lock_path}): {exc.strerror}"
-            raise VaultKeyError(msg) from None
-        yield
+def _key_file_lock(key_file: Path) -> AbstractContextManager[None]:
+    return key_file_lock(key_file, error=VaultKeyError)
