@@ -8,6 +8,7 @@ fault registry, so faults still reach a real Telethon client as its own exceptio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -73,16 +74,18 @@ async def world(tmp_path: Path) -> World:
 
 @pytest.fixture
 async def sandbox(world: World) -> AsyncIterator[Sandbox]:
-    box = Sandbox(world, traffic=False, dispatcher_factory=FaultyDispatcher)
-    async with asyncio.timeout(10):
-        await box.start()
-    assert isinstance(box.dispatcher, FaultyDispatcher)
-    box.dispatcher.port = box.port
-    try:
-        yield box
-    finally:
+    async with contextlib.AsyncExitStack() as stack:
         async with asyncio.timeout(10):
-            await box.stop()
+            box = await stack.enter_async_context(
+                Sandbox(world, traffic=False, dispatcher_factory=FaultyDispatcher)
+            )
+        assert isinstance(box.dispatcher, FaultyDispatcher)
+        box.dispatcher.port = box.port
+        try:
+            yield box
+        finally:
+            async with asyncio.timeout(10):
+                await stack.aclose()
 
 
 @pytest.fixture

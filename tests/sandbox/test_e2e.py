@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,14 @@ async def world(tmp_path: Path) -> World:
 
 @pytest.fixture
 async def box(world: World) -> AsyncIterator[Sandbox]:
-    sandbox = Sandbox(world, traffic=False)
-    async with asyncio.timeout(10):
-        await sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        async with asyncio.timeout(15):
-            await sandbox.stop()
+    async with AsyncExitStack() as stack:
+        async with asyncio.timeout(10):
+            sandbox = await stack.enter_async_context(Sandbox(world, traffic=False))
+        try:
+            yield sandbox
+        finally:
+            async with asyncio.timeout(15):
+                await stack.aclose()
 
 
 @pytest.fixture

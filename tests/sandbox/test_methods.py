@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,24 +117,26 @@ class RecordingFaults:
         return None
 
 
-async def start_sandbox(faults: RecordingFaults | None = None) -> Sandbox:
+@asynccontextmanager
+async def serve_sandbox(faults: RecordingFaults | None = None) -> AsyncIterator[Sandbox]:
     world = small_world()
     state = WorldState(world)
     dispatcher = WorldDispatcher(state, faults=faults)
     server = SandboxServer(dispatcher)
     dispatcher.attach(server)
-    await server.start()
-    return Sandbox(world, state, dispatcher, server)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(server)
+        try:
+            yield Sandbox(world, state, dispatcher, server)
+        finally:
+            async with asyncio.timeout(10):
+                await stack.aclose()
 
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Sandbox]:
-    running = await start_sandbox()
-    try:
+    async with serve_sandbox() as running:
         yield running
-    finally:
-        async with asyncio.timeout(10):
-            await running.server.stop()
 
 
 @asynccontextmanager
@@ -362,17 +364,13 @@ class TestFaults:
     async def test_flood_wait_from_policy(self) -> None:
         """The fault policy's (420, FLOOD_WAIT_30) on sendMessage is FloodWaitError(30)."""
         faults = RecordingFaults()
-        running = await start_sandbox(faults)
-        try:
-            async with (
-                connected(running, ALICE, flood_sleep_threshold=0) as alice,
-                asyncio.timeout(20),
-            ):
-                with pytest.raises(errors.FloodWaitError) as raised:
-                    await alice.send_message(-BASIC, "spam")
-        finally:
-            async with asyncio.timeout(10):
-                await running.server.stop()
+        async with (
+            serve_sandbox(faults) as running,
+            connected(running, ALICE, flood_sleep_threshold=0) as alice,
+            asyncio.timeout(20),
+        ):
+            with pytest.raises(errors.FloodWaitError) as raised:
+                await alice.send_message(-BASIC, "spam")
         assert raised.value.seconds == 30
         assert (ALICE, "messages.SendMessageRequest", BASIC) in faults.asked
         assert running.state.history(ALICE, BASIC) == []

@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -121,13 +121,14 @@ async def world() -> World:
 
 @pytest.fixture
 async def server(world: World) -> AsyncIterator[SandboxServer]:
-    sandbox = SandboxServer(world)
-    world.port = await sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        async with asyncio.timeout(10):
-            await sandbox.stop()
+    async with AsyncExitStack() as stack:
+        sandbox = await stack.enter_async_context(SandboxServer(world))
+        world.port = sandbox.port
+        try:
+            yield sandbox
+        finally:
+            async with asyncio.timeout(10):
+                await stack.aclose()
 
 
 @asynccontextmanager

@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,9 @@ async def make_fleet(db_url: str, tmp_path: Path) -> AsyncIterator[FleetFactory]
         world = await asyncio.to_thread(
             mint, world_dir, accounts=accounts, groups=groups, members=members, port=port
         )
-        sandbox = Sandbox(world, port=port, traffic=False)
-        await sandbox.start()
-        cleanups.append(sandbox.stop)
+        running = AsyncExitStack()
+        sandbox = await running.enter_async_context(Sandbox(world, port=port, traffic=False))
+        cleanups.append(running.aclose)
         control = SandboxControl(f"http://127.0.0.1:{sandbox.control_port}")
         cleanups.append(control.aclose)
         settings = fast_settings(db_url, tmp_path / "data", **overrides)

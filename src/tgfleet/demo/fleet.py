@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -71,9 +72,10 @@ class Demo:
     sandbox: Sandbox
     world: World
     fleet: SeededFleet
+    running: AsyncExitStack
 
     async def stop(self) -> None:
-        await self.sandbox.stop()
+        await self.running.aclose()
 
 
 async def prepare_world(folder: Path) -> World:
@@ -102,9 +104,9 @@ async def start_demo(
 ) -> Demo:
     """Serve the demo world and put its fleet under management (idempotent)."""
     world = await prepare_world(folder)
-    sandbox = Sandbox(world, port=world.port, traffic=True)
+    running = AsyncExitStack()
     try:
-        await sandbox.start()
+        sandbox = await running.enter_async_context(Sandbox(world, port=world.port, traffic=True))
     except OSError as exc:
         msg = (
             f"the demo sandbox cannot listen on 127.0.0.1:{world.port} ({exc.strerror}); "
@@ -116,7 +118,7 @@ async def start_demo(
             sessionmaker, vault, context, world, folder, playbooks=example_playbooks()
         )
     except BaseException:
-        await sandbox.stop()
+        await running.aclose()
         raise
     log.info(
         "demo.ready",
@@ -124,4 +126,4 @@ async def start_demo(
         groups=len(world.groups),
         sandbox_port=sandbox.port,
     )
-    return Demo(sandbox=sandbox, world=world, fleet=fleet)
+    return Demo(sandbox=sandbox, world=world, fleet=fleet, running=running)

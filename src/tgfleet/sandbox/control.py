@@ -40,7 +40,7 @@ import ipaddress
 import socket
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -408,8 +408,10 @@ class _EmbeddedServer(uvicorn.Server):
 class ControlServer:
     """Serve an ASGI app with uvicorn as a task in the running event loop.
 
-    The socket is bound in `start` (port 0 picks a free one; `start` returns the real port),
-    then handed to uvicorn. Refuses a non-loopback ``host`` unless ``allow_remote``.
+    ``async with ControlServer(app) as control:`` binds the socket (port 0 picks a free one;
+    the bound one is ``control.port``), hands it to uvicorn and returns once uvicorn accepts
+    requests; leaving the block stops uvicorn. Refuses a non-loopback ``host`` unless
+    ``allow_remote``.
     """
 
     def __init__(
@@ -426,8 +428,20 @@ class ControlServer:
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> int:
-        """Bind, start serving, and return the bound port once uvicorn accepts requests."""
+    async def __aenter__(self) -> Self:
+        """Bind and start serving; return once uvicorn accepts requests."""
+        try:
+            await self._serve()
+        except BaseException:
+            task, self._server, self._task = self._task, None, None
+            if task is not None and not task.done():  # e.g. uvicorn not up in time
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            raise
+        return self
+
+    async def _serve(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -459,9 +473,8 @@ class ControlServer:
                     raise RuntimeError("the control server stopped while starting")
                 await asyncio.sleep(0.01)
         log.info("sandbox.control_listening", host=self.host, port=self.port)
-        return self.port
 
-    async def stop(self) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         """Ask uvicorn to exit and wait for it (cancel it after ``SHUTDOWN_TIMEOUT``)."""
         server, task = self._server, self._task
         self._server = self._task = None

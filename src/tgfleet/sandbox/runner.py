@@ -8,7 +8,7 @@ Composition: a `RecordingWorldState` (``WorldState`` that also logs every messag
 account sends), a ``FaultRegistry``, the world dispatcher (``dispatcher.WorldDispatcher``)
 attached to a ``SandboxServer``, a traffic task that replays the seeded ``TrafficPlan`` in
 real time, and the HTTP control API served in the same event loop. Every task is owned:
-`stop` cancels and awaits it.
+leaving the ``async with`` block cancels and awaits it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol, Self
 
 from tgfleet.logging import get_logger
@@ -114,7 +113,8 @@ class RecordingWorldState(WorldState):
 
 
 class Sandbox:
-    """A running sandbox: ``await start()`` → ``(port, control_port)``; ``await stop()``.
+    """The sandbox: ``async with Sandbox(world) as sandbox:`` serves it (``sandbox.port``,
+    ``sandbox.control_port``) until the block ends.
 
     ``port``/``control_port`` 0 pick free ports. ``traffic=False`` runs without the simulated
     members' random chatter (tests post through the control API instead). The control API
@@ -152,8 +152,7 @@ class Sandbox:
         self.traffic = traffic
         self.traffic_seed = traffic_seed
         self.traffic_interval = traffic_interval
-        self._traffic_task: asyncio.Task[None] | None = None
-        self._running = False
+        self._running: contextlib.AsyncExitStack | None = None
 
     @classmethod
     async def load(cls, path: Path, **options: Any) -> Self:
@@ -197,45 +196,30 @@ class Sandbox:
 
     # ---- lifecycle
 
-    async def start(self) -> tuple[int, int]:
-        """Bind the MTProto server and the control API, start traffic; return both ports."""
-        if self._running:
-            return self.port, self.control_port
-        self._running = True
-        try:
-            port = await self._server.start()
-            control_port = await self.control.start()
-        except BaseException:
-            await self.stop()
-            raise
-        if self.traffic:
-            self._traffic_task = asyncio.create_task(self._run_traffic(), name="sandbox-traffic")
-        log.info("sandbox.ready", port=port, control_port=control_port, traffic=self.traffic)
-        return port, control_port
-
-    async def stop(self) -> None:
-        """Stop traffic, the control API and the server (and their connections). Idempotent."""
-        task, self._traffic_task = self._traffic_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._running:
-            self._running = False
-            await self.control.stop()
-            await self._server.stop()
-
     async def __aenter__(self) -> Self:
-        await self.start()
+        """Bind the MTProto server and the control API, then start the traffic."""
+        if self._running is not None:
+            raise RuntimeError("the sandbox is already running")
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self._server)
+            await stack.enter_async_context(self.control)
+            if self.traffic:
+                task = asyncio.create_task(self._run_traffic(), name="sandbox-traffic")
+                stack.push_async_callback(_cancel, task)
+            log.info(
+                "sandbox.ready",
+                port=self.port,
+                control_port=self.control_port,
+                traffic=self.traffic,
+            )
+            self._running = stack.pop_all()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop the traffic, the control API and the server (and their connections)."""
+        running, self._running = self._running, None
+        if running is not None:
+            await running.aclose()
 
     # ---- traffic
 
@@ -272,3 +256,9 @@ class Sandbox:
         except SandboxRuleError as exc:
             log.debug("sandbox.traffic_skipped", kind=event.kind, reason=type(exc).__name__)
             return []
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

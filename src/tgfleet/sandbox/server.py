@@ -16,7 +16,7 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject, TLRequest
@@ -164,9 +164,10 @@ class _Connection:
 class SandboxServer:
     """An MTProto 2.0 server for Telethon clients whose auth keys the dispatcher knows.
 
-    ``await start()`` binds (port 0 picks a free port) and returns the port; ``await stop()``
-    closes the listener and cancels every connection task. Reads time out after
-    ``idle_timeout`` seconds without a packet (Telethon pings every 60 s).
+    ``async with SandboxServer(dispatcher) as server:`` binds (port 0 picks a free port; the
+    bound one is ``server.port``); leaving the block closes the listener and cancels every
+    connection task. Reads time out after ``idle_timeout`` seconds without a packet
+    (Telethon pings every 60 s).
     """
 
     def __init__(
@@ -198,16 +199,16 @@ class SandboxServer:
         self._attempts: Counter[int] = Counter()
         self._opened = 0
 
-    async def start(self) -> int:
-        """Start listening; return the bound port."""
+    async def __aenter__(self) -> Self:
+        """Start listening (``port`` becomes the bound port)."""
         self._server = await asyncio.start_server(
             self._accept, self.host, self.port, limit=2**16, backlog=4096
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("sandbox.listening", host=self.host, port=self.port)
-        return self.port
+        return self
 
-    async def stop(self) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         """Stop listening and cancel every connection task, waiting for them to end."""
         if self._server is not None:
             self._server.close()
