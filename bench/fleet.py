@@ -63,7 +63,7 @@ from _common import backend, cpu_seconds, own_cpu, pct, raise_nofile, rss_mib
 from pydantic import SecretStr
 
 from tgfleet import migrations
-from tgfleet.account import service as account_service
+from tgfleet.account import commands as account_commands
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.config import Environment, Settings, ensure_data_dir
@@ -368,7 +368,7 @@ async def start_accounts(settings: Settings, ids: list[uuid.UUID]) -> None:
     engine = create_engine(settings.effective_database_url)
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
-            await account_service.bulk_control(session, CONTEXT, ids=ids, action="start")
+            await account_commands.bulk_control(session, CONTEXT, ids=ids, action="start")
     finally:
         await engine.dispose()
 

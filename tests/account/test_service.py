@@ -21,6 +21,8 @@ from tests.account.support import (
     make_playbook,
     observe,
 )
+from tgfleet.account import commands as account_commands
+from tgfleet.account import groups as account_groups
 from tgfleet.account import runtime
 from tgfleet.account import service as account_service
 from tgfleet.account.exceptions import (
@@ -61,7 +63,7 @@ def statements(maker: Maker) -> Iterator[list[str]]:
 
 async def control(maker: Maker, account_id: uuid.UUID, action: ControlAction) -> None:
     async with unit_of_work(maker) as session:
-        await account_service.control(session, OPERATOR, account_id, action)
+        await account_commands.control(session, OPERATOR, account_id, action)
 
 
 class TestStates:
@@ -133,7 +135,7 @@ class TestControl:
         (account_id,) = await make_accounts(sessionmaker, ["typo"])
         async with unit_of_work(sessionmaker) as session:
             with pytest.raises(UnknownCommand, match="use one of start, stop, restart"):
-                await account_service.control(session, OPERATOR, account_id, "reboot")
+                await account_commands.control(session, OPERATOR, account_id, "reboot")
 
     async def test_unknown_account_is_not_found(self, sessionmaker: Maker) -> None:
         """A command for an id that does not exist is a 404 and writes nothing."""
@@ -142,9 +144,9 @@ class TestControl:
         assert await event_count(sessionmaker) == 0
 
 
-async def bulk(maker: Maker, **kwargs: Any) -> account_service.BulkResult:
+async def bulk(maker: Maker, **kwargs: Any) -> account_commands.BulkResult:
     async with unit_of_work(maker) as session:
-        return await account_service.bulk_control(session, OPERATOR, **kwargs)
+        return await account_commands.bulk_control(session, OPERATOR, **kwargs)
 
 
 class TestBulkControl:
@@ -311,7 +313,7 @@ class TestEvents:
             await control(sessionmaker, account_id, action)
         playbook_id = await make_playbook(sessionmaker)
         async with unit_of_work(sessionmaker) as session:
-            await account_service.set_group(
+            await account_groups.set_group(
                 session,
                 OPERATOR,
                 account_id,
@@ -346,7 +348,7 @@ async def set_group(
     settings: dict[str, Any] = {"playbook_id": None, "playbook_version": None, "title": None}
     settings.update(kwargs)
     async with unit_of_work(maker) as session:
-        return await account_service.set_group(session, OPERATOR, account_id, chat_id, **settings)
+        return await account_groups.set_group(session, OPERATOR, account_id, chat_id, **settings)
 
 
 class TestGroups:
@@ -381,7 +383,7 @@ class TestGroups:
         with pytest.raises(GroupNeedsPlaybook, match="assign a playbook"):
             await set_group(sessionmaker, account_id, -5, enabled=True)
         async with unit_of_work(sessionmaker) as session:
-            listed = await account_service.list_groups(session, account_id)
+            listed = await account_groups.list_groups(session, account_id)
         assert listed.items == []
 
     async def test_playbook_is_checked(self, sessionmaker: Maker) -> None:
@@ -414,11 +416,11 @@ class TestGroups:
         (account_id,) = await make_accounts(sessionmaker, ["g"])
         await set_group(sessionmaker, account_id, -7, enabled=False)
         async with unit_of_work(sessionmaker) as session:
-            await account_service.delete_group(session, OPERATOR, account_id, -7)
+            await account_groups.delete_group(session, OPERATOR, account_id, -7)
         async with unit_of_work(sessionmaker) as session:
-            assert (await account_service.list_groups(session, account_id)).items == []
+            assert (await account_groups.list_groups(session, account_id)).items == []
             with pytest.raises(GroupNotFound):
-                await account_service.delete_group(session, OPERATOR, account_id, -7)
+                await account_groups.delete_group(session, OPERATOR, account_id, -7)
         assert len(await audits(sessionmaker, "account.group.delete")) == 1
 
     async def test_bulk_enable_existing_and_created(self, sessionmaker: Maker) -> None:
@@ -430,7 +432,7 @@ class TestGroups:
         await set_group(sessionmaker, ids[0], -2, enabled=False)
         await set_group(sessionmaker, ids[2], -1, enabled=False)
         async with unit_of_work(sessionmaker) as session:
-            only_existing = await account_service.bulk_set_groups(
+            only_existing = await account_groups.bulk_set_groups(
                 session,
                 OPERATOR,
                 filter=AccountFilter(label="b"),
@@ -440,7 +442,7 @@ class TestGroups:
             )
         assert (only_existing.matched, only_existing.groups, only_existing.created) == (2, 1, 0)
         async with unit_of_work(sessionmaker) as session:
-            created = await account_service.bulk_set_groups(
+            created = await account_groups.bulk_set_groups(
                 session,
                 OPERATOR,
                 ids=ids[:2],
@@ -465,7 +467,7 @@ class TestGroups:
             (ids[2], -1): (False, None),
         }
         async with unit_of_work(sessionmaker) as session:
-            off = await account_service.bulk_set_groups(
+            off = await account_groups.bulk_set_groups(
                 session, OPERATOR, ids=[ids[0]], all_groups=True, enabled=False
             )
         assert (off.matched, off.groups) == (1, 3)
@@ -502,4 +504,4 @@ class TestGroups:
         for case in cases:
             async with unit_of_work(sessionmaker) as session:
                 with pytest.raises((GroupNeedsPlaybook, InvalidGroupSettings)):
-                    await account_service.bulk_set_groups(session, OPERATOR, ids=ids, **case)
+                    await account_groups.bulk_set_groups(session, OPERATOR, ids=ids, **case)

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from tests.conftest import IN_CI
 from tests.worker.conftest import Fleet, FleetFactory, wait_for
 from tgfleet import metrics
-from tgfleet.account import service as account_service
+from tgfleet.account import commands as account_commands
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import unit_of_work
 
@@ -149,7 +149,7 @@ class TestFleetGauges:
             assert scraped[("tgfleet_accounts_desired", (("desired", "running"),))] == 3
             assert scraped[("tgfleet_fleet_online_ratio", ())] == 1.0
             async with unit_of_work(fleet.sessionmaker) as session:
-                await account_service.control(
+                await account_commands.control(
                     session, CONTEXT, fleet.account_id("fleet_0002"), "stop"
                 )
             await fleet.wait_states({"fleet_0002": "stopped"})

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from tests.factories import user_with_role
 from tests.worker.conftest import Fleet, FleetFactory, wait_for
-from tgfleet.account import service as account_service
+from tgfleet.account import commands as account_commands
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.worker.supervisor import Supervisor
@@ -147,7 +147,7 @@ async def test_commands_arrive_by_notification_and_by_polling_when_it_drops(
                 await asyncio.sleep(0.05)
         context = AuditContext(actor="test")
         async with unit_of_work(fleet.sessionmaker) as session:
-            await account_service.control(session, context, fleet.account_id("fleet_0001"), "stop")
+            await account_commands.control(session, context, fleet.account_id("fleet_0001"), "stop")
         took = await fleet.wait_states({"fleet_0001": "stopped"}, within=5)
         assert took < 1.0, took
         assert worker.listener.notifications >= 1
@@ -162,7 +162,9 @@ async def test_commands_arrive_by_notification_and_by_polling_when_it_drops(
             while _listening(worker):
                 await asyncio.sleep(0.02)
         async with unit_of_work(fleet.sessionmaker) as session:
-            await account_service.control(session, context, fleet.account_id("fleet_0001"), "start")
+            await account_commands.control(
+                session, context, fleet.account_id("fleet_0001"), "start"
+            )
         took = await fleet.wait_states({"fleet_0001": "online"}, within=5)
         assert took < 1.5, took
         async with asyncio.timeout(20):  # and it comes back

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.worker.conftest import Fleet, FleetFactory, wait_for
+from tgfleet.account import commands as account_commands
 from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import unit_of_work
@@ -143,7 +144,7 @@ async def test_an_operator_restart_lifts_a_quarantine(make_fleet: FleetFactory) 
     assert (await fleet.states())["fleet_0001"] == "quarantined"  # the worker leaves it alone
 
     async with unit_of_work(fleet.sessionmaker) as session:
-        await account_service.control(
+        await account_commands.control(
             session, _context(), fleet.account_id("fleet_0001"), "restart"
         )
     await fleet.wait_states("online", within=5)
@@ -249,7 +250,7 @@ async def test_a_restarted_process_resumes_the_desired_states(make_fleet: FleetF
     fleet = await make_fleet(accounts=3, groups=1)
     await fleet.wait_states("online")
     async with unit_of_work(fleet.sessionmaker) as session:
-        await account_service.control(session, _context(), fleet.account_id("fleet_0003"), "stop")
+        await account_commands.control(session, _context(), fleet.account_id("fleet_0003"), "stop")
     await fleet.wait_states({"fleet_0003": "stopped"})
     assert fleet.supervisor is not None
     await fleet.supervisor.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.worker.conftest import FleetFactory, wait_for
+from tgfleet.account import commands as account_commands
 from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import unit_of_work
@@ -30,7 +31,7 @@ async def test_a_fleet_runs_answers_and_obeys_commands_on_postgres(
 
     await wait_for(replied)
     async with unit_of_work(fleet.sessionmaker) as session:
-        await account_service.control(
+        await account_commands.control(
             session, AuditContext(actor="test"), fleet.account_id("fleet_0002"), "stop"
         )
     await fleet.wait_states({"fleet_0002": "stopped", "fleet_0001": "online"})

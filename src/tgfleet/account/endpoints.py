@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from tgfleet.account import commands as account_commands
+from tgfleet.account import groups as account_groups
 from tgfleet.account import service as account_service
 from tgfleet.account.schemas import (
     CHAT_ID_MAX,
@@ -143,7 +145,7 @@ async def bulk_control(
     ``filter`` on state, label prefix and text. An empty filter is refused; give
     ``{"filter": {"all": true}}`` to mean every account. ``matched`` counts the accounts
     selected, ``changed`` those whose desired state or restart_seq moved."""
-    result = await account_service.bulk_control(
+    result = await account_commands.bulk_control(
         session,
         audit_context(principal, meta),
         ids=body.ids,
@@ -164,7 +166,7 @@ async def bulk_set_groups(
     (and an optional pinned ``playbook_version``) replaces their playbook when given and is
     required to enable. Only existing group rows are written unless ``create: true`` (with
     ``chat_ids``) adds the missing ones."""
-    result = await account_service.bulk_set_groups(
+    result = await account_groups.bulk_set_groups(
         session,
         audit_context(principal, meta),
         ids=body.ids,
@@ -194,7 +196,7 @@ async def _control(
     account_id: uuid.UUID,
     action: ControlAction,
 ) -> AccountRead:
-    account = await account_service.control(
+    account = await account_commands.control(
         session, audit_context(principal, meta), account_id, action
     )
     return await _one(session, account)
@@ -255,7 +257,7 @@ async def list_groups(
 ) -> Page[AccountGroupRead]:
     """The account's groups (found by the worker or added by an operator) and whether it
     replies in each, with which playbook."""
-    result = await account_service.list_groups(session, account_id, cursor=cursor, limit=limit)
+    result = await account_groups.list_groups(session, account_id, cursor=cursor, limit=limit)
     return to_page(result, AccountGroupRead)
 
 
@@ -271,7 +273,7 @@ async def set_group(
     """Create or update the account's settings for one group. Enabling replies needs a
     playbook; ``playbook_version`` pins a version (null follows the latest); ``title`` null
     keeps the current title."""
-    group = await account_service.set_group(
+    group = await account_groups.set_group(
         session,
         audit_context(principal, meta),
         account_id,
@@ -293,5 +295,5 @@ async def delete_group(
     meta: Meta,
 ) -> Response:
     """Forget the account's settings for one group."""
-    await account_service.delete_group(session, audit_context(principal, meta), account_id, chat_id)
+    await account_groups.delete_group(session, audit_context(principal, meta), account_id, chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,25 +1,26 @@
+"""Queries of the account domain, one repository per table: accounts (with the status
+join the listings, counts and the worker's reconcile read), their status rows and their
+timeline. Group settings are in ``tgfleet.account.group_repository``."""
+
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    and_,
     case,
     exists,
     func,
     insert,
-    literal,
     literal_column,
     or_,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from tgfleet.account.schemas import (
     NEEDS_RESTART_TO_START,
@@ -28,9 +29,8 @@ from tgfleet.account.schemas import (
     ControlAction,
     DesiredState,
 )
-from tgfleet.kit.model import TZDateTime
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import Account, AccountEvent, AccountGroup, AccountStatus
+from tgfleet.models import Account, AccountEvent, AccountStatus
 
 #: Ids per IN (...) list: well under the bind-parameter limits of SQLite (32,766) and
 #: asyncpg (32,767), so a bulk of any size runs as a few set-based statements.
@@ -61,7 +61,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _rowcount(result: Any) -> int:
+def rowcount(result: Any) -> int:
     return int(cast("CursorResult[Any]", result).rowcount)
 
 
@@ -225,8 +225,49 @@ class AccountRepository(RepositoryBase[Account]):
             result = await self.session.execute(
                 statement.execution_options(synchronize_session=False)
             )
-            changed += _rowcount(result)
+            changed += rowcount(result)
         return changed
+
+    async def desired(
+        self, only: Collection[uuid.UUID] | None = None
+    ) -> list[tuple[Account, AccountStatus | None]]:
+        """Every account (or those in ``only``) with its status row, in one query."""
+        statement = select(Account, AccountStatus).outerjoin(AccountStatus, STATUS_JOIN)
+        if only is not None:
+            statement = statement.where(Account.id.in_(list(only)))
+        result = await self.session.execute(statement)
+        return [(account, status) for account, status in result.all()]
+
+    async def fingerprint(self, only: Collection[uuid.UUID] | None = None) -> tuple[object, ...]:
+        """What changes whenever an account is added, removed or commanded (cheap)."""
+        statement = select(
+            func.count(), func.max(Account.updated_at), func.sum(Account.restart_seq)
+        )
+        if only is not None:
+            statement = statement.where(Account.id.in_(list(only)))
+        result = await self.session.execute(statement)
+        return tuple(result.one())
+
+    async def set_identities(self, identities: Mapping[uuid.UUID, tuple[int, str | None]]) -> None:
+        for account_id, (tg_user_id, username) in identities.items():
+            await self.session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(tg_user_id=tg_user_id, username=username)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def user_ids(self) -> set[int]:
+        result = await self.session.execute(
+            select(Account.tg_user_id).where(Account.tg_user_id.is_not(None))
+        )
+        return {int(user_id) for user_id in result.scalars().all() if user_id is not None}
+
+    async def user_ids_fingerprint(self) -> tuple[object, ...]:
+        result = await self.session.execute(
+            select(func.count(Account.tg_user_id), func.sum(Account.tg_user_id), func.count())
+        )
+        return tuple(result.one())
 
     async def refresh(self, account: Account) -> Account:
         await self.session.refresh(account)
@@ -243,9 +284,35 @@ class AccountStatusRepository(RepositoryBase[AccountStatus]):
             found.update((row.account_id, row) for row in rows)
         return found
 
+    async def for_accounts(
+        self, account_ids: Collection[uuid.UUID], *, lock: bool = False
+    ) -> list[AccountStatus]:
+        """The status rows of these accounts; ``lock`` holds them until the transaction ends
+        (PostgreSQL ``FOR UPDATE``, in id order so concurrent workers cannot deadlock), so a
+        check made on them holds when the write commits."""
+        if not account_ids:
+            return []
+        statement = select(AccountStatus).where(AccountStatus.account_id.in_(list(account_ids)))
+        if lock:
+            statement = statement.order_by(AccountStatus.account_id).with_for_update()
+        return await self.all(statement)
+
+    async def live_of_worker(
+        self, worker_id: str, live_states: Collection[str]
+    ) -> list[AccountStatus]:
+        return await self.all(
+            select(AccountStatus).where(
+                AccountStatus.worker_id == worker_id, AccountStatus.state.in_(list(live_states))
+            )
+        )
+
 
 class AccountEventRepository(RepositoryBase[AccountEvent]):
     model = AccountEvent
+
+    async def add_events(self, events: Sequence[AccountEvent]) -> None:
+        """Add ORM events to the session (written at the caller's flush)."""
+        self.session.add_all(list(events))
 
     async def append_many(self, rows: list[dict[str, Any]]) -> None:
         """Insert events as one executemany per ``CHUNK`` (no ORM objects)."""
@@ -265,128 +332,3 @@ class AccountEventRepository(RepositoryBase[AccountEvent]):
         if kind is not None:
             statement = statement.where(AccountEvent.kind == kind)
         return await self.all(statement.limit(limit + 1))
-
-
-class AccountGroupRepository(RepositoryBase[AccountGroup]):
-    model = AccountGroup
-
-    async def switched_off(self) -> list[tuple[Account, AccountGroup]]:
-        statement = (
-            select(Account, AccountGroup)
-            .join(AccountGroup, AccountGroup.account_id == Account.id)
-            .where(AccountGroup.enabled.is_(False), AccountGroup.disabled_reason.is_not(None))
-        )
-        return [(row[0], row[1]) for row in (await self.session.execute(statement)).all()]
-
-    async def one(self, account_id: uuid.UUID, chat_id: int) -> AccountGroup | None:
-        return await self.session.get(AccountGroup, (account_id, chat_id))
-
-    async def add_or_get(self, group: AccountGroup) -> tuple[AccountGroup, bool]:
-        """Insert ``group``, or return the row a worker inserted meanwhile (savepoint, so
-        the race costs nothing but a retry). The flag says whether it was inserted."""
-        try:
-            async with self.session.begin_nested():
-                self.session.add(group)
-                await self.session.flush()
-        except IntegrityError:
-            existing = await self.one(group.account_id, group.chat_id)
-            if existing is None:
-                raise
-            return existing, False
-        return group, True
-
-    async def delete(self, group: AccountGroup) -> None:
-        await self.session.delete(group)
-        await self.session.flush()
-
-    async def page(
-        self, account_id: uuid.UUID, *, after: int | None, limit: int
-    ) -> list[AccountGroup]:
-        statement = (
-            select(AccountGroup)
-            .where(AccountGroup.account_id == account_id)
-            .order_by(AccountGroup.chat_id)
-        )
-        if after is not None:
-            statement = statement.where(AccountGroup.chat_id > after)
-        return await self.all(statement.limit(limit + 1))
-
-    async def existing_pairs(
-        self, account_ids: Sequence[uuid.UUID], chat_ids: Sequence[int]
-    ) -> set[tuple[uuid.UUID, int]]:
-        found: set[tuple[uuid.UUID, int]] = set()
-        for part in chunks(account_ids, CHUNK // 5):
-            result = await self.session.execute(
-                select(AccountGroup.account_id, AccountGroup.chat_id).where(
-                    AccountGroup.account_id.in_(part), AccountGroup.chat_id.in_(chat_ids)
-                )
-            )
-            found.update((row.account_id, row.chat_id) for row in result)
-        return found
-
-    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
-        for part in chunks(rows):
-            await self.session.execute(insert(AccountGroup), list(part))
-
-    async def counts_by_account(
-        self, account_ids: Sequence[uuid.UUID], chat_ids: Sequence[int] | None
-    ) -> dict[uuid.UUID, int]:
-        """How many of the selected group rows each account has."""
-        found: dict[uuid.UUID, int] = {}
-        for part in chunks(account_ids, CHUNK // 5):
-            statement = (
-                select(AccountGroup.account_id, func.count())
-                .where(*self._selected(part, chat_ids))
-                .group_by(AccountGroup.account_id)
-            )
-            result = await self.session.execute(statement)
-            found.update((account_id, int(count)) for account_id, count in result)
-        return found
-
-    async def set_many(
-        self,
-        account_ids: Sequence[uuid.UUID],
-        chat_ids: Sequence[int] | None,
-        *,
-        enabled: bool,
-        playbook: tuple[uuid.UUID, int | None] | None,
-        now: datetime,
-    ) -> int:
-        """Switch the selected rows on or off (and set their playbook when given) with one
-        UPDATE per chunk of accounts. Enabling clears the disabled reason; switching an
-        enabled group off records ``operator`` as the reason."""
-        values: dict[str, Any] = {"enabled": enabled}
-        if playbook is not None:
-            values["playbook_id"], values["playbook_version"] = playbook
-        if enabled:
-            values |= {"disabled_reason": None, "disabled_at": None}
-        else:
-            values |= {
-                "disabled_reason": case(
-                    (AccountGroup.enabled, literal_column("'operator'")),
-                    else_=AccountGroup.disabled_reason,
-                ),
-                "disabled_at": case(
-                    (AccountGroup.enabled, literal(now, TZDateTime())),
-                    else_=AccountGroup.disabled_at,
-                ),
-            }
-        written = 0
-        for part in chunks(account_ids, CHUNK // 5):
-            statement = (
-                update(AccountGroup)
-                .where(*self._selected(part, chat_ids))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            written += _rowcount(await self.session.execute(statement))
-        return written
-
-    @staticmethod
-    def _selected(
-        account_ids: Sequence[uuid.UUID], chat_ids: Sequence[int] | None
-    ) -> list[ColumnElement[bool]]:
-        conditions = [AccountGroup.account_id.in_(account_ids)]
-        if chat_ids is not None:
-            conditions.append(AccountGroup.chat_id.in_(chat_ids))
-        return [and_(*conditions)]

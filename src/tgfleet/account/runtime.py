@@ -18,9 +18,15 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tgfleet.account.runtime_repository import GroupRepository, StatusRepository
+from tgfleet.account.group_repository import AccountGroupRepository
+from tgfleet.account.repository import (
+    AccountEventRepository,
+    AccountRepository,
+    AccountStatusRepository,
+)
 from tgfleet.kit.clock import utcnow
 from tgfleet.lease import notify
+from tgfleet.lease import service as lease_service
 from tgfleet.models import AccountEvent, AccountGroup, AccountStatus
 
 
@@ -155,7 +161,7 @@ async def load_desired(
 ) -> list[DesiredAccount]:
     """Every account (or those in ``only``: a worker's leased ones) with its desired state
     and last observed status, in one query."""
-    rows = await StatusRepository(session).desired(only)
+    rows = await AccountRepository(session).desired(only)
     return [
         DesiredAccount(
             id=account.id,
@@ -184,12 +190,12 @@ async def desired_fingerprint(
     later commit never carries an older ``updated_at``; on PostgreSQL a worker also
     reloads on a timer (and commands arrive by notification, issue 6).
     """
-    return await StatusRepository(session).fingerprint(only)
+    return await AccountRepository(session).fingerprint(only)
 
 
 async def groups_fingerprint(session: AsyncSession) -> tuple[object, ...]:
     """Changes whenever a group setting is added, removed or edited."""
-    return await GroupRepository(session).fingerprint()
+    return await AccountGroupRepository(session).fingerprint()
 
 
 async def load_groups(
@@ -197,7 +203,7 @@ async def load_groups(
 ) -> dict[uuid.UUID, dict[int, GroupSetting]]:
     """The group settings of these accounts: account -> chat id -> setting."""
     groups: dict[uuid.UUID, dict[int, GroupSetting]] = {a: {} for a in account_ids}
-    for row in await GroupRepository(session).for_accounts(account_ids):
+    for row in await AccountGroupRepository(session).for_accounts(account_ids):
         groups.setdefault(row.account_id, {})[row.chat_id] = GroupSetting(
             chat_id=row.chat_id,
             title=row.title,
@@ -233,12 +239,14 @@ async def apply(
     touched = {c.account_id for c in changes} | set(counters) | {e.account_id for e in events}
     if not touched:
         return
-    repository = StatusRepository(session)
-    existing = await repository.existing_ids(touched)
-    rows = {s.account_id: s for s in await repository.for_accounts(existing, lock=True)}
+    existing = await AccountRepository(session).existing_ids(list(touched))
+    statuses = AccountStatusRepository(session)
+    rows = {s.account_id: s for s in await statuses.for_accounts(existing, lock=True)}
     leased: set[uuid.UUID] = set()
     if lease_holder is not None and changes:
-        leased = await repository.leased_by(lease_holder, {c.account_id for c in changes})
+        leased = await lease_service.leased_by(
+            session, lease_holder, {c.account_id for c in changes}
+        )
     timeline: list[AccountEvent] = []
     for change in changes:
         if change.account_id not in existing:
@@ -319,7 +327,7 @@ async def apply(
         for event in events
         if event.account_id in existing
     )
-    await repository.add_events(timeline)
+    await AccountEventRepository(session).add_events(timeline)
     await session.flush()
 
 
@@ -327,7 +335,7 @@ async def record_identities(
     session: AsyncSession, identities: Mapping[uuid.UUID, tuple[int, str | None]]
 ) -> None:
     """Store each account's Telegram user id and username as its client reported them."""
-    await StatusRepository(session).set_identities(identities)
+    await AccountRepository(session).set_identities(identities)
 
 
 async def learn_identity(
@@ -337,18 +345,18 @@ async def learn_identity(
     commit) before the account may send anything: no worker then answers its messages.
     Every reply admission on PostgreSQL also reads the stored ids, so a worker that missed
     the notification still never answers a fleet account."""
-    await StatusRepository(session).set_identities({account_id: (tg_user_id, username)})
+    await AccountRepository(session).set_identities({account_id: (tg_user_id, username)})
     await notify.workers(session, notify.FLEET_CHANGED)
 
 
 async def fleet_user_ids(session: AsyncSession) -> set[int]:
     """The Telegram user ids of every account of the fleet (all of them, not one worker's)."""
-    return await StatusRepository(session).user_ids()
+    return await AccountRepository(session).user_ids()
 
 
 async def fleet_ids_fingerprint(session: AsyncSession) -> tuple[object, ...]:
     """Moves whenever :func:`fleet_user_ids` could answer differently (one aggregate)."""
-    return await StatusRepository(session).user_ids_fingerprint()
+    return await AccountRepository(session).user_ids_fingerprint()
 
 
 async def release_stale(session: AsyncSession, worker_id: str) -> int:
@@ -356,7 +364,7 @@ async def release_stale(session: AsyncSession, worker_id: str) -> int:
     stopped (with an event) so the reconcile starts from the truth. Quarantined and error
     states are kept: only an operator lifts them."""
     at = utcnow()
-    stale = await StatusRepository(session).live_of_worker(worker_id, LIVE_STATES)
+    stale = await AccountStatusRepository(session).live_of_worker(worker_id, LIVE_STATES)
     await apply(
         session,
         [
@@ -379,9 +387,9 @@ async def record_groups(
 ) -> list[int]:
     """Record the groups a client found (chat id -> title). New ones are stored disabled
     (opt-in); known ones get their title refreshed. Returns the chat ids that were new."""
-    repository = GroupRepository(session)
+    repository = AccountGroupRepository(session)
     known = {row.chat_id: row for row in await repository.of_account(account_id)}
-    if not await StatusRepository(session).existing_ids([account_id]):
+    if not await AccountRepository(session).existing_ids([account_id]):
         return []
     new: list[AccountGroup] = []
     for chat_id, title in found.items():
@@ -410,7 +418,9 @@ async def disable_group(
     """Switch replies off in one group after a group error, with an event. Returns whether
     a setting was changed."""
     at = utcnow()
-    changed = await GroupRepository(session).disable(account_id, chat_id, reason=reason, at=at)
+    changed = await AccountGroupRepository(session).disable(
+        account_id, chat_id, reason=reason, at=at
+    )
     await apply(
         session,
         [],

@@ -33,6 +33,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from tgfleet.account import groups as account_groups
 from tgfleet.account import service as account_service
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.engine import Dispatcher
@@ -313,7 +314,7 @@ class Evaluator:
                             account=status.label,
                         )
                     )
-        for account, group in await account_service.groups_switched_off(session):
+        for account, group in await account_groups.groups_switched_off(session):
             found.append(
                 _alert(
                     "GroupDisabled",

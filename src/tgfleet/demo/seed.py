@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telethon import utils
 from telethon.tl import types
 
+from tgfleet.account import commands as account_commands
+from tgfleet.account import groups as account_groups
 from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.exceptions import AppError
@@ -106,7 +108,7 @@ async def seed_fleet(
             if not names or not members:
                 continue
             name = (assignment or {}).get(group.id, names[index % len(names)])
-            await account_service.bulk_set_groups(
+            await account_groups.bulk_set_groups(
                 session,
                 context,
                 ids=members,
@@ -116,7 +118,7 @@ async def seed_fleet(
                 create=True,
             )
         if start and ids:
-            await account_service.bulk_control(session, context, ids=ids, action="start")
+            await account_commands.bulk_control(session, context, ids=ids, action="start")
     return SeededFleet(
         account_ids=account_ids, playbook_ids=playbook_ids, chat_ids=chat_ids, failed=failed
     )

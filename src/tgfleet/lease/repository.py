@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tgfleet.kit.clock import utcnow
-from tgfleet.models import Account, ReplyClaim, ReplyWindow
+from tgfleet.models import Account, AccountLease, ReplyClaim, ReplyWindow
 
 REGISTER = text(
     """
@@ -285,6 +285,17 @@ class LeaseRepository:
             )
             freed += int(getattr(result, "rowcount", 0) or 0)
         return freed
+
+    async def leased_by(self, worker_id: str, account_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        if not account_ids:
+            return set()
+        result = await self.session.execute(
+            select(AccountLease.account_id).where(
+                AccountLease.worker_id == worker_id,
+                AccountLease.account_id.in_(list(account_ids)),
+            )
+        )
+        return set(result.scalars().all())
 
     async def held(self, worker_id: str, epoch: int) -> set[uuid.UUID]:
         result = await self.session.execute(HELD, {"id": worker_id, "epoch": epoch})

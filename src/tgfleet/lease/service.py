@@ -200,6 +200,14 @@ async def held(session: AsyncSession, registration: Registration) -> set[uuid.UU
     return await LeaseRepository(session).held(registration.worker_id, registration.epoch)
 
 
+async def leased_by(
+    session: AsyncSession, worker_id: str, account_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these accounts have a lease row naming ``worker_id``, valid or not: an
+    account's status may be written by the worker its lease names."""
+    return await LeaseRepository(session).leased_by(worker_id, account_ids)
+
+
 async def release(
     session: AsyncSession,
     registration: Registration,

@@ -1,0 +1,179 @@
+"""Queries of ``account_group``: the per-group reply settings an operator edits (one, a page,
+or set-based in bulk) and a worker reads, records and switches off."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from tgfleet.account.repository import CHUNK, chunks, rowcount
+from tgfleet.kit.model import TZDateTime
+from tgfleet.kit.repository import RepositoryBase
+from tgfleet.models import Account, AccountGroup
+
+
+class AccountGroupRepository(RepositoryBase[AccountGroup]):
+    model = AccountGroup
+
+    async def switched_off(self) -> list[tuple[Account, AccountGroup]]:
+        statement = (
+            select(Account, AccountGroup)
+            .join(AccountGroup, AccountGroup.account_id == Account.id)
+            .where(AccountGroup.enabled.is_(False), AccountGroup.disabled_reason.is_not(None))
+        )
+        return [(row[0], row[1]) for row in (await self.session.execute(statement)).all()]
+
+    async def fingerprint(self) -> tuple[object, ...]:
+        """What changes whenever a group setting is added, removed or edited (cheap)."""
+        result = await self.session.execute(select(func.count(), func.max(AccountGroup.updated_at)))
+        return tuple(result.one())
+
+    async def for_accounts(self, account_ids: Collection[uuid.UUID]) -> list[AccountGroup]:
+        if not account_ids:
+            return []
+        return await self.all(
+            select(AccountGroup).where(AccountGroup.account_id.in_(list(account_ids)))
+        )
+
+    async def of_account(self, account_id: uuid.UUID) -> list[AccountGroup]:
+        return await self.all(select(AccountGroup).where(AccountGroup.account_id == account_id))
+
+    async def disable(
+        self, account_id: uuid.UUID, chat_id: int, *, reason: str, at: datetime
+    ) -> bool:
+        """Switch one group off after a group error (a worker's call)."""
+        result = await self.session.execute(
+            update(AccountGroup)
+            .where(AccountGroup.account_id == account_id, AccountGroup.chat_id == chat_id)
+            .values(enabled=False, disabled_reason=reason, disabled_at=at, updated_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def one(self, account_id: uuid.UUID, chat_id: int) -> AccountGroup | None:
+        return await self.session.get(AccountGroup, (account_id, chat_id))
+
+    async def add_or_get(self, group: AccountGroup) -> tuple[AccountGroup, bool]:
+        """Insert ``group``, or return the row a worker inserted meanwhile (savepoint, so
+        the race costs nothing but a retry). The flag says whether it was inserted."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(group)
+                await self.session.flush()
+        except IntegrityError:
+            existing = await self.one(group.account_id, group.chat_id)
+            if existing is None:
+                raise
+            return existing, False
+        return group, True
+
+    async def delete(self, group: AccountGroup) -> None:
+        await self.session.delete(group)
+        await self.session.flush()
+
+    async def page(
+        self, account_id: uuid.UUID, *, after: int | None, limit: int
+    ) -> list[AccountGroup]:
+        statement = (
+            select(AccountGroup)
+            .where(AccountGroup.account_id == account_id)
+            .order_by(AccountGroup.chat_id)
+        )
+        if after is not None:
+            statement = statement.where(AccountGroup.chat_id > after)
+        return await self.all(statement.limit(limit + 1))
+
+    async def existing_pairs(
+        self, account_ids: Sequence[uuid.UUID], chat_ids: Sequence[int]
+    ) -> set[tuple[uuid.UUID, int]]:
+        found: set[tuple[uuid.UUID, int]] = set()
+        for part in chunks(account_ids, CHUNK // 5):
+            result = await self.session.execute(
+                select(AccountGroup.account_id, AccountGroup.chat_id).where(
+                    AccountGroup.account_id.in_(part), AccountGroup.chat_id.in_(chat_ids)
+                )
+            )
+            found.update((row.account_id, row.chat_id) for row in result)
+        return found
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        for part in chunks(rows):
+            await self.session.execute(insert(AccountGroup), list(part))
+
+    async def counts_by_account(
+        self, account_ids: Sequence[uuid.UUID], chat_ids: Sequence[int] | None
+    ) -> dict[uuid.UUID, int]:
+        """How many of the selected group rows each account has."""
+        found: dict[uuid.UUID, int] = {}
+        for part in chunks(account_ids, CHUNK // 5):
+            statement = (
+                select(AccountGroup.account_id, func.count())
+                .where(*self._selected(part, chat_ids))
+                .group_by(AccountGroup.account_id)
+            )
+            result = await self.session.execute(statement)
+            found.update((account_id, int(count)) for account_id, count in result)
+        return found
+
+    async def set_many(
+        self,
+        account_ids: Sequence[uuid.UUID],
+        chat_ids: Sequence[int] | None,
+        *,
+        enabled: bool,
+        playbook: tuple[uuid.UUID, int | None] | None,
+        now: datetime,
+    ) -> int:
+        """Switch the selected rows on or off (and set their playbook when given) with one
+        UPDATE per chunk of accounts. Enabling clears the disabled reason; switching an
+        enabled group off records ``operator`` as the reason."""
+        values: dict[str, Any] = {"enabled": enabled}
+        if playbook is not None:
+            values["playbook_id"], values["playbook_version"] = playbook
+        if enabled:
+            values |= {"disabled_reason": None, "disabled_at": None}
+        else:
+            values |= {
+                "disabled_reason": case(
+                    (AccountGroup.enabled, literal_column("'operator'")),
+                    else_=AccountGroup.disabled_reason,
+                ),
+                "disabled_at": case(
+                    (AccountGroup.enabled, literal(now, TZDateTime())),
+                    else_=AccountGroup.disabled_at,
+                ),
+            }
+        written = 0
+        for part in chunks(account_ids, CHUNK // 5):
+            statement = (
+                update(AccountGroup)
+                .where(*self._selected(part, chat_ids))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            written += rowcount(await self.session.execute(statement))
+        return written
+
+    @staticmethod
+    def _selected(
+        account_ids: Sequence[uuid.UUID], chat_ids: Sequence[int] | None
+    ) -> list[ColumnElement[bool]]:
+        conditions = [AccountGroup.account_id.in_(account_ids)]
+        if chat_ids is not None:
+            conditions.append(AccountGroup.chat_id.in_(chat_ids))
+        return [and_(*conditions)]

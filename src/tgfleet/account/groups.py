@@ -1,0 +1,297 @@
+"""Per-group reply settings of accounts: listing, one group's settings, set-based bulk
+changes over many accounts, and the groups a group error switched off. Replies are opt-in;
+every change appends a ``group`` event to the timeline and an audit record, and wakes the
+workers on commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tgfleet.account.exceptions import GroupNeedsPlaybook, GroupNotFound, InvalidGroupSettings
+from tgfleet.account.group_repository import AccountGroupRepository
+from tgfleet.account.repository import AccountEventRepository
+from tgfleet.account.schemas import BULK_MAX_CHAT_IDS, CHAT_ID_MAX, CHAT_ID_MIN, AccountFilter
+from tgfleet.account.service import get_account, select_accounts, timeline_entry
+from tgfleet.audit import service as audit_service
+from tgfleet.audit.schemas import AuditContext
+from tgfleet.kit.clock import utcnow
+from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
+from tgfleet.lease import notify
+from tgfleet.models import Account, AccountGroup
+from tgfleet.playbook import service as playbook_service
+
+
+async def groups_switched_off(session: AsyncSession) -> list[tuple[Account, AccountGroup]]:
+    """Group settings a group error switched off (``disabled_reason`` set), with accounts."""
+    return await AccountGroupRepository(session).switched_off()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBulkResult:
+    matched: int
+    groups: int
+    created: int
+
+
+#: Group rows one bulk call may create (accounts x chat ids).
+BULK_MAX_CREATED_GROUPS = 100_000
+
+
+def _check_chat_id(chat_id: int) -> None:
+    if chat_id == 0 or not CHAT_ID_MIN <= chat_id <= CHAT_ID_MAX:
+        msg = f"chat id {chat_id} is not a marked Telegram chat id (a non-zero 64-bit integer)"
+        raise InvalidGroupSettings(msg)
+
+
+async def _check_playbook(
+    session: AsyncSession, *, enabled: bool, playbook_id: uuid.UUID | None, version: int | None
+) -> None:
+    if version is not None and playbook_id is None:
+        msg = "playbook_version pins a version of a playbook; give playbook_id as well"
+        raise InvalidGroupSettings(msg)
+    if enabled and playbook_id is None:
+        msg = "assign a playbook before enabling replies in a group"
+        raise GroupNeedsPlaybook(msg)
+    if playbook_id is not None:
+        await playbook_service.ensure_version(session, playbook_id, version)
+
+
+async def list_groups(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Slice[AccountGroup]:
+    """The groups of an account (found by the worker or added by an operator), by chat id."""
+    await get_account(session, account_id)
+    key = decode_cursor(cursor)
+    after = int(key["chat_id"]) if key and isinstance(key.get("chat_id"), int) else None
+    rows = await AccountGroupRepository(session).page(account_id, after=after, limit=limit)
+    return slice_rows(rows, limit, lambda group: {"chat_id": group.chat_id})
+
+
+async def set_group(
+    session: AsyncSession,
+    context: AuditContext,
+    account_id: uuid.UUID,
+    chat_id: int,
+    *,
+    enabled: bool,
+    playbook_id: uuid.UUID | None,
+    playbook_version: int | None,
+    title: str | None,
+) -> AccountGroup:
+    """Create or update an account's settings for one group (replies are opt-in).
+
+    Enabling needs a playbook (422 otherwise), which must exist (404) in the pinned
+    version if one is given (``playbook_version`` null follows the latest). Enabling
+    clears a previous disabled reason; switching an enabled group off records the reason
+    ``operator``. ``title`` null keeps the current title. Audited as
+    ``account.group.update``, with a ``group`` event (enabled, disabled or updated).
+    """
+    _check_chat_id(chat_id)
+    await _check_playbook(
+        session, enabled=enabled, playbook_id=playbook_id, version=playbook_version
+    )
+    await get_account(session, account_id)
+    repository = AccountGroupRepository(session)
+    group = await repository.one(account_id, chat_id)
+    created = False
+    if group is None:
+        group, created = await repository.add_or_get(
+            AccountGroup(account_id=account_id, chat_id=chat_id, title=title, enabled=False)
+        )
+    was_enabled = group.enabled
+    group.enabled = enabled
+    group.playbook_id = playbook_id
+    group.playbook_version = playbook_version
+    if title is not None:
+        group.title = title
+    if enabled:
+        group.disabled_reason = None
+        group.disabled_at = None
+    elif was_enabled:
+        group.disabled_reason = "operator"
+        group.disabled_at = utcnow()
+    await session.flush()
+    code = "updated"
+    if enabled and not was_enabled:
+        code = "enabled"
+    elif was_enabled and not enabled:
+        code = "disabled"
+    details = {
+        "actor": context.actor,
+        "chat_id": chat_id,
+        "enabled": enabled,
+        "playbook_id": str(playbook_id) if playbook_id else None,
+        "playbook_version": playbook_version,
+        "created": created,
+    }
+    await AccountEventRepository(session).append_many(
+        [
+            timeline_entry(
+                account_id, "group", code, f"group {chat_id} {code} by {context.actor}", details
+            )
+        ]
+    )
+    await audit_service.record(
+        session,
+        context,
+        action="account.group.update",
+        target=f"account:{account_id}",
+        details=details | {"result": code},
+    )
+    await notify.workers(session)
+    return group
+
+
+async def delete_group(
+    session: AsyncSession, context: AuditContext, account_id: uuid.UUID, chat_id: int
+) -> None:
+    """Forget an account's settings for one group (404 if there are none). A worker that
+    still sees the group will list it again, disabled."""
+    await get_account(session, account_id)
+    repository = AccountGroupRepository(session)
+    group = await repository.one(account_id, chat_id)
+    if group is None:
+        raise GroupNotFound(f"account {account_id} has no settings for chat {chat_id}")
+    details = {"actor": context.actor, "chat_id": chat_id, "title": group.title}
+    await repository.delete(group)
+    await AccountEventRepository(session).append_many(
+        [
+            timeline_entry(
+                account_id,
+                "group",
+                "removed",
+                f"group {chat_id} removed by {context.actor}",
+                details,
+            )
+        ]
+    )
+    await audit_service.record(
+        session,
+        context,
+        action="account.group.delete",
+        target=f"account:{account_id}",
+        details=details,
+    )
+    await notify.workers(session)
+
+
+async def bulk_set_groups(
+    session: AsyncSession,
+    context: AuditContext,
+    *,
+    ids: Sequence[uuid.UUID] | None = None,
+    filter: AccountFilter | None = None,  # noqa: A002 - the name the API body uses
+    chat_ids: Sequence[int] | None = None,
+    all_groups: bool = False,
+    enabled: bool,
+    playbook_id: uuid.UUID | None = None,
+    playbook_version: int | None = None,
+    create: bool = False,
+) -> GroupBulkResult:
+    """Switch replies on or off in many groups of many accounts at once, set-based.
+
+    Accounts: ``ids`` or ``filter``, exactly as for ``bulk_control``. Groups: ``chat_ids``
+    (at most 1,000) or ``all_groups`` (every group row the accounts have), exactly one.
+    ``enabled`` is set on every selected row; ``playbook_id`` (with an optional pinned
+    ``playbook_version``) replaces each row's playbook when given and leaves it alone when
+    null, and enabling requires it, so a bulk enable always names the playbook it turns on.
+    Only rows that exist are written, unless ``create`` (with ``chat_ids`` only) adds the
+    missing (account, chat) rows, at most 100,000 per call. One ``group`` event per account
+    touched and one audit record (``account.group.bulk``).
+    """
+    if (chat_ids is None) == (not all_groups):
+        msg = "give either chat_ids or all_groups (exactly one)"
+        raise InvalidGroupSettings(msg)
+    if create and chat_ids is None:
+        msg = "create needs chat_ids: all_groups only covers groups that exist"
+        raise InvalidGroupSettings(msg)
+    chats = list(dict.fromkeys(chat_ids)) if chat_ids is not None else None
+    if chats is not None:
+        if not chats or len(chats) > BULK_MAX_CHAT_IDS:
+            msg = f"give 1 to {BULK_MAX_CHAT_IDS} chat ids"
+            raise InvalidGroupSettings(msg)
+        for chat_id in chats:
+            _check_chat_id(chat_id)
+    await _check_playbook(
+        session, enabled=enabled, playbook_id=playbook_id, version=playbook_version
+    )
+    account_ids, selection = await select_accounts(session, ids=ids, wanted=filter)
+    repository = AccountGroupRepository(session)
+    now = utcnow()
+    created = 0
+    if create and chats is not None and account_ids:
+        if len(account_ids) * len(chats) > BULK_MAX_CREATED_GROUPS:
+            msg = (
+                f"create may add at most {BULK_MAX_CREATED_GROUPS} group rows per call "
+                f"({len(account_ids)} accounts x {len(chats)} chats); split the request"
+            )
+            raise InvalidGroupSettings(msg)
+        existing = await repository.existing_pairs(account_ids, chats)
+        missing = [
+            {
+                "account_id": account_id,
+                "chat_id": chat_id,
+                "enabled": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for account_id in account_ids
+            for chat_id in chats
+            if (account_id, chat_id) not in existing
+        ]
+        await repository.insert_many(missing)
+        created = len(missing)
+    per_account = await repository.counts_by_account(account_ids, chats)
+    playbook = (playbook_id, playbook_version) if playbook_id is not None else None
+    written = await repository.set_many(
+        account_ids, chats, enabled=enabled, playbook=playbook, now=now
+    )
+    code = "enabled" if enabled else "disabled"
+    event_details: dict[str, Any] = {
+        "actor": context.actor,
+        "bulk": True,
+        "enabled": enabled,
+        "playbook_id": str(playbook_id) if playbook_id else None,
+        "playbook_version": playbook_version,
+    }
+    await AccountEventRepository(session).append_many(
+        [
+            timeline_entry(
+                account_id,
+                "group",
+                code,
+                f"{count} group(s) {code} by {context.actor}",
+                event_details | {"groups": count},
+            )
+            for account_id, count in per_account.items()
+        ]
+    )
+    await audit_service.record(
+        session,
+        context,
+        action="account.group.bulk",
+        target="accounts",
+        details={
+            **selection,
+            "chat_ids": chats if chats is not None else "all",
+            "enabled": enabled,
+            "playbook_id": str(playbook_id) if playbook_id else None,
+            "playbook_version": playbook_version,
+            "create": create,
+            "matched": len(account_ids),
+            "groups": written,
+            "created": created,
+        },
+    )
+    await notify.workers(session)
+    return GroupBulkResult(matched=len(account_ids), groups=written, created=created)
