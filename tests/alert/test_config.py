@@ -14,19 +14,16 @@ from pydantic import SecretStr, ValidationError
 from structlog.testing import capture_logs
 
 from tgfleet.alert.config import (
-    DEFAULT_RECEIVER,
     AlertingConfig,
-    AlertingConfigError,
-    Matcher,
-    MatchType,
     config_from_settings,
     default_config,
-    format_duration,
     load_config,
     parse_config,
-    parse_duration,
-    parse_matchers,
 )
+from tgfleet.alert.durations import format_duration, parse_duration
+from tgfleet.alert.exceptions import AlertingConfigError
+from tgfleet.alert.matchers import Matcher, MatchType, parse_matchers
+from tgfleet.alert.routing import DEFAULT_RECEIVER
 from tgfleet.config import Settings
 
 TOKEN = "987654321:AAE-the-secret-bot-token_value"

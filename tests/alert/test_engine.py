@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tgfleet.alert.config import InhibitRule, Matcher, MatchType, Route
 from tgfleet.alert.engine import (
     Dispatcher,
     LogEntry,
@@ -18,6 +17,8 @@ from tgfleet.alert.engine import (
     match_routes,
     needs_update,
 )
+from tgfleet.alert.matchers import Matcher, MatchType
+from tgfleet.alert.routing import InhibitRule, Route
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

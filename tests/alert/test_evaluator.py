@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tests.alert.fleet import make_accounts, set_state
 from tgfleet.account.runtime import State
 from tgfleet.alert import service as alert_service
-from tgfleet.alert.config import Route
 from tgfleet.alert.engine import Dispatcher
 from tgfleet.alert.evaluator import Evaluator, Thresholds
+from tgfleet.alert.routing import Route
 from tgfleet.alert.schemas import DeliveryResult, Notification
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.clock import utcnow

@@ -22,7 +22,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tgfleet.alert.config import AlertingConfigError, parse_config
+from tgfleet.alert.config import parse_config
+from tgfleet.alert.exceptions import AlertingConfigError
 from tgfleet.playbook.document import parse as parse_playbook
 from tgfleet.playbook.exceptions import PlaybookInvalid
 from tgfleet.sandbox.world import WorldError

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tgfleet.alert.config import AlertingConfigError, parse_config
+from tgfleet.alert.config import parse_config
+from tgfleet.alert.exceptions import AlertingConfigError
 from tgfleet.kit.yaml_guard import (
     DuplicateKeys,
     Position,

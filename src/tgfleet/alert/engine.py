@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from tgfleet import metrics
-from tgfleet.alert.config import InhibitRule, Matcher, Route
+from tgfleet.alert.matchers import Matcher
+from tgfleet.alert.routing import InhibitRule, Route
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification, Status
 from tgfleet.logging import get_logger
 

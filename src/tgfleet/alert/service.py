@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tgfleet.alert.config import Matcher, MatchType
 from tgfleet.alert.engine import LogEntry, Silence
+from tgfleet.alert.matchers import Matcher, MatchType
 from tgfleet.alert.repository import AlertRepository, NotificationRepository, SilenceRepository
 from tgfleet.alert.schemas import Alert, DeliveryResult
 from tgfleet.audit import service as audit_service

@@ -16,7 +16,8 @@ app = typer.Typer(
 @app.command("check")
 def check() -> None:
     """Validate TGFLEET_ALERTING_CONFIG (exit 2 with every problem and its line)."""
-    from tgfleet.alert.config import AlertingConfigError, config_from_settings
+    from tgfleet.alert.config import config_from_settings
+    from tgfleet.alert.exceptions import AlertingConfigError
 
     settings = load_settings()
     try:
@@ -38,7 +39,8 @@ def send_test(
 ) -> None:
     """Send a test notification through RECEIVER now and print each integration's result
     (exit 1 when one failed)."""
-    from tgfleet.alert.config import AlertingConfigError, config_from_settings
+    from tgfleet.alert.config import config_from_settings
+    from tgfleet.alert.exceptions import AlertingConfigError
     from tgfleet.alert.receivers import build_receivers
     from tgfleet.alert.runtime import trial_notification
 

@@ -15,7 +15,8 @@ any line is known), and integer or timestamp scalars that PyYAML's constructor c
 :func:`load` is the one way tgfleet reads such a document: the screen, then composition,
 then a :class:`Position` for every path (``("route", "routes", 0, "receiver")``) so that an
 error found later in the data names its line (:func:`line_of`), then construction. Each
-caller passes its loader (its scalar rules) and its node limit, and words the errors itself.
+caller passes its loader (its scalar rules) and its node limit, and words the errors itself
+(:func:`format_path` names a path as ``route.routes[0].receiver``).
 """
 
 from __future__ import annotations
@@ -142,6 +143,17 @@ def line_of(positions: Mapping[Path, Position], path: Path) -> int:
         if found is not None:
             return found.line
     return 1
+
+
+def format_path(path: Path) -> str:
+    """``route.routes[0].receiver``; ``""`` for the top (callers name it their way)."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
 
 
 def error_line(error: yaml.MarkedYAMLError) -> tuple[int, str]:

@@ -26,7 +26,14 @@ from pydantic import (
     model_validator,
 )
 
-from tgfleet.kit.yaml_guard import DuplicateKeys, Position, YamlRefused, error_line, load
+from tgfleet.kit.yaml_guard import (
+    DuplicateKeys,
+    Position,
+    YamlRefused,
+    error_line,
+    format_path,
+    load,
+)
 from tgfleet.kit.yaml_guard import line_of as kit_line_of
 from tgfleet.playbook._regex import RegexRefused, compile_regex
 from tgfleet.playbook.exceptions import PlaybookInvalid
@@ -109,13 +116,7 @@ def _load(source: str) -> tuple[Any, dict[Path, Located]]:
 
 
 def _format_path(path: Path) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part != "":
-            text += f".{part}" if text else part
-    return text or "(document)"
+    return format_path(tuple(part for part in path if part != "")) or "(document)"
 
 
 def line_of(lines: dict[Path, Located], path: Path) -> int:

@@ -22,7 +22,7 @@ import httpx
 import jinja2
 from pydantic import SecretStr
 
-from tgfleet.alert.config import TelegramConfig, message_template_environment
+from tgfleet.alert.config import TelegramConfig
 from tgfleet.alert.receivers._delivery import (
     DeliveryPolicy,
     Integration,
@@ -39,6 +39,7 @@ from tgfleet.alert.receivers._html import (
     split_message,
 )
 from tgfleet.alert.schemas import Alert
+from tgfleet.alert.templates import message_template_environment
 
 # Labels shown on every alert line when present; the rest only when nothing else says what
 # the alert is about.
