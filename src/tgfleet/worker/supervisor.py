@@ -14,76 +14,61 @@ An account in ``quarantined`` or ``error`` stays there until its ``restart_seq``
 operator's start/restart) or its secret's version grows (a re-import). On shutdown every
 runner disconnects concurrently, bounded by ``shutdown_timeout`` (6 s; `tgfleet run` gives
 HTTP requests 3 s before that, so every client is gone within 10 s of SIGTERM).
+
+The supervisor wires the worker together and decides; its parts act:
+:class:`~tgfleet.worker.runner_set.RunnerSet` (the runners: start, retire, hand over, held
+back), :class:`~tgfleet.worker.fleet_view.FleetView` (group settings, playbooks and the
+fleet's user ids the runners read), :class:`~tgfleet.worker.leases.LeaseLoop` (PostgreSQL),
+:mod:`~tgfleet.worker.local_replies` (one process) and
+:class:`~tgfleet.worker.heap.HeapFreeze`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import socket
 import time
 import uuid
-from collections.abc import Collection
-from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import metrics
 from tgfleet.account import runtime
-from tgfleet.account.runtime import (
-    HELD_STATES,
-    STATES,
-    DesiredAccount,
-    State,
-    StateChange,
-)
+from tgfleet.account.runtime import STATES, DesiredAccount, State
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
-from tgfleet.exceptions import AppError
-from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
-from tgfleet.playbook import service as playbook_service
 from tgfleet.playbook.engine import LlmConfig, ReplyEngine
-from tgfleet.playbook.gate import CLAIM_TTL_SECONDS, LocalGate, SavedClaim, SavedReplies
+from tgfleet.playbook.gate import LocalGate, SavedClaim, SavedReplies
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.formats import CanonicalSession
-from tgfleet.vault.service import Decrypted, Vault
+from tgfleet.vault.service import Vault
+from tgfleet.worker import local_replies
+from tgfleet.worker.fleet_view import FleetView
+from tgfleet.worker.heap import HeapFreeze
 from tgfleet.worker.leases import LeaseConfig, LeaseLoop
 from tgfleet.worker.listener import CommandListener
 from tgfleet.worker.reply_gate import FleetGate
 from tgfleet.worker.retry import TokenBucket
-from tgfleet.worker.runner import AccountRunner, ClientFactory, WorkerContext
+from tgfleet.worker.runner import ClientFactory, WorkerContext
+from tgfleet.worker.runner_set import RunnerSet
 from tgfleet.worker.status import StatusWriter
 from tgfleet.worker.telegram import ClientOptions, build_client
 
 log = get_logger(__name__)
 
-RUNNING = "running"
-ACTIVE_SECRET = "active"  # noqa: S105 - a state name, not a secret
 DEMO_API_ID = 1
 DEMO_API_HASH = "sandbox-demo"
-#: Seconds after the last start before the heap is frozen (see ``_maybe_freeze``).
-FREEZE_DELAY = 5.0
-#: Seconds a hand-over waits for the stopped clients' states to be written.
-STOP_FLUSH_TIMEOUT = 2.0
-#: One process (SQLite): how often the reply gate's decisions are saved.
-REPLY_SAVE_SECONDS = 1.0
 
 
 def default_worker_id() -> str:
     """The host name: stable across restarts, so a restarted worker releases the states
     its previous run left (in Kubernetes each pod has its own name)."""
     return socket.gethostname()
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    restart_seq: int
-    secret_version: int | None
 
 
 class Supervisor:
@@ -149,9 +134,24 @@ class Supervisor:
             fleet_ids=fleet_ids,
             learn_identity=self._learn_identity,
         )
-        self._fleet_dirty = True
-        self._fleet_fingerprint: tuple[object, ...] = ()
-        self.runners: dict[uuid.UUID, AccountRunner] = {}
+        self._fleet_view = FleetView(
+            sessionmaker,
+            self.context,
+            listening=lambda: self.listener is not None and self.listener.connected,
+            full_interval=full_reconcile_seconds,
+        )
+        self._runner_set = RunnerSet(
+            sessionmaker,
+            vault,
+            self.context,
+            audit_context=self.audit_context,
+            shutdown_timeout=shutdown_timeout,
+            changed=self._changed,
+            stopped=self._runner_stopped,
+        )
+        # The runner set's own dict and set: stop() reads them here.
+        self.runners = self._runner_set.runners
+        self._stopping = self._runner_set.stopping
         self.leases: LeaseLoop | None = None
         self.listener: CommandListener | None = None
         if leased:
@@ -169,17 +169,13 @@ class Supervisor:
                     release_step=settings.lease_release_step,
                 ),
                 on_change=self.wake,
-                stop_accounts=self._stop_accounts,
+                stop_accounts=self._runner_set.stop_accounts,
             )
             self.context.lease_fresh = self.leases.fresh
-        self._held: dict[uuid.UUID, _Held] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
-        self._groups_loaded_at = 0.0
-        self._groups_dirty = True
-        self._groups_fingerprint: tuple[object, ...] = ()
+            self._runner_set.leases = self.leases
         self._fingerprint: tuple[object, ...] = ()
         self._full_at = 0.0
-        self._freeze_at: float | None = None
+        self._heap = HeapFreeze()
         self._dirty = True
         self.full_reconciles = 0
         self._wake = asyncio.Event()
@@ -230,7 +226,7 @@ class Supervisor:
     def wake(self) -> None:
         """Reconcile fully now (a command was notified, or committed in this process)."""
         self._dirty = True
-        self._groups_dirty = True
+        self._fleet_view.groups_dirty = True
         self._wake.set()
 
     def _command(self, kind: str) -> None:
@@ -238,7 +234,7 @@ class Supervisor:
         (reconcile, and let the lease loop claim what it made claimable)."""
         metrics.COMMANDS.labels("notify").inc()
         if kind == notify.FLEET_CHANGED:
-            self._fleet_dirty = True  # an account learned its identity: know it here too
+            self._fleet_view.fleet_dirty = True  # an account learned its identity: know it here
             self._wake.set()
             return
         if kind == notify.LEASES_FREED:
@@ -303,7 +299,7 @@ class Supervisor:
                 log.warning("worker.reconcile_failed", error=type(exc).__name__)
                 self._dirty = True
             self.ready.set()
-            self._maybe_freeze()
+            self._heap.maybe_freeze()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
 
@@ -312,7 +308,7 @@ class Supervisor:
         accounts or secrets moved; everything is reloaded only then, after a runner ended
         or was retired, on :meth:`wake`, and every ``full_reconcile_seconds`` anyway."""
         self.reconciles += 1
-        ended = self._reap()
+        ended = self._runner_set.reap()
         now = time.monotonic()
         listening = self.listener is not None and self.listener.connected
         async with unit_of_work(self._sessionmaker, read_only=True) as session:
@@ -335,16 +331,18 @@ class Supervisor:
                 only = sorted(self.leases.held) if self.leases is not None else None
                 accounts = await runtime.load_desired(session, only)
                 secrets = await vault_service.secret_versions(session, only)
-            groups_moved = await self._groups_moved(session)
-            if self._fleet_dirty or not listening:
-                await self._load_fleet_ids(session, check=not self._fleet_dirty)
+            groups_moved = await self._fleet_view.groups_moved(session)
+            if self._fleet_view.fleet_dirty or not listening:
+                await self._fleet_view.load_fleet_ids(
+                    session, check=not self._fleet_view.fleet_dirty
+                )
         if full:
             self.full_reconciles += 1
             started = time.perf_counter()
             await self._converge(accounts, secrets)
             metrics.RECONCILE_DURATION.labels("full").observe(time.perf_counter() - started)
         if groups_moved:
-            await self._refresh_groups()
+            await self._fleet_view.refresh_groups(list(self.runners))
 
     async def _converge(
         self, accounts: list[DesiredAccount], secrets: dict[uuid.UUID, tuple[int, str]]
@@ -353,269 +351,38 @@ class Supervisor:
         if self.leases is not None:  # only what this worker validly holds
             held = self.leases.held
             accounts = [a for a in accounts if a.id in held]
-        to_start: list[DesiredAccount] = []
-        seen: set[uuid.UUID] = set()
-        for account in accounts:
-            seen.add(account.id)
-            secret = secrets.get(account.id)
-            runner = self.runners.get(account.id)
-            wanted = account.desired_state == RUNNING
-            usable = secret is not None and secret[1] == ACTIVE_SECRET
-            if runner is not None:
-                if not wanted or not usable:
-                    self._retire(runner)
-                elif account.restart_seq > runner.restart_seq or (
-                    secret is not None and secret[0] > runner.secret_version
-                ):
-                    self._retire(runner)  # the next reconcile starts it afresh
-                continue
-            if not wanted or self._is_stopping(account.id):
-                if wanted:
-                    self._dirty = True  # start it once its old runner has stopped
-                continue
-            if self._held_back(account, secret[0] if secret else None):
-                continue
-            to_start.append(account)
-        for account_id in [a for a in self.runners if a not in seen]:
-            self._retire(self.runners[account_id])  # the account was deleted
+        to_start = self._runner_set.converge(accounts, secrets)
         if to_start:
-            await self._start_many(to_start, secrets)
-            self._groups_dirty = True
-            self._freeze_at = time.monotonic() + FREEZE_DELAY
+            await self._runner_set.start_many(to_start, secrets)
+            self._fleet_view.groups_dirty = True
+            self._heap.schedule()
 
-    async def _groups_moved(self, session: AsyncSession) -> bool:
-        stale = time.monotonic() - self._groups_loaded_at > self._full_interval
-        if self.listener is not None and self.listener.connected:
-            return self._groups_dirty or stale  # changes arrive by notification
-        fingerprint = (
-            await runtime.groups_fingerprint(session),
-            await playbook_service.fingerprint(session),
-        )
-        moved = (
-            self._groups_dirty
-            or fingerprint != self._groups_fingerprint
-            or time.monotonic() - self._groups_loaded_at > self._full_interval
-        )
-        self._groups_fingerprint = fingerprint
-        return moved
+    def _changed(self) -> None:
+        """Something the runner set did needs a full pass (at the next tick)."""
+        self._dirty = True
 
-    async def _load_fleet_ids(self, session: AsyncSession, *, check: bool = False) -> None:
-        """Know every account of the fleet by its Telegram user id, not only this worker's
-        (their messages are never answered). ``check``: reload only if the stored ids moved
-        (polling; with a listener, a notification says so). Ids are only added: an id of a
-        deleted account left in the set only means that user is never answered."""
-        if check:
-            fingerprint = await runtime.fleet_ids_fingerprint(session)
-            if fingerprint == self._fleet_fingerprint:
-                return
-            self._fleet_fingerprint = fingerprint
-        self._fleet_dirty = False
-        self.context.fleet_ids.update(await runtime.fleet_user_ids(session))
+    def _runner_stopped(self) -> None:
+        """A retired runner stopped: a restart continues at once."""
+        self._dirty = True
+        self._wake.set()
+
+    async def _load_fleet_ids(self, session: AsyncSession) -> None:
+        await self._fleet_view.load_fleet_ids(session)
 
     async def _save_replies_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REPLY_SAVE_SECONDS)
-            try:
-                await self._save_replies()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database is away: kept for the next round
-                log.warning("worker.replies_not_saved", error=type(exc).__name__)
+        if self.local_gate is not None:
+            await local_replies.save_replies_forever(self._sessionmaker, self.local_gate)
 
     async def _save_replies(self) -> None:
         """One process: write what the reply gate decided since the last save."""
-        if self.local_gate is None:
-            return
-        changes = self.local_gate.changes()
-        if not changes:
-            return
-        try:
-            async with unit_of_work(self._sessionmaker) as session:
-                await lease_service.save_replies(
-                    session,
-                    changes.windows,
-                    [
-                        (
-                            c.key,
-                            c.account_id,
-                            c.chat_id,
-                            c.claimed_at,
-                            c.claimed_at + CLAIM_TTL_SECONDS,
-                        )
-                        for c in changes.claims
-                    ],
-                    changes.gone,
-                )
-        except BaseException:
-            self.local_gate.unsaved(changes)
-            raise
+        if self.local_gate is not None:
+            await local_replies.save_replies(self._sessionmaker, self.local_gate)
 
     async def _learn_identity(
         self, account_id: uuid.UUID, tg_user_id: int, username: str | None
     ) -> None:
         async with unit_of_work(self._sessionmaker) as session:
             await runtime.learn_identity(session, account_id, tg_user_id, username)
-
-    def _maybe_freeze(self) -> None:
-        """Once started clients have settled, move everything alive into the garbage
-        collector's permanent generation.
-
-        A thousand Telethon clients make a heap of millions of long-lived objects; a full
-        collection walks all of them and held the event loop for 0.4-0.6 s every few
-        seconds under load (the reply latency tail, bench/fleet.py). Frozen objects are
-        not walked; what the clients allocate from now on is collected as usual. Each freeze
-        first unfreezes, so the clients of runners stopped meanwhile are collected then.
-        """
-        if self._freeze_at is None or time.monotonic() < self._freeze_at:
-            return
-        self._freeze_at = None
-        started = time.monotonic()
-        gc.unfreeze()  # clients stopped since the last freeze become collectable again
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "worker.gc_frozen",
-            objects=gc.get_freeze_count(),
-            seconds=round(time.monotonic() - started, 3),
-        )
-
-    def _held_back(self, account: DesiredAccount, secret_version: int | None) -> bool:
-        """Whether a quarantine or error still holds this account (no operator act since)."""
-        held = self._held.get(account.id)
-        if held is None and account.observed_state in HELD_STATES:
-            held = _Held(account.observed_restart_seq, account.observed_secret_version)
-        if held is None:
-            return False
-        if account.restart_seq > held.restart_seq:
-            return False
-        return not (
-            secret_version is not None
-            and held.secret_version is not None
-            and secret_version > held.secret_version
-        )
-
-    def _reap(self) -> bool:
-        """Forget runners that ended (remembering which ended held); whether any did."""
-        ended = False
-        for account_id, runner in list(self.runners.items()):
-            if runner.task is not None and runner.task.done():
-                ended = True
-                del self.runners[account_id]
-                if runner.held:
-                    self._held[account_id] = _Held(runner.restart_seq, runner.secret_version)
-        return ended
-
-    async def _stop_accounts(self, account_ids: set[uuid.UUID]) -> None:
-        """Stop these accounts' clients and wait (bounded) until they are disconnected:
-        before their leases go to another worker (hand-over, self-fencing)."""
-        runners = [self.runners[a] for a in account_ids if a in self.runners]
-        for runner in runners:
-            self.runners.pop(runner.account_id, None)
-            runner.request_stop()
-        await asyncio.gather(
-            *(runner.stop(timeout=self._shutdown_timeout) for runner in runners),
-            return_exceptions=True,
-        )
-        # Their goodbyes reach the database before the leases are free: the next holder's
-        # states are never followed by this worker's late ones.
-        if runners:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.writer.flush(), STOP_FLUSH_TIMEOUT)
-        self._dirty = True
-
-    def _stopped(self, task: asyncio.Task[None]) -> None:
-        self._stopping.discard(task)
-        self._dirty = True
-        self._wake.set()  # a restart continues at once
-
-    def _is_stopping(self, account_id: uuid.UUID) -> bool:
-        return any(t.get_name() == f"stop:{account_id}" for t in self._stopping)
-
-    def _retire(self, runner: AccountRunner) -> None:
-        """Stop a runner in the background; it leaves ``runners`` at once."""
-        self.runners.pop(runner.account_id, None)
-        self._dirty = True
-        runner.request_stop()
-        task = asyncio.create_task(
-            runner.stop(timeout=self._shutdown_timeout), name=f"stop:{runner.account_id}"
-        )
-        self._stopping.add(task)
-        task.add_done_callback(self._stopped)
-
-    async def _start_many(
-        self, accounts: list[DesiredAccount], secrets: dict[uuid.UUID, tuple[int, str]]
-    ) -> None:
-        async with unit_of_work(self._sessionmaker) as session:
-            if self.leases is not None and self.leases.registration is not None:
-                # Every start carries the lease epoch: refused unless still validly held.
-                valid = await lease_service.held(session, self.leases.registration)
-                refused = [a for a in accounts if a.id not in valid]
-                if refused:
-                    log.warning("worker.start_refused_stale_lease", accounts=len(refused))
-                    self._dirty = True
-                accounts = [a for a in accounts if a.id in valid]
-                if not accounts:
-                    return
-            opened = await vault_service.decrypt_many(
-                session, self._vault, self.audit_context, [a.id for a in accounts], purpose="run"
-            )
-        for account in accounts:
-            if self.leases is not None and account.id not in self.leases.held:
-                continue  # handed over while decrypting: never start what is not ours
-            result = opened.get(account.id)
-            self._held.pop(account.id, None)
-            if isinstance(result, Decrypted):
-                runner = AccountRunner(account, result.record, result.version, self.context)
-                self.runners[account.id] = runner
-                runner.start()
-                continue
-            code = result.code if isinstance(result, AppError) else "session_missing"
-            message = result.message if isinstance(result, AppError) else "no session"
-            version = secrets.get(account.id, (None, ""))[0]
-            self._held[account.id] = _Held(account.restart_seq, version)
-            if account.observed_state != State.ERROR:
-                self.writer.state(
-                    StateChange(
-                        account_id=account.id,
-                        state=State.ERROR,
-                        previous=account.observed_state,
-                        at=utcnow(),
-                        worker_id=None,
-                        reason="session_unusable",
-                        error_code=code,
-                        error_message=message,
-                        restart_seq=account.restart_seq,
-                        secret_version=version,
-                    )
-                )
-            log.warning("worker.session_unusable", account=account.label, error=code)
-
-    async def _refresh_groups(self) -> None:
-        self._groups_dirty = False
-        self._groups_loaded_at = time.monotonic()
-        ids: Collection[uuid.UUID] = list(self.runners)
-        async with unit_of_work(self._sessionmaker, read_only=True) as session:
-            groups = await runtime.load_groups(session, ids)
-            playbook_ids = {
-                g.playbook_id
-                for settings in groups.values()
-                for g in settings.values()
-                if g.playbook_id is not None and g.enabled
-            }
-            latest = await playbook_service.latest_versions(session, playbook_ids)
-            wanted = {
-                (g.playbook_id, g.playbook_version or latest.get(g.playbook_id, 0))
-                for settings in groups.values()
-                for g in settings.values()
-                if g.playbook_id is not None and g.enabled
-            }
-            missing = {ref for ref in wanted if ref not in self.context.playbooks and ref[1]}
-            compiled = await playbook_service.load_compiled(session, missing) if missing else {}
-        self.context.playbooks.update(compiled)
-        self.context.latest.clear()
-        self.context.latest.update(latest)
-        self.context.groups.clear()
-        self.context.groups.update(groups)
 
     # ------------------------------------------------------------------ vault
 
@@ -646,7 +413,7 @@ class Supervisor:
         gauge can drift from the truth)."""
         counts = self.states()
         counts[State.ERROR] = counts.get(State.ERROR, 0) + sum(
-            1 for account_id in self._held if account_id not in self.runners
+            1 for account_id in self._runner_set.held if account_id not in self.runners
         )
         for state in STATES:
             metrics.WORKER_ACCOUNTS.labels(state).set(counts.get(state, 0))
