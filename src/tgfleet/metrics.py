@@ -12,8 +12,9 @@ several processes behind one port), :func:`exposition` aggregates the processes'
 prometheus_client's multiprocess collector; see docs/observability.md.
 
 Values an operator wants fleet-wide (accounts by state, workers alive, the online ratio)
-are read from the database by the API at scrape time (:mod:`tgfleet.health.fleet_metrics`),
-cached a few seconds; a worker exports what it sees itself (its clients by state).
+are read from the database by the API at scrape time
+(:class:`tgfleet.telemetry.service.FleetGauges`), cached a few seconds; a worker exports
+what it sees itself (its clients by state).
 """
 
 from __future__ import annotations
