@@ -21,9 +21,8 @@ from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
-from tests.account.support import PLAYBOOK_SOURCE, make_accounts
 from tests.conftest import TEST_JWT_SECRET, Backend
-from tests.factories import Credentials, user_with_role
+from tests.factories import PLAYBOOK_SOURCE, Credentials, make_accounts, user_with_role
 from tgfleet.auth.service import Security
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import AuditRecord, Playbook, Silence

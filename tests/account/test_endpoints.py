@@ -11,8 +11,16 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.account.support import account_row, events_of, make_accounts, make_playbook, observe
-from tests.factories import Credentials, telethon_string, user_with_role
+from tests.factories import (
+    Credentials,
+    account_row,
+    events_of,
+    make_accounts,
+    make_playbook,
+    observe,
+    telethon_string,
+    user_with_role,
+)
 from tgfleet.auth.service import Security
 
 ACCOUNTS = "/api/v1/accounts"

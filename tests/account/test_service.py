@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.account.support import (
+from tests.factories import (
     account_row,
     audits,
     event_count,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.alert.fleet import make_accounts, set_state
+from tests.factories import make_fleet, report_states
 from tgfleet.account.runtime import State
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.engine import Dispatcher
@@ -72,12 +72,12 @@ async def _until(predicate: object, within: float = 10.0) -> None:
 async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await make_accounts(sessionmaker, 50)
+    ids = await make_fleet(sessionmaker, 50)
     outbox = Outbox()
     evaluator = _evaluator(sessionmaker, outbox)
     evaluator.start()
     try:
-        await set_state(sessionmaker, ids, State.QUARANTINED, "session_revoked")
+        await report_states(sessionmaker, ids, State.QUARANTINED, reason="session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(1.5)  # more evaluations and group intervals: nothing new to say
         assert len(outbox.sent) == 1
@@ -88,7 +88,7 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
         async with unit_of_work(sessionmaker, read_only=True) as session:
             stored = await session.scalar(select(func.count()).select_from(AlertRow))
         assert stored == 50
-        await set_state(sessionmaker, ids, State.STOPPED, "operator")
+        await report_states(sessionmaker, ids, State.STOPPED, reason="operator")
         await _until(lambda: len(outbox.sent) >= 2)
         assert outbox.sent[1].status == "resolved"
         assert len(outbox.sent[1].alerts) == 50
@@ -99,8 +99,8 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
 async def test_a_restart_neither_loses_nor_resends(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await make_accounts(sessionmaker, 3)
-    await set_state(sessionmaker, ids[:2], State.QUARANTINED, "banned")
+    ids = await make_fleet(sessionmaker, 3)
+    await report_states(sessionmaker, ids[:2], State.QUARANTINED, reason="banned")
     outbox = Outbox()
     first = _evaluator(sessionmaker, outbox)
     first.start()
@@ -113,7 +113,7 @@ async def test_a_restart_neither_loses_nor_resends(
     try:
         await asyncio.sleep(1.5)
         assert len(outbox.sent) == 1  # told already
-        await set_state(sessionmaker, ids[2:], State.QUARANTINED, "banned")
+        await report_states(sessionmaker, ids[2:], State.QUARANTINED, reason="banned")
         await _until(lambda: len(outbox.sent) >= 2)
         assert len(outbox.sent[1].alerts) == 3  # the new one, with the two still firing
     finally:
@@ -123,7 +123,7 @@ async def test_a_restart_neither_loses_nor_resends(
 async def test_a_silence_mutes_matching_alerts(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await make_accounts(sessionmaker, 2)
+    ids = await make_fleet(sessionmaker, 2)
     async with unit_of_work(sessionmaker) as session:
         await alert_service.create_silence(
             session,
@@ -137,7 +137,7 @@ async def test_a_silence_mutes_matching_alerts(
     evaluator = _evaluator(sessionmaker, outbox)
     evaluator.start()
     try:
-        await set_state(sessionmaker, ids, State.QUARANTINED, "session_revoked")
+        await report_states(sessionmaker, ids, State.QUARANTINED, reason="session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(0.5)
         assert [a.labels["account"] for n in outbox.sent for a in n.alerts] == ["acc001"]
@@ -219,15 +219,15 @@ class TestFleetOnlineRatioGrace:
         """At start every account is still connecting (ratio 0): nothing fires within the
         grace, and once they are online before it ends nothing ever did (it fired at every
         start)."""
-        ids = await make_accounts(sessionmaker, 10)
-        await set_state(sessionmaker, ids, State.STARTING, "start")
+        ids = await make_fleet(sessionmaker, 10)
+        await report_states(sessionmaker, ids, State.STARTING, reason="start")
         evaluator = self._evaluator(sessionmaker, Outbox())
         start = utcnow()
         try:
             for seconds in (0.0, 2.0, self.HOLD / 2, self.HOLD - 1):
                 firing = await evaluator.evaluate(start + timedelta(seconds=seconds))
                 assert not self._low(firing), seconds
-            await set_state(sessionmaker, ids, State.ONLINE, "connected")
+            await report_states(sessionmaker, ids, State.ONLINE, reason="connected")
             for seconds in (self.HOLD, self.HOLD * 3):
                 assert not self._low(await evaluator.evaluate(start + timedelta(seconds=seconds)))
             async with unit_of_work(sessionmaker, read_only=True) as session:
@@ -241,9 +241,9 @@ class TestFleetOnlineRatioGrace:
     ) -> None:
         """Accounts that stay down past the grace fire the alert (and it is stored); a
         ratio that recovers resolves it, and a new dip waits the whole grace again."""
-        ids = await make_accounts(sessionmaker, 10)
-        await set_state(sessionmaker, ids[:8], State.ONLINE, "connected")
-        await set_state(sessionmaker, ids[8:], State.ERROR, "auth_key_unregistered")
+        ids = await make_fleet(sessionmaker, 10)
+        await report_states(sessionmaker, ids[:8], State.ONLINE, reason="connected")
+        await report_states(sessionmaker, ids[8:], State.ERROR, reason="auth_key_unregistered")
         evaluator = self._evaluator(sessionmaker, Outbox())
         start = utcnow()
         try:
@@ -253,9 +253,9 @@ class TestFleetOnlineRatioGrace:
             async with unit_of_work(sessionmaker, read_only=True) as session:
                 stored = await alert_service.firing_alerts(session, utcnow())
             assert [a.name for a in stored] == ["FleetOnlineRatioLow"]
-            await set_state(sessionmaker, ids[8:], State.ONLINE, "connected")
+            await report_states(sessionmaker, ids[8:], State.ONLINE, reason="connected")
             assert not self._low(await evaluator.evaluate(start + timedelta(seconds=self.HOLD + 1)))
-            await set_state(sessionmaker, ids[8:], State.ERROR, "auth_key_unregistered")
+            await report_states(sessionmaker, ids[8:], State.ERROR, reason="auth_key_unregistered")
             again = start + timedelta(seconds=self.HOLD + 2)
             assert not self._low(await evaluator.evaluate(again))
             assert self._low(await evaluator.evaluate(again + timedelta(seconds=self.HOLD)))

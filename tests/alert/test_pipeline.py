@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.alert.fleet import make_accounts, set_state
 from tests.conftest import make_settings
+from tests.factories import make_fleet, report_states
 from tests.fakes.telegram_bot_api import FakeBotApi
 from tgfleet.account.runtime import State
 from tgfleet.app import create_app
@@ -68,15 +68,17 @@ async def test_fifty_quarantines_one_message_then_one_resolved_notice(
         config = tmp_path / "alerting.yml"
         config.write_text(_config(bot))
         async with _app(db_url, tmp_path / "data", config) as app:
-            ids = await make_accounts(app.state.sessionmaker, 50, running=False)
-            await set_state(app.state.sessionmaker, ids, State.QUARANTINED, "session_revoked")
+            ids = await make_fleet(app.state.sessionmaker, 50, running=False)
+            await report_states(
+                app.state.sessionmaker, ids, State.QUARANTINED, reason="session_revoked"
+            )
             [first] = await bot.wait_for_messages(1, within=15)
             await asyncio.sleep(2.5)  # more flushes: nothing new, nothing repeated
             assert len(bot.messages) == 1
             for i in range(50):
                 assert f"acc{i:03d}" in first.visible_text
             assert first.chat_id == CHAT
-            await set_state(app.state.sessionmaker, ids, State.STOPPED, "operator")
+            await report_states(app.state.sessionmaker, ids, State.STOPPED, reason="operator")
             messages = await bot.wait_for_messages(2, within=15)
             assert "RESOLVED" in messages[1].visible_text.upper()
             await asyncio.sleep(2.5)
@@ -94,8 +96,8 @@ async def test_a_restart_in_the_middle_neither_loses_nor_duplicates(
         # A group wait long enough to stop the process inside it.
         config.write_text(_config(bot, group_wait="3s"))
         async with _app(db_url, tmp_path / "data", config) as app:
-            ids = await make_accounts(app.state.sessionmaker, 3, running=False)
-            await set_state(app.state.sessionmaker, ids[:2], State.QUARANTINED, "banned")
+            ids = await make_fleet(app.state.sessionmaker, 3, running=False)
+            await report_states(app.state.sessionmaker, ids[:2], State.QUARANTINED, reason="banned")
             await asyncio.sleep(1.0)  # evaluated and stored, not sent yet
             assert bot.messages == []
         async with _app(db_url, tmp_path / "data", config) as app:
@@ -105,7 +107,7 @@ async def test_a_restart_in_the_middle_neither_loses_nor_duplicates(
         async with _app(db_url, tmp_path / "data", config) as app:
             await asyncio.sleep(5)  # another restart: told already, so not again
             assert len(bot.messages) == 1
-            await set_state(app.state.sessionmaker, ids[2:], State.QUARANTINED, "banned")
+            await report_states(app.state.sessionmaker, ids[2:], State.QUARANTINED, reason="banned")
             messages = await bot.wait_for_messages(2, within=15)
             assert "acc002" in messages[1].visible_text
 
@@ -129,9 +131,11 @@ async def test_a_silence_from_the_api_mutes_and_the_test_endpoint_delivers(
                     ends_at=utcnow().replace(year=utcnow().year + 1),
                     comment="known mass ban",
                 )
-            ids = await make_accounts(app.state.sessionmaker, 2, running=False)
-            await set_state(app.state.sessionmaker, ids[:1], State.QUARANTINED, "banned")
-            await set_state(app.state.sessionmaker, ids[1:], State.QUARANTINED, "session_revoked")
+            ids = await make_fleet(app.state.sessionmaker, 2, running=False)
+            await report_states(app.state.sessionmaker, ids[:1], State.QUARANTINED, reason="banned")
+            await report_states(
+                app.state.sessionmaker, ids[1:], State.QUARANTINED, reason="session_revoked"
+            )
             [only] = await bot.wait_for_messages(1, within=15)
             await asyncio.sleep(2.5)
             assert len(bot.messages) == 1
@@ -150,8 +154,8 @@ async def test_429_retry_after_is_obeyed(db_url: str, tmp_path: Path) -> None:
         config.write_text(_config(bot))
         bot.fail_next(429, retry_after=2)
         async with _app(db_url, tmp_path / "data", config) as app:
-            ids = await make_accounts(app.state.sessionmaker, 1, running=False)
-            await set_state(app.state.sessionmaker, ids, State.QUARANTINED, "banned")
+            ids = await make_fleet(app.state.sessionmaker, 1, running=False)
+            await report_states(app.state.sessionmaker, ids, State.QUARANTINED, reason="banned")
             [message] = await bot.wait_for_messages(1, within=20)
             refused = [r for r in bot.requests if r.status == 429]
             assert len(refused) == 1
@@ -167,8 +171,10 @@ async def test_the_api_lists_alerts_and_silences(db_url: str, tmp_path: Path) ->
         async with _app(db_url, tmp_path / "data", config) as app:
             from tests.factories import user_with_role
 
-            ids = await make_accounts(app.state.sessionmaker, 2, running=False)
-            await set_state(app.state.sessionmaker, ids, State.QUARANTINED, "session_revoked")
+            ids = await make_fleet(app.state.sessionmaker, 2, running=False)
+            await report_states(
+                app.state.sessionmaker, ids, State.QUARANTINED, reason="session_revoked"
+            )
             await bot.wait_for_messages(1, within=15)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.alert.fleet import make_accounts, set_state
 from tests.conftest import TEST_VAULT_KEY
 from tests.e2e.harness import Proc, free_port
+from tests.factories import make_fleet, report_states
 from tests.fakes.telegram_bot_api import FakeBotApi
 from tgfleet.account.runtime import State
 from tgfleet.kit.db import create_engine, create_sessionmaker
@@ -89,8 +89,8 @@ async def test_one_leader_and_a_takeover_within_15_s(db_url: str, tmp_path: Path
             await asyncio.sleep(6)  # past its first tries for the lock
             assert not LEADER.search(second.output()), second.tail()
 
-            ids = await make_accounts(maker, 4)
-            await set_state(maker, ids[:3], State.QUARANTINED, "banned")
+            ids = await make_fleet(maker, 4)
+            await report_states(maker, ids[:3], State.QUARANTINED, reason="banned")
             [message] = await bot.wait_for_messages(1, within=20)
             await asyncio.sleep(3)
             assert len(bot.messages) == 1, "both processes notified"
@@ -104,7 +104,7 @@ async def test_one_leader_and_a_takeover_within_15_s(db_url: str, tmp_path: Path
             print(f"takeover after kill -9: {took:.1f} s")
             await asyncio.sleep(3)  # the new leader re-reads the alerts: told already
             assert len(bot.messages) == 1
-            await set_state(maker, ids[3:], State.QUARANTINED, "banned")
+            await report_states(maker, ids[3:], State.QUARANTINED, reason="banned")
             messages = await bot.wait_for_messages(2, within=20)
             assert "acc003" in messages[1].visible_text
     finally:

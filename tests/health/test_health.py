@@ -9,7 +9,6 @@ import asyncio
 import re
 import sqlite3
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,18 +21,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.conftest import TEST_VAULT_KEY, make_settings
+from tests.factories import make_fleet, register_worker, report_states
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.health.conftest import black_hole, closed_port, listener, sample, serving
-from tgfleet.account import runtime as account_runtime
-from tgfleet.account import service as account_service
-from tgfleet.account.runtime import State, StateChange
+from tgfleet.account.runtime import State
 from tgfleet.config import Settings, write_private_file
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.health.schemas import MEDIA_TYPE
 from tgfleet.health.service import HealthService
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
-from tgfleet.lease import service as lease_service
 from tgfleet.vault.keyring import init_key_file
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -79,55 +76,6 @@ def _check(document: dict[str, Any], name: str) -> dict[str, Any]:
     entries: list[dict[str, Any]] = document["checks"][name]
     assert len(entries) == 1, entries
     return entries[0]
-
-
-async def _accounts(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> list[uuid.UUID]:
-    """``count`` accounts desired running, with their lease rows (PostgreSQL)."""
-    async with unit_of_work(sessionmaker) as session:
-        accounts = await account_service.create_accounts(
-            session,
-            [
-                account_service.NewAccount(label=f"h{i:04d}", tg_user_id=None, dc_id=2)
-                for i in range(count)
-            ],
-        )
-        for account in accounts:
-            account.desired_state = "running"
-        await session.flush()
-        if lease_service.supports_leases(session):
-            await lease_service.sweep(session)  # lease rows, as start commands create them
-    return [a.id for a in accounts]
-
-
-async def _report(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    ids: list[uuid.UUID],
-    previous: str,
-    state: str,
-) -> None:
-    """Worker ``w1`` reports ``previous -> state`` for ``ids``."""
-    async with unit_of_work(sessionmaker) as session:
-        await account_runtime.apply(
-            session,
-            [
-                StateChange(
-                    account_id=account,
-                    state=state,
-                    previous=previous,
-                    at=utcnow(),
-                    worker_id="w1",
-                    source="w1",
-                )
-                for account in ids
-            ],
-        )
-
-
-async def _register(sessionmaker: async_sessionmaker[AsyncSession], name: str) -> None:
-    async with unit_of_work(sessionmaker) as session:
-        await lease_service.register(
-            session, worker_id=name, host="h", pid=1, version="t", capacity=100, ttl=30
-        )
 
 
 class TestDocument:
@@ -407,18 +355,18 @@ class TestWorkers:
         """Accounts desired running and no live worker: fail. One live worker: pass. A
         second that stopped renewing without draining: warn, named. Drained: not dead."""
         service = _service(app)
-        await _accounts(sessionmaker, 3)
+        await make_fleet(sessionmaker, 3, lease_rows=True)
         document, status_code = await service.health()
         workers = _check(document, "workers:alive")
         assert (workers["status"], workers["observedValue"]) == ("fail", 0)
         assert "3 accounts are desired running" in workers["output"]
         assert status_code == 503
 
-        await _register(sessionmaker, "w1")
+        await register_worker(sessionmaker, "w1", ttl=30, capacity=100)
         workers = _check((await service.health())[0], "workers:alive")
         assert (workers["status"], workers["observedValue"]) == ("pass", 1)
 
-        await _register(sessionmaker, "w2")
+        await register_worker(sessionmaker, "w2", ttl=30, capacity=100)
         async with unit_of_work(sessionmaker) as session:
             await session.execute(
                 text("UPDATE worker SET expires_at = now() - interval '10 seconds' WHERE id = 'w2'")
@@ -455,21 +403,25 @@ class TestWorkers:
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedUnit"]) == ("pass", "ratio")
 
-        ids = await _accounts(sessionmaker, 10)
+        ids = await make_fleet(sessionmaker, 10, lease_rows=True)
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("fail", 0.0)
 
-        await _report(sessionmaker, ids, State.STOPPED, State.STARTING)
-        await _report(sessionmaker, ids, State.STARTING, State.ONLINE)
+        await report_states(sessionmaker, ids, State.STARTING, previous=State.STOPPED, worker="w1")
+        await report_states(sessionmaker, ids, State.ONLINE, previous=State.STARTING, worker="w1")
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("pass", 1.0)
 
-        await _report(sessionmaker, ids[:2], State.ONLINE, State.RECONNECTING)
+        await report_states(
+            sessionmaker, ids[:2], State.RECONNECTING, previous=State.ONLINE, worker="w1"
+        )
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("warn", 0.8)
         assert ratio["output"].startswith("8 of 10 accounts desired running are online")
 
-        await _report(sessionmaker, ids[2:6], State.ONLINE, State.RECONNECTING)
+        await report_states(
+            sessionmaker, ids[2:6], State.RECONNECTING, previous=State.ONLINE, worker="w1"
+        )
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("fail", 0.4)
 

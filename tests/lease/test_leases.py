@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.factories import make_fleet, register_worker
 from tgfleet.account import runtime as account_runtime
-from tgfleet.account import service as account_service
 from tgfleet.account.runtime import State, StateChange
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
@@ -22,33 +22,6 @@ from tgfleet.models import AccountStatus
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 TTL = 15.0
-
-
-async def _accounts(
-    sessionmaker: async_sessionmaker[AsyncSession], count: int, *, running: bool = True
-) -> list[uuid.UUID]:
-    async with unit_of_work(sessionmaker) as session:
-        accounts = await account_service.create_accounts(
-            session,
-            [
-                account_service.NewAccount(label=f"a{i:05d}", tg_user_id=None, dc_id=2)
-                for i in range(count)
-            ],
-        )
-        for account in accounts:
-            account.desired_state = "running" if running else "stopped"
-        await session.flush()
-        await lease_service.sweep(session)  # lease rows, as start commands create them
-    return [a.id for a in accounts]
-
-
-async def _register(
-    sessionmaker: async_sessionmaker[AsyncSession], name: str, capacity: int = 1000
-) -> Registration:
-    async with unit_of_work(sessionmaker) as session:
-        return await lease_service.register(
-            session, worker_id=name, host="h", pid=1, version="t", capacity=capacity, ttl=TTL
-        )
 
 
 async def _claim(
@@ -73,8 +46,8 @@ async def _sql(sessionmaker: async_sessionmaker[AsyncSession], statement: str) -
 async def test_registering_again_starts_a_new_epoch_that_fences_the_old_run(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    first = await _register(sessionmaker, "w1")
-    second = await _register(sessionmaker, "w1")
+    first = await register_worker(sessionmaker, "w1", ttl=TTL)
+    second = await register_worker(sessionmaker, "w1", ttl=TTL)
     assert (first.epoch, second.epoch) == (1, 2)
     async with unit_of_work(sessionmaker) as session:
         assert not await lease_service.heartbeat(session, first, TTL)  # the old run: fenced
@@ -85,9 +58,10 @@ async def test_registering_again_starts_a_new_epoch_that_fences_the_old_run(
 async def test_concurrent_claims_split_the_accounts_without_overlap(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    await _accounts(sessionmaker, 300)
-    await _accounts(sessionmaker, 20, running=False)  # not desired running: never claimed
-    workers = [await _register(sessionmaker, f"w{i}") for i in range(3)]
+    await make_fleet(sessionmaker, 300, lease_rows=True)
+    # Not desired running: never claimed (their labels taken: the service numbers them).
+    await make_fleet(sessionmaker, 20, running=False, exact_label=False, lease_rows=True)
+    workers = [await register_worker(sessionmaker, f"w{i}", ttl=TTL) for i in range(3)]
     claims = await asyncio.gather(*(_claim(sessionmaker, w, 150) for w in workers))
     taken = [account for claim in claims for account in claim]
     assert len(taken) == len(set(taken)) == 300
@@ -102,9 +76,9 @@ async def test_concurrent_claims_split_the_accounts_without_overlap(
 async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    await _accounts(sessionmaker, 10)
-    dead = await _register(sessionmaker, "dead")
-    alive = await _register(sessionmaker, "alive")
+    await make_fleet(sessionmaker, 10, lease_rows=True)
+    dead = await register_worker(sessionmaker, "dead", ttl=TTL)
+    alive = await register_worker(sessionmaker, "alive", ttl=TTL)
     assert len(await _claim(sessionmaker, dead, 10)) == 10
     assert await _claim(sessionmaker, alive, 10) == []  # held and valid
     assert await _reap(sessionmaker) == 0
@@ -136,10 +110,10 @@ async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
 async def test_a_restarted_worker_takes_its_old_accounts_back_after_the_grace_period(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    await _accounts(sessionmaker, 5)
-    old = await _register(sessionmaker, "w1")
+    await make_fleet(sessionmaker, 5, lease_rows=True)
+    old = await register_worker(sessionmaker, "w1", ttl=TTL)
     assert len(await _claim(sessionmaker, old, 5)) == 5
-    new = await _register(sessionmaker, "w1")
+    new = await register_worker(sessionmaker, "w1", ttl=TTL)
     assert await _reap(sessionmaker, grace=5) == 0  # the old run may still be stopping
     assert await _claim(sessionmaker, new, 5) == []
     await _sql(sessionmaker, "UPDATE worker SET started_at = now() - interval '6 seconds'")
@@ -156,9 +130,9 @@ async def test_a_restarted_worker_takes_its_old_accounts_back_after_the_grace_pe
 async def test_release_and_deregister_hand_accounts_over_at_once(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await _accounts(sessionmaker, 6)
-    one = await _register(sessionmaker, "one")
-    two = await _register(sessionmaker, "two")
+    ids = await make_fleet(sessionmaker, 6, lease_rows=True)
+    one = await register_worker(sessionmaker, "one", ttl=TTL)
+    two = await register_worker(sessionmaker, "two", ttl=TTL)
     assert len(await _claim(sessionmaker, one, 6)) == 6
     async with unit_of_work(sessionmaker) as session:
         assert await lease_service.release(session, one, ids[:2]) == 2
@@ -193,9 +167,9 @@ async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_ho
     """The interleaving seen once in CI: ``one`` starts and hands the account over, ``two``
     claims it and records it online, then ``one``'s batch (starting, stopping, stopped)
     lands. The row must still say online on ``two``."""
-    [account] = await _accounts(sessionmaker, 1)
-    one = await _register(sessionmaker, "one")
-    two = await _register(sessionmaker, "two")
+    [account] = await make_fleet(sessionmaker, 1, lease_rows=True)
+    one = await register_worker(sessionmaker, "one", ttl=TTL)
+    two = await register_worker(sessionmaker, "two", ttl=TTL)
     assert await _claim(sessionmaker, one, 1) == [account]
     async with unit_of_work(sessionmaker) as session:
         await lease_service.release(session, one, [account])
@@ -234,8 +208,8 @@ async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_ho
 async def test_claims_and_renewals_are_a_few_statements_whatever_the_count(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    await _accounts(sessionmaker, 2000)
-    worker = await _register(sessionmaker, "w")
+    await make_fleet(sessionmaker, 2000, lease_rows=True)
+    worker = await register_worker(sessionmaker, "w", ttl=TTL)
     statements: list[str] = []
     async with unit_of_work(sessionmaker) as session:
         engine = session.get_bind()
