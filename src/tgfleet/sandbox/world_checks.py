@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tgfleet.kit.yaml_guard import Path as FieldPath
+from tgfleet.kit.yaml_guard import Position
 from tgfleet.sandbox.world import (
     ACCOUNT_IDS,
     AUTH_KEY_BYTES,
@@ -32,8 +34,6 @@ from tgfleet.sandbox.world import (
 
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{4,31}")
 
-FieldPath = tuple[str | int, ...]
-
 
 def _format_path(path: FieldPath) -> str:
     out = ""
@@ -45,15 +45,17 @@ def _format_path(path: FieldPath) -> str:
 class FieldReader:
     """Typed access to the parsed YAML that fails with the field's path and line."""
 
-    def __init__(self, source: str, lines: dict[FieldPath, int]) -> None:
+    def __init__(self, source: str, positions: Mapping[FieldPath, Position]) -> None:
         self.source = source
-        self.lines = lines
+        self.positions = positions
 
     def fail(self, path: FieldPath, problem: str) -> WorldError:
+        """The error for ``path``, at the line where its value (or its nearest parent) starts."""
         probe = path
-        while probe not in self.lines and probe:
+        while probe not in self.positions and probe:
             probe = probe[:-1]
-        line = self.lines.get(probe)
+        position = self.positions.get(probe)
+        line = None if position is None else position.value_line
         where = f"{self.source} line {line}" if line is not None else self.source
         return WorldError(f"{where}: {_format_path(path)}: {problem}")
 

@@ -14,26 +14,13 @@ from typing import Any
 import yaml
 
 from tgfleet.kit.files import write_private_file
-from tgfleet.kit.yaml_guard import YamlRefused, screen
+from tgfleet.kit.yaml_guard import YamlRefused, load
 from tgfleet.sandbox.world import WORLD_VERSION, World, WorldError
 from tgfleet.sandbox.world_checks import (
     WORLD_FIELDS,
-    FieldPath,
     FieldReader,
     WorldValidator,
 )
-
-
-def _node_lines(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                _node_lines(value, (*path, str(key.value)), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _node_lines(item, (*path, index), lines)
-
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Scalars and collections in one world file (100,000 accounts and their members fit).
@@ -44,25 +31,15 @@ _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 def parse_world(text: str, source: str = "world.yaml") -> World:
     """Parse and validate the YAML text of a world file; `WorldError` names field and line."""
     try:
-        screen(text, max_nodes=MAX_WORLD_NODES, loader=_Loader)
+        document = load(text, max_nodes=MAX_WORLD_NODES, loader=_Loader, unique_keys=False)
     except YamlRefused as exc:
         raise WorldError(f"{source} line {exc.line}: {exc.message}") from None
-    except yaml.YAMLError:
-        pass  # the loader below reports it with its line
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        raw: object = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source} line {mark.line + 1}" if mark is not None else source
         raise WorldError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    finally:
-        loader.dispose()
-    lines: dict[FieldPath, int] = {}
-    if node is not None:
-        _node_lines(node, (), lines)
-    reader = FieldReader(source, lines)
+    raw: object = document.data
+    reader = FieldReader(source, document.positions)
     check = WorldValidator(reader)
     data = reader.mapping(raw, (), WORLD_FIELDS)
     version = reader.integer(data, (), "version")
