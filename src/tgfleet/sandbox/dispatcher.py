@@ -40,8 +40,8 @@ from tgfleet.sandbox.tl_objects import (
     message_update,
     tl_chat,
     tl_date,
+    tl_dialog,
     tl_message,
-    tl_peer,
     tl_user,
 )
 from tgfleet.sandbox.world import WorldAccount, WorldGroup, WorldMember
@@ -297,18 +297,7 @@ class WorldDispatcher:
         if not chats:
             chats = self.tl_chats([group.id], account.id)
         top = newest[0].message_id if newest else 0
-        dialog = types.Dialog(
-            peer=tl_peer(group),
-            top_message=top,
-            read_inbox_max_id=top,
-            read_outbox_max_id=top,
-            unread_count=0,
-            unread_mentions_count=0,
-            unread_reactions_count=0,
-            unread_poll_votes_count=0,
-            notify_settings=types.PeerNotifySettings(),
-            pts=client_pts(self.state.channel_pts(group.id)),
-        )
+        dialog = tl_dialog(group, top, client_pts(self.state.channel_pts(group.id)))
         return types.updates.ChannelDifferenceTooLong(
             dialog=dialog,
             messages=[tl_message(d, group) for d in newest],

@@ -22,8 +22,10 @@ from tgfleet.sandbox.tl_objects import (
     group_id_of,
     sandbox_config,
     tl_date,
+    tl_dialog,
     tl_message,
     tl_peer,
+    tl_state,
     tl_user,
     world_pts,
 )
@@ -73,13 +75,7 @@ async def get_full_user(dispatcher: WorldDispatcher, account: WorldAccount, requ
 async def get_state(dispatcher: WorldDispatcher, account: WorldAccount, request: Any) -> Result:
     del request
     state = dispatcher.state.state(account.id)
-    return types.updates.State(
-        pts=client_pts(state.pts),
-        qts=state.qts,
-        date=tl_date(state.date),
-        seq=state.seq,
-        unread_count=0,
-    )
+    return tl_state(state.pts, state.qts, state.date, state.seq)
 
 
 async def get_difference(
@@ -94,37 +90,18 @@ async def get_difference(
     groups = dispatcher.world.groups_by_id
     messages = [tl_message(d, groups[d.group_id]) for d in part]
     users, chats = dispatcher.tl_entities(part, account.id)
+    found: dict[str, Any] = {
+        "new_messages": messages,
+        "new_encrypted_messages": [],
+        "other_updates": [],
+        "chats": chats,
+        "users": users,
+    }
     if len(part) < len(missed):
-        intermediate = types.updates.State(
-            pts=client_pts(last.pts),
-            qts=current.qts,
-            date=tl_date(last.date),
-            seq=last.seq,
-            unread_count=0,
-        )
-        return types.updates.DifferenceSlice(
-            new_messages=messages,
-            new_encrypted_messages=[],
-            other_updates=[],
-            chats=chats,
-            users=users,
-            intermediate_state=intermediate,
-        )
-    state = types.updates.State(
-        pts=client_pts(current.pts),
-        qts=current.qts,
-        date=tl_date(current.date),
-        seq=current.seq,
-        unread_count=0,
-    )
-    return types.updates.Difference(
-        new_messages=messages,
-        new_encrypted_messages=[],
-        other_updates=[],
-        chats=chats,
-        users=users,
-        state=state,
-    )
+        intermediate = tl_state(last.pts, current.qts, last.date, last.seq)
+        return types.updates.DifferenceSlice(**found, intermediate_state=intermediate)
+    state = tl_state(current.pts, current.qts, current.date, current.seq)
+    return types.updates.Difference(**found, state=state)
 
 
 async def get_channel_difference(
@@ -177,21 +154,9 @@ async def get_dialogs(dispatcher: WorldDispatcher, account: WorldAccount, reques
         newest = dispatcher.state.history(account.id, group.id, limit=1)
         top = newest[0].message_id if newest else 0
         tops += newest
+        channel_pts = dispatcher.state.channel_pts(group.id) if group.kind == "supergroup" else None
         dialogs.append(
-            types.Dialog(
-                peer=tl_peer(group),
-                top_message=top,
-                read_inbox_max_id=top,
-                read_outbox_max_id=top,
-                unread_count=0,
-                unread_mentions_count=0,
-                unread_reactions_count=0,
-                unread_poll_votes_count=0,
-                notify_settings=types.PeerNotifySettings(),
-                pts=client_pts(dispatcher.state.channel_pts(group.id))
-                if group.kind == "supergroup"
-                else None,
-            )
+            tl_dialog(group, top, None if channel_pts is None else client_pts(channel_pts))
         )
     groups = dispatcher.world.groups_by_id
     users, _ = dispatcher.tl_entities(tops, account.id)

@@ -155,6 +155,30 @@ def message_update(
     return types.UpdateNewChannelMessage(message, client_pts(delivery.pts), delivery.pts_count)
 
 
+def tl_state(pts: int, qts: int, date: float, seq: int) -> types.updates.State:
+    """``updates.state`` for a world ``pts`` (shifted as `client_pts` does)."""
+    return types.updates.State(
+        pts=client_pts(pts), qts=qts, date=tl_date(date), seq=seq, unread_count=0
+    )
+
+
+def tl_dialog(group: WorldGroup, top_message: int, pts: int | None) -> types.Dialog:
+    """The ``dialog`` of a group, read up to ``top_message`` (read marks are not modelled);
+    ``pts`` is the client's pts of a supergroup, None for a basic group."""
+    return types.Dialog(
+        peer=tl_peer(group),
+        top_message=top_message,
+        read_inbox_max_id=top_message,
+        read_outbox_max_id=top_message,
+        unread_count=0,
+        unread_mentions_count=0,
+        unread_reactions_count=0,
+        unread_poll_votes_count=0,
+        notify_settings=types.PeerNotifySettings(),
+        pts=pts,
+    )
+
+
 def sandbox_config(dc_id: int, port: int) -> types.Config:
     """A ``config`` with the values Telegram's DCs send, its one DC at 127.0.0.1:port."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
