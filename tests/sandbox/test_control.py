@@ -26,7 +26,8 @@ from tests.sandbox.test_protocol import telethon_client
 from tgfleet.exceptions import InvalidInput
 from tgfleet.sandbox import mtproto
 from tgfleet.sandbox.client import ControlError, SandboxControl
-from tgfleet.sandbox.control import ControlServer, create_control_app
+from tgfleet.sandbox.control import create_control_app
+from tgfleet.sandbox.control_server import ControlServer
 from tgfleet.sandbox.delivery import Delivery
 from tgfleet.sandbox.faults import FaultRegistry
 from tgfleet.sandbox.mint import mint

@@ -76,7 +76,7 @@ def run(
 ) -> None:
     """Serve the sandbox for a world file until SIGINT/SIGTERM."""
     configure_logging(level=log_level.upper())
-    from tgfleet.sandbox.control import is_loopback
+    from tgfleet.sandbox.control_server import is_loopback
 
     if not allow_remote_control and not is_loopback(host):
         raise fail(

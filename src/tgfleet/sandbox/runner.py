@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 from tgfleet.logging import get_logger
-from tgfleet.sandbox.control import ControlServer, SentMessage, create_control_app
+from tgfleet.sandbox.control import SentMessage, create_control_app
+from tgfleet.sandbox.control_server import ControlServer
 from tgfleet.sandbox.delivery import Delivery
 from tgfleet.sandbox.dispatcher import WorldDispatcher
 from tgfleet.sandbox.faults import FaultRegistry
