@@ -236,14 +236,32 @@ class TestYamlLoaders:
             "rules: " + "9" * 5000,  # past Python's int-from-string limit
             "rules: 2001-13-45",  # a timestamp that is no date
             "rules: !!binary '!!!'",
+            "rules: !!float a",  # explicit tags the constructor cannot build
+            "rules: !!float ''",
+            "rules: !!int ''",
+            "rules: !!bool x",
             "rules: " + "[" * 20000,
             "rules: &a [1]\nx: *a\n",
         ],
-        ids=["reader", "nul", "surrogate", "huge-int", "bad-date", "bad-binary", "deep", "alias"],
+        ids=[
+            "reader",
+            "nul",
+            "surrogate",
+            "huge-int",
+            "bad-date",
+            "bad-binary",
+            "bad-float",
+            "empty-float",
+            "empty-int",
+            "bad-bool",
+            "deep",
+            "alias",
+        ],
     )
     def test_known_hostile_documents(self, name: str, text: str) -> None:
         """Documents that escaped the loaders (a ``ReaderError``, a ``ValueError`` from a
-        huge integer or a 13th month) or stalled them are refused with their own error,
-        within the bounds."""
+        huge integer, a 13th month or an explicit ``!!float a``, an ``IndexError`` from
+        ``!!int ''``, a ``KeyError`` from ``!!bool x``) or stalled them are refused with their
+        own error, within the bounds."""
         loader, error = LOADERS[name]
         assert _load_within_bounds(loader, error, text)

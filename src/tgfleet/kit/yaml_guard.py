@@ -9,8 +9,10 @@ reading the parser's events only: a stream in constant memory, before compositio
 
 It also refuses, with their line, what would escape the loaders as something other than a
 YAML error: characters YAML does not allow in a document (PyYAML's reader raises before
-any line is known), and integer or timestamp scalars that PyYAML's constructor cannot build
-(``ValueError`` for an integer past Python's digit limit or a 13th month).
+any line is known), and integer, float, boolean or timestamp scalars that PyYAML's
+constructor cannot build (``ValueError`` for an integer past Python's digit limit or a 13th
+month; ``IndexError``, ``KeyError`` or ``ValueError`` for an explicit ``!!int ''``,
+``!!bool x`` or ``!!float a``).
 
 :func:`load` is the one way tgfleet reads such a document: the screen, then composition,
 then a :class:`Position` for every path (``("route", "routes", 0, "receiver")``) so that an
@@ -214,13 +216,16 @@ def _events(text: str, loader: type[yaml.SafeLoader]) -> Iterator[tuple[yaml.Eve
 
 _CONSTRUCTED = {
     "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
     "tag:yaml.org,2002:timestamp": "a date or time",
 }
 
 
 def _check_scalar(probe: yaml.SafeLoader, event: yaml.ScalarEvent, line: int) -> None:
-    """Build an integer or timestamp scalar as the loader will, and refuse it if that fails
-    (a 5,000-digit integer is a ValueError; so is ``2001-13-45``)."""
+    """Build an integer, float, boolean or timestamp scalar as the loader will, and refuse it
+    if that fails (a 5,000-digit integer is a ValueError; so are ``2001-13-45`` and
+    ``!!float a``; ``!!int ''`` is an IndexError, ``!!bool x`` a KeyError)."""
     tag = event.tag
     if tag is None or tag == "!":
         tag = probe.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
@@ -232,7 +237,7 @@ def _check_scalar(probe: yaml.SafeLoader, event: yaml.ScalarEvent, line: int) ->
         probe.construct_object(node)
     except yaml.YAMLError:
         return  # the loader reports it with its line
-    except (ValueError, OverflowError, AttributeError, TypeError):
+    except (ValueError, OverflowError, AttributeError, TypeError, IndexError, KeyError):
         msg = f"{event.value[:40]!r} is not {kind} this server can read"
         raise YamlRefused(msg, line) from None
     finally:
