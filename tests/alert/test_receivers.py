@@ -41,7 +41,7 @@ from tgfleet.alert.receivers import (
     build_receivers,
     split_message,
 )
-from tgfleet.alert.receivers._delivery import redact_url
+from tgfleet.alert.receivers._secrets import redact_url
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification
 from tgfleet.logging import configure_logging
 

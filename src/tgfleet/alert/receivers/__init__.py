@@ -22,15 +22,7 @@ from __future__ import annotations
 import httpx
 
 from tgfleet.alert.config import AlertingConfig, ReceiverConfig
-from tgfleet.alert.receivers._delivery import (
-    DeliveryPolicy,
-    Integration,
-    Prepared,
-    Receiver,
-    prepare,
-    protect_secrets,
-    scrub,
-)
+from tgfleet.alert.receivers._delivery import DeliveryPolicy, Integration, Receiver
 from tgfleet.alert.receivers._html import (
     TELEGRAM_MAX_LENGTH,
     MessageFormatError,
@@ -38,6 +30,8 @@ from tgfleet.alert.receivers._html import (
     split_message,
     telegram_length,
 )
+from tgfleet.alert.receivers._prepared import Prepared, prepare
+from tgfleet.alert.receivers._secrets import protect_secrets, scrub
 from tgfleet.alert.receivers._telegram import (
     TelegramIntegration,
     render_message,

@@ -1,39 +1,31 @@
-"""What every integration shares: the delivery policy, retries, secrets kept out of logs,
-metrics, and the :class:`Receiver` that fans a notification out to its integrations."""
+"""What every integration shares: the delivery policy, retries, its secrets kept out of what it
+reports (:mod:`._secrets`), metrics, and the :class:`Receiver` that fans a notification out to
+its integrations."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-import re
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import ClassVar, Final, TypeVar
-from urllib.parse import parse_qsl, unquote
+from typing import ClassVar, TypeVar
 
 import httpx
 import tenacity
 from tenacity import RetryCallState
 
-from tgfleet.alert.schemas import Alert, DeliveryResult, Notification, Status
+from tgfleet.alert.receivers._prepared import Prepared, prepare
+from tgfleet.alert.receivers._secrets import REDACTED, protect_secrets, scrub
+from tgfleet.alert.schemas import DeliveryResult, Notification
 from tgfleet.logging import get_logger
 from tgfleet.metrics import ALERT_LAST_DELIVERY, ALERT_NOTIFICATION_DURATION, ALERT_NOTIFICATIONS
 
 log = get_logger("tgfleet.alert.receivers")
 
 T = TypeVar("T")
-
-REDACTED: Final = "[redacted]"
-#: Shorter path segments and query values of a secret URL are not taken for secrets
-#: (``api``, ``v1``, ``hooks``): redacting them everywhere would garble every message.
-MIN_SECRET_PART: Final = 8
-# A Bot API URL carries the token in its path: .../bot<token>/sendMessage.
-_BOT_PATH = re.compile(r"/bot[^/\s\"'<>]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,179 +79,6 @@ class Permanent(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
-
-
-# --------------------------------------------------------------------------- secrets in logs
-
-
-class _SecretScrubber(logging.Filter):
-    """Rewrites log records of the HTTP libraries so no secret reaches a handler.
-
-    httpx logs every request's URL at INFO ("HTTP Request: POST https://.../bot<token>/...");
-    a logger's filters run where the record is made, before any handler or propagation,
-    so the record is rewritten once for every destination.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("tgfleet-secret-scrubber")
-        self.secrets: dict[str, str] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message, self.secrets)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
-        return True
-
-
-_SCRUBBER: Final = _SecretScrubber()
-# httpcore's loggers are children with their own names: a filter does not propagate.
-_HTTP_LOGGERS: Final = (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-)
-
-
-Secrets = Iterable[str] | Mapping[str, str]
-
-
-def _replacements(secrets: Secrets) -> dict[str, str]:
-    """``secrets`` as secret -> what replaces it ([redacted] unless a mapping says)."""
-    if isinstance(secrets, Mapping):
-        return {secret: shown for secret, shown in secrets.items() if secret}
-    return dict.fromkeys((secret for secret in secrets if secret), REDACTED)
-
-
-def protect_secrets(secrets: Secrets) -> None:
-    """Keep ``secrets`` (and any Bot API token in a URL) out of the HTTP libraries' logs."""
-    _SCRUBBER.secrets.update(_replacements(secrets))
-    for name in _HTTP_LOGGERS:
-        logger = logging.getLogger(name)
-        if _SCRUBBER not in logger.filters:
-            logger.addFilter(_SCRUBBER)
-
-
-def scrub(text: str, secrets: Secrets = ()) -> str:
-    """``text`` with every secret replaced (longest first: a URL before its path) and every
-    ``/bot<token>`` path replaced by [redacted]."""
-    replacements = _replacements(secrets)
-    for secret in sorted(replacements, key=len, reverse=True):
-        text = text.replace(secret, replacements[secret])
-    return _BOT_PATH.sub(f"/bot{REDACTED}", text)
-
-
-def redact_url(url: str) -> str:
-    """What of a secret URL may be shown: ``scheme://host[:port]/…``."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return REDACTED
-    if not (parsed.scheme and parsed.host):
-        return REDACTED
-    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-    port = f":{parsed.port}" if parsed.port is not None else ""
-    return f"{parsed.scheme}://{host}{port}/…"
-
-
-def url_secrets(url: str) -> dict[str, str]:
-    """The parts of a secret URL (a webhook's path and query are its credentials) that are
-    kept out of results and logs, each with what replaces it: the URL itself, as written and
-    as httpx sends and logs it, by :func:`redact_url`; its user info, path and query, raw
-    and decoded, and every path segment and query value of :data:`MIN_SECRET_PART` or more
-    characters by [redacted] (a receiver may echo any of them in its error)."""
-    shown = redact_url(url)
-    secrets: dict[str, str] = {url: shown}
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return secrets
-    secrets[str(parsed)] = shown
-    raw_path = parsed.raw_path.decode("ascii", "replace")
-    path, _, query = raw_path.partition("?")
-    parts = {parsed.userinfo.decode("ascii", "replace"), raw_path, path, query, parsed.path}
-    for segment in path.split("/"):
-        parts |= {segment, unquote(segment)}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        parts |= {value, f"{name}={value}"}
-    for part in parts:
-        if len(part) >= MIN_SECRET_PART and part != "/":
-            secrets.setdefault(part, REDACTED)
-    return secrets
-
-
-# --------------------------------------------------------------------------- notifications
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken as UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def alert_status(alert: Alert, now: datetime) -> Status:
-    if alert.ends_at is not None and as_utc(alert.ends_at) <= now:
-        return "resolved"
-    return "firing"
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """The part of a notification one integration sends, each alert's status judged once."""
-
-    notification: Notification
-    now: datetime
-    firing: tuple[Alert, ...]
-    resolved: tuple[Alert, ...]
-    common_labels: Mapping[str, str]
-    common_annotations: Mapping[str, str]
-
-    @property
-    def status(self) -> Status:
-        return "firing" if self.firing else "resolved"
-
-    @property
-    def alerts(self) -> tuple[Alert, ...]:
-        return self.firing + self.resolved
-
-    def status_of(self, alert: Alert) -> Status:
-        return alert_status(alert, self.now)
-
-
-def prepare(notification: Notification, *, send_resolved: bool) -> Prepared | None:
-    """Firing alerts first, resolved ones only with ``send_resolved``; None: nothing to send.
-
-    Alerts are judged at ``notification.at`` (else now). Without ``send_resolved`` the
-    resolved alerts are left out, as Alertmanager does, and the common labels and
-    annotations are those of the alerts that remain.
-    """
-    now = as_utc(notification.at) if notification.at is not None else datetime.now(UTC)
-    firing = tuple(a for a in notification.alerts if alert_status(a, now) == "firing")
-    resolved = tuple(a for a in notification.alerts if alert_status(a, now) == "resolved")
-    if not send_resolved:
-        resolved = ()
-    if not firing and not resolved:
-        return None
-    if len(firing) + len(resolved) == len(notification.alerts):
-        labels, annotations = notification.common_labels, notification.common_annotations
-    else:
-        kept = firing + resolved
-        labels = _common(a.labels for a in kept)
-        annotations = _common(a.annotations for a in kept)
-    return Prepared(notification, now, firing, resolved, labels, annotations)
-
-
-def _common(mappings: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    common: dict[str, str] | None = None
-    for mapping in mappings:
-        if common is None:
-            common = dict(mapping)
-        else:
-            common = {k: v for k, v in common.items() if mapping.get(k) == v}
-    return common or {}
 
 
 # --------------------------------------------------------------------------- integrations

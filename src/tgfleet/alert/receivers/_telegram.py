@@ -27,10 +27,8 @@ from tgfleet.alert.receivers._delivery import (
     DeliveryPolicy,
     Integration,
     Permanent,
-    Prepared,
     Retryable,
     _Progress,
-    as_utc,
 )
 from tgfleet.alert.receivers._html import (
     MessageFormatError,
@@ -38,6 +36,7 @@ from tgfleet.alert.receivers._html import (
     escape_attribute,
     split_message,
 )
+from tgfleet.alert.receivers._prepared import Prepared, as_utc
 from tgfleet.alert.schemas import Alert
 from tgfleet.alert.templates import message_template_environment
 

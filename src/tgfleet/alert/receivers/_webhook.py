@@ -12,15 +12,9 @@ import httpx
 from pydantic import SecretStr
 
 from tgfleet.alert.config import AlertmanagerReceiverConfig, WebhookConfig
-from tgfleet.alert.receivers._delivery import (
-    DeliveryPolicy,
-    Integration,
-    Permanent,
-    Prepared,
-    _Progress,
-    as_utc,
-    url_secrets,
-)
+from tgfleet.alert.receivers._delivery import DeliveryPolicy, Integration, Permanent, _Progress
+from tgfleet.alert.receivers._prepared import Prepared, as_utc
+from tgfleet.alert.receivers._secrets import url_secrets
 from tgfleet.alert.schemas import Alert
 
 #: Go's zero time, which Alertmanager writes for an unknown start or end.
