@@ -18,17 +18,20 @@ month; ``IndexError``, ``KeyError`` or ``ValueError`` for an explicit ``!!int ''
 then a :class:`Position` for every path (``("route", "routes", 0, "receiver")``) so that an
 error found later in the data names its line (:func:`line_of`), then construction. Each
 caller passes its loader (its scalar rules) and its node limit, and words the errors itself
-(:func:`format_path` names a path as ``route.routes[0].receiver``).
+(:func:`format_path` names a path as ``route.routes[0].receiver``, :func:`closest_key` the
+field an unknown key may have meant).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator, Mapping
+import difflib
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 MAX_DEPTH = 64
 
@@ -156,6 +159,14 @@ def format_path(path: Path) -> str:
         else:
             text += f".{part}" if text else part
     return text
+
+
+def closest_key(key: str, models: Iterable[type[BaseModel]]) -> str | None:
+    """The field of ``models`` (by its alias, as written) closest to the unknown ``key``, for
+    a "did you mean"; None when none is close."""
+    names = {info.alias or name for model in models for name, info in model.model_fields.items()}
+    close = difflib.get_close_matches(key, sorted(names), n=1)
+    return close[0] if close else None
 
 
 def error_line(error: yaml.MarkedYAMLError) -> tuple[int, str]:

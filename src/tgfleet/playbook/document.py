@@ -8,7 +8,6 @@ refuses duplicate keys. Every node's line is remembered by its path, so a pydant
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import time
@@ -30,6 +29,7 @@ from tgfleet.kit.yaml_guard import (
     DuplicateKeys,
     Position,
     YamlRefused,
+    closest_key,
     error_line,
     format_path,
     load,
@@ -334,25 +334,18 @@ class PlaybookSpec(Strict):
         return value
 
 
-def _field_names() -> set[str]:
-    names: set[str] = set()
-    for model in (
-        LimitsSpec,
-        DefaultsSpec,
-        TriggerSpec,
-        TimeWindowSpec,
-        ConditionsSpec,
-        LlmSpec,
-        ReplySpec,
-        RuleSpec,
-        PlaybookSpec,
-    ):
-        for name, info in model.model_fields.items():
-            names.add(info.alias or name)
-    return names
-
-
-_KNOWN_KEYS = _field_names()
+#: Whose fields an unknown key may have meant.
+_MODELS = (
+    LimitsSpec,
+    DefaultsSpec,
+    TriggerSpec,
+    TimeWindowSpec,
+    ConditionsSpec,
+    LlmSpec,
+    ReplySpec,
+    RuleSpec,
+    PlaybookSpec,
+)
 
 
 # --- Parsing ----------------------------------------------------------------------------------
@@ -405,9 +398,9 @@ def _describe(
         if item["type"] == "extra_forbidden":
             key = str(path[-1]) if path else ""
             message = f"unknown key {key!r}"
-            close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1)
+            close = closest_key(key, _MODELS)
             if close:
-                message += f" (did you mean {close[0]!r}?)"
+                message += f" (did you mean {close!r}?)"
         elif item["type"] == "missing":
             message = "this key is required"
         elif item["type"] == "literal_error" and path and path[-1] == "version":

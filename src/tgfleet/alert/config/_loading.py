@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -27,7 +26,15 @@ from tgfleet.alert.config._models import (
 from tgfleet.alert.exceptions import AlertingConfigError
 from tgfleet.alert.routing import DEFAULT_RECEIVER
 from tgfleet.config import Settings
-from tgfleet.kit.yaml_guard import DuplicateKeys, Position, YamlRefused, error_line, line_of, load
+from tgfleet.kit.yaml_guard import (
+    DuplicateKeys,
+    Position,
+    YamlRefused,
+    closest_key,
+    error_line,
+    line_of,
+    load,
+)
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -234,9 +241,9 @@ def _describe(
             key = str(path[-1]) if path else ""
             message = _UNSUPPORTED.get(key) or f"unknown field {key!r}"
             if key not in _UNSUPPORTED:
-                close = difflib.get_close_matches(key, sorted(_known_fields()), n=1)
+                close = closest_key(key, _MODELS)
                 if close:
-                    message += f" (did you mean {close[0]!r}?)"
+                    message += f" (did you mean {close!r}?)"
         elif kind == "missing":
             message = "required field is missing"
         elif kind == "literal_error" and path and path[-1] == "parse_mode":
@@ -247,18 +254,14 @@ def _describe(
     return list(dict.fromkeys(text for _, text in problems))
 
 
-def _known_fields() -> set[str]:
-    names: set[str] = set()
-    for model in (
-        AlertingConfig,
-        GlobalConfig,
-        RouteConfig,
-        ReceiverConfig,
-        TelegramConfig,
-        WebhookConfig,
-        AlertmanagerReceiverConfig,
-        InhibitRuleConfig,
-    ):
-        for name, info in model.model_fields.items():
-            names.add(info.alias or name)
-    return names
+#: Whose fields an unknown key may have meant.
+_MODELS: Final = (
+    AlertingConfig,
+    GlobalConfig,
+    RouteConfig,
+    ReceiverConfig,
+    TelegramConfig,
+    WebhookConfig,
+    AlertmanagerReceiverConfig,
+    InhibitRuleConfig,
+)
