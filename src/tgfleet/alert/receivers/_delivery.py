@@ -182,31 +182,22 @@ class Integration(ABC):
         elapsed = time.monotonic() - started
         ALERT_NOTIFICATION_DURATION.labels(self.receiver).observe(elapsed)
         result = self._result(ok=error is None, progress=progress, error=error)
+        fields = {
+            "receiver": self.receiver,
+            "integration": self.kind,
+            "index": self.index,
+            "group_key": notification.group_key,
+            "attempts": result.attempts,
+            "messages": result.messages,
+        }
         if result.ok:
             ALERT_NOTIFICATIONS.labels(self.receiver, "sent").inc()
             ALERT_LAST_DELIVERY.set(time.time())
-            log.info(
-                "alert.delivery.sent",
-                receiver=self.receiver,
-                integration=self.kind,
-                index=self.index,
-                group_key=notification.group_key,
-                attempts=result.attempts,
-                messages=result.messages,
-                seconds=round(elapsed, 3),
-            )
+            log.info("alert.delivery.sent", **fields, seconds=round(elapsed, 3))
         else:
             ALERT_NOTIFICATIONS.labels(self.receiver, "failed").inc()
             log.warning(
-                "alert.delivery.failed",
-                receiver=self.receiver,
-                integration=self.kind,
-                index=self.index,
-                group_key=notification.group_key,
-                attempts=result.attempts,
-                messages=result.messages,
-                error=result.error,
-                seconds=round(elapsed, 3),
+                "alert.delivery.failed", **fields, error=result.error, seconds=round(elapsed, 3)
             )
         return result
 
