@@ -21,7 +21,7 @@ from tgfleet.vault.crypto import (
     seal,
 )
 from tgfleet.vault.exceptions import DecryptError
-from tgfleet.vault.keyring import Kek, Keyring, KeySource
+from tgfleet.vault.kek import Kek, Keyring, KeySource
 
 ACCOUNT = uuid.UUID("6f1c2a4e-9d7b-4c1e-8a53-2f0e9b7c6d41")
 OTHER_ACCOUNT = uuid.UUID("0b8e7f6a-1c2d-4e3f-9a8b-7c6d5e4f3a21")

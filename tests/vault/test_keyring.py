@@ -13,16 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from tgfleet.vault.exceptions import DecryptError, VaultKeyError
-from tgfleet.vault.keyring import (
-    Kek,
-    Keyring,
-    KeySource,
-    add_kek,
-    init_key_file,
-    kek_fingerprint,
-    load_keyring,
-    retire_kek,
-)
+from tgfleet.vault.kek import Kek, Keyring, KeySource, kek_fingerprint
+from tgfleet.vault.keyring import add_kek, init_key_file, load_keyring, retire_kek
 
 # 0xf8..0xff encode to "+" and "/" in standard base64, "-" and "_" in the URL-safe alphabet.
 ALPHABET_KEY = bytes(range(224, 256))

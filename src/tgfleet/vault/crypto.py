@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tgfleet.vault.exceptions import DecryptError
-from tgfleet.vault.keyring import Kek, Keyring
+from tgfleet.vault.kek import Kek, Keyring
 
 NONCE_BYTES = 12
 DATA_KEY_BYTES = 32

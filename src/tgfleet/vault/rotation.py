@@ -24,7 +24,8 @@ from tgfleet.logging import get_logger
 from tgfleet.models import SessionSecret, VaultRotation
 from tgfleet.vault import crypto
 from tgfleet.vault.exceptions import DecryptError, RotationInProgress
-from tgfleet.vault.keyring import Keyring, KeySource, add_kek, retire_kek
+from tgfleet.vault.kek import Keyring, KeySource
+from tgfleet.vault.keyring import add_kek, retire_kek
 from tgfleet.vault.repository import RotationRepository, SecretRepository, lock_vault
 from tgfleet.vault.sessions import TAMPERED
 from tgfleet.vault.vault import Vault

@@ -34,7 +34,7 @@ from tgfleet.vault.formats import (
     from_record,
     to_record,
 )
-from tgfleet.vault.keyring import Keyring
+from tgfleet.vault.kek import Keyring
 from tgfleet.vault.repository import SecretRepository, lock_vault
 from tgfleet.vault.vault import Vault
 

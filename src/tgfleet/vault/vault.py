@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from tgfleet.config import Settings
 from tgfleet.vault.archive import ArchiveLimits
 from tgfleet.vault.formats import FormatPolicy
-from tgfleet.vault.keyring import Keyring, KeySource, load_keyring
+from tgfleet.vault.kek import Keyring, KeySource
+from tgfleet.vault.keyring import load_keyring
 
 
 @dataclass
