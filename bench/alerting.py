@@ -112,8 +112,9 @@ from tgfleet.alert.evaluator import Evaluator
 from tgfleet.alert.receivers import build_receivers
 from tgfleet.alert.schemas import Alert, Notification
 from tgfleet.app import create_app
-from tgfleet.config import Environment, Settings, ensure_data_dir
+from tgfleet.config import Environment, Settings
 from tgfleet.kit.clock import utcnow
+from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_ALERT_ACCOUNTS", "10000"))

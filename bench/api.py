@@ -161,7 +161,8 @@ def seed(data_dir: Path) -> None:
     from tgfleet.account import service as account_service
     from tgfleet.audit.schemas import AuditContext
     from tgfleet.auth import service as auth_service
-    from tgfleet.config import Environment, Settings, ensure_data_dir
+    from tgfleet.config import Environment, Settings
+    from tgfleet.kit.data_dir import ensure_data_dir
     from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 
     settings = Settings(

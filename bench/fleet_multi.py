@@ -113,8 +113,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
-from tgfleet.config import Environment, Settings, ensure_data_dir
+from tgfleet.config import Environment, Settings
 from tgfleet.demo.seed import seed_fleet
+from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE, mint

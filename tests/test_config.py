@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tgfleet.config import (
-    Environment,
-    Settings,
-    ensure_data_dir,
-    jwt_secret,
-    unknown_settings,
-)
+from tgfleet.auth.secret import jwt_secret
+from tgfleet.config import Environment, Settings, unknown_settings
 from tgfleet.exceptions import ConfigError
+from tgfleet.kit.data_dir import ensure_data_dir
 
 
 class TestDefaults:

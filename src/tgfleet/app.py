@@ -27,9 +27,10 @@ from tgfleet import __version__, metrics
 from tgfleet.api import install_openapi, mount_routers
 from tgfleet.audit.checkpoint import audit_runtime
 from tgfleet.auth.service import Security
-from tgfleet.config import Settings, ensure_data_dir
+from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
+from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
 from tgfleet.kit.schema import CONTROL_RULE, control_character

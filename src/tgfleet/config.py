@@ -1,15 +1,12 @@
 """Settings: one pydantic-settings model, read from ``TGFLEET_*`` environment variables.
 
-The data directory holds everything that must stay private (the SQLite database, the
-generated JWT secret, later the vault key file): it is created 0700, and start-up refuses a
-directory or secret file that others can read, with a message that says how to fix it.
+Settings only: nothing here reads or writes a file. The data directory's check is
+`tgfleet.kit.data_dir`'s (run at each process start); the generated JWT secret is auth's
+(`tgfleet.auth.secret`).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -17,11 +14,7 @@ from typing import Annotated, Final
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
-from tgfleet.exceptions import ConfigError
-
-JWT_SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name
 #: More trusted proxies than this is a misconfiguration, not a deployment.
 MAX_TRUSTED_PROXIES: Final = 64
 
@@ -346,81 +339,8 @@ def parse_dcs(value: str) -> dict[int, tuple[str, int]]:
     return dcs
 
 
-def ensure_data_dir(settings: Settings) -> Path:
-    """Create the data dir 0700, or refuse one that group or others can reach; refuse a
-    SQLite database file that group or others can reach."""
-    path = settings.data_dir
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True)
-        path.chmod(0o700)  # mkdir's mode is masked by the umask
-    if not path.is_dir():
-        msg = f"TGFLEET_DATA_DIR {path} exists but is not a directory"
-        raise ConfigError(msg)
-    _refuse_loose(path, 0o077, f"chmod 700 {path}")
-    database = sqlite_path(settings.effective_database_url)
-    if database is not None and database.exists():
-        _refuse_loose(database, 0o077, f"chmod 600 {database}")
-    return path
-
-
-def sqlite_path(database_url: str) -> Path | None:
-    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    return Path(url.database)
-
-
 def unknown_settings(environ: Mapping[str, str]) -> list[str]:
     """``TGFLEET_*`` variables that name no setting (a typo would otherwise pass silently)."""
     known = {f"TGFLEET_{name.upper()}" for name in Settings.model_fields}
     known |= {"TGFLEET_TEST_DATABASE_URL"}
     return sorted(name for name in environ if name.startswith("TGFLEET_") and name not in known)
-
-
-def jwt_secret(settings: Settings) -> str:
-    """The JWT signing secret: from the setting, or generated once into the data dir (0600)."""
-    if settings.jwt_secret is not None:
-        value = settings.jwt_secret.get_secret_value()
-        if len(value) < 32:
-            msg = "TGFLEET_JWT_SECRET must be at least 32 characters"
-            raise ConfigError(msg)
-        return value
-    path = ensure_data_dir(settings) / JWT_SECRET_FILE
-    if path.exists():
-        _refuse_loose(path, 0o077, f"chmod 600 {path}")
-        value = path.read_text(encoding="ascii").strip()
-        if len(value) < 32:
-            msg = f"{path} holds a secret shorter than 32 characters; delete it to regenerate"
-            raise ConfigError(msg)
-        return value
-    value = secrets.token_urlsafe(48)
-    write_private_file(path, value.encode("ascii"))
-    return value
-
-
-def write_private_file(path: Path, content: bytes) -> None:
-    """Write ``content`` atomically to ``path`` with mode 0600 (temp file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _refuse_loose(path: Path, forbidden_bits: int, fix: str) -> None:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & forbidden_bits:
-        msg = f"{path} has mode {mode:04o}, open to group or others; run: {fix}"
-        raise ConfigError(msg)

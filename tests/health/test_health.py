@@ -25,12 +25,13 @@ from tests.factories import make_fleet, register_worker, report_states
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.health.conftest import black_hole, closed_port, listener, sample, serving
 from tgfleet.account.runtime import State
-from tgfleet.config import Settings, write_private_file
+from tgfleet.config import Settings
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.health.schemas import MEDIA_TYPE
 from tgfleet.health.service import HealthService
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.files import write_private_file
 from tgfleet.vault.keyring import init_key_file
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)

@@ -53,6 +53,7 @@ from tgfleet.auth.schemas import (
     normalise_username,
     username_problem,
 )
+from tgfleet.auth.secret import jwt_secret
 from tgfleet.auth.tokens import (
     JwtCodec,
     api_token_display,
@@ -60,7 +61,7 @@ from tgfleet.auth.tokens import (
     is_api_token,
     new_api_token,
 )
-from tgfleet.config import Settings, jwt_secret
+from tgfleet.config import Settings
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.names import skeleton_key
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows

@@ -24,8 +24,9 @@ from tgfleet import migrations
 from tgfleet.audit import keys as audit_keys
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
-from tgfleet.config import Settings, ensure_data_dir, unknown_settings
+from tgfleet.config import Settings, unknown_settings
 from tgfleet.exceptions import AppError
+from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import UNREACHABLE, create_engine, create_sessionmaker, unit_of_work
 from tgfleet.logging import configure_logging, get_logger
 from tgfleet.vault.service import Vault

@@ -21,9 +21,10 @@ from tgfleet.cli._runtime import (
     run_in_session,
     with_sessionmaker,
 )
-from tgfleet.config import Settings, write_private_file
+from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.files import write_private_file
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
 from tgfleet.vault.formats import SessionFormat
