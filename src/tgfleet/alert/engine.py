@@ -28,6 +28,7 @@ from tgfleet import metrics
 from tgfleet.alert.matchers import Matcher
 from tgfleet.alert.routing import InhibitRule, Route
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification, Status
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -159,7 +160,7 @@ class _Group:
     flushed_once: bool = False
 
 
-class Dispatcher:
+class Dispatcher(Lifecycle):
     """Routes, groups, mutes and flushes alerts. ``send(receiver, notification)`` delivers;
     ``send_resolved(receiver)`` says whether a receiver wants resolved notices."""
 

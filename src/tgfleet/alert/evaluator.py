@@ -42,6 +42,7 @@ from tgfleet.audit import service as audit_service
 from tgfleet.health.network import NetworkSnapshot
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 
@@ -83,7 +84,7 @@ def _alert(name: str, severity: str, summary: str, description: str = "", **labe
     )
 
 
-class Evaluator:
+class Evaluator(Lifecycle):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],

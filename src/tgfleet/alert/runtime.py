@@ -24,6 +24,7 @@ from tgfleet.config import Settings
 from tgfleet.health.delivery import DeliveryRecord
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.kit.clock import utcnow
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -63,7 +64,7 @@ def trial_notification(receiver: str, actor: str, external_url: str = "") -> Not
     )
 
 
-class AlertingRuntime:
+class AlertingRuntime(Lifecycle):
     def __init__(
         self,
         settings: Settings,

@@ -47,6 +47,7 @@ from tgfleet.audit.repository import AuditRepository
 from tgfleet.config import Settings
 from tgfleet.kit.clock import isoformat, utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.logging import get_logger
 from tgfleet.models import AuditChainHead
 
@@ -162,7 +163,7 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-class CheckpointPublisher:
+class CheckpointPublisher(Lifecycle):
     """Publishes checkpoints from one process; ``start``/``stop`` own its task."""
 
     def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:

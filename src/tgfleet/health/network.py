@@ -38,6 +38,7 @@ from typing import Final
 from tgfleet import metrics
 from tgfleet.config import Settings, parse_dcs
 from tgfleet.kit.clock import utcnow
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -83,7 +84,7 @@ class NetworkSnapshot:
         return bool(self.dcs)
 
 
-class NetworkMonitor:
+class NetworkMonitor(Lifecycle):
     """Probes Telegram's DCs by TCP connect, in the background, and keeps the last results.
 
     ``dcs`` maps a DC id to its ``(host, port)`` (``config.parse_dcs`` reads the setting);

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tgfleet import metrics
 from tgfleet.account import service as account_service
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 
@@ -93,7 +94,7 @@ class FleetGauges:
         )
 
 
-class LoopLagMonitor:
+class LoopLagMonitor(Lifecycle):
     """Samples the event loop's lag every second into ``tgfleet_event_loop_lag_seconds``."""
 
     def __init__(self, interval: float = LAG_INTERVAL) -> None:

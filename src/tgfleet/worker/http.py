@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from tgfleet import __version__
 from tgfleet.config import Settings
 from tgfleet.health.endpoints import router as health_router
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.telemetry.endpoints import router as telemetry_router
 
 
@@ -50,7 +51,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-class WorkerHttp:
+class WorkerHttp(Lifecycle):
     """Serves :func:`build_app` on a listening socket inside the running loop (the caller
     binds it first: a busy port is refused before the worker changes anything)."""
 

@@ -39,6 +39,7 @@ from tgfleet.account.runtime import STATES, DesiredAccount, State
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
@@ -71,7 +72,7 @@ def default_worker_id() -> str:
     return socket.gethostname()
 
 
-class Supervisor:
+class Supervisor(Lifecycle):
     def __init__(
         self,
         settings: Settings,
