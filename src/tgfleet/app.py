@@ -6,13 +6,12 @@ Every error leaves as ``{"error": code, "detail": message}`` with the request id
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import structlog
@@ -25,19 +24,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tgfleet import __version__, metrics
 from tgfleet.api import install_openapi, mount_routers
-from tgfleet.audit.checkpoint import audit_runtime
-from tgfleet.auth.service import Security
 from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
-from tgfleet.kit.data_dir import ensure_data_dir
-from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
 from tgfleet.kit.schema import CONTROL_RULE, control_character
 from tgfleet.logging import get_logger
-from tgfleet.telemetry.service import FleetGauges, LoopLagMonitor
+from tgfleet.process import Components, Role, publish, running
 from tgfleet.vault.endpoints import IMPORT_PATH
-from tgfleet.vault.service import Vault
+
+if TYPE_CHECKING:
+    from tgfleet.audit.schemas import AuditContext
 
 log = get_logger(__name__)
 
@@ -62,90 +59,27 @@ _HTTP_CODES = {
 }
 
 
-def create_app(  # noqa: PLR0915 - the lifespan wires every runtime part in one place
-    settings: Settings, *, run_worker: bool = False
+def create_app(
+    settings: Settings,
+    *,
+    run_worker: bool = False,
+    role: Role | None = None,
+    started: Callable[[Components], Awaitable[None]] | None = None,
+    demo_context: AuditContext | None = None,
 ) -> FastAPI:
-    """Build the API application. The engine and keys are created in the lifespan; with
-    ``run_worker`` the account runtime runs in the same process (``tgfleet run``) and is
-    stopped, every client disconnected, before the engine closes."""
+    """Build the API application; its lifespan runs the process's parts (`tgfleet.process`)
+    for ``role`` (default ``run`` with ``run_worker``, else ``api``): with the account
+    runtime in the same process (``tgfleet run``) it is stopped, every client disconnected,
+    before anything else. ``started`` runs once they all are, before requests are served."""
+    process_role = role or (Role.RUN if run_worker else Role.API)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ensure_data_dir(settings)
-        engine = create_engine(
-            settings.effective_database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        )
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.security = Security.from_settings(settings)
-        app.state.vault = await asyncio.to_thread(Vault.load, settings)
-        app.state.supervisor = None
-        if run_worker:
-            from tgfleet.worker.supervisor import Supervisor
-
-            supervisor = Supervisor(settings, app.state.sessionmaker, app.state.vault)
-            await supervisor.start()
-            app.state.supervisor = supervisor
-        from tgfleet.health.network import NetworkMonitor
-        from tgfleet.health.service import HealthService
-
-        network = NetworkMonitor.from_settings(settings)  # off when TGFLEET_TELEGRAM_DCS=""
-        network.start()
-        # Readiness does not follow the embedded worker's lease: fenced accounts must not
-        # take the API and console (where an operator looks) out of service.
-        app.state.health = HealthService(
-            settings,
-            engine,
-            app.state.sessionmaker,
-            app.state.vault,
-            role="all" if run_worker else "api",
-            supervisor_running=(lambda: app.state.supervisor is not None) if run_worker else None,
-            network=network,
-        )
-        metrics.configure(
-            per_account=settings.metrics_per_account,
-            version=__version__,
-            roles=("api", "worker") if run_worker else ("api",),
-        )
-        app.state.fleet_gauges = FleetGauges(
-            app.state.sessionmaker,
-            refresh_seconds=settings.metrics_fleet_refresh_seconds,
-            capacity=settings.worker_capacity,
-            runtime_running=lambda: app.state.supervisor is not None,
-        )
-        loop_lag = LoopLagMonitor()
-        loop_lag.start()
-        app.state.alerting = None
-        if settings.alerting_enabled:
-            from tgfleet.alert.runtime import AlertingRuntime
-
-            app.state.alerting = AlertingRuntime(
-                settings,
-                engine,
-                app.state.sessionmaker,
-                network=network,
-                delivery=app.state.health.delivery,
-            )
-            app.state.alerting.start()
-        log.info("app.started", version=__version__, env=settings.env.value, worker=run_worker)
-        try:
-            # The audit key is loaded first: a bad one stops the start, not the first change.
-            async with audit_runtime(settings, app.state.sessionmaker):
-                yield
-        finally:
-            if app.state.alerting is not None:
-                await app.state.alerting.stop()
-            await network.stop()
-            await app.state.health.close()
-            await loop_lag.stop()
-            if app.state.supervisor is not None:
-                await app.state.supervisor.stop()
-            await engine.dispose()
-            log.info("app.stopped")
+        async with running(settings, process_role, demo_context=demo_context) as components:
+            publish(app, components)
+            if started is not None:
+                await started(components)
+            yield
 
     app = FastAPI(
         title="tgfleet",

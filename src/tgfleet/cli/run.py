@@ -32,13 +32,13 @@ from tgfleet.worker.identity import WorkerIdInUse
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import Awaitable, Callable
 
-    from fastapi import FastAPI
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from tgfleet.audit.schemas import AuditContext
     from tgfleet.auth.service import Security
+    from tgfleet.process import Components
 
 DEMO_USER = "demo"
 
@@ -63,6 +63,7 @@ def run(
     import uvicorn
 
     from tgfleet.app import create_app
+    from tgfleet.process import Role
 
     class _AnnouncingServer(uvicorn.Server):
         """uvicorn that prints ``announcement`` once it accepts requests (after the app's
@@ -140,9 +141,16 @@ def run(
                         ttl=settings.lease_ttl_seconds,
                     )
                     app_settings = settings.model_copy(update={"worker_id": worker_id})
-                application = create_app(app_settings, run_worker=worker)
                 if demo:
-                    _attach_demo(application, app_settings, security, listen_host, listen_port)
+                    context = cli_audit_context()
+                    application = create_app(
+                        app_settings,
+                        role=Role.DEMO if worker else Role.API,
+                        demo_context=context,
+                        started=_demo_announcement(security, context, listen_host, listen_port),
+                    )
+                else:
+                    application = create_app(app_settings, run_worker=worker)
                 server = _AnnouncingServer(
                     uvicorn.Config(
                         application,
@@ -163,53 +171,38 @@ def run(
             raise fail(exc.message, 2) from exc
 
 
-def _attach_demo(
-    application: FastAPI, settings: Settings, security: Security, host: str, port: int
-) -> None:
-    """Run the demo sandbox and fleet inside the app's lifespan (started before the worker's
-    first reconcile matters, stopped after the worker has disconnected every client)."""
-    from contextlib import asynccontextmanager
+def _demo_announcement(
+    security: Security, context: AuditContext, host: str, port: int
+) -> Callable[[Components], Awaitable[None]]:
+    """Once the demo runs (its fleet seeded, the account runtime started): a fresh password
+    for the ``demo`` admin, the runtime woken to pick the fleet up, and how to look at it."""
 
-    from tgfleet.demo.fleet import start_demo
+    async def announce(components: Components) -> None:
+        demo = components.demo
+        if demo is None:
+            msg = "the demo role started without its demo"
+            raise RuntimeError(msg)
+        password = await _demo_login(components.sessionmaker, security, context)
+        if components.supervisor is not None:
+            components.supervisor.wake()
+        console.print(
+            f"\n[bold]Demo:[/bold] {len(demo.fleet.account_ids)} accounts in "
+            f"{len(demo.world.groups)} groups on the sandbox at 127.0.0.1:"
+            f"{demo.sandbox.port} (control API :{demo.sandbox.control_port}).\n"
+            f"  Open  http://{host}:{port}/docs  and log in as [bold]demo[/bold] with "
+            f"password [bold]{password}[/bold]\n"
+            f"  Watch GET /api/v1/accounts (states) and /api/v1/accounts/{{id}}/events.\n",
+            highlight=False,
+        )
 
-    inner = application.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with inner(app):
-            context = cli_audit_context()
-            demo = await start_demo(
-                app.state.sessionmaker, app.state.vault, context, settings.data_dir / "demo"
-            )
-            # The demo's Telegram is the sandbox: probe it instead of the real DCs.
-            app.state.health.network.retarget({demo.world.dc_id: ("127.0.0.1", demo.sandbox.port)})
-            password = await _demo_login(app, security, context)
-            if app.state.supervisor is not None:
-                app.state.supervisor.wake()
-            console.print(
-                f"\n[bold]Demo:[/bold] {len(demo.fleet.account_ids)} accounts in "
-                f"{len(demo.world.groups)} groups on the sandbox at 127.0.0.1:"
-                f"{demo.sandbox.port} (control API :{demo.sandbox.control_port}).\n"
-                f"  Open  http://{host}:{port}/docs  and log in as [bold]demo[/bold] with "
-                f"password [bold]{password}[/bold]\n"
-                f"  Watch GET /api/v1/accounts (states) and /api/v1/accounts/{{id}}/events.\n",
-                highlight=False,
-            )
-            try:
-                yield
-            finally:
-                # Clients first (the worker disconnects them), then the world they talk to.
-                supervisor, app.state.supervisor = app.state.supervisor, None
-                if supervisor is not None:
-                    await supervisor.stop()
-                await demo.stop()
-
-    application.router.lifespan_context = lifespan
+    return announce
 
 
-async def _demo_login(app: FastAPI, security: Security, context: AuditContext) -> str:
+async def _demo_login(
+    sessionmaker: async_sessionmaker[AsyncSession], security: Security, context: AuditContext
+) -> str:
     """A ``demo`` admin with a fresh password for this run (shown once, audited)."""
-    async with unit_of_work(app.state.sessionmaker) as session:
+    async with unit_of_work(sessionmaker) as session:
         try:
             await auth_service.get_user(session, DEMO_USER)
         except AppError:

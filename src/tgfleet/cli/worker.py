@@ -4,13 +4,12 @@ processes, for PostgreSQL deployments with several replicas of each (DESIGN §1,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import socket
 
 import typer
 
-from tgfleet import __version__, metrics, migrations
+from tgfleet import migrations
 from tgfleet.cli import _runtime
 from tgfleet.cli._runtime import (
     console,
@@ -21,10 +20,8 @@ from tgfleet.cli._runtime import (
     schema_revision,
 )
 from tgfleet.config import Environment, Settings
-from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.kit.listen import ListenError, format_address, open_listener
 from tgfleet.vault.service import Vault
-from tgfleet.worker import identity
 from tgfleet.worker.identity import WorkerIdInUse
 
 
@@ -89,75 +86,25 @@ def _require_current_schema(settings: Settings) -> None:
 async def _serve_worker(
     settings: Settings, vault: Vault, requested_id: str | None, sock: socket.socket
 ) -> None:
-    from tgfleet.health.network import NetworkMonitor
-    from tgfleet.health.service import HealthService
-    from tgfleet.telemetry.service import LoopLagMonitor
-    from tgfleet.worker.http import WorkerHttp, build_app
+    from tgfleet.process import Role, running
 
-    engine = create_engine(
-        settings.effective_database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-    )
-    sessionmaker = create_sessionmaker(engine)
-    # Held from choosing the id until it is registered (in supervisor.start): a worker
-    # starting at the same moment then sees it held and picks another.
-    identity_lock = contextlib.AsyncExitStack()
-    try:
-        await identity_lock.enter_async_context(identity.start_lock(engine))
-        worker_id = await identity.claim(
-            sessionmaker, requested_id, identity.Process.current(), ttl=settings.lease_ttl_seconds
-        )
-    except BaseException:
-        await identity_lock.aclose()
-        await engine.dispose()
-        raise
-    from tgfleet.worker.supervisor import Supervisor  # heavy (Telethon): only when serving
-
-    supervisor = Supervisor(settings, sessionmaker, vault, worker_id=worker_id)
-    leases = supervisor.leases
-    network = NetworkMonitor.from_settings(settings)
-    health = HealthService(
-        settings,
-        engine,
-        sessionmaker,
-        vault,
-        role="worker",
-        lease_ready=leases.fresh if leases is not None else None,
-        network=network,
-    )
-    metrics.configure(
-        per_account=settings.metrics_per_account, version=__version__, roles=("worker",)
-    )
-    http = WorkerHttp(
-        build_app(settings, engine=engine, supervisor=supervisor, health=health), sock
-    )
-    loop_lag = LoopLagMonitor()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        port = await http.start()
-        network.start()
-        loop_lag.start()
-        await supervisor.start()
-        await identity_lock.aclose()
+    async with running(
+        settings, Role.WORKER, vault=vault, worker_id=requested_id, worker_socket=sock
+    ) as components:
+        supervisor, http = components.supervisor, components.worker_http
+        if supervisor is None or http is None:
+            msg = "the worker role started without its account runtime or its port"
+            raise RuntimeError(msg)
         console.print(
             f"tgfleet worker {supervisor.worker_id} running; /metrics and probes on "
-            f"{format_address(settings.worker_metrics_host, port)}",
+            f"{format_address(settings.worker_metrics_host, http.port)}",
             highlight=False,
         )
         await stop.wait()
-    finally:
-        await identity_lock.aclose()
-        with contextlib.suppress(Exception):
-            await supervisor.stop()
-        await loop_lag.stop()
-        await network.stop()
-        await http.stop()
-        await health.close()
-        await engine.dispose()
 
 
 def api(
