@@ -110,9 +110,9 @@ class TestShutdownOrder:
             audit_checkpoints_enabled=True,
             telegram_dcs=CLOSED_DC,
         )
-        async with running(settings, Role.RUN) as components:
-            assert components.supervisor is not None
-            assert components.alerting is not None
+        async with running(settings, Role.RUN) as process:
+            assert process.supervisor is not None
+            assert process.components.alerting is not None
             started = part_log.started()
         assert started == [
             "loop-lag monitor",

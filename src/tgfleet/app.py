@@ -24,13 +24,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tgfleet import __version__, metrics
 from tgfleet.api import install_openapi, mount_routers
+from tgfleet.components import publish
 from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
 from tgfleet.kit.schema import CONTROL_RULE, control_character
 from tgfleet.logging import get_logger
-from tgfleet.process import Components, Role, publish, running
+from tgfleet.process import Process, Role, running
 from tgfleet.vault.endpoints import IMPORT_PATH
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def create_app(
     *,
     run_worker: bool = False,
     role: Role | None = None,
-    started: Callable[[Components], Awaitable[None]] | None = None,
+    started: Callable[[Process], Awaitable[None]] | None = None,
     demo_context: AuditContext | None = None,
 ) -> FastAPI:
     """Build the API application; its lifespan runs the process's parts (`tgfleet.process`)
@@ -75,10 +76,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(settings, process_role, demo_context=demo_context) as components:
-            publish(app, components)
+        async with running(settings, process_role, demo_context=demo_context) as process:
+            publish(app, process.components)
             if started is not None:
-                await started(components)
+                await started(process)
             yield
 
     app = FastAPI(

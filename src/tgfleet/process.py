@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tgfleet import __version__, metrics
 from tgfleet.audit.checkpoint import audit_runtime
 from tgfleet.auth.service import Security
+from tgfleet.components import Components
 from tgfleet.config import Settings
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.health.service import HealthService
@@ -40,8 +41,6 @@ from tgfleet.vault.service import Vault
 
 if TYPE_CHECKING:
     import socket
-
-    from fastapi import FastAPI
 
     from tgfleet.alert.runtime import AlertingRuntime
     from tgfleet.audit.schemas import AuditContext
@@ -68,19 +67,13 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Components:
-    """What a running process holds; ``None`` for a part its role does not run."""
+class Process:
+    """A running process: what its routes use (``components``) and the parts only the
+    process itself drives; ``None`` for a part its role does not run."""
 
     role: Role
-    settings: Settings
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    vault: Vault
+    components: Components
     network: NetworkMonitor
-    health: HealthService
-    security: Security | None = None
-    fleet_gauges: FleetGauges | None = None
-    alerting: AlertingRuntime | None = None
     supervisor: Supervisor | None = None
     demo: Demo | None = None
     worker_http: WorkerHttp | None = None
@@ -95,15 +88,20 @@ async def running(
     worker_id: str | None = None,
     worker_socket: socket.socket | None = None,
     demo_context: AuditContext | None = None,
-) -> AsyncIterator[Components]:
+) -> AsyncIterator[Process]:
     """Start every part of ``role`` (see the module's start order), yield them, stop them in
     the reverse order. ``vault`` is loaded here unless given; the worker role claims
     ``worker_id`` (or a free id) and serves its port on ``worker_socket``; the demo (the
     ``demo`` role, or ``api`` given a ``demo_context``) seeds its fleet audited as
     ``demo_context``."""
     async with contextlib.AsyncExitStack() as stack:
-        announced: list[bool] = []  # "app.stopped" follows an "app.started", as its last line
-        stack.callback(lambda: announced and log.info("app.stopped"))
+        announced: list[bool] = []
+
+        def stopped() -> None:  # an API that logged "app.started" logs this as its last line
+            if announced:
+                log.info("app.stopped")
+
+        stack.callback(stopped)
         ensure_data_dir(settings)
         engine = create_engine(
             settings.effective_database_url,
@@ -137,24 +135,36 @@ async def running(
             version=__version__,
             roles=_metric_roles(role),
         )
-        worker_http = None
-        if role is Role.WORKER:
-            from tgfleet.worker.http import WorkerHttp, build_app
-
-            if worker_socket is None:
-                msg = "the worker role needs its listening socket"
-                raise ValueError(msg)
-            app = build_app(settings, engine=engine, supervisor=supervisor, health=health)
-            worker_http = await stack.enter_async_context(WorkerHttp(app, worker_socket))
-        await stack.enter_async_context(network)
-        fleet_gauges = alerting = demo = None
-        if role.serves_api:
-            fleet_gauges = FleetGauges(
+        fleet_gauges = (
+            FleetGauges(
                 sessionmaker,
                 refresh_seconds=settings.metrics_fleet_refresh_seconds,
                 capacity=settings.worker_capacity,
                 runtime_running=lambda: bool(runtime_up),
             )
+            if role.serves_api
+            else None
+        )
+
+        def components(alerting: AlertingRuntime | None = None) -> Components:
+            return Components(
+                settings=settings,
+                engine=engine,
+                sessionmaker=sessionmaker,
+                vault=vault,
+                health=health,
+                security=security,
+                fleet_gauges=fleet_gauges,
+                alerting=alerting,
+                observe_runtime=supervisor.observe_metrics if supervisor is not None else None,
+            )
+
+        worker_http = None
+        if role is Role.WORKER:
+            worker_http = await stack.enter_async_context(_worker_http(components(), worker_socket))
+        await stack.enter_async_context(network)
+        alerting = demo = None
+        if role.serves_api:
             if settings.alerting_enabled:
                 from tgfleet.alert.runtime import AlertingRuntime
 
@@ -181,21 +191,23 @@ async def running(
             runtime_up.append(True)
             stack.callback(runtime_up.clear)  # stopping: no longer counted as running
         await identity_lock.aclose()
-        yield Components(
+        yield Process(
             role=role,
-            settings=settings,
-            engine=engine,
-            sessionmaker=sessionmaker,
-            vault=vault,
+            components=components(alerting),
             network=network,
-            health=health,
-            security=security,
-            fleet_gauges=fleet_gauges,
-            alerting=alerting,
             supervisor=supervisor,
             demo=demo,
             worker_http=worker_http,
         )
+
+
+def _worker_http(components: Components, sock: socket.socket | None) -> WorkerHttp:
+    from tgfleet.worker.http import WorkerHttp, build_app
+
+    if sock is None:
+        msg = "the worker role needs its listening socket"
+        raise ValueError(msg)
+    return WorkerHttp(build_app(components), sock)
 
 
 async def _claim_worker_id(
@@ -299,17 +311,3 @@ async def _failing_quietly(supervisor: Supervisor) -> AsyncIterator[Supervisor]:
     finally:
         with contextlib.suppress(Exception):
             await supervisor.stop()
-
-
-def publish(app: FastAPI, components: Components) -> None:
-    """Hand a running API's parts to its request layer (``app.state``)."""
-    app.state.components = components
-    app.state.settings = components.settings
-    app.state.engine = components.engine
-    app.state.sessionmaker = components.sessionmaker
-    app.state.security = components.security
-    app.state.vault = components.vault
-    app.state.health = components.health
-    app.state.supervisor = components.supervisor
-    app.state.fleet_gauges = components.fleet_gauges
-    app.state.alerting = components.alerting

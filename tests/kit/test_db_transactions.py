@@ -299,7 +299,7 @@ class TestRequests:
         """A POST route marked ``reads_only`` starts as a read like a GET; an unmarked POST
         waits for the write lock."""
         probe = FastAPI()
-        probe.state.sessionmaker = patient_app.state.sessionmaker
+        probe.state.components = patient_app.state.components
 
         @probe.post("/marked")
         @reads_only

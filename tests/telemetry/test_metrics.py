@@ -5,6 +5,7 @@ the runtime's counters move with real sandbox traffic; per-account series only o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import uuid
@@ -124,8 +125,12 @@ class TestEndpoint:
         self, client: httpx.AsyncClient
     ) -> None:
         app = client._transport.app  # type: ignore[attr-defined]
-        app.state.settings = app.state.settings.model_copy(
-            update={"metrics_token": SecretStr("scrape-me")}
+        components = app.state.components
+        app.state.components = dataclasses.replace(
+            components,
+            settings=components.settings.model_copy(
+                update={"metrics_token": SecretStr("scrape-me")}
+            ),
         )
         refused = await client.get("/metrics")
         assert refused.status_code == 401

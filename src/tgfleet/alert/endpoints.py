@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 from pydantic import Field
 
 from tgfleet.alert import service as alert_service
@@ -16,6 +16,7 @@ from tgfleet.audit import service as audit_service
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
+from tgfleet.components import AppComponents
 from tgfleet.exceptions import NotFound, ServiceUnavailable
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.http import DbSession, Meta
@@ -146,7 +147,7 @@ async def _audit_read(session: DbSession, principal: Principal, meta: Meta, what
 async def list_alerts(
     principal: Reader,
     meta: Meta,
-    request: Request,
+    components: AppComponents,
     session: DbSession,
     alertname: str | None = None,
     severity: str | None = None,
@@ -158,7 +159,7 @@ async def list_alerts(
     page = await alert_service.list_alerts(
         session, active=True, alertname=alertname, severity=severity, cursor=cursor, limit=limit
     )
-    runtime = getattr(request.app.state, "alerting", None)
+    runtime = components.alerting
     muting = runtime.muting() if runtime is not None else {}
     await _audit_read(session, principal, meta, "alert")
     return AlertPage(
@@ -202,11 +203,11 @@ async def alert_history(
 
 @router.post("/alerts/test", response_model=TestRead)
 async def test_notification(
-    body: TestBody, principal: Writer, meta: Meta, request: Request, session: DbSession
+    body: TestBody, principal: Writer, meta: Meta, components: AppComponents, session: DbSession
 ) -> TestRead:
     """Send a test notification through the named receiver now (bypassing grouping and
     silences) and return what each of its integrations answered."""
-    runtime = getattr(request.app.state, "alerting", None)
+    runtime = components.alerting
     if runtime is None:
         raise ServiceUnavailable("alerting is not running in this process")
     try:

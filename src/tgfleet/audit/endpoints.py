@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditRecordRead, AuditVerifyRead
 from tgfleet.auth.dependencies import Requires
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
-from tgfleet.config import Settings
+from tgfleet.components import AppComponents
 from tgfleet.exceptions import InvalidInput
 from tgfleet.kit.http import DbSession, ReadOnlyDbSession
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
@@ -56,10 +56,9 @@ async def list_records(
 
 @router.get("/verify", response_model=AuditVerifyRead)
 async def verify_chain(
-    _principal: AuditReader, session: ReadOnlyDbSession, request: Request
+    _principal: AuditReader, session: ReadOnlyDbSession, components: AppComponents
 ) -> AuditVerifyRead:
     """Walk the whole hash chain; report the first record that was edited, moved or removed,
     whose MAC does not match this server's audit keys, or that differs from a checkpoint in
     the configured checkpoint file (``TGFLEET_AUDIT_CHECKPOINT_FILE``)."""
-    settings: Settings = request.app.state.settings
-    return await audit_service.verify_configured(session, settings)
+    return await audit_service.verify_configured(session, components.settings)

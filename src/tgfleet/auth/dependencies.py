@@ -21,6 +21,7 @@ from tgfleet.auth import service as auth_service
 from tgfleet.auth.exceptions import AccessDenied
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
+from tgfleet.components import AppComponents
 from tgfleet.exceptions import Unauthorized
 from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.http import DbSession, Meta, RequestMeta
@@ -30,11 +31,10 @@ bearer_scheme = HTTPBearer(
 )
 
 
-async def get_security(request: Request) -> auth_service.Security:
+async def get_security(components: AppComponents) -> auth_service.Security:
     # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
     # request for an attribute read.
-    security: auth_service.Security = request.app.state.security
-    return security
+    return components.auth
 
 
 SecurityDep = Annotated[auth_service.Security, Depends(get_security)]
@@ -101,9 +101,14 @@ class StandaloneGuard(PermissionGuard):
     transaction (on SQLite no write lock, no snapshot) while the work waits for the lock."""
 
     async def __call__(
-        self, request: Request, security: SecurityDep, credentials: Credentials, meta: Meta
+        self,
+        request: Request,
+        components: AppComponents,
+        security: SecurityDep,
+        credentials: Credentials,
+        meta: Meta,
     ) -> Principal:
-        async with unit_of_work(request.app.state.sessionmaker, deferred=True) as session:
+        async with unit_of_work(components.sessionmaker, deferred=True) as session:
             principal = await current_principal(session, security, credentials)
             return await self.check(principal, session, meta, request)
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from tgfleet.audit.schemas import AuditContext
     from tgfleet.auth.service import Security
-    from tgfleet.process import Components
+    from tgfleet.process import Process
 
 DEMO_USER = "demo"
 
@@ -173,18 +173,18 @@ def run(
 
 def _demo_announcement(
     security: Security, context: AuditContext, host: str, port: int
-) -> Callable[[Components], Awaitable[None]]:
+) -> Callable[[Process], Awaitable[None]]:
     """Once the demo runs (its fleet seeded, the account runtime started): a fresh password
     for the ``demo`` admin, the runtime woken to pick the fleet up, and how to look at it."""
 
-    async def announce(components: Components) -> None:
-        demo = components.demo
+    async def announce(process: Process) -> None:
+        demo = process.demo
         if demo is None:
             msg = "the demo role started without its demo"
             raise RuntimeError(msg)
-        password = await _demo_login(components.sessionmaker, security, context)
-        if components.supervisor is not None:
-            components.supervisor.wake()
+        password = await _demo_login(process.components.sessionmaker, security, context)
+        if process.supervisor is not None:
+            process.supervisor.wake()
         console.print(
             f"\n[bold]Demo:[/bold] {len(demo.fleet.account_ids)} accounts in "
             f"{len(demo.world.groups)} groups on the sandbox at 127.0.0.1:"

@@ -94,8 +94,8 @@ async def _serve_worker(
         loop.add_signal_handler(signum, stop.set)
     async with running(
         settings, Role.WORKER, vault=vault, worker_id=requested_id, worker_socket=sock
-    ) as components:
-        supervisor, http = components.supervisor, components.worker_http
+    ) as process:
+        supervisor, http = process.supervisor, process.worker_http
         if supervisor is None or http is None:
             msg = "the worker role started without its account runtime or its port"
             raise RuntimeError(msg)

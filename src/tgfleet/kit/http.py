@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.db import unit_of_work
@@ -17,6 +17,17 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READS_ONLY = "__tgfleet_reads_only__"
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+class _HasSessionmaker(Protocol):
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]: ...
+
+
+def sessionmaker_of(request: Request) -> async_sessionmaker[AsyncSession]:
+    """The sessionmaker of the process serving ``request`` (its ``tgfleet.components``)."""
+    components: _HasSessionmaker = request.app.state.components
+    return components.sessionmaker
 
 
 def reads_only(endpoint: Endpoint) -> Endpoint:
@@ -38,7 +49,7 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     deferred = request.method in READ_METHODS or getattr(
         getattr(route, "endpoint", None), _READS_ONLY, False
     )
-    async with unit_of_work(request.app.state.sessionmaker, deferred=deferred) as session:
+    async with unit_of_work(sessionmaker_of(request), deferred=deferred) as session:
         yield session
 
 
@@ -47,7 +58,7 @@ DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
 
 async def get_read_only_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A consistent snapshot for long reads; does not take SQLite's write lock."""
-    async with unit_of_work(request.app.state.sessionmaker, read_only=True) as session:
+    async with unit_of_work(sessionmaker_of(request), read_only=True) as session:
         yield session
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
-from tgfleet.config import Settings
+from tgfleet.components import AppComponents
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.http import DbSession, Meta
@@ -64,9 +64,12 @@ async def _checked_update(
 
 
 async def _dry_run_playbook(
-    playbook_id: uuid.UUID, body: DryRunRequest, _principal: SourceWriter, request: Request
+    playbook_id: uuid.UUID,
+    body: DryRunRequest,
+    _principal: SourceWriter,
+    components: AppComponents,
 ) -> CompiledPlaybook:
-    async with unit_of_work(request.app.state.sessionmaker, read_only=True) as session:
+    async with unit_of_work(components.sessionmaker, read_only=True) as session:
         stored = await playbook_service.stored_version(session, playbook_id, body.version)
     return await playbook_service.compile_stored(stored)
 
@@ -191,12 +194,12 @@ async def get_version(
 async def dry_run(
     body: DryRunRequest,
     compiled: Annotated[CompiledPlaybook, Depends(_dry_run_playbook)],
-    request: Request,
+    components: AppComponents,
 ) -> DryRunRead:
     """Evaluate one message against a version (the latest by default) as a worker would,
     without rate limits, probability or claims; an LLM rule calls the configured model.
     The response names the rule, the reply and, when nothing would be sent, why."""
-    settings: Settings = request.app.state.settings
+    settings = components.settings
     text = body.message
     message = Message(
         text=text.text,

@@ -14,17 +14,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from tgfleet import metrics
+from tgfleet.components import AppComponents
 from tgfleet.exceptions import Unauthorized
-from tgfleet.telemetry.service import FleetGauges
 
 router = APIRouter(tags=["telemetry"])
 
 
 @router.get("/metrics", response_class=Response)
-async def prometheus_metrics(request: Request) -> Response:
+async def prometheus_metrics(request: Request, components: AppComponents) -> Response:
     """Every tgfleet metric of this process (and, on the API, the fleet-wide gauges read
     from the database, cached a few seconds)."""
-    token = request.app.state.settings.metrics_token
+    token = components.settings.metrics_token
     if token is not None:
         sent = request.headers.get("authorization", "")
         expected = f"Bearer {token.get_secret_value()}"
@@ -32,13 +32,9 @@ async def prometheus_metrics(request: Request) -> Response:
             raise Unauthorized(
                 "a metrics scrape needs Authorization: Bearer <TGFLEET_METRICS_TOKEN>"
             )
-    fleet: FleetGauges | None = getattr(request.app.state, "fleet_gauges", None)
-    if fleet is not None:
-        await fleet.refresh()
-    supervisor = getattr(request.app.state, "supervisor", None)
-    if supervisor is not None:  # the account runtime in this process: its gauges, now
-        supervisor.observe_metrics()
-    engine = getattr(request.app.state, "engine", None)
-    if engine is not None:
-        metrics.observe_pool(engine.pool)
+    if components.fleet_gauges is not None:
+        await components.fleet_gauges.refresh()
+    if components.observe_runtime is not None:  # the account runtime in this process: now
+        components.observe_runtime()
+    metrics.observe_pool(components.engine.pool)
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)

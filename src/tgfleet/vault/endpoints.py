@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
+from tgfleet.components import AppComponents
 from tgfleet.exceptions import AppError
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.vault import service as vault_service
@@ -53,14 +54,10 @@ MEDIA_TYPES = {
 _UPLOAD_ERRORS = (ArchiveError, ImportTooLargeError, StarletteHTTPException)
 
 
-def _vault(request: Request) -> vault_service.Vault:
-    vault: vault_service.Vault = request.app.state.vault
-    return vault
-
-
 @router.post(IMPORT_PATH, response_model=ImportReport)
 async def import_sessions(
     request: Request,
+    components: AppComponents,
     principal: Importer,
     meta: Meta,
     label: Annotated[
@@ -74,7 +71,7 @@ async def import_sessions(
     multipart/form-data with any number of files and zips. Each file is validated and
     imported on its own; the report lists every file's outcome. An unsafe zip is refused
     whole (path traversal, too many entries, a zip bomb)."""
-    vault = _vault(request)
+    vault = components.vault
     context = audit_context(principal, meta)
     try:
         files, fields = await read_upload(
@@ -91,13 +88,13 @@ async def import_sessions(
         vault_service.check_totals(entries, vault.limits)
     except (ArchiveError, ImportTooLargeError, StarletteHTTPException) as exc:
         error = exc if isinstance(exc, AppError) else ImportTooLargeError(str(exc.detail))
-        await vault_service.audit_refused(request.app.state.sessionmaker, context, name, error)
+        await vault_service.audit_refused(components.sessionmaker, context, name, error)
         raise
     label = label or fields.get("label") or None
     if label is not None and len(entries) != 1:
         label = None  # a label names one account; many files keep their own names
     results = await vault_service.import_entries(
-        request.app.state.sessionmaker,
+        components.sessionmaker,
         vault,
         context,
         entries,
@@ -114,6 +111,7 @@ async def import_sessions(
 async def replace_session(
     account_id: uuid.UUID,
     request: Request,
+    components: AppComponents,
     principal: Importer,
     meta: Meta,
     name: Annotated[
@@ -123,7 +121,7 @@ async def replace_session(
     """Re-import one account's session (a raw body or one multipart file): it becomes the
     account's secret at the next version, and the worker starts the account afresh, also
     out of ``quarantined``. A session held by another account is a 409."""
-    vault = _vault(request)
+    vault = components.vault
     context = audit_context(principal, meta)
     try:
         entry = await _one_entry(request, vault, name)
@@ -134,10 +132,10 @@ async def replace_session(
         StarletteHTTPException,
     ) as exc:
         error = exc if isinstance(exc, AppError) else ImportTooLargeError(str(exc.detail))
-        await vault_service.audit_refused(request.app.state.sessionmaker, context, name, error)
+        await vault_service.audit_refused(components.sessionmaker, context, name, error)
         raise
     result = await vault_service.replace_session(
-        request.app.state.sessionmaker, vault, context, account_id, entry
+        components.sessionmaker, vault, context, account_id, entry
     )
     return SessionReplaced(
         account_id=result.account_id,
@@ -170,7 +168,7 @@ async def _one_entry(request: Request, vault: vault_service.Vault, name: str) ->
 async def export_session(
     account_id: uuid.UUID,
     body: SessionExportRequest,
-    request: Request,
+    components: AppComponents,
     principal: Exporter,
     session: DbSession,
     meta: Meta,
@@ -179,7 +177,7 @@ async def export_session(
     string. Needs a reason; audited."""
     content = await vault_service.export(
         session,
-        _vault(request),
+        components.vault,
         audit_context(principal, meta),
         account_id,
         fmt=body.format,
@@ -206,21 +204,21 @@ async def erase_session(
 
 
 @router.post("/api/v1/vault/rotate", response_model=RotationReportRead)
-async def rotate(request: Request, principal: Rotator, meta: Meta) -> RotationReportRead:
+async def rotate(components: AppComponents, principal: Rotator, meta: Meta) -> RotationReportRead:
     """Rotate the key-encryption key: add a KEK (key-file keyring), re-wrap every data key
     in batches, retire the KEKs nothing uses. Safe to repeat after a crash."""
     report = await vault_service.rotate(
-        request.app.state.sessionmaker, _vault(request), audit_context(principal, meta)
+        components.sessionmaker, components.vault, audit_context(principal, meta)
     )
     return RotationReportRead.model_validate(report)
 
 
 @router.get("/api/v1/vault/status", response_model=VaultStatusRead)
 async def vault_status(
-    request: Request, _principal: VaultReader, session: DbSession
+    components: AppComponents, _principal: VaultReader, session: DbSession
 ) -> VaultStatusRead:
     """The keyring's KEK ids and how many secrets each wraps; secrets by state."""
-    result = await vault_service.status(session, _vault(request))
+    result = await vault_service.status(session, components.vault)
     return VaultStatusRead(
         source=result.source,
         active_kek_id=result.active_kek_id,

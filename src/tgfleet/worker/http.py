@@ -12,21 +12,19 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from tgfleet import __version__
-from tgfleet.config import Settings
+from tgfleet.components import Components, publish
 from tgfleet.health.endpoints import router as health_router
 from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.telemetry.endpoints import router as telemetry_router
 
 
-def build_app(settings: Settings, **state: Any) -> FastAPI:
-    """The probe-and-metrics app; ``state`` (engine, supervisor, health, ...) goes to
-    ``app.state`` where the shared routes look for it."""
+def build_app(components: Components) -> FastAPI:
+    """The probe-and-metrics app, whose shared routes use the worker's ``components``."""
     app = FastAPI(
         title="tgfleet worker",
         version=__version__,
@@ -34,9 +32,7 @@ def build_app(settings: Settings, **state: Any) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.settings = settings
-    for name, value in state.items():
-        setattr(app.state, name, value)
+    publish(app, components)
     app.include_router(health_router)
     app.include_router(telemetry_router)
     return app
