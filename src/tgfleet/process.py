@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from tgfleet.worker.http import WorkerHttp
     from tgfleet.worker.supervisor import Supervisor
 
-log = get_logger(__name__)
+#: The API's "app.started" and "app.stopped" lines keep the logger they always had.
+log = get_logger("tgfleet.app")
 
 
 class Role(StrEnum):
