@@ -223,7 +223,7 @@ class Settings(BaseSettings):
 
     alerting_config: Path | None = Field(
         default=None,
-        description="alerting configuration, Alertmanager's YAML shape (docs: alert/config.py); "
+        description="alerting configuration, Alertmanager's YAML shape (docs/alerting.md); "
         "default: every alert to a receiver with no integrations (nothing is sent)",
     )
     alerting_telegram_bot_token: SecretStr | None = Field(
