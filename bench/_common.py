@@ -1,9 +1,14 @@
-"""Helpers the benchmarks share: process CPU and RSS from /proc, percentiles, limits."""
+"""Helpers the benchmarks share: process CPU and RSS from /proc, percentiles, limits.
+
+Importing it also puts the repository root on ``sys.path``: the benchmarks start their
+processes with the tests' harness (``tests/harness.py``, ``tests/e2e/harness.py``).
+"""
 
 from __future__ import annotations
 
 import os
 import resource
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +16,9 @@ from telethon.crypto import aes as telethon_aes
 from telethon.crypto import libssl
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))  # after bench/ itself
 
 
 def backend() -> str:

@@ -81,7 +81,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -99,8 +98,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from _common import cpu_seconds, own_cpu, rss_mib
 from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from tests.harness import free_port, scratch_database, stop_process
 
 from tgfleet import migrations
 from tgfleet.account import runtime as account_runtime
@@ -152,13 +150,6 @@ def label_of(number: int) -> str:
 
 def verdict(ok: bool) -> str:
     return "**PASS**" if ok else "**FAIL**"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def loadavg() -> str:
@@ -298,7 +289,7 @@ class Recorder:
             finally:
                 await recorder._http.aclose()
         finally:
-            await stop_process(process)
+            await stop_process(process, STOP_TIMEOUT)
 
     async def count(self) -> tuple[int, int]:
         answer = (await self._http.get("/count")).json()
@@ -330,18 +321,6 @@ class Recorder:
                 await asyncio.sleep(POLL_EVERY)
             messages, _ = await self.messages()
             return messages[:wanted]
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        async with asyncio.timeout(STOP_TIMEOUT):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -631,24 +610,6 @@ async def run_tgfleet(backend: str, database_url: str | None, workdir: Path) -> 
     )
 
 
-@contextlib.asynccontextmanager
-async def scratch_database(server: str, name: str) -> AsyncIterator[str]:
-    admin = create_engine(server, pool_size=1, max_overflow=0)
-    try:
-        async with admin.connect() as raw:
-            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(server).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as raw:
-                conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
 # ----------------------------------------------------------------------------- Alertmanager
 
 
@@ -753,7 +714,7 @@ async def run_alertmanager(binary: str, alerts: Sequence[Alert], workdir: Path) 
                 cpu_quiet = (cpu_seconds(process.pid) - cpu_from) / quiet_seconds * 100
                 everything, refused_all = await recorder.messages(name)
         finally:
-            await stop_process(process)
+            await stop_process(process, STOP_TIMEOUT)
     return Delivery(
         system=name,
         t0=t0,

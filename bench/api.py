@@ -44,7 +44,8 @@ from pathlib import Path
 
 import httpx
 from _common import cpu_seconds, pct, raise_nofile, rss_mib
-from fleet import Child, Meter, free_port, verdict, wait_live, worker_env
+from fleet import Meter, verdict, wait_live, worker_env
+from tests.harness import Proc, free_port
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_API_ACCOUNTS", "100"))
 READERS = int(os.environ.get("TGFLEET_BENCH_API_READERS", "100"))
@@ -213,7 +214,7 @@ def checkout_env(data_dir: Path, vault_key: str, src: Path) -> dict[str, str]:
     return env
 
 
-async def start_server(workdir: Path, name: str, src: Path) -> tuple[Child, str, int]:
+async def start_server(workdir: Path, name: str, src: Path) -> tuple[Proc, str, int]:
     data_dir = workdir / name
     env = checkout_env(data_dir, base64.b64encode(os.urandom(32)).decode(), src)
     await asyncio.to_thread(
@@ -224,7 +225,7 @@ async def start_server(workdir: Path, name: str, src: Path) -> tuple[Child, str,
         timeout=300,
     )
     port = free_port()
-    child = await Child.spawn(
+    child = await Proc.spawn(
         f"tgfleet run ({name})",
         [
             sys.executable,

@@ -40,7 +40,6 @@ import datetime as dt
 import logging
 import os
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -50,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from _common import cpu_seconds, own_cpu, pct
-from fleet import Child, free_port, sandbox_stats, start_sandbox
+from fleet import sandbox_stats
 from pydantic import SecretStr
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.harness import Proc, free_port, scratch_database, start_sandbox, worker_env
 
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
@@ -146,13 +145,13 @@ class Fleet:
     usernames: dict[uuid.UUID, str]
     env: dict[str, str]
     workdir: Path
-    workers: dict[str, Child] = field(default_factory=dict)
+    workers: dict[str, Proc] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # name -> CPU s of ended processes
     duplicate_use: int = 0
     polls: int = 0
 
     async def start(self, name: str) -> None:
-        self.workers[name] = await Child.spawn(
+        self.workers[name] = await Proc.spawn(
             name,
             [sys.executable, "-m", "tgfleet", "worker", "--id", name],
             self.workdir / f"{name}.log",
@@ -163,8 +162,7 @@ class Fleet:
         child = self.workers[name]
         with contextlib.suppress(OSError):
             self.cpu[name] = self.cpu.get(name, 0.0) + cpu_seconds(child.pid)
-        os.killpg(child.pid, signal.SIGKILL)
-        await child.process.wait()
+        await child.kill()
 
     async def snapshot(self) -> Snapshot:
         async with self.engine.connect() as connection:
@@ -219,24 +217,6 @@ class Fleet:
             raise RuntimeError(msg) from None
 
 
-@contextlib.asynccontextmanager
-async def scratch_database(name: str) -> Any:
-    admin = create_engine(SERVER, pool_size=1, max_overflow=0)
-    try:
-        async with admin.connect() as raw:
-            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as raw:
-                conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
 def seconds_between(later: dt.datetime, earlier: dt.datetime) -> float:
     return (later - earlier).total_seconds()
 
@@ -285,7 +265,7 @@ async def run(workdir: Path) -> list[str]:
     data_dir.mkdir(mode=0o700)
     wall_started = time.monotonic()
     own_started = own_cpu()
-    async with scratch_database(f"tgfleet_bench_failover_{os.getpid()}") as url:
+    async with scratch_database(SERVER, f"tgfleet_bench_failover_{os.getpid()}") as url:
         await asyncio.to_thread(migrations.upgrade, url)
         settings = Settings(
             env=Environment.TEST,
@@ -299,17 +279,7 @@ async def run(workdir: Path) -> list[str]:
         sandbox, control_url = await start_sandbox(
             world_dir / WORLD_FILE, port, workdir / "sandbox.log"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
-        env.update(
-            TGFLEET_ENV="test",
-            TGFLEET_DATABASE_URL=url,
-            TGFLEET_VAULT_KEY=vault_key,
-            TGFLEET_DATA_DIR=str(data_dir),
-            TGFLEET_LOG_LEVEL="WARNING",
-            TGFLEET_LEASE_TTL_SECONDS=str(TTL),
-            TGFLEET_WORKER_METRICS_PORT="0",  # several workers on one host
-            TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback
-        )
+        env = worker_env(url, vault_key, data_dir, TGFLEET_LEASE_TTL_SECONDS=str(TTL))
         if GRACE_SETTING is not None:
             env["TGFLEET_LEASE_GRACE_SECONDS"] = GRACE_SETTING
         fleet: Fleet | None = None

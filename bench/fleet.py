@@ -47,20 +47,18 @@ import json
 import logging
 import os
 import re
-import signal
-import socket
 import sqlite3
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
 from _common import backend, cpu_seconds, own_cpu, pct, raise_nofile, rss_mib
 from pydantic import SecretStr
+from tests.harness import Proc, free_port, poll, start_sandbox, tgfleet_env
 
 from tgfleet import migrations
 from tgfleet.account import commands as account_commands
@@ -91,8 +89,6 @@ SETTLE_AFTER_ONLINE = 3.0
 READY_TIMEOUT = 60.0
 ONLINE_TIMEOUT = 180.0
 DRAIN_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
-READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
 BASELINE_READY = re.compile(r"baseline ready: (\d+) connected, (\d+) failed in ([\d.]+) s")
 REPLY = re.compile(r"^ack q-(\d+)$")
 CONTEXT = AuditContext(actor="cli:bench")
@@ -117,13 +113,6 @@ rules:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def mb(mib: float) -> float:
@@ -157,97 +146,9 @@ class Meter:
 # ----------------------------------------------------------------------------- processes
 
 
-class Child:
-    """A subprocess in its own process group, output to a log file, stopped for sure."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process, log: Path) -> None:
-        self.name = name
-        self.process = process
-        self.log = log
-        self.pid = process.pid
-
-    @classmethod
-    async def spawn(
-        cls, name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
-    ) -> Child:
-        with log.open("wb") as handle:  # the child keeps its own descriptor
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=handle,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        return cls(name, process, log)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-    async def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:  # noqa: ASYNC109
-        async with asyncio.timeout(timeout):
-            while True:
-                if match := pattern.search(self.output()):
-                    return match
-                if self.process.returncode is not None:
-                    msg = f"{self.name} exited ({self.process.returncode}):\n{self.tail()}"
-                    raise RuntimeError(msg)
-                await asyncio.sleep(0.1)
-
-    def alive(self) -> bool:
-        return self.process.returncode is None
-
-    async def stop(self) -> float:
-        """SIGTERM the group, wait up to STOP_TIMEOUT, then SIGKILL; the seconds it took."""
-        started = time.perf_counter()
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await self.process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, signal.SIGKILL)
-                await self.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)  # anything the child left in its group
-        return time.perf_counter() - started
-
-
-async def start_sandbox(world_path: Path, port: int, log: Path) -> tuple[Child, str]:
-    child = await Child.spawn(
-        "sandbox",
-        [
-            sys.executable,
-            "-m",
-            "tgfleet",
-            "sandbox",
-            "run",
-            "--world",
-            str(world_path),
-            "--port",
-            str(port),
-            "--control-port",
-            "0",
-            "--no-traffic",
-        ],
-        log,
-    )
-    try:
-        match = await child.wait_for_line(READY, READY_TIMEOUT)
-    except BaseException:
-        await child.stop()
-        raise
-    return child, f"http://{match[2]}:{match[3]}"
-
-
 def worker_env(data_dir: Path, vault_key: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
-    env.update(
+    """``tgfleet run``'s environment: SQLite in ``data_dir``."""
+    return tgfleet_env(
         TGFLEET_DATA_DIR=str(data_dir),
         TGFLEET_ENV="test",
         TGFLEET_VAULT_KEY=vault_key,
@@ -257,16 +158,13 @@ def worker_env(data_dir: Path, vault_key: str) -> dict[str, str]:
         TGFLEET_ARGON2_MEMORY_KIB="8",
         TGFLEET_ARGON2_PARALLELISM="1",
     )
-    return env
 
 
-async def start_worker(
-    data_dir: Path, vault_key: str, log: Path
-) -> tuple[Child, float, float, str]:
+async def start_worker(data_dir: Path, vault_key: str, log: Path) -> tuple[Proc, float, float, str]:
     """``tgfleet run`` on a free port; (child, unix spawn time, seconds to /livez, API url)."""
     api_port = free_port()
     spawned = time.time()
-    child = await Child.spawn(
+    child = await Proc.spawn(
         "worker",
         [sys.executable, "-m", "tgfleet", "run", "--port", str(api_port)],
         log,
@@ -281,12 +179,12 @@ async def start_worker(
     return child, spawned, time.time() - spawned, url
 
 
-async def wait_live(child: Child, url: str) -> None:
+async def wait_live(child: Proc, url: str) -> None:
     """Until the API answers ``/livez`` (the lifespan, so the worker, has started)."""
     async with httpx.AsyncClient(timeout=2.0) as http, asyncio.timeout(READY_TIMEOUT):
         while True:
             if not child.alive():
-                msg = f"tgfleet run exited ({child.process.returncode}):\n{child.tail()}"
+                msg = f"tgfleet run exited ({child.returncode}):\n{child.tail()}"
                 raise RuntimeError(msg)
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get(f"{url}/livez")).status_code == 200:
@@ -388,15 +286,6 @@ def unix_of(stamp: str | None) -> float | None:
     if stamp is None:
         return None
     return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.UTC).timestamp()
-
-
-async def poll(predicate: Callable[[], Awaitable[bool]], timeout: float, step: float) -> bool:  # noqa: ASYNC109
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            while not await predicate():  # noqa: ASYNC110 - polls another process
-                await asyncio.sleep(step)
-            return True
-    return False
 
 
 async def sandbox_stats(control_url: str) -> dict[str, Any]:
@@ -670,7 +559,7 @@ async def run_baseline(workdir: Path, world: World, world_path: Path, port: int)
     sandbox, control_url = await start_sandbox(world_path, port, workdir / "sandbox-2.log")
     try:
         spawned = time.perf_counter()
-        replier = await Child.spawn(
+        replier = await Proc.spawn(
             "baseline",
             [
                 sys.executable,
@@ -683,7 +572,7 @@ async def run_baseline(workdir: Path, world: World, world_path: Path, port: int)
         )
         try:
             pids = {"baseline": replier.pid, "sandbox": sandbox.pid}
-            match = await replier.wait_for_line(BASELINE_READY, ONLINE_TIMEOUT)
+            match = await replier.wait_line(BASELINE_READY, ONLINE_TIMEOUT)
             ready_seconds = time.perf_counter() - spawned
             connect_cpu = {"baseline": cpu_seconds(replier.pid) / ready_seconds * 100}
             await poll(

@@ -86,29 +86,20 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 from _common import CLK_TCK, backend, cpu_seconds, own_cpu, pct, raise_nofile
-from fleet import (
-    Child,
-    bench_settings,
-    free_port,
-    poll,
-    query,
-    sandbox_stats,
-    start_sandbox,
-    updates_running,
-    wait_live,
-)
+from fleet import bench_settings, query, sandbox_stats, updates_running, wait_live, worker_env
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.harness import PROBES, Proc, free_port, poll, scratch_database, start_sandbox
+from tests.harness import worker_env as workers_env
 
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
@@ -151,7 +142,6 @@ POSTER_READY_TIMEOUT = 60.0
 TARGET_P99_MS = 100.0
 TARGET_EXTRA_STATEMENTS = 2.0
 CONTEXT = AuditContext(actor="cli:bench")
-PROBES = re.compile(r"/metrics and probes on \S+:(\d+)")
 POSTER_READY = "poster ready"
 TOKEN = re.compile(r"\bq-(\d+)$")
 STATEMENTS = "tgfleet_db_query_duration_seconds_count"
@@ -385,7 +375,7 @@ class Posters:
             )
             for i in range(POSTER_PROCESSES)
         ]
-        self.children: list[Child] = []
+        self.children: list[Proc] = []
         self.favour_errors: set[str] = set()
 
     async def start(self) -> None:
@@ -393,7 +383,7 @@ class Posters:
             spec_path = self.workdir / f"{self.label}-poster-{i}-spec.json"
             await asyncio.to_thread(spec_path.write_text, json.dumps(dataclasses.asdict(spec)))
             self.children.append(
-                await Child.spawn(
+                await Proc.spawn(
                     f"poster-{i}",
                     [sys.executable, str(THIS_FILE), "--post", str(spec_path)],
                     self.workdir / f"{self.label}-poster-{i}.log",
@@ -401,7 +391,7 @@ class Posters:
             )
             self.favour_errors |= favour(self.children[-1].pid)
         for child in self.children:
-            await child.wait_for_line(re.compile(POSTER_READY), POSTER_READY_TIMEOUT)
+            await child.wait_line(re.compile(POSTER_READY), POSTER_READY_TIMEOUT)
 
     async def fire(self, at: float) -> None:
         await asyncio.to_thread(self.go.write_text, repr(at))
@@ -409,7 +399,7 @@ class Posters:
     async def wait(self) -> None:
         async with asyncio.timeout(SECONDS + 120):
             for child in self.children:
-                code = await child.process.wait()
+                code = await child.wait()
                 if code != 0:
                     msg = f"{child.name} exited {code}:\n{child.tail()}"
                     raise RuntimeError(msg)
@@ -710,20 +700,6 @@ async def measure(
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
-@contextlib.asynccontextmanager
-async def scratch_database(admin: AsyncEngine, name: str) -> AsyncIterator[str]:
-    async with admin.connect() as raw:
-        conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as raw:
-            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 async def pg_scalar(admin: AsyncEngine, sql: str, name: str) -> list[Any]:
     """One autocommit query on the admin connection (not the bench database): a fresh
     statistics snapshot each time."""
@@ -740,7 +716,7 @@ async def run_postgres(workdir: Path, world: World, port: int, vault_key: str) -
     name = f"tgfleet_bench_fleet_multi_{os.getpid()}"
     admin = create_engine(SERVER, pool_size=1, max_overflow=0)
     try:
-        async with scratch_database(admin, name) as url:
+        async with scratch_database(SERVER, name) as url:
             await asyncio.to_thread(migrations.upgrade, url)
             settings = Settings(
                 env=Environment.TEST,
@@ -767,32 +743,23 @@ async def run_postgres(workdir: Path, world: World, port: int, vault_key: str) -
             if seeded.failed or len(seeded.account_ids) != ACCOUNTS:
                 msg = f"seeding failed for {len(seeded.failed)} accounts: {seeded.failed[:5]}"
                 raise RuntimeError(msg)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
-            env.update(
-                TGFLEET_ENV="test",
-                TGFLEET_DATABASE_URL=url,
-                TGFLEET_VAULT_KEY=vault_key,
-                TGFLEET_DATA_DIR=str(data_dir),
-                TGFLEET_LOG_LEVEL="WARNING",
-                TGFLEET_WORKER_METRICS_PORT="0",  # several workers on one host
-                TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback
-            )
+            env = workers_env(url, vault_key, data_dir)
             sandbox, control_url = await start_sandbox(
                 world_dir / WORLD_FILE, port, workdir / "pg-sandbox.log"
             )
             side.favour_errors |= favour(sandbox.pid)
-            workers: dict[str, Child] = {}
+            workers: dict[str, Proc] = {}
             try:
                 started = time.monotonic()
                 for worker in WORKERS:
-                    workers[worker] = await Child.spawn(
+                    workers[worker] = await Proc.spawn(
                         worker,
                         [sys.executable, "-m", "tgfleet", "worker", "--id", worker],
                         workdir / f"pg-{worker}.log",
                         env,
                     )
                 urls = [
-                    f"http://127.0.0.1:{(await child.wait_for_line(PROBES, 120))[1]}"
+                    f"http://127.0.0.1:{(await child.wait_line(PROBES, 120))[1]}"
                     for child in workers.values()
                 ]
                 await pg_settle(side, url, world, control_url, seeded.account_ids, workers)
@@ -847,7 +814,7 @@ async def pg_settle(
     world: World,
     control_url: str,
     account_ids: dict[str, uuid.UUID],
-    workers: dict[str, Child],
+    workers: dict[str, Proc],
 ) -> None:
     """Until every account is served once on its valid holder and no lease has moved for
     STABLE_SECONDS (the workers' balance may rest a few percent off a third: a worker
@@ -932,17 +899,8 @@ async def run_sqlite(workdir: Path, world: World, port: int, vault_key: str) -> 
     if seeded.failed or len(seeded.account_ids) != ACCOUNTS:
         msg = f"seeding failed for {len(seeded.failed)} accounts: {seeded.failed[:5]}"
         raise RuntimeError(msg)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
-    env.update(
-        TGFLEET_DATA_DIR=str(data_dir),
-        TGFLEET_ENV="test",
-        TGFLEET_VAULT_KEY=vault_key,
-        TGFLEET_LOG_LEVEL="WARNING",
-        TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback, as on the PostgreSQL side
-        TGFLEET_ARGON2_TIME_COST="1",
-        TGFLEET_ARGON2_MEMORY_KIB="8",
-        TGFLEET_ARGON2_PARALLELISM="1",
-    )
+    # fleet.py's environment, and no probe leaves loopback, as on the PostgreSQL side
+    env = worker_env(data_dir, vault_key) | {"TGFLEET_TELEGRAM_DCS": ""}
     sandbox, control_url = await start_sandbox(
         world_dir / WORLD_FILE, port, workdir / "sqlite-sandbox.log"
     )
@@ -950,7 +908,7 @@ async def run_sqlite(workdir: Path, world: World, port: int, vault_key: str) -> 
     try:
         api_port = free_port()
         started = time.monotonic()
-        run = await Child.spawn(
+        run = await Proc.spawn(
             "run",
             [sys.executable, "-m", "tgfleet", "run", "--port", str(api_port)],
             workdir / "sqlite-run.log",

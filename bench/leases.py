@@ -75,9 +75,9 @@ from typing import Any
 
 from _common import cpu_seconds, own_cpu, pct
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
+from tests.harness import scratch_database
 
 from tgfleet import migrations
 from tgfleet.account import runtime
@@ -283,28 +283,6 @@ def noop_change() -> None:
 
 
 # ----------------------------------------------------------------------------- database
-
-
-def url_for(database: str) -> str:
-    return make_url(SERVER).set(database=database).render_as_string(hide_password=False)
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(name: str) -> Any:
-    admin = create_engine(SERVER, pool_size=1, max_overflow=0)
-    try:
-        async with admin.connect() as raw:
-            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield url_for(name)
-        finally:
-            async with admin.connect() as raw:
-                conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
 
 
 # The fallback should the cold start not converge: lease rows handed out by rank, the
@@ -641,7 +619,7 @@ async def run_scenario(accounts: int, workers: int) -> Result:
     share = math.ceil(accounts / workers)
     result = Result(accounts, workers, share)
     name = f"tgfleet_bench_leases_{os.getpid()}_{accounts}"
-    async with scratch_database(name) as url:
+    async with scratch_database(SERVER, name) as url:
         await asyncio.to_thread(migrations.upgrade, url)
         engine = create_engine(url, pool_size=min(POOL, workers + 2), max_overflow=0)
         stats = create_engine(url, pool_size=1, max_overflow=0)

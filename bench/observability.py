@@ -84,7 +84,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -93,22 +93,19 @@ import fleet
 import httpx
 from _common import pct, raise_nofile, rss_mib
 from fleet import (
-    Child,
     Meter,
     bench_settings,
     build_world,
-    free_port,
-    poll,
     prepare,
     query,
     start_accounts,
-    start_sandbox,
     verdict,
     wait_live,
     worker_env,
 )
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from tests.harness import Proc, free_port, poll, start_sandbox, stopping
 
 from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE
@@ -406,14 +403,6 @@ async def concurrent(url: str, path: str, pid: int, *, httpx_pool: bool = False)
 # ----------------------------------------------------------------------------- processes
 
 
-@contextlib.asynccontextmanager
-async def stopping(child: Child) -> AsyncIterator[Child]:
-    try:
-        yield child
-    finally:
-        await child.stop()
-
-
 @contextlib.contextmanager
 def fleet_shaped() -> Iterator[None]:
     """fleet.py's world and seeding helpers read the size and the playbook from its module."""
@@ -427,14 +416,14 @@ def fleet_shaped() -> Iterator[None]:
 
 async def start_tgfleet(
     workdir: Path, name: str, vault_key: str, sandbox_port: int, settings: dict[str, str]
-) -> tuple[Child, str, float]:
+) -> tuple[Proc, str, float]:
     """``tgfleet run`` with fleet.py's environment plus ``settings``; (child, url, spawn)."""
     api_port = free_port()
     env = worker_env(workdir / "data", vault_key)
     env["TGFLEET_TELEGRAM_DCS"] = f"2=127.0.0.1:{sandbox_port}"
     env.update(settings)
     spawned = time.time()
-    child = await Child.spawn(
+    child = await Proc.spawn(
         f"tgfleet run ({name})",
         [sys.executable, "-m", "tgfleet", "run", "--host", "127.0.0.1", "--port", str(api_port)],
         workdir / f"tgfleet-{name}.log",
@@ -449,13 +438,13 @@ async def start_tgfleet(
     return child, url, spawned
 
 
-async def start_exporter(workdir: Path) -> tuple[Child, str]:
+async def start_exporter(workdir: Path) -> tuple[Proc, str]:
     port = free_port()
-    child = await Child.spawn(
+    child = await Proc.spawn(
         "exporter", [sys.executable, "-c", EXPORTER, str(port)], workdir / "exporter.log"
     )
     try:
-        await child.wait_for_line(EXPORTER_READY, 30.0)
+        await child.wait_line(EXPORTER_READY, 30.0)
     except BaseException:
         await child.stop()
         raise
@@ -566,7 +555,7 @@ async def run_tgfleet(
     vault_key: str,
     name: str,
     settings: dict[str, str],
-) -> tuple[Child, str]:
+) -> tuple[Proc, str]:
     """Start ``tgfleet run``, wait for all online, measure 3 s, post the burst."""
     child, url, spawned = await start_tgfleet(workdir, name, vault_key, port, settings)
     try:

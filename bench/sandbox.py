@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +36,7 @@ from _common import backend, cpu_seconds, own_cpu, pct, raise_nofile, rss_mib
 from telethon import TelegramClient, events
 from telethon.crypto import AuthKey
 from telethon.sessions import StringSession
+from tests.harness import READY, sandbox_argv, stop_process
 
 from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import WORLD_FILE, mint
@@ -53,7 +53,7 @@ POSTERS = 4
 READY_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 60.0
 FANOUT_TIMEOUT = 60.0
-READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
+STOP_TIMEOUT = 10.0
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -81,18 +81,7 @@ class Meter:
 
 async def start_sandbox(world_path: Path) -> tuple[asyncio.subprocess.Process, int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tgfleet",
-        "sandbox",
-        "run",
-        "--world",
-        str(world_path),
-        "--port",
-        "0",
-        "--control-port",
-        "0",
-        "--no-traffic",
+        *sandbox_argv(world_path, 0),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -101,7 +90,7 @@ async def start_sandbox(world_path: Path) -> tuple[asyncio.subprocess.Process, i
         async with asyncio.timeout(READY_TIMEOUT):
             match = await read_ready(process.stdout)
     except BaseException:
-        await stop_sandbox(process)
+        await stop_process(process, STOP_TIMEOUT)
         raise
     port, control_host, control_port = int(match[1]), match[2], int(match[3])
     return process, port, f"http://{control_host}:{control_port}"
@@ -113,18 +102,6 @@ async def read_ready(stdout: asyncio.StreamReader) -> re.Match[str]:
         if match := READY.search(line):
             return match
     raise RuntimeError("sandbox exited before its ready line")
-
-
-async def stop_sandbox(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        async with asyncio.timeout(10):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
 
 
 def make_client(world: World, index: int, port: int) -> TelegramClient:
@@ -271,7 +248,7 @@ async def run(workdir: Path) -> list[str]:
                     *(c.disconnect() for c in clients if c.is_connected()),
                     return_exceptions=True,
                 )
-        await stop_sandbox(process)
+        await stop_process(process, STOP_TIMEOUT)
 
     cores = len(os.sched_getaffinity(0))
     lines.append(f"### Sandbox: {ACCOUNTS:,} Telethon clients against one sandbox process")

@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.fakes.telegram_bot_api import FakeBotApi, SentMessage
+from tests.harness import stop_process
 from tgfleet.alert.config import parse_config
 from tgfleet.alert.receivers import DeliveryPolicy, build_receivers
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification
@@ -119,14 +120,7 @@ receivers:
                 await asyncio.sleep(0.1)
         yield url
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process, 10)
 
 
 def _notification(alerts: tuple[Alert, ...], at: datetime) -> Notification:

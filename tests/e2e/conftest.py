@@ -5,24 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TEST_AUDIT_KEY, TEST_VAULT_KEY, make_settings
-from tests.e2e.harness import (
-    CONTEXT,
-    PG_PORT,
-    READY,
-    SILENT_PLAYBOOK,
-    Cluster,
-    ClusterFactory,
-    Proc,
-    free_port,
-)
+from tests.e2e.harness import CONTEXT, PG_PORT, SILENT_PLAYBOOK, Cluster, ClusterFactory
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.harness import Proc, control_url, free_port, sandbox_argv, worker_env
 from tgfleet.demo.seed import seed_fleet
 from tgfleet.kit.db import create_engine, create_sessionmaker
 from tgfleet.sandbox.client import SandboxControl
@@ -74,20 +65,7 @@ async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFact
             )
             sandbox = Proc(
                 "sandbox",
-                [
-                    sys.executable,
-                    "-m",
-                    "tgfleet",
-                    "sandbox",
-                    "run",
-                    "--world",
-                    str(world_dir / "world.yaml"),
-                    "--port",
-                    str(port),
-                    "--control-port",
-                    "0",
-                    "--no-traffic",
-                ],
+                sandbox_argv(world_dir / "world.yaml", port),
                 os.environ,
                 tmp_path / "sandbox.log",
             )
@@ -101,26 +79,21 @@ async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFact
             if via_proxy is not None:
                 worker_url = db_url.replace(f"127.0.0.1:{PG_PORT}", f"127.0.0.1:{via_proxy.port}")
                 assert worker_url != db_url, db_url
-            env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
-            env.update(
-                TGFLEET_ENV="test",
-                TGFLEET_DATABASE_URL=worker_url,
-                TGFLEET_VAULT_KEY=TEST_VAULT_KEY,
+            env = worker_env(
+                worker_url,
+                TEST_VAULT_KEY,
+                data_dir,
                 TGFLEET_AUDIT_KEY=TEST_AUDIT_KEY,
-                TGFLEET_DATA_DIR=str(data_dir),
                 TGFLEET_LOG_LEVEL=os.environ.get("E2E_WORKER_LOG_LEVEL", "WARNING"),
                 TGFLEET_LEASE_TTL_SECONDS=str(ttl),
                 TGFLEET_WORKER_CONNECT_TIMEOUT_SECONDS="5",
-                TGFLEET_WORKER_METRICS_PORT="0",  # several workers on one host
-                TGFLEET_TELEGRAM_DCS="",  # no probe leaves loopback
             )
             if grace is not None:
                 env["TGFLEET_LEASE_GRACE_SECONDS"] = str(grace)
             if release_step is not None:
                 env["TGFLEET_LEASE_RELEASE_STEP"] = str(release_step)
             env.update(extra_env or {})
-            match = await sandbox.wait_line(READY, 30)
-            control = SandboxControl(f"http://{match[2]}:{match[3]}")
+            control = SandboxControl(await control_url(sandbox, 30))
             cleanup.push_async_callback(control.aclose)
             cluster = Cluster(tmp_path, engine, control, sandbox, env, world, world_dir, {})
             # Workers are started later, by the test: kill whatever is in the dict by then.

@@ -1,14 +1,13 @@
 """A multi-process fleet for end-to-end tests: a sandbox subprocess, ``tgfleet worker``
 subprocesses on PostgreSQL, and what a test observes of them from outside.
 
-`Proc` runs one process in its own process group with its output in a log file (killed at
-exit if a teardown never ran). `Cluster` is one fleet: the sandbox (``tgfleet sandbox run
---no-traffic``) serving a freshly minted `World`, the fleet seeded into the per-test database
-through the services (vault import, playbooks, groups enabled, every account started), and
-the workers a test starts by name. `Cluster.snapshot` looks at both sides: valid lease
-holders (``account_lease`` joined with ``worker``, same epoch, not expired), what
-``account_status`` says runs online where, and the sandbox's ``/stats`` (live
-``connections`` per account and ``duplicate_use``).
+The processes are ``tests/harness.py``'s `Proc`. `Cluster` is one fleet: the sandbox
+(``tgfleet sandbox run --no-traffic``) serving a freshly minted `World`, the fleet seeded
+into the per-test database through the services (vault import, playbooks, groups enabled,
+every account started), and the workers a test starts by name. `Cluster.snapshot` looks at
+both sides: valid lease holders (``account_lease`` joined with ``worker``, same epoch, not
+expired), what ``account_status`` says runs online where, and the sandbox's ``/stats``
+(live ``connections`` per account and ``duplicate_use``).
 
 The ``make_cluster`` fixture (``tests/e2e/conftest.py``) builds clusters and kills every
 process in its teardown; a module using it parametrizes ``backend`` to ``postgres``.
@@ -17,12 +16,6 @@ process in its teardown; a module using it parametrizes ``backend`` to ``postgre
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
-import os
-import re
-import signal
-import socket
 import sys
 import time
 import uuid
@@ -35,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.harness import Proc
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.world import World
@@ -42,10 +36,6 @@ from tgfleet.sandbox.world import World
 # These helpers poll other processes (PostgreSQL rows, the sandbox): nothing notifies them.
 
 CONTEXT = AuditContext(actor="test:e2e")
-#: A worker's line naming its metrics and probes port.
-PROBES = re.compile(r"/metrics and probes on \S+:(\d+)")
-#: The sandbox's line naming its MTProto and control ports.
-READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
 PG_PORT = 5432
 # A playbook that never answers: for tests about who runs a session, not replies.
 SILENT_PLAYBOOK = """
@@ -55,96 +45,6 @@ rules:
     reply:
       templates: ["-"]
 """
-
-_LIVE_GROUPS: set[int] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # a last resort if a teardown never ran (e.g. a hard timeout)
-    for pgid in list(_LIVE_GROUPS):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Proc:
-    """A subprocess in its own process group, stdout and stderr into a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = dict(env)
-        self.log = log
-        self.process: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-        with self.log.open("ab") as handle:
-            handle.write(f"--- start {self.starts}\n".encode())
-            handle.flush()
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=handle,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
-        _LIVE_GROUPS.add(self.process.pid)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-    async def wait_line(self, pattern: re.Pattern[str], within: float) -> re.Match[str]:
-        async with asyncio.timeout(within):
-            while True:
-                if match := pattern.search(self.output()):
-                    return match
-                if not self.alive():
-                    msg = f"{self.name} exited:\n{self.tail()}"
-                    raise RuntimeError(msg)
-                await asyncio.sleep(0.05)
-
-    def signal(self, signum: int) -> None:
-        os.killpg(self.pid, signum)
-
-    async def kill(self) -> None:
-        """SIGKILL the whole group (nothing runs a handler) and reap it."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        async with asyncio.timeout(10):
-            await self.process.wait()
-        _LIVE_GROUPS.discard(self.process.pid)
-
-    async def terminate(self, within: float = 15.0) -> int:
-        """SIGTERM and wait for the exit status (SIGKILL after ``within``)."""
-        assert self.process is not None
-        self.signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(within):
-                return await self.process.wait()
-        finally:
-            await self.kill()
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_VAULT_KEY
-from tests.e2e.harness import Proc, free_port
 from tests.factories import make_fleet, report_states
 from tests.fakes.telegram_bot_api import FakeBotApi
+from tests.harness import Proc, free_port
 from tgfleet.account.runtime import State
 from tgfleet.kit.db import create_engine, create_sessionmaker
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import PROBES, SILENT_PLAYBOOK, Cluster, ClusterFactory, free_port
+from tests.e2e.harness import SILENT_PLAYBOOK, Cluster, ClusterFactory
+from tests.harness import PROBES, free_port
 from tgfleet.sandbox.world import BASIC_GROUP_IDS, SUPERGROUP_IDS
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)

@@ -21,8 +21,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.e2e.harness import PG_PORT, PROBES, Cluster, ClusterFactory, describe
+from tests.e2e.harness import PG_PORT, Cluster, ClusterFactory, describe
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.harness import PROBES
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 

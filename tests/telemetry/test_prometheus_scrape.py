@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +19,11 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
+from tests.harness import Proc, free_port, stopping, tgfleet_env
 
 pytestmark = pytest.mark.timeout(180)
 
 SCRAPE_INTERVAL = "1s"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _prometheus_binary() -> str:
@@ -43,33 +33,6 @@ def _prometheus_binary() -> str:
             pytest.fail("CI=true but prometheus is missing: .ci/run installs it")
         pytest.skip("prometheus not installed (Debian package prometheus; CI installs it)")
     return found
-
-
-@contextlib.asynccontextmanager
-async def _process(
-    argv: list[str], log: Path, env: dict[str, str] | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    with log.open("wb") as handle:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=handle,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
 
 
 async def _until(http: httpx.AsyncClient, url: str, within: float, log: Path, **params: str) -> Any:
@@ -100,9 +63,8 @@ def _value(result: list[dict[str, Any]]) -> float:
 
 async def test_prometheus_scrapes_tgfleet_and_finds_our_series(tmp_path: Path) -> None:
     prometheus = _prometheus_binary()
-    api_port, prometheus_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TGFLEET_")}
-    env.update(
+    api_port, prometheus_port = free_port(), free_port()
+    env = tgfleet_env(
         TGFLEET_DATA_DIR=str(tmp_path / "data"),
         TGFLEET_LOG_LEVEL="WARNING",
         TGFLEET_METRICS_FLEET_REFRESH_SECONDS="1",
@@ -130,8 +92,8 @@ async def test_prometheus_scrapes_tgfleet_and_finds_our_series(tmp_path: Path) -
     base = f"http://127.0.0.1:{prometheus_port}"
     query = f"{base}/api/v1/query"
     async with (
-        _process(tgfleet_argv, tgfleet_log, env),
-        _process(prometheus_argv, prometheus_log),
+        stopping(await Proc.spawn("tgfleet", tgfleet_argv, tgfleet_log, env), within=15),
+        stopping(await Proc.spawn("prometheus", prometheus_argv, prometheus_log), within=15),
         httpx.AsyncClient(timeout=10) as http,
     ):
         await _until(http, f"http://127.0.0.1:{api_port}/livez", 60, tgfleet_log)
