@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -25,12 +24,11 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import LocalApp
 from tests.fakes.telegram_bot_api import FakeBotApi, parse_telegram_html, utf16_length
 from tgfleet.alert.config import AlertingConfig, default_config, parse_config
 from tgfleet.alert.receivers import (
@@ -147,7 +145,7 @@ async def deliver(
     return result
 
 
-class HttpSink:
+class HttpSink(LocalApp):
     """A webhook endpoint (any path) recording JSON bodies; answers from ``statuses`` first,
     then 200."""
 
@@ -155,30 +153,16 @@ class HttpSink:
         self.bodies: list[Any] = []
         self.paths: list[str] = []
         self.statuses: deque[int] = deque()
-        self.url = ""
-        self._http: LocalServer | None = None
+        super().__init__()
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/{path:path}", self._receive, methods=["POST"])]
 
     async def _receive(self, request: Request) -> Response:
         self.paths.append(request.url.path)
         self.bodies.append(json.loads(await request.body()))
         status = self.statuses.popleft() if self.statuses else 200
         return JSONResponse({"status": status}, status_code=status)
-
-    async def __aenter__(self) -> HttpSink:
-        app = Starlette(routes=[Route("/{path:path}", self._receive, methods=["POST"])])
-        self._http = LocalServer(app)
-        await self._http.__aenter__()
-        self.url = self._http.url
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        assert self._http is not None
-        await self._http.__aexit__(exc_type, exc, traceback)
 
 
 def closed_port_url() -> str:

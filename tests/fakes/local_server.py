@@ -1,17 +1,21 @@
 """An ASGI app served on 127.0.0.1:<ephemeral port> inside the test's event loop: the one
 harness behind the local fakes of services that cannot run here (an LLM provider, the
-Telegram Bot API) and small recording endpoints."""
+Telegram Bot API) and small recording endpoints, which subclass `LocalApp`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+from abc import abstractmethod
 from collections.abc import Iterator
-from types import TracebackType
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
+
+from tgfleet.kit.lifecycle import Lifecycle
 
 START_TIMEOUT_SECONDS = 5.0
 STOP_TIMEOUT_SECONDS = 5.0
@@ -23,7 +27,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-class LocalServer:
+class LocalServer(Lifecycle):
     """``async with LocalServer(app) as server: ... server.url ...``"""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -37,7 +41,7 @@ class LocalServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> LocalServer:
+    async def start(self) -> None:
         # IPPROTO_TCP spelt out: asyncio turns Nagle off only on sockets whose proto says
         # TCP, and with Nagle on, each keep-alive answer waits ~40 ms for a delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -59,14 +63,8 @@ class LocalServer:
                 if self._task.done():
                     await self._task  # raises the startup error
                 await asyncio.sleep(0.01)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:
@@ -79,3 +77,27 @@ class LocalServer:
                     await self._task
         if self._socket is not None:
             self._socket.close()
+
+
+class LocalApp(Lifecycle):
+    """A fake service: the routes it answers, served by one `LocalServer` at ``url`` while
+    it runs. ``closing`` is set when it stops, so an answer held back ends early."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.closing = asyncio.Event()
+        self._http: LocalServer | None = None
+
+    @abstractmethod
+    def routes(self) -> list[BaseRoute]:
+        """What the service answers."""
+
+    async def start(self) -> None:
+        self._http = LocalServer(Starlette(routes=self.routes()))
+        await self._http.start()
+        self.url = self._http.url
+
+    async def stop(self) -> None:
+        self.closing.set()
+        if self._http is not None:
+            await self._http.stop()

@@ -15,15 +15,13 @@ import asyncio
 import contextlib
 import time
 import uuid
-from types import TracebackType
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import LocalApp
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -34,7 +32,7 @@ _ERROR_TYPES = {
 }
 
 
-class FakeChatServer:
+class FakeChatServer(LocalApp):
     """An OpenAI-compatible ``POST /v1/chat/completions`` on 127.0.0.1:<ephemeral port>."""
 
     def __init__(self, reply: str = "Hello from the fake model.", *, status: int = 200) -> None:
@@ -43,9 +41,14 @@ class FakeChatServer:
         self.delay = 0.0
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str] = []
-        self.base_url = ""
-        self._closing = asyncio.Event()
-        self._http: LocalServer | None = None
+        super().__init__()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/v1/chat/completions", self._completions, methods=["POST"])]
 
     async def _completions(self, request: Request) -> JSONResponse:
         body: dict[str, Any] = await request.json()
@@ -53,7 +56,7 @@ class FakeChatServer:
         self.auth_headers.append(request.headers.get("authorization", ""))
         if self.delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=self.delay)
+                await asyncio.wait_for(self.closing.wait(), timeout=self.delay)
         if self.status != 200:
             kind = _ERROR_TYPES.get(self.status, "server_error")
             return JSONResponse(
@@ -91,20 +94,3 @@ class FakeChatServer:
                 },
             }
         )
-
-    async def __aenter__(self) -> FakeChatServer:
-        app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
-        self._http = LocalServer(app)
-        await self._http.__aenter__()
-        self.base_url = f"{self._http.url}/v1"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._closing.set()
-        if self._http is not None:
-            await self._http.__aexit__(exc_type, exc, traceback)

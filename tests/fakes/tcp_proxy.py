@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
+
+from tgfleet.kit.lifecycle import Lifecycle
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 CHUNK = 65536
 
 
-class TcpProxy:
+class TcpProxy(Lifecycle):
     def __init__(self, *, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target_host = target_host
         self.target_port = target_port
@@ -34,18 +35,6 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> TcpProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)

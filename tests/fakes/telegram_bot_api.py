@@ -33,15 +33,13 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import LocalApp
 
 MAX_MESSAGE_LENGTH = 4096
 
@@ -196,7 +194,7 @@ def _as_int(value: object) -> int | None:
         return None
 
 
-class FakeBotApi:
+class FakeBotApi(LocalApp):
     """The Bot API on 127.0.0.1:<ephemeral port>; ``api_url`` is what ``api_url`` settings
     take (``http://127.0.0.1:<port>``). Only ``token`` is accepted, only ``chats`` exist."""
 
@@ -208,11 +206,16 @@ class FakeBotApi:
         self.delay = delay
         self.requests: list[BotRequest] = []
         self.messages: list[SentMessage] = []
-        self.api_url = ""
         self._faults: deque[Fault] = deque()
-        self._closing = asyncio.Event()
         self._arrived = asyncio.Condition()
-        self._http: LocalServer | None = None
+        super().__init__()
+
+    @property
+    def api_url(self) -> str:
+        return self.url
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/bot{token}/{method}", self._dispatch, methods=["GET", "POST"])]
 
     def fail_next(
         self,
@@ -283,7 +286,7 @@ class FakeBotApi:
     async def _answer(self, request: Request, record: BotRequest) -> JSONResponse:
         if self.delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=self.delay)
+                await asyncio.wait_for(self.closing.wait(), timeout=self.delay)
         if request.path_params["token"] != self.token:
             return self._error(401, "Unauthorized")
         if record.method == "getMe":
@@ -354,24 +357,3 @@ class FakeBotApi:
             result["message_thread_id"] = record.message_thread_id
             result["is_topic_message"] = True
         return JSONResponse({"ok": True, "result": result})
-
-    async def __aenter__(self) -> FakeBotApi:
-        app = Starlette(
-            routes=[
-                Route("/bot{token}/{method}", self._dispatch, methods=["GET", "POST"]),
-            ]
-        )
-        self._http = LocalServer(app)
-        await self._http.__aenter__()
-        self.api_url = self._http.url
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._closing.set()
-        if self._http is not None:
-            await self._http.__aexit__(exc_type, exc, traceback)
