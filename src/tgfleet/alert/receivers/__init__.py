@@ -19,6 +19,8 @@ bot token, webhook URLs) never appear in logs, errors or results.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tgfleet.alert.config import AlertingConfig, ReceiverConfig
@@ -103,7 +105,7 @@ def build_receiver(
     policy: DeliveryPolicy,
 ) -> Receiver:
     """One receiver's integrations, in file order: Telegram, webhooks, Alertmanagers."""
-    integrations: list[Integration] = []
+    integrations: list[Integration[Any]] = []
     global_ = config.global_
     for index, telegram in enumerate(receiver.telegram_configs):
         token, token_file = telegram.bot_token, telegram.bot_token_file

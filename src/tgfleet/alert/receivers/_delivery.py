@@ -11,7 +11,9 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx
 import tenacity
@@ -81,6 +83,19 @@ class Permanent(Exception):
         self.status_code = status_code
 
 
+async def read_secret_file(path: Path, setting: str) -> str:
+    """A secret file's stripped content, read off the event loop at each delivery (a
+    rotated token is picked up without a restart, as in Alertmanager)."""
+    try:
+        content = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Permanent(f"cannot read {setting} {path}: {type(exc).__name__}") from None
+    content = content.strip()
+    if not content:
+        raise Permanent(f"{setting} {path} is empty")
+    return content
+
+
 # --------------------------------------------------------------------------- integrations
 
 
@@ -105,9 +120,24 @@ class _StopBeforeDeadline(tenacity.stop.stop_base):
         return time.monotonic() + retry_state.upcoming_sleep >= self._deadline_at
 
 
-class Integration(ABC):
-    """One destination of a receiver (a chat, a URL); delivers with retries and never
-    raises for a failed delivery: it answers with a :class:`DeliveryResult`."""
+class IntegrationConfig(Protocol):
+    """What every integration's settings say: whether resolved alerts are sent, and the
+    timeout of one HTTP attempt (none or 0: the policy's)."""
+
+    @property
+    def send_resolved(self) -> bool: ...
+
+    @property
+    def timeout(self) -> timedelta | None: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=IntegrationConfig)
+
+
+class Integration(ABC, Generic[ConfigT]):
+    """One destination of a receiver (a chat, a URL) configured by a ``ConfigT``; delivers
+    with retries and never raises for a failed delivery: it answers with a
+    :class:`DeliveryResult`."""
 
     kind: ClassVar[str]
 
@@ -116,17 +146,18 @@ class Integration(ABC):
         *,
         receiver: str,
         index: int,
+        config: ConfigT,
         http: httpx.AsyncClient,
         policy: DeliveryPolicy,
-        send_resolved: bool,
-        attempt_timeout: float | None,
     ) -> None:
         self.receiver = receiver
         self.index = index
-        self.send_resolved = send_resolved
+        self.send_resolved = config.send_resolved
+        self._config = config
         self._http = http
         self._policy = policy
-        self._attempt_timeout = attempt_timeout or policy.attempt_timeout
+        timeout = config.timeout.total_seconds() if config.timeout else None
+        self._attempt_timeout = timeout or policy.attempt_timeout
         self._secrets: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -325,7 +356,7 @@ def _retry_after_header(response: httpx.Response) -> float | None:
 class Receiver:
     """A named set of integrations; :meth:`notify` delivers to all of them concurrently."""
 
-    def __init__(self, name: str, integrations: Sequence[Integration]) -> None:
+    def __init__(self, name: str, integrations: Sequence[Integration[Any]]) -> None:
         self.name = name
         self.integrations = tuple(integrations)
 

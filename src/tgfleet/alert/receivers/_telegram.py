@@ -8,7 +8,6 @@ and every result.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import re
@@ -29,6 +28,7 @@ from tgfleet.alert.receivers._delivery import (
     Permanent,
     Retryable,
     _Progress,
+    read_secret_file,
 )
 from tgfleet.alert.receivers._html import (
     MessageFormatError,
@@ -53,7 +53,7 @@ COMPACT_LINE = 400
 _QUIET_LABELS = frozenset({"alertname", "severity", *DETAIL_LABELS})
 
 
-class TelegramIntegration(Integration):
+class TelegramIntegration(Integration[TelegramConfig]):
     kind = "telegram"
 
     def __init__(
@@ -68,17 +68,9 @@ class TelegramIntegration(Integration):
         http: httpx.AsyncClient,
         policy: DeliveryPolicy,
     ) -> None:
-        super().__init__(
-            receiver=receiver,
-            index=index,
-            http=http,
-            policy=policy,
-            send_resolved=config.send_resolved,
-            attempt_timeout=config.timeout.total_seconds() if config.timeout else None,
-        )
         if (bot_token is None) == (bot_token_file is None):
             raise ValueError("give exactly one of bot_token or bot_token_file")
-        self._config = config
+        super().__init__(receiver=receiver, index=index, config=config, http=http, policy=policy)
         self._api_url = api_url.rstrip("/")
         self._bot_token = bot_token
         self._bot_token_file = bot_token_file
@@ -170,7 +162,7 @@ class TelegramIntegration(Integration):
         if self._bot_token is not None:
             return self._bot_token.get_secret_value()
         assert self._bot_token_file is not None  # noqa: S101 - checked in __init__
-        token = await _read_file(self._bot_token_file, "bot_token_file")
+        token = await read_secret_file(self._bot_token_file, "bot_token_file")
         self._add_secret(token)
         return token
 
@@ -178,7 +170,7 @@ class TelegramIntegration(Integration):
         if self._config.chat_id is not None:
             return self._config.chat_id
         assert self._config.chat_id_file is not None  # noqa: S101 - the config requires one
-        content = await _read_file(self._config.chat_id_file, "chat_id_file")
+        content = await read_secret_file(self._config.chat_id_file, "chat_id_file")
         if re.fullmatch(r"-?\d+", content):
             return int(content)
         if re.fullmatch(r"@\w+", content):
@@ -192,19 +184,6 @@ class TelegramIntegration(Integration):
             return self._template.render(template_context(prepared)).strip()
         except jinja2.TemplateError as exc:
             raise Permanent(f"the message template failed: {exc}") from None
-
-
-async def _read_file(path: Path, setting: str) -> str:
-    """A secret file's stripped content, read off the event loop at each delivery (a
-    rotated token is picked up without a restart, as in Alertmanager)."""
-    try:
-        content = await asyncio.to_thread(path.read_text, encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Permanent(f"cannot read {setting} {path}: {type(exc).__name__}") from None
-    content = content.strip()
-    if not content:
-        raise Permanent(f"{setting} {path} is empty")
-    return content
 
 
 # --------------------------------------------------------------------------- the message

@@ -3,16 +3,18 @@ integration (``POST {url}/api/v2/alerts``)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from pydantic import SecretStr
 
 from tgfleet.alert.config import AlertmanagerReceiverConfig, WebhookConfig
-from tgfleet.alert.receivers._delivery import DeliveryPolicy, Integration, Permanent, _Progress
+from tgfleet.alert.receivers._delivery import (
+    DeliveryPolicy,
+    Integration,
+    _Progress,
+    read_secret_file,
+)
 from tgfleet.alert.receivers._prepared import Prepared, as_utc
 from tgfleet.alert.receivers._secrets import url_secrets
 from tgfleet.alert.schemas import Alert
@@ -90,7 +92,7 @@ def postable_alerts(
     return posted
 
 
-class WebhookIntegration(Integration):
+class WebhookIntegration(Integration[WebhookConfig]):
     kind = "webhook"
 
     def __init__(
@@ -102,73 +104,34 @@ class WebhookIntegration(Integration):
         http: httpx.AsyncClient,
         policy: DeliveryPolicy,
     ) -> None:
-        timeout = config.timeout.total_seconds() if config.timeout else None
-        super().__init__(
-            receiver=receiver,
-            index=index,
-            http=http,
-            policy=policy,
-            send_resolved=config.send_resolved,
-            attempt_timeout=timeout,
-        )
         if (config.url is None) == (config.url_file is None):
             raise ValueError("give exactly one of url or url_file")
-        self._url: SecretStr | None = config.url
-        self._url_file: Path | None = config.url_file
-        self._max_alerts = config.max_alerts
+        super().__init__(receiver=receiver, index=index, config=config, http=http, policy=policy)
         if config.url is not None:
             self._add_secrets(url_secrets(config.url.get_secret_value()))
 
     async def _deliver(self, prepared: Prepared, progress: _Progress) -> None:
         url = await self._target()
-        body = webhook_body(prepared, receiver=self.receiver, max_alerts=self._max_alerts)
+        body = webhook_body(prepared, receiver=self.receiver, max_alerts=self._config.max_alerts)
         if body["truncatedAlerts"]:
             progress.detail["truncated_alerts"] = body["truncatedAlerts"]
         await self._with_retries(lambda: self._post_json(url, body, progress), progress)
         progress.messages = 1
 
     async def _target(self) -> str:
-        if self._url is not None:
-            return self._url.get_secret_value()
-        assert self._url_file is not None  # noqa: S101 - checked in __init__
-        try:
-            content = await asyncio.to_thread(self._url_file.read_text, encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise Permanent(
-                f"cannot read url_file {self._url_file}: {type(exc).__name__}"
-            ) from None
-        url = content.strip()
-        if not url:
-            raise Permanent(f"url_file {self._url_file} is empty")
+        if self._config.url is not None:
+            return self._config.url.get_secret_value()
+        assert self._config.url_file is not None  # noqa: S101 - checked in __init__
+        url = await read_secret_file(self._config.url_file, "url_file")
         self._add_secrets(url_secrets(url))
         return url
 
 
-class AlertmanagerIntegration(Integration):
+class AlertmanagerIntegration(Integration[AlertmanagerReceiverConfig]):
     kind = "alertmanager"
 
-    def __init__(
-        self,
-        *,
-        receiver: str,
-        index: int,
-        config: AlertmanagerReceiverConfig,
-        http: httpx.AsyncClient,
-        policy: DeliveryPolicy,
-    ) -> None:
-        timeout = config.timeout.total_seconds() if config.timeout else None
-        super().__init__(
-            receiver=receiver,
-            index=index,
-            http=http,
-            policy=policy,
-            send_resolved=config.send_resolved,
-            attempt_timeout=timeout,
-        )
-        self._endpoint = config.url.rstrip("/") + "/api/v2/alerts"
-        self._firing_ttl = config.firing_ttl
-
     async def _deliver(self, prepared: Prepared, progress: _Progress) -> None:
-        body = postable_alerts(prepared, firing_ttl=self._firing_ttl)
-        await self._with_retries(lambda: self._post_json(self._endpoint, body, progress), progress)
+        endpoint = self._config.url.rstrip("/") + "/api/v2/alerts"
+        body = postable_alerts(prepared, firing_ttl=self._config.firing_ttl)
+        await self._with_retries(lambda: self._post_json(endpoint, body, progress), progress)
         progress.messages = 1
