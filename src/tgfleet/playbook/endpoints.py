@@ -24,13 +24,10 @@ from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
 from tgfleet.kit.schema import INT32_MAX
 from tgfleet.models import Playbook, PlaybookVersion
 from tgfleet.playbook import service as playbook_service
-from tgfleet.playbook.engine import (
-    AccountInfo,
-    CompiledPlaybook,
-    LlmConfig,
-    Message,
-    ReplyEngine,
-)
+from tgfleet.playbook.compiler import CompiledPlaybook
+from tgfleet.playbook.engine import ReplyEngine
+from tgfleet.playbook.llm import LlmConfig
+from tgfleet.playbook.message import AccountInfo, Message
 from tgfleet.playbook.schemas import (
     DryRunRead,
     DryRunRequest,

@@ -30,14 +30,8 @@ from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_ro
 from tgfleet.lease import notify
 from tgfleet.logging import get_logger
 from tgfleet.models import Playbook, PlaybookVersion
-from tgfleet.playbook.engine import (
-    AccountInfo,
-    CompiledPlaybook,
-    Message,
-    Outcome,
-    ReplyEngine,
-    compile_playbook,
-)
+from tgfleet.playbook.compiler import CompiledPlaybook, compile_playbook
+from tgfleet.playbook.engine import ReplyEngine
 from tgfleet.playbook.exceptions import (
     PlaybookInUse,
     PlaybookInvalid,
@@ -46,6 +40,8 @@ from tgfleet.playbook.exceptions import (
     PlaybookUnchanged,
     PlaybookVersionNotFound,
 )
+from tgfleet.playbook.message import AccountInfo, Message
+from tgfleet.playbook.outcome import Outcome
 from tgfleet.playbook.repository import PlaybookRepository, PlaybookVersionRepository
 
 log = get_logger(__name__)
