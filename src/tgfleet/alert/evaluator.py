@@ -42,7 +42,7 @@ from tgfleet.audit import service as audit_service
 from tgfleet.health.network import NetworkSnapshot
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
-from tgfleet.kit.lifecycle import Lifecycle
+from tgfleet.kit.lifecycle import TaskLifecycle
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 
@@ -84,7 +84,9 @@ def _alert(name: str, severity: str, summary: str, description: str = "", **labe
     )
 
 
-class Evaluator(Lifecycle):
+class Evaluator(TaskLifecycle):
+    task_name = "alert:evaluator"
+
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -112,21 +114,12 @@ class Evaluator(Lifecycle):
         self._pending: dict[str, datetime] = {}
         self._audit_failures_seen = _audit_write_failures()
         self._audit_failed_at: datetime | None = None
-        self._task: asyncio.Task[None] | None = None
         self._restored = False
 
     # ---- lifecycle
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="alert:evaluator")
-
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await super().stop()
         await self.dispatcher.stop()
         await self._release()
 

@@ -47,7 +47,7 @@ from tgfleet.audit.repository import AuditRepository
 from tgfleet.config import Settings
 from tgfleet.kit.clock import isoformat, utcnow
 from tgfleet.kit.db import unit_of_work
-from tgfleet.kit.lifecycle import Lifecycle
+from tgfleet.kit.lifecycle import TaskLifecycle
 from tgfleet.logging import get_logger
 from tgfleet.models import AuditChainHead
 
@@ -163,8 +163,10 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-class CheckpointPublisher(Lifecycle):
+class CheckpointPublisher(TaskLifecycle):
     """Publishes checkpoints from one process; ``start``/``stop`` own its task."""
+
+    task_name = "audit-checkpoints"
 
     def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -175,17 +177,6 @@ class CheckpointPublisher(Lifecycle):
         self._stdout = settings.audit_checkpoint_stdout
         webhook = settings.audit_checkpoint_webhook_url
         self._webhook = webhook.get_secret_value() if webhook is not None else None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-checkpoints")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -38,7 +38,7 @@ from typing import Final
 from tgfleet import metrics
 from tgfleet.config import Settings, parse_dcs
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.lifecycle import Lifecycle
+from tgfleet.kit.lifecycle import TaskLifecycle
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -84,7 +84,7 @@ class NetworkSnapshot:
         return bool(self.dcs)
 
 
-class NetworkMonitor(Lifecycle):
+class NetworkMonitor(TaskLifecycle):
     """Probes Telegram's DCs by TCP connect, in the background, and keeps the last results.
 
     ``dcs`` maps a DC id to its ``(host, port)`` (``config.parse_dcs`` reads the setting);
@@ -92,6 +92,8 @@ class NetworkMonitor(Lifecycle):
     connect's time limit. The monitor owns one task, started by :meth:`start` (which probes
     at once) and cancelled by :meth:`stop`.
     """
+
+    task_name = "health:network-monitor"
 
     def __init__(
         self, dcs: Mapping[int, tuple[str, int]], *, interval: float, timeout: float
@@ -103,7 +105,6 @@ class NetworkMonitor(Lifecycle):
         self.timeout = timeout
         self._dcs: dict[int, tuple[str, int]] = dict(dcs)
         self._probes: dict[int, DcProbe] = {}
-        self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.rounds = 0
 
@@ -135,16 +136,8 @@ class NetworkMonitor(Lifecycle):
         """Start probing in the background: a first round now, then one every interval
         (nothing at all while there are no DCs). Call from inside the event loop."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="health:network-monitor")
+            super().start()
             log.info("network.monitor_started", dcs=sorted(self._dcs), interval=self.interval)
-
-    async def stop(self) -> None:
-        """Cancel the probe task and wait for it (a probe in flight is abandoned)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def retarget(self, dcs: Mapping[int, tuple[str, int]]) -> None:
         """Probe these DCs from now on (a running monitor probes them at once). Results and

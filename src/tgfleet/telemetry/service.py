@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Final
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tgfleet import metrics
 from tgfleet.account import service as account_service
 from tgfleet.kit.db import unit_of_work
-from tgfleet.kit.lifecycle import Lifecycle
+from tgfleet.kit.lifecycle import TaskLifecycle
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
 
@@ -94,23 +93,13 @@ class FleetGauges:
         )
 
 
-class LoopLagMonitor(Lifecycle):
+class LoopLagMonitor(TaskLifecycle):
     """Samples the event loop's lag every second into ``tgfleet_event_loop_lag_seconds``."""
+
+    task_name = "telemetry:loop-lag"
 
     def __init__(self, interval: float = LAG_INTERVAL) -> None:
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="telemetry:loop-lag")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _run(self) -> None:
         while True:
