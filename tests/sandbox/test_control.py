@@ -8,7 +8,6 @@ fault registry, so faults still reach a real Telethon client as its own exceptio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -21,8 +20,8 @@ import pytest
 from telethon import errors, functions, types
 from telethon.tl.tlobject import TLRequest
 
+from tests.sandbox.live import serving, telethon_client
 from tests.sandbox.test_protocol import World as ProtocolDispatcher
-from tests.sandbox.test_protocol import telethon_client
 from tgfleet.exceptions import InvalidInput
 from tgfleet.sandbox import mtproto
 from tgfleet.sandbox.client import ControlError, SandboxControl
@@ -75,18 +74,10 @@ async def world(tmp_path: Path) -> World:
 
 @pytest.fixture
 async def sandbox(world: World) -> AsyncIterator[Sandbox]:
-    async with contextlib.AsyncExitStack() as stack:
-        async with asyncio.timeout(10):
-            box = await stack.enter_async_context(
-                Sandbox(world, traffic=False, dispatcher_factory=FaultyDispatcher)
-            )
+    async with serving(Sandbox(world, traffic=False, dispatcher_factory=FaultyDispatcher)) as box:
         assert isinstance(box.dispatcher, FaultyDispatcher)
         box.dispatcher.port = box.port
-        try:
-            yield box
-        finally:
-            async with asyncio.timeout(10):
-                await stack.aclose()
+        yield box
 
 
 @pytest.fixture

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from telethon import TelegramClient, errors, events, functions, types
-from telethon.crypto import AuthKey
-from telethon.sessions import StringSession
+from telethon import errors, functions, types
 
+from tests.sandbox import live
+from tests.sandbox.live import collect, next_event, serving, wait_until
+from tests.sandbox.live import connected as sandbox_connected
 from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import mint
 from tgfleet.sandbox.mtproto import key_id_of
@@ -40,14 +41,8 @@ async def world(tmp_path: Path) -> World:
 
 @pytest.fixture
 async def box(world: World) -> AsyncIterator[Sandbox]:
-    async with AsyncExitStack() as stack:
-        async with asyncio.timeout(10):
-            sandbox = await stack.enter_async_context(Sandbox(world, traffic=False))
-        try:
-            yield sandbox
-        finally:
-            async with asyncio.timeout(15):
-                await stack.aclose()
+    async with serving(Sandbox(world, traffic=False), stop_within=15) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
@@ -63,51 +58,21 @@ def requests(box: Sandbox) -> dict[str, int]:
     return box.server.stats().requests
 
 
-async def wait_until(predicate: Callable[[], bool], within: float = 10) -> None:
-    async with asyncio.timeout(within):
-        # The server's stats have no change notification, so poll them.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+def connected(
+    box: Sandbox, account: WorldAccount, **kwargs: Any
+) -> AbstractAsyncContextManager[Any]:
+    """A real TelegramClient for ``account`` (``flood_sleep_threshold=0``), connected and past
+    its initial catch-up."""
+    return sandbox_connected(box.server, account.auth_key, flood_sleep_threshold=0, **kwargs)
 
 
-def make_client(box: Sandbox, account: WorldAccount, **kwargs: Any) -> TelegramClient:
-    session = StringSession()
-    session.set_dc(2, "127.0.0.1", box.port)
-    session.auth_key = AuthKey(data=account.auth_key)
-    return TelegramClient(
-        session, 12345, "0" * 32, retry_delay=0.1, flood_sleep_threshold=0, **kwargs
+def connected_pair(
+    box: Sandbox, first: WorldAccount, second: WorldAccount, within: float = 30
+) -> AbstractAsyncContextManager[tuple[Any, Any]]:
+    """Both accounts' clients, connected, then ``within`` seconds for the block."""
+    return live.connected_pair(
+        box.server, first.auth_key, second.auth_key, within=within, flood_sleep_threshold=0
     )
-
-
-@asynccontextmanager
-async def connected(box: Sandbox, account: WorldAccount, **kwargs: Any) -> AsyncIterator[Any]:
-    """A real TelegramClient for ``account``, connected and past its initial catch-up."""
-    client = make_client(box, account, **kwargs)
-    before = requests(box).get("updates.GetDifferenceRequest", 0)
-    try:
-        async with asyncio.timeout(10):
-            await client.connect()
-        await wait_until(lambda: requests(box).get("updates.GetDifferenceRequest", 0) > before)
-        yield client
-    finally:
-        async with asyncio.timeout(10):
-            await client.disconnect()
-
-
-def collect(client: Any) -> asyncio.Queue[Any]:
-    """Every events.NewMessage of ``client`` in arrival order."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def on_message(event: Any) -> None:
-        await queue.put(event)
-
-    client.add_event_handler(on_message, events.NewMessage)
-    return queue
-
-
-async def next_event(queue: asyncio.Queue[Any], within: float = 10) -> Any:
-    async with asyncio.timeout(within):
-        return await queue.get()
 
 
 def input_peer(group: WorldGroup) -> Any:
@@ -162,11 +127,7 @@ class TestRpcFaults:
         then the method works again; other accounts and methods are untouched."""
         alice, bob = world.accounts[0], world.accounts[1]
         group = supergroup(world)
-        async with (
-            connected(box, alice) as tg,
-            connected(box, bob) as other,
-            asyncio.timeout(45),
-        ):
+        async with connected_pair(box, alice, bob, within=45) as (tg, other):
             rule = await control.add_fault(
                 "flood_wait",
                 account=alice.username,
@@ -214,11 +175,7 @@ class TestRpcFaults:
         """A frozen account gets 420 FROZEN_METHOD_INVALID: Telethon raises a FloodError
         (FrozenMethodInvalidError) that is not a FloodWaitError and carries no seconds."""
         alice, bob = world.accounts[0], world.accounts[1]
-        async with (
-            connected(box, alice) as tg,
-            connected(box, bob) as other,
-            asyncio.timeout(30),
-        ):
+        async with connected_pair(box, alice, bob) as (tg, other):
             await control.add_fault("frozen", account=alice.username)
             for _ in range(2):  # from now on, not just once
                 with pytest.raises(errors.FloodError) as caught:
@@ -250,11 +207,7 @@ class TestRpcFaults:
         """A 401 fault fails every call of that account from now on, as Telethon's own
         exception; another account keeps working."""
         alice, bob = world.accounts[0], world.accounts[1]
-        async with (
-            connected(box, alice) as tg,
-            connected(box, bob) as other,
-            asyncio.timeout(30),
-        ):
+        async with connected_pair(box, alice, bob) as (tg, other):
             [me] = await tg(GET_SELF)
             assert me.id == alice.id
             rule = await control.add_fault(kind, account=alice.id)
@@ -274,11 +227,7 @@ class TestRpcFaults:
         only; what did get sent shows in /stats."""
         alice, bob = world.accounts[0], world.accounts[1]
         banned, other_group = supergroup(world), basic_group(world)
-        async with (
-            connected(box, alice) as tg,
-            connected(box, bob) as other,
-            asyncio.timeout(30),
-        ):
+        async with connected_pair(box, alice, bob) as (tg, other):
             await control.add_fault("chat_write_forbidden", account=alice.username, group=banned.id)
             for _ in range(2):
                 with pytest.raises(errors.ChatWriteForbiddenError):
@@ -385,11 +334,7 @@ class TestConnectionFaults:
     async def test_added_latency(self, world: World, box: Sandbox, control: SandboxControl) -> None:
         """Added latency delays every answer to that account (0 clears it)."""
         alice, bob = world.accounts[0], world.accounts[1]
-        async with (
-            connected(box, alice) as tg,
-            connected(box, bob) as other,
-            asyncio.timeout(30),
-        ):
+        async with connected_pair(box, alice, bob) as (tg, other):
             await control.set_latency(alice.username, 0.5)
             started = time.monotonic()
             await tg(GET_SELF)
@@ -416,11 +361,7 @@ class TestObservation:
         """/stats: live connections per account, requests per method, messages sent."""
         alice, bob = world.accounts[0], world.accounts[1]
         group = supergroup(world)
-        async with (
-            connected(box, alice) as tg,
-            connected(box, bob) as other,
-            asyncio.timeout(30),
-        ):
+        async with connected_pair(box, alice, bob) as (tg, other):
             await tg(send(group, "one"))
             await tg(send(basic_group(world), "two"))
             await other(send(group, "three"))
@@ -522,11 +463,7 @@ class TestReplyObservation:
         message that replies to nothing has no reply origin or sender."""
         alice, bob = world.accounts[0], world.accounts[1]
         group = supergroup(world)
-        async with (
-            connected(box, alice) as tg,
-            connected(box, bob) as other,
-            asyncio.timeout(30),
-        ):
+        async with connected_pair(box, alice, bob) as (tg, other):
             await other(send(group, "from bob"))
             bobs = (await control.stats())["messages_sent"][bob.username][0]
             await tg(send(group, "to bob", reply_to=bobs["message_id"]))

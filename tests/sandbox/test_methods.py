@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from telethon import TelegramClient, errors, events, functions, types
-from telethon.crypto import AuthKey
-from telethon.sessions import StringSession
+from telethon import errors, functions, types
 
+from tests.sandbox.live import collect, connected_pair, next_event, serving
+from tests.sandbox.live import connected as sandbox_connected
 from tgfleet.sandbox import transport
 from tgfleet.sandbox.dispatcher import WorldDispatcher
 from tgfleet.sandbox.mtproto import key_id_of
@@ -95,12 +95,6 @@ class Sandbox:
     def requests(self) -> dict[str, int]:
         return self.server.stats().requests
 
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        async with asyncio.timeout(10):
-            # The server's stats have no change notification, so poll them.
-            while not predicate():  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-
 
 class RecordingFaults:
     """A FaultPolicy that floods sendMessage and records what it was asked."""
@@ -124,13 +118,8 @@ async def serve_sandbox(faults: RecordingFaults | None = None) -> AsyncIterator[
     dispatcher = WorldDispatcher(state, faults=faults)
     server = SandboxServer(dispatcher)
     dispatcher.attach(server)
-    async with AsyncExitStack() as stack:
-        await stack.enter_async_context(server)
-        try:
-            yield Sandbox(world, state, dispatcher, server)
-        finally:
-            async with asyncio.timeout(10):
-                await stack.aclose()
+    async with serving(server):
+        yield Sandbox(world, state, dispatcher, server)
 
 
 @pytest.fixture
@@ -139,39 +128,14 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield running
 
 
-@asynccontextmanager
-async def connected(sandbox: Sandbox, account_id: int, **kwargs: Any) -> AsyncIterator[Any]:
+def connected(sandbox: Sandbox, account_id: int, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
     """A real TelegramClient for ``account_id``, connected and past its initial catch-up."""
-    session = StringSession()
-    session.set_dc(2, "127.0.0.1", sandbox.server.port)
-    session.auth_key = AuthKey(data=sandbox.key(account_id))
-    client = TelegramClient(session, 12345, "0" * 32, retry_delay=0.1, **kwargs)
-    before = sandbox.requests().get("updates.GetDifferenceRequest", 0)
-    try:
-        await client.connect()
-        await sandbox.wait_until(
-            lambda: sandbox.requests().get("updates.GetDifferenceRequest", 0) > before
-        )
-        yield client
-    finally:
-        async with asyncio.timeout(10):
-            await client.disconnect()
+    return sandbox_connected(sandbox.server, sandbox.key(account_id), **kwargs)
 
 
-def collect(client: Any) -> asyncio.Queue[Any]:
-    """Every events.NewMessage of ``client`` in arrival order."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def on_message(event: Any) -> None:
-        await queue.put(event)
-
-    client.add_event_handler(on_message, events.NewMessage)
-    return queue
-
-
-async def next_event(queue: asyncio.Queue[Any]) -> Any:
-    async with asyncio.timeout(10):
-        return await queue.get()
+def alice_and_bob(sandbox: Sandbox) -> AbstractAsyncContextManager[tuple[Any, Any]]:
+    """Alice's and Bob's clients, both connected, then 30 s for the block."""
+    return connected_pair(sandbox.server, sandbox.key(ALICE), sandbox.key(BOB))
 
 
 class TestConnect:
@@ -191,11 +155,7 @@ class TestUpdates:
     async def test_member_message_is_self_contained(self, sandbox: Sandbox) -> None:
         """A published member message fires NewMessage on both accounts, in a basic group and
         a supergroup, with sender and chat known and no entity fetch over the network."""
-        async with (
-            connected(sandbox, ALICE) as alice,
-            connected(sandbox, BOB) as bob,
-            asyncio.timeout(30),
-        ):
+        async with alice_and_bob(sandbox) as (alice, bob):
             queues = [collect(alice), collect(bob)]
             before = {name: sandbox.requests().get(name, 0) for name in ENTITY_FETCHES}
             for group_id in (BASIC, SUPER):
@@ -219,11 +179,7 @@ class TestUpdates:
     @pytest.mark.timeout(40)
     async def test_pts_gap_is_filled_exactly_once(self, sandbox: Sandbox) -> None:
         """A message one account was never pushed arrives through getDifference, once."""
-        async with (
-            connected(sandbox, ALICE) as alice,
-            connected(sandbox, BOB) as bob,
-            asyncio.timeout(30),
-        ):
+        async with alice_and_bob(sandbox) as (alice, bob):
             alice_events, bob_events = collect(alice), collect(bob)
             diffs = sandbox.requests()["updates.GetDifferenceRequest"]
             missed = sandbox.state.post(BASIC, MEMBER, "first, never pushed to alice")
@@ -244,11 +200,7 @@ class TestSendMessage:
     @pytest.mark.timeout(40)
     async def test_send_to_basic_group_and_supergroup(self, sandbox: Sandbox) -> None:
         """send_message returns the world's id; the other account gets it; history has it."""
-        async with (
-            connected(sandbox, ALICE) as alice,
-            connected(sandbox, BOB) as bob,
-            asyncio.timeout(30),
-        ):
+        async with alice_and_bob(sandbox) as (alice, bob):
             bob_events = collect(bob)
             dialogs = await alice.get_dialogs()
             assert {d.id for d in dialogs} == {-BASIC, -READ_ONLY, int(f"-100{SUPER}")}
@@ -270,11 +222,7 @@ class TestSendMessage:
     @pytest.mark.timeout(40)
     async def test_reply_to_member_message(self, sandbox: Sandbox) -> None:
         """reply_to reaches the world; the other account sees it as a reply in its own ids."""
-        async with (
-            connected(sandbox, ALICE) as alice,
-            connected(sandbox, BOB) as bob,
-            asyncio.timeout(30),
-        ):
+        async with alice_and_bob(sandbox) as (alice, bob):
             alice_events, bob_events = collect(alice), collect(bob)
             await sandbox.dispatcher.publish(sandbox.state.post(BASIC, MEMBER, "question?"))
             question = await next_event(alice_events)

@@ -11,21 +11,19 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
-from telethon import TelegramClient, errors, events, functions, types
-from telethon.crypto import AuthKey
+from telethon import errors, events, functions, types
 from telethon.network.connection import (
     Connection,
     ConnectionTcpAbridged,
     ConnectionTcpFull,
     ConnectionTcpIntermediate,
 )
-from telethon.sessions import StringSession
 from telethon.tl.tlobject import TLRequest
 
+from tests.sandbox.live import serving, telethon_client
 from tgfleet.sandbox import mtproto, transport
 from tgfleet.sandbox.mtproto import Result
 from tgfleet.sandbox.server import (
@@ -121,32 +119,9 @@ async def world() -> World:
 
 @pytest.fixture
 async def server(world: World) -> AsyncIterator[SandboxServer]:
-    async with AsyncExitStack() as stack:
-        sandbox = await stack.enter_async_context(SandboxServer(world))
+    async with serving(SandboxServer(world)) as sandbox:
         world.port = sandbox.port
-        try:
-            yield sandbox
-        finally:
-            async with asyncio.timeout(10):
-                await stack.aclose()
-
-
-@asynccontextmanager
-async def telethon_client(
-    port: int, key: bytes, connection: type[Connection] = ConnectionTcpFull, **kwargs: Any
-) -> AsyncIterator[Any]:
-    """A real TelegramClient whose offline session points at the sandbox with ``key``."""
-    session = StringSession()
-    session.set_dc(2, "127.0.0.1", port)
-    session.auth_key = AuthKey(data=key)
-    client = TelegramClient(
-        session, 12345, "0" * 32, connection=connection, retry_delay=0.1, **kwargs
-    )
-    try:
-        yield client
-    finally:
-        async with asyncio.timeout(10):
-            await client.disconnect()
+        yield sandbox
 
 
 class TestConnect:

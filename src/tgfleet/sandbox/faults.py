@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 from tgfleet.exceptions import InvalidInput
 
@@ -28,15 +28,7 @@ FaultKind = Literal[
     "chat_write_forbidden",
     "slowmode_wait",
 ]
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "flood_wait",
-    "frozen",
-    "auth_key_unregistered",
-    "session_revoked",
-    "user_deactivated_ban",
-    "chat_write_forbidden",
-    "slowmode_wait",
-)
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 SEND_MESSAGE = "messages.SendMessageRequest"
 
 

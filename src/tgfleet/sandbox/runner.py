@@ -60,57 +60,30 @@ class RecordingWorldState(WorldState):
     its origin and, for a reply, the replied message's origin and sender.
 
     A post re-sent with the same ``random_id`` returns the earlier deliveries and is not
-    logged twice: origins only grow, so an origin not above the newest seen is a repeat.
+    logged twice (``WorldState`` calls ``_posted`` for new messages only).
     """
 
     def __init__(self, world: World, *, sent_limit: int = SENT_LOG_LIMIT) -> None:
         super().__init__(world)
         self.sent: deque[SentMessage] = deque(maxlen=sent_limit)
-        self._newest_origin = 0
 
-    def post(
-        self,
-        group_id: int,
-        sender_id: int,
-        text: str,
-        *,
-        reply_to_msg_id: int | None = None,
-        reply_to_account: int | None = None,
-        random_id: int | None = None,
-    ) -> list[Delivery]:
-        deliveries = super().post(
-            group_id,
-            sender_id,
-            text,
-            reply_to_msg_id=reply_to_msg_id,
-            reply_to_account=reply_to_account,
-            random_id=random_id,
-        )
-        if not deliveries or deliveries[0].origin_id <= self._newest_origin:
-            return deliveries
-        self._newest_origin = deliveries[0].origin_id
-        if sender_id in self.world.accounts_by_id:
-            own = next((d for d in deliveries if d.account_id == sender_id), deliveries[0])
-            replied = own.reply_to_origin
-            self.sent.append(
-                SentMessage(
-                    sender_id,
-                    group_id,
-                    own.message_id,
-                    time.time(),
-                    text,
-                    origin_id=own.origin_id,
-                    reply_to_origin=replied,
-                    reply_to_sender=None if replied is None else self.sender_of(replied),
-                )
+    def _posted(self, group_id: int, sender_id: int, text: str, deliveries: list[Delivery]) -> None:
+        if not deliveries or sender_id not in self.world.accounts_by_id:
+            return
+        own = next((d for d in deliveries if d.account_id == sender_id), deliveries[0])
+        replied = own.reply_to_origin
+        self.sent.append(
+            SentMessage(
+                sender_id,
+                group_id,
+                own.message_id,
+                time.time(),
+                text,
+                origin_id=own.origin_id,
+                reply_to_origin=replied,
+                reply_to_sender=None if replied is None else self.sender_of(replied),
             )
-        return deliveries
-
-    def join(self, group_id: int, user_id: int) -> list[Delivery]:
-        deliveries = super().join(group_id, user_id)
-        if deliveries:
-            self._newest_origin = max(self._newest_origin, deliveries[0].origin_id)
-        return deliveries
+        )
 
 
 class Sandbox:

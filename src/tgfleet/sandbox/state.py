@@ -208,7 +208,12 @@ class WorldState:
             self._sent[(sender_id, random_id)] = deliveries
             while len(self._sent) > self._dedupe_limit:
                 self._sent.popitem(last=False)
+        self._posted(group_id, sender_id, text, deliveries)
         return deliveries
+
+    def _posted(self, group_id: int, sender_id: int, text: str, deliveries: list[Delivery]) -> None:
+        """A new message was posted (a repeated ``random_id`` is not): a subclass observes
+        it here (``runner.RecordingWorldState`` logs the fleet's)."""
 
     def join(self, group_id: int, user_id: int) -> list[Delivery]:
         """Add ``user_id`` to a group; the service message goes to every member account."""
