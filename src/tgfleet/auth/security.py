@@ -1,0 +1,46 @@
+"""What the auth services need from the settings (password hashing, the JWT codec, the
+login throttle's parameters), built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tgfleet.auth.passwords import Passwords
+from tgfleet.auth.secret import jwt_secret
+from tgfleet.auth.tokens import JwtCodec
+from tgfleet.config import Settings
+
+
+@dataclass(frozen=True)
+class Security:
+    """Everything the auth services need from the settings, built once per process."""
+
+    passwords: Passwords
+    jwt: JwtCodec
+    throttle_threshold: int
+    throttle_base_seconds: float
+    throttle_max_seconds: float
+    throttle_window_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Security:
+        return cls(
+            passwords=Passwords(
+                time_cost=settings.argon2_time_cost,
+                memory_kib=settings.argon2_memory_kib,
+                parallelism=settings.argon2_parallelism,
+                min_length=settings.password_min_length,
+            ),
+            jwt=JwtCodec(jwt_secret(settings), settings.jwt_algorithm, settings.jwt_ttl_seconds),
+            throttle_threshold=settings.login_throttle_threshold,
+            throttle_base_seconds=settings.login_throttle_base_seconds,
+            throttle_max_seconds=settings.login_throttle_max_seconds,
+            throttle_window_seconds=settings.login_throttle_window_seconds,
+        )
+
+    def throttle_delay(self, failures: int) -> float:
+        """Seconds to block after ``failures`` consecutive failures (0 below the threshold)."""
+        if failures < self.throttle_threshold:
+            return 0.0
+        exponent = min(failures - self.throttle_threshold, 32)
+        return float(min(self.throttle_base_seconds * 2**exponent, self.throttle_max_seconds))
