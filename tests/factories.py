@@ -6,11 +6,12 @@ for the rows they leave behind."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from sqlalchemy import func, select
@@ -40,6 +41,37 @@ rules:
     reply:
       templates: ["hi there"]
 """
+
+
+def help_playbook(
+    reply: str = "Happy to help, {{ sender.first_name }}!",
+    *,
+    mention: str | None = None,
+    account_hourly: int = 1000,
+    group_hourly: int = 1000,
+    responders: Literal["one", "all"] | None = None,
+) -> str:
+    """A playbook that answers "help" with ``reply`` and, given ``mention``, an @mention of
+    the account with that; no pause between replies and hourly limits a test meets only where
+    it sets them; ``responders`` written out when given (``one`` is the default)."""
+    limits = (
+        f"{{min_interval_seconds: 0, account_hourly: {account_hourly}, "
+        f"group_hourly: {group_hourly}}}"
+    )
+    triggers = [("help", "{keywords: [help]}", reply)]
+    if mention is not None:
+        triggers.append(("mention", "{mention: true}", mention))
+    lines = [f"defaults: {{responders: {responders}}}"] if responders else []
+    lines.append("rules:")
+    for name, when, template in triggers:
+        lines += [
+            f"  - name: {name}",
+            f"    when: {when}",
+            "    reply:",
+            f"      templates: [{json.dumps(template)}]",
+            f"    limits: {limits}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import SILENT_PLAYBOOK, Cluster, ClusterFactory
+from tests.factories import help_playbook
 from tests.harness import PROBES, free_port
 from tgfleet.sandbox.world import BASIC_GROUP_IDS, SUPERGROUP_IDS
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
-HELP_PLAYBOOK = """
-rules:
-  - name: help
-    when: {keywords: [help]}
-    reply:
-      templates: ["Happy to help, {{ sender.first_name }}!"]
-    limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000}
-"""
+HELP_PLAYBOOK = help_playbook()
 
 
 async def sent_in(cluster: Cluster, group_id: int) -> list[dict[str, Any]]:

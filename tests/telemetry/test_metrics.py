@@ -224,13 +224,7 @@ class TestRuntimeCounters:
         before_errors = _value("tgfleet_errors_total", error_class="wait", reason="flood_wait")
         fleet = await make_fleet(accounts=1, groups=1)
         await fleet.wait_states("online")
-        group = fleet.world.groups[0]
-        member = next(m for m in fleet.world.members if m.id in group.members)
-        await fleet.control.add_fault(
-            "flood_wait", account="fleet_0001", method="messages.sendMessage", seconds=2, count=1
-        )
-        await fleet.control.post_message(group.id, member.id, "help, please")
-        await fleet.wait_states({"fleet_0001": "flood_wait"}, within=5)
+        await fleet.flood_wait_next_send("fleet_0001", 2, "help, please")
         assert fleet.supervisor is not None
         fleet.supervisor.observe_metrics()
         assert _value("tgfleet_accounts_flood_waiting") == 1

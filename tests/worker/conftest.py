@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.conftest import make_settings
+from tests.factories import help_playbook
 from tgfleet.app import create_app
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
@@ -28,24 +29,12 @@ from tgfleet.models import AccountEvent, AccountStatus
 from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import mint
 from tgfleet.sandbox.runner import Sandbox
-from tgfleet.sandbox.world import World
+from tgfleet.sandbox.world import World, WorldGroup, WorldMember
 from tgfleet.worker.supervisor import Supervisor
 
 CONTEXT = AuditContext(actor="test")
 
-HELP_PLAYBOOK = """
-rules:
-  - name: help
-    when: {keywords: [help]}
-    reply:
-      templates: ["Happy to help, {{ sender.first_name }}!"]
-    limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000}
-  - name: mention
-    when: {mention: true}
-    reply:
-      templates: ["You called, {{ sender.first_name }}?"]
-    limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000}
-"""
+HELP_PLAYBOOK = help_playbook(mention="You called, {{ sender.first_name }}?")
 
 
 def free_port() -> int:
@@ -83,6 +72,20 @@ class Fleet:
 
     def chat_id(self, index: int) -> int:
         return self.seeded.chat_ids[self.world.groups[index].id]
+
+    def member_of(self, group: WorldGroup) -> WorldMember:
+        """The first of a group's members (people, not fleet accounts)."""
+        return next(m for m in self.world.members if m.id in group.members)
+
+    async def flood_wait_next_send(self, username: str, seconds: int, text: str) -> None:
+        """Make ``username``'s next send meet a flood wait of ``seconds``, have a member post
+        ``text`` in the first group, and wait until the account is in ``flood_wait``."""
+        group = self.world.groups[0]
+        await self.control.add_fault(
+            "flood_wait", account=username, method="messages.sendMessage", seconds=seconds, count=1
+        )
+        await self.control.post_message(group.id, self.member_of(group).id, text)
+        await self.wait_states({username: "flood_wait"}, within=5)
 
     async def status(self, username: str) -> AccountStatus | None:
         async with unit_of_work(self.sessionmaker, read_only=True) as session:

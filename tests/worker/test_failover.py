@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.factories import user_with_role
+from tests.factories import help_playbook, user_with_role
 from tests.worker.conftest import Fleet, FleetFactory, wait_for
 from tgfleet.account import commands as account_commands
 from tgfleet.audit.schemas import AuditContext
@@ -222,16 +222,7 @@ async def _settle(fleet: Fleet, wanted: dict[str, int]) -> dict[str, str]:
             await asyncio.sleep(0.1)
 
 
-ANSWER_ONCE = """
-defaults:
-  responders: one
-  limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000}
-rules:
-  - name: help
-    when: {keywords: [help]}
-    reply:
-      templates: ["help is on its way, {{ sender.first_name }}"]
-"""
+ANSWER_ONCE = help_playbook("help is on its way, {{ sender.first_name }}", responders="one")
 
 
 async def test_two_workers_answer_each_member_message_once_and_never_each_other(

@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.factories import help_playbook
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.worker.conftest import FleetFactory, wait_for
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
@@ -484,14 +485,7 @@ async def test_a_restarted_single_process_brings_no_fresh_budget(
         await second.stop()
 
 
-ONE_AN_HOUR = """
-rules:
-  - name: help
-    when: {keywords: [help]}
-    reply:
-      templates: ["here to help"]
-    limits: {min_interval_seconds: 0, account_hourly: 1, group_hourly: 100}
-"""
+ONE_AN_HOUR = help_playbook("here to help", account_hourly=1, group_hourly=100)
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)

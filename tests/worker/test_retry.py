@@ -66,6 +66,19 @@ def bucket(capacity: int, refill: float, clock: ManualClock) -> TokenBucket:
     return TokenBucket(capacity, refill, clock=clock, sleep=clock.sleep)
 
 
+async def two_queued_takers(
+    clock: ManualClock,
+) -> tuple[TokenBucket, asyncio.Task[float], asyncio.Task[float]]:
+    """An empty one-token bucket (refilled once a second) and two takers queued, in order."""
+    budget = bucket(1, 1.0, clock)
+    assert budget.try_take()
+    first = asyncio.create_task(budget.take())
+    await settle()
+    second = asyncio.create_task(budget.take())
+    await settle()
+    return budget, first, second
+
+
 def always(exc: BaseException) -> bool:
     return True
 
@@ -174,12 +187,7 @@ class TestTokenBucket:
     async def test_cancelled_head_waiter_hands_its_turn_on(self) -> None:
         """Cancelling the first waiter takes no token; the next waiter gets the next one."""
         clock = ManualClock()
-        budget = bucket(1, 1.0, clock)
-        assert budget.try_take()
-        first = asyncio.create_task(budget.take())
-        await settle()
-        second = asyncio.create_task(budget.take())
-        await settle()
+        budget, first, second = await two_queued_takers(clock)
 
         first.cancel()
         await settle()
@@ -195,12 +203,7 @@ class TestTokenBucket:
     async def test_cancelled_queued_waiter_leaks_nothing(self) -> None:
         """A cancelled waiter behind the head leaves the queue; its token stays in the bucket."""
         clock = ManualClock()
-        budget = bucket(1, 1.0, clock)
-        assert budget.try_take()
-        first = asyncio.create_task(budget.take())
-        await settle()
-        second = asyncio.create_task(budget.take())
-        await settle()
+        budget, first, second = await two_queued_takers(clock)
 
         second.cancel()
         await clock.advance(1.0)

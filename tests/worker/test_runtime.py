@@ -33,11 +33,11 @@ async def test_a_matching_message_gets_exactly_one_reply_only_in_enabled_groups(
     fleet = await make_fleet(accounts=3, groups=2, enable=[0])
     await fleet.wait_states("online")
     enabled, disabled = fleet.world.groups[0], fleet.world.groups[1]
-    sender = next(m for m in fleet.world.members if m.id in enabled.members)
+    sender = fleet.member_of(enabled)
 
     await fleet.control.post_message(enabled.id, sender.id, "can someone help me?")
     await wait_for(lambda: _count(fleet, 0, 1))
-    other = next(m for m in fleet.world.members if m.id in disabled.members)
+    other = fleet.member_of(disabled)
     await fleet.control.post_message(disabled.id, other.id, "help please")
     await asyncio.sleep(1.5)  # time enough for a reply that must not come
 
@@ -84,13 +84,7 @@ async def test_flood_wait_is_honoured_and_the_pending_reply_is_sent_once(
 ) -> None:
     fleet = await make_fleet(accounts=2, groups=1)
     await fleet.wait_states("online")
-    group = fleet.world.groups[0]
-    member = next(m for m in fleet.world.members if m.id in group.members)
-    await fleet.control.add_fault(
-        "flood_wait", account="fleet_0001", method="messages.sendMessage", seconds=5, count=1
-    )
-    await fleet.control.post_message(group.id, member.id, "hello @fleet_0001")
-    await fleet.wait_states({"fleet_0001": "flood_wait"}, within=5)
+    await fleet.flood_wait_next_send("fleet_0001", 5, "hello @fleet_0001")
     await fleet.wait_states({"fleet_0001": "online"}, within=10)
     await wait_for(lambda: _count(fleet, 0, 1))
     await asyncio.sleep(0.5)
@@ -112,7 +106,7 @@ async def test_a_revoked_session_is_quarantined_and_never_reconnects(
     fleet = await make_fleet(accounts=2, groups=1)
     await fleet.wait_states("online")
     group = fleet.world.groups[0]
-    member = next(m for m in fleet.world.members if m.id in group.members)
+    member = fleet.member_of(group)
     await fleet.control.add_fault("session_revoked", account="fleet_0002")
     started = time.monotonic()
     await fleet.control.post_message(group.id, member.id, "hey @fleet_0002")
@@ -155,7 +149,7 @@ async def test_a_group_error_switches_that_group_off(make_fleet: FleetFactory) -
     await fleet.wait_states("online")
     blocked, fine = fleet.world.groups[0], fleet.world.groups[1]
     await fleet.control.add_fault("chat_write_forbidden", group=blocked.id)
-    member = next(m for m in fleet.world.members if m.id in blocked.members)
+    member = fleet.member_of(blocked)
     await fleet.control.post_message(blocked.id, member.id, "help")
 
     async def disabled() -> bool:
@@ -168,7 +162,7 @@ async def test_a_group_error_switches_that_group_off(make_fleet: FleetFactory) -
     await wait_for(disabled, within=5)
     events = await fleet.events("fleet_0001", "group_disabled")
     assert events[0].code == "CHAT_WRITE_FORBIDDEN"
-    other = next(m for m in fleet.world.members if m.id in fine.members)
+    other = fleet.member_of(fine)
     await fleet.control.post_message(fine.id, other.id, "help")
     await wait_for(lambda: _count(fleet, 1, 1))
     assert (await fleet.states())["fleet_0001"] == "online"
@@ -275,7 +269,7 @@ async def test_one_hanging_account_delays_no_other_and_shutdown_is_bounded(
     fleet = await make_fleet(accounts=3, groups=1, worker_request_timeout_seconds=20.0)
     await fleet.wait_states("online")
     group = fleet.world.groups[0]
-    member = next(m for m in fleet.world.members if m.id in group.members)
+    member = fleet.member_of(group)
     # fleet_0001 answers nothing for a minute; fleet_0003 cannot connect at all.
     await fleet.control.set_latency("fleet_0001", 60)
     await fleet.control.refuse("fleet_0003", 600)
@@ -329,7 +323,7 @@ async def test_llm_replies_and_falls_back_with_a_recorded_reason(
         )
         await fleet.wait_states("online")
         group = fleet.world.groups[0]
-        member = next(m for m in fleet.world.members if m.id in group.members)
+        member = fleet.member_of(group)
 
         await fleet.control.post_message(group.id, member.id, "@fleet_0001 when are you open?")
         await wait_for(lambda: _count(fleet, 0, 1))
@@ -414,6 +408,6 @@ async def test_a_flood_wait_while_connecting_ends_online(make_fleet: FleetFactor
     waited = await fleet.wait_states("online", within=10)
     assert 1.5 <= waited <= 5.0, waited
     group = fleet.world.groups[0]
-    member = next(m for m in fleet.world.members if m.id in group.members)
+    member = fleet.member_of(group)
     await fleet.control.post_message(group.id, member.id, "help")
     await wait_for(lambda: _count(fleet, 0, 1))

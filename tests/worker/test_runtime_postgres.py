@@ -23,7 +23,7 @@ async def test_a_fleet_runs_answers_and_obeys_commands_on_postgres(
     fleet = await make_fleet(accounts=3, groups=2, enable=[0])
     await fleet.wait_states("online")
     group = fleet.world.groups[0]
-    member = next(m for m in fleet.world.members if m.id in group.members)
+    member = fleet.member_of(group)
     await fleet.control.post_message(group.id, member.id, "help, please")
 
     async def replied() -> bool:
