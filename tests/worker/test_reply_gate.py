@@ -457,32 +457,28 @@ async def test_a_restarted_single_process_brings_no_fresh_budget(
     group = fleet.world.groups[0]
     member = next(m for m in group.members if m not in {a.id for a in fleet.world.accounts})
     settings, vault = fleet.app.state.settings, fleet.app.state.vault
-    first = Supervisor(settings, fleet.sessionmaker, vault)
-    await first.start()
-    try:
-        await fleet.wait_states("online", within=20)
-        await fleet.control.post_message(group.id, member, "help one")
 
-        async def answered() -> bool:
-            return len(await fleet.sent()) == 1
+    async def run_process(text: str, until: Callable[[], Awaitable[bool]]) -> None:
+        """One worker process: online, a member posts ``text``, ``until`` holds, it stops."""
+        supervisor = Supervisor(settings, fleet.sessionmaker, vault)
+        await supervisor.start()
+        try:
+            await fleet.wait_states("online", within=20)
+            await fleet.control.post_message(group.id, member, text)
+            await wait_for(until, within=15)
+        finally:
+            await supervisor.stop()
 
-        await wait_for(answered, within=15)
-    finally:
-        await first.stop()
-    second = Supervisor(settings, fleet.sessionmaker, vault)
-    await second.start()
-    try:
-        await fleet.wait_states("online", within=20)
-        await fleet.control.post_message(group.id, member, "help two")
+    async def answered() -> bool:
+        return len(await fleet.sent()) == 1
 
-        async def refused() -> bool:
-            events = await fleet.status("fleet_0001")
-            return events is not None and events.replies_suppressed >= 1
+    async def refused() -> bool:
+        events = await fleet.status("fleet_0001")
+        return events is not None and events.replies_suppressed >= 1
 
-        await wait_for(refused, within=15)
-        assert len(await fleet.sent()) == 1
-    finally:
-        await second.stop()
+    await run_process("help one", answered)
+    await run_process("help two", refused)
+    assert len(await fleet.sent()) == 1
 
 
 ONE_AN_HOUR = help_playbook("here to help", account_hourly=1, group_hourly=100)
