@@ -29,7 +29,7 @@ from typing import Any
 from jinja2 import Template
 
 from tgfleet.logging import get_logger
-from tgfleet.playbook._sandbox import TemplateLimitExceeded
+from tgfleet.playbook._bounds import TemplateLimitExceeded
 from tgfleet.playbook.compiler import CompiledPlaybook, CompiledRule, compile_playbook
 from tgfleet.playbook.gate import LocalGate, ReplyGate, ReplyRequest, Ticket
 from tgfleet.playbook.llm import LlmClient, LlmConfig, LlmFailed
