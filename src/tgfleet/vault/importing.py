@@ -35,20 +35,15 @@ from tgfleet.vault.formats import (
     to_record,
 )
 from tgfleet.vault.repository import SecretRepository, lock_vault
+from tgfleet.vault.schemas import ImportResultRead
 from tgfleet.vault.sessions import ACTIVE, TAMPERED, reseal
 from tgfleet.vault.vault import Vault
 
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ImportResult:
-    name: str
-    ok: bool
-    account_id: uuid.UUID | None = None
-    label: str | None = None
-    error: str | None = None
-    detail: str | None = None
+#: One file's outcome, as the import endpoint answers it.
+ImportResult = ImportResultRead
 
 
 def expand_upload(name: str, data: bytes, limits: ArchiveLimits) -> list[Entry]:
