@@ -48,6 +48,13 @@ def make_zip(
     return buffer.getvalue()
 
 
+def damage(data: bytes, position: int, mask: int, *, cut: bool) -> bytes:
+    """``data`` cut at ``position``, or with that byte XORed with ``mask``."""
+    if cut:
+        return data[:position]
+    return data[:position] + bytes([data[position] ^ mask]) + data[position + 1 :]
+
+
 def central_offsets(data: bytes) -> list[int]:
     """Offsets of every central-directory header (signature PK\\x01\\x02)."""
     offsets: list[int] = []
@@ -254,15 +261,8 @@ class TestZip:
     @given(position=st.integers(0, 10_000), mask=st.integers(1, 255), cut=st.booleans())
     def test_damaged_zip(self, position: int, mask: int, cut: bool) -> None:
         """Property: a damaged zip yields entries or raises ArchiveError/ImportTooLargeError."""
-        data = SMALL_ZIP
-        position %= len(data)
-        damaged = (
-            data[:position]
-            if cut
-            else data[:position] + bytes([data[position] ^ mask]) + data[position + 1 :]
-        )
         try:
-            entries(damaged)
+            entries(damage(SMALL_ZIP, position % len(SMALL_ZIP), mask, cut=cut))
         except (ArchiveError, ImportTooLargeError):
             return
 

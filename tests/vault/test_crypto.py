@@ -50,6 +50,11 @@ def with_field(envelope: Envelope, field: str, value: bytes) -> Envelope:
     return replace(envelope, ciphertext=value)
 
 
+def only(kek: Kek) -> Keyring:
+    """A file keyring holding ``kek`` alone."""
+    return Keyring(source=KeySource.FILE, active=kek, keks=[kek])
+
+
 def two_key_keyring() -> tuple[Kek, Kek, Keyring]:
     """A keyring where ``old`` wraps nothing new any more and ``new`` is active."""
     old, new = Kek.generate(), Kek.generate()
@@ -188,12 +193,7 @@ class TestBinding:
     def test_retired_kek_names_it(self) -> None:
         """An envelope wrapped by a retired KEK fails, naming the id and the retirement."""
         old, new, _ = two_key_keyring()
-        envelope = seal(
-            Keyring(source=KeySource.FILE, active=old, keks=[old]),
-            PLAINTEXT,
-            account_id=ACCOUNT,
-            version=1,
-        )
+        envelope = seal(only(old), PLAINTEXT, account_id=ACCOUNT, version=1)
         retired = Keyring(source=KeySource.FILE, active=new, keks=[old.retired(), new])
         with pytest.raises(DecryptError, match=f"{old.id} is not in the keyring \\(retired"):
             open_envelope(retired, envelope, account_id=ACCOUNT, version=1)
@@ -203,12 +203,7 @@ class TestRewrap:
     def test_rewrap_to_active_then_old_kek_not_needed(self) -> None:
         """After rewrap to the new KEK, a keyring without the old KEK opens the envelope."""
         old, new, both = two_key_keyring()
-        under_old = seal(
-            Keyring(source=KeySource.FILE, active=old, keks=[old]),
-            PLAINTEXT,
-            account_id=ACCOUNT,
-            version=4,
-        )
+        under_old = seal(only(old), PLAINTEXT, account_id=ACCOUNT, version=4)
         rewrapped = rewrap(both, under_old, account_id=ACCOUNT, version=4)
         assert rewrapped.kek_id == new.id
         assert rewrapped.wrapped_key != under_old.wrapped_key
@@ -224,8 +219,7 @@ class TestRewrap:
         under_new = seal(both, PLAINTEXT, account_id=ACCOUNT, version=1)
         back = rewrap(both, under_new, account_id=ACCOUNT, version=1, to_kek_id=old.id)
         assert back.kek_id == old.id
-        old_only = Keyring(source=KeySource.FILE, active=old, keks=[old])
-        assert open_envelope(old_only, back, account_id=ACCOUNT, version=1) == PLAINTEXT
+        assert open_envelope(only(old), back, account_id=ACCOUNT, version=1) == PLAINTEXT
 
     def test_rewrap_to_unknown_kek_refused(self) -> None:
         """Rewrapping to a KEK the keyring does not hold names the missing id."""

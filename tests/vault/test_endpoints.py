@@ -6,6 +6,7 @@ import base64
 import io
 import zipfile
 from pathlib import Path
+from zipfile import ZIP_STORED
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telethon.sessions import StringSession
 
 from tests.factories import Credentials, auth_key, telethon_file, telethon_string, user_with_role
+from tests.vault.test_archive import make_zip
 from tgfleet.auth.service import Security
 from tgfleet.config import Settings
 from tgfleet.kit.db import unit_of_work
@@ -31,6 +33,21 @@ async def import_raw(
         content=data,
         params=params,
         headers=who.headers | {"Content-Type": "application/octet-stream"},
+    )
+
+
+def zipped(members: dict[str, str]) -> bytes:
+    """A zip (stored, not compressed) of text ``members`` by name."""
+    return make_zip({name: text.encode() for name, text in members.items()}, compression=ZIP_STORED)
+
+
+async def post_export(
+    client: httpx.AsyncClient, who: Credentials, account_id: object, fmt: str, reason: str
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/accounts/{account_id}/session/export",
+        json={"format": fmt, "reason": reason},
+        headers=who.headers,
     )
 
 
@@ -129,11 +146,8 @@ class TestImport:
     async def test_zip_slip_is_refused_whole(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("ok.txt", telethon_string(20))
-            archive.writestr("../../etc/evil.session", telethon_string(21))
-        response = await import_raw(client, admin, buffer.getvalue(), "evil.zip")
+        evil = {"ok.txt": telethon_string(20), "../../etc/evil.session": telethon_string(21)}
+        response = await import_raw(client, admin, zipped(evil), "evil.zip")
         assert response.status_code == 400
         assert response.json()["error"] == "bad_archive"
         accounts = (await client.get("/api/v1/accounts", headers=admin.headers)).json()["items"]
@@ -198,10 +212,8 @@ class TestExportAndErase:
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
         account_id = await self._one(client, admin, 40)
-        response = await client.post(
-            f"/api/v1/accounts/{account_id}/session/export",
-            json={"format": "telethon-string", "reason": "move to new server"},
-            headers=admin.headers,
+        response = await post_export(
+            client, admin, account_id, "telethon-string", "move to new server"
         )
         assert response.status_code == 200, response.text
         assert response.headers["cache-control"] == "no-store"
@@ -224,11 +236,7 @@ class TestExportAndErase:
     ) -> None:
         account_id = await self._one(client, admin, 41)
         for fmt in ("telethon", "pyrogram"):
-            response = await client.post(
-                f"/api/v1/accounts/{account_id}/session/export",
-                json={"format": fmt, "reason": "backup drill"},
-                headers=admin.headers,
-            )
+            response = await post_export(client, admin, account_id, fmt, "backup drill")
             assert response.status_code == 200
             assert response.content.startswith(b"SQLite format 3\x00")
 
@@ -271,11 +279,7 @@ class TestExportAndErase:
                 )
             ).one()
         assert tuple(row) == (None, None, None, None, "erased")
-        export = await client.post(
-            f"/api/v1/accounts/{account_id}/session/export",
-            json={"format": "telethon-string", "reason": "should fail"},
-            headers=admin.headers,
-        )
+        export = await post_export(client, admin, account_id, "telethon-string", "should fail")
         assert export.status_code == 404
         assert export.json()["error"] == "session_not_found"
         again = await client.delete(f"/api/v1/accounts/{account_id}/session", headers=admin.headers)
@@ -286,11 +290,7 @@ class TestExportAndErase:
 
     async def test_unknown_account(self, client: httpx.AsyncClient, admin: Credentials) -> None:
         missing = "00000000-0000-0000-0000-000000000000"
-        response = await client.post(
-            f"/api/v1/accounts/{missing}/session/export",
-            json={"format": "telethon", "reason": "nothing"},
-            headers=admin.headers,
-        )
+        response = await post_export(client, admin, missing, "telethon", "nothing")
         assert response.status_code == 404
         assert response.json()["error"] == "account_not_found"
 
@@ -313,11 +313,7 @@ class TestTamper:
         flipped = bytearray(value)
         flipped[len(flipped) // 2] ^= 0x01
         await sql(sessionmaker, f"UPDATE session_secret SET {column} = :v", v=bytes(flipped))
-        export = await client.post(
-            f"/api/v1/accounts/{account_id}/session/export",
-            json={"format": "telethon-string", "reason": "tamper check"},
-            headers=admin.headers,
-        )
+        export = await post_export(client, admin, account_id, "telethon-string", "tamper check")
         assert export.status_code == 409
         assert export.json()["error"] == "decrypt_failed"
         account = (await client.get(f"/api/v1/accounts/{account_id}", headers=admin.headers)).json()
@@ -328,11 +324,7 @@ class TestTamper:
             )
         ).json()["items"]
         assert audit[0]["result"] == "failure"
-        again = await client.post(
-            f"/api/v1/accounts/{account_id}/session/export",
-            json={"format": "telethon-string", "reason": "tamper check"},
-            headers=admin.headers,
-        )
+        again = await post_export(client, admin, account_id, "telethon-string", "tamper check")
         assert again.status_code == 409
         assert "unusable" in again.json()["detail"]
 
@@ -366,11 +358,7 @@ class TestTamper:
             k=source[3],
             b=b_id.replace("-", ""),
         )
-        export = await client.post(
-            f"/api/v1/accounts/{b_id}/session/export",
-            json={"format": "telethon-string", "reason": "moved blob"},
-            headers=admin.headers,
-        )
+        export = await post_export(client, admin, b_id, "telethon-string", "moved blob")
         assert export.status_code == 409
 
 
@@ -512,10 +500,8 @@ class TestRecoveryAndKeys:
     async def test_refused_upload_is_audited(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("/abs/path.session", telethon_string(92))
-        refused = await import_raw(client, admin, buffer.getvalue(), "abs.zip")
+        absolute = {"/abs/path.session": telethon_string(92)}
+        refused = await import_raw(client, admin, zipped(absolute), "abs.zip")
         assert refused.status_code == 400
         audit = (
             await client.get(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,11 @@ from tgfleet.audit.exceptions import AuditWriteFailed
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
-from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.kit.db import unit_of_work
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
 from tgfleet.vault.exceptions import SessionNotFound
 from tgfleet.vault.formats import SessionFormat
-from tgfleet.vault.keyring import init_key_file
 
 CONTEXT = AuditContext(actor="cli:test")
 
@@ -200,22 +198,6 @@ class TestVaultDecryptAndExport:
                     reason="metrics",
                 )
         assert watch.delta() == {"ok": 1, "failed": 1}
-
-
-@pytest.fixture
-def file_settings(db_url: str, tmp_path: Path) -> Settings:
-    """Settings for a key-file keyring (the one a rotation adds keys to)."""
-    settings = make_settings(db_url, tmp_path / "keyfile", vault_key=None)
-    settings.data_dir.mkdir(mode=0o700)
-    init_key_file(settings.effective_vault_key_file)
-    return settings
-
-
-@pytest.fixture
-async def maker(file_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(file_settings.effective_database_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 class TestVaultKeys:

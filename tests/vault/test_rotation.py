@@ -8,10 +8,8 @@ import signal
 import sys
 import time
 from asyncio.subprocess import PIPE
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,24 +20,8 @@ from tgfleet.config import Settings
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
-from tgfleet.vault.keyring import init_key_file
 
 CONTEXT = AuditContext(actor="cli:test")
-
-
-@pytest.fixture
-def file_settings(db_url: str, tmp_path: Path) -> Settings:
-    settings = make_settings(db_url, tmp_path / "data", vault_key=None)
-    settings.data_dir.mkdir(mode=0o700)
-    init_key_file(settings.effective_vault_key_file)
-    return settings
-
-
-@pytest.fixture
-async def maker(file_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(file_settings.effective_database_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def fill(
