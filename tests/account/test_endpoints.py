@@ -4,6 +4,7 @@ bulk commands, the timeline, group settings, audit."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -34,29 +35,46 @@ async def operator(
     return await user_with_role(client, sessionmaker, security, "operator", username="olga")
 
 
-async def audit_actions(
-    client: httpx.AsyncClient, admin: Credentials, action: str
-) -> list[dict[str, object]]:
-    response = await client.get("/api/v1/audit", params={"action": action}, headers=admin.headers)
-    assert response.status_code == 200, response.text
-    items: list[dict[str, object]] = response.json()["items"]
-    return items
+AuditActions = Callable[[str], Awaitable[list[dict[str, object]]]]
+
+
+@pytest.fixture
+async def olga(app: FastAPI, operator: Credentials) -> AsyncIterator[httpx.AsyncClient]:
+    """The API as the operator olga calls it: her token on every request."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=operator.headers
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def audit(client: httpx.AsyncClient, admin: Credentials) -> AuditActions:
+    """The audit records of one action, newest first, as an admin reads them."""
+
+    async def actions(action: str) -> list[dict[str, object]]:
+        response = await client.get(
+            "/api/v1/audit", params={"action": action}, headers=admin.headers
+        )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, object]] = response.json()["items"]
+        return items
+
+    return actions
 
 
 class TestRead:
-    async def test_account_without_status_reads_as_stopped(
-        self, client: httpx.AsyncClient, operator: Credentials
-    ) -> None:
+    async def test_account_without_status_reads_as_stopped(self, olga: httpx.AsyncClient) -> None:
         """An imported account no worker has run shows status stopped, restart_seq 0 and
         keeps its session summary."""
-        imported = await client.post(
+        imported = await olga.post(
             f"{ACCOUNTS}/import",
             content=telethon_string(1).encode(),
             params={"name": "s.txt", "label": "fresh"},
-            headers=operator.headers | {"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream"},
         )
         account_id = imported.json()["results"][0]["account_id"]
-        body = (await client.get(f"{ACCOUNTS}/{account_id}", headers=operator.headers)).json()
+        body = (await olga.get(f"{ACCOUNTS}/{account_id}")).json()
         assert body["status"]["state"] == "stopped"
         assert body["status"]["since"] is None
         assert body["status"]["messages_received"] == 0
@@ -64,17 +82,17 @@ class TestRead:
         assert body["session"]["state"] == "active"
 
     async def test_listing_reads_no_key_material(
-        self, client: httpx.AsyncClient, operator: Credentials, app: FastAPI
+        self, olga: httpx.AsyncClient, app: FastAPI
     ) -> None:
         """The list and the detail show each session's summary from its summary columns
         alone: no statement they run reads the wrapped key, nonce or ciphertext (about
         28 KiB a session, 50 of them per page, for nothing the answer shows)."""
         for n in (1, 2):
-            imported = await client.post(
+            imported = await olga.post(
                 f"{ACCOUNTS}/import",
                 content=telethon_string(n).encode(),
                 params={"name": f"s{n}.txt", "label": f"kept-{n}"},
-                headers=operator.headers | {"Content-Type": "application/octet-stream"},
+                headers={"Content-Type": "application/octet-stream"},
             )
             assert imported.status_code == 200, imported.text
         statements: list[str] = []
@@ -85,9 +103,9 @@ class TestRead:
         engine = app.state.engine.sync_engine
         event.listen(engine, "before_cursor_execute", on_execute)
         try:
-            page = (await client.get(ACCOUNTS, headers=operator.headers)).json()
+            page = (await olga.get(ACCOUNTS)).json()
             one = page["items"][0]
-            detail = await client.get(f"{ACCOUNTS}/{one['id']}", headers=operator.headers)
+            detail = await olga.get(f"{ACCOUNTS}/{one['id']}")
         finally:
             event.remove(engine, "before_cursor_execute", on_execute)
         assert [item["session"]["state"] for item in page["items"]] == ["active", "active"]
@@ -100,7 +118,7 @@ class TestRead:
             assert not [s for s in reads if f"session_secret.{column}" in s], column
 
     async def test_status_fields_come_from_the_worker_row(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
+        self, olga: httpx.AsyncClient, sessionmaker: Maker
     ) -> None:
         """What the worker observed (state, reason, error, counters) is in the item."""
         (account_id,) = await make_accounts(sessionmaker, ["seen"])
@@ -113,7 +131,7 @@ class TestRead:
             last_error_code="AuthKeyUnregisteredError",
             replies_sent=4,
         )
-        listed = (await client.get(ACCOUNTS, headers=operator.headers)).json()
+        listed = (await olga.get(ACCOUNTS)).json()
         status = listed["items"][0]["status"]
         assert status["state"] == "quarantined"
         assert status["reason"] == "auth_key_unregistered"
@@ -123,7 +141,7 @@ class TestRead:
         assert status["since"] is not None
 
     async def test_filters_counts_and_pages(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
+        self, olga: httpx.AsyncClient, sessionmaker: Maker
     ) -> None:
         """state (repeatable), label prefix and q filter; counts cover label/q but not state;
         the cursor continues the filtered list."""
@@ -141,84 +159,66 @@ class TestRead:
             "state": ["online", "flood_wait"],
             "limit": 2,
         }
-        first = (await client.get(ACCOUNTS, params=params, headers=operator.headers)).json()
+        first = (await olga.get(ACCOUNTS, params=params)).json()
         assert [a["label"] for a in first["items"]] == ["eu-a", "eu-b"]
         assert first["counts"]["online"] == 2
         assert first["counts"]["flood_wait"] == 1
         assert first["counts"]["stopped"] == 1  # eu-d has no status row
         assert first["counts"]["quarantined"] == 0
-        second = (
-            await client.get(
-                ACCOUNTS, params=params | {"cursor": first["next_cursor"]}, headers=operator.headers
-            )
-        ).json()
+        second = (await olga.get(ACCOUNTS, params=params | {"cursor": first["next_cursor"]})).json()
         assert [a["label"] for a in second["items"]] == ["eu-c"]
         assert second["next_cursor"] is None
-        by_q = (await client.get(ACCOUNTS, params={"q": "ZED"}, headers=operator.headers)).json()
+        by_q = (await olga.get(ACCOUNTS, params={"q": "ZED"})).json()
         assert [a["label"] for a in by_q["items"]] == ["eu-c"]
         assert sum(by_q["counts"].values()) == 1
 
-    async def test_unknown_state_is_422(
-        self, client: httpx.AsyncClient, operator: Credentials
-    ) -> None:
+    async def test_unknown_state_is_422(self, olga: httpx.AsyncClient) -> None:
         """A state that is not in the state list is a validation error."""
-        response = await client.get(
-            ACCOUNTS, params={"state": "sleeping"}, headers=operator.headers
-        )
+        response = await olga.get(ACCOUNTS, params={"state": "sleeping"})
         assert response.status_code == 422
         assert "state" in response.json()["detail"]
 
 
 class TestCommands:
     async def test_start_lifts_quarantine_and_is_audited(
-        self,
-        client: httpx.AsyncClient,
-        operator: Credentials,
-        admin: Credentials,
-        sessionmaker: Maker,
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
     ) -> None:
         """start returns the account running with a higher restart_seq when quarantined;
         on an online account it leaves restart_seq alone; both are audited."""
         quarantined, online = await make_accounts(sessionmaker, ["q", "o"])
         await observe(sessionmaker, quarantined, "quarantined")
         await observe(sessionmaker, online, "online")
-        lifted = await client.post(f"{ACCOUNTS}/{quarantined}/start", headers=operator.headers)
+        lifted = await olga.post(f"{ACCOUNTS}/{quarantined}/start")
         assert lifted.status_code == 200, lifted.text
         assert (lifted.json()["desired_state"], lifted.json()["restart_seq"]) == ("running", 1)
         assert lifted.json()["status"]["state"] == "quarantined"
-        plain = await client.post(f"{ACCOUNTS}/{online}/start", headers=operator.headers)
+        plain = await olga.post(f"{ACCOUNTS}/{online}/start")
         assert (plain.json()["desired_state"], plain.json()["restart_seq"]) == ("running", 0)
-        records = await audit_actions(client, admin, "account.start")
+        records = await audit("account.start")
         assert {r["target"] for r in records} == {f"account:{quarantined}", f"account:{online}"}
         assert all(r["actor"] == "user:olga" for r in records)
 
     async def test_stop_and_restart(
-        self,
-        client: httpx.AsyncClient,
-        operator: Credentials,
-        admin: Credentials,
-        sessionmaker: Maker,
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
     ) -> None:
         """stop sets stopped (also when already stopped, still audited); restart runs and
         raises restart_seq."""
         (account_id,) = await make_accounts(sessionmaker, ["s"])
-        stopped = await client.post(f"{ACCOUNTS}/{account_id}/stop", headers=operator.headers)
+        stopped = await olga.post(f"{ACCOUNTS}/{account_id}/stop")
         assert stopped.status_code == 200
         assert stopped.json()["desired_state"] == "stopped"
-        restarted = await client.post(f"{ACCOUNTS}/{account_id}/restart", headers=operator.headers)
+        restarted = await olga.post(f"{ACCOUNTS}/{account_id}/restart")
         assert (restarted.json()["desired_state"], restarted.json()["restart_seq"]) == (
             "running",
             1,
         )
-        assert len(await audit_actions(client, admin, "account.stop")) == 1
-        assert len(await audit_actions(client, admin, "account.restart")) == 1
+        assert len(await audit("account.stop")) == 1
+        assert len(await audit("account.restart")) == 1
         assert [e.code for e in await events_of(sessionmaker, account_id)] == ["stop", "restart"]
 
-    async def test_unknown_account_is_404(
-        self, client: httpx.AsyncClient, operator: Credentials
-    ) -> None:
+    async def test_unknown_account_is_404(self, olga: httpx.AsyncClient) -> None:
         """A command for an unknown id names it."""
-        response = await client.post(f"{ACCOUNTS}/{uuid.uuid4()}/stop", headers=operator.headers)
+        response = await olga.post(f"{ACCOUNTS}/{uuid.uuid4()}/stop")
         assert response.status_code == 404
         assert response.json()["error"] == "account_not_found"
 
@@ -235,28 +235,21 @@ class TestCommands:
 
 class TestBulk:
     async def test_by_ids_and_by_filter(
-        self,
-        client: httpx.AsyncClient,
-        operator: Credentials,
-        admin: Credentials,
-        sessionmaker: Maker,
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
     ) -> None:
         """Bulk by ids and by filter report matched and changed; one audit record each."""
         ids = await make_accounts(sessionmaker, ["k1", "k2", "m1"])
-        by_ids = await client.post(
-            f"{ACCOUNTS}/bulk",
-            json={"ids": [str(i) for i in ids[:2]], "action": "start"},
-            headers=operator.headers,
+        by_ids = await olga.post(
+            f"{ACCOUNTS}/bulk", json={"ids": [str(i) for i in ids[:2]], "action": "start"}
         )
         assert by_ids.status_code == 200, by_ids.text
         assert by_ids.json() == {"action": "start", "matched": 2, "changed": 2}
-        by_filter = await client.post(
+        by_filter = await olga.post(
             f"{ACCOUNTS}/bulk",
             json={"filter": {"label": "k", "state": ["stopped"]}, "action": "restart"},
-            headers=operator.headers,
         )
         assert by_filter.json() == {"action": "restart", "matched": 2, "changed": 2}
-        records = await audit_actions(client, admin, "account.bulk")
+        records = await audit("account.bulk")
         assert [r["details"] for r in records] == [
             {
                 "action": "restart",
@@ -268,30 +261,22 @@ class TestBulk:
         ]
         assert (await account_row(sessionmaker, ids[2])).desired_state == "stopped"
 
-    async def test_all_must_be_explicit(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
-    ) -> None:
+    async def test_all_must_be_explicit(self, olga: httpx.AsyncClient, sessionmaker: Maker) -> None:
         """An empty filter is refused with a message that says what to do; {"all": true}
         covers the fleet."""
         await make_accounts(sessionmaker, ["f1", "f2"])
-        empty = await client.post(
-            f"{ACCOUNTS}/bulk", json={"filter": {}, "action": "restart"}, headers=operator.headers
-        )
+        empty = await olga.post(f"{ACCOUNTS}/bulk", json={"filter": {}, "action": "restart"})
         assert empty.status_code == 422
         assert empty.json() == {
             "error": "empty_filter",
             "detail": "a filter must name at least one field; use ids or a filter",
         }
-        everything = await client.post(
-            f"{ACCOUNTS}/bulk",
-            json={"filter": {"all": True}, "action": "stop"},
-            headers=operator.headers,
+        everything = await olga.post(
+            f"{ACCOUNTS}/bulk", json={"filter": {"all": True}, "action": "stop"}
         )
         assert everything.json() == {"action": "stop", "matched": 2, "changed": 0}
 
-    async def test_refusals(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
-    ) -> None:
+    async def test_refusals(self, olga: httpx.AsyncClient, sessionmaker: Maker) -> None:
         """10,001 ids, both ids and filter, an unknown action, an unknown state: 422."""
         ids = await make_accounts(sessionmaker, ["r"])
         bodies: list[dict[str, object]] = [
@@ -303,19 +288,18 @@ class TestBulk:
             {"action": "stop"},
         ]
         for body in bodies:
-            response = await client.post(f"{ACCOUNTS}/bulk", json=body, headers=operator.headers)
+            response = await olga.post(f"{ACCOUNTS}/bulk", json=body)
             assert response.status_code == 422, (body.keys(), response.text)
 
     async def test_unknown_ids_are_404_and_change_nothing(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
+        self, olga: httpx.AsyncClient, sessionmaker: Maker
     ) -> None:
         """One unknown id among known ones: 404 naming it, the known ones untouched."""
         ids = await make_accounts(sessionmaker, ["u1", "u2"])
         unknown = uuid.uuid4()
-        response = await client.post(
+        response = await olga.post(
             f"{ACCOUNTS}/bulk",
             json={"ids": [str(ids[0]), str(unknown), str(ids[1])], "action": "start"},
-            headers=operator.headers,
         )
         assert response.status_code == 404
         assert response.json()["error"] == "accounts_not_found"
@@ -326,54 +310,42 @@ class TestBulk:
 
 class TestEvents:
     async def test_timeline_pages_newest_first(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
+        self, olga: httpx.AsyncClient, sessionmaker: Maker
     ) -> None:
         """Events come newest first, the cursor continues, kind filters."""
         (account_id,) = await make_accounts(sessionmaker, ["t"])
         for action in ("start", "stop", "restart"):
-            await client.post(f"{ACCOUNTS}/{account_id}/{action}", headers=operator.headers)
+            await olga.post(f"{ACCOUNTS}/{account_id}/{action}")
         url = f"{ACCOUNTS}/{account_id}/events"
-        first = (await client.get(url, params={"limit": 2}, headers=operator.headers)).json()
+        first = (await olga.get(url, params={"limit": 2})).json()
         assert [e["code"] for e in first["items"]] == ["restart", "stop"]
         assert first["items"][0]["kind"] == "command"
         assert first["items"][0]["details"]["actor"] == "user:olga"
-        rest = (
-            await client.get(
-                url, params={"limit": 2, "cursor": first["next_cursor"]}, headers=operator.headers
-            )
-        ).json()
+        rest = (await olga.get(url, params={"limit": 2, "cursor": first["next_cursor"]})).json()
         assert [e["code"] for e in rest["items"]] == ["start"]
         assert rest["next_cursor"] is None
-        none = (await client.get(url, params={"kind": "state"}, headers=operator.headers)).json()
+        none = (await olga.get(url, params={"kind": "state"})).json()
         assert none["items"] == []
 
-    async def test_unknown_account(self, client: httpx.AsyncClient, operator: Credentials) -> None:
+    async def test_unknown_account(self, olga: httpx.AsyncClient) -> None:
         """The timeline of an unknown account is a 404."""
-        response = await client.get(f"{ACCOUNTS}/{uuid.uuid4()}/events", headers=operator.headers)
+        response = await olga.get(f"{ACCOUNTS}/{uuid.uuid4()}/events")
         assert response.status_code == 404
 
 
 class TestGroups:
     async def test_put_get_delete(
-        self,
-        client: httpx.AsyncClient,
-        operator: Credentials,
-        admin: Credentials,
-        sessionmaker: Maker,
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
     ) -> None:
         """A group is created disabled, enabled with a playbook, listed, and forgotten."""
         (account_id,) = await make_accounts(sessionmaker, ["g"])
         playbook_id = await make_playbook(sessionmaker)
         url = f"{ACCOUNTS}/{account_id}/groups/-1001234567890"
-        created = await client.put(
-            url, json={"enabled": False, "title": "Support"}, headers=operator.headers
-        )
+        created = await olga.put(url, json={"enabled": False, "title": "Support"})
         assert created.status_code == 200, created.text
         assert created.json()["enabled"] is False
-        enabled = await client.put(
-            url,
-            json={"enabled": True, "playbook_id": str(playbook_id), "playbook_version": 1},
-            headers=operator.headers,
+        enabled = await olga.put(
+            url, json={"enabled": True, "playbook_id": str(playbook_id), "playbook_version": 1}
         )
         assert enabled.status_code == 200, enabled.text
         body = enabled.json()
@@ -383,28 +355,24 @@ class TestGroups:
             1,
         )
         assert body["title"] == "Support"
-        listed = (
-            await client.get(f"{ACCOUNTS}/{account_id}/groups", headers=operator.headers)
-        ).json()
+        listed = (await olga.get(f"{ACCOUNTS}/{account_id}/groups")).json()
         assert [(g["chat_id"], g["enabled"]) for g in listed["items"]] == [(-1001234567890, True)]
-        records = await audit_actions(client, admin, "account.group.update")
+        records = await audit("account.group.update")
         assert len(records) == 2
-        gone = await client.delete(url, headers=operator.headers)
+        gone = await olga.delete(url)
         assert gone.status_code == 204
-        again = await client.delete(url, headers=operator.headers)
+        again = await olga.delete(url)
         assert again.status_code == 404
         assert again.json()["error"] == "group_not_found"
         codes = [e.code for e in await events_of(sessionmaker, account_id) if e.kind == "group"]
         assert codes == ["updated", "enabled", "removed"]
 
     async def test_enabling_without_playbook_is_422(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
+        self, olga: httpx.AsyncClient, sessionmaker: Maker
     ) -> None:
         """Replies need a playbook."""
         (account_id,) = await make_accounts(sessionmaker, ["g"])
-        response = await client.put(
-            f"{ACCOUNTS}/{account_id}/groups/-42", json={"enabled": True}, headers=operator.headers
-        )
+        response = await olga.put(f"{ACCOUNTS}/{account_id}/groups/-42", json={"enabled": True})
         assert response.status_code == 422
         assert response.json() == {
             "error": "group_needs_playbook",
@@ -412,42 +380,33 @@ class TestGroups:
         }
 
     async def test_unknown_playbook_and_account(
-        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
+        self, olga: httpx.AsyncClient, sessionmaker: Maker
     ) -> None:
         """An unknown playbook or account is a 404; chat id 0 or out of range a 422."""
         (account_id,) = await make_accounts(sessionmaker, ["g"])
-        unknown_playbook = await client.put(
+        unknown_playbook = await olga.put(
             f"{ACCOUNTS}/{account_id}/groups/-42",
             json={"enabled": True, "playbook_id": str(uuid.uuid4())},
-            headers=operator.headers,
         )
         assert unknown_playbook.status_code == 404
         assert unknown_playbook.json()["error"] == "playbook_not_found"
-        unknown_account = await client.put(
-            f"{ACCOUNTS}/{uuid.uuid4()}/groups/-42",
-            json={"enabled": False},
-            headers=operator.headers,
+        unknown_account = await olga.put(
+            f"{ACCOUNTS}/{uuid.uuid4()}/groups/-42", json={"enabled": False}
         )
         assert unknown_account.status_code == 404
         for chat_id in ("0", str(2**63)):
-            bad = await client.put(
-                f"{ACCOUNTS}/{account_id}/groups/{chat_id}",
-                json={"enabled": False},
-                headers=operator.headers,
+            bad = await olga.put(
+                f"{ACCOUNTS}/{account_id}/groups/{chat_id}", json={"enabled": False}
             )
             assert bad.status_code == 422, chat_id
 
     async def test_bulk_enable(
-        self,
-        client: httpx.AsyncClient,
-        operator: Credentials,
-        admin: Credentials,
-        sessionmaker: Maker,
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
     ) -> None:
         """The bulk route switches a playbook on for chosen groups of many accounts."""
         ids = await make_accounts(sessionmaker, ["b1", "b2"])
         playbook_id = await make_playbook(sessionmaker)
-        response = await client.post(
+        response = await olga.post(
             f"{ACCOUNTS}/groups/bulk",
             json={
                 "filter": {"label": "b"},
@@ -456,23 +415,18 @@ class TestGroups:
                 "playbook_id": str(playbook_id),
                 "create": True,
             },
-            headers=operator.headers,
         )
         assert response.status_code == 200, response.text
         assert response.json() == {"matched": 2, "groups": 2, "created": 2}
         for account_id in ids:
-            groups = (
-                await client.get(f"{ACCOUNTS}/{account_id}/groups", headers=operator.headers)
-            ).json()["items"]
+            groups = (await olga.get(f"{ACCOUNTS}/{account_id}/groups")).json()["items"]
             assert [(g["chat_id"], g["enabled"], g["playbook_id"]) for g in groups] == [
                 (-77, True, str(playbook_id))
             ]
-        (record,) = await audit_actions(client, admin, "account.group.bulk")
+        (record,) = await audit("account.group.bulk")
         assert record["details"]["created"] == 2  # type: ignore[index]
-        refused = await client.post(
-            f"{ACCOUNTS}/groups/bulk",
-            json={"filter": {}, "all_groups": True, "enabled": False},
-            headers=operator.headers,
+        refused = await olga.post(
+            f"{ACCOUNTS}/groups/bulk", json={"filter": {}, "all_groups": True, "enabled": False}
         )
         assert refused.status_code == 422
         assert refused.json()["error"] == "empty_filter"

@@ -74,9 +74,7 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
 ) -> None:
     ids = await make_fleet(sessionmaker, 50)
     outbox = Outbox()
-    evaluator = _evaluator(sessionmaker, outbox)
-    evaluator.start()
-    try:
+    async with _evaluator(sessionmaker, outbox):
         await report_states(sessionmaker, ids, State.QUARANTINED, reason="session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(1.5)  # more evaluations and group intervals: nothing new to say
@@ -92,8 +90,6 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
         await _until(lambda: len(outbox.sent) >= 2)
         assert outbox.sent[1].status == "resolved"
         assert len(outbox.sent[1].alerts) == 50
-    finally:
-        await evaluator.stop()
 
 
 async def test_a_restart_neither_loses_nor_resends(
@@ -102,22 +98,16 @@ async def test_a_restart_neither_loses_nor_resends(
     ids = await make_fleet(sessionmaker, 3)
     await report_states(sessionmaker, ids[:2], State.QUARANTINED, reason="banned")
     outbox = Outbox()
-    first = _evaluator(sessionmaker, outbox)
-    first.start()
-    await _until(lambda: len(outbox.sent) >= 1)
-    await first.stop()
+    async with _evaluator(sessionmaker, outbox):
+        await _until(lambda: len(outbox.sent) >= 1)
     assert {a.labels["alertname"] for a in outbox.sent[0].alerts} == {"AccountBanned"}
     # A new process: the same database (alerts and the notification log).
-    second = _evaluator(sessionmaker, outbox)
-    second.start()
-    try:
+    async with _evaluator(sessionmaker, outbox):
         await asyncio.sleep(1.5)
         assert len(outbox.sent) == 1  # told already
         await report_states(sessionmaker, ids[2:], State.QUARANTINED, reason="banned")
         await _until(lambda: len(outbox.sent) >= 2)
         assert len(outbox.sent[1].alerts) == 3  # the new one, with the two still firing
-    finally:
-        await second.stop()
 
 
 async def test_a_silence_mutes_matching_alerts(
@@ -134,15 +124,11 @@ async def test_a_silence_mutes_matching_alerts(
             comment="known: replacing this session",
         )
     outbox = Outbox()
-    evaluator = _evaluator(sessionmaker, outbox)
-    evaluator.start()
-    try:
+    async with _evaluator(sessionmaker, outbox):
         await report_states(sessionmaker, ids, State.QUARANTINED, reason="session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(0.5)
         assert [a.labels["account"] for n in outbox.sent for a in n.alerts] == ["acc001"]
-    finally:
-        await evaluator.stop()
 
 
 @pytest.mark.parametrize(

@@ -125,12 +125,8 @@ class TestChain:
 
 class TestWhatIsRecorded:
     async def test_logins_tokens_users_roles(
-        self,
-        client: httpx.AsyncClient,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
+        self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        admin = await user_with_role(client, sessionmaker, security, "admin", username="root")
         await client.post(
             "/api/v1/auth/login", json={"username": "root", "password": "wrong-wrong-wrong"}
         )
@@ -183,9 +179,8 @@ class TestWhatIsRecorded:
         self,
         client: httpx.AsyncClient,
         sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
+        admin: Credentials,
     ) -> None:
-        admin = await user_with_role(client, sessionmaker, security, "admin", username="root")
         await append(sessionmaker, 7)
         by_action = await client.get(
             "/api/v1/audit", params={"action": "test.event"}, headers=admin.headers

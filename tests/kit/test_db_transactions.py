@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.conftest import make_settings
 from tests.factories import user_with_role
-from tgfleet.app import create_app
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
+from tgfleet.config import Settings
 from tgfleet.kit.db import (
     DatabaseUnavailable,
     WriteInReadOnlyTransaction,
@@ -233,58 +233,44 @@ class TestWriteGate:
 # ----------------------------------------------------------------------------- HTTP
 
 
-@pytest.fixture
-async def patient_app(db_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
-    """The app with a long busy timeout: a request that waits for the lock cannot answer
-    inside WAIT_LIMIT (the default 5 s would answer 503 within a slow test)."""
-    settings = make_settings(db_url, tmp_path / "data", sqlite_busy_timeout_ms=BUSY_TIMEOUT_MS)
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def patient_client(patient_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=patient_app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
-
-
 class TestRequests:
+    @pytest.fixture
+    def settings(self, db_url: str, tmp_path: Path) -> Settings:
+        """Settings of ``app`` and ``client`` with a long busy timeout: a request that waits for
+        the lock cannot answer inside WAIT_LIMIT (the default 5 s would answer 503 within a
+        slow test)."""
+        return make_settings(db_url, tmp_path / "data", sqlite_busy_timeout_ms=BUSY_TIMEOUT_MS)
+
     async def test_get_answers_while_another_process_holds_the_write_lock(
-        self, patient_app: FastAPI, patient_client: httpx.AsyncClient, engine: AsyncEngine
+        self, app: FastAPI, client: httpx.AsyncClient, engine: AsyncEngine
     ) -> None:
         """GET /api/v1/accounts answers 200 at once while another connection (another
         process's engine) holds an open write transaction; it used to wait for the lock and
         answer 503 when the busy timeout ran out."""
-        viewer = await user_with_role(
-            patient_client, patient_app.state.sessionmaker, patient_app.state.security, "viewer"
-        )
+        viewer = await user_with_role(client, app.state.sessionmaker, app.state.security, "viewer")
         async with HeldWrite(create_sessionmaker(engine)):
             async with asyncio.timeout(WAIT_LIMIT):
-                answer = await patient_client.get("/api/v1/accounts", headers=viewer.headers)
+                answer = await client.get("/api/v1/accounts", headers=viewer.headers)
             assert answer.status_code == 200, answer.text
 
     async def test_refused_get_is_audited_once_the_writer_commits(
-        self, patient_app: FastAPI, patient_client: httpx.AsyncClient, engine: AsyncEngine
+        self, app: FastAPI, client: httpx.AsyncClient, engine: AsyncEngine
     ) -> None:
         """A GET that must write (a refusal's audit record) waits for a held write lock
         instead of failing, answers 403 once the writer commits, and its record is kept."""
-        viewer = await user_with_role(
-            patient_client, patient_app.state.sessionmaker, patient_app.state.security, "viewer"
-        )
+        viewer = await user_with_role(client, app.state.sessionmaker, app.state.security, "viewer")
         held = HeldWrite(create_sessionmaker(engine))
         async with held:
             refused = asyncio.create_task(
-                patient_client.get("/api/v1/vault/status", headers=viewer.headers)
+                client.get("/api/v1/vault/status", headers=viewer.headers)
             )
             done, _ = await asyncio.wait({refused}, timeout=0.5)
-            if patient_app.state.engine.dialect.name == "sqlite":
+            if app.state.engine.dialect.name == "sqlite":
                 assert not done, "the refusal was audited past a held write lock"
         async with asyncio.timeout(WAIT_LIMIT):
             answer = await refused
         assert answer.status_code == 403, answer.text
-        maker: async_sessionmaker[AsyncSession] = patient_app.state.sessionmaker
+        maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
         async with unit_of_work(maker, deferred=True) as session:
             denied = await session.scalar(
                 select(func.count())
@@ -294,12 +280,12 @@ class TestRequests:
         assert denied == 1
 
     async def test_reads_only_post_does_not_wait_for_the_write_lock(
-        self, patient_app: FastAPI, engine: AsyncEngine
+        self, app: FastAPI, engine: AsyncEngine
     ) -> None:
         """A POST route marked ``reads_only`` starts as a read like a GET; an unmarked POST
         waits for the write lock."""
         probe = FastAPI()
-        probe.state.components = patient_app.state.components
+        probe.state.components = app.state.components
 
         @probe.post("/marked")
         @reads_only
@@ -319,7 +305,7 @@ class TestRequests:
                 assert (await http.post("/marked")).status_code == 200
             plain_call = asyncio.create_task(http.post("/plain"))
             done, _ = await asyncio.wait({plain_call}, timeout=0.5)
-            if patient_app.state.engine.dialect.name == "sqlite":
+            if app.state.engine.dialect.name == "sqlite":
                 assert not done, "an unmarked POST did not take the write lock up front"
         async with asyncio.timeout(WAIT_LIMIT):
             assert (await plain_call).status_code == 200
