@@ -26,12 +26,7 @@ BASE = "/api/v1/playbooks"
 V1 = "rules:\n  - {name: hi, when: {mention: true}, reply: {templates: ['Hi {{ sender.name }}']}}\n"
 V2 = "rules:\n  - {name: hi, when: {mention: true}, reply: {templates: ['v2']}}\n"
 
-
-@pytest.fixture
-async def operator(
-    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], security: Security
-) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "operator")
+Maker = async_sessionmaker[AsyncSession]
 
 
 async def create(
@@ -103,10 +98,7 @@ class TestCrud:
         assert (await client.get(BASE, headers=operator.headers)).json()["items"] == []
 
     async def test_delete_in_use_then_free(
-        self,
-        client: httpx.AsyncClient,
-        operator: Credentials,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
     ) -> None:
         created = await create(client, operator)
         playbook_id = uuid.UUID(str(created["id"]))
@@ -128,10 +120,7 @@ class TestCrud:
         assert (await client.get(url, headers=operator.headers)).status_code == 404
 
     async def test_mutations_are_audited(
-        self,
-        client: httpx.AsyncClient,
-        operator: Credentials,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        self, client: httpx.AsyncClient, operator: Credentials, sessionmaker: Maker
     ) -> None:
         created = await create(client, operator)
         url = f"{BASE}/{created['id']}"
@@ -157,7 +146,7 @@ class TestCrud:
         self,
         client: httpx.AsyncClient,
         operator: Credentials,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        sessionmaker: Maker,
         security: Security,
     ) -> None:
         viewer = await user_with_role(client, sessionmaker, security, "viewer")

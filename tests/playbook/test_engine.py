@@ -17,6 +17,7 @@ from tgfleet.playbook.engine import (
     CompiledPlaybook,
     LlmConfig,
     Message,
+    Outcome,
     ReplyEngine,
     compile_playbook,
 )
@@ -59,6 +60,17 @@ def playbook(rules: str, defaults: str = "") -> CompiledPlaybook:
 
 def one_rule(when: str, extra: str = "", reply: str = "{templates: ['ok']}") -> CompiledPlaybook:
     return playbook(f"  - name: r\n    when: {when}\n    reply: {reply}\n{extra}")
+
+
+async def respond_once(
+    config: LlmConfig | None, compiled: CompiledPlaybook, sent: Message, clock: Clock
+) -> Outcome:
+    """``sent`` through a fresh engine asking the model of ``config``, closed after."""
+    engine = ReplyEngine(config, clock=clock)
+    try:
+        return await engine.respond(compiled, sent, ALICE)
+    finally:
+        await engine.aclose()
 
 
 @pytest.fixture
@@ -329,13 +341,8 @@ class TestLlm:
             config = LlmConfig(
                 base_url=llm.base_url, model="default", timeout_seconds=5, api_key="sk-secret"
             )
-            engine = ReplyEngine(config, clock=clock)
-            try:
-                outcome = await engine.respond(
-                    one_rule("{min_length: 1}", reply=LLM_RULE), message("how much?"), ALICE
-                )
-            finally:
-                await engine.aclose()
+            compiled = one_rule("{min_length: 1}", reply=LLM_RULE)
+            outcome = await respond_once(config, compiled, message("how much?"), clock)
         assert (outcome.fired, outcome.source, outcome.text) == (
             True,
             "llm",
@@ -366,15 +373,9 @@ class TestLlm:
         """A failing model gives the fallback template, with the reason."""
         async with FakeChatServer(reply=reply, status=status) as llm:
             llm.delay = delay
-            engine = ReplyEngine(
-                LlmConfig(base_url=llm.base_url, model="m", timeout_seconds=5), clock=clock
-            )
-            try:
-                outcome = await engine.respond(
-                    one_rule("{min_length: 1}", reply=LLM_RULE), message(), ALICE
-                )
-            finally:
-                await engine.aclose()
+            config = LlmConfig(base_url=llm.base_url, model="m", timeout_seconds=5)
+            compiled = one_rule("{min_length: 1}", reply=LLM_RULE)
+            outcome = await respond_once(config, compiled, message(), clock)
         assert outcome.fired
         assert (outcome.source, outcome.fallback_reason) == ("fallback", reason)
         assert outcome.text == "Sorry Dana Scully, later."
@@ -382,15 +383,9 @@ class TestLlm:
     async def test_unreachable_endpoint(self, clock: Clock) -> None:
         async with FakeChatServer() as llm:
             base_url = llm.base_url
-        engine = ReplyEngine(
-            LlmConfig(base_url=base_url, model="m", timeout_seconds=2), clock=clock
-        )
-        try:
-            outcome = await engine.respond(
-                one_rule("{min_length: 1}", reply=LLM_RULE), message(), ALICE
-            )
-        finally:
-            await engine.aclose()
+        config = LlmConfig(base_url=base_url, model="m", timeout_seconds=2)
+        compiled = one_rule("{min_length: 1}", reply=LLM_RULE)
+        outcome = await respond_once(config, compiled, message(), clock)
         assert (outcome.source, outcome.fallback_reason) == ("fallback", "llm_unreachable")
 
     async def test_not_configured(self, engine: ReplyEngine) -> None:
@@ -411,12 +406,8 @@ class TestLlm:
                 base_url="http://127.0.0.1:9/v1", model="m", timeout_seconds=5, api_key="sk-secret"
             )
             rule = f"{{llm: {{base_url: '{llm.base_url}', system_prompt: hi}}}}"
-            engine = ReplyEngine(config, clock=clock)
-            try:
-                outcome = await engine.respond(
-                    one_rule("{min_length: 1}", reply=rule), message(), ALICE
-                )
-            finally:
-                await engine.aclose()
+            outcome = await respond_once(
+                config, one_rule("{min_length: 1}", reply=rule), message(), clock
+            )
         assert outcome.source == "llm"
         assert llm.auth_headers == ["Bearer not-needed"]

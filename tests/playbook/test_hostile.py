@@ -14,11 +14,9 @@ from types import FrameType
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
-from tests.factories import Credentials, user_with_role
-from tgfleet.auth.service import Security
+from tests.factories import Credentials
 from tgfleet.playbook.engine import AccountInfo, Message, ReplyEngine, compile_playbook
 from tgfleet.playbook.exceptions import PlaybookInvalid
 
@@ -270,13 +268,6 @@ class TestTemplates:
             compiled, message("aa aa"), ALICE, apply_limits=False
         )
         assert (outcome.fired, outcome.text) == (True, reply)
-
-
-@pytest.fixture
-async def operator(
-    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], security: Security
-) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "operator")
 
 
 async def create(client: httpx.AsyncClient, who: Credentials, name: str, source: str) -> str:

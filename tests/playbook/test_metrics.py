@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.openai_server import FakeChatServer
-from tests.playbook.test_engine import ALICE, LLM_RULE, Clock, message, one_rule
+from tests.playbook.test_engine import LLM_RULE, Clock, message, one_rule, respond_once
 from tests.prometheus_watch import Watch, outcome_of, plain
-from tgfleet.playbook.engine import LlmConfig, ReplyEngine
+from tgfleet.playbook.engine import LlmConfig
 
 
 def llm_calls() -> Watch:
@@ -32,15 +32,12 @@ def calls(**expected: float) -> dict[str, float]:
     return zero | expected
 
 
-async def ask(base_url: str) -> str | None:
-    """One message through an engine whose rule asks the model; the fallback reason."""
-    engine = ReplyEngine(LlmConfig(base_url=base_url, model="m", timeout_seconds=5), clock=Clock())
-    try:
-        outcome = await engine.respond(
-            one_rule("{min_length: 1}", reply=LLM_RULE), message(), ALICE
-        )
-    finally:
-        await engine.aclose()
+async def ask(base_url: str | None) -> str | None:
+    """One message through an engine whose rule asks the model at ``base_url`` (None: no
+    model configured); the fallback reason."""
+    config = LlmConfig(base_url=base_url, model="m", timeout_seconds=5) if base_url else None
+    compiled = one_rule("{min_length: 1}", reply=LLM_RULE)
+    outcome = await respond_once(config, compiled, message(), Clock())
     return outcome.fallback_reason
 
 
@@ -76,12 +73,5 @@ class TestLlm:
             base_url = llm.base_url
         watch = llm_calls()
         assert await ask(base_url) == "llm_unreachable"
-        engine = ReplyEngine(None, clock=Clock())
-        try:
-            outcome = await engine.respond(
-                one_rule("{min_length: 1}", reply=LLM_RULE), message(), ALICE
-            )
-        finally:
-            await engine.aclose()
-        assert outcome.fallback_reason == "llm_not_configured"
+        assert await ask(None) == "llm_not_configured"
         assert watch.delta() == calls(llm_unreachable=1, timed=1)

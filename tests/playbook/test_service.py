@@ -11,15 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import Account, AccountGroup, AuditRecord, Playbook
+from tgfleet.playbook import exceptions
 from tgfleet.playbook import service as playbook_service
-from tgfleet.playbook.exceptions import (
-    PlaybookInUse,
-    PlaybookInvalid,
-    PlaybookNameTaken,
-    PlaybookNotFound,
-    PlaybookUnchanged,
-    PlaybookVersionNotFound,
-)
 
 CONTEXT = AuditContext(actor="user:tester", ip="127.0.0.1", request_id="req-1")
 V1 = "rules:\n  - {name: hi, when: {mention: true}, reply: {templates: ['v1']}}\n"
@@ -70,7 +63,7 @@ class TestVersions:
 
     async def test_identical_source_is_refused(self, sessionmaker: Maker) -> None:
         created = await make(sessionmaker)
-        with pytest.raises(PlaybookUnchanged):
+        with pytest.raises(exceptions.PlaybookUnchanged):
             async with unit_of_work(sessionmaker) as session:
                 await playbook_service.update(session, CONTEXT, created.id, source=V1)
         async with unit_of_work(sessionmaker) as session:
@@ -80,7 +73,7 @@ class TestVersions:
         assert (same.latest_version, same.description) == (1, "new words")
 
     async def test_invalid_source_writes_nothing(self, sessionmaker: Maker) -> None:
-        with pytest.raises(PlaybookInvalid):
+        with pytest.raises(exceptions.PlaybookInvalid):
             await make(sessionmaker, source="rules: []\n")
         async with unit_of_work(sessionmaker) as session:
             assert (await playbook_service.list_playbooks(session, cursor=None)).items == []
@@ -88,7 +81,7 @@ class TestVersions:
 
     async def test_duplicate_name(self, sessionmaker: Maker) -> None:
         await make(sessionmaker)
-        with pytest.raises(PlaybookNameTaken):
+        with pytest.raises(exceptions.PlaybookNameTaken):
             await make(sessionmaker)
 
     async def test_ensure_version_and_latest_versions(self, sessionmaker: Maker) -> None:
@@ -96,9 +89,9 @@ class TestVersions:
         async with unit_of_work(sessionmaker) as session:
             await playbook_service.ensure_version(session, created.id, None)
             await playbook_service.ensure_version(session, created.id, 1)
-            with pytest.raises(PlaybookVersionNotFound):
+            with pytest.raises(exceptions.PlaybookVersionNotFound):
                 await playbook_service.ensure_version(session, created.id, 2)
-            with pytest.raises(PlaybookNotFound):
+            with pytest.raises(exceptions.PlaybookNotFound):
                 await playbook_service.ensure_version(session, uuid.uuid4(), None)
             latest = await playbook_service.latest_versions(session, [created.id, uuid.uuid4()])
         assert latest == {created.id: 1}
@@ -159,7 +152,7 @@ class TestDelete:
                     for chat in (-1001, -1002)
                 ]
             )
-        with pytest.raises(PlaybookInUse, match="used by 2 account groups"):
+        with pytest.raises(exceptions.PlaybookInUse, match="used by 2 account groups"):
             async with unit_of_work(sessionmaker) as session:
                 await playbook_service.delete(session, CONTEXT, created.id)
 
@@ -168,7 +161,7 @@ class TestDelete:
         async with unit_of_work(sessionmaker) as session:
             await playbook_service.delete(session, CONTEXT, created.id)
         async with unit_of_work(sessionmaker) as session:
-            with pytest.raises(PlaybookNotFound):
+            with pytest.raises(exceptions.PlaybookNotFound):
                 await playbook_service.get_version(session, created.id, 1)
             assert await playbook_service.load_compiled(session, [(created.id, 1)]) == {}
         assert [a for a, _, _ in await actions(sessionmaker)][-1] == "playbook.delete"

@@ -233,17 +233,7 @@ async def update(
         playbook.description = new_description or ""
         playbook.updated_at = utcnow()
         await session.flush()
-        await audit_service.record(
-            session,
-            context,
-            action="playbook.update",
-            target=f"playbook:{playbook.id}",
-            details={
-                "name": playbook.name,
-                "version": playbook.latest_version,
-                "description": True,
-            },
-        )
+        await _audit_update(session, context, playbook, description=True)
         return playbook
     playbook.latest_version += 1
     if new_description is not None:
@@ -257,19 +247,23 @@ async def update(
             created_by=context.actor,
         )
     )
+    await _audit_update(session, context, playbook, rules=checked.rules)
+    await notify.workers(session)
+    return playbook
+
+
+async def _audit_update(
+    session: AsyncSession, context: AuditContext, playbook: Playbook, **change: object
+) -> None:
+    """Audit an update: the playbook's name and latest version, then what changed."""
+    details = {"name": playbook.name, "version": playbook.latest_version, **change}
     await audit_service.record(
         session,
         context,
         action="playbook.update",
         target=f"playbook:{playbook.id}",
-        details={
-            "name": playbook.name,
-            "version": playbook.latest_version,
-            "rules": checked.rules,
-        },
+        details=details,
     )
-    await notify.workers(session)
-    return playbook
 
 
 async def delete(session: AsyncSession, context: AuditContext, playbook_id: uuid.UUID) -> None:
