@@ -10,10 +10,11 @@ One method per endpoint. A 4xx/5xx answer raises `ControlError` carrying the API
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
+
+from tgfleet.kit.lifecycle import Lifecycle
 
 
 class ControlError(Exception):
@@ -30,21 +31,16 @@ AccountRef = int | str
 GroupRef = int | str
 
 
-class SandboxControl:
-    """Talks to one sandbox's control API at ``base_url``."""
+class SandboxControl(Lifecycle):
+    """Talks to one sandbox's control API at ``base_url``; ``async with`` closes it."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
 
-    async def __aenter__(self) -> Self:
-        return self
+    def start(self) -> None:
+        """Nothing to open: the HTTP client connects on first use."""
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
