@@ -124,6 +124,13 @@ async def server(world: World) -> AsyncIterator[SandboxServer]:
         yield sandbox
 
 
+async def dropped_and_back(server: SandboxServer, world: World, client: Any, key_id: int) -> None:
+    """Drop the key's one connection: the client reconnects by itself and answers again."""
+    assert await server.drop(key_id) == 1
+    await world.wait_for(lambda: len(world.opened) == 2)
+    assert (await client.get_me()).id == SELF_ID
+
+
 class TestConnect:
     @pytest.mark.timeout(30)
     @pytest.mark.parametrize(
@@ -154,9 +161,7 @@ class TestConnect:
             assert server.stats().bad_salts == {key_id: 1}
             # Telethon exposes its salt only on the sender's state.
             assert client._sender._state.salt == server.server_salt(key_id)
-            assert await server.drop(key_id) == 1
-            await world.wait_for(lambda: len(world.opened) == 2)
-            assert (await client.get_me()).id == SELF_ID
+            await dropped_and_back(server, world, client, key_id)
             assert server.stats().bad_salts == {key_id: 1}
         async with telethon_client(server.port, key) as second, asyncio.timeout(20):
             await second.connect()
@@ -279,9 +284,7 @@ class TestUpdatesAndDrops:
         async with telethon_client(server.port, key) as client, asyncio.timeout(20):
             await client.connect()
             assert server.stats().connections == {key_id: 1}
-            assert await server.drop(key_id) == 1
-            await world.wait_for(lambda: len(world.opened) == 2)
-            assert (await client.get_me()).id == SELF_ID
+            await dropped_and_back(server, world, client, key_id)
             assert server.stats().connections == {key_id: 1}
         assert server.stats().duplicate_use == {}
 
