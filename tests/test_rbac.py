@@ -25,69 +25,71 @@ from tgfleet.auth.service import Security
 OPEN = "open"
 AUTHENTICATED = "authenticated"
 
-#: (method, path) -> permission code, AUTHENTICATED (any logged-in user) or OPEN.
+#: Method, path, and the permission code, AUTHENTICATED (any logged-in user) or OPEN.
+#: /metrics is open unless TGFLEET_METRICS_TOKEN is set (tests/telemetry).
+ROUTE_TABLE = """
+POST    /api/v1/auth/login                                  open
+GET     /livez                                              open
+GET     /readyz                                             open
+GET     /health                                             open
+GET     /healthz                                            open
+GET     /metrics                                            open
+GET     /api/v1/alerts                                      alert:read
+GET     /api/v1/alerts/history                              alert:read
+POST    /api/v1/alerts/test                                 alert:write
+GET     /api/v1/silences                                    alert:read
+POST    /api/v1/silences                                    alert:write
+DELETE  /api/v1/silences/{silence_id}                       alert:write
+GET     /api/v1/auth/me                                     authenticated
+POST    /api/v1/auth/password                               authenticated
+POST    /api/v1/auth/tokens                                 authenticated
+GET     /api/v1/auth/tokens                                 authenticated
+DELETE  /api/v1/auth/tokens/{token_id}                      authenticated
+POST    /api/v1/users                                       user:admin
+GET     /api/v1/users                                       user:read
+GET     /api/v1/users/{username}                            user:read
+POST    /api/v1/users/{username}/disable                    user:admin
+POST    /api/v1/users/{username}/enable                     user:admin
+PUT     /api/v1/users/{username}/role                       user:admin
+POST    /api/v1/users/{username}/password                   user:admin
+GET     /api/v1/permissions                                 user:read
+GET     /api/v1/roles                                       user:read
+GET     /api/v1/roles/{name}                                user:read
+POST    /api/v1/roles                                       user:admin
+PATCH   /api/v1/roles/{name}                                user:admin
+DELETE  /api/v1/roles/{name}                                user:admin
+GET     /api/v1/audit                                       audit:read
+GET     /api/v1/audit/verify                                audit:read
+GET     /api/v1/accounts                                    account:read
+GET     /api/v1/workers                                     account:read
+GET     /api/v1/accounts/{account_id}                       account:read
+POST    /api/v1/accounts/bulk                               account:control
+POST    /api/v1/accounts/{account_id}/start                 account:control
+POST    /api/v1/accounts/{account_id}/stop                  account:control
+POST    /api/v1/accounts/{account_id}/restart               account:control
+GET     /api/v1/accounts/{account_id}/events                account:read
+GET     /api/v1/accounts/{account_id}/groups                account:read
+PUT     /api/v1/accounts/{account_id}/groups/{chat_id}      account:write
+DELETE  /api/v1/accounts/{account_id}/groups/{chat_id}      account:write
+POST    /api/v1/accounts/groups/bulk                        account:write
+POST    /api/v1/accounts/import                             session:import
+POST    /api/v1/accounts/{account_id}/session/export        session:export
+DELETE  /api/v1/accounts/{account_id}/session               session:delete
+PUT     /api/v1/accounts/{account_id}/session               session:import
+POST    /api/v1/vault/rotate                                vault:rotate
+GET     /api/v1/vault/status                                vault:read
+GET     /api/v1/playbooks                                   playbook:read
+POST    /api/v1/playbooks                                   playbook:write
+GET     /api/v1/playbooks/{playbook_id}                     playbook:read
+PUT     /api/v1/playbooks/{playbook_id}                     playbook:write
+DELETE  /api/v1/playbooks/{playbook_id}                     playbook:write
+GET     /api/v1/playbooks/{playbook_id}/versions            playbook:read
+GET     /api/v1/playbooks/{playbook_id}/versions/{version}  playbook:read
+POST    /api/v1/playbooks/{playbook_id}/dry-run             playbook:write
+"""
 ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
-    ("POST", "/api/v1/auth/login"): OPEN,
-    ("GET", "/livez"): OPEN,
-    ("GET", "/readyz"): OPEN,
-    ("GET", "/health"): OPEN,
-    ("GET", "/healthz"): OPEN,
-    ("GET", "/metrics"): OPEN,
-    ("GET", "/api/v1/alerts"): "alert:read",
-    ("GET", "/api/v1/alerts/history"): "alert:read",
-    ("POST", "/api/v1/alerts/test"): "alert:write",
-    ("GET", "/api/v1/silences"): "alert:read",
-    ("POST", "/api/v1/silences"): "alert:write",
-    (
-        "DELETE",
-        "/api/v1/silences/{silence_id}",
-    ): "alert:write",  # TGFLEET_METRICS_TOKEN, when set (tests/telemetry)
-    ("GET", "/api/v1/auth/me"): AUTHENTICATED,
-    ("POST", "/api/v1/auth/password"): AUTHENTICATED,
-    ("POST", "/api/v1/auth/tokens"): AUTHENTICATED,
-    ("GET", "/api/v1/auth/tokens"): AUTHENTICATED,
-    ("DELETE", "/api/v1/auth/tokens/{token_id}"): AUTHENTICATED,
-    ("POST", "/api/v1/users"): "user:admin",
-    ("GET", "/api/v1/users"): "user:read",
-    ("GET", "/api/v1/users/{username}"): "user:read",
-    ("POST", "/api/v1/users/{username}/disable"): "user:admin",
-    ("POST", "/api/v1/users/{username}/enable"): "user:admin",
-    ("PUT", "/api/v1/users/{username}/role"): "user:admin",
-    ("POST", "/api/v1/users/{username}/password"): "user:admin",
-    ("GET", "/api/v1/permissions"): "user:read",
-    ("GET", "/api/v1/roles"): "user:read",
-    ("GET", "/api/v1/roles/{name}"): "user:read",
-    ("POST", "/api/v1/roles"): "user:admin",
-    ("PATCH", "/api/v1/roles/{name}"): "user:admin",
-    ("DELETE", "/api/v1/roles/{name}"): "user:admin",
-    ("GET", "/api/v1/audit"): "audit:read",
-    ("GET", "/api/v1/audit/verify"): "audit:read",
-    ("GET", "/api/v1/accounts"): "account:read",
-    ("GET", "/api/v1/workers"): "account:read",
-    ("GET", "/api/v1/accounts/{account_id}"): "account:read",
-    ("POST", "/api/v1/accounts/bulk"): "account:control",
-    ("POST", "/api/v1/accounts/{account_id}/start"): "account:control",
-    ("POST", "/api/v1/accounts/{account_id}/stop"): "account:control",
-    ("POST", "/api/v1/accounts/{account_id}/restart"): "account:control",
-    ("GET", "/api/v1/accounts/{account_id}/events"): "account:read",
-    ("GET", "/api/v1/accounts/{account_id}/groups"): "account:read",
-    ("PUT", "/api/v1/accounts/{account_id}/groups/{chat_id}"): "account:write",
-    ("DELETE", "/api/v1/accounts/{account_id}/groups/{chat_id}"): "account:write",
-    ("POST", "/api/v1/accounts/groups/bulk"): "account:write",
-    ("POST", "/api/v1/accounts/import"): "session:import",
-    ("POST", "/api/v1/accounts/{account_id}/session/export"): "session:export",
-    ("DELETE", "/api/v1/accounts/{account_id}/session"): "session:delete",
-    ("PUT", "/api/v1/accounts/{account_id}/session"): "session:import",
-    ("POST", "/api/v1/vault/rotate"): "vault:rotate",
-    ("GET", "/api/v1/vault/status"): "vault:read",
-    ("GET", "/api/v1/playbooks"): "playbook:read",
-    ("POST", "/api/v1/playbooks"): "playbook:write",
-    ("GET", "/api/v1/playbooks/{playbook_id}"): "playbook:read",
-    ("PUT", "/api/v1/playbooks/{playbook_id}"): "playbook:write",
-    ("DELETE", "/api/v1/playbooks/{playbook_id}"): "playbook:write",
-    ("GET", "/api/v1/playbooks/{playbook_id}/versions"): "playbook:read",
-    ("GET", "/api/v1/playbooks/{playbook_id}/versions/{version}"): "playbook:read",
-    ("POST", "/api/v1/playbooks/{playbook_id}/dry-run"): "playbook:write",
+    (method, path): permission
+    for method, path, permission in (row.split() for row in ROUTE_TABLE.strip().splitlines())
 }
 
 #: Which of the permissions used above each built-in role holds (written out by hand).

@@ -14,11 +14,20 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.auth.conftest import (
+    LOGIN,
+    ME,
+    TOKENS,
+    USER_PASSWORD,
+    USERS,
+    add_user,
+    bearer,
+    change_password,
+    create_token,
+)
 from tests.conftest import TEST_JWT_SECRET
-from tests.factories import DEFAULT_PASSWORD, Credentials, create_user, login, user_with_role
+from tests.factories import DEFAULT_PASSWORD, Credentials, create_user, login
 from tgfleet.auth.service import Security
-
-LOGIN = "/api/v1/auth/login"
 
 
 class TestLogin:
@@ -33,9 +42,7 @@ class TestLogin:
         assert body["expires_in"] == 900
         claims = jwt.decode(body["access_token"], TEST_JWT_SECRET, algorithms=["HS256"])
         assert {"exp", "iat", "sub", "jti"} <= set(claims)
-        me = await client.get(
-            "/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}
-        )
+        me = await client.get(ME, headers=bearer(body["access_token"]))
         assert me.status_code == 200
         assert me.json()["username"] == "root"
         assert me.json()["role"] == "admin"
@@ -105,16 +112,13 @@ class TestLogin:
         assert 0.5 < unknown / known < 2.0
 
     async def test_disabled_user_is_refused(
-        self,
-        client: httpx.AsyncClient,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
-        admin: Credentials,
+        self, client: httpx.AsyncClient, viewer: Credentials, admin: Credentials
     ) -> None:
-        await create_user(sessionmaker, security, username="bob", role="viewer")
-        disabled = await client.post("/api/v1/users/bob/disable", headers=admin.headers)
+        disabled = await client.post(f"{USERS}/{viewer.username}/disable", headers=admin.headers)
         assert disabled.status_code == 200
-        response = await client.post(LOGIN, json={"username": "bob", "password": DEFAULT_PASSWORD})
+        response = await client.post(
+            LOGIN, json={"username": viewer.username, "password": DEFAULT_PASSWORD}
+        )
         assert response.status_code == 403
         assert response.json()["error"] == "user_disabled"
 
@@ -241,41 +245,34 @@ class TestJwt:
     ) -> None:
         claims = {k: v for k, v in (_claims(admin) | changes).items() if v is not None}
         token = jwt.encode(claims, key or "", algorithm=algorithm)
-        response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        response = await client.get(ME, headers=bearer(token))
         assert response.status_code == 401
         assert detail in response.json()["detail"]
 
     async def test_garbage_and_missing_credentials(self, client: httpx.AsyncClient) -> None:
         for headers in ({}, {"Authorization": "Bearer not.a.jwt"}, {"Authorization": "Basic eDp5"}):
-            response = await client.get("/api/v1/auth/me", headers=headers)
+            response = await client.get(ME, headers=headers)
             assert response.status_code == 401
             assert response.headers["WWW-Authenticate"] == "Bearer"
 
     async def test_password_change_invalidates_older_tokens(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        changed = await client.post(
-            "/api/v1/auth/password",
-            json={"current_password": DEFAULT_PASSWORD, "new_password": "a brand new passphrase"},
-            headers=admin.headers,
+        changed = await change_password(
+            client, admin.headers, DEFAULT_PASSWORD, "a brand new passphrase"
         )
         assert changed.status_code == 204
-        old = await client.get("/api/v1/auth/me", headers=admin.headers)
+        old = await client.get(ME, headers=admin.headers)
         assert old.status_code == 401
         fresh = await login(client, "root", "a brand new passphrase")
-        ok = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {fresh}"})
+        ok = await client.get(ME, headers=bearer(fresh))
         assert ok.status_code == 200
 
     async def test_disabling_a_user_stops_their_jwt(
-        self,
-        client: httpx.AsyncClient,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
-        admin: Credentials,
+        self, client: httpx.AsyncClient, viewer: Credentials, admin: Credentials
     ) -> None:
-        viewer = await user_with_role(client, sessionmaker, security, "viewer")
-        await client.post(f"/api/v1/users/{viewer.username}/disable", headers=admin.headers)
-        response = await client.get("/api/v1/auth/me", headers=viewer.headers)
+        await client.post(f"{USERS}/{viewer.username}/disable", headers=admin.headers)
+        response = await client.get(ME, headers=viewer.headers)
         assert response.status_code == 401
 
 
@@ -285,25 +282,20 @@ class TestApiTokens:
     ) -> None:
         """The secret is shown once, works as a bearer, is listed without its secret, and
         stops working the moment it is revoked."""
-        created = await client.post(
-            "/api/v1/auth/tokens", json={"name": "ci"}, headers=admin.headers
-        )
+        created = await create_token(client, admin.headers)
         assert created.status_code == 201
         secret = created.json()["token"]
         assert secret.startswith("tgf_")
-        bearer = {"Authorization": f"Bearer {secret}"}
-        me = await client.get("/api/v1/auth/me", headers=bearer)
+        me = await client.get(ME, headers=bearer(secret))
         assert me.json()["via"] == "api_token"
         assert me.json()["token_name"] == "ci"
-        listed = await client.get("/api/v1/auth/tokens", headers=admin.headers)
+        listed = await client.get(TOKENS, headers=admin.headers)
         assert [t["name"] for t in listed.json()] == ["ci"]
         assert "token" not in listed.json()[0]
         assert secret not in listed.text
-        revoked = await client.delete(
-            f"/api/v1/auth/tokens/{created.json()['id']}", headers=admin.headers
-        )
+        revoked = await client.delete(f"{TOKENS}/{created.json()['id']}", headers=admin.headers)
         assert revoked.status_code == 204
-        after = await client.get("/api/v1/auth/me", headers=bearer)
+        after = await client.get(ME, headers=bearer(secret))
         assert after.status_code == 401
 
     async def test_token_stored_hashed(
@@ -312,9 +304,7 @@ class TestApiTokens:
         sessionmaker: async_sessionmaker[AsyncSession],
         admin: Credentials,
     ) -> None:
-        created = await client.post(
-            "/api/v1/auth/tokens", json={"name": "x"}, headers=admin.headers
-        )
+        created = await create_token(client, admin.headers, "x")
         secret = created.json()["token"]
         from sqlalchemy import text
 
@@ -327,70 +317,41 @@ class TestApiTokens:
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
         expires = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
-        created = await client.post(
-            "/api/v1/auth/tokens",
-            json={"name": "short", "expires_at": expires},
-            headers=admin.headers,
-        )
+        created = await create_token(client, admin.headers, "short", expires_at=expires)
         assert created.status_code == 201
         await asyncio.sleep(1.2)
-        response = await client.get(
-            "/api/v1/auth/me", headers={"Authorization": f"Bearer {created.json()['token']}"}
-        )
+        response = await client.get(ME, headers=bearer(created.json()["token"]))
         assert response.status_code == 401
         assert "expired" in response.json()["detail"]
 
     async def test_scopes_narrow_permissions(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        created = await client.post(
-            "/api/v1/auth/tokens",
-            json={"name": "reader", "scopes": ["user:read"]},
-            headers=admin.headers,
-        )
-        bearer = {"Authorization": f"Bearer {created.json()['token']}"}
-        assert (await client.get("/api/v1/users", headers=bearer)).status_code == 200
-        denied = await client.post(
-            "/api/v1/users", json={"username": "z", "role": "viewer"}, headers=bearer
-        )
+        created = await create_token(client, admin.headers, "reader", scopes=["user:read"])
+        reader = bearer(created.json()["token"])
+        assert (await client.get(USERS, headers=reader)).status_code == 200
+        denied = await client.post(USERS, json={"username": "z", "role": "viewer"}, headers=reader)
         assert denied.status_code == 403
 
     async def test_bad_token_requests(self, client: httpx.AsyncClient, admin: Credentials) -> None:
         """Duplicate name 409, past expiry 400, scope beyond the role 400, unknown scope 422,
         unknown id 404, a token cannot mint tokens (403)."""
-        first = await client.post(
-            "/api/v1/auth/tokens", json={"name": "dup"}, headers=admin.headers
-        )
-        dup = await client.post("/api/v1/auth/tokens", json={"name": "dup"}, headers=admin.headers)
+        first = await create_token(client, admin.headers, "dup")
+        dup = await create_token(client, admin.headers, "dup")
         assert dup.status_code == 409
-        past = await client.post(
-            "/api/v1/auth/tokens",
-            json={"name": "p", "expires_at": "2000-01-01T00:00:00Z"},
-            headers=admin.headers,
-        )
+        past = await create_token(client, admin.headers, "p", expires_at="2000-01-01T00:00:00Z")
         assert past.status_code == 400
-        unknown = await client.post(
-            "/api/v1/auth/tokens", json={"name": "u", "scopes": ["root:all"]}, headers=admin.headers
-        )
+        unknown = await create_token(client, admin.headers, "u", scopes=["root:all"])
         assert unknown.status_code == 422
-        missing = await client.delete(f"/api/v1/auth/tokens/{uuid.uuid4()}", headers=admin.headers)
+        missing = await client.delete(f"{TOKENS}/{uuid.uuid4()}", headers=admin.headers)
         assert missing.status_code == 404
-        bearer = {"Authorization": f"Bearer {first.json()['token']}"}
-        minted = await client.post("/api/v1/auth/tokens", json={"name": "m"}, headers=bearer)
+        minted = await create_token(client, bearer(first.json()["token"]), "m")
         assert minted.status_code == 403
 
     async def test_viewer_cannot_scope_beyond_own_role(
-        self,
-        client: httpx.AsyncClient,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
+        self, client: httpx.AsyncClient, viewer: Credentials
     ) -> None:
-        viewer = await user_with_role(client, sessionmaker, security, "viewer")
-        response = await client.post(
-            "/api/v1/auth/tokens",
-            json={"name": "up", "scopes": ["user:admin"]},
-            headers=viewer.headers,
-        )
+        response = await create_token(client, viewer.headers, "up", scopes=["user:admin"])
         assert response.status_code == 400
         assert response.json()["error"] == "invalid_scope"
 
@@ -399,99 +360,67 @@ class TestApiTokens:
     ) -> None:
         """SQL meta-characters and unicode in a name are data, not syntax."""
         name = "rob'); DROP TABLE api_token;-- «ключ» 🔑"
-        created = await client.post(
-            "/api/v1/auth/tokens", json={"name": name}, headers=admin.headers
-        )
+        created = await create_token(client, admin.headers, name)
         assert created.status_code == 201
-        listed = await client.get("/api/v1/auth/tokens", headers=admin.headers)
+        listed = await client.get(TOKENS, headers=admin.headers)
         assert [t["name"] for t in listed.json()] == [name]
-        control = await client.post(
-            "/api/v1/auth/tokens", json={"name": "bad\x00name"}, headers=admin.headers
-        )
+        control = await create_token(client, admin.headers, "bad\x00name")
         assert control.status_code == 422
 
 
 class TestUsers:
     async def test_create_list_get(self, client: httpx.AsyncClient, admin: Credentials) -> None:
-        created = await client.post(
-            "/api/v1/users",
-            json={"username": "Zoë.Müller", "role": "operator", "password": "long enough pass 1"},
-            headers=admin.headers,
-        )
+        created = await add_user(client, admin.headers, "Zoë.Müller", "operator")
         assert created.status_code == 201, created.text
         assert created.json()["username"] == "zoë.müller"
         assert created.json()["generated_password"] is None
-        listed = await client.get("/api/v1/users", headers=admin.headers)
+        listed = await client.get(USERS, headers=admin.headers)
         assert [u["username"] for u in listed.json()["items"]] == ["root", "zoë.müller"]
-        one = await client.get("/api/v1/users/ZOË.MÜLLER", headers=admin.headers)
+        one = await client.get(f"{USERS}/ZOË.MÜLLER", headers=admin.headers)
         assert one.json()["role"] == "operator"
-        assert await login(client, "zoë.müller", "long enough pass 1")
+        assert await login(client, "zoë.müller", USER_PASSWORD)
 
     async def test_generated_password_is_returned_once_and_works(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
         created = await client.post(
-            "/api/v1/users", json={"username": "gen", "role": "viewer"}, headers=admin.headers
+            USERS, json={"username": "gen", "role": "viewer"}, headers=admin.headers
         )
         password = created.json()["generated_password"]
         assert len(password) >= 12
         assert await login(client, "gen", password)
-        again = await client.get("/api/v1/users/gen", headers=admin.headers)
+        again = await client.get(f"{USERS}/gen", headers=admin.headers)
         assert "generated_password" not in again.json()
 
     async def test_pagination(self, client: httpx.AsyncClient, admin: Credentials) -> None:
         for index in range(5):
-            await client.post(
-                "/api/v1/users",
-                json={"username": f"u{index}", "role": "viewer", "password": "long enough pass 1"},
-                headers=admin.headers,
-            )
+            await add_user(client, admin.headers, f"u{index}", "viewer")
         seen: list[str] = []
         cursor = None
         while True:
             params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-            page = (await client.get("/api/v1/users", params=params, headers=admin.headers)).json()
+            page = (await client.get(USERS, params=params, headers=admin.headers)).json()
             seen += [u["username"] for u in page["items"]]
             cursor = page["next_cursor"]
             if cursor is None:
                 break
         assert seen == ["root", "u0", "u1", "u2", "u3", "u4"]
-        bad = await client.get("/api/v1/users", params={"cursor": "%%%"}, headers=admin.headers)
+        bad = await client.get(USERS, params={"cursor": "%%%"}, headers=admin.headers)
         assert bad.status_code == 400
 
     @pytest.mark.parametrize(
         ("body", "status", "fragment"),
         [
-            (
-                {"username": "root", "role": "viewer", "password": "long enough pass 1"},
-                409,
-                "already exists",
-            ),
-            (
-                {"username": "ROOT", "role": "viewer", "password": "long enough pass 1"},
-                409,
-                "already exists",
-            ),
-            ({"username": "new", "role": "viewer", "password": "short"}, 400, "at least 12"),
-            (
-                {"username": "samename1234", "role": "viewer", "password": "SameName1234"},
-                400,
-                "username",
-            ),
-            (
-                {"username": "new", "role": "viewer", "password": "aaaaaaaaaaaaaaa"},
-                400,
-                "different",
-            ),
-            (
-                {"username": "new", "role": "nosuchrole", "password": "long enough pass 1"},
-                404,
-                "no role",
-            ),
-            ({"username": "bob'; DROP TABLE user;--", "role": "viewer"}, 422, "username must be"),
-            ({"username": "a b", "role": "viewer"}, 422, "username must be"),
-            ({"username": "x" * 65, "role": "viewer"}, 422, "at most 64"),
-            ({"username": "new", "role": "viewer", "admin": True}, 422, "admin"),
+            ({"username": "root", "password": USER_PASSWORD}, 409, "already exists"),
+            ({"username": "ROOT", "password": USER_PASSWORD}, 409, "already exists"),
+            ({"username": "new", "password": "short"}, 400, "at least 12"),
+            ({"username": "samename1234", "password": "SameName1234"}, 400, "username"),
+            ({"username": "new", "password": "aaaaaaaaaaaaaaa"}, 400, "different"),
+            ({"username": "new", "role": "nosuchrole", "password": USER_PASSWORD}, 404, "no role"),
+            ({"username": "bob'; DROP TABLE user;--"}, 422, "username must be"),
+            ({"username": "a b"}, 422, "username must be"),
+            ({"username": "x" * 65}, 422, "at most 64"),
+            ({"username": "new", "admin": True}, 422, "admin"),
         ],
     )
     async def test_bad_input(
@@ -502,30 +431,26 @@ class TestUsers:
         status: int,
         fragment: str,
     ) -> None:
-        response = await client.post("/api/v1/users", json=body, headers=admin.headers)
+        """Each body (role viewer unless it names one) is refused with its status and why."""
+        body = {"role": "viewer"} | body
+        response = await client.post(USERS, json=body, headers=admin.headers)
         assert response.status_code == status, response.text
         assert fragment in response.json()["detail"]
 
     async def test_change_role_and_reset_password(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        await client.post(
-            "/api/v1/users",
-            json={"username": "dave", "role": "viewer", "password": "long enough pass 1"},
-            headers=admin.headers,
-        )
+        await add_user(client, admin.headers, "dave", "viewer")
         changed = await client.put(
-            "/api/v1/users/dave/role", json={"role": "auditor"}, headers=admin.headers
+            f"{USERS}/dave/role", json={"role": "auditor"}, headers=admin.headers
         )
         assert changed.status_code == 200
         assert changed.json()["role"] == "auditor"
-        reset = await client.post("/api/v1/users/dave/password", json={}, headers=admin.headers)
+        reset = await client.post(f"{USERS}/dave/password", json={}, headers=admin.headers)
         assert reset.status_code == 200
         new_password = reset.json()["generated_password"]
         assert await login(client, "dave", new_password)
-        refused = await client.post(
-            LOGIN, json={"username": "dave", "password": "long enough pass 1"}
-        )
+        refused = await client.post(LOGIN, json={"username": "dave", "password": USER_PASSWORD})
         assert refused.status_code == 401
 
     async def test_last_admin_cannot_be_disabled_or_demoted(
@@ -538,11 +463,7 @@ class TestUsers:
             "/api/v1/users/root/role", json={"role": "viewer"}, headers=admin.headers
         )
         assert demoted.status_code == 409
-        await client.post(
-            "/api/v1/users",
-            json={"username": "second", "role": "admin", "password": "long enough pass 1"},
-            headers=admin.headers,
-        )
+        await add_user(client, admin.headers, "second", "admin")
         now_ok = await client.post("/api/v1/users/second/disable", headers=admin.headers)
         assert now_ok.status_code == 200
         again = await client.post("/api/v1/users/root/disable", headers=admin.headers)
@@ -584,13 +505,9 @@ class TestRoles:
             headers=admin.headers,
         )
         assert created.status_code == 201
-        await client.post(
-            "/api/v1/users",
-            json={"username": "sue", "role": "support", "password": "long enough pass 1"},
-            headers=admin.headers,
-        )
-        sue = {"Authorization": f"Bearer {await login(client, 'sue', 'long enough pass 1')}"}
-        assert (await client.get("/api/v1/users", headers=sue)).status_code == 200
+        await add_user(client, admin.headers, "sue", "support")
+        sue = bearer(await login(client, "sue", USER_PASSWORD))
+        assert (await client.get(USERS, headers=sue)).status_code == 200
         assert (await client.get("/api/v1/audit", headers=sue)).status_code == 403
         widened = await client.patch(
             "/api/v1/roles/support",
@@ -601,7 +518,7 @@ class TestRoles:
         assert (await client.get("/api/v1/audit", headers=sue)).status_code == 200
         in_use = await client.delete("/api/v1/roles/support", headers=admin.headers)
         assert in_use.status_code == 409
-        await client.put("/api/v1/users/sue/role", json={"role": "viewer"}, headers=admin.headers)
+        await client.put(f"{USERS}/sue/role", json={"role": "viewer"}, headers=admin.headers)
         gone = await client.delete("/api/v1/roles/support", headers=admin.headers)
         assert gone.status_code == 204
 
@@ -641,49 +558,34 @@ class TestCredentialChangesNeedALogin:
     async def test_api_token_cannot_change_password_or_revoke(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        created = await client.post(
-            "/api/v1/auth/tokens", json={"name": "ci"}, headers=admin.headers
-        )
-        bearer = {"Authorization": f"Bearer {created.json()['token']}"}
-        password = await client.post(
-            "/api/v1/auth/password",
-            json={"current_password": DEFAULT_PASSWORD, "new_password": "an attacker's choice"},
-            headers=bearer,
+        created = await create_token(client, admin.headers)
+        api_token = bearer(created.json()["token"])
+        password = await change_password(
+            client, api_token, DEFAULT_PASSWORD, "an attacker's choice"
         )
         assert password.status_code == 403
-        revoke = await client.delete(f"/api/v1/auth/tokens/{created.json()['id']}", headers=bearer)
+        revoke = await client.delete(f"{TOKENS}/{created.json()['id']}", headers=api_token)
         assert revoke.status_code == 403
-        assert (await client.get("/api/v1/auth/tokens", headers=bearer)).status_code == 200
+        assert (await client.get(TOKENS, headers=api_token)).status_code == 200
 
     async def test_wrong_current_password(
         self, client: httpx.AsyncClient, admin: Credentials
     ) -> None:
-        response = await client.post(
-            "/api/v1/auth/password",
-            json={"current_password": "not-the-password", "new_password": "a brand new passphrase"},
-            headers=admin.headers,
+        response = await change_password(
+            client, admin.headers, "not-the-password", "a brand new passphrase"
         )
         assert response.status_code == 403
-        weak = await client.post(
-            "/api/v1/auth/password",
-            json={"current_password": DEFAULT_PASSWORD, "new_password": "short"},
-            headers=admin.headers,
-        )
+        weak = await change_password(client, admin.headers, DEFAULT_PASSWORD, "short")
         assert weak.status_code == 400
         assert weak.json()["error"] == "weak_password"
 
 
 class TestDeniedIsAudited:
     async def test_forbidden_request_leaves_a_denied_record(
-        self,
-        client: httpx.AsyncClient,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
-        admin: Credentials,
+        self, client: httpx.AsyncClient, admin: Credentials, viewer: Credentials
     ) -> None:
-        viewer = await user_with_role(client, sessionmaker, security, "viewer")
         refused = await client.post(
-            "/api/v1/users", json={"username": "x", "role": "admin"}, headers=viewer.headers
+            USERS, json={"username": "x", "role": "admin"}, headers=viewer.headers
         )
         assert refused.status_code == 403
         records = (

@@ -15,15 +15,13 @@ import jwt
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.auth.conftest import LOGIN, ME, USERS, bearer, change_password, create_token
 from tests.conftest import TEST_JWT_SECRET
-from tests.factories import DEFAULT_PASSWORD, Credentials, create_user, user_with_role
+from tests.factories import DEFAULT_PASSWORD, Credentials, create_user
 from tests.prometheus_watch import Watch, outcome_of, plain
 from tgfleet.auth.service import Security
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import ApiToken
-
-LOGIN = "/api/v1/auth/login"
-ME = "/api/v1/auth/me"
 
 
 def logins() -> Watch:
@@ -54,10 +52,6 @@ def denied(**expected: float) -> dict[str, float]:
     return {reason: expected.get(reason, 0) for reason in REASONS}
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 class TestLogins:
     async def test_success_failure_and_disabled(
         self,
@@ -69,7 +63,7 @@ class TestLogins:
         """A right password is a success; a wrong one, an unknown name and a disabled
         user are failures."""
         await create_user(sessionmaker, security, username="gone", role="viewer")
-        await client.post("/api/v1/users/gone/disable", headers=admin.headers)
+        await client.post(f"{USERS}/gone/disable", headers=admin.headers)
         watch = logins()
         attempts = [
             ("root", DEFAULT_PASSWORD, 200),
@@ -117,9 +111,7 @@ class TestAuthDenied:
             TEST_JWT_SECRET,
             algorithm="HS256",
         )
-        created = await client.post(
-            "/api/v1/auth/tokens", json={"name": "ci"}, headers=admin.headers
-        )
+        created = await create_token(client, admin.headers)
         assert created.status_code == 201, created.text
         async with unit_of_work(sessionmaker) as session:
             await session.execute(update(ApiToken).values(expires_at=past))
@@ -129,29 +121,20 @@ class TestAuthDenied:
         assert watch.delta() == denied(expired_token=2)
 
     async def test_disabled_user_and_stale_token(
-        self,
-        client: httpx.AsyncClient,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
-        admin: Credentials,
+        self, client: httpx.AsyncClient, admin: Credentials, viewer: Credentials
     ) -> None:
         """A disabled user's JWT is disabled_user; a JWT from before a password change is
         stale_token."""
-        viewer = await user_with_role(client, sessionmaker, security, "viewer")
         await asyncio.sleep(1.05)  # iat has one-second resolution
-        changed = await client.post(
-            "/api/v1/auth/password",
-            json={"current_password": DEFAULT_PASSWORD, "new_password": "a brand new passphrase"},
-            headers=admin.headers,
+        changed = await change_password(
+            client, admin.headers, DEFAULT_PASSWORD, "a brand new passphrase"
         )
         assert changed.status_code == 204
         fresh = await client.post(
             LOGIN, json={"username": "root", "password": "a brand new passphrase"}
         )
         fresh_headers = bearer(fresh.json()["access_token"])
-        disabled = await client.post(
-            f"/api/v1/users/{viewer.username}/disable", headers=fresh_headers
-        )
+        disabled = await client.post(f"{USERS}/{viewer.username}/disable", headers=fresh_headers)
         assert disabled.status_code == 200, disabled.text
         watch = denials()
         assert (await client.get(ME, headers=viewer.headers)).status_code == 401
@@ -159,34 +142,21 @@ class TestAuthDenied:
         assert watch.delta() == denied(disabled_user=1, stale_token=1)
 
     async def test_forbidden_and_wrong_password(
-        self,
-        client: httpx.AsyncClient,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        security: Security,
-        admin: Credentials,
+        self, client: httpx.AsyncClient, admin: Credentials, viewer: Credentials
     ) -> None:
         """A viewer creating a user and an API token changing a password are forbidden; a
         wrong current password is wrong_password. Each refused request counts once."""
-        viewer = await user_with_role(client, sessionmaker, security, "viewer")
-        created = await client.post(
-            "/api/v1/auth/tokens", json={"name": "ci"}, headers=admin.headers
-        )
+        created = await create_token(client, admin.headers)
         api_token = bearer(created.json()["token"])
         watch = denials()
         refused = await client.post(
-            "/api/v1/users", json={"username": "x", "role": "admin"}, headers=viewer.headers
+            USERS, json={"username": "x", "role": "admin"}, headers=viewer.headers
         )
         assert refused.status_code == 403
-        by_token = await client.post(
-            "/api/v1/auth/password",
-            json={"current_password": DEFAULT_PASSWORD, "new_password": "an attacker's choice"},
-            headers=api_token,
+        by_token = await change_password(
+            client, api_token, DEFAULT_PASSWORD, "an attacker's choice"
         )
         assert by_token.status_code == 403
-        wrong = await client.post(
-            "/api/v1/auth/password",
-            json={"current_password": "not-the-password", "new_password": "a brand new one"},
-            headers=admin.headers,
-        )
+        wrong = await change_password(client, admin.headers, "not-the-password", "a brand new one")
         assert wrong.status_code == 403
         assert watch.delta() == denied(forbidden=2, wrong_password=1)

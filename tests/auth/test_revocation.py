@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.auth.conftest import ME
 from tests.conftest import TEST_JWT_SECRET, make_settings
-from tests.factories import DEFAULT_PASSWORD, Credentials, login, user_with_role
+from tests.factories import DEFAULT_PASSWORD, Credentials, login
 from tgfleet.app import create_app
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
@@ -28,17 +29,8 @@ from tgfleet.auth.service import Security
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import ApiToken, AuditRecord
 
-ME = "/api/v1/auth/me"
+# The viewer here is the ``viewer`` fixture of tests/auth/conftest.py: the user vera.
 CONTEXT = AuditContext(actor="cli:test")
-
-
-@pytest.fixture
-async def viewer(
-    client: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    security: Security,
-) -> Credentials:
-    return await user_with_role(client, sessionmaker, security, "viewer", username="vera")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,15 @@ from tests.factories import auth_key, telethon_file, telethon_string
 @pytest.fixture
 def cli(db_url: str, tmp_path: Path) -> Cli:
     return Cli(db_url, tmp_path / "data")
+
+
+def export(
+    cli: Cli, account: str, fmt: str, out: Path, reason: str, *more: str
+) -> subprocess.CompletedProcess[str]:
+    """``tgfleet session export`` of ``account`` in ``fmt`` to ``out``, for ``reason``."""
+    return cli(
+        "session", "export", account, "--format", fmt, "--out", str(out), "--reason", reason, *more
+    )
 
 
 class TestVaultCommands:
@@ -74,62 +84,21 @@ class TestSessionCommands:
             assert label in listed.stdout
 
         out = tmp_path / "alpha.txt"
-        exported = cli(
-            "session",
-            "export",
-            "alpha",
-            "--format",
-            "telethon-string",
-            "--out",
-            str(out),
-            "--reason",
-            "migrating host",
-        )
+        exported = export(cli, "alpha", "telethon-string", out, "migrating host")
         assert exported.returncode == 0, exported.stderr
         assert out.stat().st_mode & 0o777 == 0o600
         session = StringSession(out.read_text())
         assert session.auth_key is not None
         assert session.auth_key.key == auth_key(1)
 
-        refused = cli(
-            "session",
-            "export",
-            "alpha",
-            "--format",
-            "telethon",
-            "--out",
-            str(out),
-            "--reason",
-            "again",
-        )
+        refused = export(cli, "alpha", "telethon", out, "again")
         assert refused.returncode == 1
         assert "--force" in refused.stderr
-        forced = cli(
-            "session",
-            "export",
-            "alpha",
-            "--format",
-            "telethon",
-            "--out",
-            str(out),
-            "--reason",
-            "again",
-            "--force",
-        )
+        forced = export(cli, "alpha", "telethon", out, "again", "--force")
         assert forced.returncode == 0
         assert out.read_bytes().startswith(b"SQLite format 3\x00")
 
-        missing = cli(
-            "session",
-            "export",
-            "nobody",
-            "--format",
-            "telethon",
-            "--out",
-            str(tmp_path / "x"),
-            "--reason",
-            "none",
-        )
+        missing = export(cli, "nobody", "telethon", tmp_path / "x", "none")
         assert missing.returncode == 1
         assert "no account with id or label 'nobody'" in missing.stderr
 
@@ -158,17 +127,7 @@ class TestSessionCommands:
         assert "nobody" in unknown.stderr + unknown.stdout
 
         out = tmp_path / "exported.txt"
-        exported = cli(
-            "session",
-            "export",
-            "alpha",
-            "--format",
-            "telethon-string",
-            "--out",
-            str(out),
-            "--reason",
-            "check the re-import",
-        )
+        exported = export(cli, "alpha", "telethon-string", out, "check the re-import")
         assert exported.returncode == 0, exported.stderr
         session = StringSession(out.read_text())
         assert session.auth_key is not None
