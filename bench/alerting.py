@@ -114,6 +114,7 @@ from tgfleet.config import Environment, Settings
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.models import DesiredState
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_ALERT_ACCOUNTS", "10000"))
 GROUP_WAIT = float(os.environ.get("TGFLEET_BENCH_ALERT_GROUP_WAIT", "30"))
@@ -521,7 +522,7 @@ async def seed(url: str) -> list[uuid.UUID]:
             async with unit_of_work(maker) as session:
                 created = await account_service.create_accounts(session, wanted, exact_label=True)
                 for account in created:
-                    account.desired_state = "running"
+                    account.desired_state = DesiredState.RUNNING
             batch = [a.id for a in created]
             async with unit_of_work(maker) as session:
                 at = utcnow()

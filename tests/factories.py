@@ -21,14 +21,21 @@ from telethon.sessions import SQLiteSession, StringSession
 
 from tgfleet.account import runtime as account_runtime
 from tgfleet.account import service as account_service
-from tgfleet.account.runtime import State, StateChange
+from tgfleet.account.runtime import StateChange
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.lease import service as lease_service
 from tgfleet.lease.service import Registration
-from tgfleet.models import Account, AccountEvent, AccountStatus, AuditRecord
+from tgfleet.models import (
+    Account,
+    AccountEvent,
+    AccountState,
+    AccountStatus,
+    AuditRecord,
+    DesiredState,
+)
 from tgfleet.playbook import service as playbook_service
 
 FACTORY_CONTEXT = AuditContext(actor="cli:factory")
@@ -172,7 +179,7 @@ async def make_accounts(
         )
         for index, account in enumerate(accounts):
             if running is not None:
-                account.desired_state = "running" if running else "stopped"
+                account.desired_state = DesiredState.RUNNING if running else DesiredState.STOPPED
             if usernames is not None:
                 account.username = usernames[index]
             if phones is not None:
@@ -207,7 +214,7 @@ async def report_states(
     ids: Sequence[uuid.UUID],
     state: str,
     *,
-    previous: str = State.ONLINE,
+    previous: str = AccountState.ONLINE,
     reason: str | None = None,
     worker: str | None = None,
 ) -> None:
@@ -219,8 +226,8 @@ async def report_states(
             [
                 StateChange(
                     account_id=account,
-                    state=state,
-                    previous=previous,
+                    state=AccountState(state),
+                    previous=AccountState(previous),
                     at=utcnow(),
                     worker_id=worker,
                     reason=reason,
@@ -241,10 +248,10 @@ async def observe(
     async with unit_of_work(maker) as session:
         row = await session.get(AccountStatus, account_id)
         if row is None:
-            row = AccountStatus(account_id=account_id, state=state, **fields)
+            row = AccountStatus(account_id=account_id, state=AccountState(state), **fields)
             session.add(row)
         else:
-            row.state = state
+            row.state = AccountState(state)
             for name, value in fields.items():
                 setattr(row, name, value)
 

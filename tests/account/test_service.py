@@ -23,7 +23,6 @@ from tests.factories import (
 )
 from tgfleet.account import commands as account_commands
 from tgfleet.account import groups as account_groups
-from tgfleet.account import runtime
 from tgfleet.account import service as account_service
 from tgfleet.account.exceptions import (
     AccountNotFound,
@@ -35,7 +34,7 @@ from tgfleet.account.exceptions import (
     InvalidGroupSettings,
     UnknownCommand,
 )
-from tgfleet.account.schemas import AccountFilter, AccountState, ControlAction
+from tgfleet.account.schemas import AccountFilter, ControlAction
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import AccountGroup
@@ -64,12 +63,6 @@ def statements(maker: Maker) -> Iterator[list[str]]:
 async def control(maker: Maker, account_id: uuid.UUID, action: ControlAction) -> None:
     async with unit_of_work(maker) as session:
         await account_commands.control(session, OPERATOR, account_id, action)
-
-
-class TestStates:
-    def test_listing_states_are_the_runtime_states(self) -> None:
-        """The states the API validates are exactly the ones the worker writes."""
-        assert {state.value for state in AccountState} == set(runtime.STATES)
 
 
 class TestControl:

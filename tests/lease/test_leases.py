@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.factories import make_fleet, register_worker
 from tgfleet.account import runtime as account_runtime
-from tgfleet.account.runtime import State, StateChange
+from tgfleet.account.runtime import StateChange
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.lease import service as lease_service
 from tgfleet.lease.service import FleetShape, Registration, WorkerClock
-from tgfleet.models import AccountStatus
+from tgfleet.models import AccountState, AccountStatus
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -149,13 +149,15 @@ async def test_release_and_deregister_hand_accounts_over_at_once(
     assert set(holders.values()) == {"two"}
 
 
-def _change(account: uuid.UUID, state: str, previous: str, worker: str) -> StateChange:
+def _change(
+    account: uuid.UUID, state: AccountState, previous: AccountState, worker: str
+) -> StateChange:
     return StateChange(
         account_id=account,
         state=state,
         previous=previous,
         at=utcnow(),
-        worker_id=None if state == State.STOPPED else worker,
+        worker_id=None if state == AccountState.STOPPED else worker,
         source=worker,
     )
 
@@ -178,8 +180,8 @@ async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_ho
         await account_runtime.apply(
             session,
             [
-                _change(account, State.STARTING, State.STOPPED, "two"),
-                _change(account, State.ONLINE, State.STARTING, "two"),
+                _change(account, AccountState.STARTING, AccountState.STOPPED, "two"),
+                _change(account, AccountState.ONLINE, AccountState.STARTING, "two"),
             ],
             lease_holder="two",
         )
@@ -187,21 +189,21 @@ async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_ho
         await account_runtime.apply(
             session,
             [
-                _change(account, State.STARTING, State.STOPPED, "one"),
-                _change(account, State.STOPPING, State.STARTING, "one"),
-                _change(account, State.STOPPED, State.STOPPING, "one"),
+                _change(account, AccountState.STARTING, AccountState.STOPPED, "one"),
+                _change(account, AccountState.STOPPING, AccountState.STARTING, "one"),
+                _change(account, AccountState.STOPPED, AccountState.STOPPING, "one"),
             ],
             lease_holder="one",
         )
     async with unit_of_work(sessionmaker) as session:
         status = await session.get(AccountStatus, account)
         assert status is not None
-        assert (status.state, status.worker_id) == (State.ONLINE, "two")
+        assert (status.state, status.worker_id) == (AccountState.ONLINE, "two")
         # Without the lease rule the same late start would have taken the row (the bug).
         await account_runtime.apply(
-            session, [_change(account, State.STARTING, State.ONLINE, "one")]
+            session, [_change(account, AccountState.STARTING, AccountState.ONLINE, "one")]
         )
-        assert (status.state, status.worker_id) == (State.STARTING, "one")
+        assert (status.state, status.worker_id) == (AccountState.STARTING, "one")
 
 
 @POSTGRES

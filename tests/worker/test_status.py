@@ -93,7 +93,7 @@ async def _execute(sessionmaker: async_sessionmaker[AsyncSession], statements: l
         (State.STOPPING, State.ONLINE, False),
     ],
 )
-def test_transitions_follow_the_design(previous: str, state: str, ok: bool) -> None:
+def test_transitions_follow_the_design(previous: State, state: State, ok: bool) -> None:
     assert allowed(previous, state) is ok
 
 

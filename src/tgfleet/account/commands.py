@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account.exceptions import UnknownCommand
 from tgfleet.account.repository import AccountEventRepository, AccountRepository
-from tgfleet.account.schemas import AccountFilter, ControlAction, DesiredState
+from tgfleet.account.schemas import AccountFilter, ControlAction
 from tgfleet.account.service import get_account, select_accounts, timeline_entry
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
-from tgfleet.models import Account
+from tgfleet.models import Account, DesiredState
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ async def control(
     await repository.refresh(account)
     details = {
         "actor": context.actor,
-        "desired_state": account.desired_state,
+        "desired_state": account.desired_state.value,
         "restart_seq": account.restart_seq,
         "changed": changed,
     }
@@ -64,7 +64,7 @@ async def control(
         target=f"account:{account.id}",
         details={"label": account.label} | details,
     )
-    if account.desired_state == DesiredState.RUNNING.value:
+    if account.desired_state is DesiredState.RUNNING:
         await lease_service.ensure_leases(session, [account.id])
     await notify.workers(session)
     return account

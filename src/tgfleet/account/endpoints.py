@@ -20,7 +20,6 @@ from tgfleet.account.schemas import (
     AccountGroupUpdate,
     AccountPage,
     AccountRead,
-    AccountState,
     AccountStatusRead,
     BulkResultRead,
     ControlAction,
@@ -34,7 +33,7 @@ from tgfleet.auth.schemas import Principal
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
 from tgfleet.lease import service as lease_service
-from tgfleet.models import Account, AccountStatus
+from tgfleet.models import Account, AccountState, AccountStatus
 from tgfleet.vault import service as vault_service
 
 router = APIRouter(prefix="/api/v1/accounts", tags=["accounts"])

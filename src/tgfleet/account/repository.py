@@ -22,15 +22,9 @@ from sqlalchemy import (
     update,
 )
 
-from tgfleet.account.schemas import (
-    NEEDS_RESTART_TO_START,
-    AccountFilter,
-    AccountState,
-    ControlAction,
-    DesiredState,
-)
+from tgfleet.account.schemas import HELD_STATES, AccountFilter, ControlAction
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import Account, AccountEvent, AccountStatus
+from tgfleet.models import Account, AccountEvent, AccountState, AccountStatus, DesiredState
 
 #: Ids per IN (...) list: well under the bind-parameter limits of SQLite (32,766) and
 #: asyncpg (32,767), so a bulk of any size runs as a few set-based statements.
@@ -45,7 +39,7 @@ T = TypeVar("T")
 
 class StateRow(NamedTuple):
     label: str
-    state: str
+    state: AccountState
     reason: str | None
     last_error_code: str | None
     since: datetime
@@ -198,25 +192,25 @@ class AccountRepository(RepositoryBase[Account]):
         """
         lifted = exists().where(
             AccountStatus.account_id == Account.id,
-            AccountStatus.state.in_([s.value for s in NEEDS_RESTART_TO_START]),
+            AccountStatus.state.in_(HELD_STATES),
         )
         values: dict[str, Any]
         needs_change: ColumnElement[bool] | None
         if action is ControlAction.STOP:
-            values = {"desired_state": DesiredState.STOPPED.value}
-            needs_change = Account.desired_state != DesiredState.STOPPED.value
+            values = {"desired_state": DesiredState.STOPPED}
+            needs_change = Account.desired_state != DesiredState.STOPPED
         elif action is ControlAction.RESTART:
             values = {
-                "desired_state": DesiredState.RUNNING.value,
+                "desired_state": DesiredState.RUNNING,
                 "restart_seq": Account.restart_seq + 1,
             }
             needs_change = None
         else:
             values = {
-                "desired_state": DesiredState.RUNNING.value,
+                "desired_state": DesiredState.RUNNING,
                 "restart_seq": Account.restart_seq + case((lifted, 1), else_=0),
             }
-            needs_change = or_(Account.desired_state != DesiredState.RUNNING.value, lifted)
+            needs_change = or_(Account.desired_state != DesiredState.RUNNING, lifted)
         changed = 0
         for part in chunks(account_ids):
             statement = update(Account).where(Account.id.in_(part)).values(**values)

@@ -24,60 +24,47 @@ from tgfleet.account.repository import (
     AccountRepository,
     AccountStatusRepository,
 )
+from tgfleet.account.schemas import HELD_STATES as HELD_STATES  # noqa: PLC0414 - the worker's
+from tgfleet.account.schemas import LIVE_STATES
 from tgfleet.kit.clock import utcnow
 from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
-from tgfleet.models import AccountEvent, AccountGroup, AccountStatus
+from tgfleet.models import AccountEvent, AccountGroup, AccountState, AccountStatus, DesiredState
 
-
-class State:
-    """Account states (DESIGN §4)."""
-
-    STOPPED: Final = "stopped"
-    STARTING: Final = "starting"
-    ONLINE: Final = "online"
-    RECONNECTING: Final = "reconnecting"
-    FLOOD_WAIT: Final = "flood_wait"
-    QUARANTINED: Final = "quarantined"
-    STOPPING: Final = "stopping"
-    ERROR: Final = "error"
-    #: Desired running, but no live worker holds it (PostgreSQL leases; all at capacity).
-    UNASSIGNED: Final = "unassigned"
-
-
-STATES: Final = (
-    State.STOPPED,
-    State.STARTING,
-    State.ONLINE,
-    State.RECONNECTING,
-    State.FLOOD_WAIT,
-    State.QUARANTINED,
-    State.STOPPING,
-    State.ERROR,
-    State.UNASSIGNED,
-)
-#: States a worker holds a client in; after a worker restart they are stale.
-LIVE_STATES: Final = frozenset(
-    {State.STARTING, State.ONLINE, State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}
-)
-#: States only an operator's act (restart, re-import) leaves.
-HELD_STATES: Final = frozenset({State.QUARANTINED, State.ERROR})
+#: The state machine's own name for the observed state; kept importable here for the
+#: worker modules until they name ``AccountState`` (issue 15).
+State = AccountState
+#: Every observed state, in the enum's order.
+STATES: Final = tuple(AccountState)
 
 #: The transitions DESIGN §4 allows (any state may also go to quarantined or error).
-TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
-    State.STOPPED: frozenset({State.STARTING, State.UNASSIGNED}),
-    State.UNASSIGNED: frozenset({State.STARTING, State.STOPPED}),
-    State.STARTING: frozenset({State.ONLINE, State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}),
-    State.ONLINE: frozenset({State.RECONNECTING, State.FLOOD_WAIT, State.STOPPING}),
-    State.RECONNECTING: frozenset({State.ONLINE, State.FLOOD_WAIT, State.STOPPING}),
-    State.FLOOD_WAIT: frozenset({State.ONLINE, State.RECONNECTING, State.STOPPING}),
-    State.STOPPING: frozenset({State.STOPPED}),
-    State.QUARANTINED: frozenset({State.STARTING, State.STOPPED}),
-    State.ERROR: frozenset({State.STARTING, State.STOPPED}),
+TRANSITIONS: Final[Mapping[AccountState, frozenset[AccountState]]] = {
+    AccountState.STOPPED: frozenset({AccountState.STARTING, AccountState.UNASSIGNED}),
+    AccountState.UNASSIGNED: frozenset({AccountState.STARTING, AccountState.STOPPED}),
+    AccountState.STARTING: frozenset(
+        {
+            AccountState.ONLINE,
+            AccountState.RECONNECTING,
+            AccountState.FLOOD_WAIT,
+            AccountState.STOPPING,
+        }
+    ),
+    AccountState.ONLINE: frozenset(
+        {AccountState.RECONNECTING, AccountState.FLOOD_WAIT, AccountState.STOPPING}
+    ),
+    AccountState.RECONNECTING: frozenset(
+        {AccountState.ONLINE, AccountState.FLOOD_WAIT, AccountState.STOPPING}
+    ),
+    AccountState.FLOOD_WAIT: frozenset(
+        {AccountState.ONLINE, AccountState.RECONNECTING, AccountState.STOPPING}
+    ),
+    AccountState.STOPPING: frozenset({AccountState.STOPPED}),
+    AccountState.QUARANTINED: frozenset({AccountState.STARTING, AccountState.STOPPED}),
+    AccountState.ERROR: frozenset({AccountState.STARTING, AccountState.STOPPED}),
 }
 
 
-def allowed(previous: str, state: str) -> bool:
+def allowed(previous: AccountState, state: AccountState) -> bool:
     """Whether ``previous -> state`` is a transition of the state machine."""
     if state in HELD_STATES:
         return previous != state
@@ -92,9 +79,9 @@ class DesiredAccount:
     label: str
     username: str | None
     tg_user_id: int | None
-    desired_state: str
+    desired_state: DesiredState
     restart_seq: int
-    observed_state: str
+    observed_state: AccountState
     observed_restart_seq: int
     observed_secret_version: int | None
     worker_id: str | None
@@ -103,8 +90,8 @@ class DesiredAccount:
 @dataclass(frozen=True, slots=True)
 class StateChange:
     account_id: uuid.UUID
-    state: str
-    previous: str
+    state: AccountState
+    previous: AccountState
     at: datetime
     worker_id: str | None
     reason: str | None = None
@@ -170,7 +157,7 @@ async def load_desired(
             tg_user_id=account.tg_user_id,
             desired_state=account.desired_state,
             restart_seq=account.restart_seq,
-            observed_state=status.state if status else State.STOPPED,
+            observed_state=status.state if status else AccountState.STOPPED,
             observed_restart_seq=status.restart_seq if status else 0,
             observed_secret_version=status.secret_version if status else None,
             worker_id=status.worker_id if status else None,
@@ -252,7 +239,7 @@ async def apply(
         if change.account_id not in existing:
             continue
         row = rows.get(change.account_id)
-        goodbye = change.state in {State.STOPPING, State.STOPPED}
+        goodbye = change.state in {AccountState.STOPPING, AccountState.STOPPED}
         if (
             goodbye
             and row is not None
@@ -370,7 +357,7 @@ async def release_stale(session: AsyncSession, worker_id: str) -> int:
         [
             StateChange(
                 account_id=row.account_id,
-                state=State.STOPPED,
+                state=AccountState.STOPPED,
                 previous=row.state,
                 at=at,
                 worker_id=None,

@@ -4,13 +4,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field
 
 from tgfleet.kit.names import NameRules
 from tgfleet.kit.pagination import Page
 from tgfleet.kit.schema import INT32_MAX, RequestSchema, Schema
+from tgfleet.models import AccountState
 
 #: At most this many ids in one bulk request.
 BULK_MAX_IDS = 10_000
@@ -23,33 +24,25 @@ CHAT_ID_MAX = 2**63 - 1
 GROUP_TITLE_MAX = 255
 
 
-class AccountState(StrEnum):
-    """Observed states (DESIGN §4). An account without a status row is ``stopped``."""
-
-    STOPPED = "stopped"
-    STARTING = "starting"
-    ONLINE = "online"
-    RECONNECTING = "reconnecting"
-    FLOOD_WAIT = "flood_wait"
-    QUARANTINED = "quarantined"
-    STOPPING = "stopping"
-    ERROR = "error"
-    UNASSIGNED = "unassigned"
-
-
-class DesiredState(StrEnum):
-    RUNNING = "running"
-    STOPPED = "stopped"
-
-
 class ControlAction(StrEnum):
     START = "start"
     STOP = "stop"
     RESTART = "restart"
 
 
-#: Observed states that an operator's ``start`` lifts (by raising ``restart_seq``).
-NEEDS_RESTART_TO_START = frozenset({AccountState.QUARANTINED, AccountState.ERROR})
+#: States only an operator's act leaves: a start or restart (it raises ``restart_seq``), or
+#: a re-import of the session (a new secret version).
+HELD_STATES: Final = frozenset({AccountState.QUARANTINED, AccountState.ERROR})
+#: States a worker holds a client in; after a worker restart they are stale.
+LIVE_STATES: Final = frozenset(
+    {
+        AccountState.STARTING,
+        AccountState.ONLINE,
+        AccountState.RECONNECTING,
+        AccountState.FLOOD_WAIT,
+        AccountState.STOPPING,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

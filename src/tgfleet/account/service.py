@@ -29,11 +29,11 @@ from tgfleet.account.repository import (
     AccountStatusRepository,
     StateRow,
 )
-from tgfleet.account.schemas import BULK_MAX_IDS, AccountFilter, AccountState
+from tgfleet.account.schemas import BULK_MAX_IDS, AccountFilter
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.names import sanitise_name
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
-from tgfleet.models import Account, AccountEvent, AccountStatus
+from tgfleet.models import Account, AccountEvent, AccountState, AccountStatus, DesiredState
 
 LABEL_MAX = 200
 
@@ -170,9 +170,13 @@ class FleetSummary:
     running_online: int
 
     @property
+    def desired_running(self) -> int:
+        return self.desired.get(DesiredState.RUNNING, 0)
+
+    @property
     def online_ratio(self) -> float:
         """Online / desired running; 1.0 when no account is desired running."""
-        running = self.desired.get("running", 0)
+        running = self.desired_running
         return self.running_online / running if running else 1.0
 
 
@@ -180,11 +184,11 @@ async def fleet_summary(session: AsyncSession) -> FleetSummary:
     """Counts over the whole fleet in one query."""
     counts = await AccountRepository(session).desired_state_counts()
     states = {state.value: 0 for state in AccountState}
-    desired: dict[str, int] = {"running": 0, "stopped": 0}
+    desired = {state.value: 0 for state in DesiredState}
     for (wanted, state), count in counts.items():
         states[state] = states.get(state, 0) + count
         desired[wanted] = desired.get(wanted, 0) + count
-    online = counts.get(("running", AccountState.ONLINE.value), 0)
+    online = counts.get((DesiredState.RUNNING.value, AccountState.ONLINE.value), 0)
     return FleetSummary(states=states, desired=desired, running_online=online)
 
 

@@ -45,6 +45,7 @@ from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.lifecycle import TaskLifecycle
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
+from tgfleet.models import AccountState
 
 log = get_logger(__name__)
 
@@ -272,9 +273,9 @@ class Evaluator(TaskLifecycle):
     async def _from_database(self, session: AsyncSession, now: datetime) -> list[Alert]:
         found: list[Alert] = []
         for status in await account_service.accounts_in_states(
-            session, ["quarantined", "flood_wait"]
+            session, [AccountState.QUARANTINED, AccountState.FLOOD_WAIT]
         ):
-            if status.state == "quarantined":
+            if status.state is AccountState.QUARANTINED:
                 reason = status.reason or status.last_error_code or "unknown"
                 banned = reason in BANNED_REASONS
                 # Short per-account text, one shared description: 50 accounts in one
@@ -329,7 +330,7 @@ class Evaluator(TaskLifecycle):
                     "FleetOnlineRatioLow",
                     "critical",
                     f"Only {summary.online_ratio:.0%} of the accounts desired running are online",
-                    f"{summary.running_online} of {summary.desired.get('running', 0)} online.",
+                    f"{summary.running_online} of {summary.desired_running} online.",
                     scope="fleet",
                 )
             )
@@ -344,9 +345,7 @@ class Evaluator(TaskLifecycle):
                 worker=worker.id,
             )
             for worker in await lease_service.list_workers(session)
-            if not worker.alive
-            and worker.state != "stopped"
-            and worker.expires_at > now - WORKER_LOST_WINDOW
+            if worker.lost and worker.expires_at > now - WORKER_LOST_WINDOW
         )
         failed_decrypts = await audit_service.count(
             session,

@@ -4,8 +4,10 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TypeVar
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, MetaData, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -16,6 +18,8 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class TZDateTime(TypeDecorator[datetime]):
@@ -46,6 +50,34 @@ class TZDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class StrEnumColumn(TypeDecorator[E]):
+    """A ``StrEnum`` stored as its value in a plain ``VARCHAR(length)``.
+
+    The column holds the same strings as a ``String(length)`` would (no database enum type,
+    no CHECK constraint: nothing to migrate, the same bytes on SQLite and PostgreSQL); Python
+    sees members of ``enum``. A value that is not one of the enum's is refused on the way
+    in and on the way out: it is a bug, not data.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+        self.length = length
+
+    def process_bind_param(self, value: E | str | None, _dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return self.enum(value).value
+
+    def process_result_value(self, value: str | None, _dialect: Dialect) -> E | None:
+        if value is None:
+            return None
+        return self.enum(value)
 
 
 class Model(DeclarativeBase):

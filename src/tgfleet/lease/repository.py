@@ -6,32 +6,65 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import TextClause, bindparam, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from tgfleet.account.schemas import HELD_STATES
 from tgfleet.kit.clock import utcnow
-from tgfleet.models import Account, AccountLease, ReplyClaim, ReplyWindow
+from tgfleet.models import (
+    Account,
+    AccountLease,
+    AccountState,
+    DesiredState,
+    ReplyClaim,
+    ReplyWindow,
+    WorkerState,
+)
 
-REGISTER = text(
+#: The states the statements below name (``:desired_running``...), from the enums.
+STATES: Final[Mapping[str, str | list[str]]] = {
+    "desired_running": DesiredState.RUNNING.value,
+    "worker_running": WorkerState.RUNNING.value,
+    "worker_stopped": WorkerState.STOPPED.value,
+    "unassigned": AccountState.UNASSIGNED.value,
+    #: Statuses the leader never marks unassigned: already so, or held for an operator.
+    "kept_statuses": sorted({AccountState.UNASSIGNED.value} | {s.value for s in HELD_STATES}),
+}
+
+
+def sql(statement: str) -> TextClause:
+    """``text(statement)`` with the states it names bound from :data:`STATES` and rendered
+    inline (``literal_execute``): PostgreSQL plans constants, as with literals in the text."""
+    clause = text(statement)
+    return clause.bindparams(
+        *(
+            bindparam(name, value, literal_execute=True, expanding=isinstance(value, list))
+            for name, value in STATES.items()
+            if f":{name}" in statement
+        )
+    )
+
+
+REGISTER = sql(
     """
     INSERT INTO worker (id, epoch, host, pid, version, capacity, state, started_at,
                         heartbeat_at, expires_at)
-    VALUES (:id, 1, :host, :pid, :version, :capacity, 'running', now(), now(),
+    VALUES (:id, 1, :host, :pid, :version, :capacity, :worker_running, now(), now(),
             now() + make_interval(secs => :ttl))
     ON CONFLICT (id) DO UPDATE SET
         epoch = worker.epoch + 1, host = excluded.host, pid = excluded.pid,
-        version = excluded.version, capacity = excluded.capacity, state = 'running',
+        version = excluded.version, capacity = excluded.capacity, state = :worker_running,
         started_at = now(), heartbeat_at = now(), expires_at = excluded.expires_at
     RETURNING epoch, expires_at
     """
 )
 
-HEARTBEAT = text(
+HEARTBEAT = sql(
     """
     UPDATE worker SET heartbeat_at = now(), expires_at = now() + make_interval(secs => :ttl)
-    WHERE id = :id AND epoch = :epoch AND state <> 'stopped' AND expires_at > now()
+    WHERE id = :id AND epoch = :epoch AND state <> :worker_stopped AND expires_at > now()
     RETURNING expires_at
     """
 )
@@ -47,11 +80,11 @@ ENSURE_FOR = text(
     """
 )
 
-ENSURE_ALL = text(
+ENSURE_ALL = sql(
     """
     INSERT INTO account_lease (account_id)
     SELECT a.id FROM account a
-    WHERE a.desired_state = 'running'
+    WHERE a.desired_state = :desired_running
       AND NOT EXISTS (SELECT 1 FROM account_lease l WHERE l.account_id = a.id)
     ON CONFLICT (account_id) DO NOTHING
     """
@@ -64,21 +97,21 @@ PRUNE_WORKERS = text(
     """
 )
 
-DROP_STOPPED_FREE = text(
+DROP_STOPPED_FREE = sql(
     """
     DELETE FROM account_lease l USING account a
-    WHERE l.worker_id IS NULL AND a.id = l.account_id AND a.desired_state <> 'running'
+    WHERE l.worker_id IS NULL AND a.id = l.account_id AND a.desired_state <> :desired_running
     """
 )
 
 # Free rows of accounts desired running, locked with SKIP LOCKED: concurrent claimers split
 # the candidates instead of waiting on each other. Only while the claimer's own lease holds.
-CLAIM = text(
+CLAIM = sql(
     """
     WITH candidates AS (
         SELECT l.account_id
         FROM account_lease l
-        JOIN account a ON a.id = l.account_id AND a.desired_state = 'running'
+        JOIN account a ON a.id = l.account_id AND a.desired_state = :desired_running
         WHERE l.worker_id IS NULL
         ORDER BY l.account_id
         LIMIT :limit
@@ -134,25 +167,25 @@ RELEASE_ALL = text(
     """
 )
 
-RELEASE_STOPPED = text(
+RELEASE_STOPPED = sql(
     """
     DELETE FROM account_lease l USING account a
     WHERE a.id = l.account_id AND l.worker_id = :id AND l.epoch = :epoch
-      AND a.desired_state <> 'running'
+      AND a.desired_state <> :desired_running
     """
 )
 
-DEREGISTER = text(
+DEREGISTER = sql(
     """
-    UPDATE worker SET state = 'stopped', expires_at = now(), heartbeat_at = now()
+    UPDATE worker SET state = :worker_stopped, expires_at = now(), heartbeat_at = now()
     WHERE id = :id AND epoch = :epoch
     """
 )
 
 # Every registered worker (a small table): who is live, who is dead, who re-registered.
-WORKER_CLOCK = text(
+WORKER_CLOCK = sql(
     """
-    SELECT id, epoch, state = 'running' AS running,
+    SELECT id, epoch, state = :worker_running AS running,
            EXTRACT(EPOCH FROM (expires_at - now())) AS expires_in,
            EXTRACT(EPOCH FROM (now() - started_at)) AS age
     FROM worker
@@ -160,7 +193,7 @@ WORKER_CLOCK = text(
     """
 )
 
-RUNNING_ACCOUNTS = text("SELECT count(*) FROM account WHERE desired_state = 'running'")
+RUNNING_ACCOUNTS = sql("SELECT count(*) FROM account WHERE desired_state = :desired_running")
 
 
 WORKERS = text(
@@ -181,45 +214,42 @@ HOLDERS = text(
     """
 )
 
-UNASSIGNED = text(
+UNASSIGNED = sql(
     """
     SELECT count(*) FROM account a
     LEFT JOIN account_lease l ON l.account_id = a.id
     LEFT JOIN worker w ON w.id = l.worker_id
-    WHERE a.desired_state = 'running'
+    WHERE a.desired_state = :desired_running
       AND (l.worker_id IS NULL OR w.id IS NULL OR w.epoch <> l.epoch OR w.expires_at <= now())
     """
 )
 
 
-# The same for accounts no worker ever ran (no status row yet).
-
-
 # Status rows of accounts desired running whose lease is free (nobody holds it, or the
 # leader reaped it from a dead worker) say `unassigned`, so the API and alerts see them;
 # the worker that claims one moves it on. Reads free lease rows only (ix_account_lease_free).
-MARK_UNASSIGNED = text(
+MARK_UNASSIGNED = sql(
     """
     UPDATE account_status s
-    SET state = 'unassigned', since = now(), updated_at = now(), worker_id = NULL,
+    SET state = :unassigned, since = now(), updated_at = now(), worker_id = NULL,
         reason = 'no_worker'
     FROM account_lease l
-    JOIN account a ON a.id = l.account_id AND a.desired_state = 'running'
+    JOIN account a ON a.id = l.account_id AND a.desired_state = :desired_running
     WHERE l.worker_id IS NULL AND s.account_id = l.account_id
-      AND s.state NOT IN ('unassigned', 'quarantined', 'error')
+      AND s.state NOT IN :kept_statuses
       AND s.updated_at < now() - make_interval(secs => :grace)
     """
 )
 
 # The same for accounts no worker ever ran (no status row yet).
-INSERT_UNASSIGNED = text(
+INSERT_UNASSIGNED = sql(
     """
     INSERT INTO account_status (account_id, state, since, reason, restart_seq,
                                 messages_received, replies_sent, replies_suppressed,
                                 reconnects, updated_at)
-    SELECT l.account_id, 'unassigned', now(), 'no_worker', 0, 0, 0, 0, 0, now()
+    SELECT l.account_id, :unassigned, now(), 'no_worker', 0, 0, 0, 0, 0, now()
     FROM account_lease l
-    JOIN account a ON a.id = l.account_id AND a.desired_state = 'running'
+    JOIN account a ON a.id = l.account_id AND a.desired_state = :desired_running
     WHERE l.worker_id IS NULL
       AND NOT EXISTS (SELECT 1 FROM account_status s WHERE s.account_id = l.account_id)
       AND a.updated_at < now() - make_interval(secs => :grace)

@@ -26,6 +26,7 @@ from tgfleet.lease.repository import (
     ReplyConnection,
     ReplyRepository,
 )
+from tgfleet.models import WorkerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +110,17 @@ class WorkerView:
     pid: int
     version: str
     capacity: int
-    state: str
+    state: WorkerState
     started_at: datetime
     heartbeat_at: datetime
     expires_at: datetime
     alive: bool
     held: int
+
+    @property
+    def lost(self) -> bool:
+        """Its lease expired without a drain (killed, frozen or cut off)."""
+        return not self.alive and self.state is WorkerState.RUNNING
 
 
 def supports_leases(session: AsyncSession) -> bool:
@@ -259,7 +265,7 @@ async def list_workers(session: AsyncSession) -> list[WorkerView]:
             pid=int(row.pid),
             version=row.version,
             capacity=int(row.capacity),
-            state=row.state,
+            state=WorkerState(row.state),
             started_at=row.started_at,
             heartbeat_at=row.heartbeat_at,
             expires_at=row.expires_at,

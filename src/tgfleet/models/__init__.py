@@ -1,11 +1,12 @@
-"""ORM models, one module per table, all on one metadata (``Model.metadata``)."""
+"""ORM models, one module per table, all on one metadata (``Model.metadata``), and the
+enums of their state columns (each defined once, with its table)."""
 
 from tgfleet.kit.model import Model
-from tgfleet.models.account import Account
+from tgfleet.models.account import Account, DesiredState
 from tgfleet.models.account_event import AccountEvent
 from tgfleet.models.account_group import AccountGroup
 from tgfleet.models.account_lease import AccountLease
-from tgfleet.models.account_status import AccountStatus
+from tgfleet.models.account_status import AccountState, AccountStatus
 from tgfleet.models.alert import Alert
 from tgfleet.models.api_token import ApiToken
 from tgfleet.models.audit_chain_head import AuditChainHead
@@ -17,22 +18,24 @@ from tgfleet.models.playbook_version import PlaybookVersion
 from tgfleet.models.reply_claim import ReplyClaim
 from tgfleet.models.reply_window import ReplyWindow
 from tgfleet.models.role import Role
-from tgfleet.models.session_secret import SessionSecret
+from tgfleet.models.session_secret import SecretState, SessionSecret
 from tgfleet.models.silence import Silence
 from tgfleet.models.user import User
-from tgfleet.models.vault_rotation import VaultRotation
-from tgfleet.models.worker import Worker
+from tgfleet.models.vault_rotation import RotationState, VaultRotation
+from tgfleet.models.worker import Worker, WorkerState
 
 __all__ = [
     "Account",
     "AccountEvent",
     "AccountGroup",
     "AccountLease",
+    "AccountState",
     "AccountStatus",
     "Alert",
     "ApiToken",
     "AuditChainHead",
     "AuditRecord",
+    "DesiredState",
     "LoginThrottle",
     "Model",
     "Notification",
@@ -41,9 +44,12 @@ __all__ = [
     "ReplyClaim",
     "ReplyWindow",
     "Role",
+    "RotationState",
+    "SecretState",
     "SessionSecret",
     "Silence",
     "User",
     "VaultRotation",
     "Worker",
+    "WorkerState",
 ]

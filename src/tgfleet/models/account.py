@@ -2,12 +2,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.model import Model, TZDateTime
+from tgfleet.kit.model import Model, StrEnumColumn, TZDateTime
+
+
+class DesiredState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
 
 
 class Account(Model):
@@ -27,7 +33,9 @@ class Account(Model):
     username: Mapped[str | None] = mapped_column(String(64), default=None)
     phone: Mapped[str | None] = mapped_column(String(32), default=None)
     dc_id: Mapped[int | None] = mapped_column(Integer, default=None)
-    desired_state: Mapped[str] = mapped_column(String(16), default="stopped")
+    desired_state: Mapped[DesiredState] = mapped_column(
+        StrEnumColumn(DesiredState, 16), default=DesiredState.STOPPED
+    )
     restart_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow, onupdate=utcnow)

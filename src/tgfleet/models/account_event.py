@@ -8,7 +8,8 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.model import Model, TZDateTime
+from tgfleet.kit.model import Model, StrEnumColumn, TZDateTime
+from tgfleet.models.account_status import AccountState
 
 #: BIGINT on PostgreSQL, INTEGER (the rowid alias, so it autoincrements) on SQLite.
 EventId = BigInteger().with_variant(Integer(), "sqlite")
@@ -25,8 +26,12 @@ class AccountEvent(Model):
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str | None] = mapped_column(String(16), default=None)
-    previous_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    state: Mapped[AccountState | None] = mapped_column(
+        StrEnumColumn(AccountState, 16), default=None
+    )
+    previous_state: Mapped[AccountState | None] = mapped_column(
+        StrEnumColumn(AccountState, 16), default=None
+    )
     code: Mapped[str | None] = mapped_column(String(64), default=None)
     message: Mapped[str | None] = mapped_column(String(500), default=None)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -2,12 +2,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.model import Model, TZDateTime
+from tgfleet.kit.model import Model, StrEnumColumn, TZDateTime
+
+
+class AccountState(StrEnum):
+    """Observed states (DESIGN §4). An account without a status row is ``stopped``."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    ONLINE = "online"
+    RECONNECTING = "reconnecting"
+    FLOOD_WAIT = "flood_wait"
+    QUARANTINED = "quarantined"
+    STOPPING = "stopping"
+    ERROR = "error"
+    #: Desired running, but no live worker holds it (PostgreSQL leases; all at capacity).
+    UNASSIGNED = "unassigned"
 
 
 class AccountStatus(Model):
@@ -24,7 +40,9 @@ class AccountStatus(Model):
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
     )
-    state: Mapped[str] = mapped_column(String(16), index=True, default="stopped")
+    state: Mapped[AccountState] = mapped_column(
+        StrEnumColumn(AccountState, 16), index=True, default=AccountState.STOPPED
+    )
     since: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     reason: Mapped[str | None] = mapped_column(String(64), default=None)
     worker_id: Mapped[str | None] = mapped_column(String(128), default=None)

@@ -2,12 +2,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.model import Model, TZDateTime
+from tgfleet.kit.model import Model, StrEnumColumn, TZDateTime
+
+
+class SecretState(StrEnum):
+    """A stored session: usable, failed authentication (unusable until re-imported), or
+    crypto-erased."""
+
+    ACTIVE = "active"
+    TAMPERED = "tampered"
+    ERASED = "erased"
 
 
 class SessionSecret(Model):
@@ -25,7 +35,9 @@ class SessionSecret(Model):
         ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
     )
     version: Mapped[int] = mapped_column(Integer, default=1)
-    state: Mapped[str] = mapped_column(String(16), default="active")
+    state: Mapped[SecretState] = mapped_column(
+        StrEnumColumn(SecretState, 16), default=SecretState.ACTIVE
+    )
     source_format: Mapped[str] = mapped_column(String(32))
     kek_id: Mapped[str | None] = mapped_column(String(32), index=True)
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)

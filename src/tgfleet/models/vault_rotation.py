@@ -1,12 +1,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.model import Model, TZDateTime
+from tgfleet.kit.model import Model, StrEnumColumn, TZDateTime
+
+
+class RotationState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    DONE_WITH_FAILURES = "done_with_failures"
+    #: A later run found this one still running (it crashed) towards another KEK.
+    ABANDONED = "abandoned"
 
 
 class VaultRotation(Model):
@@ -17,7 +26,9 @@ class VaultRotation(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     target_kek_id: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(32), default="running")
+    state: Mapped[RotationState] = mapped_column(
+        StrEnumColumn(RotationState, 32), default=RotationState.RUNNING
+    )
     rewrapped: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     actor: Mapped[str] = mapped_column(String(200))

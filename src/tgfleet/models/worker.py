@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.model import Model, TZDateTime
+from tgfleet.kit.model import Model, StrEnumColumn, TZDateTime
+
+
+class WorkerState(StrEnum):
+    """A registered worker runs until it drains (``stopped``: it gave its leases back)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
 
 
 class Worker(Model):
@@ -26,7 +34,9 @@ class Worker(Model):
     pid: Mapped[int] = mapped_column(Integer)
     version: Mapped[str] = mapped_column(String(32))
     capacity: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default="running")
+    state: Mapped[WorkerState] = mapped_column(
+        StrEnumColumn(WorkerState, 16), default=WorkerState.RUNNING
+    )
     started_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(TZDateTime, index=True)

@@ -23,7 +23,7 @@ from tgfleet.audit.schemas import AuditContext
 from tgfleet.exceptions import AppError
 from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
-from tgfleet.models import Account, SessionSecret
+from tgfleet.models import Account, SecretState, SessionSecret
 from tgfleet.vault import crypto
 from tgfleet.vault.archive import ArchiveLimits, Entry, is_zip, iter_folder, iter_zip
 from tgfleet.vault.exceptions import ArchiveError, DuplicateSessionError, ImportTooLargeError
@@ -36,7 +36,7 @@ from tgfleet.vault.formats import (
 )
 from tgfleet.vault.repository import SecretRepository, lock_vault
 from tgfleet.vault.schemas import ImportResultRead
-from tgfleet.vault.sessions import ACTIVE, TAMPERED, reseal
+from tgfleet.vault.sessions import reseal
 from tgfleet.vault.vault import Vault
 
 log = get_logger(__name__)
@@ -263,7 +263,11 @@ async def _store(
         if item.fingerprint is None:
             continue
         holder = held.get(holders.get(item.fingerprint, _NO_ACCOUNT))
-        if holder is not None and holder.state == TAMPERED and item.fingerprint not in first_file:
+        if (
+            holder is not None
+            and holder.state == SecretState.TAMPERED
+            and item.fingerprint not in first_file
+        ):
             # Re-importing the session of a tampered secret is how an operator recovers it.
             first_file[item.fingerprint] = item.entry.name
             recovered[index] = owners[holder.account_id]
@@ -306,7 +310,7 @@ async def _store(
             SessionSecret(
                 account_id=account.id,
                 version=1,
-                state=ACTIVE,
+                state=SecretState.ACTIVE,
                 source_format=record.source_format.value,
                 kek_id=envelope.kek_id,
                 wrapped_key=envelope.wrapped_key,

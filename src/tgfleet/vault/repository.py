@@ -9,7 +9,7 @@ from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import SessionSecret, VaultRotation
+from tgfleet.models import RotationState, SessionSecret, VaultRotation
 
 # Key of the PostgreSQL advisory lock between writers of secrets (shared) and the end of a
 # rotation (exclusive), so a KEK is never retired under an import still writing with it.
@@ -159,7 +159,7 @@ class RotationRepository(RepositoryBase[VaultRotation]):
     async def running(self) -> VaultRotation | None:
         return await self.first(
             select(VaultRotation)
-            .where(VaultRotation.state == "running")
+            .where(VaultRotation.state == RotationState.RUNNING)
             .order_by(VaultRotation.id.desc())
         )
 

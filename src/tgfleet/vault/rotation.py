@@ -21,13 +21,12 @@ from tgfleet.exceptions import AppError
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
-from tgfleet.models import SessionSecret, VaultRotation
+from tgfleet.models import RotationState, SecretState, SessionSecret, VaultRotation
 from tgfleet.vault import crypto
 from tgfleet.vault.exceptions import DecryptError, RotationInProgress
 from tgfleet.vault.kek import Keyring, KeySource
 from tgfleet.vault.keyring import add_kek, retire_kek
 from tgfleet.vault.repository import RotationRepository, SecretRepository, lock_vault
-from tgfleet.vault.sessions import TAMPERED
 from tgfleet.vault.vault import Vault
 
 log = get_logger(__name__)
@@ -129,7 +128,7 @@ async def _start_rotation(
             target, rotation_id, resumed = running.target_kek_id, running.id, True
         else:
             if running is not None:
-                running.state = "abandoned"
+                running.state = RotationState.ABANDONED
             if keyring.source is KeySource.FILE:
                 new = await asyncio.to_thread(add_kek, vault.settings.effective_vault_key_file)
                 keyring = await vault.reload()
@@ -182,7 +181,7 @@ async def _rewrap_batch(
             )
         except DecryptError:
             failed += 1
-            secret.state = TAMPERED  # the wrapped key was altered: unusable, say so
+            secret.state = SecretState.TAMPERED  # the wrapped key was altered: unusable, say so
             continue
         updates.append((secret.account_id, secret.version, envelope.kek_id, envelope.wrapped_key))
     await SecretRepository(session).set_wrapped_keys(updates)
@@ -221,7 +220,7 @@ async def _finish_rotation(
                 retired.append(kek.id)
         rotation = await RotationRepository(session).get(plan.rotation_id)
         if rotation is not None:
-            rotation.state = "done" if failed == 0 else "done_with_failures"
+            rotation.state = RotationState.DONE if failed == 0 else RotationState.DONE_WITH_FAILURES
             rotation.finished_at = utcnow()
         await audit_service.record(
             session,

@@ -23,7 +23,7 @@ from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.exceptions import AppError
 from tgfleet.logging import get_logger
-from tgfleet.models import SessionSecret
+from tgfleet.models import SecretState, SessionSecret
 from tgfleet.vault import crypto
 from tgfleet.vault.exceptions import DecryptError, KeyUnavailable, SessionNotFound
 from tgfleet.vault.formats import (
@@ -40,10 +40,6 @@ from tgfleet.vault.vault import Vault
 
 log = get_logger(__name__)
 
-ACTIVE = "active"
-TAMPERED = "tampered"
-ERASED = "erased"
-
 
 class KeyUnavailableAudited(KeyUnavailable):
     """KeyUnavailable whose failed decrypt was audited: the unit of work keeps the record."""
@@ -58,7 +54,7 @@ def reseal(secret: SessionSecret, record: CanonicalSession, keyring: Keyring) ->
         keyring, to_record(record), account_id=secret.account_id, version=version
     )
     secret.version = version
-    secret.state = ACTIVE
+    secret.state = SecretState.ACTIVE
     secret.source_format = record.source_format.value
     secret.kek_id = envelope.kek_id
     secret.wrapped_key = envelope.wrapped_key
@@ -127,12 +123,12 @@ async def decrypt_many(
     for account_id in account_ids:
         target = f"account:{account_id}"
         secret = secrets.get(account_id)
-        if secret is None or secret.state == ERASED or secret.ciphertext is None:
+        if secret is None or secret.state == SecretState.ERASED or secret.ciphertext is None:
             results[account_id] = SessionNotFound(
                 f"account {account_id} has no session in the vault"
             )
             continue
-        if secret.state == TAMPERED:
+        if secret.state == SecretState.TAMPERED:
             results[account_id] = DecryptError(
                 f"account {account_id}'s session failed to decrypt before and is unusable; "
                 "re-import it"
@@ -148,7 +144,7 @@ async def decrypt_many(
             continue
         except AppError as exc:
             failed += 1
-            secret.state = TAMPERED
+            secret.state = SecretState.TAMPERED
             tampered_now = True
             log.error(  # noqa: TRY400 - the code says it all; no trace of key material
                 "vault.decrypt_failed", account_id=str(account_id), error=exc.code
@@ -202,7 +198,7 @@ async def update_session(
     """
     await lock_vault(session, exclusive=False)
     secret = await SecretRepository(session).get(account_id)
-    if secret is None or secret.state != ACTIVE or secret.version != expected_version:
+    if secret is None or secret.state != SecretState.ACTIVE or secret.version != expected_version:
         log.warning(
             "vault.update_skipped", account_id=str(account_id), reason="secret changed meanwhile"
         )
@@ -288,10 +284,10 @@ async def erase(session: AsyncSession, context: AuditContext, account_id: uuid.U
     the session afterwards, whatever keys survive."""
     account = await account_service.get_account(session, account_id)
     secret = await SecretRepository(session).get(account.id)
-    if secret is None or secret.state == ERASED:
+    if secret is None or secret.state == SecretState.ERASED:
         raise SessionNotFound(f"account {account_id} has no session in the vault")
     previous_kek = secret.kek_id
-    secret.state = ERASED
+    secret.state = SecretState.ERASED
     secret.kek_id = None
     secret.wrapped_key = None
     secret.nonce = None

@@ -38,6 +38,7 @@ from tgfleet.exceptions import ConfigError
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.lease import service as lease_service
+from tgfleet.models import WorkerState
 
 #: The advisory lock between workers choosing an id and registering it (any constant).
 IDENTITY_LOCK = 0x7467_666C_6964_01
@@ -86,7 +87,7 @@ def _pid_exists(pid: int) -> bool:
 
 def holder(worker: lease_service.WorkerView | None, me: Process) -> Holder:
     """What the row alone says about its holder (see the module's docstring)."""
-    if worker is None or not worker.alive or worker.state == "stopped":
+    if worker is None or not worker.alive or worker.state is WorkerState.STOPPED:
         return Holder.FREE
     if worker.host == me.host and worker.pid != me.pid and _pid_exists(worker.pid):
         return Holder.LIVE

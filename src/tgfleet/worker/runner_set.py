@@ -23,13 +23,14 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tgfleet.account.runtime import HELD_STATES, DesiredAccount, State, StateChange
+from tgfleet.account.runtime import HELD_STATES, DesiredAccount, StateChange
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.exceptions import AppError
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
+from tgfleet.models import AccountState, DesiredState, SecretState
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.service import Decrypted, Vault
 from tgfleet.worker.leases import LeaseLoop
@@ -37,8 +38,6 @@ from tgfleet.worker.runner import AccountRunner, WorkerContext
 
 log = get_logger(__name__)
 
-RUNNING: Final = "running"
-ACTIVE_SECRET: Final = "active"  # noqa: S105 - a state name, not a secret
 #: Seconds a hand-over waits for the stopped clients' states to be written.
 STOP_FLUSH_TIMEOUT: Final = 2.0
 
@@ -94,8 +93,8 @@ class RunnerSet:
             seen.add(account.id)
             secret = secrets.get(account.id)
             runner = self.runners.get(account.id)
-            wanted = account.desired_state == RUNNING
-            usable = secret is not None and secret[1] == ACTIVE_SECRET
+            wanted = account.desired_state == DesiredState.RUNNING
+            usable = secret is not None and secret[1] == SecretState.ACTIVE
             if runner is not None:
                 if not wanted or not usable:
                     self.retire(runner)
@@ -210,11 +209,11 @@ class RunnerSet:
             message = result.message if isinstance(result, AppError) else "no session"
             version = secrets.get(account.id, (None, ""))[0]
             self.held[account.id] = Held(account.restart_seq, version)
-            if account.observed_state != State.ERROR:
+            if account.observed_state != AccountState.ERROR:
                 self._context.writer.state(
                     StateChange(
                         account_id=account.id,
-                        state=State.ERROR,
+                        state=AccountState.ERROR,
                         previous=account.observed_state,
                         at=utcnow(),
                         worker_id=None,

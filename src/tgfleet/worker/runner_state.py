@@ -43,14 +43,14 @@ class RunnerState:
         self.restart_seq = account.restart_seq
         #: The version of the secret the runner's session came from (moved by a write-back).
         self.secret_version = secret_version
-        self.state: str = State.STOPPED
+        self.state: State = State.STOPPED
         self.last_error: Classification | None = None
         self.stop = asyncio.Event()
         self._context = context
 
     def set(
         self,
-        state: str,
+        state: State,
         *,
         problem: Classification | None = None,
         reason: str | None = None,

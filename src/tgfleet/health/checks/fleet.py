@@ -40,11 +40,9 @@ async def workers_alive(
     dead = [
         w.id
         for w in workers
-        if w.state == "running"
-        and not w.alive
-        and (now - w.expires_at).total_seconds() < DEAD_WORKER_WINDOW_SECONDS
+        if w.lost and (now - w.expires_at).total_seconds() < DEAD_WORKER_WINDOW_SECONDS
     ]
-    running = summary.desired.get("running", 0)
+    running = summary.desired_running
     if not alive:
         status = Status.FAIL if running else Status.WARN
         output = (
@@ -93,7 +91,7 @@ async def online_ratio(
     ``health_online_warn_ratio`` and ``health_online_fail_ratio``."""
     async with unit_of_work(sessionmaker, read_only=True) as session:
         summary = await account_service.fleet_summary(session)
-    running = summary.desired.get("running", 0)
+    running = summary.desired_running
     if not running:
         return [
             result(
