@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Final, Protocol
 
-from sqlalchemy import TextClause, bindparam, delete, insert, select, text
+from sqlalchemy import TextClause, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tgfleet.account.schemas import HELD_STATES
@@ -23,39 +24,39 @@ from tgfleet.models import (
     WorkerState,
 )
 
-#: The states the statements below name (``:desired_running``...), from the enums.
-STATES: Final[Mapping[str, str | list[str]]] = {
-    "desired_running": DesiredState.RUNNING.value,
-    "worker_running": WorkerState.RUNNING.value,
-    "worker_stopped": WorkerState.STOPPED.value,
-    "unassigned": AccountState.UNASSIGNED.value,
+
+def _literal(*states: StrEnum) -> str:
+    """States as SQL: ``'running'``, or ``('error', 'quarantined')`` for several."""
+    quoted = ", ".join(f"'{state.value}'" for state in states)
+    return quoted if len(states) == 1 else f"({quoted})"
+
+
+#: The states the statements below name (``{desired_running}``...), from the enums.
+STATES: Final[Mapping[str, str]] = {
+    "desired_running": _literal(DesiredState.RUNNING),
+    "worker_running": _literal(WorkerState.RUNNING),
+    "worker_stopped": _literal(WorkerState.STOPPED),
+    "unassigned": _literal(AccountState.UNASSIGNED),
     #: Statuses the leader never marks unassigned: already so, or held for an operator.
-    "kept_statuses": sorted({AccountState.UNASSIGNED.value} | {s.value for s in HELD_STATES}),
+    "kept_statuses": _literal(AccountState.UNASSIGNED, *sorted(HELD_STATES)),
 }
 
 
 def sql(statement: str) -> TextClause:
-    """``text(statement)`` with the states it names bound from :data:`STATES` and rendered
-    inline (``literal_execute``): PostgreSQL plans constants, as with literals in the text."""
-    clause = text(statement)
-    return clause.bindparams(
-        *(
-            bindparam(name, value, literal_execute=True, expanding=isinstance(value, list))
-            for name, value in STATES.items()
-            if f":{name}" in statement
-        )
-    )
+    """``text(statement)`` with the states it names written in from :data:`STATES` as
+    literals: PostgreSQL plans them as constants, and the text is the SQL that runs."""
+    return text(statement.format_map(STATES))
 
 
 REGISTER = sql(
     """
     INSERT INTO worker (id, epoch, host, pid, version, capacity, state, started_at,
                         heartbeat_at, expires_at)
-    VALUES (:id, 1, :host, :pid, :version, :capacity, :worker_running, now(), now(),
+    VALUES (:id, 1, :host, :pid, :version, :capacity, {worker_running}, now(), now(),
             now() + make_interval(secs => :ttl))
     ON CONFLICT (id) DO UPDATE SET
         epoch = worker.epoch + 1, host = excluded.host, pid = excluded.pid,
-        version = excluded.version, capacity = excluded.capacity, state = :worker_running,
+        version = excluded.version, capacity = excluded.capacity, state = {worker_running},
         started_at = now(), heartbeat_at = now(), expires_at = excluded.expires_at
     RETURNING epoch, expires_at
     """
@@ -64,7 +65,7 @@ REGISTER = sql(
 HEARTBEAT = sql(
     """
     UPDATE worker SET heartbeat_at = now(), expires_at = now() + make_interval(secs => :ttl)
-    WHERE id = :id AND epoch = :epoch AND state <> :worker_stopped AND expires_at > now()
+    WHERE id = :id AND epoch = :epoch AND state <> {worker_stopped} AND expires_at > now()
     RETURNING expires_at
     """
 )
@@ -84,7 +85,7 @@ ENSURE_ALL = sql(
     """
     INSERT INTO account_lease (account_id)
     SELECT a.id FROM account a
-    WHERE a.desired_state = :desired_running
+    WHERE a.desired_state = {desired_running}
       AND NOT EXISTS (SELECT 1 FROM account_lease l WHERE l.account_id = a.id)
     ON CONFLICT (account_id) DO NOTHING
     """
@@ -100,7 +101,7 @@ PRUNE_WORKERS = text(
 DROP_STOPPED_FREE = sql(
     """
     DELETE FROM account_lease l USING account a
-    WHERE l.worker_id IS NULL AND a.id = l.account_id AND a.desired_state <> :desired_running
+    WHERE l.worker_id IS NULL AND a.id = l.account_id AND a.desired_state <> {desired_running}
     """
 )
 
@@ -111,7 +112,7 @@ CLAIM = sql(
     WITH candidates AS (
         SELECT l.account_id
         FROM account_lease l
-        JOIN account a ON a.id = l.account_id AND a.desired_state = :desired_running
+        JOIN account a ON a.id = l.account_id AND a.desired_state = {desired_running}
         WHERE l.worker_id IS NULL
         ORDER BY l.account_id
         LIMIT :limit
@@ -171,13 +172,13 @@ RELEASE_STOPPED = sql(
     """
     DELETE FROM account_lease l USING account a
     WHERE a.id = l.account_id AND l.worker_id = :id AND l.epoch = :epoch
-      AND a.desired_state <> :desired_running
+      AND a.desired_state <> {desired_running}
     """
 )
 
 DEREGISTER = sql(
     """
-    UPDATE worker SET state = :worker_stopped, expires_at = now(), heartbeat_at = now()
+    UPDATE worker SET state = {worker_stopped}, expires_at = now(), heartbeat_at = now()
     WHERE id = :id AND epoch = :epoch
     """
 )
@@ -185,7 +186,7 @@ DEREGISTER = sql(
 # Every registered worker (a small table): who is live, who is dead, who re-registered.
 WORKER_CLOCK = sql(
     """
-    SELECT id, epoch, state = :worker_running AS running,
+    SELECT id, epoch, state = {worker_running} AS running,
            EXTRACT(EPOCH FROM (expires_at - now())) AS expires_in,
            EXTRACT(EPOCH FROM (now() - started_at)) AS age
     FROM worker
@@ -193,7 +194,7 @@ WORKER_CLOCK = sql(
     """
 )
 
-RUNNING_ACCOUNTS = sql("SELECT count(*) FROM account WHERE desired_state = :desired_running")
+RUNNING_ACCOUNTS = sql("SELECT count(*) FROM account WHERE desired_state = {desired_running}")
 
 
 WORKERS = text(
@@ -219,7 +220,7 @@ UNASSIGNED = sql(
     SELECT count(*) FROM account a
     LEFT JOIN account_lease l ON l.account_id = a.id
     LEFT JOIN worker w ON w.id = l.worker_id
-    WHERE a.desired_state = :desired_running
+    WHERE a.desired_state = {desired_running}
       AND (l.worker_id IS NULL OR w.id IS NULL OR w.epoch <> l.epoch OR w.expires_at <= now())
     """
 )
@@ -231,12 +232,12 @@ UNASSIGNED = sql(
 MARK_UNASSIGNED = sql(
     """
     UPDATE account_status s
-    SET state = :unassigned, since = now(), updated_at = now(), worker_id = NULL,
+    SET state = {unassigned}, since = now(), updated_at = now(), worker_id = NULL,
         reason = 'no_worker'
     FROM account_lease l
-    JOIN account a ON a.id = l.account_id AND a.desired_state = :desired_running
+    JOIN account a ON a.id = l.account_id AND a.desired_state = {desired_running}
     WHERE l.worker_id IS NULL AND s.account_id = l.account_id
-      AND s.state NOT IN :kept_statuses
+      AND s.state NOT IN {kept_statuses}
       AND s.updated_at < now() - make_interval(secs => :grace)
     """
 )
@@ -247,9 +248,9 @@ INSERT_UNASSIGNED = sql(
     INSERT INTO account_status (account_id, state, since, reason, restart_seq,
                                 messages_received, replies_sent, replies_suppressed,
                                 reconnects, updated_at)
-    SELECT l.account_id, :unassigned, now(), 'no_worker', 0, 0, 0, 0, 0, now()
+    SELECT l.account_id, {unassigned}, now(), 'no_worker', 0, 0, 0, 0, 0, now()
     FROM account_lease l
-    JOIN account a ON a.id = l.account_id AND a.desired_state = :desired_running
+    JOIN account a ON a.id = l.account_id AND a.desired_state = {desired_running}
     WHERE l.worker_id IS NULL
       AND NOT EXISTS (SELECT 1 FROM account_status s WHERE s.account_id = l.account_id)
       AND a.updated_at < now() - make_interval(secs => :grace)
