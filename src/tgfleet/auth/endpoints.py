@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.auth import service as auth_service
 from tgfleet.auth.dependencies import Authenticated, Requires, SecurityDep, audit_context
@@ -30,7 +31,7 @@ from tgfleet.auth.schemas import (
     UserRead,
     UserRoleChange,
 )
-from tgfleet.kit.http import DbSession, Meta
+from tgfleet.kit.http import DbSession, Meta, RequestMeta
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from tgfleet.models import Role, User
 
@@ -199,10 +200,7 @@ async def disable_user(
     username: str, principal: UserAdmin, session: DbSession, meta: Meta
 ) -> UserRead:
     """Disable a user: their tokens stop working at once. The last admin cannot be disabled."""
-    user = await auth_service.set_user_disabled(
-        session, audit_context(principal, meta), username, disabled=True
-    )
-    return _user_read(user)
+    return await _set_disabled(session, principal, meta, username, disabled=True)
 
 
 @user_router.post("/{username}/enable", response_model=UserRead)
@@ -210,10 +208,16 @@ async def enable_user(
     username: str, principal: UserAdmin, session: DbSession, meta: Meta
 ) -> UserRead:
     """Enable a disabled user."""
-    user = await auth_service.set_user_disabled(
-        session, audit_context(principal, meta), username, disabled=False
+    return await _set_disabled(session, principal, meta, username, disabled=False)
+
+
+async def _set_disabled(
+    session: AsyncSession, principal: Principal, meta: RequestMeta, username: str, *, disabled: bool
+) -> UserRead:
+    context = audit_context(principal, meta)
+    return _user_read(
+        await auth_service.set_user_disabled(session, context, username, disabled=disabled)
     )
-    return _user_read(user)
 
 
 @user_router.put("/{username}/role", response_model=UserRead)

@@ -1,8 +1,8 @@
 """What every CLI command shares: settings, logging, one unit of work, clean errors.
 
-A command is a thin sync shim: ``run_async(fn)`` opens the engine, gives ``fn`` a session
-inside one unit of work (commit on success, roll back on error) and turns an ``AppError``
-into its message on stderr and exit status 1.
+A command is a thin sync shim: ``run_in_session(settings, fn)`` opens the engine, gives
+``fn`` a session inside one unit of work (commit on success, roll back on error) and turns
+an ``AppError`` into its message on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -197,18 +197,9 @@ def run_in_session(
 ) -> T:
     """Run ``work`` in one unit of work against the configured database."""
 
-    async def main() -> T:
-        ensure_data_dir(settings)
-        engine = create_engine(
-            settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-        )
-        try:
-            async with unit_of_work(create_sessionmaker(engine), read_only=read_only) as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
+    async def in_one_unit(maker: async_sessionmaker[AsyncSession]) -> T:
+        ensure_data_dir(settings)  # before the engine's first connection (SQLite's file)
+        async with unit_of_work(maker, read_only=read_only) as session:
+            return await work(session)
 
-    try:
-        return asyncio.run(main())
-    except AppError as exc:
-        raise fail(exc.message) from exc
+    return with_sessionmaker(settings, in_one_unit)
