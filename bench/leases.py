@@ -83,8 +83,8 @@ from tgfleet import migrations
 from tgfleet.account import runtime
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.lease import notify
-from tgfleet.lease import repository as lease_sql
 from tgfleet.lease import service as lease_service
+from tgfleet.lease import statements as lease_sql
 from tgfleet.lease.service import FleetShape, Registration, WorkerClock
 from tgfleet.logging import configure_logging
 from tgfleet.playbook import service as playbook_service

@@ -77,7 +77,7 @@ from sqlalchemy.engine import make_url
 
 from tgfleet import migrations
 from tgfleet.lease import service as lease_service
-from tgfleet.lease.repository import PRUNE_WINDOWS
+from tgfleet.lease.statements import PRUNE_WINDOWS
 from tgfleet.logging import configure_logging
 
 SECONDS = float(os.environ.get("TGFLEET_BENCH_GATE_SECONDS", "20"))

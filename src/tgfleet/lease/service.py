@@ -20,12 +20,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tgfleet.lease.repository import (
-    LeaseRepository,
-    ReplyCalls,
-    ReplyConnection,
-    ReplyRepository,
-)
+from tgfleet.lease.reply_repository import ReplyCalls, ReplyConnection, ReplyRepository
+from tgfleet.lease.repository import LeaseRepository
+from tgfleet.lease.worker_repository import WorkerRepository
 from tgfleet.models import WorkerState
 
 
@@ -137,21 +134,21 @@ async def register(
     capacity: int,
     ttl: float,
 ) -> Registration:
-    epoch, expires_at = await LeaseRepository(session).register(
+    epoch, expires_at = await WorkerRepository(session).register(
         worker_id=worker_id, host=host, pid=pid, version=version, capacity=capacity, ttl=ttl
     )
     return Registration(worker_id, epoch, expires_at)
 
 
 async def current_epoch(session: AsyncSession, worker_id: str) -> int | None:
-    return await LeaseRepository(session).current_epoch(worker_id)
+    return await WorkerRepository(session).current_epoch(worker_id)
 
 
 async def heartbeat(session: AsyncSession, registration: Registration, ttl: float) -> bool:
     """Renew the worker-level lease (all held accounts at once). False: fenced off (the
     lease already expired — it is never brought back —, a newer run of this worker
     registered, or the row was stopped)."""
-    expires = await LeaseRepository(session).heartbeat(
+    expires = await WorkerRepository(session).heartbeat(
         registration.worker_id, registration.epoch, ttl
     )
     return expires is not None
@@ -177,6 +174,7 @@ async def sweep(session: AsyncSession) -> None:
     set it), none left free for stopped ones, and workers gone for a day forgotten; reply
     claims past their expiry and limit windows an hour quiet dropped."""
     await LeaseRepository(session).ensure(None)
+    await WorkerRepository(session).prune()
     await ReplyRepository(session).prune()
 
 
@@ -233,16 +231,17 @@ async def release_stopped(session: AsyncSession, registration: Registration) -> 
 
 
 async def deregister(session: AsyncSession, registration: Registration) -> None:
-    await LeaseRepository(session).deregister(registration.worker_id, registration.epoch)
+    await WorkerRepository(session).deregister(registration.worker_id, registration.epoch)
 
 
 async def shape(session: AsyncSession, running_accounts: int | None = None) -> FleetShape:
     """The live workers (cheap: the worker table) and the accounts desired running (a count
     over the fleet: pass a recent value to skip it)."""
-    repository = LeaseRepository(session)
-    clocks = tuple(WorkerClock(*row) for row in await repository.worker_clock())
+    clocks = tuple(WorkerClock(*row) for row in await WorkerRepository(session).worker_clock())
     running = (
-        running_accounts if running_accounts is not None else await repository.running_accounts()
+        running_accounts
+        if running_accounts is not None
+        else await LeaseRepository(session).running_accounts()
     )
     return FleetShape(clocks=clocks, running_accounts=running)
 
@@ -272,7 +271,7 @@ async def list_workers(session: AsyncSession) -> list[WorkerView]:
             alive=bool(row.alive),
             held=int(row.held),
         )
-        for row in await LeaseRepository(session).workers()
+        for row in await WorkerRepository(session).workers()
     ]
 
 
@@ -331,15 +330,15 @@ async def admit_reply(
     the group's last hour leave room; then the claim and the budget are taken).
     ``announce``: notify this payload on :data:`REPLY_CHANNEL` when admitted."""
     verdict, reserved_at, retry_in = await ReplyCalls(connection).admit(
-        key=key,
-        account_id=account_id,
-        chat_id=chat_id,
-        sender_id=sender_id,
-        min_interval=min_interval,
-        account_hourly=account_hourly,
-        group_hourly=group_hourly,
-        claim_seconds=claim_seconds,
-        announce=announce,
+        key,
+        account_id,
+        chat_id,
+        sender_id,
+        float(min_interval),
+        account_hourly,
+        group_hourly,
+        float(claim_seconds),
+        announce,
     )
     return ReplyVerdict(verdict, reserved_at, retry_in)
 
@@ -355,13 +354,7 @@ async def release_reply(
 ) -> None:
     """Give an admitted reply's budget back (it was not sent), and its claim unless
     ``keep_claim``."""
-    await ReplyCalls(connection).release(
-        key=key,
-        account_id=account_id,
-        chat_id=chat_id,
-        reserved_at=reserved_at,
-        keep_claim=keep_claim,
-    )
+    await ReplyCalls(connection).release(key, account_id, chat_id, reserved_at, keep_claim)
 
 
 #: A saved claim: key, account id, chat id, claimed at and expires at (unix times).
