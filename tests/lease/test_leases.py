@@ -24,6 +24,15 @@ POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 TTL = 15.0
 
 
+async def _fleet(
+    sessionmaker: async_sessionmaker[AsyncSession], accounts: int, *workers: str
+) -> tuple[list[uuid.UUID], list[Registration]]:
+    """``accounts`` accounts desired running with their free lease rows, and ``workers``
+    registered in that order."""
+    ids = await make_fleet(sessionmaker, accounts, lease_rows=True)
+    return ids, [await register_worker(sessionmaker, name, ttl=TTL) for name in workers]
+
+
 async def _claim(
     sessionmaker: async_sessionmaker[AsyncSession], who: Registration, limit: int
 ) -> list[uuid.UUID]:
@@ -76,9 +85,7 @@ async def test_concurrent_claims_split_the_accounts_without_overlap(
 async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    await make_fleet(sessionmaker, 10, lease_rows=True)
-    dead = await register_worker(sessionmaker, "dead", ttl=TTL)
-    alive = await register_worker(sessionmaker, "alive", ttl=TTL)
+    _, (dead, alive) = await _fleet(sessionmaker, 10, "dead", "alive")
     assert len(await _claim(sessionmaker, dead, 10)) == 10
     assert await _claim(sessionmaker, alive, 10) == []  # held and valid
     assert await _reap(sessionmaker) == 0
@@ -110,8 +117,7 @@ async def test_an_expired_worker_is_taken_over_only_after_the_grace_period(
 async def test_a_restarted_worker_takes_its_old_accounts_back_after_the_grace_period(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    await make_fleet(sessionmaker, 5, lease_rows=True)
-    old = await register_worker(sessionmaker, "w1", ttl=TTL)
+    _, (old,) = await _fleet(sessionmaker, 5, "w1")
     assert len(await _claim(sessionmaker, old, 5)) == 5
     new = await register_worker(sessionmaker, "w1", ttl=TTL)
     assert await _reap(sessionmaker, grace=5) == 0  # the old run may still be stopping
@@ -130,9 +136,7 @@ async def test_a_restarted_worker_takes_its_old_accounts_back_after_the_grace_pe
 async def test_release_and_deregister_hand_accounts_over_at_once(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    ids = await make_fleet(sessionmaker, 6, lease_rows=True)
-    one = await register_worker(sessionmaker, "one", ttl=TTL)
-    two = await register_worker(sessionmaker, "two", ttl=TTL)
+    ids, (one, two) = await _fleet(sessionmaker, 6, "one", "two")
     assert len(await _claim(sessionmaker, one, 6)) == 6
     async with unit_of_work(sessionmaker) as session:
         assert await lease_service.release(session, one, ids[:2]) == 2
@@ -169,9 +173,7 @@ async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_ho
     """The interleaving seen once in CI: ``one`` starts and hands the account over, ``two``
     claims it and records it online, then ``one``'s batch (starting, stopping, stopped)
     lands. The row must still say online on ``two``."""
-    [account] = await make_fleet(sessionmaker, 1, lease_rows=True)
-    one = await register_worker(sessionmaker, "one", ttl=TTL)
-    two = await register_worker(sessionmaker, "two", ttl=TTL)
+    [account], (one, two) = await _fleet(sessionmaker, 1, "one", "two")
     assert await _claim(sessionmaker, one, 1) == [account]
     async with unit_of_work(sessionmaker) as session:
         await lease_service.release(session, one, [account])
@@ -210,8 +212,7 @@ async def test_a_late_batch_from_the_previous_holder_never_overwrites_the_new_ho
 async def test_claims_and_renewals_are_a_few_statements_whatever_the_count(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    await make_fleet(sessionmaker, 2000, lease_rows=True)
-    worker = await register_worker(sessionmaker, "w", ttl=TTL)
+    _, (worker,) = await _fleet(sessionmaker, 2000, "w")
     statements: list[str] = []
     async with unit_of_work(sessionmaker) as session:
         engine = session.get_bind()
