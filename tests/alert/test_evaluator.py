@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.factories import make_fleet, report_states
-from tgfleet.account.runtime import State
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.engine import Dispatcher
 from tgfleet.alert.evaluator import Evaluator, Thresholds
@@ -22,6 +21,7 @@ from tgfleet.alert.schemas import DeliveryResult, Notification
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.models import AccountState
 from tgfleet.models import Alert as AlertRow
 
 pytestmark = pytest.mark.timeout(60)
@@ -75,7 +75,7 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
     ids = await make_fleet(sessionmaker, 50)
     outbox = Outbox()
     async with _evaluator(sessionmaker, outbox):
-        await report_states(sessionmaker, ids, State.QUARANTINED, reason="session_revoked")
+        await report_states(sessionmaker, ids, AccountState.QUARANTINED, reason="session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(1.5)  # more evaluations and group intervals: nothing new to say
         assert len(outbox.sent) == 1
@@ -86,7 +86,7 @@ async def test_fifty_quarantines_make_one_notification_then_a_resolved_one(
         async with unit_of_work(sessionmaker, read_only=True) as session:
             stored = await session.scalar(select(func.count()).select_from(AlertRow))
         assert stored == 50
-        await report_states(sessionmaker, ids, State.STOPPED, reason="operator")
+        await report_states(sessionmaker, ids, AccountState.STOPPED, reason="operator")
         await _until(lambda: len(outbox.sent) >= 2)
         assert outbox.sent[1].status == "resolved"
         assert len(outbox.sent[1].alerts) == 50
@@ -96,7 +96,7 @@ async def test_a_restart_neither_loses_nor_resends(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     ids = await make_fleet(sessionmaker, 3)
-    await report_states(sessionmaker, ids[:2], State.QUARANTINED, reason="banned")
+    await report_states(sessionmaker, ids[:2], AccountState.QUARANTINED, reason="banned")
     outbox = Outbox()
     async with _evaluator(sessionmaker, outbox):
         await _until(lambda: len(outbox.sent) >= 1)
@@ -105,7 +105,7 @@ async def test_a_restart_neither_loses_nor_resends(
     async with _evaluator(sessionmaker, outbox):
         await asyncio.sleep(1.5)
         assert len(outbox.sent) == 1  # told already
-        await report_states(sessionmaker, ids[2:], State.QUARANTINED, reason="banned")
+        await report_states(sessionmaker, ids[2:], AccountState.QUARANTINED, reason="banned")
         await _until(lambda: len(outbox.sent) >= 2)
         assert len(outbox.sent[1].alerts) == 3  # the new one, with the two still firing
 
@@ -125,7 +125,7 @@ async def test_a_silence_mutes_matching_alerts(
         )
     outbox = Outbox()
     async with _evaluator(sessionmaker, outbox):
-        await report_states(sessionmaker, ids, State.QUARANTINED, reason="session_revoked")
+        await report_states(sessionmaker, ids, AccountState.QUARANTINED, reason="session_revoked")
         await _until(lambda: len(outbox.sent) >= 1)
         await asyncio.sleep(0.5)
         assert [a.labels["account"] for n in outbox.sent for a in n.alerts] == ["acc001"]
@@ -206,14 +206,14 @@ class TestFleetOnlineRatioGrace:
         grace, and once they are online before it ends nothing ever did (it fired at every
         start)."""
         ids = await make_fleet(sessionmaker, 10)
-        await report_states(sessionmaker, ids, State.STARTING, reason="start")
+        await report_states(sessionmaker, ids, AccountState.STARTING, reason="start")
         evaluator = self._evaluator(sessionmaker, Outbox())
         start = utcnow()
         try:
             for seconds in (0.0, 2.0, self.HOLD / 2, self.HOLD - 1):
                 firing = await evaluator.evaluate(start + timedelta(seconds=seconds))
                 assert not self._low(firing), seconds
-            await report_states(sessionmaker, ids, State.ONLINE, reason="connected")
+            await report_states(sessionmaker, ids, AccountState.ONLINE, reason="connected")
             for seconds in (self.HOLD, self.HOLD * 3):
                 assert not self._low(await evaluator.evaluate(start + timedelta(seconds=seconds)))
             async with unit_of_work(sessionmaker, read_only=True) as session:
@@ -228,8 +228,10 @@ class TestFleetOnlineRatioGrace:
         """Accounts that stay down past the grace fire the alert (and it is stored); a
         ratio that recovers resolves it, and a new dip waits the whole grace again."""
         ids = await make_fleet(sessionmaker, 10)
-        await report_states(sessionmaker, ids[:8], State.ONLINE, reason="connected")
-        await report_states(sessionmaker, ids[8:], State.ERROR, reason="auth_key_unregistered")
+        await report_states(sessionmaker, ids[:8], AccountState.ONLINE, reason="connected")
+        await report_states(
+            sessionmaker, ids[8:], AccountState.ERROR, reason="auth_key_unregistered"
+        )
         evaluator = self._evaluator(sessionmaker, Outbox())
         start = utcnow()
         try:
@@ -239,9 +241,11 @@ class TestFleetOnlineRatioGrace:
             async with unit_of_work(sessionmaker, read_only=True) as session:
                 stored = await alert_service.firing_alerts(session, utcnow())
             assert [a.name for a in stored] == ["FleetOnlineRatioLow"]
-            await report_states(sessionmaker, ids[8:], State.ONLINE, reason="connected")
+            await report_states(sessionmaker, ids[8:], AccountState.ONLINE, reason="connected")
             assert not self._low(await evaluator.evaluate(start + timedelta(seconds=self.HOLD + 1)))
-            await report_states(sessionmaker, ids[8:], State.ERROR, reason="auth_key_unregistered")
+            await report_states(
+                sessionmaker, ids[8:], AccountState.ERROR, reason="auth_key_unregistered"
+            )
             again = start + timedelta(seconds=self.HOLD + 2)
             assert not self._low(await evaluator.evaluate(again))
             assert self._low(await evaluator.evaluate(again + timedelta(seconds=self.HOLD)))

@@ -24,7 +24,6 @@ from tests.conftest import TEST_VAULT_KEY, make_settings
 from tests.factories import make_fleet, register_worker, report_states
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.health.conftest import black_hole, closed_port, listener, sample, serving
-from tgfleet.account.runtime import State
 from tgfleet.config import Settings
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.health.schemas import MEDIA_TYPE
@@ -32,6 +31,7 @@ from tgfleet.health.service import HealthService
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.files import write_private_file
+from tgfleet.models import AccountState
 from tgfleet.vault.keyring import init_key_file
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -408,20 +408,32 @@ class TestWorkers:
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("fail", 0.0)
 
-        await report_states(sessionmaker, ids, State.STARTING, previous=State.STOPPED, worker="w1")
-        await report_states(sessionmaker, ids, State.ONLINE, previous=State.STARTING, worker="w1")
+        await report_states(
+            sessionmaker, ids, AccountState.STARTING, previous=AccountState.STOPPED, worker="w1"
+        )
+        await report_states(
+            sessionmaker, ids, AccountState.ONLINE, previous=AccountState.STARTING, worker="w1"
+        )
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("pass", 1.0)
 
         await report_states(
-            sessionmaker, ids[:2], State.RECONNECTING, previous=State.ONLINE, worker="w1"
+            sessionmaker,
+            ids[:2],
+            AccountState.RECONNECTING,
+            previous=AccountState.ONLINE,
+            worker="w1",
         )
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("warn", 0.8)
         assert ratio["output"].startswith("8 of 10 accounts desired running are online")
 
         await report_states(
-            sessionmaker, ids[2:6], State.RECONNECTING, previous=State.ONLINE, worker="w1"
+            sessionmaker,
+            ids[2:6],
+            AccountState.RECONNECTING,
+            previous=AccountState.ONLINE,
+            worker="w1",
         )
         ratio = _check((await service.health())[0], "fleet:onlineRatio")
         assert (ratio["status"], ratio["observedValue"]) == ("fail", 0.4)

@@ -13,11 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.factories import telethon_string
 from tgfleet.account import runtime
-from tgfleet.account.runtime import STATES, State, StateChange, TimelineEvent, allowed
+from tgfleet.account.runtime import StateChange, TimelineEvent, allowed
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
-from tgfleet.models import AccountEvent, AccountGroup, AccountStatus, AuditRecord, SessionSecret
+from tgfleet.models import (
+    AccountEvent,
+    AccountGroup,
+    AccountState,
+    AccountStatus,
+    AuditRecord,
+    SessionSecret,
+)
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
 from tgfleet.vault.exceptions import DecryptError, SessionNotFound
@@ -75,31 +82,33 @@ async def _execute(sessionmaker: async_sessionmaker[AsyncSession], statements: l
 @pytest.mark.parametrize(
     ("previous", "state", "ok"),
     [
-        (State.STOPPED, State.STARTING, True),
-        (State.STARTING, State.ONLINE, True),
-        (State.ONLINE, State.RECONNECTING, True),
-        (State.RECONNECTING, State.ONLINE, True),
-        (State.ONLINE, State.FLOOD_WAIT, True),
-        (State.FLOOD_WAIT, State.ONLINE, True),
-        (State.ONLINE, State.STOPPING, True),
-        (State.STOPPING, State.STOPPED, True),
-        (State.ONLINE, State.QUARANTINED, True),
-        (State.RECONNECTING, State.ERROR, True),
-        (State.QUARANTINED, State.STARTING, True),
-        (State.STOPPED, State.ONLINE, False),
-        (State.ONLINE, State.STOPPED, False),
-        (State.QUARANTINED, State.ONLINE, False),
-        (State.QUARANTINED, State.QUARANTINED, False),
-        (State.STOPPING, State.ONLINE, False),
+        (AccountState.STOPPED, AccountState.STARTING, True),
+        (AccountState.STARTING, AccountState.ONLINE, True),
+        (AccountState.ONLINE, AccountState.RECONNECTING, True),
+        (AccountState.RECONNECTING, AccountState.ONLINE, True),
+        (AccountState.ONLINE, AccountState.FLOOD_WAIT, True),
+        (AccountState.FLOOD_WAIT, AccountState.ONLINE, True),
+        (AccountState.ONLINE, AccountState.STOPPING, True),
+        (AccountState.STOPPING, AccountState.STOPPED, True),
+        (AccountState.ONLINE, AccountState.QUARANTINED, True),
+        (AccountState.RECONNECTING, AccountState.ERROR, True),
+        (AccountState.QUARANTINED, AccountState.STARTING, True),
+        (AccountState.STOPPED, AccountState.ONLINE, False),
+        (AccountState.ONLINE, AccountState.STOPPED, False),
+        (AccountState.QUARANTINED, AccountState.ONLINE, False),
+        (AccountState.QUARANTINED, AccountState.QUARANTINED, False),
+        (AccountState.STOPPING, AccountState.ONLINE, False),
     ],
 )
-def test_transitions_follow_the_design(previous: State, state: State, ok: bool) -> None:
+def test_transitions_follow_the_design(
+    previous: AccountState, state: AccountState, ok: bool
+) -> None:
     assert allowed(previous, state) is ok
 
 
 def test_every_state_has_a_way_out_except_by_operator() -> None:
-    for state in STATES:
-        reachable = {target for target in STATES if allowed(state, target)}
+    for state in AccountState:
+        reachable = {target for target in AccountState if allowed(state, target)}
         assert reachable, state
 
 
@@ -112,13 +121,15 @@ async def test_the_writer_batches_changes_events_counters_and_groups(
     first, second = await _import(app, sessionmaker, 2)
     writer = StatusWriter(sessionmaker)
     now = utcnow()
-    writer.state(StateChange(first, State.STARTING, State.STOPPED, now, "w1", restart_seq=3))
-    writer.state(StateChange(first, State.ONLINE, State.STARTING, now, "w1"))
+    writer.state(
+        StateChange(first, AccountState.STARTING, AccountState.STOPPED, now, "w1", restart_seq=3)
+    )
+    writer.state(StateChange(first, AccountState.ONLINE, AccountState.STARTING, now, "w1"))
     writer.state(
         StateChange(
             second,
-            State.QUARANTINED,
-            State.ONLINE,
+            AccountState.QUARANTINED,
+            AccountState.ONLINE,
             now,
             None,
             reason="session_revoked",
@@ -180,7 +191,7 @@ async def test_the_writer_keeps_its_batch_while_the_database_refuses(
         dialect = session.get_bind().dialect.name
     await _execute(sessionmaker, EVENTS_DOWN[dialect])
     writer = StatusWriter(sessionmaker)
-    writer.state(StateChange(account, State.STARTING, State.STOPPED, utcnow(), "w1"))
+    writer.state(StateChange(account, AccountState.STARTING, AccountState.STOPPED, utcnow(), "w1"))
     writer.count(account, replies_sent=3)
     assert not await writer.flush()
     assert not await writer.flush()
@@ -190,7 +201,7 @@ async def test_the_writer_keeps_its_batch_while_the_database_refuses(
         assert await session.get(AccountStatus, account) is None  # nothing half-written
 
     await _execute(sessionmaker, EVENTS_UP[dialect])
-    writer.state(StateChange(account, State.ONLINE, State.STARTING, utcnow(), "w1"))
+    writer.state(StateChange(account, AccountState.ONLINE, AccountState.STARTING, utcnow(), "w1"))
     assert await writer.flush()
     async with unit_of_work(sessionmaker, read_only=True) as session:
         status = await session.get(AccountStatus, account)
@@ -205,7 +216,7 @@ async def test_a_deleted_account_is_skipped_not_an_error(
 ) -> None:
     writer = StatusWriter(sessionmaker)
     ghost = uuid.uuid4()
-    writer.state(StateChange(ghost, State.ONLINE, State.STARTING, utcnow(), "w1"))
+    writer.state(StateChange(ghost, AccountState.ONLINE, AccountState.STARTING, utcnow(), "w1"))
     writer.count(ghost, replies_sent=1)
     assert await writer.flush()
     assert writer.pending == 0
@@ -220,9 +231,9 @@ async def test_a_restarted_worker_releases_only_live_states(
         await runtime.apply(
             session,
             [
-                StateChange(online, State.ONLINE, State.STARTING, now, "w1"),
-                StateChange(quarantined, State.QUARANTINED, State.ONLINE, now, "w1"),
-                StateChange(elsewhere, State.ONLINE, State.STARTING, now, "w2"),
+                StateChange(online, AccountState.ONLINE, AccountState.STARTING, now, "w1"),
+                StateChange(quarantined, AccountState.QUARANTINED, AccountState.ONLINE, now, "w1"),
+                StateChange(elsewhere, AccountState.ONLINE, AccountState.STARTING, now, "w2"),
             ],
         )
     async with unit_of_work(sessionmaker) as session:
@@ -230,9 +241,9 @@ async def test_a_restarted_worker_releases_only_live_states(
     async with unit_of_work(sessionmaker, read_only=True) as session:
         states = {a.id: a.observed_state for a in await runtime.load_desired(session)}
     assert states == {
-        online: State.STOPPED,
-        quarantined: State.QUARANTINED,
-        elsewhere: State.ONLINE,
+        online: AccountState.STOPPED,
+        quarantined: AccountState.QUARANTINED,
+        elsewhere: AccountState.ONLINE,
     }
 
 
@@ -347,14 +358,22 @@ async def test_a_worker_letting_go_does_not_overwrite_the_new_holders_status(
     async with unit_of_work(sessionmaker) as session:
         await runtime.apply(
             session,
-            [StateChange(account, State.ONLINE, State.STARTING, now, "w2", source="w2")],
+            [
+                StateChange(
+                    account, AccountState.ONLINE, AccountState.STARTING, now, "w2", source="w2"
+                )
+            ],
         )
         # w1's runner, fenced earlier, reports its stop after w2 took over.
         await runtime.apply(
             session,
             [
-                StateChange(account, State.STOPPING, State.ONLINE, now, "w1", source="w1"),
-                StateChange(account, State.STOPPED, State.STOPPING, now, None, source="w1"),
+                StateChange(
+                    account, AccountState.STOPPING, AccountState.ONLINE, now, "w1", source="w1"
+                ),
+                StateChange(
+                    account, AccountState.STOPPED, AccountState.STOPPING, now, None, source="w1"
+                ),
             ],
         )
     async with unit_of_work(sessionmaker, read_only=True) as session:

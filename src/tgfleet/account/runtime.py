@@ -24,18 +24,15 @@ from tgfleet.account.repository import (
     AccountRepository,
     AccountStatusRepository,
 )
-from tgfleet.account.schemas import HELD_STATES as HELD_STATES  # noqa: PLC0414 - the worker's
-from tgfleet.account.schemas import LIVE_STATES
+from tgfleet.account.schemas import HELD_STATES, LIVE_STATES
 from tgfleet.kit.clock import utcnow
 from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
 from tgfleet.models import AccountEvent, AccountGroup, AccountState, AccountStatus, DesiredState
 
-#: The state machine's own name for the observed state; kept importable here for the
-#: worker modules until they name ``AccountState`` (issue 15).
+#: The observed state's former name here; bench/alerting.py, tests/alert/test_pipeline.py
+#: and tests/e2e/test_alert_leader.py still import it (issue 15: they name AccountState next).
 State = AccountState
-#: Every observed state, in the enum's order.
-STATES: Final = tuple(AccountState)
 
 #: The transitions DESIGN §4 allows (any state may also go to quarantined or error).
 TRANSITIONS: Final[Mapping[AccountState, frozenset[AccountState]]] = {

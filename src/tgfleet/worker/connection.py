@@ -22,9 +22,10 @@ from telethon import TelegramClient
 from telethon.tl import functions, types
 
 from tgfleet import metrics
-from tgfleet.account.runtime import DesiredAccount, State
+from tgfleet.account.runtime import DesiredAccount
 from tgfleet.kit.clock import utcnow
 from tgfleet.logging import get_logger
+from tgfleet.models import AccountState
 from tgfleet.playbook.engine import AccountInfo
 from tgfleet.vault.formats import CanonicalSession
 from tgfleet.worker.classify import Classification, ErrorClass, classify
@@ -115,7 +116,7 @@ class Connection:
             else:
                 exhausted = problem.error_class in {ErrorClass.TRANSIENT, ErrorClass.WAIT}
                 self._runner.set(
-                    State.ERROR,
+                    AccountState.ERROR,
                     problem=problem,
                     reason="retries_exhausted" if exhausted else None,
                     details={"max_attempts": self._context.max_attempts} if exhausted else None,
@@ -153,9 +154,9 @@ class Connection:
         self._runner.last_error = problem
         if problem.error_class is ErrorClass.WAIT and problem.seconds is not None:
             until = utcnow() + timedelta(seconds=problem.seconds)
-            self._runner.set(State.FLOOD_WAIT, problem=problem, wait_until=until)
-        elif self._runner.state != State.RECONNECTING:
-            self._runner.set(State.RECONNECTING, problem=problem)
+            self._runner.set(AccountState.FLOOD_WAIT, problem=problem, wait_until=until)
+        elif self._runner.state != AccountState.RECONNECTING:
+            self._runner.set(AccountState.RECONNECTING, problem=problem)
 
     async def _connect_once(self, *, gated: bool) -> None:
         if self._runner.stop.is_set() or not self._context.lease_fresh():
@@ -302,7 +303,7 @@ class Connection:
         await self.disconnect()
         reason = problem.reason
         metrics.QUARANTINES.labels(reason).inc()
-        self._runner.set(State.QUARANTINED, problem=problem, reason=reason)
+        self._runner.set(AccountState.QUARANTINED, problem=problem, reason=reason)
         log.warning(
             "worker.quarantined", account=self._runner.label, code=problem.code, reason=reason
         )

@@ -25,9 +25,10 @@ from telethon import TelegramClient, events
 from telethon.tl import functions, types
 
 from tgfleet import metrics
-from tgfleet.account.runtime import GroupSetting, State
+from tgfleet.account.runtime import GroupSetting
 from tgfleet.kit.clock import utcnow
 from tgfleet.logging import get_logger
+from tgfleet.models import AccountState
 from tgfleet.playbook.engine import Message
 from tgfleet.worker.classify import Classification, ErrorClass
 from tgfleet.worker.connection import WAIT_JITTER, Connection
@@ -122,8 +123,8 @@ class Replies:
             self._suppressed("group_disabled")  # replies are opt-in: no setting is off too
             return
         state = self._runner.state
-        if state != State.ONLINE:
-            self._suppressed("flood_wait" if state == State.FLOOD_WAIT else "not_online")
+        if state != AccountState.ONLINE:
+            self._suppressed("flood_wait" if state == AccountState.FLOOD_WAIT else "not_online")
             return
         if self._chat_wait_until.get(item.chat_id, 0.0) > time.monotonic():
             self._suppressed("slow_mode")
@@ -249,7 +250,7 @@ class Replies:
             return True
         if kind is ErrorClass.WAIT:
             await self._flood_wait(problem)
-            return self._runner.state == State.ONLINE
+            return self._runner.state == AccountState.ONLINE
         if kind is ErrorClass.GROUP:
             account_id = self._runner.account_id
             metrics.GROUPS_DISABLED.labels(problem.reason).inc()
@@ -293,7 +294,7 @@ class Replies:
             if self._wait_done is None:
                 self._wait_done = asyncio.Event()
                 runner.set(
-                    State.FLOOD_WAIT,
+                    AccountState.FLOOD_WAIT,
                     problem=problem,
                     wait_until=utcnow() + timedelta(seconds=seconds),
                     details={"seconds": problem.seconds},
@@ -306,8 +307,8 @@ class Replies:
                 finally:
                     done, self._wait_done = self._wait_done, None
                     done.set()
-                if runner.state == State.FLOOD_WAIT and not runner.stop.is_set():
-                    runner.set(State.ONLINE)
+                if runner.state == AccountState.FLOOD_WAIT and not runner.stop.is_set():
+                    runner.set(AccountState.ONLINE)
                 return
         await self._wait_done.wait()
 

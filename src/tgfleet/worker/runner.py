@@ -32,8 +32,10 @@ import contextlib
 from telethon import TelegramClient
 
 from tgfleet import metrics
-from tgfleet.account.runtime import HELD_STATES, DesiredAccount, State
+from tgfleet.account.runtime import DesiredAccount
+from tgfleet.account.schemas import HELD_STATES
 from tgfleet.logging import get_logger
+from tgfleet.models import AccountState
 from tgfleet.vault.formats import CanonicalSession
 from tgfleet.worker.classify import Classification, ErrorClass
 from tgfleet.worker.connection import AccountHeld, Connection, StopRequested
@@ -111,14 +113,14 @@ class AccountRunner:
 
     async def run(self) -> None:
         runner, connection = self._runner, self._connection
-        runner.set(State.STARTING)
+        runner.set(AccountState.STARTING)
         try:
             first = True
             while not runner.stop.is_set():
                 await connection.connect_with_retries(first=first)
                 first = False
-                if runner.state != State.ONLINE:
-                    runner.set(State.ONLINE)  # also after a flood wait met while connecting
+                if runner.state != AccountState.ONLINE:
+                    runner.set(AccountState.ONLINE)  # also after a flood wait met while connecting
                 await connection.record_groups_once()
                 if connection.client is not None:
                     await connection.write_back(connection.client)  # a DC switch while connecting
@@ -133,7 +135,7 @@ class AccountRunner:
                 self.reconnects += 1
                 metrics.RECONNECTS.inc()
                 self._context.writer.count(self.account_id, reconnects=1)
-                runner.set(State.RECONNECTING, problem=problem)
+                runner.set(AccountState.RECONNECTING, problem=problem)
         except StopRequested:
             pass
         except AccountHeld:
@@ -150,15 +152,15 @@ class AccountRunner:
             problem = classify_met(exc)
             runner.last_error = problem
             await connection.disconnect()
-            runner.set(State.ERROR, problem=problem)
+            runner.set(AccountState.ERROR, problem=problem)
             return
         await connection.disconnect()
         self._finish_stopped()
 
     def _finish_stopped(self) -> None:
         runner = self._runner
-        if runner.state in HELD_STATES or runner.state == State.STOPPED:
+        if runner.state in HELD_STATES or runner.state == AccountState.STOPPED:
             return
-        if runner.state != State.STOPPING:
-            runner.set(State.STOPPING)
-        runner.set(State.STOPPED)
+        if runner.state != AccountState.STOPPING:
+            runner.set(AccountState.STOPPING)
+        runner.set(AccountState.STOPPED)

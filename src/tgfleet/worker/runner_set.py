@@ -23,7 +23,8 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tgfleet.account.runtime import HELD_STATES, DesiredAccount, StateChange
+from tgfleet.account.runtime import DesiredAccount, StateChange
+from tgfleet.account.schemas import HELD_STATES
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.exceptions import AppError
 from tgfleet.kit.clock import utcnow

@@ -15,16 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from tgfleet import metrics
-from tgfleet.account.runtime import (
-    HELD_STATES,
-    DesiredAccount,
-    State,
-    StateChange,
-    TimelineEvent,
-    allowed,
-)
+from tgfleet.account.runtime import DesiredAccount, StateChange, TimelineEvent, allowed
+from tgfleet.account.schemas import HELD_STATES
 from tgfleet.kit.clock import utcnow
 from tgfleet.logging import get_logger
+from tgfleet.models import AccountState
 from tgfleet.worker.classify import Classification, classify
 from tgfleet.worker.context import WorkerContext
 
@@ -43,14 +38,14 @@ class RunnerState:
         self.restart_seq = account.restart_seq
         #: The version of the secret the runner's session came from (moved by a write-back).
         self.secret_version = secret_version
-        self.state: State = State.STOPPED
+        self.state: AccountState = AccountState.STOPPED
         self.last_error: Classification | None = None
         self.stop = asyncio.Event()
         self._context = context
 
     def set(
         self,
-        state: State,
+        state: AccountState,
         *,
         problem: Classification | None = None,
         reason: str | None = None,
@@ -59,7 +54,7 @@ class RunnerState:
     ) -> None:
         """Move to ``state`` and report it (a repeat is dropped, except a new flood wait)."""
         previous = self.state
-        if previous == state and state != State.FLOOD_WAIT:
+        if previous == state and state != AccountState.FLOOD_WAIT:
             return
         if not allowed(previous, state) and previous != state:
             log.warning(
@@ -74,14 +69,14 @@ class RunnerState:
                 previous=previous,
                 at=utcnow(),
                 worker_id=None
-                if state in {State.STOPPED, *HELD_STATES}
+                if state in {AccountState.STOPPED, *HELD_STATES}
                 else self._context.worker_id,
                 reason=reason or (problem.reason if problem else None),
                 error_code=problem.code if problem else None,
                 error_message=problem.message if problem else None,
                 wait_until=wait_until,
-                restart_seq=self.restart_seq if state == State.STARTING else None,
-                secret_version=self.secret_version if state == State.STARTING else None,
+                restart_seq=self.restart_seq if state == AccountState.STARTING else None,
+                secret_version=self.secret_version if state == AccountState.STARTING else None,
                 details=details or {},
                 source=self._context.worker_id,
             )

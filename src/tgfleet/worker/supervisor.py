@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import metrics
 from tgfleet.account import runtime
-from tgfleet.account.runtime import STATES, DesiredAccount, State
+from tgfleet.account.runtime import DesiredAccount
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
 from tgfleet.kit.db import unit_of_work
@@ -43,6 +43,7 @@ from tgfleet.kit.lifecycle import Lifecycle
 from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
 from tgfleet.logging import get_logger
+from tgfleet.models import AccountState
 from tgfleet.playbook.engine import LlmConfig, ReplyEngine
 from tgfleet.playbook.gate import LocalGate, SavedClaim, SavedReplies
 from tgfleet.vault import service as vault_service
@@ -413,19 +414,19 @@ class Supervisor(Lifecycle):
         """Set this worker's gauges from what it holds now (called at scrape time, so no
         gauge can drift from the truth)."""
         counts = self.states()
-        counts[State.ERROR] = counts.get(State.ERROR, 0) + sum(
+        counts[AccountState.ERROR] = counts.get(AccountState.ERROR, 0) + sum(
             1 for account_id in self._runner_set.held if account_id not in self.runners
         )
-        for state in STATES:
+        for state in AccountState:
             metrics.WORKER_ACCOUNTS.labels(state).set(counts.get(state, 0))
-        metrics.ACCOUNTS_FLOOD_WAITING.set(counts.get(State.FLOOD_WAIT, 0))
+        metrics.ACCOUNTS_FLOOD_WAITING.set(counts.get(AccountState.FLOOD_WAIT, 0))
         metrics.RETRY_BUDGET_TOKENS.set(self.context.budget.available)
         metrics.STATUS_PENDING.set(self.writer.pending)
         if metrics.per_account_enabled():
             metrics.ACCOUNT_UP.clear()
             for runner in self.runners.values():
                 metrics.ACCOUNT_UP.labels(runner.label).set(
-                    1 if runner.state == State.ONLINE else 0
+                    1 if runner.state == AccountState.ONLINE else 0
                 )
         if self.leases is not None:
             self.leases.observe_metrics()
