@@ -72,7 +72,7 @@ def cli(db_url: str, tmp_path: Path) -> Cli:
 
 
 class TestUserCommands:
-    def test_create_with_generated_password_list_disable(self, cli: Cli) -> None:
+    def test_create_with_generated_password_list_disable_enable(self, cli: Cli) -> None:
         created = cli("user", "create", "alice", "--role", "admin")
         assert created.returncode == 0, created.stderr
         assert "password (shown once):" in created.stdout
@@ -93,7 +93,12 @@ class TestUserCommands:
         assert "bob" in listed.stdout
         disabled = cli("user", "disable", "bob")
         assert disabled.returncode == 0
+        assert "disabled user bob" in disabled.stdout
         assert "disabled" in cli("user", "list").stdout
+        enabled = cli("user", "enable", "bob")
+        assert enabled.returncode == 0, enabled.stderr
+        assert "enabled user bob" in enabled.stdout
+        assert "disabled" not in cli("user", "list").stdout
 
     def test_errors_are_specific_and_exit_1(self, cli: Cli) -> None:
         cli("user", "create", "alice", "--role", "admin")

@@ -73,29 +73,25 @@ def list_users() -> None:
 @app.command()
 def disable(name: str = typer.Argument(..., help="username")) -> None:
     """Disable a user (refused for the last enabled admin)."""
-    settings = load_settings()
-
-    async def work(session: AsyncSession) -> User:
-        return await auth_service.set_user_disabled(
-            session, cli_audit_context(), name, disabled=True
-        )
-
-    user = run_in_session(settings, work)
-    console.print(f"disabled user {user.username}")
+    _set_disabled(name, disabled=True)
 
 
 @app.command()
 def enable(name: str = typer.Argument(..., help="username")) -> None:
     """Enable a disabled user."""
+    _set_disabled(name, disabled=False)
+
+
+def _set_disabled(name: str, *, disabled: bool) -> None:
     settings = load_settings()
 
     async def work(session: AsyncSession) -> User:
         return await auth_service.set_user_disabled(
-            session, cli_audit_context(), name, disabled=False
+            session, cli_audit_context(), name, disabled=disabled
         )
 
     user = run_in_session(settings, work)
-    console.print(f"enabled user {user.username}")
+    console.print(f"{'disabled' if disabled else 'enabled'} user {user.username}")
 
 
 @app.command("reset-password")
