@@ -34,7 +34,7 @@ from tgfleet.config import Settings
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.health.service import HealthService
 from tgfleet.kit.data_dir import ensure_data_dir
-from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.kit.db import create_sessionmaker, engine_for
 from tgfleet.logging import get_logger
 from tgfleet.telemetry.service import FleetGauges, LoopLagMonitor
 from tgfleet.vault.service import Vault
@@ -104,12 +104,7 @@ async def running(
 
         stack.callback(stopped)
         ensure_data_dir(settings)
-        engine = create_engine(
-            settings.effective_database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        )
+        engine = engine_for(settings)
         stack.push_async_callback(engine.dispose)
         sessionmaker = create_sessionmaker(engine)
         # Held from choosing the worker's id until it is registered (in supervisor.start):

@@ -10,9 +10,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.pool import QueuePool
 
+from tests.conftest import make_settings
 from tgfleet import migrations
-from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.kit.db import create_engine, create_sessionmaker, engine_for, unit_of_work
 from tgfleet.models import Model, Role
 
 
@@ -104,6 +106,33 @@ class TestSqlite:
         finally:
             await engine.dispose()
         assert (mode, keys, timeout) == ("wal", 1, 1234)
+
+    async def test_every_process_opens_the_configured_engine(self, tmp_path: Path) -> None:
+        """engine_for (the API, a worker and every CLI command) takes the busy timeout and
+        the pool from the settings: `tgfleet worker` used to omit the timeout, the CLI the
+        pool size."""
+        sqlite = engine_for(
+            make_settings(
+                f"sqlite+aiosqlite:///{tmp_path / 'e.db'}", tmp_path, sqlite_busy_timeout_ms=4321
+            )
+        )
+        postgres = engine_for(
+            make_settings(
+                "postgresql+asyncpg://nobody@127.0.0.1:1/none",
+                tmp_path,
+                db_pool_size=3,
+                db_max_overflow=4,
+            )
+        )
+        try:
+            async with sqlite.connect() as connection:
+                timeout = await connection.scalar(text("PRAGMA busy_timeout"))
+            pool = postgres.pool
+            assert isinstance(pool, QueuePool)
+            assert (timeout, pool.size(), pool._max_overflow) == (4321, 3, 4)
+        finally:
+            await sqlite.dispose()
+            await postgres.dispose()
 
     def test_unsupported_database_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unsupported database 'mysql'"):

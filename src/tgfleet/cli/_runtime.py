@@ -27,7 +27,7 @@ from tgfleet.auth import service as auth_service
 from tgfleet.config import Settings, unknown_settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.data_dir import ensure_data_dir
-from tgfleet.kit.db import UNREACHABLE, create_engine, create_sessionmaker, unit_of_work
+from tgfleet.kit.db import UNREACHABLE, create_sessionmaker, engine_for, unit_of_work
 from tgfleet.logging import configure_logging, get_logger
 from tgfleet.vault.service import Vault
 
@@ -105,9 +105,7 @@ def with_sessionmaker(
     """Run ``work`` with a sessionmaker, for jobs that commit in several units of work."""
 
     async def main() -> T:
-        engine = create_engine(
-            settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-        )
+        engine = engine_for(settings)
         try:
             return await work(create_sessionmaker(engine))
         finally:

@@ -24,7 +24,7 @@ from tgfleet.cli._runtime import (
 from tgfleet.cli.worker import require_telegram_app
 from tgfleet.config import Environment, Settings
 from tgfleet.exceptions import AppError
-from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
+from tgfleet.kit.db import create_sessionmaker, engine_for, unit_of_work
 from tgfleet.kit.listen import ListenError, bound_port, format_address, open_listener
 from tgfleet.vault.keyring import init_key_file
 from tgfleet.worker import identity
@@ -131,7 +131,7 @@ def run(
             async with contextlib.AsyncExitStack() as identity_lock:
                 app_settings = settings
                 if worker and settings.effective_database_url.startswith("postgresql"):
-                    engine = create_engine(settings.effective_database_url)
+                    engine = engine_for(settings)
                     identity_lock.push_async_callback(engine.dispose)
                     await identity_lock.enter_async_context(identity.start_lock(engine))
                     worker_id = await identity.claim(

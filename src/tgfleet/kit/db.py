@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
@@ -55,6 +55,9 @@ from sqlalchemy.util import await_
 
 from tgfleet import metrics
 from tgfleet.exceptions import AppError, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from tgfleet.config import Settings
 
 CONNECT_TIMEOUT_SECONDS = 5
 COMMAND_TIMEOUT_SECONDS = 60
@@ -247,6 +250,17 @@ def _writes(statement: str, context: Any) -> bool:
     ):
         return True
     return _WRITE_STATEMENT.match(statement) is not None
+
+
+def engine_for(settings: Settings) -> AsyncEngine:
+    """The engine every tgfleet process and command opens on the configured database: the
+    same pool and SQLite busy timeout for the API, a worker and a CLI command."""
+    return create_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
 
 
 def create_engine(
