@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
@@ -32,12 +33,25 @@ def username_problem(name: str) -> str | None:
     return f"username {problem}" if problem else None
 
 
-def _username(value: str) -> str:
-    normalised = normalise_username(value)
-    problem = username_problem(normalised)
-    if problem:
-        raise ValueError(problem)
-    return normalised
+def _checked(
+    normalise: Callable[[str], str], problem_of: Callable[[str], str | None]
+) -> Callable[[str], str]:
+    """A validator: ``normalise`` the value, then refuse it for the problem ``problem_of``
+    names."""
+
+    def check(value: str) -> str:
+        normalised = normalise(value)
+        problem = problem_of(normalised)
+        if problem:
+            raise ValueError(problem)
+        return normalised
+
+    return check
+
+
+_username = _checked(normalise_username, username_problem)
+#: Free text shown to operators: NFKC, nothing invisible or direction-changing.
+_printable = _checked(normalise_name, name_problem)
 
 
 def _role_name(value: str) -> str:
@@ -45,15 +59,6 @@ def _role_name(value: str) -> str:
         msg = f"role name must be {ROLE_NAME_RULE}"
         raise ValueError(msg)
     return value
-
-
-def _printable(value: str) -> str:
-    """Free text shown to operators: NFKC, nothing invisible or direction-changing."""
-    text = normalise_name(value)
-    problem = name_problem(text)
-    if problem:
-        raise ValueError(problem)
-    return text
 
 
 Username = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_username)]
