@@ -20,7 +20,7 @@ from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth._refusals import count_denied, denied
 from tgfleet.auth.exceptions import InvalidCredentials, InvalidToken, LoginThrottled, UserDisabled
-from tgfleet.auth.permissions import ADMIN, Permission, parse_permissions
+from tgfleet.auth.permissions import parse_permissions
 from tgfleet.auth.repository import ApiTokenRepository, ThrottleRepository, UserRepository
 from tgfleet.auth.roles import role_permissions
 from tgfleet.auth.schemas import USERNAME_PATTERN, Principal, normalise_username
@@ -33,13 +33,6 @@ from tgfleet.logging import get_logger
 log = get_logger("tgfleet.auth.service")
 
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
-
-
-def cli_principal(os_user: str) -> Principal:
-    """The local operator at the CLI: whoever can run it can already read the database."""
-    return Principal(
-        user_id=None, username=os_user, role=ADMIN, permissions=frozenset(Permission), via="cli"
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from tgfleet.auth.authentication import (
     TOKEN_TOUCH_INTERVAL,
     IssuedToken,
     authenticate,
-    cli_principal,
     login,
 )
 from tgfleet.auth.credentials import (
@@ -58,7 +57,6 @@ __all__ = [
     "authenticate",
     "change_own_password",
     "change_user_role",
-    "cli_principal",
     "count_denied",
     "create_api_token",
     "create_role",
