@@ -6,15 +6,22 @@ processes with the tests' harness (``tests/harness.py``, ``tests/e2e/harness.py`
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import resource
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from telethon.crypto import aes as telethon_aes
 from telethon.crypto import libssl
 
+from tgfleet.logging import configure_logging
+
+T = TypeVar("T")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -60,3 +67,11 @@ def raise_nofile(wanted: int) -> int:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run_in_tempdir(run: Callable[[Path], Coroutine[Any, Any, T]], prefix: str) -> T:
+    """``run`` on a fresh temporary directory (removed after), on its own event loop."""
+    configure_logging(level="WARNING")  # as bench/run.py does, also when run alone
+    logging.getLogger("telethon").setLevel(logging.CRITICAL)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        return asyncio.run(run(Path(tmp)))

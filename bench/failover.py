@@ -37,32 +37,27 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import logging
 import os
 import random
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_seconds, own_cpu, pct
-from fleet import sandbox_stats
-from pydantic import SecretStr
+from _common import cpu_seconds, own_cpu, pct, run_in_tempdir
+from fleet import bench_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.harness import Proc, free_port, scratch_database, start_sandbox, worker_env
+from tests.e2e.harness import SILENT_PLAYBOOK, Snapshot, describe, observe
+from tests.harness import Proc, free_port, scratch_database, seed_world, start_sandbox, worker_env
 
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
-from tgfleet.config import Environment, Settings
-from tgfleet.demo.seed import seed_fleet
-from tgfleet.kit.db import create_engine, create_sessionmaker
-from tgfleet.logging import configure_logging
+from tgfleet.kit.db import create_engine
+from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import WORLD_FILE, mint
-from tgfleet.vault.service import Vault
 from tgfleet.worker.leases import DEFAULT_GRACE
 
 KILLS = int(os.environ.get("TGFLEET_BENCH_FAILOVER_KILLS", "20"))
@@ -78,53 +73,7 @@ STEP = 0.2
 SETTLE_TIMEOUT = 180.0
 FAILOVER_TIMEOUT = 120.0
 CONTEXT = AuditContext(actor="cli:bench")
-SILENT_PLAYBOOK = """\
-rules:
-  - name: never
-    when: {keywords: [zz-never-matches-zz]}
-    reply:
-      templates: ["-"]
-"""
-
-FLEET_STATE = text(
-    """
-    SELECT a.id,
-           CASE WHEN w.id IS NOT NULL THEN l.worker_id END AS holder,
-           CASE WHEN s.state = 'online' THEN s.worker_id END AS online_on,
-           l.acquired_at
-    FROM account a
-    LEFT JOIN account_lease l ON l.account_id = a.id
-    LEFT JOIN worker w ON w.id = l.worker_id AND w.epoch = l.epoch AND w.expires_at > now()
-    LEFT JOIN account_status s ON s.account_id = a.id
-    WHERE a.desired_state = 'running'
-    """
-)
 WORKER_LEASE = text("SELECT expires_at, heartbeat_at, now() FROM worker WHERE id = :id")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    holder: dict[uuid.UUID, str | None]
-    online_on: dict[uuid.UUID, str | None]
-    acquired_at: dict[uuid.UUID, dt.datetime | None]
-    connections: dict[str, int]  # username -> live connections
-    duplicate_use: int
-
-    def served(self, account: uuid.UUID, username: str, not_by: str | None = None) -> bool:
-        worker = self.holder.get(account)
-        return (
-            worker is not None
-            and worker != not_by
-            and self.online_on.get(account) == worker
-            and self.connections.get(username, 0) == 1
-        )
-
-    def held(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for worker in self.holder.values():
-            if worker is not None:
-                counts[worker] = counts.get(worker, 0) + 1
-        return counts
 
 
 @dataclass
@@ -141,7 +90,7 @@ class Kill:
 @dataclass
 class Fleet:
     engine: AsyncEngine
-    control_url: str
+    control: SandboxControl
     usernames: dict[uuid.UUID, str]
     env: dict[str, str]
     workdir: Path
@@ -165,41 +114,13 @@ class Fleet:
         await child.kill()
 
     async def snapshot(self) -> Snapshot:
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(FLEET_STATE)).all()
-        stats = await sandbox_stats(self.control_url)
+        snapshot = await observe(self.engine, self.control, self.usernames)
         self.polls += 1
-        duplicate = sum(int(n) for n in stats["duplicate_use"].values())
-        self.duplicate_use = max(self.duplicate_use, duplicate)
-        return Snapshot(
-            holder={r[0]: r[1] for r in rows},
-            online_on={r[0]: r[2] for r in rows},
-            acquired_at={r[0]: r[3] for r in rows},
-            connections={k: int(v) for k, v in stats["connections"].items()},
-            duplicate_use=duplicate,
-        )
+        self.duplicate_use = max(self.duplicate_use, sum(snapshot.duplicate_use.values()))
+        return snapshot
 
     def settled(self, snapshot: Snapshot) -> bool:
-        share = len(self.usernames) / len(WORKERS)
-        held = snapshot.held()
-        return all(snapshot.served(a, self.usernames[a]) for a in self.usernames) and all(
-            abs(held.get(w, 0) - share) <= max(1.0, share * 0.05) for w in WORKERS
-        )
-
-    def describe(self, snapshot: Snapshot | None) -> str:
-        if snapshot is None:
-            return "no snapshot"
-        unheld = sum(1 for w in snapshot.holder.values() if w is None)
-        offline = sum(1 for a, w in snapshot.holder.items() if w and snapshot.online_on.get(a) != w)
-        links: dict[int, int] = {}
-        for name in self.usernames.values():
-            count = snapshot.connections.get(name, 0)
-            links[count] = links.get(count, 0) + 1
-        return (
-            f"held {snapshot.held()}, not validly held {unheld}, held but not online there "
-            f"{offline}, accounts by live connections {links}, duplicate use "
-            f"{snapshot.duplicate_use}"
-        )
+        return snapshot.fair(WORKERS)
 
     async def until(self, predicate: Any, timeout: float, what: str) -> tuple[float, Snapshot]:  # noqa: ASYNC109
         started = time.monotonic()
@@ -213,7 +134,8 @@ class Fleet:
                     await asyncio.sleep(STEP)
         except TimeoutError:
             logs = "\n".join(f"[{n}] {c.tail(5)}" for n, c in self.workers.items())
-            msg = f"not {what} within {timeout} s: {self.describe(last)}\n{logs}"
+            detail = "no snapshot" if last is None else describe(last)
+            msg = f"not {what} within {timeout} s: {detail}\n{logs}"
             raise RuntimeError(msg) from None
 
 
@@ -233,7 +155,7 @@ async def measure_kill(fleet: Fleet, victim: str, phase: float) -> Kill:
     killed_db = db_now
     await fleet.kill(victim)
     failover, after = await fleet.until(
-        lambda s: all(s.served(a, fleet.usernames[a], not_by=victim) for a in accounts),
+        lambda s: all(s.served(a, not_by=victim) for a in accounts),
         FAILOVER_TIMEOUT,
         f"failed over from {victim}",
     )
@@ -267,38 +189,26 @@ async def run(workdir: Path) -> list[str]:
     own_started = own_cpu()
     async with scratch_database(SERVER, f"tgfleet_bench_failover_{os.getpid()}") as url:
         await asyncio.to_thread(migrations.upgrade, url)
-        settings = Settings(
-            env=Environment.TEST,
-            data_dir=data_dir,
-            database_url=url,
-            vault_key=SecretStr(vault_key),
-            vault_key_file=None,
-            vault_passphrase=None,
-        )
+        settings = bench_settings(data_dir, vault_key, url)
         engine = create_engine(url, pool_size=2, max_overflow=2)
         sandbox, control_url = await start_sandbox(
             world_dir / WORLD_FILE, port, workdir / "sandbox.log"
         )
+        control = SandboxControl(control_url, timeout=60.0)
         env = worker_env(url, vault_key, data_dir, TGFLEET_LEASE_TTL_SECONDS=str(TTL))
         if GRACE_SETTING is not None:
             env["TGFLEET_LEASE_GRACE_SECONDS"] = GRACE_SETTING
         fleet: Fleet | None = None
         try:
-            vault = await asyncio.to_thread(Vault.load, settings)
-            seeded = await seed_fleet(
-                create_sessionmaker(engine),
-                vault,
+            seeded = await seed_world(
+                settings,
                 CONTEXT,
                 world,
                 world_dir,
                 playbooks={"silent": SILENT_PLAYBOOK},
-                start=True,
             )
-            if seeded.failed:
-                msg = f"seeding failed for {seeded.failed[:5]}"
-                raise RuntimeError(msg)
             usernames = {v: k for k, v in seeded.account_ids.items()}
-            fleet = Fleet(engine, control_url, usernames, env, workdir)
+            fleet = Fleet(engine, control, usernames, env, workdir)
             started = time.monotonic()
             await asyncio.gather(*(fleet.start(name) for name in WORKERS))
             await fleet.until(fleet.settled, SETTLE_TIMEOUT, "settled")
@@ -327,6 +237,7 @@ async def run(workdir: Path) -> list[str]:
             if fleet is not None:
                 for child in fleet.workers.values():
                     await child.stop()
+            await control.aclose()
             await sandbox.stop()
             await engine.dispose()
 
@@ -412,11 +323,7 @@ def report(
 
 
 def main() -> str:
-    configure_logging(level="WARNING")  # as bench/run.py does, also when run alone
-    logging.getLogger("telethon").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory(prefix="tgfleet-bench-failover-") as tmp:
-        lines = asyncio.run(run(Path(tmp)))
-    return "\n".join(lines)
+    return "\n".join(run_in_tempdir(run, "tgfleet-bench-failover-"))
 
 
 if __name__ == "__main__":

@@ -44,35 +44,30 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
-import logging
 import os
 import re
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
-from _common import backend, cpu_seconds, own_cpu, pct, raise_nofile, rss_mib
+from _common import backend, cpu_seconds, own_cpu, pct, raise_nofile, rss_mib, run_in_tempdir
 from pydantic import SecretStr
-from tests.harness import Proc, free_port, poll, start_sandbox, tgfleet_env
+from tests.harness import Proc, free_port, poll, seed_world, start_sandbox, tgfleet_env
 
 from tgfleet import migrations
 from tgfleet.account import commands as account_commands
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.config import Environment, Settings
-from tgfleet.demo.seed import seed_fleet
 from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
-from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE, mint
 from tgfleet.sandbox.world import BASIC_GROUP_IDS, World, WorldGroup
 from tgfleet.sandbox.world_file import dump_world
-from tgfleet.vault.service import Vault
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_FLEET_ACCOUNTS", "1000"))
 RATE = float(os.environ.get("TGFLEET_BENCH_FLEET_RATE", "200"))
@@ -220,11 +215,12 @@ def build_world(world_dir: Path, port: int) -> World:
     return world
 
 
-def bench_settings(data_dir: Path, vault_key: str) -> Settings:
+def bench_settings(data_dir: Path, vault_key: str, database_url: str | None = None) -> Settings:
+    """This process's settings (None: SQLite in ``data_dir``)."""
     return Settings(
         env=Environment.TEST,
         data_dir=data_dir,
-        database_url=None,
+        database_url=database_url,
         vault_key=SecretStr(vault_key),
         vault_key_file=None,
         vault_passphrase=None,
@@ -234,30 +230,32 @@ def bench_settings(data_dir: Path, vault_key: str) -> Settings:
     )
 
 
-async def prepare(settings: Settings, world: World, world_dir: Path) -> list[uuid.UUID]:
-    """Migrate, create the admin, import and configure the fleet (not started); the ids."""
+async def prepare(
+    settings: Settings,
+    world: World,
+    world_dir: Path,
+    *,
+    playbook: str | None = None,
+    start: bool = False,
+) -> list[uuid.UUID]:
+    """Migrate, create the admin, import and configure the fleet with ``playbook`` (default
+    PLAYBOOK) and, with ``start``, start it; the account ids."""
     ensure_data_dir(settings)
     await asyncio.to_thread(migrations.upgrade, settings.effective_database_url)
     engine = create_engine(settings.effective_database_url)
     try:
-        maker = create_sessionmaker(engine)
-        vault = await asyncio.to_thread(Vault.load, settings)
-        security = await asyncio.to_thread(auth_service.Security.from_settings, settings)
-        async with unit_of_work(maker) as session:
-            await auth_service.ensure_admin(session, security, CONTEXT)
         # seed_fleet enables each group for the accounts in it: here one account per group.
-        seeded = await seed_fleet(
-            maker,
-            vault,
+        seeded = await seed_world(
+            settings,
             CONTEXT,
             world,
             world_dir,
-            playbooks={"bench": PLAYBOOK},
-            start=False,
+            playbooks={"bench": PLAYBOOK if playbook is None else playbook},
+            start=start,
         )
-        if seeded.failed or len(seeded.account_ids) != ACCOUNTS:
-            msg = f"seeding failed for {len(seeded.failed)} accounts: {seeded.failed[:5]}"
-            raise RuntimeError(msg)
+        security = await asyncio.to_thread(auth_service.Security.from_settings, settings)
+        async with unit_of_work(create_sessionmaker(engine)) as session:
+            await auth_service.ensure_admin(session, security, CONTEXT)
         return list(seeded.account_ids.values())
     finally:
         await engine.dispose()
@@ -831,11 +829,7 @@ async def run(workdir: Path) -> list[str]:
 
 
 def main() -> str:
-    configure_logging(level="WARNING")  # as bench/run.py does, also when run alone
-    logging.getLogger("telethon").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory(prefix="tgfleet-bench-fleet-") as tmp:
-        lines = asyncio.run(run(Path(tmp)))
-    return "\n".join(lines)
+    return "\n".join(run_in_tempdir(run, "tgfleet-bench-fleet-"))
 
 
 if __name__ == "__main__":

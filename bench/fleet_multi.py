@@ -77,12 +77,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import logging
 import os
 import platform
 import re
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -92,27 +90,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import CLK_TCK, backend, cpu_seconds, own_cpu, pct, raise_nofile
-from fleet import bench_settings, query, sandbox_stats, updates_running, wait_live, worker_env
+from _common import CLK_TCK, backend, cpu_seconds, own_cpu, pct, raise_nofile, run_in_tempdir
+from fleet import (
+    bench_settings,
+    prepare,
+    query,
+    sandbox_stats,
+    updates_running,
+    wait_live,
+    worker_env,
+)
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.harness import PROBES, Proc, free_port, poll, scratch_database, start_sandbox
+from tests.e2e.harness import FLEET_STATE
+from tests.harness import PROBES, Proc, free_port, poll, scratch_database, seed_world, start_sandbox
 from tests.harness import worker_env as workers_env
 
 from tgfleet import migrations
 from tgfleet.audit.schemas import AuditContext
-from tgfleet.auth import service as auth_service
-from tgfleet.config import Environment, Settings
-from tgfleet.demo.seed import seed_fleet
-from tgfleet.kit.data_dir import ensure_data_dir
-from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
-from tgfleet.logging import configure_logging
+from tgfleet.kit.db import create_engine
 from tgfleet.sandbox.mint import WORLD_FILE, mint
 from tgfleet.sandbox.world import BASIC_GROUP_IDS, World, WorldGroup
 from tgfleet.sandbox.world_file import dump_world
-from tgfleet.vault.service import Vault
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_MULTI_ACCOUNTS", "1000"))
 RATE = float(os.environ.get("TGFLEET_BENCH_MULTI_RATE", "200"))
@@ -164,18 +164,6 @@ rules:
       templates: ["ok {{ sender.name }} {{ message.text | replace(' help', '') }}"]
 """
 
-FLEET_STATE = text(
-    """
-    SELECT a.id,
-           CASE WHEN w.id IS NOT NULL THEN l.worker_id END AS holder,
-           CASE WHEN s.state = 'online' THEN s.worker_id END AS online_on
-    FROM account a
-    LEFT JOIN account_lease l ON l.account_id = a.id
-    LEFT JOIN worker w ON w.id = l.worker_id AND w.epoch = l.epoch AND w.expires_at > now()
-    LEFT JOIN account_status s ON s.account_id = a.id
-    WHERE a.desired_state = 'running'
-    """
-)
 STATUS_TOTALS = (
     "SELECT sum(messages_received), sum(replies_sent), sum(replies_suppressed) FROM account_status"
 )
@@ -718,31 +706,10 @@ async def run_postgres(workdir: Path, world: World, port: int, vault_key: str) -
     try:
         async with scratch_database(SERVER, name) as url:
             await asyncio.to_thread(migrations.upgrade, url)
-            settings = Settings(
-                env=Environment.TEST,
-                data_dir=data_dir,
-                database_url=url,
-                vault_key=SecretStr(vault_key),
-                vault_key_file=None,
-                vault_passphrase=None,
+            settings = bench_settings(data_dir, vault_key, url)
+            seeded = await seed_world(
+                settings, CONTEXT, world, world_dir, playbooks={"bench": PLAYBOOK}
             )
-            engine = create_engine(url, pool_size=2, max_overflow=2)
-            try:
-                vault = await asyncio.to_thread(Vault.load, settings)
-                seeded = await seed_fleet(
-                    create_sessionmaker(engine),
-                    vault,
-                    CONTEXT,
-                    world,
-                    world_dir,
-                    playbooks={"bench": PLAYBOOK},
-                    start=True,
-                )
-            finally:
-                await engine.dispose()
-            if seeded.failed or len(seeded.account_ids) != ACCOUNTS:
-                msg = f"seeding failed for {len(seeded.failed)} accounts: {seeded.failed[:5]}"
-                raise RuntimeError(msg)
             env = workers_env(url, vault_key, data_dir)
             sandbox, control_url = await start_sandbox(
                 world_dir / WORLD_FILE, port, workdir / "pg-sandbox.log"
@@ -882,23 +849,7 @@ async def run_sqlite(workdir: Path, world: World, port: int, vault_key: str) -> 
     data_dir = workdir / "sqlite-data"
     settings = bench_settings(data_dir, vault_key)
     database = data_dir / "tgfleet.db"
-    ensure_data_dir(settings)
-    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url)
-    engine = create_engine(settings.effective_database_url)
-    try:
-        maker = create_sessionmaker(engine)
-        vault = await asyncio.to_thread(Vault.load, settings)
-        security = await asyncio.to_thread(auth_service.Security.from_settings, settings)
-        async with unit_of_work(maker) as session:
-            await auth_service.ensure_admin(session, security, CONTEXT)
-        seeded = await seed_fleet(
-            maker, vault, CONTEXT, world, world_dir, playbooks={"bench": PLAYBOOK}, start=True
-        )
-    finally:
-        await engine.dispose()
-    if seeded.failed or len(seeded.account_ids) != ACCOUNTS:
-        msg = f"seeding failed for {len(seeded.failed)} accounts: {seeded.failed[:5]}"
-        raise RuntimeError(msg)
+    await prepare(settings, world, world_dir, playbook=PLAYBOOK, start=True)
     # fleet.py's environment, and no probe leaves loopback, as on the PostgreSQL side
     env = worker_env(data_dir, vault_key) | {"TGFLEET_TELEGRAM_DCS": ""}
     sandbox, control_url = await start_sandbox(
@@ -1298,11 +1249,7 @@ async def run(workdir: Path) -> list[str]:
 
 
 def main() -> str:
-    configure_logging(level="WARNING")  # as bench/run.py does, also when run alone
-    logging.getLogger("telethon").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory(prefix="tgfleet-bench-fleet-multi-") as tmp:
-        lines = asyncio.run(run(Path(tmp)))
-    return "\n".join(lines)
+    return "\n".join(run_in_tempdir(run, "tgfleet-bench-fleet-multi-"))
 
 
 if __name__ == "__main__":

@@ -77,11 +77,9 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -91,7 +89,7 @@ from typing import TypeVar
 
 import fleet
 import httpx
-from _common import pct, raise_nofile, rss_mib
+from _common import pct, raise_nofile, rss_mib, run_in_tempdir
 from fleet import (
     Meter,
     bench_settings,
@@ -107,7 +105,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from tests.harness import Proc, free_port, poll, start_sandbox, stopping
 
-from tgfleet.logging import configure_logging
 from tgfleet.sandbox.mint import WORLD_FILE
 from tgfleet.sandbox.world import World
 
@@ -908,11 +905,7 @@ def fmt_load(load: tuple[float, float, float]) -> str:
 
 
 def main() -> str:
-    configure_logging(level="WARNING")  # as bench/run.py does, also when run alone
-    logging.getLogger("telethon").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory(prefix="tgfleet-bench-obs-") as tmp:
-        results = asyncio.run(run(Path(tmp)))
-    return "\n".join(report(results))
+    return "\n".join(report(run_in_tempdir(run, "tgfleet-bench-obs-")))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,18 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tgfleet.kit.db import create_engine
+from tgfleet.audit import keys as audit_keys
+from tgfleet.audit.schemas import AuditContext
+from tgfleet.config import Settings
+from tgfleet.demo.seed import SeededFleet, seed_fleet
+from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.sandbox.world import World
+from tgfleet.vault.service import Vault
 
 #: The sandbox's line naming its MTProto and control ports.
 READY = re.compile(r"sandbox ready on \S+:(\d+) \(control (\S+):(\d+)\)")
@@ -256,6 +263,28 @@ def worker_env(
     )
     env.update(settings)
     return env
+
+
+async def seed_world(
+    settings: Settings, context: AuditContext, world: World, world_dir: Path, **options: Any
+) -> SeededFleet:
+    """The minted ``world``'s accounts imported through the vault, playbooks installed and
+    its groups enabled: ``seed_fleet`` with ``options`` (``playbooks``, ``assignment``,
+    ``start``), audited with ``settings``' audit key as a command would (a key file in the
+    data dir, where the processes started later find it). Fails unless every account was
+    imported."""
+    audit_keys.configure(settings)
+    vault = await asyncio.to_thread(Vault.load, settings)
+    engine = create_engine(settings.effective_database_url, pool_size=2, max_overflow=2)
+    try:
+        maker = create_sessionmaker(engine)
+        seeded = await seed_fleet(maker, vault, context, world, world_dir, **options)
+    finally:
+        await engine.dispose()
+    if seeded.failed or len(seeded.account_ids) != len(world.accounts):
+        msg = f"seeding failed for {len(seeded.failed)} accounts: {seeded.failed[:5]}"
+        raise RuntimeError(msg)
+    return seeded
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -13,12 +13,10 @@ import pytest
 from tests.conftest import TEST_AUDIT_KEY, TEST_VAULT_KEY, make_settings
 from tests.e2e.harness import CONTEXT, PG_PORT, SILENT_PLAYBOOK, Cluster, ClusterFactory
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.harness import Proc, control_url, free_port, sandbox_argv, worker_env
-from tgfleet.demo.seed import seed_fleet
-from tgfleet.kit.db import create_engine, create_sessionmaker
+from tests.harness import Proc, control_url, free_port, sandbox_argv, seed_world, worker_env
+from tgfleet.kit.db import create_engine
 from tgfleet.sandbox.client import SandboxControl
 from tgfleet.sandbox.mint import mint
-from tgfleet.vault.service import Vault
 
 
 async def _kill_quietly(procs: list[Proc]) -> None:
@@ -98,19 +96,14 @@ async def make_cluster(db_url: str, tmp_path: Path) -> AsyncIterator[ClusterFact
             cluster = Cluster(tmp_path, engine, control, sandbox, env, world, world_dir, {})
             # Workers are started later, by the test: kill whatever is in the dict by then.
             cleanup.push_async_callback(lambda: _kill_quietly([*cluster.workers.values()]))
-            settings = make_settings(db_url, data_dir)
-            vault = await asyncio.to_thread(Vault.load, settings)
-            seeded = await seed_fleet(
-                create_sessionmaker(engine),
-                vault,
+            seeded = await seed_world(
+                make_settings(db_url, data_dir),
                 CONTEXT,
                 world,
                 world_dir,
                 playbooks={"silent": SILENT_PLAYBOOK} if playbooks is None else playbooks,
                 assignment=assignment,
-                start=True,
             )
-            assert not seeded.failed, seeded.failed
             cluster.account_ids = seeded.account_ids
             cluster.playbook_ids = seeded.playbook_ids
             cluster.chat_ids = seeded.chat_ids

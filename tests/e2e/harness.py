@@ -16,10 +16,11 @@ process in its teardown; a module using it parametrizes ``backend`` to ``postgre
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +56,7 @@ class Snapshot:
     online_on: dict[uuid.UUID, str | None]  # account -> worker its status says runs it online
     connections: dict[uuid.UUID, int]  # account -> live sandbox connections
     duplicate_use: dict[str, int]  # username -> the sandbox's counter (non-zero only)
+    acquired_at: dict[uuid.UUID, dt.datetime | None]  # account -> its lease's last claim
 
     def held(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -79,12 +81,21 @@ class Snapshot:
     def unassigned(self) -> list[uuid.UUID]:
         return [account for account, worker in self.holder.items() if worker is None]
 
+    def fair(self, names: Sequence[str]) -> bool:
+        """Every account served and every worker in ``names`` holding an even share (±5 %)."""
+        share = len(self.holder) / len(names)
+        held = self.held()
+        return self.all_served() and all(
+            abs(held.get(name, 0) - share) <= max(1.0, share * 0.05) for name in names
+        )
+
 
 FLEET_STATE = text(
     """
     SELECT a.id,
            CASE WHEN w.id IS NOT NULL THEN l.worker_id END AS holder,
-           CASE WHEN s.state = 'online' THEN s.worker_id END AS online_on
+           CASE WHEN s.state = 'online' THEN s.worker_id END AS online_on,
+           l.acquired_at
     FROM account a
     LEFT JOIN account_lease l ON l.account_id = a.id
     LEFT JOIN worker w ON w.id = l.worker_id AND w.epoch = l.epoch AND w.expires_at > now()
@@ -146,21 +157,7 @@ class Cluster:
         return proc
 
     async def snapshot(self) -> Snapshot:
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(FLEET_STATE)).all()
-        stats = await self.control.stats()
-        usernames = self.usernames
-        by_name = {usernames[row[0]]: row[0] for row in rows}
-        return Snapshot(
-            holder={row[0]: row[1] for row in rows},
-            online_on={row[0]: row[2] for row in rows},
-            connections={
-                by_name[name]: int(count)
-                for name, count in stats["connections"].items()
-                if name in by_name
-            },
-            duplicate_use={name: int(n) for name, n in stats["duplicate_use"].items() if n},
-        )
+        return await observe(self.engine, self.control, self.usernames)
 
     async def wait(
         self,
@@ -194,16 +191,29 @@ class Cluster:
 
     async def wait_split(self, names: list[str], within: float) -> Snapshot:
         """Until every account is served and every worker holds an even share (±5 %)."""
-        share = len(self.account_ids) / len(names)
-
-        def settled(snapshot: Snapshot) -> bool:
-            held = snapshot.held()
-            return snapshot.all_served() and all(
-                abs(held.get(name, 0) - share) <= max(1.0, share * 0.05) for name in names
-            )
-
-        _, snapshot = await self.wait(settled, within, "settled in fair shares")
+        _, snapshot = await self.wait(lambda s: s.fair(names), within, "settled in fair shares")
         return snapshot
+
+
+async def observe(
+    engine: AsyncEngine, control: SandboxControl, usernames: Mapping[uuid.UUID, str]
+) -> Snapshot:
+    """One `Snapshot` of the accounts desired running (``usernames``: id -> world name)."""
+    async with engine.connect() as connection:
+        rows = (await connection.execute(FLEET_STATE)).all()
+    stats = await control.stats()
+    by_name = {usernames[row[0]]: row[0] for row in rows}
+    return Snapshot(
+        holder={row[0]: row[1] for row in rows},
+        online_on={row[0]: row[2] for row in rows},
+        connections={
+            by_name[name]: int(count)
+            for name, count in stats["connections"].items()
+            if name in by_name
+        },
+        duplicate_use={name: int(n) for name, n in stats["duplicate_use"].items() if n},
+        acquired_at={row[0]: row[3] for row in rows},
+    )
 
 
 def describe(snapshot: Snapshot) -> str:
