@@ -7,6 +7,8 @@ processes with the tests' harness (``tests/harness.py``, ``tests/e2e/harness.py`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -75,3 +77,48 @@ def run_in_tempdir(run: Callable[[Path], Coroutine[Any, Any, T]], prefix: str) -
     logging.getLogger("telethon").setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         return asyncio.run(run(Path(tmp)))
+
+
+@dataclasses.dataclass
+class Connection:
+    """One keep-alive HTTP/1.1 connection that speaks just enough of the protocol for a
+    request without a body answered with a Content-Length (uvicorn's answers here).
+    Concurrent callers use one each: a shared httpx pool costs the callers far more CPU
+    than the server spends (encode/httpx#3215), and on 2 shared cores that would be what
+    the latency measures."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    headers: str  # with every request, each line ending in CRLF
+    within: float  # seconds for each connect and each request
+
+    @classmethod
+    async def open(cls, host: str, port: int, within: float, **headers: str) -> Connection:
+        """``headers`` (``Host`` first) go with every request; each step ``within`` s."""
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(host, port)
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        return cls(reader, writer, lines, within)
+
+    async def send(self, method: str, path: str, headers: str = "") -> int:
+        """``method path`` with the connection's and these (``Name: value\\r\\n``)
+        headers; the status code (the body is read and dropped)."""
+        async with asyncio.timeout(self.within):
+            self.writer.write(f"{method} {path} HTTP/1.1\r\n{self.headers}{headers}\r\n".encode())
+            head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            status_line, *fields = head.split("\r\n")
+            length = None
+            for field in fields:
+                name, _, value = field.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if length is None:
+                msg = f"{method} {path}: no Content-Length in {head!r}"
+                raise RuntimeError(msg)
+            await self.reader.readexactly(length)
+        return int(status_line.split(" ", 2)[1])
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()

@@ -98,7 +98,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from _common import cpu_seconds, own_cpu, rss_mib
 from pydantic import SecretStr
-from tests.harness import free_port, scratch_database, stop_process
+from tests.harness import free_port, scratch_database, stop_process, telegram_alerting
 
 from tgfleet import migrations
 from tgfleet.account import runtime as account_runtime
@@ -472,21 +472,16 @@ class TgfleetRun:
 # ----------------------------------------------------------------------------- tgfleet
 
 
-def alerting_yaml(bot_url: str) -> str:
-    return f"""\
-route:
-  receiver: ops
-  group_by: [alertname]
-  group_wait: {GROUP_WAIT:g}s
-  group_interval: {GROUP_INTERVAL:g}s
-  repeat_interval: 1h
-receivers:
-  - name: ops
-    telegram_configs:
-      - api_url: {bot_url}
-        bot_token: "{TOKEN}"
-        chat_id: {CHAT}
-"""
+def alerting_yaml(bot_url: str, *extra: str) -> str:
+    """The route both systems get (Alertmanager's receiver with ``parse_mode: HTML``)."""
+    return telegram_alerting(
+        bot_url,
+        TOKEN,
+        CHAT,
+        group_wait=f"{GROUP_WAIT:g}s",
+        group_interval=f"{GROUP_INTERVAL:g}s",
+        extra=extra,
+    )
 
 
 def bench_settings(data_dir: Path, database_url: str | None, config: Path) -> Settings:
@@ -622,24 +617,6 @@ def alertmanager_binary() -> str | None:
     return None
 
 
-def alertmanager_yaml(bot_url: str) -> str:
-    return f"""\
-route:
-  receiver: ops
-  group_by: [alertname]
-  group_wait: {GROUP_WAIT:g}s
-  group_interval: {GROUP_INTERVAL:g}s
-  repeat_interval: 1h
-receivers:
-  - name: ops
-    telegram_configs:
-      - api_url: {bot_url}
-        bot_token: "{TOKEN}"
-        chat_id: {CHAT}
-        parse_mode: HTML
-"""
-
-
 async def run_alertmanager(binary: str, alerts: Sequence[Alert], workdir: Path) -> Delivery:
     version = await asyncio.create_subprocess_exec(
         binary, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -649,7 +626,7 @@ async def run_alertmanager(binary: str, alerts: Sequence[Alert], workdir: Path) 
     name = f"Alertmanager {found.group(1) if found else '?'}"
     async with Recorder.running() as recorder:
         config = workdir / "alertmanager.yml"
-        config.write_text(alertmanager_yaml(recorder.url))
+        config.write_text(alerting_yaml(recorder.url, "parse_mode: HTML"))
         port = free_port()
         with (workdir / "alertmanager.log").open("wb") as log:
             process = await asyncio.create_subprocess_exec(

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import subprocess
@@ -43,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from _common import cpu_seconds, pct, raise_nofile, rss_mib
-from fleet import Meter, verdict, wait_live, worker_env
-from tests.harness import Proc, free_port
+from _common import Connection, cpu_seconds, pct, raise_nofile, rss_mib
+from fleet import Meter, start_run, verdict, worker_env
+from tests.harness import Proc
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_API_ACCOUNTS", "100"))
 READERS = int(os.environ.get("TGFLEET_BENCH_API_READERS", "100"))
@@ -61,52 +60,6 @@ READ_PATH = "/api/v1/accounts"
 GET_P99_TARGET_MS = 300.0
 WRITE_P99_TARGET_MS = 1000.0
 HERE = Path(__file__).resolve().parent
-
-
-# ----------------------------------------------------------------------------- HTTP
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection; requests with a bearer token, answers read whole
-    (uvicorn gives every answer here a Content-Length)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
-        async with asyncio.timeout(HTTP_TIMEOUT):
-            reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
-
-    async def send(self, method: str, path: str, token: str) -> int:
-        """``method path`` with no body; the status code (the body is read and dropped)."""
-        async with asyncio.timeout(HTTP_TIMEOUT):
-            self._writer.write(
-                f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
-                f"Authorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n".encode()
-            )
-            head = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            status_line, *headers = head.split("\r\n")
-            length = next(
-                (
-                    int(value)
-                    for name, _, value in (h.partition(":") for h in headers)
-                    if name.strip().lower() == "content-length"
-                ),
-                None,
-            )
-            if length is None:
-                msg = f"{method} {path}: no Content-Length in {head!r}"
-                raise RuntimeError(msg)
-            await self._reader.readexactly(length)
-        return int(status_line.split(" ", 2)[1])
-
-    async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
 
 
 # ----------------------------------------------------------------------------- results
@@ -224,30 +177,9 @@ async def start_server(workdir: Path, name: str, src: Path) -> tuple[Proc, str, 
         check=True,
         timeout=300,
     )
-    port = free_port()
-    child = await Proc.spawn(
-        f"tgfleet run ({name})",
-        [
-            sys.executable,
-            "-m",
-            "tgfleet",
-            "run",
-            "--no-worker",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        workdir / f"{name}.log",
-        env,
+    return await start_run(
+        f"tgfleet run ({name})", workdir / f"{name}.log", env, "--no-worker", "--host", "127.0.0.1"
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await wait_live(child, url)
-    except BaseException:
-        await child.stop()
-        raise
-    return child, url, port
 
 
 async def measure(workdir: Path, name: str, src: Path) -> Load:
@@ -271,14 +203,18 @@ async def measure(workdir: Path, name: str, src: Path) -> Load:
 
 async def load(name: str, pid: int, port: int, token: str, ids: list[uuid.UUID]) -> Load:
     reads, writes = Calls(), Calls()
-    connections = [await Connection.open("127.0.0.1", port) for _ in range(READERS + WRITERS)]
+    connections = [
+        await Connection.open("127.0.0.1", port, HTTP_TIMEOUT, Host="bench")
+        for _ in range(READERS + WRITERS)
+    ]
+    bearer = f"Authorization: Bearer {token}\r\nContent-Length: 0\r\n"
     readers_done = asyncio.Event()
     remaining = READERS
 
     async def call(connection: Connection, method: str, path: str, into: Calls) -> None:
         started = time.perf_counter()
         try:
-            outcome = str(await connection.send(method, path, token))
+            outcome = str(await connection.send(method, path, bearer))
         except TimeoutError:
             outcome = "timeout"
         into.add(time.perf_counter() - started, outcome)
@@ -300,7 +236,7 @@ async def load(name: str, pid: int, port: int, token: str, ids: list[uuid.UUID])
             done += 1
 
     try:
-        await asyncio.gather(*(c.send("GET", "/livez", token) for c in connections))
+        await asyncio.gather(*(c.send("GET", "/livez", bearer) for c in connections))
         load_before = os.getloadavg()
         meter = Meter({"server": pid})
         await asyncio.gather(

@@ -89,22 +89,29 @@ REPLY = re.compile(r"^ack q-(\d+)$")
 CONTEXT = AuditContext(actor="cli:bench")
 BASELINE_SCRIPT = Path(__file__).resolve().parent / "_baseline_replier.py"
 
-# Every message answered: min_length 1 matches any text; limits at the schema's maxima
-# (1,000 per account-hour and chat-hour; a run stays far below: ~6 per account at 1,000
-# accounts); no typing; each group has one fleet account, so responders cannot suppress.
-PLAYBOOK = """\
+
+def ack_playbook(description: str, probability: float) -> str:
+    """Every message matched (``min_length: 1``) and answered ``ack <its text>`` with
+    ``probability``; limits at the schema's maxima (1,000 per account-hour and chat-hour;
+    a run stays far below: ~6 per account at 1,000 accounts); no typing; each group has
+    one fleet account, so responders cannot suppress."""
+    limits = "min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000"
+    return f"""\
 version: 1
-description: bench - answer every message
+description: {description}
 defaults:
-  limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000, probability: 1.0}
+  limits: {{{limits}, probability: {probability}}}
   typing_seconds: 0
   responders: all
 rules:
   - name: ack
-    when: {min_length: 1}
+    when: {{min_length: 1}}
     reply:
-      templates: ["ack {{ message.text }}"]
+      templates: ["ack {{{{ message.text }}}}"]
 """
+
+
+PLAYBOOK = ack_playbook("bench - answer every message", 1.0)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -155,22 +162,28 @@ def worker_env(data_dir: Path, vault_key: str) -> dict[str, str]:
     )
 
 
-async def start_worker(data_dir: Path, vault_key: str, log: Path) -> tuple[Proc, float, float, str]:
-    """``tgfleet run`` on a free port; (child, unix spawn time, seconds to /livez, API url)."""
-    api_port = free_port()
-    spawned = time.time()
+async def start_run(
+    name: str, log: Path, env: dict[str, str], *options: str
+) -> tuple[Proc, str, int]:
+    """``tgfleet run`` (with ``options``) on a free port, answering ``/livez``; (it, its URL,
+    the port). Stopped if it never answers."""
+    port = free_port()
     child = await Proc.spawn(
-        "worker",
-        [sys.executable, "-m", "tgfleet", "run", "--port", str(api_port)],
-        log,
-        worker_env(data_dir, vault_key),
+        name, [sys.executable, "-m", "tgfleet", "run", *options, "--port", str(port)], log, env
     )
-    url = f"http://127.0.0.1:{api_port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         await wait_live(child, url)
     except BaseException:
         await child.stop()
         raise
+    return child, url, port
+
+
+async def start_worker(data_dir: Path, vault_key: str, log: Path) -> tuple[Proc, float, float, str]:
+    """``tgfleet run`` on a free port; (child, unix spawn time, seconds to /livez, API url)."""
+    spawned = time.time()
+    child, url, _ = await start_run("worker", log, worker_env(data_dir, vault_key))
     return child, spawned, time.time() - spawned, url
 
 

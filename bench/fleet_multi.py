@@ -96,8 +96,8 @@ from fleet import (
     prepare,
     query,
     sandbox_stats,
+    start_run,
     updates_running,
-    wait_live,
     worker_env,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -857,17 +857,9 @@ async def run_sqlite(workdir: Path, world: World, port: int, vault_key: str) -> 
     )
     side.favour_errors |= favour(sandbox.pid)
     try:
-        api_port = free_port()
         started = time.monotonic()
-        run = await Proc.spawn(
-            "run",
-            [sys.executable, "-m", "tgfleet", "run", "--port", str(api_port)],
-            workdir / "sqlite-run.log",
-            env,
-        )
+        run, url, _ = await start_run("run", workdir / "sqlite-run.log", env)
         try:
-            url = f"http://127.0.0.1:{api_port}"
-            await wait_live(run, url)
 
             async def all_online() -> bool:
                 if not run.alive():

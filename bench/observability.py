@@ -89,16 +89,17 @@ from typing import TypeVar
 
 import fleet
 import httpx
-from _common import pct, raise_nofile, rss_mib, run_in_tempdir
+from _common import Connection, pct, raise_nofile, rss_mib, run_in_tempdir
 from fleet import (
     Meter,
+    ack_playbook,
     bench_settings,
     build_world,
     prepare,
     query,
     start_accounts,
+    start_run,
     verdict,
-    wait_live,
     worker_env,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -133,19 +134,7 @@ while True:
     time.sleep(3600)
 """
 # Every message matches; probability 0.5 answers about half, the rest are suppressions.
-PLAYBOOK = """\
-version: 1
-description: bench - answer about half of the messages
-defaults:
-  limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000, probability: 0.5}
-  typing_seconds: 0
-  responders: all
-rules:
-  - name: ack
-    when: {min_length: 1}
-    reply:
-      templates: ["ack {{ message.text }}"]
-"""
+PLAYBOOK = ack_playbook("bench - answer about half of the messages", 0.5)
 DEFAULTS: dict[str, str] = {}
 NO_CACHE = {"TGFLEET_METRICS_FLEET_REFRESH_SECONDS": "0", "TGFLEET_HEALTH_CACHE_SECONDS": "0"}
 PER_ACCOUNT = {"TGFLEET_METRICS_PER_ACCOUNT": "true"}
@@ -309,61 +298,22 @@ async def single(url: str, pid: int, count: int) -> Phase:
     return (await sequential(url, count, pid))[0]
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection that speaks just enough of the protocol for a GET
-    answered with a Content-Length (uvicorn's answers here). The concurrent callers use one
-    each: a shared httpx pool costs the callers far more CPU than the server spends
-    (encode/httpx#3215), and on 2 shared cores that would be what the latency measures."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._host = host
-
-    @classmethod
-    async def open(cls, url: str) -> Connection:
-        target = httpx.URL(url)
-        port = target.port or 80
-        async with asyncio.timeout(HTTP_TIMEOUT):
-            reader, writer = await asyncio.open_connection(target.host, port)
-        return cls(reader, writer, f"{target.host}:{port}")
-
-    async def get(self, path: str) -> int:
-        """GET ``path``; the status code (the body is read and dropped)."""
-        async with asyncio.timeout(HTTP_TIMEOUT):
-            self._writer.write(f"GET {path} HTTP/1.1\r\nHost: {self._host}\r\n\r\n".encode())
-            head = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            status_line, *headers = head.split("\r\n")
-            length = None
-            for header in headers:
-                name, _, value = header.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if length is None:
-                msg = f"GET {path}: no Content-Length in {head!r}"
-                raise RuntimeError(msg)
-            await self._reader.readexactly(length)
-        return int(status_line.split(" ", 2)[1])
-
-    async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
-
-
 async def concurrent(url: str, path: str, pid: int, *, httpx_pool: bool = False) -> Concurrent:
     """CALLERS tasks, each REQUESTS GETs of ``path`` back to back: each on its own keep-alive
     connection, or (``httpx_pool``, the harness check) all through one shared httpx pool."""
     latencies: list[float] = []
     failures = 0
-    connections = [await Connection.open(url) for _ in range(CALLERS)]
+    target = httpx.URL(url)
+    host, port = target.host, target.port or 80
+    connections = [
+        await Connection.open(host, port, HTTP_TIMEOUT, Host=f"{host}:{port}")
+        for _ in range(CALLERS)
+    ]
     limits = httpx.Limits(max_connections=CALLERS, max_keepalive_connections=CALLERS)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT, limits=limits) as http:
             # One /livez each first: every connection is open and used before the clock starts.
-            await asyncio.gather(*(c.get("/livez") for c in connections))
+            await asyncio.gather(*(c.send("GET", "/livez") for c in connections))
             await asyncio.gather(*(http.get("/livez") for _ in range(CALLERS)))
             health = path == "/health"
             if health:
@@ -377,7 +327,7 @@ async def concurrent(url: str, path: str, pid: int, *, httpx_pool: bool = False)
                     if httpx_pool:
                         status = (await http.get(path)).status_code
                     else:
-                        status = await connection.get(path)
+                        status = await connection.send("GET", path)
                     latencies.append(time.perf_counter() - started)
                     failures += status != 200
 
@@ -415,23 +365,13 @@ async def start_tgfleet(
     workdir: Path, name: str, vault_key: str, sandbox_port: int, settings: dict[str, str]
 ) -> tuple[Proc, str, float]:
     """``tgfleet run`` with fleet.py's environment plus ``settings``; (child, url, spawn)."""
-    api_port = free_port()
     env = worker_env(workdir / "data", vault_key)
     env["TGFLEET_TELEGRAM_DCS"] = f"2=127.0.0.1:{sandbox_port}"
     env.update(settings)
     spawned = time.time()
-    child = await Proc.spawn(
-        f"tgfleet run ({name})",
-        [sys.executable, "-m", "tgfleet", "run", "--host", "127.0.0.1", "--port", str(api_port)],
-        workdir / f"tgfleet-{name}.log",
-        env,
+    child, url, _ = await start_run(
+        f"tgfleet run ({name})", workdir / f"tgfleet-{name}.log", env, "--host", "127.0.0.1"
     )
-    url = f"http://127.0.0.1:{api_port}"
-    try:
-        await wait_live(child, url)
-    except BaseException:
-        await child.stop()
-        raise
     return child, url, spawned
 
 

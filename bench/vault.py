@@ -20,10 +20,12 @@ import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telethon.crypto import AuthKey
 from telethon.sessions import SQLiteSession
 
 from tgfleet import migrations
+from tgfleet.audit import keys as audit_keys
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
@@ -56,15 +58,23 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f}/s"
 
 
-async def run(workdir: Path) -> list[str]:
-    data_dir = workdir / "data"
-    data_dir.mkdir(mode=0o700)
+async def fresh_vault(
+    data_dir: Path,
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], vault_service.Vault]:
+    """A new data dir with a vault key file and a migrated SQLite database; (its engine,
+    its sessions, the Vault)."""
+    await asyncio.to_thread(data_dir.mkdir, mode=0o700)
     settings = Settings(data_dir=data_dir, env="test")  # type: ignore[arg-type]
     init_key_file(settings.effective_vault_key_file)
+    audit_keys.configure(settings)  # the imports are audited (a key file in the data dir)
     await asyncio.to_thread(migrations.upgrade, settings.effective_database_url)
     engine = create_engine(settings.effective_database_url)
-    maker = create_sessionmaker(engine)
     vault = await asyncio.to_thread(vault_service.Vault.load, settings)
+    return engine, create_sessionmaker(engine), vault
+
+
+async def run(workdir: Path) -> list[str]:
+    engine, maker, vault = await fresh_vault(workdir / "data")
     lines: list[str] = []
     try:
         folder = workdir / "sessions"
@@ -172,14 +182,7 @@ async def run(workdir: Path) -> list[str]:
 
 async def rotation(workdir: Path) -> list[str]:
     """10,000 secrets sealed directly (import would dominate the set-up), then rotated."""
-    data_dir = workdir / "rotation"
-    data_dir.mkdir(mode=0o700)
-    settings = Settings(data_dir=data_dir, env="test")  # type: ignore[arg-type]
-    init_key_file(settings.effective_vault_key_file)
-    await asyncio.to_thread(migrations.upgrade, settings.effective_database_url)
-    engine = create_engine(settings.effective_database_url)
-    maker = create_sessionmaker(engine)
-    vault = await asyncio.to_thread(vault_service.Vault.load, settings)
+    engine, maker, vault = await fresh_vault(workdir / "rotation")
     template = parse(make_files(workdir, 1)[0].read_bytes())
     try:
         for start in range(0, ROTATE_SECRETS, 1000):

@@ -1,6 +1,7 @@
 """The process harness the end-to-end tests and the benchmarks share: subprocesses in their
 own process group with their output in a log file, the sandbox as a subprocess, a
-``tgfleet`` process's environment, a scratch PostgreSQL database, polling another process.
+``tgfleet`` process's environment, a scratch PostgreSQL database, polling another process;
+and the alerting configuration they hand tgfleet or Alertmanager.
 
 `Proc` runs one process in its own process group (killed at exit if a teardown never ran);
 ``stop`` ends it with SIGTERM and, after a grace period, SIGKILL; ``kill`` SIGKILLs it at
@@ -285,6 +286,35 @@ async def seed_world(
         msg = f"seeding failed for {len(seeded.failed)} accounts: {seeded.failed[:5]}"
         raise RuntimeError(msg)
     return seeded
+
+
+def telegram_alerting(
+    api_url: str,
+    token: str,
+    chat: int,
+    *,
+    group_wait: str = "1s",
+    group_interval: str = "2s",
+    extra: Sequence[str] = (),
+) -> str:
+    """An alerting configuration (tgfleet's or Alertmanager's: the same keys) with one route,
+    grouped by alert name, to one Telegram receiver; ``extra`` lines go into the receiver
+    (``send_resolved: true``, ``parse_mode: HTML``)."""
+    receiver = "".join(f"\n        {line}" for line in extra)
+    return f"""
+route:
+  receiver: ops
+  group_by: [alertname]
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: 1h
+receivers:
+  - name: ops
+    telegram_configs:
+      - api_url: {api_url}
+        bot_token: "{token}"
+        chat_id: {chat}{receiver}
+"""
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

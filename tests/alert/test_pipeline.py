@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from tests.conftest import make_settings
 from tests.factories import make_fleet, report_states
 from tests.fakes.telegram_bot_api import FakeBotApi
+from tests.harness import telegram_alerting
 from tgfleet.account.runtime import State
 from tgfleet.app import create_app
 from tgfleet.kit.clock import utcnow
@@ -27,23 +28,10 @@ TOKEN = "4242:SECRET-bot-token-never-logged"
 CHAT = -1001234567890
 
 
-def _config(bot: FakeBotApi, **timers: str) -> str:
-    wait, interval = timers.get("group_wait", "1s"), timers.get("group_interval", "2s")
-    return f"""
-route:
-  receiver: ops
-  group_by: [alertname]
-  group_wait: {wait}
-  group_interval: {interval}
-  repeat_interval: 1h
-receivers:
-  - name: ops
-    telegram_configs:
-      - api_url: {bot.api_url}
-        bot_token: "{TOKEN}"
-        chat_id: {CHAT}
-        send_resolved: true
-"""
+def _config(bot: FakeBotApi, group_wait: str = "1s") -> str:
+    return telegram_alerting(
+        bot.api_url, TOKEN, CHAT, group_wait=group_wait, extra=["send_resolved: true"]
+    )
 
 
 @asynccontextmanager

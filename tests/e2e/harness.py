@@ -9,8 +9,9 @@ both sides: valid lease holders (``account_lease`` joined with ``worker``, same 
 expired), what ``account_status`` says runs online where, and the sandbox's ``/stats``
 (live ``connections`` per account and ``duplicate_use``).
 
-The ``make_cluster`` fixture (``tests/e2e/conftest.py``) builds clusters and kills every
-process in its teardown; a module using it parametrizes ``backend`` to ``postgres``.
+The ``make_cluster`` fixture (a `ClusterFactory`, ``tests/e2e/conftest.py``) builds clusters
+and kills every process in its teardown; a module using it parametrizes ``backend`` to
+``postgres``.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ import datetime as dt
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fakes.tcp_proxy import TcpProxy
 from tests.harness import Proc
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.sandbox.client import SandboxControl
@@ -230,22 +229,3 @@ def describe(snapshot: Snapshot) -> str:
         f"online by status {online}, accounts by live connections {connections}, "
         f"duplicate use {snapshot.duplicate_use}"
     )
-
-
-class ClusterFactory(Protocol):
-    """The ``make_cluster`` fixture: builds one `Cluster` (see ``tests/e2e/conftest.py``)."""
-
-    def __call__(
-        self,
-        *,
-        accounts: int,
-        ttl: float,
-        grace: float | None = None,
-        release_step: int | None = None,
-        via_proxy: TcpProxy | None = None,
-        groups: int = 1,
-        members: int = 2,
-        playbooks: Mapping[str, str] | None = None,
-        assignment: Mapping[int, str] | None = None,
-        extra_env: Mapping[str, str] | None = None,
-    ) -> Awaitable[Cluster]: ...

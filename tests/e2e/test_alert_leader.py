@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import TEST_VAULT_KEY
 from tests.factories import make_fleet, report_states
 from tests.fakes.telegram_bot_api import FakeBotApi
-from tests.harness import Proc, free_port
+from tests.harness import Proc, free_port, telegram_alerting
 from tgfleet.account.runtime import State
 from tgfleet.kit.db import create_engine, create_sessionmaker
 
@@ -30,23 +30,6 @@ CHAT = -1009999
 LEADER = re.compile(r"alert\.leader\b")
 
 
-def _config(bot: FakeBotApi) -> str:
-    return f"""
-route:
-  receiver: ops
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: ops
-    telegram_configs:
-      - api_url: {bot.api_url}
-        bot_token: "{TOKEN}"
-        chat_id: {CHAT}
-"""
-
-
 async def test_one_leader_and_a_takeover_within_15_s(db_url: str, tmp_path: Path) -> None:
     engine = create_engine(db_url, pool_size=2, max_overflow=1)
     maker = create_sessionmaker(engine)
@@ -54,7 +37,7 @@ async def test_one_leader_and_a_takeover_within_15_s(db_url: str, tmp_path: Path
     try:
         async with FakeBotApi(TOKEN, chats={CHAT}) as bot:
             config = tmp_path / "alerting.yml"
-            config.write_text(_config(bot))
+            config.write_text(telegram_alerting(bot.api_url, TOKEN, CHAT))
 
             def api(name: str) -> Proc:
                 data = tmp_path / name

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import SILENT_PLAYBOOK, Cluster, ClusterFactory
+from tests.e2e.conftest import ClusterFactory
+from tests.e2e.harness import SILENT_PLAYBOOK, Cluster
 from tests.factories import help_playbook
 from tests.harness import PROBES, free_port
 from tgfleet.sandbox.world import BASIC_GROUP_IDS, SUPERGROUP_IDS

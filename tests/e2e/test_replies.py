@@ -21,34 +21,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.e2e.harness import PG_PORT, Cluster, ClusterFactory, describe
+from tests.e2e.conftest import ClusterFactory
+from tests.e2e.harness import PG_PORT, Cluster, describe
+from tests.factories import help_playbook
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.harness import PROBES
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 NAMES = ["w1", "w2", "w3"]
-OPEN = """
-defaults:
-  responders: one
-  limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 1000}
-rules:
-  - name: help
-    when: {keywords: [help]}
-    reply:
-      templates: ["more help is coming, {{ sender.first_name }}"]
-"""
-CAPPED = """
-defaults:
-  responders: one
-  limits: {min_interval_seconds: 0, account_hourly: 1000, group_hourly: 10}
-rules:
-  - name: help
-    when: {keywords: [help]}
-    reply:
-      templates: ["help is here, {{ sender.first_name }}"]
-"""
 CAP = 10
+OPEN = help_playbook("more help is coming, {{ sender.first_name }}", responders="one")
+CAPPED = help_playbook("help is here, {{ sender.first_name }}", group_hourly=CAP, responders="one")
 
 
 class Traffic:

@@ -31,7 +31,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import PG_PORT, ClusterFactory, Snapshot, describe
+from tests.e2e.conftest import ClusterFactory
+from tests.e2e.harness import PG_PORT, Snapshot, describe
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.harness import PROBES
 
