@@ -50,7 +50,7 @@ from _common import cpu_seconds, own_cpu, pct, run_in_tempdir
 from fleet import bench_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.e2e.harness import SILENT_PLAYBOOK, Snapshot, describe, observe
+from tests.e2e.harness import SILENT_PLAYBOOK, NotYet, Snapshot, observe, settle
 from tests.harness import Proc, free_port, scratch_database, seed_world, start_sandbox, worker_env
 
 from tgfleet import migrations
@@ -123,19 +123,11 @@ class Fleet:
         return snapshot.fair(WORKERS)
 
     async def until(self, predicate: Any, timeout: float, what: str) -> tuple[float, Snapshot]:  # noqa: ASYNC109
-        started = time.monotonic()
-        last: Snapshot | None = None
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    last = await self.snapshot()
-                    if predicate(last):
-                        return time.monotonic() - started, last
-                    await asyncio.sleep(STEP)
-        except TimeoutError:
+            return await settle(self.snapshot, predicate, timeout, STEP)
+        except NotYet as exc:
             logs = "\n".join(f"[{n}] {c.tail(5)}" for n, c in self.workers.items())
-            detail = "no snapshot" if last is None else describe(last)
-            msg = f"not {what} within {timeout} s: {detail}\n{logs}"
+            msg = f"not {what} within {timeout} s: {exc}\n{logs}"
             raise RuntimeError(msg) from None
 
 

@@ -21,7 +21,7 @@ import datetime as dt
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,23 +167,20 @@ class Cluster:
     ) -> tuple[float, Snapshot]:
         """Poll until ``predicate(snapshot)``; (seconds it took, that snapshot). Every
         snapshot on the way must show no duplicate use."""
-        started = time.monotonic()
-        last: Snapshot | None = None
+
+        async def look() -> Snapshot:
+            snapshot = await self.snapshot()
+            assert not snapshot.duplicate_use, snapshot.duplicate_use
+            return snapshot
+
         try:
-            async with asyncio.timeout(within):
-                while True:
-                    last = await self.snapshot()
-                    assert not last.duplicate_use, last.duplicate_use
-                    if predicate(last):
-                        return time.monotonic() - started, last
-                    await asyncio.sleep(step)
-        except TimeoutError:
-            detail = "no snapshot" if last is None else describe(last)
+            return await settle(look, predicate, within, step)
+        except NotYet as exc:
             async with self.engine.connect() as connection:
                 states = (await connection.execute(STATES)).all()
             logs = "\n".join(f"[{n}] {p.tail(8)}" for n, p in self.workers.items())
             msg = (
-                f"not {what} within {within} s: {detail}\n"
+                f"not {what} within {within} s: {exc}\n"
                 f"(status state, status worker, lease worker, reason, count): {states}\n{logs}"
             )
             raise AssertionError(msg) from None
@@ -192,6 +189,35 @@ class Cluster:
         """Until every account is served and every worker holds an even share (±5 %)."""
         _, snapshot = await self.wait(lambda s: s.fair(names), within, "settled in fair shares")
         return snapshot
+
+
+class NotYet(Exception):
+    """`settle` ran out of time; ``last`` is the last snapshot it took (None: not one)."""
+
+    def __init__(self, last: Snapshot | None) -> None:
+        super().__init__("no snapshot" if last is None else describe(last))
+        self.last = last
+
+
+async def settle(
+    look: Callable[[], Awaitable[Snapshot]],
+    predicate: Callable[[Snapshot], bool],
+    within: float,
+    step: float,
+) -> tuple[float, Snapshot]:
+    """``look`` every ``step`` s until ``predicate`` holds of its snapshot; (seconds it took,
+    that snapshot). `NotYet` after ``within`` s."""
+    started = time.monotonic()
+    last: Snapshot | None = None
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                last = await look()
+                if predicate(last):
+                    return time.monotonic() - started, last
+                await asyncio.sleep(step)
+    except TimeoutError:
+        raise NotYet(last) from None
 
 
 async def observe(
