@@ -103,7 +103,7 @@ from tests.harness import free_port, scratch_database, stop_process, telegram_al
 from tgfleet import migrations
 from tgfleet.account import runtime as account_runtime
 from tgfleet.account import service as account_service
-from tgfleet.account.runtime import State, StateChange
+from tgfleet.account.runtime import StateChange
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.config import parse_config
 from tgfleet.alert.evaluator import Evaluator
@@ -114,7 +114,7 @@ from tgfleet.config import Environment, Settings
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
-from tgfleet.models import DesiredState
+from tgfleet.models import AccountState, DesiredState
 
 ACCOUNTS = int(os.environ.get("TGFLEET_BENCH_ALERT_ACCOUNTS", "10000"))
 GROUP_WAIT = float(os.environ.get("TGFLEET_BENCH_ALERT_GROUP_WAIT", "30"))
@@ -523,7 +523,10 @@ async def seed(url: str) -> list[uuid.UUID]:
                 at = utcnow()
                 await account_runtime.apply(
                     session,
-                    [StateChange(a, State.ONLINE, State.STARTING, at, None) for a in batch],
+                    [
+                        StateChange(a, AccountState.ONLINE, AccountState.STARTING, at, None)
+                        for a in batch
+                    ],
                 )
             ids.extend(batch)
     finally:
@@ -561,7 +564,9 @@ async def run_tgfleet(backend: str, database_url: str | None, workdir: Path) -> 
                     await account_runtime.apply(
                         session,
                         [
-                            StateChange(a, State.QUARANTINED, State.ONLINE, at, None, "banned")
+                            StateChange(
+                                a, AccountState.QUARANTINED, AccountState.ONLINE, at, None, "banned"
+                            )
                             for a in ids[start : start + size]
                         ],
                     )

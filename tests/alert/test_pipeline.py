@@ -17,10 +17,10 @@ from tests.conftest import make_settings
 from tests.factories import make_fleet, report_states
 from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.harness import telegram_alerting
-from tgfleet.account.runtime import State
 from tgfleet.app import create_app
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.models import AccountState
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -58,7 +58,7 @@ async def test_fifty_quarantines_one_message_then_one_resolved_notice(
         async with _app(db_url, tmp_path / "data", config) as app:
             ids = await make_fleet(app.state.sessionmaker, 50, running=False)
             await report_states(
-                app.state.sessionmaker, ids, State.QUARANTINED, reason="session_revoked"
+                app.state.sessionmaker, ids, AccountState.QUARANTINED, reason="session_revoked"
             )
             [first] = await bot.wait_for_messages(1, within=15)
             await asyncio.sleep(2.5)  # more flushes: nothing new, nothing repeated
@@ -66,7 +66,9 @@ async def test_fifty_quarantines_one_message_then_one_resolved_notice(
             for i in range(50):
                 assert f"acc{i:03d}" in first.visible_text
             assert first.chat_id == CHAT
-            await report_states(app.state.sessionmaker, ids, State.STOPPED, reason="operator")
+            await report_states(
+                app.state.sessionmaker, ids, AccountState.STOPPED, reason="operator"
+            )
             messages = await bot.wait_for_messages(2, within=15)
             assert "RESOLVED" in messages[1].visible_text.upper()
             await asyncio.sleep(2.5)
@@ -85,7 +87,9 @@ async def test_a_restart_in_the_middle_neither_loses_nor_duplicates(
         config.write_text(_config(bot, group_wait="3s"))
         async with _app(db_url, tmp_path / "data", config) as app:
             ids = await make_fleet(app.state.sessionmaker, 3, running=False)
-            await report_states(app.state.sessionmaker, ids[:2], State.QUARANTINED, reason="banned")
+            await report_states(
+                app.state.sessionmaker, ids[:2], AccountState.QUARANTINED, reason="banned"
+            )
             await asyncio.sleep(1.0)  # evaluated and stored, not sent yet
             assert bot.messages == []
         async with _app(db_url, tmp_path / "data", config) as app:
@@ -95,7 +99,9 @@ async def test_a_restart_in_the_middle_neither_loses_nor_duplicates(
         async with _app(db_url, tmp_path / "data", config) as app:
             await asyncio.sleep(5)  # another restart: told already, so not again
             assert len(bot.messages) == 1
-            await report_states(app.state.sessionmaker, ids[2:], State.QUARANTINED, reason="banned")
+            await report_states(
+                app.state.sessionmaker, ids[2:], AccountState.QUARANTINED, reason="banned"
+            )
             messages = await bot.wait_for_messages(2, within=15)
             assert "acc002" in messages[1].visible_text
 
@@ -120,9 +126,11 @@ async def test_a_silence_from_the_api_mutes_and_the_test_endpoint_delivers(
                     comment="known mass ban",
                 )
             ids = await make_fleet(app.state.sessionmaker, 2, running=False)
-            await report_states(app.state.sessionmaker, ids[:1], State.QUARANTINED, reason="banned")
             await report_states(
-                app.state.sessionmaker, ids[1:], State.QUARANTINED, reason="session_revoked"
+                app.state.sessionmaker, ids[:1], AccountState.QUARANTINED, reason="banned"
+            )
+            await report_states(
+                app.state.sessionmaker, ids[1:], AccountState.QUARANTINED, reason="session_revoked"
             )
             [only] = await bot.wait_for_messages(1, within=15)
             await asyncio.sleep(2.5)
@@ -143,7 +151,9 @@ async def test_429_retry_after_is_obeyed(db_url: str, tmp_path: Path) -> None:
         bot.fail_next(429, retry_after=2)
         async with _app(db_url, tmp_path / "data", config) as app:
             ids = await make_fleet(app.state.sessionmaker, 1, running=False)
-            await report_states(app.state.sessionmaker, ids, State.QUARANTINED, reason="banned")
+            await report_states(
+                app.state.sessionmaker, ids, AccountState.QUARANTINED, reason="banned"
+            )
             [message] = await bot.wait_for_messages(1, within=20)
             refused = [r for r in bot.requests if r.status == 429]
             assert len(refused) == 1
@@ -161,7 +171,7 @@ async def test_the_api_lists_alerts_and_silences(db_url: str, tmp_path: Path) ->
 
             ids = await make_fleet(app.state.sessionmaker, 2, running=False)
             await report_states(
-                app.state.sessionmaker, ids, State.QUARANTINED, reason="session_revoked"
+                app.state.sessionmaker, ids, AccountState.QUARANTINED, reason="session_revoked"
             )
             await bot.wait_for_messages(1, within=15)
             transport = httpx.ASGITransport(app=app)

@@ -17,8 +17,8 @@ from tests.conftest import TEST_VAULT_KEY
 from tests.factories import make_fleet, report_states
 from tests.fakes.telegram_bot_api import FakeBotApi
 from tests.harness import Proc, free_port, telegram_alerting
-from tgfleet.account.runtime import State
 from tgfleet.kit.db import create_engine, create_sessionmaker
+from tgfleet.models import AccountState
 
 pytestmark = [
     pytest.mark.parametrize("backend", ["postgres"], indirect=True),
@@ -73,7 +73,7 @@ async def test_one_leader_and_a_takeover_within_15_s(db_url: str, tmp_path: Path
             assert not LEADER.search(second.output()), second.tail()
 
             ids = await make_fleet(maker, 4)
-            await report_states(maker, ids[:3], State.QUARANTINED, reason="banned")
+            await report_states(maker, ids[:3], AccountState.QUARANTINED, reason="banned")
             [message] = await bot.wait_for_messages(1, within=20)
             await asyncio.sleep(3)
             assert len(bot.messages) == 1, "both processes notified"
@@ -87,7 +87,7 @@ async def test_one_leader_and_a_takeover_within_15_s(db_url: str, tmp_path: Path
             print(f"takeover after kill -9: {took:.1f} s")
             await asyncio.sleep(3)  # the new leader re-reads the alerts: told already
             assert len(bot.messages) == 1
-            await report_states(maker, ids[3:], State.QUARANTINED, reason="banned")
+            await report_states(maker, ids[3:], AccountState.QUARANTINED, reason="banned")
             messages = await bot.wait_for_messages(2, within=20)
             assert "acc003" in messages[1].visible_text
     finally:

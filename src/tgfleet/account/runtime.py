@@ -30,10 +30,6 @@ from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
 from tgfleet.models import AccountEvent, AccountGroup, AccountState, AccountStatus, DesiredState
 
-#: The observed state's former name here; bench/alerting.py, tests/alert/test_pipeline.py
-#: and tests/e2e/test_alert_leader.py still import it (issue 15: they name AccountState next).
-State = AccountState
-
 #: The transitions DESIGN §4 allows (any state may also go to quarantined or error).
 TRANSITIONS: Final[Mapping[AccountState, frozenset[AccountState]]] = {
     AccountState.STOPPED: frozenset({AccountState.STARTING, AccountState.UNASSIGNED}),
