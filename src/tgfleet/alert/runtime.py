@@ -5,7 +5,6 @@ on PostgreSQL one of them leads, see :mod:`tgfleet.alert.evaluator`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final
@@ -24,7 +23,7 @@ from tgfleet.config import Settings
 from tgfleet.health.delivery import DeliveryRecord
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.kit.clock import utcnow
-from tgfleet.kit.lifecycle import Lifecycle
+from tgfleet.kit.lifecycle import Lifecycle, cancel_and_wait
 from tgfleet.logging import get_logger
 
 log = get_logger(__name__)
@@ -117,10 +116,7 @@ class AlertingRuntime(Lifecycle):
 
     async def stop(self) -> None:
         task, self._resend_task = self._resend_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.evaluator.stop()
         await self._http.aclose()
 

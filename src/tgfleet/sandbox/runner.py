@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from tgfleet.kit.lifecycle import cancel_and_wait
 from tgfleet.logging import get_logger
 from tgfleet.sandbox.control import SentMessage, create_control_app
 from tgfleet.sandbox.control_server import ControlServer
@@ -179,7 +180,7 @@ class Sandbox:
             await stack.enter_async_context(self.control)
             if self.traffic:
                 task = asyncio.create_task(self._run_traffic(), name="sandbox-traffic")
-                stack.push_async_callback(_cancel, task)
+                stack.push_async_callback(cancel_and_wait, task)
             log.info(
                 "sandbox.ready",
                 port=self.port,
@@ -230,9 +231,3 @@ class Sandbox:
         except SandboxRuleError as exc:
             log.debug("sandbox.traffic_skipped", kind=event.kind, reason=type(exc).__name__)
             return []
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
