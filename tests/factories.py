@@ -31,6 +31,7 @@ from tgfleet.lease.service import Registration
 from tgfleet.models import (
     Account,
     AccountEvent,
+    AccountGroup,
     AccountState,
     AccountStatus,
     AuditRecord,
@@ -254,6 +255,17 @@ async def observe(
             row.state = AccountState(state)
             for name, value in fields.items():
                 setattr(row, name, value)
+
+
+async def join_groups(
+    maker: async_sessionmaker[AsyncSession], account_id: uuid.UUID, chat_ids: Sequence[int]
+) -> None:
+    """Group rows (replies off) for ``account_id`` in these chats, as a worker finds them."""
+    async with unit_of_work(maker) as session:
+        session.add_all(
+            AccountGroup(account_id=account_id, chat_id=chat_id, enabled=False)
+            for chat_id in chat_ids
+        )
 
 
 async def register_worker(

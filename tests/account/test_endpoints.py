@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import (
     Credentials,
     account_row,
+    event_count,
     events_of,
+    join_groups,
     make_accounts,
     make_playbook,
     observe,
@@ -61,6 +63,17 @@ def audit(client: httpx.AsyncClient, admin: Credentials) -> AuditActions:
         return items
 
     return actions
+
+
+def ran(action: str, *, matched: int, changed: int) -> dict[str, object]:
+    """The body of a bulk command that ran (not a dry run)."""
+    return {
+        "action": action,
+        "matched": matched,
+        "changed": changed,
+        "dry_run": False,
+        "sample": None,
+    }
 
 
 class TestRead:
@@ -243,12 +256,12 @@ class TestBulk:
             f"{ACCOUNTS}/bulk", json={"ids": [str(i) for i in ids[:2]], "action": "start"}
         )
         assert by_ids.status_code == 200, by_ids.text
-        assert by_ids.json() == {"action": "start", "matched": 2, "changed": 2}
+        assert by_ids.json() == ran("start", matched=2, changed=2)
         by_filter = await olga.post(
             f"{ACCOUNTS}/bulk",
             json={"filter": {"label": "k", "state": ["stopped"]}, "action": "restart"},
         )
-        assert by_filter.json() == {"action": "restart", "matched": 2, "changed": 2}
+        assert by_filter.json()["matched"] == by_filter.json()["changed"] == 2
         records = await audit("account.bulk")
         assert [r["details"] for r in records] == [
             {
@@ -274,7 +287,7 @@ class TestBulk:
         everything = await olga.post(
             f"{ACCOUNTS}/bulk", json={"filter": {"all": True}, "action": "stop"}
         )
-        assert everything.json() == {"action": "stop", "matched": 2, "changed": 0}
+        assert (everything.json()["matched"], everything.json()["changed"]) == (2, 0)
 
     async def test_refusals(self, olga: httpx.AsyncClient, sessionmaker: Maker) -> None:
         """10,001 ids, both ids and filter, an unknown action, an unknown state: 422."""
@@ -306,6 +319,153 @@ class TestBulk:
         assert str(unknown) in response.json()["detail"]
         assert [(await account_row(sessionmaker, i)).desired_state for i in ids] == ["stopped"] * 2
         assert await events_of(sessionmaker, ids[0]) == []
+
+
+class TestQuery:
+    async def test_worker_group_and_sort_params(
+        self, olga: httpx.AsyncClient, sessionmaker: Maker
+    ) -> None:
+        """worker and group repeat, sort orders with the label breaking ties, and the
+        counts follow the worker and group filters."""
+        ids = await make_accounts(sessionmaker, ["g1", "g2", "g3", "g4"])
+        await observe(sessionmaker, ids[0], "online", worker_id="w1")
+        await observe(sessionmaker, ids[1], "error", worker_id="w2")
+        await observe(sessionmaker, ids[2], "online", worker_id="w2")
+        await join_groups(sessionmaker, ids[1], [-100])
+        await join_groups(sessionmaker, ids[2], [-100, -200])
+        await join_groups(sessionmaker, ids[3], [-200])
+        response = await olga.get(
+            ACCOUNTS, params={"worker": ["w2", "w1"], "group": [-100, -200], "sort": "-state"}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [(a["label"], a["status"]["state"]) for a in body["items"]] == [
+            ("g3", "online"),
+            ("g2", "error"),
+        ]
+        assert {k: v for k, v in body["counts"].items() if v} == {"online": 1, "error": 1}
+        assert body["next_cursor"] is None
+        by_worker = (await olga.get(ACCOUNTS, params={"sort": "-worker", "limit": 3})).json()
+        assert [a["label"] for a in by_worker["items"]] == ["g2", "g3", "g1"]
+        rest = await olga.get(
+            ACCOUNTS, params={"sort": "-worker", "limit": 3, "cursor": by_worker["next_cursor"]}
+        )
+        assert [a["label"] for a in rest.json()["items"]] == ["g4"]
+        mismatch = await olga.get(
+            ACCOUNTS, params={"sort": "worker", "cursor": by_worker["next_cursor"]}
+        )
+        assert mismatch.status_code == 422
+        assert mismatch.json() == {
+            "error": "cursor_sort_mismatch",
+            "detail": "the cursor continues a listing sorted by '-worker', not 'worker'; "
+            "start again without a cursor",
+        }
+
+    async def test_bad_params_are_422(self, olga: httpx.AsyncClient) -> None:
+        """An unknown sort names the allowed values; a group that is not a marked chat id,
+        and more than 50 values of one filter, are refused."""
+        unknown = await olga.get(ACCOUNTS, params={"sort": "size"})
+        assert unknown.status_code == 422
+        assert unknown.json()["error"] == "validation_error", unknown.text
+        detail = unknown.json()["detail"]
+        for allowed in ("'label'", "'-label'", "'state'", "'since'", "'-worker'", "'created'"):
+            assert allowed in detail, detail
+        too_many_states = {"state": ["online"] * 51}
+        for params in (
+            {"group": "abc"},
+            {"group": "0"},
+            {"group": str(2**63)},
+            {"group": [str(-i) for i in range(1, 52)]},
+            {"worker": [f"w{i}" for i in range(51)]},
+            {"worker": "w" * 129},
+            too_many_states,
+        ):
+            response = await olga.get(ACCOUNTS, params=params)
+            assert response.status_code == 422, (params, response.text)
+        body_refusals: list[dict[str, object]] = [
+            {"group": [0]},
+            {"group": ["x"]},
+            {"group": list(range(1, 52))},
+            {"worker": [f"w{i}" for i in range(51)]},
+            {"worker": []},
+        ]
+        for refused in body_refusals:
+            response = await olga.post(
+                f"{ACCOUNTS}/bulk", json={"filter": refused, "action": "stop"}
+            )
+            assert response.status_code == 422, (refused, response.text)
+
+    async def test_bulk_filter_by_worker_and_group(
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
+    ) -> None:
+        """The bulk filter body takes worker and group; the audit record names them."""
+        ids = await make_accounts(sessionmaker, ["h1", "h2", "h3"])
+        await observe(sessionmaker, ids[0], "online", worker_id="w1")
+        await observe(sessionmaker, ids[1], "online", worker_id="w1")
+        await join_groups(sessionmaker, ids[1], [-7])
+        await join_groups(sessionmaker, ids[2], [-7])
+        response = await olga.post(
+            f"{ACCOUNTS}/bulk",
+            json={"filter": {"worker": ["w1"], "group": [-7]}, "action": "start"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == ran("start", matched=1, changed=1)
+        (record,) = await audit("account.bulk")
+        assert record["details"] == {
+            "action": "start",
+            "filter": {"worker": ["w1"], "group": [-7]},
+            "matched": 1,
+            "changed": 1,
+        }
+        states = [(await account_row(sessionmaker, i)).desired_state for i in ids]
+        assert states == ["stopped", "running", "stopped"]
+
+    async def test_dry_run_changes_and_audits_nothing(
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
+    ) -> None:
+        """A dry run answers matched and a sample, by filter and by ids; no desired state,
+        no timeline event, no audit record changes. The real run then matches as many."""
+        ids = await make_accounts(sessionmaker, ["d1", "d2", "e1"])
+        await observe(sessionmaker, ids[1], "quarantined")
+        before = await event_count(sessionmaker)
+        by_filter = await olga.post(
+            f"{ACCOUNTS}/bulk",
+            json={"filter": {"label": "d"}, "action": "restart", "dry_run": True},
+        )
+        assert by_filter.status_code == 200, by_filter.text
+        assert by_filter.json() == {
+            "action": "restart",
+            "matched": 2,
+            "changed": 0,
+            "dry_run": True,
+            "sample": [
+                {"id": str(ids[0]), "label": "d1", "state": "stopped"},
+                {"id": str(ids[1]), "label": "d2", "state": "quarantined"},
+            ],
+        }
+        by_ids = await olga.post(
+            f"{ACCOUNTS}/bulk",
+            json={"ids": [str(ids[2]), str(ids[0])], "action": "start", "dry_run": True},
+        )
+        assert by_ids.json() == by_filter.json() | {
+            "action": "start",
+            "sample": [
+                {"id": str(ids[0]), "label": "d1", "state": "stopped"},
+                {"id": str(ids[2]), "label": "e1", "state": "stopped"},
+            ],
+        }
+        empty = await olga.post(
+            f"{ACCOUNTS}/bulk", json={"filter": {}, "action": "stop", "dry_run": True}
+        )
+        assert empty.json()["error"] == "empty_filter"
+        rows = [await account_row(sessionmaker, i) for i in ids]
+        assert [(a.desired_state, a.restart_seq) for a in rows] == [("stopped", 0)] * 3
+        assert await event_count(sessionmaker) == before
+        assert await audit("account.bulk") == []
+        real = await olga.post(
+            f"{ACCOUNTS}/bulk", json={"filter": {"label": "d"}, "action": "restart"}
+        )
+        assert real.json()["matched"] == by_filter.json()["matched"]
 
 
 class TestEvents:

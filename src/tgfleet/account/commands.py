@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tgfleet.account.exceptions import UnknownCommand
 from tgfleet.account.repository import AccountEventRepository, AccountRepository
 from tgfleet.account.schemas import AccountFilter, ControlAction
-from tgfleet.account.service import get_account, select_accounts, timeline_entry
+from tgfleet.account.service import choice, get_account, select_accounts, timeline_entry
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.lease import notify
@@ -113,12 +113,7 @@ async def bulk_control(
 
 
 def _command(action: ControlAction | str) -> ControlAction:
-    try:
-        return ControlAction(action)
-    except ValueError:
-        choices = ", ".join(a.value for a in ControlAction)
-        msg = f"unknown command {action!r}; use one of {choices}"
-        raise UnknownCommand(msg) from None
+    return choice(ControlAction, action, what="command", error=UnknownCommand)
 
 
 def _command_event(

@@ -14,18 +14,23 @@ from tgfleet.account import service as account_service
 from tgfleet.account.schemas import (
     CHAT_ID_MAX,
     CHAT_ID_MIN,
+    FILTER_MAX_VALUES,
     AccountBulkCommand,
     AccountEventRead,
     AccountGroupRead,
     AccountGroupUpdate,
+    AccountMatchRead,
     AccountPage,
     AccountRead,
+    AccountSort,
     AccountStatusRead,
     BulkResultRead,
     ControlAction,
     GroupBulkResultRead,
     GroupBulkUpdate,
+    GroupChatId,
     SessionSummary,
+    WorkerId,
 )
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
@@ -102,18 +107,40 @@ async def list_accounts(
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
     state: Annotated[
-        list[AccountState] | None, Query(description="observed state; repeat for several")
+        list[AccountState] | None,
+        Query(max_length=FILTER_MAX_VALUES, description="observed state; repeat for several"),
     ] = None,
     label: Annotated[str | None, Query(max_length=200, description="label prefix")] = None,
     q: Annotated[
         str | None,
         Query(max_length=200, description="part of the label, username or phone"),
     ] = None,
+    worker: Annotated[
+        list[WorkerId] | None,
+        Query(
+            max_length=FILTER_MAX_VALUES,
+            description="the worker in the status row; repeat for several",
+        ),
+    ] = None,
+    group: Annotated[
+        list[GroupChatId] | None,
+        Query(
+            max_length=FILTER_MAX_VALUES,
+            description="accounts with a group row for this chat id; repeat for several",
+        ),
+    ] = None,
+    sort: Annotated[
+        AccountSort,
+        Query(description="label, state, since, worker or created; '-' first reverses"),
+    ] = AccountSort.LABEL,
 ) -> AccountPage:
-    """Accounts in label order with their observed status and session state (never key
-    material). ``label`` and ``q`` are case-insensitive. ``counts`` gives the number of
-    accounts per state over the ``label`` and ``q`` filters, ignoring ``state``, so a
-    console can show one tab per state; an account no worker has run counts as stopped."""
+    """Accounts with their observed status and session state (never key material), in
+    ``sort``'s order with the label breaking ties. ``label`` and ``q`` are
+    case-insensitive; every filter given must hold, any value of a repeated one. An
+    account no worker has run counts as stopped, since its creation, with no worker.
+    ``counts`` gives the number of accounts per state over the other filters, ignoring
+    ``state``, so a console can show one tab per state. A ``cursor`` continues only the
+    sort it was made for."""
     result = await account_service.list_accounts(
         session,
         cursor=cursor,
@@ -121,6 +148,9 @@ async def list_accounts(
         q=q or None,
         label=label or None,
         states=[s.value for s in state or ()],
+        workers=list(dict.fromkeys(worker or ())),
+        groups=list(dict.fromkeys(group or ())),
+        sort=sort,
         with_counts=True,
     )
     ids = [a.id for a in result.items]
@@ -141,14 +171,29 @@ async def bulk_control(
     body: AccountBulkCommand, principal: AccountController, session: DbSession, meta: Meta
 ) -> BulkResultRead:
     """Start, stop or restart many accounts: ``ids`` (at most 10,000, all must exist) or a
-    ``filter`` on state, label prefix and text. An empty filter is refused; give
-    ``{"filter": {"all": true}}`` to mean every account. ``matched`` counts the accounts
-    selected, ``changed`` those whose desired state or restart_seq moved."""
+    ``filter`` on state, label prefix, text, worker and group. An empty filter is refused;
+    give ``{"filter": {"all": true}}`` to mean every account. ``matched`` counts the
+    accounts selected, ``changed`` those whose desired state or restart_seq moved.
+    ``dry_run`` answers ``matched`` and a ``sample`` of the first accounts by label, and
+    changes nothing: no desired state, no timeline event, no audit record."""
+    wanted = body.filter.to_filter() if body.filter is not None else None
+    if body.dry_run:
+        preview = await account_service.preview_selection(session, ids=body.ids, wanted=wanted)
+        return BulkResultRead(
+            action=body.action,
+            matched=preview.count,
+            changed=0,
+            dry_run=True,
+            sample=[
+                AccountMatchRead(id=account_id, label=label, state=state)
+                for account_id, label, state in preview.sample
+            ],
+        )
     result = await account_commands.bulk_control(
         session,
         audit_context(principal, meta),
         ids=body.ids,
-        filter=body.filter.to_filter() if body.filter is not None else None,
+        filter=wanted,
         action=body.action,
     )
     return BulkResultRead(action=result.action, matched=result.matched, changed=result.changed)

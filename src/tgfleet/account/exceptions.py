@@ -54,3 +54,15 @@ class GroupNeedsPlaybook(AppError):
 class UnknownCommand(AppError):
     status_code: ClassVar[int] = 422
     code: ClassVar[str] = "unknown_command"
+
+
+class UnknownSort(AppError):
+    status_code: ClassVar[int] = 422
+    code: ClassVar[str] = "unknown_sort"
+
+
+class CursorSortMismatch(AppError):
+    """A listing cursor made for another sort: continuing with it would skip or repeat."""
+
+    status_code: ClassVar[int] = 422
+    code: ClassVar[str] = "cursor_sort_mismatch"

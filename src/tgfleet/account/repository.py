@@ -12,6 +12,8 @@ from typing import Any, NamedTuple, TypeVar, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Select,
+    and_,
     case,
     exists,
     func,
@@ -21,10 +23,18 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import InstrumentedAttribute
 
-from tgfleet.account.schemas import HELD_STATES, AccountFilter, ControlAction
+from tgfleet.account.schemas import HELD_STATES, AccountFilter, AccountSort, ControlAction
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import Account, AccountEvent, AccountState, AccountStatus, DesiredState
+from tgfleet.models import (
+    Account,
+    AccountEvent,
+    AccountGroup,
+    AccountState,
+    AccountStatus,
+    DesiredState,
+)
 
 #: Ids per IN (...) list: well under the bind-parameter limits of SQLite (32,766) and
 #: asyncpg (32,767), so a bulk of any size runs as a few set-based statements.
@@ -33,6 +43,16 @@ CHUNK = 5_000
 #: The observed state, with "no status row" read as stopped. Rendered inline (not bound) so
 #: that PostgreSQL sees the same expression in SELECT and GROUP BY.
 OBSERVED_STATE = func.coalesce(AccountStatus.state, literal_column(f"'{AccountState.STOPPED}'"))
+
+#: The key of each sort, never NULL (so both databases order the same): an account without
+#: a status row is ``stopped``, ``since`` its creation, and its worker is ``''``.
+SORT_KEYS: dict[str, ColumnElement[Any] | InstrumentedAttribute[Any]] = {
+    "label": Account.label,
+    "state": OBSERVED_STATE,
+    "since": func.coalesce(AccountStatus.since, Account.created_at),
+    "worker": func.coalesce(AccountStatus.worker_id, literal_column("''")),
+    "created": Account.created_at,
+}
 
 T = TypeVar("T")
 
@@ -77,11 +97,46 @@ def filter_conditions(
         )
     if with_state and wanted.states:
         conditions.append(OBSERVED_STATE.in_(wanted.states))
+    if wanted.workers:
+        conditions.append(AccountStatus.worker_id.in_(wanted.workers))
+    if wanted.groups:
+        # EXISTS, not a join: an account in several of the groups is still one row.
+        conditions.append(
+            exists().where(
+                AccountGroup.account_id == Account.id, AccountGroup.chat_id.in_(wanted.groups)
+            )
+        )
     return conditions
+
+
+def after_condition(sort: AccountSort, key: Any, label: str) -> ColumnElement[bool]:
+    """Rows after (``key``, ``label``) in ``sort``'s order (the label always ascending)."""
+    if sort.key == "label":
+        return Account.label < label if sort.descending else Account.label > label
+    expression = SORT_KEYS[sort.key]
+    beyond = expression < key if sort.descending else expression > key
+    return or_(beyond, and_(expression == key, Account.label > label))
+
+
+def ordering(sort: AccountSort) -> list[ColumnElement[Any]]:
+    expression = SORT_KEYS[sort.key]
+    first = expression.desc() if sort.descending else expression.asc()
+    return [first] if sort.key == "label" else [first, Account.label.asc()]
 
 
 #: How the status row joins its account (outer: an account no worker ran has none).
 STATUS_JOIN = AccountStatus.account_id == Account.id
+
+
+def _matching(wanted: AccountFilter, *columns: Any) -> Select[Any]:
+    """``columns`` of the accounts ``wanted`` selects (with their status row outer-joined):
+    the one selection behind a listing page, a bulk command and its preview."""
+    return (
+        select(*columns)
+        .select_from(Account)
+        .outerjoin(AccountStatus, STATUS_JOIN)
+        .where(*filter_conditions(wanted))
+    )
 
 
 class AccountRepository(RepositoryBase[Account]):
@@ -113,19 +168,52 @@ class AccountRepository(RepositoryBase[Account]):
         return set(result.scalars().all())
 
     async def page(
-        self, *, after: str | None, limit: int, wanted: AccountFilter
-    ) -> list[tuple[Account, AccountStatus | None]]:
-        """``limit + 1`` accounts in label order after ``after``, each with its status."""
-        statement = (
-            select(Account, AccountStatus)
-            .outerjoin(AccountStatus, STATUS_JOIN)
-            .order_by(Account.label)
+        self,
+        *,
+        after: tuple[Any, str] | None,
+        limit: int,
+        wanted: AccountFilter,
+        sort: AccountSort = AccountSort.LABEL,
+    ) -> list[tuple[Account, AccountStatus | None, Any]]:
+        """``limit + 1`` accounts in ``sort``'s order after ``after`` (the sort key and the
+        label of the last row seen), each with its status and its sort key."""
+        statement = _matching(wanted, Account, AccountStatus, SORT_KEYS[sort.key]).order_by(
+            *ordering(sort)
         )
         if after is not None:
-            statement = statement.where(Account.label > after)
-        statement = statement.where(*filter_conditions(wanted))
+            statement = statement.where(after_condition(sort, *after))
         result = await self.session.execute(statement.limit(limit + 1))
-        return [(row[0], row[1]) for row in result]
+        return [(row[0], row[1], row[2]) for row in result]
+
+    async def count_matching(self, wanted: AccountFilter) -> int:
+        statement = _matching(wanted, func.count())
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def sample_matching(
+        self, wanted: AccountFilter, limit: int
+    ) -> list[tuple[uuid.UUID, str, str]]:
+        """The first ``limit`` accounts ``wanted`` selects, by label: (id, label, state)."""
+        statement = _matching(wanted, Account.id, Account.label, OBSERVED_STATE)
+        result = await self.session.execute(statement.order_by(Account.label).limit(limit))
+        return [(row[0], row[1], str(row[2])) for row in result]
+
+    async def sample_of(
+        self, account_ids: Sequence[uuid.UUID], limit: int
+    ) -> list[tuple[uuid.UUID, str, str]]:
+        """The first ``limit`` of these accounts by label: (id, label, state)."""
+        found: list[tuple[uuid.UUID, str, str]] = []
+        for part in chunks(account_ids):
+            statement = (
+                select(Account.id, Account.label, OBSERVED_STATE)
+                .outerjoin(AccountStatus, STATUS_JOIN)
+                .where(Account.id.in_(part))
+                .order_by(Account.label)
+                .limit(limit)
+            )
+            found += [
+                (row[0], row[1], str(row[2])) for row in await self.session.execute(statement)
+            ]
+        return sorted(found, key=lambda row: row[1])[:limit]
 
     async def state_counts(self, wanted: AccountFilter) -> dict[str, int]:
         """Accounts per observed state over ``wanted`` without its states: one GROUP BY."""
@@ -175,11 +263,7 @@ class AccountRepository(RepositoryBase[Account]):
         return found
 
     async def ids_matching(self, wanted: AccountFilter) -> list[uuid.UUID]:
-        statement = (
-            select(Account.id)
-            .outerjoin(AccountStatus, STATUS_JOIN)
-            .where(*filter_conditions(wanted))
-        )
+        statement = _matching(wanted, Account.id)
         result = await self.session.execute(statement.order_by(Account.id))
         return list(result.scalars().all())
 

@@ -22,6 +22,12 @@ CHAT_ID_MIN = -(2**63)
 CHAT_ID_MAX = 2**63 - 1
 #: The longest group title (its column's length).
 GROUP_TITLE_MAX = 255
+#: At most this many values of one repeatable filter field (states, workers, groups).
+FILTER_MAX_VALUES = 50
+#: The longest worker id (its column's length).
+WORKER_ID_MAX = 128
+#: Accounts a bulk preview (a dry run) names.
+PREVIEW_SAMPLE = 20
 
 
 class ControlAction(StrEnum):
@@ -45,24 +51,55 @@ LIVE_STATES: Final = frozenset(
 )
 
 
+class AccountSort(StrEnum):
+    """The orders of an account listing; ``-`` reverses the key. Every order ends with the
+    label (unique, ascending), so a page boundary is exact. An account no worker has run
+    sorts as ``stopped``, ``since`` its creation, and with the worker ``""`` (before every
+    worker id ascending, after them descending), the same on SQLite and PostgreSQL."""
+
+    LABEL = "label"
+    LABEL_DESC = "-label"
+    STATE = "state"
+    STATE_DESC = "-state"
+    SINCE = "since"
+    SINCE_DESC = "-since"
+    WORKER = "worker"
+    WORKER_DESC = "-worker"
+    CREATED = "created"
+    CREATED_DESC = "-created"
+
+    @property
+    def key(self) -> str:
+        """The sort key without its direction (label, state, since, worker, created)."""
+        return self.value.removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.value.startswith("-")
+
+
 @dataclass(frozen=True, slots=True)
 class AccountFilter:
-    """Which accounts a listing or a bulk command covers.
+    """Which accounts a listing, its counts or a bulk command covers (all fields AND).
 
     ``states`` match the observed state (no status row counts as ``stopped``); ``label`` is a
     case-insensitive prefix of the label; ``q`` a case-insensitive substring of the label,
-    username or phone. ``everything`` must be set to cover the whole fleet with an
-    otherwise empty filter.
+    username or phone; ``workers`` the worker named in the status row (the last one that
+    reported the account); ``groups`` keeps the accounts with a group row for one of these
+    chat ids (whether replies are on or not). ``everything`` must be set to cover the whole
+    fleet with an otherwise empty filter.
     """
 
     states: tuple[str, ...] = ()
     label: str | None = None
     q: str | None = None
+    workers: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
     everything: bool = False
 
     @property
     def names_a_field(self) -> bool:
-        return bool(self.states) or bool(self.label) or bool(self.q)
+        return any((self.states, self.label, self.q, self.workers, self.groups))
 
     def describe(self) -> dict[str, Any]:
         """The filter as audit details (only the fields given)."""
@@ -73,9 +110,22 @@ class AccountFilter:
             described["label"] = self.label
         if self.q:
             described["q"] = self.q
+        if self.workers:
+            described["worker"] = list(self.workers)
+        if self.groups:
+            described["group"] = list(self.groups)
         if self.everything:
             described["all"] = True
         return described
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPreview:
+    """What a bulk action on a selection would touch: how many accounts, and the first
+    ``sample`` of them in label order as (id, label, observed state)."""
+
+    count: int
+    sample: list[tuple[uuid.UUID, str, str]]
 
 
 class SessionSummary(Schema):
@@ -133,13 +183,41 @@ class AccountPage(Page[AccountRead]):
     )
 
 
-class AccountFilterBody(RequestSchema):
-    """Select accounts by observed state, label prefix and text. ``{}`` is refused; say
-    ``{"all": true}`` (and nothing else) to mean every account."""
+ChatId = Annotated[int, Field(ge=CHAT_ID_MIN, le=CHAT_ID_MAX)]
+WorkerId = Annotated[str, Field(min_length=1, max_length=WORKER_ID_MAX)]
 
-    state: Annotated[list[AccountState] | None, Field(min_length=1)] = None
+
+def _marked_chat_id(chat_id: int) -> int:
+    if chat_id == 0:
+        msg = "0 is not a marked Telegram chat id (a non-zero 64-bit integer)"
+        raise ValueError(msg)
+    return chat_id
+
+
+#: A chat id a filter names: a marked, non-zero 64-bit id.
+GroupChatId = Annotated[ChatId, AfterValidator(_marked_chat_id)]
+
+
+def _values(description: str) -> Any:
+    """A repeatable filter field: at least one value, at most ``FILTER_MAX_VALUES``."""
+    return Field(min_length=1, max_length=FILTER_MAX_VALUES, description=description)
+
+
+class AccountFilterBody(RequestSchema):
+    """Select accounts by observed state, label prefix, text, worker and group (all must
+    hold; within a list any value). ``{}`` is refused; say ``{"all": true}`` (and nothing
+    else) to mean every account."""
+
+    state: Annotated[list[AccountState] | None, _values("the observed state")] = None
     label: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     q: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    worker: Annotated[
+        list[WorkerId] | None,
+        _values("the worker in the status row (the last that reported the account)"),
+    ] = None
+    group: Annotated[
+        list[GroupChatId] | None, _values("accounts with a group row for one of these chat ids")
+    ] = None
     all: bool = Field(default=False, description="every account; only on its own")
 
     def to_filter(self) -> AccountFilter:
@@ -147,6 +225,8 @@ class AccountFilterBody(RequestSchema):
             states=tuple(s.value for s in self.state or ()),
             label=self.label,
             q=self.q,
+            workers=tuple(dict.fromkeys(self.worker or ())),
+            groups=tuple(dict.fromkeys(self.group or ())),
             everything=self.all,
         )
 
@@ -158,12 +238,29 @@ class AccountBulkCommand(RequestSchema):
     ids: BulkIds = None
     filter: AccountFilterBody | None = None
     action: ControlAction
+    dry_run: bool = Field(
+        default=False,
+        description="only count and name what would be touched; changes and audits nothing",
+    )
+
+
+class AccountMatchRead(Schema):
+    id: uuid.UUID
+    label: str
+    state: str = Field(description="the observed state (stopped when no worker ran it)")
 
 
 class BulkResultRead(Schema):
     action: ControlAction
     matched: int = Field(description="accounts the ids or the filter selected")
-    changed: int = Field(description="accounts whose desired state or restart_seq changed")
+    changed: int = Field(
+        description="accounts whose desired state or restart_seq changed (0 on a dry run)"
+    )
+    dry_run: bool = False
+    sample: list[AccountMatchRead] | None = Field(
+        default=None,
+        description=f"on a dry run, the first {PREVIEW_SAMPLE} matched accounts by label",
+    )
 
 
 class AccountEventRead(Schema):
@@ -175,9 +272,6 @@ class AccountEventRead(Schema):
     code: str | None
     message: str | None
     details: dict[str, Any]
-
-
-ChatId = Annotated[int, Field(ge=CHAT_ID_MIN, le=CHAT_ID_MAX)]
 
 
 class AccountGroupRead(Schema):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,8 +22,10 @@ from tgfleet.account.exceptions import (
     AccountLabelTaken,
     AccountNotFound,
     AccountsNotFound,
+    CursorSortMismatch,
     EmptyFilter,
     InvalidBulkTarget,
+    UnknownSort,
 )
 from tgfleet.account.repository import (
     AccountEventRepository,
@@ -29,13 +33,22 @@ from tgfleet.account.repository import (
     AccountStatusRepository,
     StateRow,
 )
-from tgfleet.account.schemas import BULK_MAX_IDS, AccountFilter
+from tgfleet.account.schemas import (
+    BULK_MAX_IDS,
+    PREVIEW_SAMPLE,
+    AccountFilter,
+    AccountSort,
+    MatchPreview,
+)
+from tgfleet.exceptions import AppError, InvalidInput
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.names import sanitise_name
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
 from tgfleet.models import Account, AccountEvent, AccountState, AccountStatus, DesiredState
 
 LABEL_MAX = 200
+
+E = TypeVar("E", bound=StrEnum)
 
 
 def clean_label(raw: str) -> str:
@@ -132,31 +145,105 @@ async def list_accounts(
     q: str | None = None,
     label: str | None = None,
     states: Sequence[str] = (),
+    workers: Sequence[str] = (),
+    groups: Sequence[int] = (),
+    sort: AccountSort | str = AccountSort.LABEL,
     with_counts: bool = False,
 ) -> AccountListing:
-    """Accounts in label order, filtered by observed state, label prefix and text (label,
-    username or phone), both case-insensitive. ``with_counts`` adds one GROUP BY query."""
-    key = decode_cursor(cursor)
-    after = str(key["label"]) if key and "label" in key else None
-    wanted = AccountFilter(states=tuple(states), label=label, q=q)
-    repository = AccountRepository(session)
-    rows = await repository.page(after=after, limit=limit, wanted=wanted)
-    page = slice_rows(rows, limit, lambda row: {"label": row[0].label})
-    counts = await state_counts(session, label=label, q=q) if with_counts else None
+    """Accounts in ``sort``'s order (label by default; see ``AccountSort``), filtered by
+    observed state, label prefix and text (label, username or phone; both
+    case-insensitive), worker and group. ``cursor`` continues a listing in the same sort
+    (one made for another sort is refused). ``with_counts`` adds one GROUP BY query."""
+    order = sort_of(sort)
+    after = _cursor_position(decode_cursor(cursor), order)
+    wanted = AccountFilter(
+        states=tuple(states),
+        label=label,
+        q=q,
+        workers=tuple(workers),
+        groups=tuple(groups),
+    )
+    rows = await AccountRepository(session).page(
+        after=after, limit=limit, wanted=wanted, sort=order
+    )
+    page = slice_rows(rows, limit, lambda row: _cursor_key(order, row[2], row[0].label))
+    counts = (
+        await state_counts(session, label=label, q=q, workers=workers, groups=groups)
+        if with_counts
+        else None
+    )
     return AccountListing(
-        items=[account for account, _ in page.items],
-        statuses={account.id: status for account, status in page.items if status is not None},
+        items=[account for account, _, _ in page.items],
+        statuses={account.id: status for account, status, _ in page.items if status is not None},
         next_cursor=page.next_cursor,
         counts=counts,
     )
 
 
+def choice(kind: type[E], value: E | str, *, what: str, error: type[AppError]) -> E:
+    """``value`` as a member of the string enum ``kind``; anything else raises ``error``
+    naming ``what`` was unknown and the allowed values."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        msg = f"unknown {what} {value!r}; use one of {allowed}"
+        raise error(msg) from None
+
+
+def sort_of(sort: AccountSort | str) -> AccountSort:
+    """``sort`` as an ``AccountSort``; an unknown one is refused naming the allowed."""
+    return choice(AccountSort, sort, what="sort", error=UnknownSort)
+
+
+def _cursor_key(sort: AccountSort, key: Any, label: str) -> dict[str, Any]:
+    if sort.key == "label":
+        return {"sort": sort.value, "label": label}
+    value = key.isoformat() if isinstance(key, datetime) else str(key)
+    return {"sort": sort.value, "key": value, "label": label}
+
+
+def _cursor_position(key: dict[str, Any] | None, sort: AccountSort) -> tuple[Any, str] | None:
+    """(sort key, label) of the last row a cursor saw. A cursor without a sort is one from
+    before sorting (label order)."""
+    if key is None:
+        return None
+    made_for = key.get("sort", AccountSort.LABEL.value)
+    if made_for != sort.value:
+        msg = (
+            f"the cursor continues a listing sorted by {made_for!r}, not {sort.value!r}; "
+            "start again without a cursor"
+        )
+        raise CursorSortMismatch(msg)
+    label = key.get("label")
+    value = key.get("key")
+    if not isinstance(label, str) or (sort.key != "label" and not isinstance(value, str)):
+        msg = "cursor is not one this API returned"
+        raise InvalidInput(msg)
+    if sort.key in {"since", "created"}:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            msg = "cursor is not one this API returned"
+            raise InvalidInput(msg)
+        return moment, label
+    return value, label
+
+
 async def state_counts(
-    session: AsyncSession, *, label: str | None = None, q: str | None = None
+    session: AsyncSession,
+    *,
+    label: str | None = None,
+    q: str | None = None,
+    workers: Sequence[str] = (),
+    groups: Sequence[int] = (),
 ) -> dict[str, int]:
-    """Accounts per observed state (every known state present, zero or not; an account
-    without a status row counts as stopped)."""
-    found = await AccountRepository(session).state_counts(AccountFilter(label=label, q=q))
+    """Accounts per observed state over the other filters (every known state present, zero
+    or not; an account without a status row counts as stopped)."""
+    wanted = AccountFilter(label=label, q=q, workers=tuple(workers), groups=tuple(groups))
+    found = await AccountRepository(session).state_counts(wanted)
     return {state.value: 0 for state in AccountState} | found
 
 
@@ -236,13 +323,49 @@ async def select_accounts(
     if wanted is None:
         msg = "give the accounts as ids or as a filter"
         raise InvalidBulkTarget(msg)
+    _check_bulk_filter(wanted)
+    return await repository.ids_matching(wanted), {"filter": wanted.describe()}
+
+
+def _check_bulk_filter(wanted: AccountFilter) -> None:
     if wanted.everything and wanted.names_a_field:
         msg = "filter.all means every account; it cannot be combined with other fields"
         raise InvalidBulkTarget(msg)
     if not wanted.everything and not wanted.names_a_field:
         msg = "a filter must name at least one field; use ids or a filter"
         raise EmptyFilter(msg)
-    return await repository.ids_matching(wanted), {"filter": wanted.describe()}
+
+
+async def preview_matching(
+    session: AsyncSession, wanted: AccountFilter, *, sample: int = PREVIEW_SAMPLE
+) -> MatchPreview:
+    """What a bulk action on every account ``wanted`` selects would touch: the count and
+    the first ``sample`` accounts by label. The same selection (and the same refusals of an
+    empty or mixed filter) as ``select_accounts``; reads only."""
+    _check_bulk_filter(wanted)
+    repository = AccountRepository(session)
+    return MatchPreview(
+        count=await repository.count_matching(wanted),
+        sample=await repository.sample_matching(wanted, sample),
+    )
+
+
+async def preview_selection(
+    session: AsyncSession,
+    *,
+    ids: Sequence[uuid.UUID] | None,
+    wanted: AccountFilter | None,
+    sample: int = PREVIEW_SAMPLE,
+) -> MatchPreview:
+    """``preview_matching`` for a bulk request's ids or filter (a dry run): the ids are
+    checked as a real run checks them (all must exist)."""
+    if ids is None and wanted is not None:
+        return await preview_matching(session, wanted, sample=sample)
+    account_ids, _ = await select_accounts(session, ids=ids, wanted=wanted)
+    return MatchPreview(
+        count=len(account_ids),
+        sample=await AccountRepository(session).sample_of(account_ids, sample),
+    )
 
 
 # --- timeline -----------------------------------------------------------------------------
