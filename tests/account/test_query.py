@@ -191,12 +191,19 @@ class TestSorting:
             )
             with pytest.raises(UnknownSort, match="use one of label, -label, state"):
                 await account_service.list_accounts(session, cursor=None, sort="size")
-            with pytest.raises(InvalidInput, match="cursor is not one this API returned"):
-                await account_service.list_accounts(
-                    session,
-                    cursor=encode_cursor({"sort": "since", "key": "2026-01-01", "label": "a"}),
-                    sort="since",
-                )
+            forged: list[tuple[str, dict[str, Any]]] = [
+                ("since", {"sort": "since", "key": "2026-01-01", "label": "a"}),  # naive
+                ("since", {"sort": "since", "key": "yesterday", "label": "a"}),
+                ("state", {"sort": "state", "key": "sleeping", "label": "a"}),
+                ("worker", {"sort": "worker", "key": 7, "label": "a"}),
+                ("worker", {"sort": "worker", "key": "w1"}),
+                ("label", {"sort": {"a": 1}, "label": "a"}),
+            ]
+            for sort, key in forged:
+                with pytest.raises(InvalidInput, match="cursor is not one this API returned"):
+                    await account_service.list_accounts(
+                        session, cursor=encode_cursor(key), sort=sort
+                    )
         assert [a.label for a in legacy.items] == ["a10", "a11"]
 
 

@@ -209,27 +209,36 @@ def _cursor_position(key: dict[str, Any] | None, sort: AccountSort) -> tuple[Any
     if key is None:
         return None
     made_for = key.get("sort", AccountSort.LABEL.value)
-    if made_for != sort.value:
+    known = isinstance(made_for, str) and made_for in set(AccountSort)
+    if known and made_for != sort.value:
         msg = (
             f"the cursor continues a listing sorted by {made_for!r}, not {sort.value!r}; "
             "start again without a cursor"
         )
         raise CursorSortMismatch(msg)
-    label = key.get("label")
-    value = key.get("key")
-    if not isinstance(label, str) or (sort.key != "label" and not isinstance(value, str)):
+    label, value = key.get("label"), key.get("key")
+    position = _sort_key(sort, value) if made_for == sort.value else None
+    if not isinstance(label, str) or position is None:
         msg = "cursor is not one this API returned"
         raise InvalidInput(msg)
-    if sort.key in {"since", "created"}:
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            msg = "cursor is not one this API returned"
-            raise InvalidInput(msg)
-        return moment, label
-    return value, label
+    return position[0], label
+
+
+def _sort_key(sort: AccountSort, value: object) -> tuple[Any] | None:
+    """A cursor's sort key as the listing compares it, or None when it cannot be one."""
+    if sort.key == "label":
+        return (None,)
+    if not isinstance(value, str):
+        return None
+    if sort.key == "state":
+        return (AccountState(value),) if value in set(AccountState) else None
+    if sort.key == "worker":
+        return (value,)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (moment,) if moment.tzinfo is not None else None
 
 
 async def state_counts(
