@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     login_throttle_base_seconds: Annotated[float, Field(gt=0)] = 1.0
     login_throttle_max_seconds: Annotated[float, Field(gt=0)] = 900.0
     login_throttle_window_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    console_session_idle_seconds: Annotated[int, Field(ge=60)] = Field(
+        default=1800, description="a console session ends after this long without a request"
+    )
+    console_session_max_seconds: Annotated[int, Field(ge=60)] = Field(
+        default=43200,
+        description="a console session ends this long after sign-in, however busy; at least "
+        "the idle timeout",
+    )
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="mark the console's cookies Secure even on plain HTTP requests (they are "
+        "whenever the request is HTTPS)",
+    )
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
         default=(),
         max_length=MAX_TRUSTED_PROXIES,
@@ -255,6 +268,18 @@ class Settings(BaseSettings):
             msg = (
                 "set both TGFLEET_TELEGRAM_API_ID and TGFLEET_TELEGRAM_API_HASH (from "
                 "my.telegram.org), or neither (the sandbox needs none)"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _console_session_bounds(self) -> Settings:
+        if self.console_session_max_seconds < self.console_session_idle_seconds:
+            msg = (
+                f"TGFLEET_CONSOLE_SESSION_MAX_SECONDS ({self.console_session_max_seconds}) "
+                "must be at least TGFLEET_CONSOLE_SESSION_IDLE_SECONDS "
+                f"({self.console_session_idle_seconds}): a session cannot idle out after its "
+                "absolute end"
             )
             raise ValueError(msg)
         return self

@@ -1,5 +1,6 @@
-"""Signing in and being recognised: password login with its throttle (issuing a JWT), and
-resolving a bearer credential (a JWT or an API token) to a principal.
+"""Signing in and being recognised: the password check with its throttle (shared by the
+API's JWT login and the console's sessions), and resolving a bearer credential (a JWT or an
+API token) to a principal.
 
 A failed login counts against the username and the client address; past the threshold
 each is blocked for a growing delay. Every login, failed or not, is audited in the caller's
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,9 +26,10 @@ from tgfleet.auth.repository import ApiTokenRepository, ThrottleRepository, User
 from tgfleet.auth.roles import role_permissions
 from tgfleet.auth.schemas import USERNAME_PATTERN, Principal, normalise_username
 from tgfleet.auth.security import Security
-from tgfleet.auth.tokens import api_token_hash, is_api_token
+from tgfleet.auth.tokens import is_api_token, token_digest
 from tgfleet.kit.clock import utcnow
 from tgfleet.logging import get_logger
+from tgfleet.models import User
 
 #: Its lines keep the logger they had before the service was split.
 log = get_logger("tgfleet.auth.service")
@@ -50,11 +52,33 @@ async def login(
     ip: str | None,
     request_id: str | None,
 ) -> IssuedToken:
-    """Check a username and password and issue a JWT.
+    """Check a username and password (``check_login``) and issue a JWT."""
+    user, now = await check_login(
+        session, security, username=username, password=password, ip=ip, request_id=request_id
+    )
+    return IssuedToken(
+        access_token=security.jwt.issue(user.id, user.token_epoch, now=now),
+        expires_in=security.jwt.ttl_seconds,
+    )
 
-    Failures count against the username and the client address; past the threshold each
-    key is blocked for a growing delay (429 with Retry-After). A success clears the
-    counters of that username and that address only.
+
+async def check_login(
+    session: AsyncSession,
+    security: Security,
+    *,
+    username: str,
+    password: str,
+    ip: str | None,
+    request_id: str | None,
+    via: str | None = None,
+) -> tuple[User, datetime]:
+    """Check a username and password; return the user and the moment of the login.
+
+    The one password check of every sign-in (the API's JWT login, the console's session):
+    failures count against the username and the client address, whichever way they came;
+    past the threshold each key is blocked for a growing delay (429 with Retry-After). A
+    success clears the counters of that username and that address only. Every attempt is
+    audited as ``auth.login``, with ``via`` in its details when given.
     """
     name = normalise_username(username)[:150]
     user_key, ip_key = f"user:{name}", f"ip:{ip or 'unknown'}"
@@ -67,7 +91,7 @@ async def login(
     ]
     if blocked:
         retry_after = max(1, math.ceil((max(blocked) - now).total_seconds()))
-        await _audit_login(session, context, name, "failure", "throttled")
+        await _audit_login(session, context, name, "failure", "throttled", via)
         log.warning("auth.login_throttled", username=name, ip=ip, retry_after=retry_after)
         metrics.LOGINS.labels("throttled").inc()
         metrics.LOGIN_THROTTLES.inc()
@@ -85,12 +109,12 @@ async def login(
             delay = security.throttle_delay(failures)
             if delay > 0:
                 await throttle.block(key, now + timedelta(seconds=delay))
-        await _audit_login(session, context, name, "failure", reason)
+        await _audit_login(session, context, name, "failure", reason, via)
         log.info("auth.login_failed", username=name, ip=ip, reason=reason)
         metrics.LOGINS.labels("failure").inc()
         raise InvalidCredentials
     if user.disabled:
-        await _audit_login(session, context, name, "failure", "disabled")
+        await _audit_login(session, context, name, "failure", "disabled", via)
         metrics.LOGINS.labels("failure").inc()
         raise UserDisabled
 
@@ -100,21 +124,25 @@ async def login(
         user.password_hash = await security.passwords.hash(password)
     await session.flush()
     context = AuditContext(actor=f"user:{name}", ip=ip, request_id=request_id)
-    await _audit_login(session, context, name, "success", None)
+    await _audit_login(session, context, name, "success", None, via)
     log.info("auth.login", username=name, ip=ip)
     metrics.LOGINS.labels("success").inc()
-    return IssuedToken(
-        access_token=security.jwt.issue(user.id, user.token_epoch, now=now),
-        expires_in=security.jwt.ttl_seconds,
-    )
+    return user, now
 
 
 async def _audit_login(
-    session: AsyncSession, context: AuditContext, name: str, result: str, reason: str | None
+    session: AsyncSession,
+    context: AuditContext,
+    name: str,
+    result: str,
+    reason: str | None,
+    via: str | None,
 ) -> None:
     details: dict[str, str] = {"username": name}
     if reason:
         details["reason"] = reason
+    if via:
+        details["via"] = via
     await audit_service.record(
         session, context, action="auth.login", target=f"user:{name}", result=result, details=details
     )
@@ -126,7 +154,7 @@ async def authenticate(session: AsyncSession, security: Security, bearer: str) -
     users = UserRepository(session)
     if is_api_token(bearer):
         tokens = ApiTokenRepository(session)
-        row = await tokens.by_hash(api_token_hash(bearer))
+        row = await tokens.by_hash(token_digest(bearer))
         if row is None:
             raise denied("invalid_token", InvalidToken("the API token is unknown or revoked"))
         now = utcnow()

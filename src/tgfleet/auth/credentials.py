@@ -1,8 +1,8 @@
 """The caller's own credentials: changing their password, and their named API tokens.
 
-Both need a password login (a JWT), not an API token, and lock the caller's user row so a
-disable running meanwhile cannot miss what they create. Every change is audited in the
-caller's unit of work; services flush, the unit of work commits.
+Both need a password login (a JWT or a console session), not an API token, and lock the
+caller's user row so a disable running meanwhile cannot miss what they create. Every change
+is audited in the caller's unit of work; services flush, the unit of work commits.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ from tgfleet.auth.permissions import Permission
 from tgfleet.auth.repository import ApiTokenRepository, UserRepository
 from tgfleet.auth.schemas import Principal
 from tgfleet.auth.security import Security
-from tgfleet.auth.tokens import api_token_display, api_token_hash, new_api_token
+from tgfleet.auth.tokens import api_token_display, new_api_token, token_digest
 from tgfleet.auth.users import end_sessions
 from tgfleet.kit.clock import utcnow
 from tgfleet.models import ApiToken, User
+
+#: The credentials a password login gives, which may change credentials.
+PASSWORD_LOGINS = frozenset({"jwt", "console"})
 
 
 async def change_own_password(
@@ -57,9 +60,10 @@ async def change_own_password(
 
 
 def _require_interactive(principal: Principal, what: str) -> None:
-    """Credential changes need a password login: a leaked API token must not be able to
-    entrench itself by minting tokens or changing the owner's password."""
-    if principal.via != "jwt":
+    """Credential changes need a password login (a JWT or a console session): a leaked API
+    token must not be able to entrench itself by minting tokens or changing the owner's
+    password."""
+    if principal.via not in PASSWORD_LOGINS:
         raise denied(
             "forbidden", PermissionDenied(f"only a logged-in user can {what}, not an API token")
         )
@@ -74,7 +78,9 @@ async def _user_of(session: AsyncSession, principal: Principal, *, lock: bool = 
     user = await UserRepository(session).by_id(principal.user_id, for_update=lock)
     if user is None:
         raise UserNotFound("the calling user no longer exists")
-    if principal.via == "jwt" and (user.disabled or user.token_epoch != principal.token_epoch):
+    if principal.via in PASSWORD_LOGINS and (
+        user.disabled or user.token_epoch != principal.token_epoch
+    ):
         raise denied("stale_token", InvalidToken("this token was revoked meanwhile; log in again"))
     return user
 
@@ -107,7 +113,7 @@ async def create_api_token(
     row = ApiToken(
         user_id=user.id,
         name=name,
-        token_hash=api_token_hash(secret),
+        token_hash=token_digest(secret),
         prefix=api_token_display(secret),
         scopes=sorted(str(scope) for scope in scopes) if scopes is not None else None,
         expires_at=expires_at,

@@ -84,6 +84,13 @@ class TokenNotFound(NotFound):
     code = "token_not_found"
 
 
+class ConsoleSessionNotFound(NotFound):
+    """No console session of the caller's with that id (another user's is not found either:
+    its existence is not told)."""
+
+    code = "console_session_not_found"
+
+
 class TokenExists(Conflict):
     code = "token_exists"
 

@@ -4,12 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import ApiToken, LoginThrottle, Role, User
+from tgfleet.models import ApiToken, ConsoleSession, LoginThrottle, Role, User
 
 
 class RoleRepository(RepositoryBase[Role]):
@@ -142,4 +142,37 @@ class ThrottleRepository(RepositoryBase[LoginThrottle]):
                 func.coalesce(LoginThrottle.blocked_until, LoginThrottle.last_failure_at) < moment,
             )
         )  # a small table: rows live at most one window
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class ConsoleSessionRepository(RepositoryBase[ConsoleSession]):
+    model = ConsoleSession
+
+    async def by_hash(self, token_hash: str) -> ConsoleSession | None:
+        return await self.first(
+            select(ConsoleSession).where(ConsoleSession.token_hash == token_hash)
+        )
+
+    async def by_id(self, session_id: uuid.UUID) -> ConsoleSession | None:
+        return await self.first(select(ConsoleSession).where(ConsoleSession.id == session_id))
+
+    async def open_for_user(self, user_id: uuid.UUID, now: datetime) -> list[ConsoleSession]:
+        """The user's sessions neither revoked nor past their absolute end, oldest first."""
+        return await self.all(
+            select(ConsoleSession)
+            .where(
+                ConsoleSession.user_id == user_id,
+                ConsoleSession.revoked_at.is_(None),
+                ConsoleSession.expires_at > now,
+            )
+            .order_by(ConsoleSession.created_at, ConsoleSession.id)
+        )
+
+    async def delete_ended_before(self, moment: datetime) -> int:
+        """Delete the sessions revoked, or past their absolute end, before ``moment``."""
+        result = await self.session.execute(
+            delete(ConsoleSession).where(
+                or_(ConsoleSession.revoked_at < moment, ConsoleSession.expires_at < moment)
+            )
+        )
         return int(getattr(result, "rowcount", 0) or 0)

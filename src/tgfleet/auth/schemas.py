@@ -72,15 +72,17 @@ Description = Annotated[str, Field(max_length=300), AfterValidator(_printable)]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling, resolved from a JWT, an API token, or the local CLI."""
+    """Who is calling, resolved from a JWT, an API token, a console session, or the local
+    CLI."""
 
     user_id: uuid.UUID | None
     username: str
     role: str
     permissions: frozenset[Permission]
-    via: Literal["jwt", "api_token", "cli"]
+    via: Literal["jwt", "api_token", "console", "cli"]
     token_name: str | None = None
-    token_epoch: int | None = None  # a JWT's: a credential change checks it under lock
+    # A JWT's or a console session's: a credential change checks it under lock.
+    token_epoch: int | None = None
 
     @property
     def actor(self) -> str:

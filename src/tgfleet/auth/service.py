@@ -6,6 +6,8 @@ the work lives in modules named for what they hold:
 - ``tgfleet.auth.security``: ``Security``, what the services need from the settings;
 - ``tgfleet.auth.authentication``: password login with its throttle, and resolving a bearer
   credential (JWT or API token) to a principal;
+- ``tgfleet.auth.console_sessions``: the web console's server-side sessions (a cookie token
+  stored hashed, idle and absolute ends, a CSRF token per session);
 - ``tgfleet.auth.credentials``: the caller's own password and API tokens;
 - ``tgfleet.auth.users``: users as an admin manages them, and the first admin;
 - ``tgfleet.auth.roles``: built-in and custom roles, and a role's permissions;
@@ -23,6 +25,18 @@ from tgfleet.auth.authentication import (
     IssuedToken,
     authenticate,
     login,
+)
+from tgfleet.auth.console_sessions import (
+    ConsoleSession,
+    ConsoleSessionInfo,
+    OpenedConsoleSession,
+    close_console_session,
+    console_session,
+    list_console_sessions,
+    open_console_session,
+    prune_console_sessions,
+    revoke_console_session,
+    verify_csrf,
 )
 from tgfleet.auth.credentials import (
     change_own_password,
@@ -51,12 +65,17 @@ from tgfleet.auth.users import (
 
 __all__ = [
     "TOKEN_TOUCH_INTERVAL",
+    "ConsoleSession",
+    "ConsoleSessionInfo",
     "DeniedReason",
     "IssuedToken",
+    "OpenedConsoleSession",
     "Security",
     "authenticate",
     "change_own_password",
     "change_user_role",
+    "close_console_session",
+    "console_session",
     "count_denied",
     "create_api_token",
     "create_role",
@@ -66,12 +85,17 @@ __all__ = [
     "get_role",
     "get_user",
     "list_api_tokens",
+    "list_console_sessions",
     "list_roles",
     "list_users",
     "login",
+    "open_console_session",
+    "prune_console_sessions",
     "reset_password",
     "revoke_api_token",
+    "revoke_console_session",
     "role_permissions",
     "set_user_disabled",
     "update_role",
+    "verify_csrf",
 ]

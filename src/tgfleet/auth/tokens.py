@@ -7,7 +7,8 @@ refused from then on by every API process, even once the user is enabled again.
 JWTs are HMAC-signed with the configured algorithm only: ``alg: none`` and every other
 algorithm are rejected by passing exactly one algorithm to PyJWT. API tokens are 256-bit
 random strings shown once; only their SHA-256 is stored (they are too long to brute-force,
-so a slow hash buys nothing and would cost every request).
+so a slow hash buys nothing and would cost every request). Console session cookies are
+stored the same way (``token_digest``).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def is_api_token(value: str) -> bool:
     return value.startswith(API_TOKEN_PREFIX)
 
 
-def api_token_hash(value: str) -> str:
+def token_digest(value: str) -> str:
+    """What is stored of a random token (an API token, a console session's cookie)."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 

@@ -11,6 +11,7 @@ from tgfleet.models.alert import Alert
 from tgfleet.models.api_token import ApiToken
 from tgfleet.models.audit_chain_head import AuditChainHead
 from tgfleet.models.audit_record import AuditRecord
+from tgfleet.models.console_session import ConsoleSession
 from tgfleet.models.login_throttle import LoginThrottle
 from tgfleet.models.notification import Notification
 from tgfleet.models.playbook import Playbook
@@ -35,6 +36,7 @@ __all__ = [
     "ApiToken",
     "AuditChainHead",
     "AuditRecord",
+    "ConsoleSession",
     "DesiredState",
     "LoginThrottle",
     "Model",
