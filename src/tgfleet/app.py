@@ -26,6 +26,7 @@ from tgfleet import __version__, metrics
 from tgfleet.api import install_openapi, mount_routers
 from tgfleet.components import publish
 from tgfleet.config import Settings
+from tgfleet.console.assets import add_compression, docs_router, mount_static
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
@@ -87,10 +88,14 @@ def create_app(
         version=__version__,
         description="Control plane for fleets of Telegram user accounts.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from the vendored files (docs_router)
+        redoc_url=None,
     )
     app.state.settings = settings
     mount_routers(app)
     install_openapi(app)
+    app.include_router(docs_router)
+    mount_static(app)
     _install_error_handlers(app)
     app.add_middleware(InputGuardMiddleware)
     app.add_middleware(
@@ -99,6 +104,8 @@ def create_app(
         per_path={IMPORT_PATH: settings.import_max_upload_bytes},
     )
     app.add_middleware(RequestContextMiddleware)
+    # Outside the access log, which so counts the bytes before compression.
+    add_compression(app)
     # Outermost: everything inside sees the client a trusted proxy forwarded, or the peer.
     app.add_middleware(ForwardedHeadersMiddleware, trusted=TrustedProxies(settings.trusted_proxies))
     return app
