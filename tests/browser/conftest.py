@@ -1,0 +1,297 @@
+"""The browser suite: Playwright driving Debian's Chromium against a real ``tgfleet run --demo``.
+
+- Chromium is ``/usr/bin/chromium`` (``TGFLEET_CHROMIUM`` names another); Playwright's own
+  browser download cannot run here. Without it the suite skips with the reason, unless
+  ``CI=true``, where its absence fails the run (as PostgreSQL does in tests/conftest.py).
+- `console_server`: one ``tgfleet run --demo`` process for the session on 127.0.0.1, a free
+  port, SQLite in its own data directory, user ``admin`` with a password the fixture set.
+- Every browser context is watched (`BrowserWatch`): a request leaving loopback is refused,
+  and such a request, a JavaScript error, an error on the console or a Content-Security-Policy
+  violation fails the test at its end (a test expecting one says so: ``allow_console``).
+- `assert_accessible` runs axe-core (tests/browser/vendor) and fails on serious or critical
+  violations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Page, Request, Route
+
+from tests.conftest import IN_CI
+from tests.harness import free_port, tgfleet_env
+
+BROWSER_DIR = Path(__file__).resolve().parent
+AXE = BROWSER_DIR / "vendor" / "axe.min.js"
+CHROMIUM_ENV = "TGFLEET_CHROMIUM"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+ADMIN = "admin"
+#: Chromium logs a CSP violation on the console in these words.
+CSP_VIOLATION = re.compile(r"Content Security Policy", re.IGNORECASE)
+SERIOUS = frozenset({"serious", "critical"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(BROWSER_DIR):
+            item.add_marker(pytest.mark.browser)
+
+
+def chromium_path() -> str:
+    """The Chromium to drive; skips (fails in CI) when there is none."""
+    path = os.environ.get(CHROMIUM_ENV, DEFAULT_CHROMIUM)
+    if not os.access(path, os.X_OK):
+        reason = f"no Chromium at {path} (apt-get install chromium, or set {CHROMIUM_ENV})"
+        if IN_CI:
+            pytest.fail(f"CI=true but {reason}: the browser suite is mandatory in CI")
+        pytest.skip(f"browser suite skipped: {reason}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's launch arguments with Debian's Chromium, headless."""
+    return {**browser_type_launch_args, "executable_path": chromium_path(), "headless": True}
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True)
+class ConsoleServer:
+    """A running ``tgfleet run --demo``: where it answers, who may sign in, its log."""
+
+    base_url: str
+    username: str
+    password: str
+    log: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """``tgfleet ARGS`` on this server's database and data directory (e.g. to add a
+        viewer: ``cli("user", "create", "vera", "--role", "viewer", "--password-stdin",
+        stdin=password)``); fails with its output unless it exits 0."""
+        done = subprocess.run(
+            [sys.executable, "-m", "tgfleet", *args],
+            input=stdin,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"tgfleet {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done
+
+    def api_token(self) -> str:
+        """A bearer token of the admin, for setting up through the API."""
+        login = httpx.post(
+            f"{self.base_url}/api/v1/auth/login",
+            json={"username": self.username, "password": self.password},
+            timeout=10,
+        )
+        login.raise_for_status()
+        token: str = login.json()["access_token"]
+        return token
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes], within: float) -> None:
+    """SIGTERM the process group, SIGKILL it after ``within`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def console_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ConsoleServer]:
+    """``tgfleet run --demo`` for the whole session (the sandbox brings its 20 accounts
+    online over the first seconds); ``admin``'s password is set through the CLI once the
+    server is ready. Its log is printed when a test of the session failed.
+
+    Synchronous on purpose (not tests.harness.Proc): Playwright's sync API holds the event
+    loop of the main thread while the browser runs, so no asyncio fixture can run beside it."""
+    folder = tmp_path_factory.mktemp("console-server")
+    log = folder / "run.log"
+    port = free_port()
+    env = tgfleet_env(
+        TGFLEET_ENV="dev",
+        TGFLEET_DATA_DIR=str(folder / "data"),
+        TGFLEET_LOG_LEVEL="INFO",
+        TGFLEET_TELEGRAM_DCS="",  # nothing leaves loopback
+    )
+    argv = [sys.executable, "-m", "tgfleet", "run", "--demo", "--host", "127.0.0.1"]
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [*argv, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while not _answers(f"{base_url}/readyz"):
+            exited = server.poll()
+            assert exited is None, f"tgfleet run --demo exited ({exited}):\n{_tail(log)}"
+            assert time.monotonic() < deadline, f"no /readyz in 90 s:\n{_tail(log)}"
+            time.sleep(0.2)  # polling another process
+        password = secrets.token_urlsafe(24)
+        running = ConsoleServer(base_url, ADMIN, password, log, env)
+        running.cli("user", "reset-password", ADMIN, "--password-stdin", stdin=password)
+        yield running
+    finally:
+        _stop(server, within=20)
+        if request.session.testsfailed:
+            print(f"\n--- tgfleet run --demo ({log}) ---\n{_tail(log, 200)}")
+
+
+def _tail(log: Path, lines: int = 60) -> str:
+    """The log's last lines, without the passwords the demo prints (the generated
+    ``admin``'s, on the line after it is announced, and ``demo``'s)."""
+    kept: list[str] = []
+    hide_next = False
+    for line in log.read_text(errors="replace").splitlines():
+        if hide_next and line.strip():
+            kept.append("    <password hidden>")
+            hide_next = False
+        elif "password" in line:
+            # rich wraps a long line: the password may start the next one
+            hide_next = "shown only this once" in line or line.rstrip().endswith("password")
+            kept.append(re.sub(r"password\s+\S+", "password <hidden>", line))
+        else:
+            kept.append(line)
+    return "\n".join(kept[-lines:])
+
+
+# ----------------------------------------------------------------------------- watching pages
+
+
+@dataclass
+class BrowserWatch:
+    """What went wrong in one browser context: requests refused for leaving loopback,
+    uncaught JavaScript errors, console errors and CSP violations."""
+
+    outside_requests: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern[str]] = field(default_factory=list)
+
+    def allow_console(self, pattern: str) -> None:
+        """A console error or CSP violation this test expects (e.g. the 403 it provokes)
+        fails nothing; the test says why."""
+        self.allowed.append(re.compile(pattern))
+
+    def route(self, route: Route, request: Request) -> None:
+        host = urlsplit(request.url).hostname or ""
+        if host in LOOPBACK:
+            route.continue_()
+            return
+        self.outside_requests.append(request.url)
+        route.abort("blockedbyclient")
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        text = message.text
+        if any(pattern.search(text) for pattern in self.allowed):
+            return
+        if CSP_VIOLATION.search(text):
+            self.csp_violations.append(text)
+        else:
+            self.console_errors.append(text)
+
+    def page_error(self, error: Error) -> None:
+        self.page_errors.append(f"{error.name}: {error.message}")
+
+    def problems(self) -> list[str]:
+        return [
+            *(f"request leaving loopback: {url}" for url in self.outside_requests),
+            *(f"JavaScript error: {text}" for text in self.page_errors),
+            *(f"console error: {text}" for text in self.console_errors),
+            *(f"CSP violation: {text}" for text in self.csp_violations),
+        ]
+
+
+@pytest.fixture
+def browser_watch() -> BrowserWatch:
+    return BrowserWatch()
+
+
+def watch(context: BrowserContext, browser_watch: BrowserWatch) -> None:
+    """Hold every page of ``context`` (other tabs too) to loopback and record into
+    ``browser_watch`` what goes wrong in them."""
+    context.route("**/*", browser_watch.route)
+    context.on("console", browser_watch.console)
+    context.on("weberror", lambda web_error: browser_watch.page_error(web_error.error))
+
+
+@pytest.fixture
+def context(context: BrowserContext, browser_watch: BrowserWatch) -> Iterator[BrowserContext]:
+    """pytest-playwright's context, watched (`watch`): the test fails at its end on
+    anything `BrowserWatch` recorded."""
+    watch(context, browser_watch)
+    yield context
+    problems = browser_watch.problems()
+    assert not problems, "the browser saw:\n" + "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- accessibility
+
+
+def axe_violations(page: Page, *, skip_rules: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it is now. axe is evaluated through the DevTools
+    protocol, which the page's CSP (no inline script) does not apply to."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    rules = {rule: {"enabled": False} for rule in skip_rules}
+    violations: list[dict[str, Any]] = page.evaluate(
+        "(rules) => axe.run(document, {resultTypes: ['violations'], rules})"
+        ".then(result => result.violations)",
+        rules,
+    )
+    return violations
+
+
+def assert_accessible(page: Page, *, skip_rules: tuple[str, ...] = ()) -> None:
+    """No serious or critical axe-core violation on the page (``skip_rules``: rule ids a
+    vendored component breaks and we cannot fix; say why where you pass them)."""
+    serious = [v for v in axe_violations(page, skip_rules=skip_rules) if v["impact"] in SERIOUS]
+    lines = [
+        f"{v['id']} ({v['impact']}): {v['help']} - "
+        + ", ".join(json.dumps(node["target"]) for node in v["nodes"][:5])
+        + (f" and {len(v['nodes']) - 5} more" if len(v["nodes"]) > 5 else "")
+        for v in serious
+    ]
+    assert not serious, f"axe-core on {page.url}:\n" + "\n".join(lines)
