@@ -65,15 +65,21 @@ def audit(client: httpx.AsyncClient, admin: Credentials) -> AuditActions:
     return actions
 
 
+#: What a bulk answer that ran (not a dry run) says besides its counts.
+RAN: dict[str, object] = {"dry_run": False, "sample": None}
+
+
 def ran(action: str, *, matched: int, changed: int) -> dict[str, object]:
     """The body of a bulk command that ran (not a dry run)."""
-    return {
-        "action": action,
-        "matched": matched,
-        "changed": changed,
-        "dry_run": False,
-        "sample": None,
-    }
+    return {"action": action, "matched": matched, "changed": changed} | RAN
+
+
+def previewed(
+    counts: dict[str, object], *accounts: tuple[uuid.UUID, str, str]
+) -> dict[str, object]:
+    """The body of a bulk dry run: its counts and the sample of (id, label, state)."""
+    sample = [{"id": str(i), "label": label, "state": state} for i, label, state in accounts]
+    return counts | {"dry_run": True, "sample": sample}
 
 
 class TestRead:
@@ -433,27 +439,20 @@ class TestQuery:
             json={"filter": {"label": "d"}, "action": "restart", "dry_run": True},
         )
         assert by_filter.status_code == 200, by_filter.text
-        assert by_filter.json() == {
-            "action": "restart",
-            "matched": 2,
-            "changed": 0,
-            "dry_run": True,
-            "sample": [
-                {"id": str(ids[0]), "label": "d1", "state": "stopped"},
-                {"id": str(ids[1]), "label": "d2", "state": "quarantined"},
-            ],
-        }
+        assert by_filter.json() == previewed(
+            {"action": "restart", "matched": 2, "changed": 0},
+            (ids[0], "d1", "stopped"),
+            (ids[1], "d2", "quarantined"),
+        )
         by_ids = await olga.post(
             f"{ACCOUNTS}/bulk",
             json={"ids": [str(ids[2]), str(ids[0])], "action": "start", "dry_run": True},
         )
-        assert by_ids.json() == by_filter.json() | {
-            "action": "start",
-            "sample": [
-                {"id": str(ids[0]), "label": "d1", "state": "stopped"},
-                {"id": str(ids[2]), "label": "e1", "state": "stopped"},
-            ],
-        }
+        assert by_ids.json() == previewed(
+            {"action": "start", "matched": 2, "changed": 0},
+            (ids[0], "d1", "stopped"),
+            (ids[2], "e1", "stopped"),
+        )
         empty = await olga.post(
             f"{ACCOUNTS}/bulk", json={"filter": {}, "action": "stop", "dry_run": True}
         )
@@ -577,7 +576,7 @@ class TestGroups:
             },
         )
         assert response.status_code == 200, response.text
-        assert response.json() == {"matched": 2, "groups": 2, "created": 2}
+        assert response.json() == {"matched": 2, "groups": 2, "created": 2} | RAN
         for account_id in ids:
             groups = (await olga.get(f"{ACCOUNTS}/{account_id}/groups")).json()["items"]
             assert [(g["chat_id"], g["enabled"], g["playbook_id"]) for g in groups] == [
@@ -590,3 +589,38 @@ class TestGroups:
         )
         assert refused.status_code == 422
         assert refused.json()["error"] == "empty_filter"
+
+    async def test_bulk_dry_run_writes_nothing(
+        self, olga: httpx.AsyncClient, audit: AuditActions, sessionmaker: Maker
+    ) -> None:
+        """A dry run counts the rows it would write and create and names the accounts; no
+        group row, timeline event or audit record changes, and the real run agrees."""
+        ids = await make_accounts(sessionmaker, ["c1", "c2", "x1"])
+        await join_groups(sessionmaker, ids[0], [-77, -88, -99])
+        playbook_id = await make_playbook(sessionmaker)
+        body: dict[str, object] = {
+            "filter": {"label": "c"},
+            "chat_ids": [-77, -88],
+            "enabled": True,
+            "playbook_id": str(playbook_id),
+            "create": True,
+        }
+        before = await event_count(sessionmaker)
+        dry = await olga.post(f"{ACCOUNTS}/groups/bulk", json=body | {"dry_run": True})
+        assert dry.status_code == 200, dry.text
+        assert dry.json() == previewed(
+            {"matched": 2, "groups": 4, "created": 2},
+            (ids[0], "c1", "stopped"),
+            (ids[1], "c2", "stopped"),
+        )
+        first = (await olga.get(f"{ACCOUNTS}/{ids[0]}/groups")).json()["items"]
+        assert [(g["chat_id"], g["enabled"]) for g in first] == [
+            (-99, False),
+            (-88, False),
+            (-77, False),
+        ]
+        assert (await olga.get(f"{ACCOUNTS}/{ids[1]}/groups")).json()["items"] == []
+        assert await event_count(sessionmaker) == before
+        assert await audit("account.group.bulk") == []
+        real = await olga.post(f"{ACCOUNTS}/groups/bulk", json=body)
+        assert real.json() | {"dry_run": True, "sample": dry.json()["sample"]} == dry.json()

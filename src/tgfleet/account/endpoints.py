@@ -91,6 +91,10 @@ def account_read(
     )
 
 
+def _matches(sample: list[tuple[uuid.UUID, str, str]]) -> list[AccountMatchRead]:
+    return [AccountMatchRead(id=i, label=label, state=state) for i, label, state in sample]
+
+
 async def _one(session: DbSession, account: Account) -> AccountRead:
     statuses = await account_service.statuses(session, [account.id])
     secrets = await vault_service.summaries(session, [account.id])
@@ -184,10 +188,7 @@ async def bulk_control(
             matched=preview.count,
             changed=0,
             dry_run=True,
-            sample=[
-                AccountMatchRead(id=account_id, label=label, state=state)
-                for account_id, label, state in preview.sample
-            ],
+            sample=_matches(preview.sample),
         )
     result = await account_commands.bulk_control(
         session,
@@ -209,7 +210,8 @@ async def bulk_set_groups(
     ``all_groups: true``. ``enabled`` is written to every selected group; ``playbook_id``
     (and an optional pinned ``playbook_version``) replaces their playbook when given and is
     required to enable. Only existing group rows are written unless ``create: true`` (with
-    ``chat_ids``) adds the missing ones."""
+    ``chat_ids``) adds the missing ones. ``dry_run`` checks and counts the same, names the
+    first accounts in ``sample`` and changes nothing (no row, no event, no audit record)."""
     result = await account_groups.bulk_set_groups(
         session,
         audit_context(principal, meta),
@@ -221,8 +223,15 @@ async def bulk_set_groups(
         playbook_id=body.playbook_id,
         playbook_version=body.playbook_version,
         create=body.create,
+        dry_run=body.dry_run,
     )
-    return GroupBulkResultRead(matched=result.matched, groups=result.groups, created=result.created)
+    return GroupBulkResultRead(
+        matched=result.matched,
+        groups=result.groups,
+        created=result.created,
+        dry_run=body.dry_run,
+        sample=_matches(result.sample) if result.sample is not None else None,
+    )
 
 
 @router.get("/{account_id}", response_model=AccountRead)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +18,12 @@ from tgfleet.account.exceptions import GroupNeedsPlaybook, GroupNotFound, Invali
 from tgfleet.account.group_repository import AccountGroupRepository
 from tgfleet.account.repository import AccountEventRepository
 from tgfleet.account.schemas import BULK_MAX_CHAT_IDS, CHAT_ID_MAX, CHAT_ID_MIN, AccountFilter
-from tgfleet.account.service import get_account, select_accounts, timeline_entry
+from tgfleet.account.service import (
+    get_account,
+    sample_accounts,
+    select_accounts,
+    timeline_entry,
+)
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.kit.clock import utcnow
@@ -34,9 +40,13 @@ async def groups_switched_off(session: AsyncSession) -> list[tuple[Account, Acco
 
 @dataclass(frozen=True, slots=True)
 class GroupBulkResult:
+    """What a bulk group change did, or on a dry run would do (``sample``: the first
+    matched accounts by label as (id, label, observed state); None when it ran)."""
+
     matched: int
     groups: int
     created: int
+    sample: list[tuple[uuid.UUID, str, str]] | None = None
 
 
 #: Group rows one bulk call may create (accounts x chat ids).
@@ -185,6 +195,36 @@ async def delete_group(
     await notify.workers(session)
 
 
+async def _missing_groups(
+    repository: AccountGroupRepository,
+    account_ids: Sequence[uuid.UUID],
+    chats: Sequence[int] | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The (account, chat) group rows ``create`` adds: those of ``chats`` an account lacks."""
+    if chats is None or not account_ids:
+        return []
+    if len(account_ids) * len(chats) > BULK_MAX_CREATED_GROUPS:
+        msg = (
+            f"create may add at most {BULK_MAX_CREATED_GROUPS} group rows per call "
+            f"({len(account_ids)} accounts x {len(chats)} chats); split the request"
+        )
+        raise InvalidGroupSettings(msg)
+    existing = await repository.existing_pairs(account_ids, chats)
+    return [
+        {
+            "account_id": account_id,
+            "chat_id": chat_id,
+            "enabled": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for account_id in account_ids
+        for chat_id in chats
+        if (account_id, chat_id) not in existing
+    ]
+
+
 async def bulk_set_groups(
     session: AsyncSession,
     context: AuditContext,
@@ -197,6 +237,7 @@ async def bulk_set_groups(
     playbook_id: uuid.UUID | None = None,
     playbook_version: int | None = None,
     create: bool = False,
+    dry_run: bool = False,
 ) -> GroupBulkResult:
     """Switch replies on or off in many groups of many accounts at once, set-based.
 
@@ -207,7 +248,8 @@ async def bulk_set_groups(
     null, and enabling requires it, so a bulk enable always names the playbook it turns on.
     Only rows that exist are written, unless ``create`` (with ``chat_ids`` only) adds the
     missing (account, chat) rows, at most 100,000 per call. One ``group`` event per account
-    touched and one audit record (``account.group.bulk``).
+    touched and one audit record (``account.group.bulk``). ``dry_run`` checks and counts
+    the same (and names the first accounts) but writes nothing: no row, event or audit.
     """
     if (chat_ids is None) == (not all_groups):
         msg = "give either chat_ids or all_groups (exactly one)"
@@ -228,29 +270,17 @@ async def bulk_set_groups(
     account_ids, selection = await select_accounts(session, ids=ids, wanted=filter)
     repository = AccountGroupRepository(session)
     now = utcnow()
-    created = 0
-    if create and chats is not None and account_ids:
-        if len(account_ids) * len(chats) > BULK_MAX_CREATED_GROUPS:
-            msg = (
-                f"create may add at most {BULK_MAX_CREATED_GROUPS} group rows per call "
-                f"({len(account_ids)} accounts x {len(chats)} chats); split the request"
-            )
-            raise InvalidGroupSettings(msg)
-        existing = await repository.existing_pairs(account_ids, chats)
-        missing = [
-            {
-                "account_id": account_id,
-                "chat_id": chat_id,
-                "enabled": False,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for account_id in account_ids
-            for chat_id in chats
-            if (account_id, chat_id) not in existing
-        ]
-        await repository.insert_many(missing)
-        created = len(missing)
+    missing = await _missing_groups(repository, account_ids, chats, now) if create else []
+    created = len(missing)
+    if dry_run:
+        existing_rows = await repository.counts_by_account(account_ids, chats)
+        return GroupBulkResult(
+            matched=len(account_ids),
+            groups=sum(existing_rows.values()) + created,
+            created=created,
+            sample=await sample_accounts(session, account_ids),
+        )
+    await repository.insert_many(missing)
     per_account = await repository.counts_by_account(account_ids, chats)
     playbook = (playbook_id, playbook_version) if playbook_id is not None else None
     written = await repository.set_many(

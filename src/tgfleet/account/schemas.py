@@ -315,9 +315,21 @@ class GroupBulkUpdate(RequestSchema):
     )
     playbook_version: Annotated[int | None, Field(ge=1, le=INT32_MAX)] = None
     create: bool = Field(default=False, description="add the chat_ids an account lacks")
+    dry_run: bool = Field(
+        default=False,
+        description="only count what would be written and name the first accounts; "
+        "changes and audits nothing",
+    )
 
 
 class GroupBulkResultRead(Schema):
     matched: int = Field(description="accounts the ids or the filter selected")
-    groups: int = Field(description="group rows written (created ones included)")
+    groups: int = Field(
+        description="group rows written (created ones included); on a dry run, would be"
+    )
     created: int
+    dry_run: bool = False
+    sample: list[AccountMatchRead] | None = Field(
+        default=None,
+        description=f"on a dry run, the first {PREVIEW_SAMPLE} matched accounts by label",
+    )

@@ -372,9 +372,15 @@ async def preview_selection(
         return await preview_matching(session, wanted, sample=sample)
     account_ids, _ = await select_accounts(session, ids=ids, wanted=wanted)
     return MatchPreview(
-        count=len(account_ids),
-        sample=await AccountRepository(session).sample_of(account_ids, sample),
+        count=len(account_ids), sample=await sample_accounts(session, account_ids, sample)
     )
+
+
+async def sample_accounts(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], sample: int = PREVIEW_SAMPLE
+) -> list[tuple[uuid.UUID, str, str]]:
+    """The first ``sample`` of these accounts by label, as (id, label, observed state)."""
+    return await AccountRepository(session).sample_of(account_ids, sample)
 
 
 # --- timeline -----------------------------------------------------------------------------
