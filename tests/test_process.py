@@ -26,6 +26,7 @@ PART_OF_TASK = {
     "health:network-monitor": "network monitor",
     "alert:": "alerting",
     "audit-checkpoints": "audit checkpoints",
+    "account:housekeeping": "housekeeping",
     "worker:": "account runtime",
 }
 #: A loopback port nothing listens on: the network monitor probes it and fails at once.
@@ -101,8 +102,9 @@ class TestShutdownOrder:
         self, db_url: str, tmp_path: Path, part_log: PartLog
     ) -> None:
         """``run`` (API and account runtime in one process): the account runtime stops
-        first (its clients disconnect while everything else is up), then audit checkpoints,
-        alerting, the network and loop-lag monitors, and the engine last."""
+        first (its clients disconnect while everything else is up), then the housekeeping,
+        audit checkpoints, alerting, the network and loop-lag monitors, and the engine
+        last."""
         settings = make_settings(
             db_url,
             tmp_path / "data",
@@ -119,6 +121,7 @@ class TestShutdownOrder:
             "network monitor",
             "alerting",
             "audit checkpoints",
+            "housekeeping",
             "account runtime",
         ]
         assert part_log.stopped() == [*reversed(started), "engine"]

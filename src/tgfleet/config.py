@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     audit_previous_keys: SecretStr | None = Field(
         default=None, description="comma-separated base64 audit keys that only verify (rotation)"
     )
+    reply_text_retention_days: Annotated[int, Field(ge=0, le=3650)] = Field(
+        default=7,
+        description="days a sent reply's text is kept on its timeline event "
+        "(then blanked, the event kept); 0 stores no reply text",
+    )
+    housekeeping_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=600.0,
+        description="how often an API process prunes old traffic and reply texts",
+    )
     audit_checkpoints_enabled: bool = Field(
         default=True, description="API processes publish signed checkpoints of the chain head"
     )

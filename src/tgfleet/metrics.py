@@ -235,6 +235,11 @@ STATUS_DROPPED = Counter(
     "tgfleet_status_dropped_total",
     "Observations dropped because the status buffer was full.",
 )
+HOUSEKEEPING_PRUNED = Counter(
+    "tgfleet_housekeeping_pruned_total",
+    "Rows pruned by the API's housekeeping: traffic minutes deleted, reply texts blanked.",
+    ["what"],
+)
 RECONCILE_DURATION = Histogram(
     "tgfleet_reconcile_duration_seconds",
     "Time of one reconcile of desired and running accounts.",

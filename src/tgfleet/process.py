@@ -8,7 +8,8 @@ and ``worker`` (`tgfleet worker`: the account runtime alone, with its probe-and-
 Start order, the same for every role (a part a role does not run is skipped)::
 
     data dir check, engine, loop-lag monitor, health service, worker HTTP port,
-    network monitor, alerting, audit checkpoints, demo, account runtime (supervisor)
+    network monitor, alerting, audit checkpoints, housekeeping, demo,
+    account runtime (supervisor)
 
 Shutdown is the exact reverse, declared nowhere else: the account runtime disconnects its
 clients first (while the database, the demo's Telegram and the monitors are still up), the
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tgfleet import __version__, metrics
+from tgfleet.account.housekeeping import Housekeeping
 from tgfleet.audit.checkpoint import audit_runtime
 from tgfleet.auth.service import Security
 from tgfleet.components import Components
@@ -178,6 +180,7 @@ async def running(
             announced.append(True)
             # The audit key is loaded first: a bad one stops the start, not the first change.
             await stack.enter_async_context(audit_runtime(settings, sessionmaker))
+            await stack.enter_async_context(Housekeeping(settings, sessionmaker))
         if role is Role.DEMO or demo_context is not None:  # `run --demo [--no-worker]`
             demo = await _start_demo(stack, settings, sessionmaker, vault, network, demo_context)
         if supervisor is not None:

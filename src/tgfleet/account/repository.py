@@ -414,3 +414,18 @@ class AccountEventRepository(RepositoryBase[AccountEvent]):
         if kind is not None:
             statement = statement.where(AccountEvent.kind == kind)
         return await self.all(statement.limit(limit + 1))
+
+    async def blank_messages(self, kind: str, before: datetime) -> int:
+        """Set the ``message`` of ``kind`` events older than ``before`` to null; how many
+        had one (a second run finds none: safe for several processes at once)."""
+        result = await self.session.execute(
+            update(AccountEvent)
+            .where(
+                AccountEvent.kind == kind,
+                AccountEvent.at < before,
+                AccountEvent.message.is_not(None),
+            )
+            .values(message=None)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)

@@ -3,7 +3,10 @@
 A worker reads every account's desired state with its last observed status
 (:func:`load_desired`), the groups it may answer in (:func:`load_groups`), and writes what it
 observes in batches (:func:`apply`): state changes become the ``account_status`` row and one
-``account_event`` each; timeline-only events and counter increments ride along. Groups the
+``account_event`` each; timeline-only events and counter increments ride along, and the
+batch's messages received and replies sent are added to the fleet's traffic of the minute
+(``traffic_minute``). A reply sent is a ``reply`` event carrying its text
+(:func:`reply_event`). Groups the
 client finds are recorded disabled (:func:`record_groups`: replies are opt-in); a group
 error switches a group off (:func:`disable_group`).
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,10 +28,16 @@ from tgfleet.account.repository import (
     AccountStatusRepository,
 )
 from tgfleet.account.schemas import HELD_STATES, LIVE_STATES
+from tgfleet.account.traffic_repository import TrafficRepository
 from tgfleet.kit.clock import utcnow
 from tgfleet.lease import notify
 from tgfleet.lease import service as lease_service
 from tgfleet.models import AccountEvent, AccountGroup, AccountState, AccountStatus, DesiredState
+
+#: The length of an event's ``message`` column: longer texts are cut to it.
+MESSAGE_MAX: Final = 500
+#: The kind of the timeline event a sent reply is recorded as.
+REPLY: Final = "reply"
 
 #: The transitions DESIGN §4 allows (any state may also go to quarantined or error).
 TRANSITIONS: Final[Mapping[AccountState, frozenset[AccountState]]] = {
@@ -134,6 +143,49 @@ class GroupSetting:
     enabled: bool
     playbook_id: uuid.UUID | None
     playbook_version: int | None
+
+
+def minute_of(moment: datetime) -> datetime:
+    """The UTC minute ``moment`` falls in (its start): the key of the traffic table."""
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def reply_event(
+    account_id: uuid.UUID,
+    text: str,
+    *,
+    source: str,
+    chat_id: int,
+    chat_title: str | None,
+    reply_to: int | None,
+    playbook_id: uuid.UUID | None,
+    playbook_version: int | None,
+    rule: str | None,
+    keep_text: bool = True,
+) -> TimelineEvent:
+    """The timeline event of one reply sent: its text in ``message`` (cut to the column's
+    500 characters, ``details.truncated`` then true; none at all when ``keep_text`` is
+    false, i.e. ``TGFLEET_REPLY_TEXT_RETENTION_DAYS=0``), ``code`` how it was made
+    (``template``, ``llm``, ``fallback``), and in ``details`` the group, the message it
+    answered and the playbook rule that made it. Reply texts are the operator's content,
+    never a secret; the housekeeping blanks them after their retention."""
+    return TimelineEvent(
+        account_id=account_id,
+        at=utcnow(),
+        kind=REPLY,
+        code=source,
+        message=text[:MESSAGE_MAX] if keep_text else None,
+        details={
+            "chat_id": chat_id,
+            "chat_title": chat_title,
+            "reply_to": reply_to,
+            "playbook_id": str(playbook_id) if playbook_id is not None else None,
+            "playbook_version": playbook_version,
+            "rule": rule,
+            "length": len(text),
+            "truncated": keep_text and len(text) > MESSAGE_MAX,
+        },
+    )
 
 
 async def load_desired(
@@ -268,7 +320,7 @@ async def apply(
         row.wait_until = change.wait_until
         if change.error_code is not None:
             row.last_error_code = change.error_code
-            row.last_error_message = (change.error_message or "")[:500]
+            row.last_error_message = (change.error_message or "")[:MESSAGE_MAX]
             row.last_error_at = change.at
         if change.restart_seq is not None:
             row.restart_seq = change.restart_seq
@@ -283,10 +335,38 @@ async def apply(
                 state=change.state,
                 previous_state=change.previous,
                 code=change.error_code or change.reason,
-                message=(change.error_message or None) and change.error_message[:500],
+                message=(change.error_message or None) and change.error_message[:MESSAGE_MAX],
                 details=dict(change.details),
             )
         )
+    received, sent = _add_counters(rows, counters)
+    if received or sent:
+        # Last in the batch: the one row every worker writes is locked for the shortest time.
+        await TrafficRepository(session).add_counts(
+            minute_of(utcnow()), received=received, sent=sent
+        )
+    timeline.extend(
+        AccountEvent(
+            account_id=event.account_id,
+            at=event.at,
+            kind=event.kind,
+            code=event.code,
+            message=event.message[:MESSAGE_MAX] if event.message else None,
+            details=dict(event.details),
+        )
+        for event in events
+        if event.account_id in existing
+    )
+    await AccountEventRepository(session).add_events(timeline)
+    await session.flush()
+
+
+def _add_counters(
+    rows: Mapping[uuid.UUID, AccountStatus], counters: Mapping[uuid.UUID, Counters]
+) -> tuple[int, int]:
+    """Add the deltas to the status rows there are; the messages received and replies sent
+    added (the batch's traffic)."""
+    received = sent = 0
     for account_id, delta in counters.items():
         row = rows.get(account_id)
         if row is None or not delta:
@@ -295,20 +375,9 @@ async def apply(
         row.replies_sent = (row.replies_sent or 0) + delta.replies_sent
         row.replies_suppressed = (row.replies_suppressed or 0) + delta.replies_suppressed
         row.reconnects = (row.reconnects or 0) + delta.reconnects
-    timeline.extend(
-        AccountEvent(
-            account_id=event.account_id,
-            at=event.at,
-            kind=event.kind,
-            code=event.code,
-            message=event.message[:500] if event.message else None,
-            details=dict(event.details),
-        )
-        for event in events
-        if event.account_id in existing
-    )
-    await AccountEventRepository(session).add_events(timeline)
-    await session.flush()
+        received += delta.messages_received
+        sent += delta.replies_sent
+    return received, sent
 
 
 async def record_identities(

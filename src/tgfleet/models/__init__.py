@@ -21,6 +21,7 @@ from tgfleet.models.reply_window import ReplyWindow
 from tgfleet.models.role import Role
 from tgfleet.models.session_secret import SecretState, SessionSecret
 from tgfleet.models.silence import Silence
+from tgfleet.models.traffic_minute import TrafficMinute
 from tgfleet.models.user import User
 from tgfleet.models.vault_rotation import RotationState, VaultRotation
 from tgfleet.models.worker import Worker, WorkerState
@@ -50,6 +51,7 @@ __all__ = [
     "SecretState",
     "SessionSecret",
     "Silence",
+    "TrafficMinute",
     "User",
     "VaultRotation",
     "Worker",

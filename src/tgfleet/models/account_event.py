@@ -17,10 +17,16 @@ EventId = BigInteger().with_variant(Integer(), "sqlite")
 
 class AccountEvent(Model):
     """An account's append-only timeline: state changes, errors, flood waits, groups
-    disabled, LLM fallbacks, operator commands. Never updated, never holds secrets."""
+    disabled, LLM fallbacks, operator commands, replies sent. Never holds secrets; the one
+    update is the housekeeping's: a ``reply`` event's text (``message``) is set to null
+    once it is older than ``TGFLEET_REPLY_TEXT_RETENTION_DAYS`` (the event stays)."""
 
     __tablename__ = "account_event"
-    __table_args__ = (Index("ix_account_event_account_id_id", "account_id", "id"),)
+    __table_args__ = (
+        Index("ix_account_event_account_id_id", "account_id", "id"),
+        # The housekeeping's search for reply texts past their retention.
+        Index("ix_account_event_kind_at", "kind", "at"),
+    )
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))

@@ -60,6 +60,9 @@ class WorkerContext:
     #: Stores an identity learned at connect (and tells every worker) before the account
     #: goes online; a failure is a transient connect error.
     learn_identity: LearnIdentity = _remember_nothing
+    #: Whether a sent reply's text is stored on its timeline event
+    #: (``TGFLEET_REPLY_TEXT_RETENTION_DAYS`` > 0).
+    keep_reply_text: bool = True
 
     def playbook_for(self, setting: GroupSetting) -> CompiledPlaybook | None:
         if setting.playbook_id is None:

@@ -25,6 +25,7 @@ from telethon import TelegramClient, events
 from telethon.tl import functions, types
 
 from tgfleet import metrics
+from tgfleet.account import runtime
 from tgfleet.account.runtime import GroupSetting
 from tgfleet.kit.clock import utcnow
 from tgfleet.logging import get_logger
@@ -153,7 +154,22 @@ class Replies:
             source=outcome.source or "template",
             random_id=reply_random_id(self._runner.account_id, item.dedupe_key),
         )
-        if sent is not True and outcome.ticket is not None:
+        if sent is True:
+            self._context.writer.event(
+                runtime.reply_event(
+                    self._runner.account_id,
+                    outcome.text,
+                    source=outcome.source or "template",
+                    chat_id=item.chat_id,
+                    chat_title=item.chat_title or (setting.title if setting else None),
+                    reply_to=reply_to_id,
+                    playbook_id=setting.playbook_id if setting else None,
+                    playbook_version=playbook.version,
+                    rule=outcome.rule,
+                    keep_text=self._context.keep_reply_text,
+                )
+            )
+        elif outcome.ticket is not None:
             # Refused by Telegram: give the budget back. Unknown (a timeout): the reply may
             # be out, so the message stays claimed by this account.
             await self._context.engine.release(outcome.ticket, keep_claim=sent is None)

@@ -135,6 +135,7 @@ class Supervisor(Lifecycle):
             start_gate=asyncio.Semaphore(settings.worker_start_concurrency),
             fleet_ids=fleet_ids,
             learn_identity=self._learn_identity,
+            keep_reply_text=settings.reply_text_retention_days > 0,
         )
         self._fleet_view = FleetView(
             sessionmaker,
