@@ -27,6 +27,7 @@ from tests.prometheus_watch import Watch
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import console_sessions
 from tgfleet.auth import service as auth_service
+from tgfleet.auth import users as users_module
 from tgfleet.auth.exceptions import (
     ConsoleSessionNotFound,
     InvalidCredentials,
@@ -303,6 +304,22 @@ class TestCredentialChanges:
             await auth_service.reset_password(session, console.security, CONTEXT, "vera", None)
         with pytest.raises(InvalidToken):
             await console.resolve(opened.token)
+
+    async def test_a_process_clock_ahead_does_not_end_new_sessions(
+        self, console: Console, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A password reset by a process whose clock runs a minute ahead ends the sessions
+        opened before it, not one opened just after it (the epoch decides, not times)."""
+        before = await console.open()
+        monkeypatch.setattr(users_module, "utcnow", lambda: utcnow() + timedelta(minutes=1))
+        async with console.unit() as session:
+            await auth_service.reset_password(
+                session, console.security, CONTEXT, "vera", "a brand new password 2"
+            )
+        after = await console.open(password="a brand new password 2")
+        assert (await console.resolve(after.token)).id == after.session.id
+        with pytest.raises(InvalidToken):
+            await console.resolve(before.token)
 
     async def test_disable_ends_sessions_for_good(self, console: Console) -> None:
         """While disabled the session is refused as disabled_user; once enabled again it
