@@ -80,6 +80,23 @@ class Traffic:
             ).one()
         return int(row[0] or 0) + int(row[1] or 0)
 
+    async def per_minute_and_totals(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The fleet's traffic summed over its minutes, and the accounts' running totals of
+        the same counts, read in one snapshot (every status batch writes both at once)."""
+        async with self.cluster.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text(
+                        "SELECT (SELECT sum(received) FROM traffic_minute),"
+                        " (SELECT sum(sent) FROM traffic_minute),"
+                        " (SELECT sum(messages_received) FROM account_status),"
+                        " (SELECT sum(replies_sent) FROM account_status)"
+                    )
+                )
+            ).one()
+        counts = [int(value or 0) for value in row]
+        return (counts[0], counts[1]), (counts[2], counts[3])
+
 
 async def _settled_cluster(make_cluster: ClusterFactory, **options: Any) -> tuple[Cluster, Traffic]:
     cluster = await make_cluster(
@@ -114,7 +131,8 @@ async def test_three_workers_answer_every_member_message_exactly_once(
 ) -> None:
     """200 member messages over three workers: in the open groups each is answered exactly
     once fleet-wide; the capped group gets exactly 10 replies; no reply answers a fleet
-    account (no chains); no session is used twice."""
+    account (no chains); no session is used twice. The three workers' status batches add to
+    the same traffic minutes: their sums are the accounts' totals, none lost."""
     cluster, traffic = await _settled_cluster(make_cluster, ttl=15.0)
     capped_group = traffic.groups[1].id  # seed_fleet assigns the playbooks in turn
     await traffic.post(200)
@@ -136,6 +154,15 @@ async def test_three_workers_answer_every_member_message_exactly_once(
     assert max(counts[o] for o in capped_origins) == 1
     assert len(replies) == len(open_origins) + CAP
     assert not [m for m in replies if m["reply_to_sender"] in traffic.fleet_ids]
+
+    async def replies_counted() -> bool:
+        _, totals = await traffic.per_minute_and_totals()
+        return totals[1] == len(replies)
+
+    await _wait(replies_counted, 10, "every reply counted")  # the senders' last batches
+    per_minute, totals = await traffic.per_minute_and_totals()
+    assert per_minute == totals
+    assert per_minute[1] == len(replies)
     snapshot = await cluster.snapshot()
     assert not snapshot.duplicate_use, snapshot.duplicate_use
     questions = await _metric_sum(cluster, "tgfleet_reply_gate_questions_total")
