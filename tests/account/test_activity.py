@@ -282,8 +282,8 @@ class TestHousekeeping:
     async def test_it_prunes_on_its_interval_and_ends_with_the_process(
         self, db_url: str, tmp_path: Path, sessionmaker: Maker
     ) -> None:
-        """Started, it prunes at once and again every interval (here 50 ms, texts kept 0
-        days); on stop its task has ended."""
+        """Started, it prunes every interval (here 50 ms, texts kept 0 days); on stop its
+        task has ended."""
         account = await self._replied(sessionmaker)
         settings = make_settings(
             db_url,

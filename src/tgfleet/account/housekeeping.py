@@ -24,7 +24,8 @@ log = get_logger(__name__)
 
 
 class Housekeeping(TaskLifecycle):
-    """Prunes at start and then every interval, until stopped."""
+    """Prunes every interval, until stopped. The first run waits one interval too: a
+    process that just started does not add writes to its start (nor to a test's)."""
 
     task_name = "account:housekeeping"
 
@@ -37,11 +38,11 @@ class Housekeeping(TaskLifecycle):
 
     async def _run(self) -> None:
         while True:
+            await asyncio.sleep(self._interval)
             try:
                 await self.run_once()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive a failed run
                 log.warning("housekeeping.failed", error=type(exc).__name__)
-            await asyncio.sleep(self._interval)
 
     async def run_once(self) -> Pruned:
         """One prune in its own unit of work."""
