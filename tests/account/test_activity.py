@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.conftest import make_settings
 from tests.factories import events_of, make_accounts, report_states
 from tests.harness import poll
+from tests.prometheus_watch import Watch
 from tgfleet.account import activity, runtime
 from tgfleet.account.activity import Pruned, TrafficPoint
 from tgfleet.account.housekeeping import Housekeeping
@@ -282,8 +283,8 @@ class TestHousekeeping:
     async def test_it_prunes_on_its_interval_and_ends_with_the_process(
         self, db_url: str, tmp_path: Path, sessionmaker: Maker
     ) -> None:
-        """Started, it prunes every interval (here 50 ms, texts kept 0 days); on stop its
-        task has ended."""
+        """Started, it prunes every interval (here 50 ms, texts kept 0 days), counting what
+        it pruned; on stop its task has ended."""
         account = await self._replied(sessionmaker)
         settings = make_settings(
             db_url,
@@ -300,6 +301,7 @@ class TestHousekeeping:
             return {t for t in asyncio.all_tasks() if t.get_name() == "account:housekeeping"}
 
         app_task = tasks()  # the app's own (its interval is ten minutes)
+        pruned = Watch(texts=("tgfleet_housekeeping_pruned_total", {"what": "reply_texts"}))
         async with housekeeping:
             assert await poll(ran_twice, timeout=10, step=0.02)
             (task,) = tasks() - app_task
@@ -307,6 +309,7 @@ class TestHousekeeping:
         assert tasks() == app_task
         events = await events_of(sessionmaker, account)
         assert [e.message for e in events if e.kind == "reply"] == [None]
+        assert pruned.delta() == {"texts": 1.0}  # the first run blanked it, the later ones none
 
     async def _replied(self, maker: Maker) -> uuid.UUID:
         (account,) = await _online(maker, 1)
