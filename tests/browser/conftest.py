@@ -31,7 +31,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Page, Request, Route
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    Request,
+    Route,
+    expect,
+)
 
 from tests.conftest import IN_CI
 from tests.harness import free_port, tgfleet_env
@@ -42,9 +50,14 @@ CHROMIUM_ENV = "TGFLEET_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 ADMIN = "admin"
+DEMO_ACCOUNTS = 20
 #: Chromium logs a CSP violation on the console in these words.
 CSP_VIOLATION = re.compile(r"Content Security Policy", re.IGNORECASE)
 SERIOUS = frozenset({"serious", "critical"})
+
+# expect() waits up to 20 s (Playwright's default is 5): ReDoc lays out the whole API
+# document on a 2-core machine shared with the server and its 20 accounts connecting.
+expect.set_options(timeout=20_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -109,6 +122,20 @@ class ConsoleServer:
         login.raise_for_status()
         token: str = login.json()["access_token"]
         return token
+
+    def wait_online(self, count: int = DEMO_ACCOUNTS, within: float = 90) -> dict[str, int]:
+        """Until ``count`` accounts are online (the demo's 20 connect over the first
+        seconds); the accounts per state then. Fails with the last counts after ``within``."""
+        headers = {"Authorization": f"Bearer {self.api_token()}"}
+        deadline = time.monotonic() + within
+        while True:
+            page = httpx.get(f"{self.base_url}/api/v1/accounts?limit=1", headers=headers)
+            page.raise_for_status()
+            counts: dict[str, int] = page.json()["counts"]
+            if counts.get("online", 0) >= count:
+                return counts
+            assert time.monotonic() < deadline, f"not {count} online in {within} s: {counts}"
+            time.sleep(0.25)  # polling another process
 
 
 def _answers(url: str) -> bool:
