@@ -60,10 +60,15 @@ SERIOUS = frozenset({"serious", "critical"})
 expect.set_options(timeout=20_000)
 
 
+@pytest.hookimpl(trylast=True)  # after any shuffling (pytest-randomly)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.is_relative_to(BROWSER_DIR):
-            item.add_marker(pytest.mark.browser)
+    """Mark this folder's tests ``browser`` and run them after every other test: while
+    Playwright's sync API is started (a session fixture) it holds the main thread's event
+    loop, so no asyncio test or fixture could run after the first browser test."""
+    browser = [item for item in items if item.path.is_relative_to(BROWSER_DIR)]
+    for item in browser:
+        item.add_marker(pytest.mark.browser)
+    items[:] = [item for item in items if not item.path.is_relative_to(BROWSER_DIR)] + browser
 
 
 def chromium_path() -> str:
