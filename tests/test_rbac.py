@@ -152,6 +152,27 @@ def api_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
     return routes
 
 
+def check_guards(
+    routes: list[tuple[str, str, APIRoute]],
+    permissions: dict[tuple[str, str], str],
+    open_routes: frozenset[tuple[str, str]],
+    guard_type: type[PermissionGuard] = PermissionGuard,
+) -> None:
+    """Every route declares exactly the permission ``permissions`` names (``AUTHENTICATED``:
+    none, but a credential), through guards of ``guard_type``; ``OPEN`` ones none at all."""
+    for method, path, route in routes:
+        expected = permissions[(method, path)]
+        guards = declared_guards(route.dependant)
+        if expected == OPEN:
+            assert guards == [], f"{method} {path} is meant to be open"
+            assert (method, path) in open_routes
+            continue
+        assert guards, f"{method} {path} declares no permission"
+        assert all(isinstance(guard, guard_type) for guard in guards), (method, path)
+        codes = {g.permission.value if g.permission else AUTHENTICATED for g in guards}
+        assert codes == {expected}, f"{method} {path}: {codes} != {expected}"
+
+
 def declared_guards(dependant: Dependant) -> list[PermissionGuard]:
     found: list[PermissionGuard] = []
     for dependency in dependant.dependencies:
@@ -181,16 +202,7 @@ class TestDeclarations:
 
     async def test_declared_guard_matches_the_matrix(self, app: FastAPI) -> None:
         """Every route but the open ones declares exactly the expected permission."""
-        for method, path, route in api_routes(app):
-            expected = ROUTE_PERMISSIONS[(method, path)]
-            guards = declared_guards(route.dependant)
-            if expected == OPEN:
-                assert guards == [], f"{method} {path} is meant to be open"
-                assert (method, path) in OPEN_ROUTES
-                continue
-            assert guards, f"{method} {path} declares no permission"
-            codes = {g.permission.value if g.permission else AUTHENTICATED for g in guards}
-            assert codes == {expected}, f"{method} {path}: {codes} != {expected}"
+        check_guards(api_routes(app), ROUTE_PERMISSIONS, OPEN_ROUTES)
 
     async def test_only_login_health_and_docs_are_open(self, app: FastAPI) -> None:
         open_paths = {path for _, path in OPEN_ROUTES}

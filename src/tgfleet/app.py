@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +27,10 @@ from tgfleet.api import install_openapi, mount_routers
 from tgfleet.components import publish
 from tgfleet.config import Settings
 from tgfleet.console.assets import add_compression, docs_router, mount_static
+from tgfleet.console.errors import html_error, sign_in_required
+from tgfleet.console.exceptions import SignInRequired
+from tgfleet.console.routes import ROUTERS as CONSOLE_ROUTERS
+from tgfleet.console.web import SecurityHeadersMiddleware, wants_html
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
@@ -93,6 +97,8 @@ def create_app(
     )
     app.state.settings = settings
     mount_routers(app)
+    for router in CONSOLE_ROUTERS:
+        app.include_router(router)
     install_openapi(app)
     app.include_router(docs_router)
     mount_static(app)
@@ -103,6 +109,7 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         per_path={IMPORT_PATH: settings.import_max_upload_bytes},
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     # Outside the access log, which so counts the bytes before compression.
     add_compression(app)
@@ -282,8 +289,15 @@ async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
 
 
 def _error(
-    status: int, code: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    request: Request | None = None,
+) -> Response:
+    """The error body: JSON, or a page for a browser on a console path."""
+    if request is not None and wants_html(request):
+        return html_error(request, status, detail, headers)
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -302,14 +316,14 @@ def _describe_validation(errors: list[Any]) -> str:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    async def app_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def app_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, AppError):  # registered for AppError only
             raise exc
         if exc.status_code >= 500:
             log.error("http.app_error", code=exc.code, detail=exc.message)
-        return _error(exc.status_code, exc.code, exc.message, exc.headers)
+        return _error(exc.status_code, exc.code, exc.message, exc.headers, request)
 
-    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, RequestValidationError):
             raise exc
         errors = list(exc.errors())
@@ -318,28 +332,30 @@ def _install_error_handlers(app: FastAPI) -> None:
             if any(e.get("type") == "json_invalid" for e in errors)
             else ("validation_error")
         )
-        return _error(422, code, _describe_validation(errors))
+        return _error(422, code, _describe_validation(errors), request=request)
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, StarletteHTTPException):
             raise exc
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}), request)
 
-    async def database_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def database_error(request: Request, exc: Exception) -> Response:
         log.error("http.database_unavailable", error=type(exc).__name__)
         return _error(
             503,
             "database_unavailable",
             "the database cannot be reached right now; nothing was changed",
             {"Retry-After": "5"},
+            request,
         )
 
     app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(SignInRequired, sign_in_required)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 
-    async def database_refused_value(_request: Request, exc: Exception) -> JSONResponse:
+    async def database_refused_value(request: Request, exc: Exception) -> Response:
         # A backstop: request schemas and the input guard keep values a column cannot hold
         # out (a NUL, an integer past the column); one that slips past is a bug, logged as
         # an error (no message: it can quote the value), yet the client's fault, so a 400.
@@ -352,6 +368,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             "invalid_input",
             "a value in this request cannot be stored (the database refused it); "
             "nothing was changed",
+            request=request,
         )
 
     app.add_exception_handler(DBAPIError, database_refused_value)

@@ -379,6 +379,18 @@ class AccountStatusRepository(RepositoryBase[AccountStatus]):
             statement = statement.order_by(AccountStatus.account_id).with_for_update()
         return await self.all(statement)
 
+    async def per_worker(self, live_states: Collection[str]) -> dict[str, dict[str, int]]:
+        """Accounts in ``live_states`` by the worker that reports them, then by state."""
+        statement = (
+            select(AccountStatus.worker_id, AccountStatus.state, func.count())
+            .where(AccountStatus.worker_id.is_not(None), AccountStatus.state.in_(live_states))
+            .group_by(AccountStatus.worker_id, AccountStatus.state)
+        )
+        found: dict[str, dict[str, int]] = {}
+        for worker_id, state, count in (await self.session.execute(statement)).all():
+            found.setdefault(str(worker_id), {})[str(state)] = int(count)
+        return found
+
     async def live_of_worker(
         self, worker_id: str, live_states: Collection[str]
     ) -> list[AccountStatus]:
@@ -429,3 +441,14 @@ class AccountEventRepository(RepositoryBase[AccountEvent]):
             .execution_options(synchronize_session=False)
         )
         return rowcount(result)
+
+    async def latest(self, limit: int) -> list[tuple[AccountEvent, str]]:
+        """The fleet's newest events, each with its account's label."""
+        statement = (
+            select(AccountEvent, Account.label)
+            .join(Account, Account.id == AccountEvent.account_id)
+            .order_by(AccountEvent.id.desc())
+            .limit(limit)
+        )
+        result = await self.session.execute(statement)
+        return [(event, label) for event, label in result.all()]

@@ -383,7 +383,19 @@ async def sample_accounts(
     return await AccountRepository(session).sample_of(account_ids, sample)
 
 
+async def accounts_per_worker(session: AsyncSession) -> dict[str, dict[str, int]]:
+    """The accounts each worker runs (every state but stopped), by state: read from the
+    status rows, so the one process of a SQLite deployment shows too."""
+    live = [state.value for state in AccountState if state is not AccountState.STOPPED]
+    return await AccountStatusRepository(session).per_worker(live)
+
+
 # --- timeline -----------------------------------------------------------------------------
+
+
+async def latest_events(session: AsyncSession, limit: int = 20) -> list[tuple[AccountEvent, str]]:
+    """The fleet's newest timeline events, newest first, each with its account's label."""
+    return await AccountEventRepository(session).latest(limit)
 
 
 async def list_events(

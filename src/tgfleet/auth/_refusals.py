@@ -17,6 +17,7 @@ DeniedReason = Literal[
     "disabled_user",
     "forbidden",  # authenticated, without the permission (or not as a logged-in user)
     "wrong_password",  # the current password given to change it
+    "csrf",  # a console form without its session's CSRF token, or from another site
 ]
 
 

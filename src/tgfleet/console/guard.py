@@ -1,0 +1,121 @@
+"""The check every console page and action passes: a cookie session, CSRF for anything
+that changes state, and the same permission codes as the API (a hidden button is never the
+only guard; a refusal is audited exactly as the API's is)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from tgfleet.audit import service as audit_service
+from tgfleet.auth import service as auth_service
+from tgfleet.auth.dependencies import PermissionGuard, audit_context
+from tgfleet.auth.exceptions import InvalidToken
+from tgfleet.auth.permissions import Permission
+from tgfleet.auth.schemas import Principal
+from tgfleet.components import AppComponents
+from tgfleet.console.exceptions import CsrfRefused, SignInRequired
+from tgfleet.console.web import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    origin_allowed,
+)
+from tgfleet.kit.http import DbSession, Meta
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking at a console page: their principal, their session's CSRF token (every
+    form carries it) and what they may do (the templates show only permitted controls)."""
+
+    principal: Principal
+    csrf_token: str
+    session: auth_service.ConsoleSession
+
+    @property
+    def username(self) -> str:
+        return self.principal.username
+
+    def can(self, code: str) -> bool:
+        return Permission(code) in self.principal.permissions
+
+    def template_context(self) -> dict[str, Any]:
+        return {"viewer": self, "csrf_token": self.csrf_token}
+
+
+async def presented_csrf(request: Request) -> str | None:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        value = (await request.form()).get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+class ConsoleGuard(PermissionGuard):
+    """A console route's guard (``ConsoleRequires``)."""
+
+    async def __call__(
+        self, request: Request, components: AppComponents, session: DbSession, meta: Meta
+    ) -> Viewer:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            msg = "sign in to use the console"
+            raise SignInRequired(msg)
+        try:
+            console = await auth_service.console_session(session, components.auth, token)
+        except InvalidToken as exc:
+            msg = "your console session ended; sign in again"
+            raise SignInRequired(msg) from exc
+        viewer = Viewer(principal=console.principal, csrf_token=console.csrf_token, session=console)
+        if request.method not in SAFE_METHODS:
+            await _check_csrf(request, session, meta, viewer)
+        await self.check(console.principal, session, meta, request)
+        return viewer
+
+
+async def _check_csrf(request: Request, session: DbSession, meta: Meta, viewer: Viewer) -> None:
+    reason = None
+    if not origin_allowed(request):
+        reason = "cross_origin"
+    elif not auth_service.verify_csrf(viewer.session, await presented_csrf(request)):
+        reason = "csrf_token"
+    if reason is None:
+        return
+    route = request.scope.get("route")
+    await audit_service.record(
+        session,
+        audit_context(viewer.principal, meta),
+        action="auth.denied",
+        target=f"{request.method} {getattr(route, 'path', request.url.path)}",
+        result=audit_service.DENIED,
+        details={"reason": reason, "via": "console"},
+    )
+    auth_service.count_denied("csrf")
+    msg = (
+        "this request came from another site and was refused"
+        if reason == "cross_origin"
+        else "this form has expired or did not come from this console; reload the page "
+        "and try again"
+    )
+    raise CsrfRefused(msg)
+
+
+def ConsoleRequires(permission: Permission | None) -> Any:  # noqa: N802 - reads like a type
+    return Depends(ConsoleGuard(permission))
+
+
+#: A signed-in viewer, with no further permission (sign out, own settings).
+ViewerOf = Annotated[Viewer, ConsoleRequires(None)]
+#: May see accounts (``account:read``).
+AccountReader = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_READ)]
+#: May start, stop and restart accounts (``account:control``).
+AccountController = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_CONTROL)]
+#: May change accounts' group settings (``account:write``).
+AccountWriter = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_WRITE)]

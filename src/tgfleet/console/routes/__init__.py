@@ -1,0 +1,15 @@
+"""Every console route, mounted by ``tgfleet.app`` after the API's (none is in the OpenAPI
+document: the console is HTML, the API is the contract)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tgfleet.console.routes.accounts import router as accounts_router
+from tgfleet.console.routes.overview import router as overview_router
+from tgfleet.console.routes.session import router as session_router
+
+ROUTERS: tuple[APIRouter, ...] = (session_router, overview_router, accounts_router)
+
+#: Console routes a visitor reaches without a session.
+OPEN_ROUTES = frozenset({("GET", "/login"), ("POST", "/login")})

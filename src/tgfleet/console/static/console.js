@@ -1,0 +1,127 @@
+// tgfleet console: small enhancements over server-rendered pages. No inline script, no eval
+// (the Content-Security-Policy allows neither); every page works without this file.
+(function () {
+  "use strict";
+
+  // Times arrive in UTC (<time datetime>); show them in the viewer's own zone.
+  var formatter = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"
+  });
+  function localTimes(root) {
+    (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      var moment = new Date(el.getAttribute("datetime"));
+      if (!isNaN(moment)) {
+        el.textContent = formatter.format(moment);
+        el.title = el.getAttribute("datetime");
+      }
+    });
+  }
+
+  // Toasts: the server names one in an HX-Trigger header ({"toast": {"text", "level"}}).
+  function toast(text, level) {
+    var box = document.getElementById("toasts");
+    if (!box) { return; }
+    var item = document.createElement("div");
+    item.className = "toast " + (level || "ok");
+    item.textContent = text;
+    box.appendChild(item);
+    setTimeout(function () { item.remove(); }, 6000);
+  }
+  document.querySelectorAll("[data-flash]").forEach(function (item) {
+    setTimeout(function () { item.remove(); }, 8000);
+  });
+  document.body.addEventListener("toast", function (event) {
+    var detail = event.detail || {};
+    toast(detail.text || "", detail.level);
+  });
+  document.body.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    var text = "The request failed (" + xhr.status + ").";
+    var type = xhr.getResponseHeader("content-type") || "";
+    if (type.indexOf("text/plain") === 0 && xhr.responseText) { text = xhr.responseText; }
+    else { try { text = JSON.parse(xhr.responseText).detail || text; } catch (ignored) { /* HTML */ } }
+    toast(text, "bad");
+  });
+
+  // "/" focuses the page's search box (unless the viewer is typing somewhere).
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) { return; }
+    var target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable]")) { return; }
+    var search = document.querySelector("[data-search]");
+    if (search) { event.preventDefault(); search.focus(); search.select(); }
+  });
+
+  // Live updates: the SSE extension delivers HTML per element; this applies it now, at the
+  // chosen rate, or on resume (the newest per element, so nothing is lost while paused).
+  var live = document.querySelector("[data-live]");
+  if (live) {
+    var state = live.querySelector("[data-live-state]");
+    var pauseButton = live.querySelector("[data-live-pause]");
+    var rateSelect = live.querySelector("[data-live-rate]");
+    var pending = new Map();
+    var paused = false;
+    var timer = null;
+    var setState = function (status, text) { state.dataset.status = status; state.textContent = text; };
+    setState("connecting", "Connecting…");
+    var apply = function () {
+      pending.forEach(function (html, element) {
+        if (document.body.contains(element)) {
+          htmx.swap(element, html, { swapStyle: element.getAttribute("hx-swap") || "innerHTML" });
+          element.classList.remove("updated");
+          void element.offsetWidth;
+          element.classList.add("updated");
+          localTimes(element);
+        }
+      });
+      pending.clear();
+    };
+    var schedule = function () {
+      if (timer) { clearInterval(timer); timer = null; }
+      var every = Number(rateSelect.value) || 0;
+      if (every > 0) { timer = setInterval(function () { if (!paused) { apply(); } }, every * 1000); }
+    };
+    rateSelect.addEventListener("change", schedule);
+    pauseButton.addEventListener("click", function () {
+      paused = !paused;
+      pauseButton.setAttribute("aria-pressed", String(paused));
+      pauseButton.textContent = paused ? "Resume" : "Pause";
+      if (paused) { setState("paused", "Paused: updates are kept and applied on resume"); }
+      else { apply(); setState("open", "Live"); }
+    });
+    live.addEventListener("htmx:sseOpen", function (event) {
+      setState(paused ? "paused" : "open", paused ? "Paused" : "Live");
+      var source = event.detail.source;
+      source.addEventListener("reset", function () { window.location.reload(); });
+    });
+    live.addEventListener("htmx:sseError", function () { setState("error", "Reconnecting…"); });
+    live.addEventListener("htmx:sseBeforeMessage", function (event) {
+      event.preventDefault();
+      if (event.detail.lastEventId) {
+        // A reconnect (a new EventSource) resumes after the last change applied here.
+        var url = new URL(live.getAttribute("sse-connect"), window.location.href);
+        url.searchParams.set("last_event_id", event.detail.lastEventId);
+        live.setAttribute("sse-connect", url.pathname + url.search);
+      }
+      pending.set(event.target, event.detail.data);
+      if (!paused && !(Number(rateSelect.value) > 0)) { apply(); }
+    });
+  }
+
+  // Select-all on tables of rows with checkboxes, and the count a bulk bar shows.
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.matches("[data-select-all]")) {
+      document.querySelectorAll("[data-select-row]").forEach(function (box) { box.checked = target.checked; });
+    }
+    if (target.matches("[data-select-all], [data-select-row]")) {
+      var count = document.querySelectorAll("[data-select-row]:checked").length;
+      document.querySelectorAll("[data-selected-count]").forEach(function (el) { el.textContent = String(count); });
+      document.querySelectorAll("[data-needs-selection]").forEach(function (el) { el.disabled = count === 0; });
+    }
+  });
+
+  localTimes(document);
+  document.body.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
+})();

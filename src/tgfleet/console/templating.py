@@ -1,0 +1,89 @@
+"""The console's Jinja2 environment: autoescaped templates from the package, rendered whole
+or block by block (``jinja2-fragments``) for htmx's partial swaps.
+
+Every string a person reads goes through ``_()`` (gettext); until the catalogues exist the
+translations are the identity (``install_null_translations``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2_fragments import render_block
+from jinja2_fragments.fastapi import Jinja2Blocks
+
+from tgfleet.console.assets import Vendor, static_url
+from tgfleet.console.chart import traffic_svg
+
+#: Observed states and the badge class (colour) each is shown with.
+STATE_TONES: dict[str, str] = {
+    "online": "ok",
+    "starting": "busy",
+    "reconnecting": "busy",
+    "stopping": "busy",
+    "flood_wait": "warn",
+    "unassigned": "warn",
+    "quarantined": "bad",
+    "error": "bad",
+    "stopped": "idle",
+}
+
+
+def iso(moment: datetime | None) -> str:
+    """ISO 8601 in UTC, what ``<time datetime>`` carries (the page shows it in the viewer's
+    zone)."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def utc_text(moment: datetime | None) -> str:
+    """The time as read without JavaScript (UTC, to the second)."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def percent(ratio: float) -> str:
+    return f"{ratio * 100:.1f} %"
+
+
+def tone(state: str | None) -> str:
+    return STATE_TONES.get(state or "stopped", "idle")
+
+
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("tgfleet.console", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    environment.globals["static_url"] = static_url
+    environment.globals["vendor"] = Vendor
+    environment.globals["traffic_svg"] = traffic_svg
+    environment.filters["iso"] = iso
+    environment.filters["utc_text"] = utc_text
+    environment.filters["percent"] = percent
+    environment.filters["tone"] = tone
+    return environment
+
+
+templates = Jinja2Blocks(env=_environment())
+
+
+def render(name: str, context: dict[str, Any], *, block: str | None = None) -> str:
+    """A template (or one of its blocks) as a string: what an SSE message carries."""
+    environment = templates.env
+    if block is None:
+        return environment.get_template(name).render(context)
+    return render_block(environment, name, block, context)

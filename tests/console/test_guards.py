@@ -1,0 +1,38 @@
+"""Every console route declares its guard: the cookie session and the same permission code
+as its API twin (a hidden button is never the only guard). A new route must be added here."""
+
+from __future__ import annotations
+
+from fastapi.routing import APIRoute
+
+from tests.test_rbac import AUTHENTICATED, OPEN, check_guards
+from tgfleet.console.guard import ConsoleGuard
+from tgfleet.console.routes import OPEN_ROUTES, ROUTERS
+
+SIGNED_IN = AUTHENTICATED
+
+#: (method, path) -> the permission the route needs.
+CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
+    ("GET", "/login"): OPEN,
+    ("POST", "/login"): OPEN,
+    ("POST", "/logout"): SIGNED_IN,
+    ("GET", "/"): "account:read",
+    ("GET", "/accounts"): "account:read",
+    ("POST", "/accounts/bulk/preview"): "account:control",
+    ("POST", "/accounts/bulk"): "account:control",
+}
+
+
+def console_routes() -> list[tuple[str, str, APIRoute]]:
+    found: list[tuple[str, str, APIRoute]] = []
+    for router in ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            found.extend((method, route.path, route) for method in sorted(route.methods or ()))
+    return found
+
+
+def test_every_console_route_is_declared_with_its_permission() -> None:
+    routes = console_routes()
+    assert {(method, path) for method, path, _ in routes} == set(CONSOLE_PERMISSIONS)
+    check_guards(routes, CONSOLE_PERMISSIONS, OPEN_ROUTES, ConsoleGuard)
