@@ -51,6 +51,7 @@ class TestDocsPages:
                 assets.DOCS_CSP,
                 [
                     static_url(Vendor.swagger_ui_css),
+                    static_url(assets.SWAGGER_CONTRAST),
                     static_url(Vendor.swagger_ui_js),
                     static_url(assets.SWAGGER_INIT),
                 ],
