@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,7 +23,7 @@ from tgfleet.account.exceptions import (
     InvalidBulkTarget,
     UnknownSort,
 )
-from tgfleet.account.schemas import AccountFilter, AccountSort, ControlAction
+from tgfleet.account.schemas import AccountFilter, AccountQuery, AccountSort, ControlAction
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.exceptions import InvalidInput
 from tgfleet.kit.db import unit_of_work
@@ -147,6 +148,38 @@ class TestFilters:
         assert (listing.counts["online"], listing.counts["quarantined"]) == (2, 1)
         assert sum(listing.counts.values()) == 3
         assert (grouped["online"], sum(grouped.values())) == (3, 3)
+
+    def test_url_parameters_parse_as_the_api_reads_them(self) -> None:
+        """AccountQuery.from_pairs collects the repeated parameters, strips and drops empty
+        text, ignores what is not a filter, and refuses what the API answers 422 to."""
+        query = AccountQuery.from_pairs(
+            [
+                ("state", "online"),
+                ("cursor", "abc"),
+                ("state", "error"),
+                ("group", "-5"),
+                ("worker", "w1"),
+                ("worker", "w1"),
+                ("label", " eu "),
+                ("q", ""),
+                ("sort", "-since"),
+            ]
+        )
+        assert query.sort is AccountSort.SINCE_DESC
+        assert query.to_filter() == AccountFilter(
+            states=("online", "error"), label="eu", workers=("w1",), groups=(-5,)
+        )
+        assert AccountQuery.from_pairs([]).to_filter() == AccountFilter()
+        for refused in (
+            [("group", "0")],
+            [("group", "x")],
+            [("sort", "size")],
+            [("state", "sleeping")],
+            [("state", "online")] * 51,
+            [("label", "a\x00b")],
+        ):
+            with pytest.raises(ValidationError):
+                AccountQuery.from_pairs(refused)
 
     def test_describe_names_every_field_given(self) -> None:
         """The audit details of a filter carry the workers and groups too."""

@@ -14,23 +14,20 @@ from tgfleet.account import service as account_service
 from tgfleet.account.schemas import (
     CHAT_ID_MAX,
     CHAT_ID_MIN,
-    FILTER_MAX_VALUES,
     AccountBulkCommand,
     AccountEventRead,
     AccountGroupRead,
     AccountGroupUpdate,
     AccountMatchRead,
     AccountPage,
+    AccountQuery,
     AccountRead,
-    AccountSort,
     AccountStatusRead,
     BulkResultRead,
     ControlAction,
     GroupBulkResultRead,
     GroupBulkUpdate,
-    GroupChatId,
     SessionSummary,
-    WorkerId,
 )
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
@@ -110,51 +107,27 @@ async def list_accounts(
     session: DbSession,
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
-    state: Annotated[
-        list[AccountState] | None,
-        Query(max_length=FILTER_MAX_VALUES, description="observed state; repeat for several"),
-    ] = None,
-    label: Annotated[str | None, Query(max_length=200, description="label prefix")] = None,
-    q: Annotated[
-        str | None,
-        Query(max_length=200, description="part of the label, username or phone"),
-    ] = None,
-    worker: Annotated[
-        list[WorkerId] | None,
-        Query(
-            max_length=FILTER_MAX_VALUES,
-            description="the worker in the status row; repeat for several",
-        ),
-    ] = None,
-    group: Annotated[
-        list[GroupChatId] | None,
-        Query(
-            max_length=FILTER_MAX_VALUES,
-            description="accounts with a group row for this chat id; repeat for several",
-        ),
-    ] = None,
-    sort: Annotated[
-        AccountSort,
-        Query(description="label, state, since, worker or created; '-' first reverses"),
-    ] = AccountSort.LABEL,
+    *,
+    query: Annotated[AccountQuery, Query()],
 ) -> AccountPage:
     """Accounts with their observed status and session state (never key material), in
     ``sort``'s order with the label breaking ties. ``label`` and ``q`` are
-    case-insensitive; every filter given must hold, any value of a repeated one. An
-    account no worker has run counts as stopped, since its creation, with no worker.
-    ``counts`` gives the number of accounts per state over the other filters, ignoring
-    ``state``, so a console can show one tab per state. A ``cursor`` continues only the
-    sort it was made for."""
+    case-insensitive; every filter given must hold, any value of a repeated one (at most
+    50 each). An account no worker has run counts as stopped, since its creation, with no
+    worker. ``counts`` gives the number of accounts per state over the other filters,
+    ignoring ``state``, so a console can show one tab per state. A ``cursor`` continues
+    only the sort it was made for."""
+    wanted = query.to_filter()
     result = await account_service.list_accounts(
         session,
         cursor=cursor,
         limit=limit,
-        q=q or None,
-        label=label or None,
-        states=[s.value for s in state or ()],
-        workers=list(dict.fromkeys(worker or ())),
-        groups=list(dict.fromkeys(group or ())),
-        sort=sort,
+        q=wanted.q,
+        label=wanted.label,
+        states=wanted.states,
+        workers=wanted.workers,
+        groups=wanted.groups,
+        sort=query.sort,
         with_counts=True,
     )
     ids = [a.id for a in result.items]

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from tgfleet.kit.names import NameRules
 from tgfleet.kit.pagination import Page
@@ -201,6 +202,62 @@ GroupChatId = Annotated[ChatId, AfterValidator(_marked_chat_id)]
 def _values(description: str) -> Any:
     """A repeatable filter field: at least one value, at most ``FILTER_MAX_VALUES``."""
     return Field(min_length=1, max_length=FILTER_MAX_VALUES, description=description)
+
+
+class AccountQuery(RequestSchema):
+    """The listing's filters and order as URL query parameters: ``GET /api/v1/accounts``
+    takes them, and a page that keeps them in its URL parses them with the same rules
+    (``from_pairs``). Other parameters (``cursor``, ``limit``...) are left to the caller."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    state: list[AccountState] = Field(
+        default_factory=list, max_length=FILTER_MAX_VALUES, description="observed state"
+    )
+    label: str | None = Field(default=None, max_length=200, description="label prefix")
+    q: str | None = Field(
+        default=None, max_length=200, description="part of the label, username or phone"
+    )
+    worker: list[WorkerId] = Field(
+        default_factory=list,
+        max_length=FILTER_MAX_VALUES,
+        description="the worker in the status row (the last that reported the account)",
+    )
+    group: list[GroupChatId] = Field(
+        default_factory=list,
+        max_length=FILTER_MAX_VALUES,
+        description="accounts with a group row for this chat id",
+    )
+    sort: AccountSort = Field(
+        default=AccountSort.LABEL,
+        description="label, state, since, worker or created; '-' first reverses",
+    )
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> AccountQuery:
+        """Parse URL query pairs (``request.query_params.multi_items()``); the repeatable
+        ones (state, worker, group) collect every value. Raises pydantic's
+        ``ValidationError`` on what the API answers 422 to."""
+        values: dict[str, Any] = {}
+        for name, value in pairs:
+            if name in _REPEATED:
+                values.setdefault(name, []).append(value)
+            elif name in cls.model_fields:
+                values[name] = value
+        return cls.model_validate(values)
+
+    def to_filter(self) -> AccountFilter:
+        """The filter these parameters select (an empty ``label`` or ``q`` is no filter)."""
+        return AccountFilter(
+            states=tuple(dict.fromkeys(s.value for s in self.state)),
+            label=self.label or None,
+            q=self.q or None,
+            workers=tuple(dict.fromkeys(self.worker)),
+            groups=tuple(dict.fromkeys(self.group)),
+        )
+
+
+_REPEATED: Final = frozenset({"state", "worker", "group"})
 
 
 class AccountFilterBody(RequestSchema):
