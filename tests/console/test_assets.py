@@ -56,7 +56,11 @@ class TestDocsPages:
                     static_url(assets.SWAGGER_INIT),
                 ],
             ),
-            ("/redoc", assets.REDOC_CSP, [static_url(Vendor.redoc)]),
+            (
+                "/redoc",
+                assets.REDOC_CSP,
+                [static_url(assets.REDOC_CONTRAST), static_url(Vendor.redoc)],
+            ),
         ],
     )
     async def test_load_only_vendored_files(
