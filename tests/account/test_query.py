@@ -230,6 +230,8 @@ class TestSorting:
                 ("state", {"sort": "state", "key": "sleeping", "label": "a"}),
                 ("worker", {"sort": "worker", "key": 7, "label": "a"}),
                 ("worker", {"sort": "worker", "key": "w1"}),
+                ("worker", {"sort": "worker", "key": "w\x00", "label": "a"}),
+                ("label", {"label": "a\x00"}),  # PostgreSQL text holds no NUL
                 ("label", {"sort": {"a": 1}, "label": "a"}),
             ]
             for sort, key in forged:

@@ -218,7 +218,7 @@ def _cursor_position(key: dict[str, Any] | None, sort: AccountSort) -> tuple[Any
         raise CursorSortMismatch(msg)
     label, value = key.get("label"), key.get("key")
     position = _sort_key(sort, value) if made_for == sort.value else None
-    if not isinstance(label, str) or position is None:
+    if not isinstance(label, str) or "\x00" in label or position is None:
         msg = "cursor is not one this API returned"
         raise InvalidInput(msg)
     return position[0], label
@@ -233,7 +233,7 @@ def _sort_key(sort: AccountSort, value: object) -> tuple[Any] | None:
     if sort.key == "state":
         return (AccountState(value),) if value in set(AccountState) else None
     if sort.key == "worker":
-        return (value,)
+        return (value,) if "\x00" not in value else None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
