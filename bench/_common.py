@@ -7,6 +7,7 @@ processes with the tests' harness (``tests/harness.py``, ``tests/e2e/harness.py`
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import logging
@@ -18,9 +19,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import SecretStr
 from telethon.crypto import aes as telethon_aes
 from telethon.crypto import libssl
 
+from tgfleet.config import Environment, Settings
 from tgfleet.logging import configure_logging
 
 T = TypeVar("T")
@@ -37,6 +40,24 @@ def backend() -> str:
     if libssl.encrypt_ige and libssl.decrypt_ige:
         return "libssl (ctypes; cryptg absent)"
     return "pyaes (pure Python; cryptg and libssl absent)"
+
+
+def bench_settings(data_dir: Path, database_url: str | None, **options: Any) -> Settings:
+    """Test settings on ``database_url`` (None: SQLite in ``data_dir``) with a fresh vault
+    key, cheap password hashing, no Telegram probe, and ``options``."""
+    return Settings(
+        env=Environment.TEST,
+        data_dir=data_dir,
+        database_url=database_url,
+        vault_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
+        vault_key_file=None,
+        vault_passphrase=None,
+        argon2_time_cost=1,
+        argon2_memory_kib=8,
+        argon2_parallelism=1,
+        telegram_dcs="",
+        **options,
+    )
 
 
 def rss_mib(pid: int) -> float:

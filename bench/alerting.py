@@ -72,7 +72,6 @@ Run alone: ``.venv/bin/python bench/run.py alerting``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import html
@@ -96,8 +95,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-from _common import cpu_seconds, own_cpu, rss_mib
-from pydantic import SecretStr
+from _common import bench_settings, cpu_seconds, own_cpu, rss_mib
 from tests.harness import free_port, scratch_database, stop_process, telegram_alerting
 
 from tgfleet import migrations
@@ -110,7 +108,7 @@ from tgfleet.alert.evaluator import Evaluator
 from tgfleet.alert.receivers import build_receivers
 from tgfleet.alert.schemas import Alert, Notification
 from tgfleet.app import create_app
-from tgfleet.config import Environment, Settings
+from tgfleet.config import Settings
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
@@ -484,18 +482,10 @@ def alerting_yaml(bot_url: str, *extra: str) -> str:
     )
 
 
-def bench_settings(data_dir: Path, database_url: str | None, config: Path) -> Settings:
-    return Settings(
-        env=Environment.TEST,
-        data_dir=data_dir,
-        database_url=database_url,
-        vault_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
-        vault_key_file=None,
-        vault_passphrase=None,
-        argon2_time_cost=1,
-        argon2_memory_kib=8,
-        argon2_parallelism=1,
-        telegram_dcs="",
+def alerting_settings(data_dir: Path, database_url: str | None, config: Path) -> Settings:
+    return bench_settings(
+        data_dir,
+        database_url,
         alerting_enabled=True,
         alerting_config=config,
         alerting_evaluation_interval_seconds=EVALUATION_INTERVAL,
@@ -539,7 +529,7 @@ async def run_tgfleet(backend: str, database_url: str | None, workdir: Path) -> 
     async with Recorder.running() as recorder:
         config = workdir / "alerting.yml"
         config.write_text(alerting_yaml(recorder.url))
-        settings = bench_settings(data_dir, database_url, config)
+        settings = alerting_settings(data_dir, database_url, config)
         url = settings.effective_database_url
         ensure_data_dir(settings)
         await asyncio.to_thread(migrations.upgrade, url)
