@@ -120,6 +120,24 @@ class TestImport:
         accounts = (await client.get("/api/v1/accounts", headers=admin.headers)).json()["items"]
         assert len(accounts) == 5
 
+    async def test_a_file_input_left_empty_is_no_file(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
+        """An HTML form's file input with no file chosen sends a part with neither a file
+        name nor content: it is no file, not an invalid one."""
+        files = [
+            ("files", ("", b"")),
+            ("files", ("s.txt", telethon_string(15).encode())),
+            ("files", ("empty.session", b"")),
+        ]
+        response = await client.post(IMPORT, files=files, headers=admin.headers)
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [(r["name"], r["ok"]) for r in results] == [
+            ("s.txt", True),
+            ("empty.session", False),
+        ]
+
     async def test_duplicate_key_is_refused_naming_the_account(
         self, client: httpx.AsyncClient, admin: Credentials, tmp_path: Path
     ) -> None:

@@ -7,17 +7,15 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.components import AppComponents
-from tgfleet.exceptions import AppError
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
-from tgfleet.vault.exceptions import ArchiveError, ImportTooLargeError, ReplaceNeedsOneSession
+from tgfleet.vault.exceptions import ReplaceNeedsOneSession
 from tgfleet.vault.formats import SessionFormat
 from tgfleet.vault.schemas import (
     ImportReport,
@@ -29,7 +27,7 @@ from tgfleet.vault.schemas import (
     SessionReplaced,
     VaultStatusRead,
 )
-from tgfleet.vault.upload import read_upload
+from tgfleet.vault.upload import DEFAULT_UPLOAD_NAME, UPLOAD_ERRORS, read_upload, upload_error
 
 IMPORT_PATH = "/api/v1/accounts/import"
 
@@ -51,9 +49,6 @@ MEDIA_TYPES = {
 }
 
 
-_UPLOAD_ERRORS = (ArchiveError, ImportTooLargeError, StarletteHTTPException)
-
-
 @router.post(IMPORT_PATH, response_model=ImportReport)
 async def import_sessions(
     request: Request,
@@ -65,7 +60,7 @@ async def import_sessions(
     ] = None,
     name: Annotated[
         str, Query(max_length=300, description="file name of a raw (non-multipart) body")
-    ] = "upload.session",
+    ] = DEFAULT_UPLOAD_NAME,
 ) -> ImportReport:
     """Import sessions: a raw body (one session file or string, or a zip) or
     multipart/form-data with any number of files and zips. Each file is validated and
@@ -80,25 +75,16 @@ async def import_sessions(
             max_bytes=vault.settings.import_max_upload_bytes,
             default_name=name,
         )
-        entries = []
-        for upload in files:
-            entries += await asyncio.to_thread(
-                vault_service.expand_upload, upload.name, bytes(upload.data), vault.limits
-            )
-        vault_service.check_totals(entries, vault.limits)
-    except (ArchiveError, ImportTooLargeError, StarletteHTTPException) as exc:
-        error = exc if isinstance(exc, AppError) else ImportTooLargeError(str(exc.detail))
-        await vault_service.audit_refused(components.sessionmaker, context, name, error)
+    except UPLOAD_ERRORS as exc:
+        await vault_service.audit_refused(components.sessionmaker, context, name, upload_error(exc))
         raise
-    label = label or fields.get("label") or None
-    if label is not None and len(entries) != 1:
-        label = None  # a label names one account; many files keep their own names
-    results = await vault_service.import_entries(
+    results = await vault_service.import_upload(
         components.sessionmaker,
         vault,
         context,
-        entries,
-        label=label,
+        files,
+        name=name,
+        label=label or fields.get("label") or None,
     )
     return ImportReport(
         imported=sum(r.ok for r in results),
@@ -116,7 +102,7 @@ async def replace_session(
     meta: Meta,
     name: Annotated[
         str, Query(max_length=300, description="file name of a raw (non-multipart) body")
-    ] = "upload.session",
+    ] = DEFAULT_UPLOAD_NAME,
 ) -> SessionReplaced:
     """Re-import one account's session (a raw body or one multipart file): it becomes the
     account's secret at the next version, and the worker starts the account afresh, also
@@ -125,14 +111,8 @@ async def replace_session(
     context = audit_context(principal, meta)
     try:
         entry = await _one_entry(request, vault, name)
-    except (
-        ArchiveError,
-        ImportTooLargeError,
-        ReplaceNeedsOneSession,
-        StarletteHTTPException,
-    ) as exc:
-        error = exc if isinstance(exc, AppError) else ImportTooLargeError(str(exc.detail))
-        await vault_service.audit_refused(components.sessionmaker, context, name, error)
+    except (*UPLOAD_ERRORS, ReplaceNeedsOneSession) as exc:
+        await vault_service.audit_refused(components.sessionmaker, context, name, upload_error(exc))
         raise
     result = await vault_service.replace_session(
         components.sessionmaker, vault, context, account_id, entry

@@ -37,6 +37,7 @@ from tgfleet.vault.formats import (
 from tgfleet.vault.repository import SecretRepository, lock_vault
 from tgfleet.vault.schemas import ImportResultRead
 from tgfleet.vault.sessions import reseal
+from tgfleet.vault.upload import UploadedFile
 from tgfleet.vault.vault import Vault
 
 log = get_logger(__name__)
@@ -96,6 +97,35 @@ async def audit_refused(
             result=audit_service.FAILURE,
             details={"file": name, "error": error.code, "detail": error.message},
         )
+
+
+async def import_upload(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    files: Sequence[UploadedFile],
+    *,
+    name: str,
+    label: str | None = None,
+) -> list[ImportResult]:
+    """Import an upload's files (session files, strings, zips), as the import endpoint and
+    the console's import page take them: zips expanded and the limits checked over the
+    whole upload, which is refused whole (audited as ``name``) before any file ran if a zip
+    is unsafe or it is too large; ``label`` names the account only if the upload held
+    exactly one session (many files keep their own names)."""
+    try:
+        entries: list[Entry] = []
+        for upload in files:
+            entries += await asyncio.to_thread(
+                expand_upload, upload.name, bytes(upload.data), vault.limits
+            )
+        check_totals(entries, vault.limits)
+    except (ArchiveError, ImportTooLargeError) as exc:
+        await audit_refused(sessionmaker, context, name, exc)
+        raise
+    if label is not None and len(entries) != 1:
+        label = None
+    return await import_entries(sessionmaker, vault, context, entries, label=label)
 
 
 def _label_from_name(name: str) -> str:

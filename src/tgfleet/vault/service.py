@@ -4,6 +4,7 @@ This module is the vault's public entry (``from tgfleet.vault import service as
 vault_service``); the work lives in modules named for what they hold:
 
 - ``tgfleet.vault.vault``: the ``Vault`` a process holds (its keyring and import limits);
+- ``tgfleet.vault.upload``: reading an upload (raw or multipart) into memory;
 - ``tgfleet.vault.importing``: importing files, zips and folders;
 - ``tgfleet.vault.replacing``: re-importing one account's session;
 - ``tgfleet.vault.sessions``: decrypting, writing back, exporting, erasing and listing the
@@ -23,6 +24,7 @@ from tgfleet.vault.importing import (
     expand_path,
     expand_upload,
     import_entries,
+    import_upload,
 )
 from tgfleet.vault.replacing import ReplaceResult, replace_session
 from tgfleet.vault.rotation import KekStatus, RotationReport, VaultStatus, rotate, status
@@ -38,15 +40,25 @@ from tgfleet.vault.sessions import (
     summaries,
     update_session,
 )
+from tgfleet.vault.upload import (
+    DEFAULT_UPLOAD_NAME,
+    UPLOAD_ERRORS,
+    UploadedFile,
+    read_upload,
+    upload_error,
+)
 from tgfleet.vault.vault import Vault
 
 __all__ = [
+    "DEFAULT_UPLOAD_NAME",
+    "UPLOAD_ERRORS",
     "Decrypted",
     "ImportResult",
     "KekStatus",
     "ReplaceResult",
     "RotationReport",
     "SecretSummary",
+    "UploadedFile",
     "Vault",
     "VaultStatus",
     "audit_refused",
@@ -58,6 +70,8 @@ __all__ = [
     "expand_upload",
     "export",
     "import_entries",
+    "import_upload",
+    "read_upload",
     "replace_session",
     "rotate",
     "secret_versions",
@@ -65,4 +79,5 @@ __all__ = [
     "status",
     "summaries",
     "update_session",
+    "upload_error",
 ]
