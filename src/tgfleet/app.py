@@ -30,6 +30,7 @@ from tgfleet.console.assets import add_compression, docs_router, mount_static
 from tgfleet.console.errors import html_error, sign_in_required
 from tgfleet.console.exceptions import SignInRequired
 from tgfleet.console.routes import ROUTERS as CONSOLE_ROUTERS
+from tgfleet.console.routes.imports import IMPORT_PAGE
 from tgfleet.console.web import SecurityHeadersMiddleware, wants_html
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
@@ -107,7 +108,10 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
-        per_path={IMPORT_PATH: settings.import_max_upload_bytes},
+        per_path={
+            IMPORT_PATH: settings.import_max_upload_bytes,
+            IMPORT_PAGE: settings.import_max_upload_bytes,
+        },
     )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
@@ -209,10 +213,10 @@ class BodyLimitMiddleware:
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+                await _refuse(scope, receive, send, 400, "Content-Length is not a number")
                 return
             if int(declared) > max_bytes:
-                await _send_error(send, 413, "payload_too_large", _too_large(max_bytes))
+                await _refuse(scope, receive, send, 413, _too_large(max_bytes))
                 return
         received = 0
 
@@ -258,6 +262,12 @@ def _url_problem(scope: Scope) -> str | None:
             shown = name.encode("unicode_escape").decode("ascii")  # never echo a raw control
             return f"query parameter '{shown}' must not contain {char} or other {CONTROL_RULE}"
     return None
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+    """A refusal before the app ran: the JSON error, or a page for a browser on the console."""
+    response = _error(status, _HTTP_CODES[status], detail, request=Request(scope, receive))
+    await response(scope, receive, send)
 
 
 def _too_large(max_bytes: int) -> str:

@@ -20,6 +20,8 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/accounts"): "account:read",
     ("POST", "/accounts/bulk/preview"): "account:control",
     ("POST", "/accounts/bulk"): "account:control",
+    ("GET", "/import"): "session:import",
+    ("POST", "/import"): "session:import",
 }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.audit import service as audit_service
 from tgfleet.auth import service as auth_service
@@ -24,7 +25,7 @@ from tgfleet.console.web import (
     SESSION_COOKIE,
     origin_allowed,
 )
-from tgfleet.kit.http import DbSession, Meta
+from tgfleet.kit.http import DbSession, Meta, RequestMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,27 +65,53 @@ class ConsoleGuard(PermissionGuard):
     async def __call__(
         self, request: Request, components: AppComponents, session: DbSession, meta: Meta
     ) -> Viewer:
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token:
-            msg = "sign in to use the console"
-            raise SignInRequired(msg)
-        try:
-            console = await auth_service.console_session(session, components.auth, token)
-        except InvalidToken as exc:
-            msg = "your console session ended; sign in again"
-            raise SignInRequired(msg) from exc
-        viewer = Viewer(principal=console.principal, csrf_token=console.csrf_token, session=console)
+        viewer = await signed_in(request, components, session)
+        presented = None
         if request.method not in SAFE_METHODS:
-            await _check_csrf(request, session, meta, viewer)
-        await self.check(console.principal, session, meta, request)
+            presented = await presented_csrf(request)
+        await self.authorize(request, session, meta, viewer, presented)
         return viewer
 
+    async def authorize(
+        self,
+        request: Request,
+        session: AsyncSession,
+        meta: RequestMeta,
+        viewer: Viewer,
+        presented: str | None,
+    ) -> None:
+        """CSRF (``presented``: the token the request carried) for anything that changes
+        state, then the permission; each refusal audited."""
+        if request.method not in SAFE_METHODS:
+            await _check_csrf(request, session, meta, viewer, presented)
+        await self.check(viewer.principal, session, meta, request)
 
-async def _check_csrf(request: Request, session: DbSession, meta: Meta, viewer: Viewer) -> None:
+
+async def signed_in(request: Request, components: AppComponents, session: AsyncSession) -> Viewer:
+    """The viewer of the request's console session cookie."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        msg = "sign in to use the console"
+        raise SignInRequired(msg)
+    try:
+        console = await auth_service.console_session(session, components.auth, token)
+    except InvalidToken as exc:
+        msg = "your console session ended; sign in again"
+        raise SignInRequired(msg) from exc
+    return Viewer(principal=console.principal, csrf_token=console.csrf_token, session=console)
+
+
+async def _check_csrf(
+    request: Request,
+    session: AsyncSession,
+    meta: RequestMeta,
+    viewer: Viewer,
+    presented: str | None,
+) -> None:
     reason = None
     if not origin_allowed(request):
         reason = "cross_origin"
-    elif not auth_service.verify_csrf(viewer.session, await presented_csrf(request)):
+    elif not auth_service.verify_csrf(viewer.session, presented):
         reason = "csrf_token"
     if reason is None:
         return
@@ -119,3 +146,5 @@ AccountReader = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_READ)]
 AccountController = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_CONTROL)]
 #: May change accounts' group settings (``account:write``).
 AccountWriter = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_WRITE)]
+#: May import sessions (``session:import``): the import page (its upload: ``console.uploads``).
+SessionImporter = Annotated[Viewer, ConsoleRequires(Permission.SESSION_IMPORT)]

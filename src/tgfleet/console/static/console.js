@@ -122,6 +122,44 @@
     }
   });
 
+  // The import page's drop zone: files dropped on it join the file input's own list (a
+  // DataTransfer), so the form posts them as if picked; without JavaScript the picker works.
+  document.querySelectorAll("[data-dropzone]").forEach(function (zone) {
+    var input = zone.querySelector("input[type=file]");
+    var list = zone.querySelector("[data-dropzone-list]");
+    var hint = zone.querySelector("[data-dropzone-hint]");
+    if (!input || typeof DataTransfer === "undefined") { return; }
+    if (hint) { hint.hidden = false; }
+    var show = function () {
+      if (!list) { return; }
+      list.replaceChildren();
+      Array.prototype.forEach.call(input.files, function (file) {
+        var item = document.createElement("li");
+        item.textContent = file.name + " (" + file.size + " B)";
+        list.appendChild(item);
+      });
+    };
+    ["dragenter", "dragover"].forEach(function (type) {
+      zone.addEventListener(type, function (event) {
+        event.preventDefault();
+        zone.classList.add("dragging");
+      });
+    });
+    zone.addEventListener("dragleave", function (event) {
+      if (!zone.contains(event.relatedTarget)) { zone.classList.remove("dragging"); }
+    });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      zone.classList.remove("dragging");
+      var files = new DataTransfer();
+      Array.prototype.forEach.call(input.files, function (file) { files.items.add(file); });
+      Array.prototype.forEach.call(event.dataTransfer.files, function (file) { files.items.add(file); });
+      input.files = files.files;
+      show();
+    });
+    input.addEventListener("change", show);
+  });
+
   localTimes(document);
   document.body.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
 })();
