@@ -34,6 +34,7 @@ Run alone: ``.venv/bin/python bench/run.py console``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -44,17 +45,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from _common import Connection, bench_settings, pct, run_in_tempdir
+from _common import (
+    Connection,
+    bench_settings,
+    cpu_seconds,
+    own_cpu,
+    pct,
+    raise_nofile,
+    run_in_tempdir,
+)
 from fleet import start_run
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import make_accounts, report_states
 from tests.harness import scratch_database, worker_env
 
 from tgfleet import migrations
+from tgfleet.account import runtime as account_runtime
+from tgfleet.account.runtime import StateChange
 from tgfleet.audit import keys as audit_keys
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth import service as auth_service
 from tgfleet.config import Settings
 from tgfleet.console.web import SESSION_COOKIE
+from tgfleet.kit.clock import utcnow
 from tgfleet.kit.data_dir import ensure_data_dir
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.models import AccountGroup, AccountState
@@ -64,6 +77,17 @@ SAMPLES = int(os.environ.get("TGFLEET_BENCH_CONSOLE_SAMPLES", "200"))
 PG_SERVER = os.environ.get(
     "TGFLEET_BENCH_CONSOLE_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+SSE_CLIENTS = int(os.environ.get("TGFLEET_BENCH_CONSOLE_SSE_CLIENTS", "100"))
+OVERVIEW_CLIENTS = int(os.environ.get("TGFLEET_BENCH_CONSOLE_OVERVIEW_CLIENTS", "10"))
+CHANGES = int(os.environ.get("TGFLEET_BENCH_CONSOLE_CHANGES", "1000"))
+CHANGE_SECONDS = 10.0
+CHANGE_BATCHES = 50  # transactions over CHANGE_SECONDS
+#: The numbers of accounts-page clients in the scaling rounds (the last one is checked
+#: in full, with OVERVIEW_CLIENTS overview pages beside it).
+CLIENT_STEPS = (1, 10, SSE_CLIENTS)
+DELIVERY_TIMEOUT = 20.0  # seconds after the last commit for every change to arrive
+LATENCY_TARGET = 2.0
+CHANGED_STATE = AccountState.RECONNECTING
 WARMUP = 10
 SEED_BATCH = 1000
 WORKERS = 4
@@ -311,6 +335,278 @@ async def page_weight(server: Server) -> Weight:
     return Weight(files)
 
 
+# ----------------------------------------------------------------------------- live feed
+
+STATE_RE = re.compile(r'data-state="([a-z_]+)"')
+
+
+@dataclass
+class Client:
+    """One open page's ``/live`` stream, read by a minimal HTTP/1.1 client (chunked
+    transfer, SSE ``event:``/``data:``/``id:`` lines)."""
+
+    view: str
+    wanted: frozenset[uuid.UUID]  # the accounts the round changes
+    #: acct-<id> messages: account id -> [(arrival, monotonic), state shown]
+    seen: dict[uuid.UUID, list[tuple[float, str]]] = field(default_factory=dict)
+    messages: int = 0  # every message but comments
+    resets: int = 0
+    error: str | None = None
+    got: set[uuid.UUID] = field(default_factory=set)  # wanted ones shown in CHANGED_STATE
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # got every wanted one
+
+
+async def read_stream(reader: asyncio.StreamReader, client: Client) -> None:
+    """Until the connection ends: dechunk, split into SSE messages, record them."""
+    buffer = ""
+    event, data = "", list[str]()
+    while True:
+        size_line = await reader.readline()
+        if not size_line:
+            return
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            return
+        chunk = await reader.readexactly(size + 2)  # the chunk and its CRLF
+        arrived = time.monotonic()
+        buffer += chunk[:-2].decode()
+        *lines, buffer = buffer.replace("\r\n", "\n").split("\n")
+        for line in lines:
+            if line == "":
+                if event or data:
+                    record(client, event, "\n".join(data), arrived)
+                event, data = "", []
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+
+
+def record(client: Client, event: str, data: str, arrived: float) -> None:
+    client.messages += 1
+    if event == "reset":
+        client.resets += 1
+    elif event.startswith("acct-"):
+        found = STATE_RE.search(data)
+        account, state = uuid.UUID(event[5:]), found.group(1) if found else "?"
+        client.seen.setdefault(account, []).append((arrived, state))
+        if state == CHANGED_STATE and account in client.wanted:
+            client.got.add(account)
+            if len(client.got) == len(client.wanted):
+                client.done.set()
+
+
+async def open_stream(
+    server: Server, view: str, wanted: frozenset[uuid.UUID]
+) -> tuple[Client, asyncio.StreamWriter]:
+    """A page's stream, answered 200 (headers read): subscribed from now on."""
+    client = Client(view, wanted)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        (
+            f"GET /live?view={view} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Cookie: {server.cookie}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+    )
+    async with asyncio.timeout(HTTP_TIMEOUT):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    if head.startswith("HTTP/1.1 404"):
+        writer.close()
+        raise NoLiveFeed
+    if not head.startswith("HTTP/1.1 200"):
+        writer.close()
+        msg = f"/live?view={view}: {head.splitlines()[0]}"
+        raise RuntimeError(msg)
+    if "chunked" not in head.lower():
+        writer.close()
+        msg = f"/live answered without chunked transfer: {head!r}"
+        raise RuntimeError(msg)
+    task = asyncio.create_task(read_stream(reader, client))
+    task.add_done_callback(lambda done: _failed(client, done))
+    client_tasks.add(task)
+    return client, writer
+
+
+client_tasks: set[asyncio.Task[None]] = set()
+
+
+class NoLiveFeed(Exception):
+    """This checkout serves no ``/live`` (the console's live feed came later)."""
+
+
+def _failed(client: Client, task: asyncio.Task[None]) -> None:
+    client_tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        client.error = repr(task.exception())
+
+
+async def scrape(http: httpx.AsyncClient) -> dict[str, float]:
+    """The server's /metrics: every sample summed by metric name (labels dropped)."""
+    answer = await http.get("/metrics")
+    answer.raise_for_status()
+    found: dict[str, float] = {}
+    for line in answer.text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        base = name.split("{", 1)[0]
+        found[base] = found.get(base, 0.0) + float(value)
+    return found
+
+
+DB_STATEMENTS = "tgfleet_db_query_duration_seconds_count"
+LIVE_QUERIES = "tgfleet_console_live_queries_total"
+LIVE_SUBSCRIBERS = "tgfleet_console_live_subscribers"
+
+
+@dataclass
+class Round:
+    clients: int  # accounts-page streams
+    overview_clients: int
+    changes: int
+    seconds: float  # first commit to last commit
+    latencies: list[float]  # commit to arrival, every (client, change)
+    missing: int  # (client, change) pairs never received
+    wrong_last: int  # (client, account) whose last state shown is not the committed one
+    per_client: list[int]  # acct- messages of the changed accounts, per accounts client
+    overview_messages: list[int]
+    resets: int
+    errors: list[str]
+    server_cpu: float  # seconds, over the round
+    bench_cpu: float
+    wall: float  # seconds, first commit to the last arrival (or the timeout)
+    db_statements: float  # per second, the whole server
+    live_queries: float | None  # per second, the broadcaster's own (when exposed)
+
+
+async def change_states(
+    maker: async_sessionmaker[AsyncSession], accounts: Sequence[tuple[uuid.UUID, str]]
+) -> dict[uuid.UUID, float]:
+    """``accounts`` online -> CHANGED_STATE as their workers report it (account.runtime.apply),
+    CHANGE_BATCHES transactions spread over CHANGE_SECONDS; each one's commit time."""
+    committed: dict[uuid.UUID, float] = {}
+    size = max(1, -(-len(accounts) // CHANGE_BATCHES))
+    started = time.monotonic()
+    for number, start in enumerate(range(0, len(accounts), size)):
+        await asyncio.sleep(
+            max(0.0, started + number * CHANGE_SECONDS / CHANGE_BATCHES - time.monotonic())
+        )
+        batch = accounts[start : start + size]
+        async with unit_of_work(maker) as session:
+            at = utcnow()
+            await account_runtime.apply(
+                session,
+                [
+                    StateChange(
+                        account_id=account,
+                        state=CHANGED_STATE,
+                        previous=AccountState.ONLINE,
+                        at=at,
+                        worker_id=worker,
+                        source=worker,
+                    )
+                    for account, worker in batch
+                ],
+            )
+        done = time.monotonic()
+        committed.update((account, done) for account, _ in batch)
+    return committed
+
+
+async def live_round(
+    server: Server,
+    maker: async_sessionmaker[AsyncSession],
+    accounts: Sequence[tuple[uuid.UUID, str]],
+    clients: int,
+    overview_clients: int,
+) -> Round:
+    streams: list[tuple[Client, asyncio.StreamWriter]] = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=HTTP_TIMEOUT) as http:
+        try:
+            wanted = frozenset(account for account, _ in accounts)
+            streams.extend(
+                [
+                    await open_stream(server, "accounts" if index < clients else "overview", wanted)
+                    for index in range(clients + overview_clients)
+                ]
+            )
+            before = await scrape(http)
+            if LIVE_SUBSCRIBERS in before:  # every stream subscribed before the first change
+                async with asyncio.timeout(HTTP_TIMEOUT):
+                    while before.get(LIVE_SUBSCRIBERS, 0) < clients + overview_clients:
+                        await asyncio.sleep(0.1)
+                        before = await scrape(http)
+            cpu_server, cpu_bench, t0 = cpu_seconds(server.pid), own_cpu(), time.monotonic()
+            committed = await change_states(maker, accounts)
+            last_commit = max(committed.values())
+            page_clients = [client for client, _ in streams if client.view == "accounts"]
+            left = last_commit + DELIVERY_TIMEOUT - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, left)):
+                    await asyncio.gather(*(client.done.wait() for client in page_clients))
+            wall = time.monotonic() - t0
+            cpu_server = cpu_seconds(server.pid) - cpu_server
+            cpu_bench = own_cpu() - cpu_bench
+            after = await scrape(http)
+        finally:
+            for _, writer in streams:
+                writer.close()
+    latencies: list[float] = []
+    missing = wrong = 0
+    for client in page_clients:
+        for account, at in committed.items():
+            shown = client.seen.get(account, [])
+            arrivals = [when for when, state in shown if state == CHANGED_STATE]
+            if arrivals:
+                latencies.append(min(arrivals) - at)
+            else:
+                missing += 1
+            if not shown or shown[-1][1] != CHANGED_STATE:
+                wrong += 1
+    live = None
+    if LIVE_QUERIES in after:
+        live = (after[LIVE_QUERIES] - before.get(LIVE_QUERIES, 0.0)) / wall
+    return Round(
+        clients=clients,
+        overview_clients=overview_clients,
+        changes=len(committed),
+        seconds=last_commit - t0,
+        latencies=latencies,
+        missing=missing,
+        wrong_last=wrong,
+        per_client=[sum(len(c.seen.get(a, ())) for a in committed) for c in page_clients],
+        overview_messages=[c.messages for c, _ in streams if c.view == "overview"],
+        resets=sum(c.resets for c, _ in streams),
+        errors=[c.error for c, _ in streams if c.error],
+        server_cpu=cpu_server,
+        bench_cpu=cpu_bench,
+        wall=wall,
+        db_statements=(after.get(DB_STATEMENTS, 0.0) - before.get(DB_STATEMENTS, 0.0)) / wall,
+        live_queries=live,
+    )
+
+
+async def measure_live(
+    server: Server, settings: Settings, online: Sequence[tuple[uuid.UUID, str]]
+) -> list[Round]:
+    """One round per CLIENT_STEPS entry, each changing CHANGES accounts of its own."""
+    raise_nofile(4 * (SSE_CLIENTS + OVERVIEW_CLIENTS) + 1024)
+    engine = create_engine(settings.effective_database_url)
+    rounds: list[Round] = []
+    try:
+        maker = create_sessionmaker(engine)
+        for number, clients in enumerate(CLIENT_STEPS):
+            accounts = online[number * CHANGES : (number + 1) * CHANGES]
+            last = number == len(CLIENT_STEPS) - 1
+            rounds.append(
+                await live_round(server, maker, accounts, clients, OVERVIEW_CLIENTS if last else 0)
+            )
+            print(f"console: live round with {clients} clients done", flush=True)
+    finally:
+        await engine.dispose()
+    return rounds
+
+
 # ----------------------------------------------------------------------------- one database
 
 
@@ -320,6 +616,7 @@ class Result:
     seed_seconds: float
     pages: Pages
     weight: Weight
+    rounds: list[Round]
     notes: list[str] = field(default_factory=list)
 
 
@@ -350,9 +647,18 @@ async def run_backend(backend: str, database_url: str | None, workdir: Path) -> 
         server = Server(url, port, child.pid, log, cookie, token)
         pages = await measure_pages(server)
         weight = await page_weight(server)
+        online = [(ids[i], worker_of(i)) for i in range(len(ids)) if state_of(i) == "online"]
+        notes: list[str] = []
+        try:
+            rounds = await measure_live(server, settings, online)
+        except NoLiveFeed:
+            rounds = []
+            notes.append(
+                f"\n{backend}: this checkout has no `/live`: the live feed is not measured."
+            )
     finally:
         await child.stop()
-    return Result(backend, seed_seconds, pages, weight)
+    return Result(backend, seed_seconds, pages, weight, rounds, notes)
 
 
 # ----------------------------------------------------------------------------- report
@@ -439,9 +745,86 @@ def report(results: Sequence[Result], load: tuple[float, float, float]) -> list[
         *(f"| `{path}` | {size:,} | {enc or 'none'} |" for path, size, enc in weight.files),
         f"| total | {weight.total:,} | |",
     ]
+    lines += live_report(results)
     for result in results:
         lines += result.notes
     return lines
+
+
+def live_report(results: Sequence[Result]) -> list[str]:
+    if not any(result.rounds for result in results):
+        return []
+    lines = [
+        "",
+        (
+            f"Live feed: per round, N pages on `/live?view=accounts` (the last round also "
+            f"{OVERVIEW_CLIENTS} on `view=overview`), each its own connection with the session "
+            f"cookie, read by a minimal streaming client in the bench process; meanwhile "
+            f"{CHANGES:,} other online accounts each go to {CHANGED_STATE} through "
+            f"`account.runtime.apply` (as their workers report it) from the bench process, in "
+            f"{CHANGE_BATCHES} transactions spread over {CHANGE_SECONDS:.0f} s. Latency = commit "
+            f"(the bench's clock) to the `acct-<id>` message showing the new state reaching the "
+            f"client, for every (client, account). CPU: the server process over the round, "
+            f"and the bench process (clients + writer). Statements/s: every database statement "
+            f"the server ran in the round (`{DB_STATEMENTS}`: broadcaster, shared renders, "
+            f"housekeeping, alert evaluation...), and the broadcaster's own queries where "
+            f"`{LIVE_QUERIES}` exists."
+        ),
+        "",
+        (
+            "| database | pages (accounts + overview) | changes in | received | last state wrong | "
+            "latency p50 / p95 / max | server CPU (per page) | bench CPU | statements/s | "
+            "broadcaster queries/s | overview messages | resets / errors |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for r in result.rounds:
+            expected = r.clients * r.changes
+            pages = max(1, r.clients + r.overview_clients)
+            pages = max(1, r.clients + r.overview_clients)
+            live = "n/a" if r.live_queries is None else f"{r.live_queries:.1f}"
+            overview = (
+                f"{min(r.overview_messages)}-{max(r.overview_messages)}"
+                if r.overview_messages
+                else "-"
+            )
+            lines.append(
+                f"| {result.backend} | {r.clients} + {r.overview_clients} | {r.seconds:.1f} s | "
+                f"{expected - r.missing:,} / {expected:,} | {r.wrong_last} | "
+                f"{ms(r.latencies, 0.5)} / {ms(r.latencies, 0.95)} / {ms(r.latencies, 1.0)} | "
+                f"{r.server_cpu:.2f} s ({r.server_cpu / pages:.3f} s) | "
+                f"{r.bench_cpu:.2f} s | {r.db_statements:.1f} | {live} | {overview} | "
+                f"{r.resets} / {len(r.errors)} |"
+            )
+    lines += ["", "| database | target | measured | verdict |", "|---|---|---|---|"]
+    for result in results:
+        if not result.rounds:
+            continue
+        full, first = result.rounds[-1], result.rounds[0]
+        worst = max(full.latencies) if full.latencies else float("inf")
+        lines += [
+            (
+                f"| {result.backend} | every page gets every change ({full.clients} pages) | "
+                f"{full.missing} missing, {full.wrong_last} wrong last state | "
+                f"{verdict(full.missing == 0 and full.wrong_last == 0)} |"
+            ),
+            (
+                f"| {result.backend} | every change within {LATENCY_TARGET:.0f} s | max "
+                f"{worst:.2f} s | {verdict(worst < LATENCY_TARGET)} |"
+            ),
+            (
+                f"| {result.backend} | statements/s independent of pages | "
+                f"{first.db_statements:.1f} at {first.clients}, {full.db_statements:.1f} at "
+                f"{full.clients} + {full.overview_clients} | "
+                f"{verdict(full.db_statements <= 1.5 * first.db_statements + 5)} |"
+            ),
+        ]
+    return lines
+
+
+def ms(values: Sequence[float], q: float) -> str:
+    return f"{pct(values, q) * 1000:.0f} ms" if values else "-"
 
 
 # ----------------------------------------------------------------------------- main
