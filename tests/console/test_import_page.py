@@ -251,18 +251,16 @@ async def test_an_upload_over_the_limit_gets_a_413_page(db_url: str, tmp_path: P
                     {"csrf_token": browser.csrf}, "big.session", b"x" * 10_000, boundary
                 )
 
-                async def body() -> AsyncIterator[bytes]:
-                    for chunk in chunks:
+                async def body(parts: list[bytes]) -> AsyncIterator[bytes]:
+                    for chunk in parts:
                         yield chunk
 
-                streamed = await browser.http.post(
-                    "/import",
-                    content=body(),
-                    headers={
-                        **HTML,
-                        "Content-Type": f"multipart/form-data; boundary={boundary}",
-                    },
-                )
+                headers = {**HTML, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+                streamed = await browser.http.post("/import", content=body(chunks), headers=headers)
+                # Without the CSRF field, the same body is a refused form, not an import.
+                forged = multipart({}, "big.session", b"x" * 10_000, boundary)
+                refused = await browser.http.post("/import", content=body(forged), headers=headers)
+                assert refused.status_code == 403
             finally:
                 await browser.http.aclose()
             assert streamed.status_code == 413
