@@ -36,6 +36,7 @@ from tgfleet.app import create_app
 from tgfleet.audit import keys as audit_keys
 from tgfleet.auth.service import Security
 from tgfleet.config import Environment, Settings
+from tgfleet.kit.db import create_engine, create_sessionmaker
 
 PG_ENV = "TGFLEET_TEST_DATABASE_URL"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -123,6 +124,16 @@ async def db_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, migrated database for this test only."""
     async with fresh_database(backend, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+async def maker(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the test's database without an app (nothing else runs against it)."""
+    engine = create_engine(db_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:

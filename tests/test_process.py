@@ -27,6 +27,7 @@ PART_OF_TASK = {
     "alert:": "alerting",
     "audit-checkpoints": "audit checkpoints",
     "account:housekeeping": "housekeeping",
+    "account:live": "console live feed",
     "worker:": "account runtime",
 }
 #: A loopback port nothing listens on: the network monitor probes it and fails at once.
@@ -102,8 +103,9 @@ class TestShutdownOrder:
         self, db_url: str, tmp_path: Path, part_log: PartLog
     ) -> None:
         """``run`` (API and account runtime in one process): the account runtime stops
-        first (its clients disconnect while everything else is up), then the housekeeping,
-        audit checkpoints, alerting, the network and loop-lag monitors, and the engine
+        first (its clients disconnect while everything else is up), then the console's live
+        feed, the housekeeping, audit checkpoints, alerting, the network and loop-lag
+        monitors, and the engine
         last."""
         settings = make_settings(
             db_url,
@@ -122,6 +124,7 @@ class TestShutdownOrder:
             "alerting",
             "audit checkpoints",
             "housekeeping",
+            "console live feed",
             "account runtime",
         ]
         assert part_log.stopped() == [*reversed(started), "engine"]

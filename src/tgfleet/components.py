@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tgfleet.config import Settings
 
 if TYPE_CHECKING:
+    from tgfleet.account.live import Broadcaster
     from tgfleet.alert.runtime import AlertingRuntime
     from tgfleet.auth.service import Security
     from tgfleet.health.service import HealthService
@@ -42,6 +43,8 @@ class Components:
     alerting: AlertingRuntime | None = None
     #: Sets the account runtime's own gauges, at each scrape: roles that run accounts.
     observe_runtime: Callable[[], None] | None = None
+    #: The console's live feed (account events fanned out to open pages): the API roles.
+    broadcaster: Broadcaster | None = None
 
     @property
     def auth(self) -> Security:

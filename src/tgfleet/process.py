@@ -8,8 +8,8 @@ and ``worker`` (`tgfleet worker`: the account runtime alone, with its probe-and-
 Start order, the same for every role (a part a role does not run is skipped)::
 
     data dir check, engine, loop-lag monitor, health service, worker HTTP port,
-    network monitor, alerting, audit checkpoints, housekeeping, demo,
-    account runtime (supervisor)
+    network monitor, alerting, audit checkpoints, housekeeping, console live
+    feed, demo, account runtime (supervisor)
 
 Shutdown is the exact reverse, declared nowhere else: the account runtime disconnects its
 clients first (while the database, the demo's Telegram and the monitors are still up), the
@@ -44,6 +44,7 @@ from tgfleet.vault.service import Vault
 if TYPE_CHECKING:
     import socket
 
+    from tgfleet.account.live import Broadcaster
     from tgfleet.alert.runtime import AlertingRuntime
     from tgfleet.audit.schemas import AuditContext
     from tgfleet.demo.fleet import Demo
@@ -144,7 +145,9 @@ async def running(
             else None
         )
 
-        def components(alerting: AlertingRuntime | None = None) -> Components:
+        def components(
+            alerting: AlertingRuntime | None = None, broadcaster: Broadcaster | None = None
+        ) -> Components:
             return Components(
                 settings=settings,
                 engine=engine,
@@ -155,13 +158,14 @@ async def running(
                 fleet_gauges=fleet_gauges,
                 alerting=alerting,
                 observe_runtime=supervisor.observe_metrics if supervisor is not None else None,
+                broadcaster=broadcaster,
             )
 
         worker_http = None
         if role is Role.WORKER:
             worker_http = await stack.enter_async_context(_worker_http(components(), worker_socket))
         await stack.enter_async_context(network)
-        alerting = demo = None
+        alerting = demo = broadcaster = None
         if role.serves_api:
             if settings.alerting_enabled:
                 from tgfleet.alert.runtime import AlertingRuntime
@@ -181,6 +185,7 @@ async def running(
             # The audit key is loaded first: a bad one stops the start, not the first change.
             await stack.enter_async_context(audit_runtime(settings, sessionmaker))
             await stack.enter_async_context(Housekeeping(settings, sessionmaker))
+            broadcaster = await stack.enter_async_context(_broadcaster(settings, sessionmaker))
         if role is Role.DEMO or demo_context is not None:  # `run --demo [--no-worker]`
             demo = await _start_demo(stack, settings, sessionmaker, vault, network, demo_context)
         if supervisor is not None:
@@ -192,12 +197,19 @@ async def running(
         await identity_lock.aclose()
         yield Process(
             role=role,
-            components=components(alerting),
+            components=components(alerting, broadcaster),
             network=network,
             supervisor=supervisor,
             demo=demo,
             worker_http=worker_http,
         )
+
+
+def _broadcaster(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Broadcaster:
+    from tgfleet.account.live import Broadcaster
+
+    url = settings.effective_database_url
+    return Broadcaster(sessionmaker, listen_url=url if url.startswith("postgresql") else None)
 
 
 def _worker_http(components: Components, sock: socket.socket | None) -> WorkerHttp:

@@ -452,3 +452,26 @@ class AccountEventRepository(RepositoryBase[AccountEvent]):
         )
         result = await self.session.execute(statement)
         return [(event, label) for event, label in result.all()]
+
+    async def tail(
+        self, after: int, missing: Sequence[tuple[int, int]], limit: int
+    ) -> list[tuple[AccountEvent, str, str | None]]:
+        """Events with an id above ``after`` or inside one of the ``missing`` id ranges
+        (inclusive), oldest id first, each with its account's label and current holder."""
+        wanted = or_(
+            AccountEvent.id > after, *(AccountEvent.id.between(lo, hi) for lo, hi in missing)
+        )
+        statement = (
+            select(AccountEvent, Account.label, AccountStatus.worker_id)
+            .join(Account, Account.id == AccountEvent.account_id)
+            .outerjoin(AccountStatus, AccountStatus.account_id == AccountEvent.account_id)
+            .where(wanted)
+            .order_by(AccountEvent.id)
+            .limit(limit)
+        )
+        rows = (await self.session.execute(statement)).all()
+        return [(event, label, worker_id) for event, label, worker_id in rows]
+
+    async def last_id(self) -> int:
+        """The highest event id (0 for an empty timeline)."""
+        return int(await self.session.scalar(select(func.max(AccountEvent.id))) or 0)

@@ -28,6 +28,7 @@ from tgfleet.account.repository import (
     AccountStatusRepository,
 )
 from tgfleet.account.schemas import HELD_STATES, LIVE_STATES
+from tgfleet.account.service import announce_events
 from tgfleet.account.traffic_repository import TrafficRepository
 from tgfleet.kit.clock import utcnow
 from tgfleet.lease import notify
@@ -358,6 +359,7 @@ async def apply(
         if event.account_id in existing
     )
     await AccountEventRepository(session).add_events(timeline)
+    await announce_events(session, timeline)
     await session.flush()
 
 

@@ -10,12 +10,13 @@ reconciles towards it and reports what it observes in ``account_status``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account.exceptions import (
@@ -429,3 +430,45 @@ def timeline_entry(
         "message": message[:500],
         "details": details,
     }
+
+
+#: PostgreSQL channel announcing that account events were committed (payload unused); the
+#: console's broadcaster listens on it, SQLite's one process polls instead.
+EVENT_CHANNEL: Final = "tgfleet_account_events"
+
+
+async def announce_events(session: AsyncSession, events: Sized) -> None:
+    """Tell listeners (on commit) that this transaction appended ``events`` (nothing when
+    there are none): one ``NOTIFY`` per transaction (PostgreSQL folds repeats), nothing on
+    SQLite."""
+    if events and session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": EVENT_CHANNEL})
+
+
+@dataclass(frozen=True, slots=True)
+class TailedEvent:
+    """An account event read by the tail, with its account's label and current holder
+    (the status row's worker: the event has no worker column)."""
+
+    event: AccountEvent
+    label: str
+    worker_id: str | None
+
+
+async def events_after(
+    session: AsyncSession,
+    after_id: int,
+    limit: int,
+    *,
+    missing: Sequence[tuple[int, int]] = (),
+) -> list[TailedEvent]:
+    """Events with an id above ``after_id`` or inside the ``missing`` id ranges (ids not seen
+    yet below it: PostgreSQL assigns ids at insert, not in commit order), oldest first, at
+    most ``limit``: one query."""
+    rows = await AccountEventRepository(session).tail(after_id, missing, limit)
+    return [TailedEvent(event, label, worker_id) for event, label, worker_id in rows]
+
+
+async def last_event_id(session: AsyncSession) -> int:
+    """The newest event's id (0 when there is none)."""
+    return await AccountEventRepository(session).last_id()

@@ -2,7 +2,7 @@
 reconnects with backoff when it drops, and says when it was deaf.
 
 The worker wakes its reconcile on the account commands' channel (``worker/listener.py``);
-the console's broadcaster wakes its tail of the account events (``console/live.py``). While
+the console's broadcaster wakes its tail of the account events (``account/live.py``). While
 the connection is down ``connected`` is false and its owner polls instead; ``on_deaf`` runs
 after each loss, because something may have been notified meanwhile.
 """
