@@ -89,6 +89,8 @@ DELIVERY_TIMEOUT = 20.0  # seconds after the last commit for every change to arr
 LATENCY_TARGET = 2.0
 CHANGED_STATE = AccountState.RECONNECTING
 WARMUP = 10
+CPU_SAMPLES = 50  # back-to-back requests of one kind, for the server's CPU per request
+IDLE_SECONDS = 3.0
 SEED_BATCH = 1000
 WORKERS = 4
 GROUPS = 5
@@ -222,6 +224,7 @@ class Timings:
     client: list[float] = field(default_factory=list)  # seconds, in this process
     server: list[float] = field(default_factory=list)  # seconds, the access log's
     errors: int = 0
+    cpu: float = float("nan")  # server CPU seconds per request, idle CPU taken off
 
     def ms(self, q: float, *, server: bool = False) -> float:
         values = self.server if server else self.client
@@ -247,7 +250,8 @@ async def timed(connection: Connection, path: str, into: Timings | None) -> None
             into.errors += 1
 
 
-async def measure_pages(server: Server) -> Pages:
+async def connections(server: Server) -> tuple[Connection, Connection]:
+    """(the console's, the API's) keep-alive connection."""
     common = {"Host": f"127.0.0.1:{server.port}", "Accept-Encoding": "gzip"}
     console = await Connection.open(
         "127.0.0.1", server.port, HTTP_TIMEOUT, **common, Accept="text/html", Cookie=server.cookie
@@ -260,6 +264,11 @@ async def measure_pages(server: Server) -> Pages:
         Accept="application/json",
         Authorization=f"Bearer {server.token}",
     )
+    return console, api
+
+
+async def measure_pages(server: Server) -> Pages:
+    console, api = await connections(server)
     result = Pages(Timings(), Timings(), Timings())
     try:
         for _ in range(WARMUP):
@@ -275,17 +284,43 @@ async def measure_pages(server: Server) -> Pages:
             ]
             for connection, path, into in calls if index % 2 == 0 else calls[::-1]:
                 await timed(connection, path, into)
+        # The access log's lines of the measured requests are all written.
+        async with asyncio.timeout(HTTP_TIMEOUT):
+            while server_times(server.log, offset, result) < 3 * SAMPLES:  # noqa: ASYNC110 - its file
+                await asyncio.sleep(0.1)
+        await console.close()
+        await api.close()
+        idle = await idle_cpu(server.pid)  # longer than uvicorn keeps an idle connection
+        console, api = await connections(server)
+        calls = [
+            (console, PAGE_PATH, result.accounts),
+            (api, API_PATH, result.api),
+            (console, OVERVIEW_PATH, result.overview),
+        ]
+        for connection, path, into in calls:
+            cpu, started = cpu_seconds(server.pid), time.monotonic()
+            for _ in range(CPU_SAMPLES):
+                await timed(connection, path, None)
+            spent = cpu_seconds(server.pid) - cpu - idle * (time.monotonic() - started)
+            into.cpu = spent / CPU_SAMPLES
     finally:
         await console.close()
         await api.close()
-    await asyncio.sleep(0.5)  # the last access-log lines reach the file
-    server_times(server.log, offset, result)
     return result
 
 
-def server_times(log: Path, offset: int, into: Pages) -> None:
-    """The access log's ``duration_ms`` of the measured requests, by path."""
+async def idle_cpu(pid: int) -> float:
+    """The server's CPU seconds per second with no request (its background tasks)."""
+    cpu, started = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)  # a measuring window, not a wait for a condition
+    return (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
+
+
+def server_times(log: Path, offset: int, into: Pages) -> int:
+    """The access log's ``duration_ms`` of the measured requests, by path; how many."""
     by_path = {"/accounts": into.accounts, "/api/v1/accounts": into.api, "/": into.overview}
+    for timings in by_path.values():
+        timings.server.clear()
     with log.open("rb") as handle:
         handle.seek(offset)
         for raw in handle:
@@ -295,9 +330,10 @@ def server_times(log: Path, offset: int, into: Pages) -> None:
                 continue
             if line.get("event") != "http.request":
                 continue
-            timings = by_path.get(line.get("path"))
-            if timings is not None:
-                timings.server.append(float(line["duration_ms"]) / 1000)
+            found = by_path.get(line.get("path"))
+            if found is not None:
+                found.server.append(float(line["duration_ms"]) / 1000)
+    return sum(len(timings.server) for timings in by_path.values())
 
 
 # ----------------------------------------------------------------------------- weight
@@ -672,7 +708,7 @@ def timing_cells(timings: Timings) -> str:
     return (
         f"{timings.ms(0.5):.1f} / {timings.ms(0.95):.1f} / {timings.ms(1.0):.1f} ms | "
         f"{timings.ms(0.5, server=True):.1f} / {timings.ms(0.95, server=True):.1f} ms | "
-        f"{timings.errors}"
+        f"{timings.errors} | {timings.cpu * 1000:.1f} ms"
     )
 
 
@@ -690,13 +726,18 @@ def report(results: Sequence[Result], load: tuple[float, float, float]) -> list[
             f"counts per state and the worker list), the API `GET {API_PATH}` (100 rows, counts "
             f"per state) and the overview `/`. Client = request written to body read in the "
             f"bench process; server = the access log's duration_ms (middleware entry to "
-            f"response sent). Load average (1/5/15 min) at the start: "
+            f"response sent). Server CPU per request: /proc utime+stime of the server over "
+            f"{CPU_SAMPLES} back-to-back requests of one kind after the rounds, less its idle "
+            f"rate (measured over {IDLE_SECONDS:.0f} s). Load average (1/5/15 min) at the start: "
             f"{' / '.join(f'{v:.2f}' for v in load)} (other agents share the 2 cores). "
             f"Method in bench/console.py."
         ),
         "",
-        "| database | request | client p50 / p95 / max | server p50 / p95 | errors |",
-        "|---|---|---|---|---|",
+        (
+            "| database | request | client p50 / p95 / max | server p50 / p95 | errors | "
+            "server CPU per request |"
+        ),
+        "|---|---|---|---|---|---|",
     ]
     for result in results:
         pages = result.pages
