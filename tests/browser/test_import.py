@@ -14,6 +14,14 @@ from tests.vault.test_archive import make_zip
 
 #: Seeds no other browser test imports (the server is shared by the session).
 SEEDS = (9101, 9102, 9103)
+#: Elements reaching past the viewport's right edge, but inside a table's own scroller.
+OUTSIDE = """() => {
+    const width = document.documentElement.clientWidth;
+    return [...document.querySelectorAll("body *")]
+        .filter((el) => !el.parentElement.closest(".table-scroll"))
+        .filter((el) => el.getBoundingClientRect().right > width + 1)
+        .map((el) => el.tagName + "." + el.className);
+}"""
 
 
 def sign_in(page: Page, server: ConsoleServer, path: str) -> None:
@@ -52,6 +60,9 @@ def test_picked_files_and_a_zip_with_a_bad_file_import(
     )
     expect(page.get_by_role("link", name="imp-picked", exact=True)).to_be_visible()
     assert_accessible(page)
+    # 390 px wide: nothing sticks out of the page (the result table scrolls in itself).
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate(OUTSIDE) == []
 
 
 def test_a_dropped_file_joins_the_file_input(page: Page, console_server: ConsoleServer) -> None:
