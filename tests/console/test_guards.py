@@ -22,6 +22,11 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/accounts/bulk"): "account:control",
     ("GET", "/import"): "session:import",
     ("POST", "/import"): "session:import",
+    ("GET", "/accounts/{account_id}"): "account:read",
+    ("POST", "/accounts/{account_id}/control"): "account:control",
+    ("POST", "/accounts/{account_id}/groups/{chat_id}"): "account:write",
+    ("POST", "/accounts/{account_id}/session"): "session:import",
+    ("POST", "/accounts/{account_id}/session/export"): "session:export",
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Annotated
 
@@ -14,9 +13,6 @@ from tgfleet.auth.schemas import Principal
 from tgfleet.components import AppComponents
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.vault import service as vault_service
-from tgfleet.vault.archive import Entry
-from tgfleet.vault.exceptions import ReplaceNeedsOneSession
-from tgfleet.vault.formats import SessionFormat
 from tgfleet.vault.schemas import (
     ImportReport,
     ImportResultRead,
@@ -40,13 +36,6 @@ Exporter = Annotated[Principal, Requires(Permission.SESSION_EXPORT)]
 Eraser = Annotated[Principal, Requires(Permission.SESSION_DELETE)]
 Rotator = Annotated[Principal, Requires(Permission.VAULT_ROTATE, own_transaction=True)]
 VaultReader = Annotated[Principal, Requires(Permission.VAULT_READ)]
-
-MEDIA_TYPES = {
-    SessionFormat.TELETHON: "application/vnd.sqlite3",
-    SessionFormat.PYROGRAM: "application/vnd.sqlite3",
-    SessionFormat.TELETHON_STRING: "text/plain",
-    SessionFormat.PYROGRAM_STRING: "text/plain",
-}
 
 
 @router.post(IMPORT_PATH, response_model=ImportReport)
@@ -110,12 +99,17 @@ async def replace_session(
     vault = components.vault
     context = audit_context(principal, meta)
     try:
-        entry = await _one_entry(request, vault, name)
-    except (*UPLOAD_ERRORS, ReplaceNeedsOneSession) as exc:
+        files, _fields = await read_upload(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            max_bytes=vault.settings.import_max_file_bytes,
+            default_name=name,
+        )
+    except UPLOAD_ERRORS as exc:
         await vault_service.audit_refused(components.sessionmaker, context, name, upload_error(exc))
         raise
-    result = await vault_service.replace_session(
-        components.sessionmaker, vault, context, account_id, entry
+    result = await vault_service.replace_upload(
+        components.sessionmaker, vault, context, account_id, files, name=name
     )
     return SessionReplaced(
         account_id=result.account_id,
@@ -123,25 +117,6 @@ async def replace_session(
         source_format=result.source_format,
         same_session=result.same_key,
     )
-
-
-async def _one_entry(request: Request, vault: vault_service.Vault, name: str) -> Entry:
-    files, _fields = await read_upload(
-        request.headers.get("content-type", ""),
-        request.stream(),
-        max_bytes=vault.settings.import_max_file_bytes,
-        default_name=name,
-    )
-    entries: list[Entry] = []
-    for upload in files:
-        entries += await asyncio.to_thread(
-            vault_service.expand_upload, upload.name, bytes(upload.data), vault.limits
-        )
-    if len(entries) != 1:
-        raise ReplaceNeedsOneSession(
-            f"a session replacement takes exactly one session; the upload held {len(entries)}"
-        )
-    return entries[0]
 
 
 @router.post("/api/v1/accounts/{account_id}/session/export")
@@ -163,15 +138,8 @@ async def export_session(
         fmt=body.format,
         reason=body.reason,
     )
-    suffix = ".session" if body.format.value in {"telethon", "pyrogram"} else ".txt"
-    return Response(
-        content=content,
-        media_type=MEDIA_TYPES[body.format],
-        headers={
-            "Content-Disposition": f'attachment; filename="{account_id}{suffix}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    download = vault_service.export_download(account_id, body.format)
+    return Response(content=content, media_type=download.media_type, headers=download.headers)
 
 
 @router.delete("/api/v1/accounts/{account_id}/session", status_code=status.HTTP_204_NO_CONTENT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -18,10 +19,23 @@ from tgfleet.kit.db import unit_of_work
 from tgfleet.logging import get_logger
 from tgfleet.models import SessionSecret
 from tgfleet.vault.archive import Entry
-from tgfleet.vault.exceptions import DuplicateSessionError
-from tgfleet.vault.importing import ParsedFile, format_label, parse_files, parsed_record
+from tgfleet.vault.exceptions import (
+    ArchiveError,
+    DuplicateSessionError,
+    ImportTooLargeError,
+    ReplaceNeedsOneSession,
+)
+from tgfleet.vault.importing import (
+    ParsedFile,
+    audit_refused,
+    expand_upload,
+    format_label,
+    parse_files,
+    parsed_record,
+)
 from tgfleet.vault.repository import SecretRepository, lock_vault
 from tgfleet.vault.sessions import reseal
+from tgfleet.vault.upload import UploadedFile
 from tgfleet.vault.vault import Vault
 
 log = get_logger(__name__)
@@ -77,6 +91,39 @@ async def replace_session(
             details={"file": entry.name, "error": error.code, "detail": error.message},
         )
     raise error
+
+
+async def replace_upload(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    context: AuditContext,
+    account_id: uuid.UUID,
+    files: Sequence[UploadedFile],
+    *,
+    name: str,
+) -> ReplaceResult:
+    """:func:`replace_session` with an upload's files, as the API's ``PUT
+    /accounts/{id}/session`` and the console's account page take them: zips expanded, and
+    exactly one session among them, else the upload is refused (audited as ``name``, as
+    the import's refusals are) before anything is replaced."""
+    try:
+        entry = await _one_entry(vault, files)
+    except (ArchiveError, ImportTooLargeError, ReplaceNeedsOneSession) as exc:
+        await audit_refused(sessionmaker, context, name, exc)
+        raise
+    return await replace_session(sessionmaker, vault, context, account_id, entry)
+
+
+async def _one_entry(vault: Vault, files: Sequence[UploadedFile]) -> Entry:
+    entries: list[Entry] = []
+    for upload in files:
+        entries += await asyncio.to_thread(
+            expand_upload, upload.name, bytes(upload.data), vault.limits
+        )
+    if len(entries) != 1:
+        msg = f"a session replacement takes exactly one session; the upload held {len(entries)}"
+        raise ReplaceNeedsOneSession(msg)
+    return entries[0]
 
 
 async def _replace(

@@ -26,15 +26,17 @@ from tgfleet.vault.importing import (
     import_entries,
     import_upload,
 )
-from tgfleet.vault.replacing import ReplaceResult, replace_session
+from tgfleet.vault.replacing import ReplaceResult, replace_session, replace_upload
 from tgfleet.vault.rotation import KekStatus, RotationReport, VaultStatus, rotate, status
 from tgfleet.vault.sessions import (
     Decrypted,
+    Download,
     SecretSummary,
     decrypt,
     decrypt_many,
     erase,
     export,
+    export_download,
     secret_versions,
     secrets_fingerprint,
     summaries,
@@ -53,6 +55,7 @@ __all__ = [
     "DEFAULT_UPLOAD_NAME",
     "UPLOAD_ERRORS",
     "Decrypted",
+    "Download",
     "ImportResult",
     "KekStatus",
     "ReplaceResult",
@@ -69,10 +72,12 @@ __all__ = [
     "expand_path",
     "expand_upload",
     "export",
+    "export_download",
     "import_entries",
     "import_upload",
     "read_upload",
     "replace_session",
+    "replace_upload",
     "rotate",
     "secret_versions",
     "secrets_fingerprint",

@@ -279,6 +279,35 @@ async def export(
     return content
 
 
+#: The media type of an exported session, by format.
+EXPORT_MEDIA_TYPES: dict[SessionFormat, str] = {
+    SessionFormat.TELETHON: "application/vnd.sqlite3",
+    SessionFormat.PYROGRAM: "application/vnd.sqlite3",
+    SessionFormat.TELETHON_STRING: "text/plain",
+    SessionFormat.PYROGRAM_STRING: "text/plain",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """How an exported session is sent: an attachment, never cached."""
+
+    media_type: str
+    headers: dict[str, str]
+
+
+def export_download(account_id: uuid.UUID, fmt: SessionFormat) -> Download:
+    """The response of an :func:`export` (the API's and the console's are the same)."""
+    suffix = ".session" if fmt in {SessionFormat.TELETHON, SessionFormat.PYROGRAM} else ".txt"
+    return Download(
+        media_type=EXPORT_MEDIA_TYPES[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="{account_id}{suffix}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 async def erase(session: AsyncSession, context: AuditContext, account_id: uuid.UUID) -> None:
     """Crypto-erase: the wrapped data key and ciphertext are destroyed; nothing can decrypt
     the session afterwards, whatever keys survive."""

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from tgfleet.console.routes.account import router as account_router
 from tgfleet.console.routes.accounts import router as accounts_router
 from tgfleet.console.routes.imports import router as imports_router
 from tgfleet.console.routes.overview import router as overview_router
 from tgfleet.console.routes.session import router as session_router
 
-ROUTERS: tuple[APIRouter, ...] = (session_router, overview_router, accounts_router, imports_router)
+ROUTERS: tuple[APIRouter, ...] = (
+    session_router,
+    overview_router,
+    accounts_router,
+    account_router,
+    imports_router,
+)
 
 #: Console routes a visitor reaches without a session.
 OPEN_ROUTES = frozenset({("GET", "/login"), ("POST", "/login")})

@@ -1,0 +1,229 @@
+"""One account's page: its state, session and counters, the timeline (paged, filtered by
+kind), its groups with their reply settings, the replies it sent; and its actions, each the
+API twin's service with the same permission and audit record: start/stop/restart, a group's
+settings, replacing the session by an upload, exporting it (reason required)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from tgfleet.account import commands as account_commands
+from tgfleet.account import groups as account_groups
+from tgfleet.account.exceptions import GroupNeedsPlaybook, InvalidGroupSettings
+from tgfleet.account.schemas import CHAT_ID_MAX, CHAT_ID_MIN, ControlAction
+from tgfleet.auth.dependencies import audit_context
+from tgfleet.components import AppComponents
+from tgfleet.console import views_account
+from tgfleet.console.guard import (
+    AccountController,
+    AccountReader,
+    AccountWriter,
+    SessionExporter,
+    SessionImporter,
+)
+from tgfleet.console.pages import page, wants_block
+from tgfleet.console.web import set_flash
+from tgfleet.exceptions import AppError, NotFound
+from tgfleet.kit.http import DbSession, Meta
+from tgfleet.playbook.exceptions import PlaybookNotFound, PlaybookVersionNotFound
+from tgfleet.vault import service as vault_service
+from tgfleet.vault.schemas import SessionExportRequest
+
+router = APIRouter(include_in_schema=False)
+
+Cursor = Annotated[str | None, Query(max_length=500)]
+#: The form field of a session string pasted instead of a file.
+PASTED_FIELD = "string"
+#: The name a replacement's refusals are audited under when the form sends no file name.
+UPLOAD_NAME = "upload.session"
+
+
+def _back(account_id: uuid.UUID, anchor: str = "") -> str:
+    return f"/accounts/{account_id}" + (f"#{anchor}" if anchor else "")
+
+
+def _redirect(url: str, text: str, level: str = "ok") -> RedirectResponse:
+    response = RedirectResponse(url, status_code=303)
+    set_flash(response, text, level)
+    return response
+
+
+@router.get("/accounts/{account_id}")
+async def account(
+    request: Request,
+    account_id: str,
+    viewer: AccountReader,
+    session: DbSession,
+    kind: Annotated[str, Query(max_length=32)] = "",
+    cursor: Cursor = None,
+    groups_cursor: Cursor = None,
+) -> Response:
+    parsed = views_account.parse_id(account_id)
+    if wants_block(request, "timeline"):
+        timeline = await views_account.timeline(
+            session, parsed, kind=kind.strip(), cursor=cursor or None
+        )
+        return page(
+            request,
+            "account.html",
+            viewer,
+            {"timeline": timeline},
+            name="accounts",
+            block="timeline",
+        )
+    data = await views_account.account_page(
+        session,
+        parsed,
+        kind=kind.strip(),
+        cursor=cursor or None,
+        groups_cursor=groups_cursor or None,
+    )
+    return page(
+        request,
+        "account.html",
+        viewer,
+        {"data": data, "timeline": data.timeline},
+        name="accounts",
+        live_url=f"/live?view=account&id={parsed}",
+    )
+
+
+@router.post("/accounts/{account_id}/control")
+async def control(
+    account_id: str,
+    action: Annotated[ControlAction, Form()],
+    viewer: AccountController,
+    session: DbSession,
+    meta: Meta,
+) -> Response:
+    """Start, stop or restart: the API's ``POST /accounts/{id}/{action}`` service."""
+    account = await account_commands.control(
+        session,
+        audit_context(viewer.principal, meta),
+        views_account.parse_id(account_id),
+        action,
+    )
+    return _redirect(
+        _back(account.id),
+        f"{action.value}: asked; the account is now wanted {account.desired_state.value}.",
+    )
+
+
+@router.post("/accounts/{account_id}/groups/{chat_id}")
+async def set_group(
+    account_id: str,
+    chat_id: int,
+    viewer: AccountWriter,
+    session: DbSession,
+    meta: Meta,
+    enabled: Annotated[bool, Form()] = False,
+    playbook: Annotated[str, Form(max_length=36)] = "",
+    version: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """A group's reply settings: the API's ``PUT /accounts/{id}/groups/{chat_id}`` service
+    (the title kept). A setting the service refuses comes back as a notice, nothing
+    written."""
+    parsed = views_account.parse_id(account_id)
+    back = _back(parsed, "groups")
+    try:
+        playbook_id = uuid.UUID(playbook) if playbook.strip() else None
+        pinned = int(version) if version.strip() else None
+    except ValueError:
+        return _redirect(back, "Choose a playbook from the list and a version number.", "bad")
+    if not CHAT_ID_MIN <= chat_id <= CHAT_ID_MAX:
+        return _redirect(back, f"chat id {chat_id} is not a Telegram chat id.", "bad")
+    try:
+        group = await account_groups.set_group(
+            session,
+            audit_context(viewer.principal, meta),
+            parsed,
+            chat_id,
+            enabled=enabled,
+            playbook_id=playbook_id,
+            playbook_version=pinned,
+            title=None,
+        )
+    except (
+        GroupNeedsPlaybook,
+        InvalidGroupSettings,
+        PlaybookNotFound,
+        PlaybookVersionNotFound,
+    ) as exc:
+        return _redirect(back, f"Group {chat_id} not changed: {exc.message}.", "bad")
+    state = "on" if group.enabled else "off"
+    return _redirect(back, f"Group {group.title or chat_id}: replies {state}.")
+
+
+@router.post("/accounts/{account_id}/session")
+async def replace_session(
+    request: Request,
+    account_id: str,
+    viewer: SessionImporter,
+    components: AppComponents,
+    meta: Meta,
+) -> Response:
+    """Replace the session by an uploaded file or a pasted string: the API's ``PUT
+    /accounts/{id}/session`` service (its refusals audited and named by the same codes)."""
+    parsed = views_account.parse_id(account_id)
+    try:
+        result = await vault_service.replace_uploaded(
+            components.sessionmaker,
+            components.vault,
+            audit_context(viewer.principal, meta),
+            parsed,
+            content_type=request.headers.get("content-type", ""),
+            body=request.stream(),
+            name=UPLOAD_NAME,
+            text_field=PASTED_FIELD,
+        )
+    except NotFound:
+        raise
+    except AppError as exc:
+        return _redirect(
+            _back(parsed, "session"), f"Session not replaced ({exc.code}): {exc.message}", "bad"
+        )
+    same = " (the same session as before)" if result.same_key else ""
+    return _redirect(
+        _back(parsed),
+        f"Session replaced: version {result.version}, {result.source_format}{same}; "
+        "the worker starts the account afresh.",
+    )
+
+
+@router.post("/accounts/{account_id}/session/export")
+async def export_session(
+    account_id: str,
+    viewer: SessionExporter,
+    components: AppComponents,
+    session: DbSession,
+    meta: Meta,
+    format: Annotated[str, Form(max_length=32)] = "",  # noqa: A002 - the API's field name
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """The decrypted session as a download: the API's export service (audited with the
+    reason), the same file and headers. The API's rules for the format and the reason."""
+    parsed = views_account.parse_id(account_id)
+    try:
+        wanted = SessionExportRequest.model_validate({"format": format, "reason": reason.strip()})
+    except ValidationError:
+        return _redirect(
+            _back(parsed, "session"),
+            "Export refused: choose a format and give the reason (3 to 500 characters); "
+            "it is recorded in the audit log.",
+            "bad",
+        )
+    content = await vault_service.export(
+        session,
+        components.vault,
+        audit_context(viewer.principal, meta),
+        parsed,
+        fmt=wanted.format,
+        reason=wanted.reason,
+    )
+    download = vault_service.export_download(parsed, wanted.format)
+    return Response(content=content, media_type=download.media_type, headers=download.headers)
