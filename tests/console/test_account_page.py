@@ -391,37 +391,34 @@ async def test_replacing_the_session_by_upload_or_string_and_a_bad_file_named_as
     tmp_path: Path,
 ) -> None:
     account_id = await imported(client, admin, 31, "replace-1")
-    url = f"/accounts/{account_id}/session?csrf_token={operator.csrf}"
     new_file = telethon_file(tmp_path, 32, name="fresh.session").read_bytes()
-    done = await operator.http.post(
-        url, files={"file": ("fresh.session", new_file, "application/octet-stream")}, headers=HTML
-    )
-    level, text = await flash_after(operator, done)
+
+    async def replace(name: str, data: bytes, string: str = "") -> tuple[str, str]:
+        """The form as a browser posts it: a file part (empty: none chosen), the string."""
+        done = await operator.http.post(
+            f"/accounts/{account_id}/session",
+            data={"csrf_token": operator.csrf, "string": string},
+            files={"file": (name, data, "application/octet-stream")},
+            headers=HTML,
+        )
+        return await flash_after(operator, done)
+
+    level, text = await replace("fresh.session", new_file)
     assert level == "ok"
     assert text.startswith("Session replaced: version 2, telethon;")
-    pasted = await operator.http.post(
-        url,
-        data={"string": telethon_string(33)},
-        files={"file": ("", b"", "application/octet-stream")},
-        headers=HTML,
-    )
-    assert (await flash_after(operator, pasted))[1].startswith(
-        "Session replaced: version 3, telethon-string;"
-    )
+    level, text = await replace("", b"", telethon_string(33))
+    assert text.startswith("Session replaced: version 3, telethon-string;")
     replaced = await audits(sessionmaker, "session.replace")
     assert [(r.actor, r.result, r.details["file"], r.details["version"]) for r in replaced] == [
         ("user:otto", "success", "fresh.session", 2),
-        ("user:otto", "success", "pasted-session.txt", 3),
+        ("user:otto", "success", "string-1.txt", 3),
     ]
     page = await operator.http.get(f"/accounts/{account_id}", headers=HTML)
     assert shown(page.text, "vault-version") == "3"
 
     # A file that is no session: refused with the API's own code for it.
     junk = b"this is not a session at all"
-    bad = await operator.http.post(
-        url, files={"file": ("junk.session", junk, "application/octet-stream")}, headers=HTML
-    )
-    level, text = await flash_after(operator, bad)
+    level, text = await replace("junk.session", junk)
     api = await client.put(
         f"/api/v1/accounts/{account_id}/session",
         content=junk,
@@ -432,13 +429,7 @@ async def test_replacing_the_session_by_upload_or_string_and_a_bad_file_named_as
     assert api.json()["error"] == "bad_session_string"
     assert level == "bad"
     assert text.startswith(f"Session not replaced ({api.json()['error']}): ")
-    two = await operator.http.post(
-        url,
-        data={"string": telethon_string(34)},
-        files={"file": ("fresh.session", new_file, "application/octet-stream")},
-        headers=HTML,
-    )
-    level, text = await flash_after(operator, two)
+    level, text = await replace("fresh.session", new_file, telethon_string(34))
     assert level == "bad"
     assert text == (
         "Session not replaced (one_session_expected): a session replacement takes exactly "

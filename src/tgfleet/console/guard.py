@@ -148,3 +148,5 @@ AccountController = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_CONTROL
 AccountWriter = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_WRITE)]
 #: May import sessions (``session:import``): the import page (its upload: ``console.uploads``).
 SessionImporter = Annotated[Viewer, ConsoleRequires(Permission.SESSION_IMPORT)]
+#: May export a decrypted session (``session:export``): the account page's export.
+SessionExporter = Annotated[Viewer, ConsoleRequires(Permission.SESSION_EXPORT)]

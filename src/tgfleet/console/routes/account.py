@@ -18,15 +18,10 @@ from tgfleet.account.exceptions import GroupNeedsPlaybook, InvalidGroupSettings
 from tgfleet.account.schemas import CHAT_ID_MAX, CHAT_ID_MIN, ControlAction
 from tgfleet.auth.dependencies import audit_context
 from tgfleet.components import AppComponents
-from tgfleet.console import views_account
-from tgfleet.console.guard import (
-    AccountController,
-    AccountReader,
-    AccountWriter,
-    SessionExporter,
-    SessionImporter,
-)
+from tgfleet.console import views_account, views_import
+from tgfleet.console.guard import AccountController, AccountReader, AccountWriter, SessionExporter
 from tgfleet.console.pages import page, wants_block
+from tgfleet.console.uploads import SessionUploader, received
 from tgfleet.console.web import set_flash
 from tgfleet.exceptions import AppError, NotFound
 from tgfleet.kit.http import DbSession, Meta
@@ -39,8 +34,6 @@ router = APIRouter(include_in_schema=False)
 Cursor = Annotated[str | None, Query(max_length=500)]
 #: The form field of a session string pasted instead of a file.
 PASTED_FIELD = "string"
-#: The name a replacement's refusals are audited under when the form sends no file name.
-UPLOAD_NAME = "upload.session"
 
 
 def _back(account_id: uuid.UUID, anchor: str = "") -> str:
@@ -163,35 +156,45 @@ async def set_group(
 async def replace_session(
     request: Request,
     account_id: str,
-    viewer: SessionImporter,
+    viewer: SessionUploader,
     components: AppComponents,
     meta: Meta,
 ) -> Response:
     """Replace the session by an uploaded file or a pasted string: the API's ``PUT
     /accounts/{id}/session`` service (its refusals audited and named by the same codes)."""
     parsed = views_account.parse_id(account_id)
+    upload = received(request)
+    context = audit_context(viewer.principal, meta)
+    if upload.error is not None:
+        await vault_service.audit_refused(
+            components.sessionmaker, context, vault_service.DEFAULT_UPLOAD_NAME, upload.error
+        )
+        return _refused(parsed, upload.error)
+    files = upload.files + views_import.strings_as_files(upload.fields.get(PASTED_FIELD, ""))
     try:
-        result = await vault_service.replace_uploaded(
+        result = await vault_service.replace_upload(
             components.sessionmaker,
             components.vault,
-            audit_context(viewer.principal, meta),
+            context,
             parsed,
-            content_type=request.headers.get("content-type", ""),
-            body=request.stream(),
-            name=UPLOAD_NAME,
-            text_field=PASTED_FIELD,
+            files,
+            name=files[0].name if len(files) == 1 else vault_service.DEFAULT_UPLOAD_NAME,
         )
     except NotFound:
         raise
     except AppError as exc:
-        return _redirect(
-            _back(parsed, "session"), f"Session not replaced ({exc.code}): {exc.message}", "bad"
-        )
+        return _refused(parsed, exc)
     same = " (the same session as before)" if result.same_key else ""
     return _redirect(
         _back(parsed),
         f"Session replaced: version {result.version}, {result.source_format}{same}; "
         "the worker starts the account afresh.",
+    )
+
+
+def _refused(account_id: uuid.UUID, error: AppError) -> Response:
+    return _redirect(
+        _back(account_id, "session"), f"Session not replaced ({error.code}): {error.message}", "bad"
     )
 
 
