@@ -240,6 +240,16 @@ HOUSEKEEPING_PRUNED = Counter(
     "Rows pruned by the API's housekeeping: traffic minutes deleted, reply texts blanked.",
     ["what"],
 )
+LIVE_QUERIES = Counter(
+    "tgfleet_console_live_queries_total",
+    "Database queries of the console's live feed (tails and fleet summaries): one reader "
+    "per API process, however many pages are open.",
+)
+LIVE_SUBSCRIBERS = Gauge(
+    "tgfleet_console_live_subscribers",
+    "Console pages subscribed to the live feed now.",
+    multiprocess_mode="livesum",
+)
 RECONCILE_DURATION = Histogram(
     "tgfleet_reconcile_duration_seconds",
     "Time of one reconcile of desired and running accounts.",

@@ -42,6 +42,7 @@ from typing import Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tgfleet import metrics
 from tgfleet.account import service as account_service
 from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.lifecycle import TaskLifecycle
@@ -178,7 +179,8 @@ class Broadcaster(TaskLifecycle):
             if listen_url is not None
             else None
         )
-        #: Queries run against the database (tails and summaries), for the benchmark.
+        #: Queries run against the database (tails and summaries), for the benchmark
+        #: (also tgfleet_console_live_queries_total).
         self.queries = 0
         #: Tail queries alone.
         self.tails = 0
@@ -219,11 +221,17 @@ class Broadcaster(TaskLifecycle):
                 yield subscription
                 return
         self._subscribers.add(subscription)
+        metrics.LIVE_SUBSCRIBERS.inc()
         self._wake.set()  # the first page wakes an idle tail at once
         try:
             yield subscription
         finally:
+            self._unsubscribe(subscription)
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
             self._subscribers.discard(subscription)
+            metrics.LIVE_SUBSCRIBERS.dec()
 
     def _catch_up(self, subscription: Subscription, last_event_id: int) -> Reset | None:
         if last_event_id < 0 or last_event_id > self.watermark:
@@ -244,7 +252,7 @@ class Broadcaster(TaskLifecycle):
     def _publish(self, batch: LiveBatch) -> None:
         for subscription in list(self._subscribers):
             if subscription.queue.qsize() >= self._queue_size:
-                self._subscribers.discard(subscription)
+                self._unsubscribe(subscription)
                 subscription.finish(Reset("too_slow"))
                 self.dropped += 1
                 log.info("account.live_dropped", reason="too_slow")
@@ -256,11 +264,16 @@ class Broadcaster(TaskLifecycle):
         self._stopped = True
         for subscription in list(self._subscribers):
             subscription.finish()
-        self._subscribers.clear()
+            self._unsubscribe(subscription)
         self.started.set()  # a subscribe waiting for a start that never came ends too
         await super().stop()
 
     # ------------------------------------------------------------------ the tail
+
+    def _counted(self) -> None:
+        """One more query of the feed's."""
+        self.queries += 1
+        metrics.LIVE_QUERIES.inc()
 
     def _notified(self, _payload: str) -> None:
         self._wake.set()
@@ -297,7 +310,7 @@ class Broadcaster(TaskLifecycle):
         while True:
             try:
                 async with unit_of_work(self._sessionmaker, deferred=True) as session:
-                    self.queries += 1
+                    self._counted()
                     self._head = self._floor = await account_service.last_event_id(session)
                 break
             except Exception as exc:  # noqa: BLE001 - the database is down: retry
@@ -315,7 +328,7 @@ class Broadcaster(TaskLifecycle):
             self._missing = [m for m in self._missing if m.until > loop.time()]
             missing = [(m.lo, m.hi) for m in self._missing]
             async with unit_of_work(self._sessionmaker, deferred=True) as session:
-                self.queries += 1
+                self._counted()
                 self.tails += 1
                 rows = await account_service.events_after(
                     session, self._head, self._batch_limit, missing=missing
@@ -323,7 +336,7 @@ class Broadcaster(TaskLifecycle):
                 events = [_live(row) for row in rows]
                 summary = None
                 if any(event.kind == STATE_KIND for event in events):
-                    self.queries += 1
+                    self._counted()
                     summary = await account_service.fleet_summary(session)
             if events:
                 self._take(events, loop.time() + self._gap_seconds)
