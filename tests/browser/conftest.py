@@ -128,6 +128,22 @@ class ConsoleServer:
         token: str = login.json()["access_token"]
         return token
 
+    def sandbox_url(self) -> str:
+        """The demo sandbox's HTTP control API (tgfleet.sandbox.control: ``/stats`` names
+        each account's open connections), from the ``sandbox.ready`` line of the log."""
+        found = re.search(
+            r"sandbox\.ready .*control_port=(\d+)", self.log.read_text(errors="replace")
+        )
+        assert found, f"no sandbox.ready in the log:\n{_tail(self.log)}"
+        return f"http://127.0.0.1:{found.group(1)}"
+
+    def sandbox_connections(self) -> dict[str, int]:
+        """Open connections per account username, as the sandbox counts them now."""
+        stats = httpx.get(f"{self.sandbox_url()}/stats", timeout=10)
+        stats.raise_for_status()
+        connections: dict[str, int] = stats.json()["connections"]
+        return connections
+
     def wait_online(self, count: int = DEMO_ACCOUNTS, within: float = 90) -> dict[str, int]:
         """Until ``count`` accounts are online (the demo's 20 connect over the first
         seconds); the accounts per state then. Fails with the last counts after ``within``."""
