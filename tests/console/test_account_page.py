@@ -149,7 +149,7 @@ async def test_the_page_shows_state_reason_session_and_counters(
     ]
     # Live: the state block is swapped by the account's own SSE event.
     assert f'sse-swap="acct-{account_id}" data-testid="state"' in text
-    assert f'sse-connect="/live?view=account&amp;id={account_id}' in text
+    assert f'sse-connect="/live?view=account&amp;id={account_id}&amp;last_event_id=' in text
     # Never key material: the vault's summary only.
     key = auth_key(11)
     assert key.hex() not in text

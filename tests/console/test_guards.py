@@ -18,6 +18,7 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/logout"): SIGNED_IN,
     ("GET", "/"): "account:read",
     ("GET", "/accounts"): "account:read",
+    ("GET", "/live"): "account:read",
     ("POST", "/accounts/bulk/preview"): "account:control",
     ("POST", "/accounts/bulk"): "account:control",
     ("GET", "/import"): "session:import",

@@ -315,7 +315,7 @@ class TestEventIds:
 # ----------------------------------------------------------------------------- over HTTP
 
 
-def render(batch: LiveBatch) -> list[tuple[str, str]]:
+async def render(batch: LiveBatch) -> list[tuple[str, str]]:
     """A page's render: one ``state`` message per event."""
     return [("state", json.dumps({"id": e.id, "state": e.state})) for e in batch.events]
 
@@ -340,18 +340,20 @@ class Message:
 async def messages(response: httpx.Response) -> AsyncIterator[Message]:
     """The SSE messages of a streaming response (comments skipped)."""
     current = Message()
+    data: list[str] = []
     async for line in response.aiter_lines():
         if line == "":
-            if current.event is not None or current.data or current.id is not None:
+            current.data = "\n".join(data)  # a message's data lines, as EventSource joins them
+            if current.event is not None or data or current.id is not None:
                 yield current
-            current = Message()
+            current, data = Message(), []
         elif not line.startswith(":"):
             name, _, value = line.partition(":")
             value = value.removeprefix(" ")
             if name == "event":
                 current.event = value
             elif name == "data":
-                current.data = value
+                data.append(value)
             elif name == "id":
                 current.id = value
 

@@ -160,7 +160,8 @@ def run(
                         proxy_headers=False,  # the app decides (TGFLEET_TRUSTED_PROXIES)
                         timeout_graceful_shutdown=3,  # then the worker's 6 s: gone within 10 s
                     ),
-                    f"tgfleet serving on http://{address}  (API docs: /docs)",
+                    f"tgfleet serving on http://{address}  (console: http://{address}/ ,"
+                    " API docs: /docs)",
                     started=identity_lock.aclose,
                 )
                 await server.serve(sockets=[sock])
@@ -186,12 +187,13 @@ def _demo_announcement(
         if process.supervisor is not None:
             process.supervisor.wake()
         console.print(
-            f"\n[bold]Demo:[/bold] {len(demo.fleet.account_ids)} accounts in "
-            f"{len(demo.world.groups)} groups on the sandbox at 127.0.0.1:"
-            f"{demo.sandbox.port} (control API :{demo.sandbox.control_port}).\n"
-            f"  Open  http://{host}:{port}/docs  and log in as [bold]demo[/bold] with "
-            f"password [bold]{password}[/bold]\n"
-            f"  Watch GET /api/v1/accounts (states) and /api/v1/accounts/{{id}}/events.\n",
+            f"\n[bold]Console:[/bold]  http://{format_address(host, port)}/  - sign in as "
+            f"[bold]demo[/bold] with password [bold]{password}[/bold]\n"
+            f"  Demo: {len(demo.fleet.account_ids)} accounts in {len(demo.world.groups)} "
+            f"groups on the sandbox at 127.0.0.1:{demo.sandbox.port} (control API "
+            f":{demo.sandbox.control_port}).\n"
+            f"  API:  http://{format_address(host, port)}/docs  (the same user and password"
+            " log in to POST /api/v1/auth/login).\n",
             highlight=False,
         )
 

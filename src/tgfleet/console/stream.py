@@ -17,7 +17,7 @@ before the app's shutdown runs, so the broadcaster's own stop would come too lat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Final
 
@@ -43,7 +43,7 @@ INVALID_EVENT_ID: Final = -1
 _MAX_EVENT_ID: Final = 2**63 - 1  # PostgreSQL's BIGINT
 
 #: The page's part: the (event name, data) messages a batch becomes.
-Render = Callable[[LiveBatch], Sequence[tuple[str, str]]]
+Render = Callable[[LiveBatch], Awaitable[Sequence[tuple[str, str]]]]
 
 
 def parse_event_id(raw: str | None) -> int | None:
@@ -101,7 +101,7 @@ async def _messages(
                 if isinstance(item, Reset):
                     yield ServerSentEvent(data=item.reason, event=RESET_EVENT)
                     return
-                for message in _batch_messages(item, render):
+                for message in _batch_messages(item, await render(item)):
                     yield message
         finally:
             await cancel_and_wait(watcher)
@@ -112,9 +112,9 @@ async def _finish_on(shutdown: anyio.Event, feed: Subscription) -> None:
     feed.finish()
 
 
-def _batch_messages(batch: LiveBatch, render: Render) -> list[ServerSentEvent]:
+def _batch_messages(batch: LiveBatch, rendered: Sequence[tuple[str, str]]) -> list[ServerSentEvent]:
     resume = str(batch.last_id)
-    messages = list(render(batch))
+    messages = list(rendered)
     if not messages:  # an id alone still moves the browser's resume point
         return [ServerSentEvent(id=resume)]
     return [

@@ -86,15 +86,21 @@ def ordered_states(counts: dict[str, int]) -> list[StateCount]:
     return known + extra
 
 
-async def overview(session: AsyncSession) -> Overview:
-    summary = await account_service.fleet_summary(session)
+@dataclass(frozen=True, slots=True)
+class Workers:
+    rows: list[WorkerRow]
+    unassigned: int
+
+
+async def workers(session: AsyncSession) -> Workers:
+    """Every worker reporting accounts or holding a lease, with what it runs."""
     per_worker = await account_service.accounts_per_worker(session)
     leases = {worker.id: worker for worker in await lease_service.list_workers(session)}
-    workers = []
+    rows = []
     for worker_id in sorted(set(per_worker) | set(leases)):
         by_state = per_worker.get(worker_id, {})
         lease = leases.get(worker_id)
-        workers.append(
+        rows.append(
             WorkerRow(
                 id=worker_id,
                 holds=lease.held if lease is not None else sum(by_state.values()),
@@ -105,21 +111,44 @@ async def overview(session: AsyncSession) -> Overview:
                 heartbeat_at=lease.heartbeat_at if lease is not None else None,
             )
         )
+    return Workers(rows=rows, unassigned=await lease_service.unassigned(session))
+
+
+async def overview(session: AsyncSession) -> Overview:
+    summary = await account_service.fleet_summary(session)
+    fleet_workers = await workers(session)
     alerts = sorted(
         await alert_service.firing_alerts(session, utcnow()),
         key=lambda alert: (alert.labels.get("severity", ""), alert.name),
     )
+    return fleet_overview(
+        summary,
+        fleet_workers,
+        alerts=alerts,
+        traffic=await activity.traffic(session),
+        events=await latest_events(session),
+    )
+
+
+def fleet_overview(
+    summary: account_service.FleetSummary,
+    fleet_workers: Workers,
+    *,
+    alerts: list[Alert],
+    traffic: list[activity.TrafficPoint],
+    events: list[EventRow],
+) -> Overview:
     return Overview(
         total=sum(summary.states.values()),
         states=ordered_states(summary.states),
         desired_running=summary.desired_running,
         online_running=summary.running_online,
         online_ratio=summary.online_ratio,
-        workers=workers,
-        unassigned=await lease_service.unassigned(session),
+        workers=fleet_workers.rows,
+        unassigned=fleet_workers.unassigned,
         alerts=alerts,
-        traffic=await activity.traffic(session),
-        events=await latest_events(session),
+        traffic=traffic,
+        events=events,
     )
 
 
@@ -142,7 +171,7 @@ async def latest_events(session: AsyncSession, limit: int = LATEST_EVENTS) -> li
 
 # --- accounts -----------------------------------------------------------------------------
 
-#: The sort orders the accounts table offers (the account service's names).
+#: The sort orders the accounts table offers (``AccountSort``'s values).
 SORTS: dict[str, str] = {
     "label": "Label (A to Z)",
     "-label": "Label (Z to A)",

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from tgfleet.console.routes.account import router as account_router
 from tgfleet.console.routes.accounts import router as accounts_router
 from tgfleet.console.routes.imports import router as imports_router
+from tgfleet.console.routes.live import router as live_router
 from tgfleet.console.routes.overview import router as overview_router
 from tgfleet.console.routes.session import router as session_router
 
@@ -17,6 +18,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     accounts_router,
     account_router,
     imports_router,
+    live_router,
 )
 
 #: Console routes a visitor reaches without a session.

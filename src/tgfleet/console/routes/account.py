@@ -21,6 +21,7 @@ from tgfleet.components import AppComponents
 from tgfleet.console import views_account, views_import
 from tgfleet.console.guard import AccountController, AccountReader, AccountWriter, SessionExporter
 from tgfleet.console.pages import page, wants_block
+from tgfleet.console.routes.live import live_url
 from tgfleet.console.uploads import SessionUploader, received
 from tgfleet.console.web import set_flash
 from tgfleet.exceptions import AppError, NotFound
@@ -51,6 +52,7 @@ async def account(
     request: Request,
     account_id: str,
     viewer: AccountReader,
+    components: AppComponents,
     session: DbSession,
     kind: Annotated[str, Query(max_length=32)] = "",
     cursor: Cursor = None,
@@ -69,6 +71,7 @@ async def account(
             name="accounts",
             block="timeline",
         )
+    live = live_url(components, "account", id=str(parsed))
     data = await views_account.account_page(
         session,
         parsed,
@@ -82,7 +85,7 @@ async def account(
         viewer,
         {"data": data, "timeline": data.timeline},
         name="accounts",
-        live_url=f"/live?view=account&id={parsed}",
+        live_url=live,
     )
 
 

@@ -8,40 +8,33 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 
 from tgfleet.account import commands as account_commands
-from tgfleet.account.schemas import ControlAction
+from tgfleet.account.schemas import AccountQuery, ControlAction
 from tgfleet.auth.dependencies import audit_context
+from tgfleet.components import AppComponents
 from tgfleet.console import views
 from tgfleet.console.guard import AccountController, AccountReader
 from tgfleet.console.pages import page, wants_block
+from tgfleet.console.routes.live import live_url
 from tgfleet.console.web import set_flash
 from tgfleet.kit.http import DbSession, Meta, reads_only
-from tgfleet.models import AccountState
 
 router = APIRouter(include_in_schema=False)
 
-#: At most this many values per repeated filter parameter (as the API).
-MAX_VALUES = 50
-Text = Annotated[str, Query(max_length=200)]
 
-
-def _filters(
-    state: list[AccountState] | None,
-    label: str,
-    q: str,
-    worker: list[str] | None,
-    group: list[int] | None,
-    sort: str,
-) -> views.AccountFilters:
+def _filters(query: AccountQuery) -> views.AccountFilters:
+    """The table's filters from the query the API parses the same way (same 422s)."""
     return views.AccountFilters(
-        states=tuple(dict.fromkeys(s.value for s in state or ())),
-        label=label.strip(),
-        q=q.strip(),
-        workers=tuple(dict.fromkeys(worker or ())),
-        groups=tuple(dict.fromkeys(group or ())),
-        sort=sort if sort in views.SORTS else "label",
+        states=tuple(dict.fromkeys(state.value for state in query.state)),
+        label=query.label or "",
+        q=query.q or "",
+        workers=tuple(dict.fromkeys(query.worker)),
+        groups=tuple(dict.fromkeys(query.group)),
+        sort=query.sort.value,
     )
 
 
@@ -49,16 +42,13 @@ def _filters(
 async def accounts(
     request: Request,
     viewer: AccountReader,
+    components: AppComponents,
     session: DbSession,
-    state: Annotated[list[AccountState] | None, Query(max_length=MAX_VALUES)] = None,
-    label: Text = "",
-    q: Text = "",
-    worker: Annotated[list[str] | None, Query(max_length=MAX_VALUES)] = None,
-    group: Annotated[list[int] | None, Query(max_length=MAX_VALUES)] = None,
-    sort: Annotated[str, Query(max_length=20)] = "label",
+    query: Annotated[AccountQuery, Query()],
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    filters = _filters(state, label, q, worker, group, sort)
+    filters = _filters(query)
+    live = live_url(components, "accounts")
     data = await views.accounts(session, filters, cursor or None)
     return page(
         request,
@@ -66,7 +56,7 @@ async def accounts(
         viewer,
         {"data": data},
         name="accounts",
-        live_url="/live?view=accounts",
+        live_url=live,
         block="results" if wants_block(request, "results") else None,
     )
 
@@ -80,18 +70,31 @@ class BulkForm:
         action: Annotated[ControlAction, Form()],
         scope: Annotated[str, Form(pattern="^(selected|matching)$")] = "selected",
         ids: Annotated[list[uuid.UUID] | None, Form(max_length=views.PAGE_SIZE * 10)] = None,
-        state: Annotated[list[AccountState] | None, Form(max_length=MAX_VALUES)] = None,
-        label: Annotated[str, Form(max_length=200)] = "",
-        q: Annotated[str, Form(max_length=200)] = "",
-        worker: Annotated[list[str] | None, Form(max_length=MAX_VALUES)] = None,
-        group: Annotated[list[int] | None, Form(max_length=MAX_VALUES)] = None,
-        sort: Annotated[str, Form(max_length=20)] = "label",
+        state: Annotated[list[str] | None, Form()] = None,
+        label: Annotated[str, Form()] = "",
+        q: Annotated[str, Form()] = "",
+        worker: Annotated[list[str] | None, Form()] = None,
+        group: Annotated[list[str] | None, Form()] = None,
+        sort: Annotated[str, Form()] = "label",
         expected: Annotated[int | None, Form(ge=0)] = None,
     ) -> None:
         self.action = action
         self.scope = scope
         self.ids = list(dict.fromkeys(ids or ()))
-        self.filters = _filters(state, label, q, worker, group, sort)
+        try:
+            query = AccountQuery.model_validate(
+                {
+                    "state": state or [],
+                    "label": label or None,
+                    "q": q or None,
+                    "worker": worker or [],
+                    "group": group or [],
+                    "sort": sort,
+                }
+            )
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        self.filters = _filters(query)
         self.expected = expected
 
 

@@ -55,11 +55,14 @@
 
   // Live updates: the SSE extension delivers HTML per element; this applies it now, at the
   // chosen rate, or on resume (the newest per element, so nothing is lost while paused).
+  // The element that holds the stream (sse-connect) is <body>: every sse-swap element of
+  // the page is inside it; the controls are in the bar at the bottom.
   var live = document.querySelector("[data-live]");
-  if (live) {
-    var state = live.querySelector("[data-live-state]");
-    var pauseButton = live.querySelector("[data-live-pause]");
-    var rateSelect = live.querySelector("[data-live-rate]");
+  var controls = document.getElementById("live");
+  if (live && controls) {
+    var state = controls.querySelector("[data-live-state]");
+    var pauseButton = controls.querySelector("[data-live-pause]");
+    var rateSelect = controls.querySelector("[data-live-rate]");
     var pending = new Map();
     var paused = false;
     var timer = null;

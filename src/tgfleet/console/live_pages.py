@@ -1,0 +1,130 @@
+"""What each page's live stream sends for a batch of account events (``console/live.py``).
+
+Every open page of a process receives the same `LiveBatch`; what a batch becomes for a kind
+of page is worked out once (`SharedRender`) and handed to all of them: a thousand open
+overviews cost one set of queries per batch, not one per page. Messages are named after the
+element that shows them (``sse-swap``): ``acct-<id>`` for an account's state cell, the
+overview's block names for its sections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tgfleet.account.live import LiveBatch, LiveEvent
+from tgfleet.console import views
+from tgfleet.console.templating import render
+from tgfleet.kit.db import unit_of_work
+
+Messages = list[tuple[str, str]]
+
+#: Batches whose rendering is kept (pages read a batch within moments of each other).
+KEPT_BATCHES: Final = 64
+
+
+def state_cell(event: LiveEvent) -> str:
+    return render(
+        "_live.html", {"state": event.state or "stopped", "reason": event.code}, block="state"
+    )
+
+
+def account_messages(events: Sequence[LiveEvent]) -> Messages:
+    """``acct-<id>`` with the state cell's HTML, the newest state of each account once."""
+    newest: dict[uuid.UUID, LiveEvent] = {}
+    for event in events:
+        if event.kind == "state" and event.state is not None:
+            newest[event.account_id] = event
+    return [(f"acct-{account_id}", state_cell(event)) for account_id, event in newest.items()]
+
+
+class SharedRender:
+    """One rendering per (page kind, batch), shared by every page of that kind: the first
+    page to ask works it out, the others await the same result."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._done: OrderedDict[tuple[str, int], asyncio.Future[Messages]] = OrderedDict()
+        #: The overview's latest events: read once, then kept from the batches.
+        self._recent: deque[views.EventRow] | None = None
+        self._seen_batch = -1
+        #: Renderings worked out (not served from the cache), for the benchmark.
+        self.rendered = 0
+
+    async def messages(
+        self, kind: str, batch: LiveBatch, make: Callable[[LiveBatch], Awaitable[Messages]]
+    ) -> Messages:
+        key = (kind, batch.last_id)
+        future = self._done.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._done[key] = future
+            while len(self._done) > KEPT_BATCHES:
+                self._done.popitem(last=False)
+            try:
+                future.set_result(await make(batch))
+                self.rendered += 1
+            except BaseException as exc:
+                future.set_exception(exc)
+                del self._done[key]
+                raise
+        return await asyncio.shield(future)
+
+    # ------------------------------------------------------------------ page kinds
+
+    async def accounts(self, batch: LiveBatch) -> Messages:
+        return await self.messages("accounts", batch, _accounts)
+
+    async def overview(self, batch: LiveBatch) -> Messages:
+        return await self.messages("overview", batch, self._overview)
+
+    async def _overview(self, batch: LiveBatch) -> Messages:
+        if batch.summary is None:
+            return []
+        summary = batch.summary
+        async with unit_of_work(self._sessionmaker, read_only=True) as session:
+            workers = await views.workers(session)
+            if self._recent is None:
+                self._recent = deque(
+                    reversed(await views.latest_events(session)), maxlen=views.LATEST_EVENTS
+                )
+                self._seen_batch = batch.last_id
+        self._remember(batch)
+        data = views.fleet_overview(
+            summary, workers, alerts=[], traffic=[], events=list(reversed(self._recent or ()))
+        )
+        context = {"data": data}
+        return [
+            ("counts", render("overview.html", context, block="counts")),
+            ("workers", render("overview.html", context, block="workers")),
+            ("events", render("overview.html", context, block="events")),
+        ]
+
+    def _remember(self, batch: LiveBatch) -> None:
+        if self._recent is None or batch.last_id <= self._seen_batch:
+            return
+        self._seen_batch = batch.last_id
+        self._recent.extend(_event_row(event) for event in batch.events)
+
+
+async def _accounts(batch: LiveBatch) -> Messages:
+    return account_messages(batch.events)
+
+
+def _event_row(event: LiveEvent) -> views.EventRow:
+    return views.EventRow(
+        id=event.id,
+        at=event.at,
+        account_id=event.account_id,
+        label=event.label,
+        kind=event.kind,
+        state=event.state,
+        previous_state=event.previous_state,
+        code=event.code,
+        message=None,
+    )
