@@ -118,7 +118,7 @@ def run(
             name, password = created
             console.print(
                 f"\n[bold]Created user {name!r}. Its password is shown only this once:[/bold]"
-                f"\n\n    {password}\n\nChange it after logging in "
+                f"\n\n    {password}\n\nChange it after signing in "
                 "(POST /api/v1/auth/password).\n",
                 highlight=False,
             )
@@ -187,13 +187,13 @@ def _demo_announcement(
         if process.supervisor is not None:
             process.supervisor.wake()
         console.print(
-            f"\n[bold]Console:[/bold]  http://{format_address(host, port)}/  - sign in as "
-            f"[bold]demo[/bold] with password [bold]{password}[/bold]\n"
+            f"\n[bold]Console:[/bold]  http://{format_address(host, port)}/\n"
+            f"  Sign in as [bold]demo[/bold] with password [bold]{password}[/bold]\n"
             f"  Demo: {len(demo.fleet.account_ids)} accounts in {len(demo.world.groups)} "
             f"groups on the sandbox at 127.0.0.1:{demo.sandbox.port} (control API "
             f":{demo.sandbox.control_port}).\n"
-            f"  API:  http://{format_address(host, port)}/docs  (the same user and password"
-            " log in to POST /api/v1/auth/login).\n",
+            f"  API:  http://{format_address(host, port)}/docs (the same user and password"
+            " for POST /api/v1/auth/login).\n",
             highlight=False,
         )
 
