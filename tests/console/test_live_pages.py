@@ -70,12 +70,18 @@ async def test_many_pages_share_one_rendering_of_a_batch(
     assert shared.rendered == 1
     assert all(page == pages[0] for page in pages)
     blocks = dict(pages[0])
-    assert set(blocks) == {"counts", "workers", "events"}
+    assert list(blocks) == ["counts", "workers", "events", "alerts", "traffic"]
     assert 'data-testid="online-count">2<' in blocks["counts"]
     assert 'href="/accounts?worker=w-1">w-1</a>' in blocks["workers"]
     assert "o1" in blocks["events"]  # the events seeded from the database
 
+    assert "Nothing is firing." in blocks["alerts"]
+
+    # A reply is no state change: only the latest events move (the slow blocks were just
+    # drawn), and the accounts table has nothing to change.
     quiet = LiveBatch(events=[event(11, ids[0], None, kind="reply")], summary=None, last_id=11)
-    assert await shared.overview(quiet) == []
+    (only,) = await shared.overview(quiet)
+    assert only[0] == "events"
+    assert "acct-11" in only[1]
     assert await shared.accounts(quiet) == []
-    assert shared.rendered == 3
+    assert await shared.overview(LiveBatch(events=[], summary=None, last_id=12)) == []

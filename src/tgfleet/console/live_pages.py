@@ -10,13 +10,15 @@ overview's block names for its sections.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tgfleet.account import activity
 from tgfleet.account.live import LiveBatch, LiveEvent
 from tgfleet.console import views
 from tgfleet.console.templating import render
@@ -26,6 +28,8 @@ Messages = list[tuple[str, str]]
 
 #: Batches whose rendering is kept (pages read a batch within moments of each other).
 KEPT_BATCHES: Final = 64
+#: The overview's traffic chart and firing alerts are redrawn at most this often.
+SLOW_BLOCKS_SECONDS: Final = 15.0
 
 
 def state_cell(event: LiveEvent) -> str:
@@ -53,6 +57,7 @@ class SharedRender:
         #: The overview's latest events: read once, then kept from the batches.
         self._recent: deque[views.EventRow] | None = None
         self._seen_batch = -1
+        self._slow_at = float("-inf")
         #: Renderings worked out (not served from the cache), for the benchmark.
         self.rendered = 0
 
@@ -84,26 +89,44 @@ class SharedRender:
         return await self.messages("overview", batch, self._overview)
 
     async def _overview(self, batch: LiveBatch) -> Messages:
-        if batch.summary is None:
+        """A state change redraws the counts and the workers; any event the latest events;
+        the traffic chart and the firing alerts are redrawn with a batch at most every
+        ``SLOW_BLOCKS_SECONDS`` (a reply is an event: a busy fleet's chart moves)."""
+        if not batch.events:
             return []
-        summary = batch.summary
+        now = time.monotonic()
+        slow = now - self._slow_at >= SLOW_BLOCKS_SECONDS
+        data: dict[str, Any] = {}
         async with unit_of_work(self._sessionmaker, read_only=True) as session:
-            workers = await views.workers(session)
+            if batch.summary is not None:
+                workers = await views.workers(session)
+                data |= {
+                    "total": sum(batch.summary.states.values()),
+                    "states": views.ordered_states(batch.summary.states),
+                    "desired_running": batch.summary.desired_running,
+                    "online_running": batch.summary.running_online,
+                    "online_ratio": batch.summary.online_ratio,
+                    "workers": workers.rows,
+                    "unassigned": workers.unassigned,
+                }
             if self._recent is None:
                 self._recent = deque(
                     reversed(await views.latest_events(session)), maxlen=views.LATEST_EVENTS
                 )
                 self._seen_batch = batch.last_id
+            if slow:
+                self._slow_at = now
+                data["alerts"] = await views.firing_alerts(session)
+                data["traffic"] = await activity.traffic(session)
         self._remember(batch)
-        data = views.fleet_overview(
-            summary, workers, alerts=[], traffic=[], events=list(reversed(self._recent or ()))
-        )
+        data["events"] = list(reversed(self._recent))
         context = {"data": data}
-        return [
-            ("counts", render("overview.html", context, block="counts")),
-            ("workers", render("overview.html", context, block="workers")),
-            ("events", render("overview.html", context, block="events")),
-        ]
+        blocks = ["events"]
+        if batch.summary is not None:
+            blocks[:0] = ["counts", "workers"]
+        if slow:
+            blocks += ["alerts", "traffic"]
+        return [(block, render("overview.html", context, block=block)) for block in blocks]
 
     def _remember(self, batch: LiveBatch) -> None:
         if self._recent is None or batch.last_id <= self._seen_batch:

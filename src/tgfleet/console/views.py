@@ -117,16 +117,21 @@ async def workers(session: AsyncSession) -> Workers:
 async def overview(session: AsyncSession) -> Overview:
     summary = await account_service.fleet_summary(session)
     fleet_workers = await workers(session)
-    alerts = sorted(
-        await alert_service.firing_alerts(session, utcnow()),
-        key=lambda alert: (alert.labels.get("severity", ""), alert.name),
-    )
+    alerts = await firing_alerts(session)
     return fleet_overview(
         summary,
         fleet_workers,
         alerts=alerts,
         traffic=await activity.traffic(session),
         events=await latest_events(session),
+    )
+
+
+async def firing_alerts(session: AsyncSession) -> list[Alert]:
+    """The alerts firing now, critical ones first, then by name."""
+    return sorted(
+        await alert_service.firing_alerts(session, utcnow()),
+        key=lambda alert: (alert.labels.get("severity", ""), alert.name),
     )
 
 
