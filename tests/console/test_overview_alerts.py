@@ -1,6 +1,6 @@
-"""The overview lists the first firing alerts and counts the rest (bench/console.py: a mass
-quarantine fires one alert per account, and listing 1,000 took 250 KB and half the page's
-time). Through the real app, both databases."""
+"""The overview lists the first firing alerts and counts the rest, on the page and in its
+live redraw (bench/console.py: a mass quarantine fires one alert per account, and listing
+1,000 took 250 KB and half the page's time). Through the real app, both databases."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import re
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.console.conftest import HTML, Browser
+from tests.factories import make_accounts, report_states
+from tgfleet.account import service as account_service
+from tgfleet.account.live import LiveBatch, LiveEvent
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.schemas import Alert
+from tgfleet.console.live_pages import SharedRender
 from tgfleet.console.views import OVERVIEW_ALERTS
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
@@ -55,3 +59,37 @@ async def test_every_alert_is_listed_when_they_are_few(
     assert _LISTED.findall(page.text) == ["AccountQuarantined-000"]
     assert "(1)</small></h2>" in page.text
     assert "alerts-more" not in page.text
+
+
+async def test_the_live_redraw_lists_as_many_and_counts_the_rest(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    (account,) = await make_accounts(sessionmaker, ["q1"], running=True)
+    await report_states(sessionmaker, [account], "quarantined", worker="w-1")
+    await fire(
+        sessionmaker,
+        [
+            Alert(labels={"alertname": f"AccountQuarantined-{n:03d}"})
+            for n in range(OVERVIEW_ALERTS + 3)
+        ],
+    )
+    async with unit_of_work(sessionmaker) as session:
+        summary = await account_service.fleet_summary(session)
+    change = LiveEvent(
+        id=1,
+        account_id=account,
+        label="q1",
+        kind="state",
+        state="quarantined",
+        previous_state="online",
+        code=None,
+        worker_id="w-1",
+        at=utcnow(),
+    )
+    blocks = dict(await SharedRender(sessionmaker).overview(LiveBatch([change], summary, 1)))
+    alerts = blocks["alerts"]
+    assert _LISTED.findall(alerts) == [
+        f"AccountQuarantined-{n:03d}" for n in range(OVERVIEW_ALERTS)
+    ]
+    assert f"({OVERVIEW_ALERTS + 3})</small></h2>" in alerts
+    assert 'data-testid="alerts-more">and 3 more firing</p>' in alerts

@@ -116,7 +116,9 @@ class SharedRender:
                 self._seen_batch = batch.last_id
             if slow:
                 self._slow_at = now
-                data["alerts"] = await views.firing_alerts(session)
+                alerts = await views.firing_alerts(session)
+                data["alerts"] = alerts[: views.OVERVIEW_ALERTS]
+                data["alerts_total"] = len(alerts)
                 data["traffic"] = await activity.traffic(session)
         self._remember(batch)
         data["events"] = list(reversed(self._recent))
