@@ -379,8 +379,49 @@ async def test_export_needs_the_permission_and_a_reason_and_gives_the_apis_file(
         assert as_file.status_code == 200
         assert as_file.headers["content-type"] == "application/vnd.sqlite3"
         assert as_file.content.startswith(b"SQLite format 3\x00")
+        # The API's export by the same user: the same file headers and audit record.
+        token = await login(client, "ada", DEFAULT_PASSWORD)
+        api = await client.post(
+            f"/api/v1/accounts/{account_id}/session/export",
+            json={"format": "telethon", "reason": "backup drill"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert api.status_code == 200, api.text
+        for header in ("content-type", "content-disposition", "cache-control"):
+            assert api.headers[header] == as_file.headers[header]
+        _, console_record, api_record = await audits(sessionmaker, "session.export")
+        assert (console_record.actor, console_record.target, console_record.details) == (
+            api_record.actor,
+            api_record.target,
+            api_record.details,
+        )
     finally:
         await ada.http.aclose()
+
+
+async def test_oversized_or_malformed_fields_get_a_clear_error_page(
+    operator: Browser, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    (account_id,) = await make_accounts(sessionmaker, ["big-1"])
+    await join_groups(sessionmaker, account_id, [-1006])
+    long_kind = await operator.http.get(f"/accounts/{account_id}?kind={'k' * 33}", headers=HTML)
+    assert long_kind.status_code == 422
+    assert "<h1>Invalid input</h1>" in long_kind.text
+    assert "kind" in long_kind.text
+    for data in ({"playbook": "x" * 37}, {"version": "1" * 11}):
+        refused = await operator.post(f"/accounts/{account_id}/groups/-1006", data)
+        assert refused.status_code == 422
+        assert "<h1>Invalid input</h1>" in refused.text
+    not_a_number = await operator.post(
+        f"/accounts/{account_id}/groups/-1006", {"playbook": "", "version": "two"}
+    )
+    assert await flash_after(operator, not_a_number) == (
+        "bad",
+        "Choose a playbook from the list and a version number.",
+    )
+    not_a_chat = await operator.post(f"/accounts/{account_id}/groups/0", {"playbook": ""})
+    assert (await flash_after(operator, not_a_chat))[0] == "bad"
+    assert await audits(sessionmaker, "account.group.update") == []
 
 
 async def test_replacing_the_session_by_upload_or_string_and_a_bad_file_named_as_the_api(
