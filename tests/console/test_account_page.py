@@ -536,3 +536,21 @@ async def test_the_replies_sent_are_listed_with_their_group(
     assert "<blockquote>hi there</blockquote>" in replies[2]
     assert all("Support" in reply for reply in replies)
     assert "rule greet" in replies[1]
+
+
+async def test_the_groups_page_by_cursor(
+    console_viewer: Browser, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    (account_id,) = await make_accounts(sessionmaker, ["many-groups"])
+    chat_ids = [-2000 - n for n in range(101)]
+    await join_groups(sessionmaker, account_id, chat_ids)
+    first = await console_viewer.http.get(f"/accounts/{account_id}", headers=HTML)
+    listed = [int(chat) for chat in re.findall(r'<tr data-chat="(-?\d+)">', first.text)]
+    assert listed == sorted(chat_ids)[:100]
+    more = re.search(r'<a href="([^"]+)" rel="next">More groups', first.text)
+    assert more, "no link to the next groups"
+    second = await console_viewer.http.get(html.unescape(more.group(1)), headers=HTML)
+    assert re.findall(r'<tr data-chat="(-?\d+)">', second.text) == [str(sorted(chat_ids)[100])]
+    # A viewer reads each group's setting, with no form to change it.
+    assert '<span class="badge idle">off</span>' in second.text
+    assert '<form method="post" action="/accounts/' not in second.text
