@@ -5,6 +5,7 @@ live redraw (bench/console.py: a mass quarantine fires one alert per account, an
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +21,7 @@ from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 
 XSS = "<img src=x onerror=alert(1)>"
+HOUR = timedelta(hours=1)
 _LISTED = re.compile(r"<strong>(AccountQuarantined-\d+|Critical[^<]*)</strong>")
 
 
@@ -38,7 +40,11 @@ async def test_the_overview_lists_the_first_alerts_and_counts_the_rest(
             Alert(labels={"alertname": f"AccountQuarantined-{n:03d}", "severity": "warning"})
             for n in range(OVERVIEW_ALERTS + extra - 1)
         ]
-        + [Alert(labels={"alertname": f"Critical {XSS}", "severity": "critical"})],
+        + [
+            Alert(labels={"alertname": f"Critical {XSS}", "severity": "critical"}),
+            # Resolved: neither listed nor counted.
+            Alert(labels={"alertname": "AccountQuarantined-000-old"}, ends_at=utcnow() - HOUR),
+        ],
     )
     page = await operator.http.get("/", headers=HTML)
     assert page.status_code == 200

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, tuple_
+from sqlalchemy import delete, func, or_, select, tuple_
 
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import Alert, Notification, Silence
@@ -28,9 +28,21 @@ class AlertRepository(RepositoryBase[Alert]):
         return found
 
     async def firing(self, now: datetime) -> list[Alert]:
-        return await self.all(
-            select(Alert).where(or_(Alert.ends_at.is_(None), Alert.ends_at > now))
+        return await self.all(select(Alert).where(_firing(now)))
+
+    async def firing_first(self, now: datetime, limit: int) -> tuple[list[Alert], int]:
+        """The first ``limit`` firing alerts by severity then name (the fingerprint
+        breaking ties), and how many are firing."""
+        rows = await self.all(
+            select(Alert)
+            .where(_firing(now))
+            .order_by(Alert.severity, Alert.alertname, Alert.fingerprint)
+            .limit(limit)
         )
+        total = await self.session.scalar(
+            select(func.count()).select_from(Alert).where(_firing(now))
+        )
+        return rows, int(total or 0)
 
     async def listing(
         self,
@@ -105,3 +117,7 @@ class NotificationRepository(RepositoryBase[Notification]):
         if before_id is not None:
             statement = statement.where(Notification.id < before_id)
         return await self.all(statement.order_by(Notification.id.desc()).limit(limit))
+
+
+def _firing(now: datetime) -> Any:
+    return or_(Alert.ends_at.is_(None), Alert.ends_at > now)

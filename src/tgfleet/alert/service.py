@@ -93,6 +93,14 @@ async def firing_alerts(session: AsyncSession, now: datetime) -> list[Alert]:
     return [to_alert(row) for row in await AlertRepository(session).firing(now)]
 
 
+async def first_firing(session: AsyncSession, now: datetime, limit: int) -> tuple[list[Alert], int]:
+    """The first ``limit`` firing alerts by severity then name, and how many are firing:
+    a page listing a few reads a few, however many fire (a mass quarantine fires one per
+    account)."""
+    rows, total = await AlertRepository(session).firing_first(now, limit)
+    return [to_alert(row) for row in rows], total
+
+
 async def prune(session: AsyncSession, now: datetime) -> int:
     return await AlertRepository(session).prune_resolved(now - HISTORY_RETENTION)
 

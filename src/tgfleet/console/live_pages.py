@@ -116,9 +116,7 @@ class SharedRender:
                 self._seen_batch = batch.last_id
             if slow:
                 self._slow_at = now
-                alerts = await views.firing_alerts(session)
-                data["alerts"] = alerts[: views.OVERVIEW_ALERTS]
-                data["alerts_total"] = len(alerts)
+                data["alerts"], data["alerts_total"] = await views.firing_alerts(session)
                 data["traffic"] = await activity.traffic(session)
         self._remember(batch)
         data["events"] = list(reversed(self._recent))

@@ -124,23 +124,21 @@ OVERVIEW_ALERTS = 20
 async def overview(session: AsyncSession) -> Overview:
     summary = await account_service.fleet_summary(session)
     fleet_workers = await workers(session)
-    alerts = await firing_alerts(session)
+    alerts, alerts_total = await firing_alerts(session)
     return fleet_overview(
         summary,
         fleet_workers,
-        alerts=alerts[:OVERVIEW_ALERTS],
-        alerts_total=len(alerts),
+        alerts=alerts,
+        alerts_total=alerts_total,
         traffic=await activity.traffic(session),
         events=await latest_events(session),
     )
 
 
-async def firing_alerts(session: AsyncSession) -> list[Alert]:
-    """The alerts firing now, critical ones first, then by name."""
-    return sorted(
-        await alert_service.firing_alerts(session, utcnow()),
-        key=lambda alert: (alert.labels.get("severity", ""), alert.name),
-    )
+async def firing_alerts(session: AsyncSession) -> tuple[list[Alert], int]:
+    """The first `OVERVIEW_ALERTS` alerts firing now, critical ones first, then by name;
+    and how many fire."""
+    return await alert_service.first_firing(session, utcnow(), OVERVIEW_ALERTS)
 
 
 def fleet_overview(
