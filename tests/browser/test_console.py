@@ -12,6 +12,7 @@ they replace the committed ones that docs/console.md shows (a run must not dirty
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -43,6 +44,8 @@ from tests.browser.conftest import (
     watch,
 )
 from tests.factories import telethon_string
+from tgfleet.demo.seed import chat_id_of
+from tgfleet.sandbox.world_file import load_world
 
 XSS = "<img src=x onerror=alert(1)>"
 ADMIN_NAME = "admin"
@@ -55,6 +58,8 @@ DEMO_PREFIX = "fleet_"
 SCREENSHOTS_ENV = "TGFLEET_CONSOLE_SCREENSHOTS"
 WIDTHS = (1280, 390)
 HEIGHTS = {1280: 900, 390: 844}
+#: The overview's screenshot at 1280 px is this tall, to show its workers and events.
+OVERVIEW_HEIGHT = 1350
 NIL_ID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -90,14 +95,9 @@ def has_live_bar(page: Page) -> bool:
     return page.locator("[data-live]").count() > 0
 
 
-def live_served(server: ConsoleServer) -> bool:
-    """Whether the server has the live stream (without a session: 303 or 401, not 404)."""
-    return httpx.get(f"{server.base_url}/live", timeout=10).status_code != 404
-
-
-def wait_live(page: Page, server: ConsoleServer) -> None:
-    """Until the page's live stream is open (when the server serves one)."""
-    if has_live_bar(page) and live_served(server):
+def wait_live(page: Page) -> None:
+    """Until the page's live stream is open (a page without one has no live bar)."""
+    if has_live_bar(page):
         expect(page.locator("[data-live-state]")).to_have_attribute("data-status", "open")
 
 
@@ -111,11 +111,13 @@ class Console:
     contexts: list[BrowserContext] = field(default_factory=list)
 
     def page(self, state: StorageState | None = None, *, width: int = 1280, **options: Any) -> Page:
+        # Reduced motion: a live update's highlight (.updated fades from a tinted background)
+        # would have axe-core measure contrast against the tint while it lasts.
         context = self.browser.new_context(
             base_url=self.server.base_url,
             storage_state=state,
             viewport={"width": width, "height": HEIGHTS.get(width, 900)},
-            **options,
+            **{"reduced_motion": "reduce", **options},
         )
         watch(context, self.watcher)
         self.contexts.append(context)
@@ -127,11 +129,6 @@ def console(
     browser: Browser, console_server: ConsoleServer, browser_watch: BrowserWatch
 ) -> Iterator[Console]:
     opened = Console(browser, console_server, browser_watch)
-    if not live_served(console_server):
-        # The pages already link the live stream the lead is wiring (GET /live): until it
-        # is served, its 404 and the SSE extension's error log are expected, nothing else.
-        browser_watch.allow_console(r"^Failed to load resource: .* status of 404 \(Not Found\)$")
-        browser_watch.allow_console(r"^\[object Event\]$")
     yield opened
     for context in opened.contexts:
         context.close()
@@ -248,28 +245,24 @@ def test_a_stopped_account_changes_in_another_tab_without_reload(
     api: httpx.Client,
     fleet: None,
 ) -> None:
-    """One tab stops an account (bulk bar, its row selected); another tab on /accounts
-    sees its state turn to stopped over the live stream, without reloading; the sandbox
-    sees the account's connection closed."""
-    if not live_served(console_server):
-        pytest.skip("this server has no live stream (GET /live) yet")
+    """ "Stop" on an account's page; another tab on /accounts sees the row turn to stopped
+    over the live stream, without reloading; the sandbox sees the connection closed."""
     label = "fleet_0012"
     account = account_of(api, label)
     assert console_server.sandbox_connections().get(label, 0) == 1
 
     watcher = console.page(admin_state)
     watcher.goto("/accounts")
-    expect(watcher.locator("[data-live-state]")).to_have_attribute("data-status", "open")
+    wait_live(watcher)
     watcher.evaluate("() => { window.notReloaded = true }")
     cell = watcher.locator(f'tr[data-account="{account["id"]}"] [data-testid=state]')
     expect(cell).to_contain_text("online")
 
     actor = console.page(admin_state)
-    actor.goto(f"/accounts?label={label}")
-    actor.get_by_label(f"Select {label}").check()
-    actor.get_by_role("button", name="Stop…").click()
-    actor.get_by_role("button", name="Yes, stop 1").click()
-    expect(actor.locator("#toasts")).to_contain_text("stop: 1 matched, 1 changed.")
+    actor.goto(f"/accounts/{account['id']}")
+    actor.get_by_role("button", name="Stop", exact=True).click()
+    expect(actor.locator("#toasts")).to_contain_text("the account is now wanted stopped")
+    expect(actor.get_by_test_id("desired")).to_have_text("stopped")
 
     expect(cell).to_contain_text("stopped")
     assert watcher.evaluate("() => window.notReloaded") is True
@@ -314,20 +307,88 @@ def test_bulk_stop_all_matching_a_label(
     assert record["details"]["matched"] == count
 
 
+def test_enable_a_group_with_a_playbook_and_see_the_replies(
+    console: Console,
+    console_server: ConsoleServer,
+    admin_state: StorageState,
+    api: httpx.Client,
+    fleet: None,
+) -> None:
+    """On an account's page: replies off in one of its groups, then on with the support FAQ
+    playbook (each Save audited by the API's service); a member then mentions the account
+    there (the sandbox's control API), the account answers, and the page lists the reply."""
+    label = "fleet_0005"
+    world = load_world(Path(console_server.env["TGFLEET_DATA_DIR"]) / "demo" / "world.yaml")
+    (me,) = [a for a in world.accounts if a.username == label]
+    group = next(g for g in world.groups if me.id in g.members)
+    member = next(m for m in group.members if m in world.members_by_id)
+    chat_id = chat_id_of(group)
+    account = account_of(api, label)
+
+    page = console.page(admin_state)
+    page.goto(f"/accounts/{account['id']}")
+    row = page.locator(f'tr[data-chat="{chat_id}"]')
+    row.get_by_role("switch").uncheck()
+    row.get_by_role("button", name="Save").click()
+    expect(page.locator("#toasts")).to_contain_text("replies off")
+    row.get_by_role("switch").check()
+    faq = row.locator("select[name=playbook] option", has_text="support-faq")
+    playbook_id = faq.get_attribute("value")
+    row.get_by_label("Playbook").select_option(value=playbook_id)
+    row.get_by_role("button", name="Save").click()
+    expect(page.locator("#toasts")).to_contain_text("replies on")
+    expect(row.get_by_role("switch")).to_be_checked()
+    groups = api.get(f"/accounts/{account['id']}/groups", params={"limit": 100}).json()["items"]
+    (saved,) = [g for g in groups if g["chat_id"] == chat_id]
+    assert saved["enabled"] is True
+    assert saved["playbook_id"] == playbook_id
+
+    sandbox = console_server.sandbox_url()
+    answered: list[str] = []
+
+    def replied() -> bool:
+        sent = httpx.get(f"{sandbox}/stats", timeout=10).json()["messages_sent"].get(label, [])
+        answered[:] = [m["text"] for m in sent if m["reply_to_origin"] in origins]
+        return bool(answered)
+
+    origins: list[int] = []
+    for _ in range(3):  # the playbook lets an account answer once in 30 s per group
+        posted = httpx.post(
+            f"{sandbox}/groups/{group.id}/messages",
+            json={"sender": member, "text": f"@{label} can you help me?"},
+            timeout=10,
+        )
+        posted.raise_for_status()
+        origins.append(posted.json()["origin_id"])
+        with contextlib.suppress(AssertionError):
+            eventually(replied, f"{label} answers in {group.title}", within=35)
+            break
+    assert answered, f"{label} never answered in {group.title}"
+
+    def listed() -> bool:
+        page.reload()
+        return page.get_by_test_id("reply").filter(has_text=answered[0]).count() > 0
+
+    eventually(listed, "the page lists the reply")
+    reply = page.get_by_test_id("reply").filter(has_text=answered[0]).first
+    expect(reply).to_contain_text(group.title)
+
+
 def test_a_viewer_sees_no_controls_and_a_forged_post_is_refused(
     console: Console, viewer_state: StorageState, api: httpx.Client
 ) -> None:
     """A viewer's pages have no control; a POST forged from its session (with its own CSRF
     token) is refused with 403 by the permission, audited, and changes nothing."""
     page = console.page(viewer_state)
-    for path in ("/", "/accounts"):
+    target = account_of(api, "fleet_0015")
+    for path in ("/", "/accounts", f"/accounts/{target['id']}"):
         page.goto(path)
         expect(page.get_by_role("heading", level=1)).to_be_visible()
         expect(page.locator("main form[method=post]")).to_have_count(0)
         for name in ("Start…", "Stop…", "Restart…"):
             expect(page.get_by_role("button", name=name)).to_have_count(0)
         expect(page.locator("[data-select-row]")).to_have_count(0)
-    target = account_of(api, "fleet_0015")
+        expect(page.get_by_role("switch")).to_have_count(0)
     before = len(denials(api, f"user:{VIEWER}"))
 
     forged = page.request.post(
@@ -414,6 +475,14 @@ def _bulk_preview(page: Page) -> Response | None:
     return answer.value
 
 
+def _account(page: Page) -> Response | None:
+    page.goto("/accounts?label=fleet_0001")
+    with page.expect_response(re.compile(r"/accounts/[0-9a-f-]{36}$")) as answer:
+        page.get_by_role("link", name="fleet_0001", exact=True).click()
+    expect(page.get_by_test_id("account-label")).to_have_text("fleet_0001")
+    return answer.value
+
+
 def _import_result(page: Page) -> Response | None:
     """The import page's result table, for a file that is no session (nothing imported)."""
     page.goto("/import")
@@ -433,6 +502,7 @@ PAGES = {
         ConsolePage("overview", _goto("/")),
         ConsolePage("accounts", _goto("/accounts")),
         ConsolePage("bulk-preview", _bulk_preview),
+        ConsolePage("account", _account),
         ConsolePage("import", _goto("/import")),
         ConsolePage("import-result", _import_result),
         ConsolePage("error", _goto(f"/accounts/{NIL_ID}/nowhere"), status=404),
@@ -452,14 +522,15 @@ def assert_fits(page: Page, width: int) -> None:
     sizes = page.evaluate(
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
-    assert sizes[0] <= sizes[1], f"the page scrolls sideways at {width} px: {sizes}"
     sticking_out = page.evaluate(
         """(limit) => [...document.querySelectorAll('body *')]
             .filter(el => !el.closest('.table-scroll, .visually-hidden, .skip-link'))
             .filter(el => el.getBoundingClientRect().right > limit + 1)
-            .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''))""",
+            .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : '')
+                 + ' ' + Math.round(el.getBoundingClientRect().right))""",
         sizes[1],
     )
+    assert sizes[0] <= sizes[1], f"the page scrolls sideways at {width} px: {sizes} {sticking_out}"
     assert not sticking_out, f"wider than {width} px: {sticking_out[:10]}"
     assert page.evaluate(
         "() => [...document.querySelectorAll('table')].every(t => t.closest('.table-scroll'))"
@@ -489,10 +560,20 @@ def test_every_page(
     assert "script-src 'self';" in csp
     assert "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
-    wait_live(page, console.server)
+    # Measured once the styles and fonts are in (a POST's page answers before its CSS).
+    page.wait_for_load_state("load")
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+    wait_live(page)
     assert_fits(page, width)
     assert_accessible(page)
-    page.screenshot(path=screenshots(tmp_path) / f"{name}-{width}.png")
+    folder = screenshots(tmp_path)
+    if name == "overview" and width == WIDTHS[0]:  # the workers and events, below 900 px
+        page.set_viewport_size({"width": width, "height": OVERVIEW_HEIGHT})
+    page.screenshot(path=folder / f"{name}-{width}.png")
+    if name == "account":  # its groups and replies are below the fold
+        page.locator("#groups").scroll_into_view_if_needed()
+        page.evaluate("() => document.getElementById('groups').scrollIntoView()")
+        page.screenshot(path=folder / f"account-groups-{width}.png")
 
 
 def test_dark_mode(console: Console, admin_state: StorageState, tmp_path: Path) -> None:
@@ -503,6 +584,7 @@ def test_dark_mode(console: Console, admin_state: StorageState, tmp_path: Path) 
         page.goto(path)
         assert page.evaluate("() => matchMedia('(prefers-color-scheme: dark)').matches")
         assert_accessible(page)
+    page.set_viewport_size({"width": WIDTHS[0], "height": OVERVIEW_HEIGHT})
     page.screenshot(path=screenshots(tmp_path) / "overview-1280-dark.png")
 
 
