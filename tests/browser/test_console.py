@@ -214,6 +214,14 @@ def account_of(api: httpx.Client, label: str) -> dict[str, Any]:
     return account
 
 
+def bulk_stop(account_id: str, token: str | None = None) -> dict[str, str | float | bool]:
+    """The bulk bar's form stopping one selected account (with ``token`` as its CSRF field)."""
+    form: dict[str, str | float | bool] = {"action": "stop", "scope": "selected", "ids": account_id}
+    if token is not None:
+        form["csrf_token"] = token
+    return form
+
+
 def denials(api: httpx.Client, actor: str) -> list[dict[str, Any]]:
     """The ``auth.denied`` audit records of ``actor``, newest first."""
     records = api.get("/audit", params={"action": "auth.denied", "actor": actor, "limit": 50})
@@ -391,39 +399,47 @@ def test_a_viewer_sees_no_controls_and_a_forged_post_is_refused(
         expect(page.get_by_role("switch")).to_have_count(0)
     before = len(denials(api, f"user:{VIEWER}"))
 
-    forged = page.request.post(
-        "/accounts/bulk",
-        form={
-            "csrf_token": csrf_token(page),
-            "action": "stop",
-            "scope": "selected",
-            "ids": target["id"],
-        },
-    )
+    forged = page.request.post("/accounts/bulk", form=bulk_stop(target["id"], csrf_token(page)))
     assert forged.status == 403
+    on_its_page = page.request.post(
+        f"/accounts/{target['id']}/control",
+        form={"csrf_token": csrf_token(page), "action": "stop"},
+    )
+    assert on_its_page.status == 403
     records = denials(api, f"user:{VIEWER}")
-    assert len(records) == before + 1
-    assert records[0]["target"] == "POST /accounts/bulk"
-    assert records[0]["details"]["permission"] == "account:control"
+    assert len(records) == before + 2
+    assert [r["target"] for r in records[:2]] == [
+        "POST /accounts/{account_id}/control",
+        "POST /accounts/bulk",
+    ]
+    assert {r["details"]["permission"] for r in records[:2]} == {"account:control"}
     assert account_of(api, "fleet_0015")["desired_state"] == target["desired_state"]
 
 
 def test_a_post_without_the_csrf_token_is_refused(
     console: Console, admin_state: StorageState, api: httpx.Client
 ) -> None:
-    """The admin's own session without the CSRF token: 403, audited, nothing stopped."""
+    """The admin's own session without the CSRF token, or with it from another site's
+    page (its Origin): 403, audited, nothing stopped."""
     page = console.page(admin_state)
     page.goto("/accounts")
     target = account_of(api, "fleet_0016")
     before = len(denials(api, f"user:{ADMIN_NAME}"))
-    refused = page.request.post(
-        "/accounts/bulk", form={"action": "stop", "scope": "selected", "ids": target["id"]}
-    )
+    refused = page.request.post("/accounts/bulk", form=bulk_stop(target["id"]))
     assert refused.status == 403
+    elsewhere = page.request.post(
+        "/accounts/bulk",
+        form=bulk_stop(target["id"], csrf_token(page)),
+        headers={"Origin": "https://attacker.example"},
+    )
+    assert elsewhere.status == 403
     records = denials(api, f"user:{ADMIN_NAME}")
-    assert len(records) == before + 1
-    assert records[0]["target"] == "POST /accounts/bulk"
-    assert records[0]["details"] == {"reason": "csrf_token", "via": "console"}
+    assert len(records) == before + 2
+    assert [r["target"] for r in records[:2]] == ["POST /accounts/bulk"] * 2
+    assert [r["details"] for r in records[:2]] == [
+        {"reason": "cross_origin", "via": "console"},
+        {"reason": "csrf_token", "via": "console"},
+    ]
     assert account_of(api, "fleet_0016")["desired_state"] == target["desired_state"]
 
 
