@@ -593,12 +593,14 @@ def test_every_page(
 
 
 def test_dark_mode(console: Console, admin_state: StorageState, tmp_path: Path) -> None:
-    """The overview and the accounts follow prefers-color-scheme: dark, as readable (axe's
-    contrast rule) as in light."""
+    """The pages follow prefers-color-scheme: dark, as readable (axe's contrast rule) as in
+    light."""
     page = console.page(admin_state, color_scheme="dark")
-    for path in ("/accounts", "/"):
+    _account(page)
+    assert page.evaluate("() => matchMedia('(prefers-color-scheme: dark)').matches")
+    assert_accessible(page)
+    for path in ("/import", "/accounts", "/"):
         page.goto(path)
-        assert page.evaluate("() => matchMedia('(prefers-color-scheme: dark)').matches")
         assert_accessible(page)
     page.set_viewport_size({"width": WIDTHS[0], "height": OVERVIEW_HEIGHT})
     page.screenshot(path=screenshots(tmp_path) / "overview-1280-dark.png")
