@@ -205,3 +205,13 @@ async def test_a_missing_page_is_a_page_for_browsers_and_json_for_clients(
     api = await client.get("/no-such-page")
     assert api.status_code == 404
     assert api.json()["error"] == "not_found"
+
+
+async def test_a_bare_not_found_says_what_to_do_instead_of_repeating_itself(
+    operator: Browser,
+) -> None:
+    page = await operator.http.get("/no/such/page", headers=HTML)
+    assert page.status_code == 404
+    assert "<h1>Not found</h1>" in page.text
+    assert "Not Found" not in page.text
+    assert "Go back to the overview." in page.text

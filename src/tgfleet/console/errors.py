@@ -34,6 +34,9 @@ def html_error(
     request: Request, status: int, message: str, headers: dict[str, str] | None = None
 ) -> Response:
     title, hint = _PAGES.get(status, _DEFAULT)
+    if message.strip().rstrip(".").lower() == title.lower():
+        # Starlette's bare "Not Found" says no more than the title: say what to do instead.
+        message, hint = hint, ""
     if request.headers.get("hx-request") == "true":
         # htmx swaps nothing on an error; console.js shows the text as a toast.
         return Response(message, status_code=status, headers=headers, media_type="text/plain")
