@@ -95,7 +95,9 @@ async def test_flood_wait_is_honoured_and_the_pending_reply_is_sent_once(
     entered = next(e for e in changes if e.state == "flood_wait")
     left = next(e for e in changes if e.previous_state == "flood_wait" and e.state == "online")
     waited = (left.at - entered.at).total_seconds()
-    assert 4.0 <= waited <= 6.0, waited
+    # Honoured: not left before the 5 s Telegram asked for (less the flood's own send and
+    # the status flush); the upper bound only catches a wait forgotten, not a loaded machine.
+    assert 4.0 <= waited <= 8.0, waited
     assert entered.code == "FLOOD_WAIT"
     assert replies[0]["at"] >= entered.at.timestamp() + 4.0
 
