@@ -243,7 +243,7 @@ def test_sign_in_shows_the_fleet_online(console: Console, console_server: Consol
     sign_in(page, console_server.username, console_server.password)
     expect(page).to_have_url(f"{console_server.base_url}/")
     expect(page.get_by_test_id("online-count")).to_have_text(str(DEMO_ACCOUNTS))
-    expect(page.get_by_test_id("online-ratio")).to_have_text("100.0 %")
+    expect(page.get_by_test_id("online-ratio")).to_have_text("100.0%")
 
 
 def test_a_stopped_account_changes_in_another_tab_without_reload(

@@ -31,7 +31,7 @@ async def test_the_overview_counts_states_and_names_the_worker(
     page = await operator.http.get("/", headers=HTML)
     assert page.status_code == 200
     text = page.text
-    assert 'data-testid="online-ratio">66.7 %<' in text
+    assert 'data-testid="online-ratio">66.7%<' in text
     assert 'data-testid="online-count">2<' in text
     assert 'data-state-count="quarantined">\n      <strong>1</strong>' in text
     assert '<a href="/accounts?worker=w-1">w-1</a>' in text

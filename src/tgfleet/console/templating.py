@@ -1,8 +1,10 @@
 """The console's Jinja2 environment: autoescaped templates from the package, rendered whole
 or block by block (``jinja2-fragments``) for htmx's partial swaps.
 
-Every string a person reads goes through ``_()`` (gettext); until the catalogues exist the
-translations are the identity (``install_null_translations``).
+Every string a person reads goes through ``_()`` (gettext): the callables installed here read
+the request's language from :mod:`tgfleet.console.i18n`, so one environment serves every
+language. Numbers and dates go through the ``number``, ``ratio`` and ``moment`` filters (the
+reader's locale).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from jinja2_fragments import render_block
 from jinja2_fragments.fastapi import Jinja2Blocks
 
+from tgfleet.console import i18n
 from tgfleet.console.assets import Vendor, static_url
 from tgfleet.console.chart import traffic_svg
 
@@ -51,7 +54,7 @@ def utc_text(moment: datetime | None) -> str:
 
 
 def percent(ratio: float) -> str:
-    return f"{ratio * 100:.1f} %"
+    return i18n.ratio(ratio)
 
 
 def tone(state: str | None) -> str:
@@ -67,7 +70,11 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    environment.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.gettext, i18n.ngettext, newstyle=True
+    )
+    environment.globals["language"] = i18n.current
+    environment.globals["languages"] = i18n.LANGUAGES
     environment.globals["static_url"] = static_url
     environment.globals["vendor"] = Vendor
     environment.globals["traffic_svg"] = traffic_svg
@@ -75,6 +82,9 @@ def _environment() -> Environment:
     environment.filters["utc_text"] = utc_text
     environment.filters["percent"] = percent
     environment.filters["tone"] = tone
+    environment.filters["number"] = i18n.number
+    environment.filters["ratio"] = i18n.ratio
+    environment.filters["moment"] = i18n.moment
     return environment
 
 
