@@ -28,6 +28,14 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/accounts/{account_id}/groups/{chat_id}"): "account:write",
     ("POST", "/accounts/{account_id}/session"): "session:import",
     ("POST", "/accounts/{account_id}/session/export"): "session:export",
+    # alerts (routes/alerts.py)
+    ("GET", "/alerts"): "alert:read",
+    ("GET", "/alerts/silences"): "alert:read",
+    ("GET", "/alerts/silences/new"): "alert:write",
+    ("POST", "/alerts/silences"): "alert:write",
+    ("POST", "/alerts/silences/{silence_id}/expire"): "alert:write",
+    ("GET", "/alerts/history"): "alert:read",
+    ("POST", "/alerts/test"): "alert:write",
 }
 
 

@@ -11,13 +11,12 @@ from fastapi import APIRouter, Query, status
 from pydantic import Field
 
 from tgfleet.alert import service as alert_service
-from tgfleet.alert.runtime import UnknownReceiver
+from tgfleet.alert.runtime import send_test_notification
 from tgfleet.audit import service as audit_service
 from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.components import AppComponents
-from tgfleet.exceptions import NotFound, ServiceUnavailable
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.schema import RequestSchema, Schema
@@ -207,22 +206,10 @@ async def test_notification(
 ) -> TestRead:
     """Send a test notification through the named receiver now (bypassing grouping and
     silences) and return what each of its integrations answered."""
-    runtime = components.alerting
-    if runtime is None:
-        raise ServiceUnavailable("alerting is not running in this process")
-    try:
-        results = await runtime.send_test(body.receiver, actor=principal.actor)
-    except UnknownReceiver as exc:
-        raise NotFound(str(exc)) from exc
-    ok = bool(results) and all(r.ok for r in results)
-    await audit_service.record(
-        session,
-        audit_context(principal, meta),
-        action="alert.test",
-        target=f"receiver:{body.receiver}",
-        result=audit_service.SUCCESS if ok else audit_service.FAILURE,
-        details={"integrations": [r.integration for r in results], "ok": ok},
+    results = await send_test_notification(
+        components.alerting, session, audit_context(principal, meta), body.receiver
     )
+    ok = bool(results) and all(r.ok for r in results)
     return TestRead(
         ok=ok,
         results=[

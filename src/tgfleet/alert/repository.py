@@ -112,10 +112,23 @@ class NotificationRepository(RepositoryBase[Notification]):
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def page(self, *, before_id: int | None, limit: int) -> list[Notification]:
+    async def page(
+        self,
+        *,
+        before_id: int | None,
+        limit: int,
+        receiver: str | None = None,
+        group_label: str | None = None,
+    ) -> list[Notification]:
         statement = select(Notification)
         if before_id is not None:
             statement = statement.where(Notification.id < before_id)
+        if receiver is not None:
+            statement = statement.where(Notification.receiver == receiver)
+        if group_label is not None:
+            statement = statement.where(
+                Notification.group_key.contains(group_label, autoescape=True)
+            )
         return await self.all(statement.order_by(Notification.id.desc()).limit(limit))
 
 

@@ -19,7 +19,10 @@ from tgfleet.alert.engine import Dispatcher
 from tgfleet.alert.evaluator import Evaluator, Thresholds
 from tgfleet.alert.receivers import build_receivers
 from tgfleet.alert.schemas import Alert, DeliveryResult, Notification
+from tgfleet.audit import service as audit_service
+from tgfleet.audit.schemas import AuditContext
 from tgfleet.config import Settings
+from tgfleet.exceptions import NotFound, ServiceUnavailable
 from tgfleet.health.delivery import DeliveryRecord
 from tgfleet.health.network import NetworkMonitor
 from tgfleet.kit.clock import utcnow
@@ -185,3 +188,30 @@ class AlertingRuntime(Lifecycle):
             alert.fingerprint: (silences, inhibited)
             for alert, silences, inhibited in self.dispatcher.active()
         }
+
+
+async def send_test_notification(
+    runtime: AlertingRuntime | None,
+    session: AsyncSession,
+    context: AuditContext,
+    receiver: str,
+) -> list[DeliveryResult]:
+    """``POST /alerts/test`` (and the console's twin): a test notification through
+    ``receiver`` now, audited as ``alert.test`` (a failure when nothing was delivered: no
+    integration, or one failed). An unknown receiver is a NotFound naming the known ones."""
+    if runtime is None:
+        raise ServiceUnavailable("alerting is not running in this process")
+    try:
+        results = await runtime.send_test(receiver, actor=context.actor)
+    except UnknownReceiver as exc:
+        raise NotFound(str(exc)) from exc
+    ok = bool(results) and all(r.ok for r in results)
+    await audit_service.record(
+        session,
+        context,
+        action="alert.test",
+        target=f"receiver:{receiver}",
+        result=audit_service.SUCCESS if ok else audit_service.FAILURE,
+        details={"integrations": [r.integration for r in results], "ok": ok},
+    )
+    return results

@@ -147,9 +147,22 @@ def _decode(cursor: str | None) -> tuple[datetime, str] | None:
 
 
 async def notification_history(
-    session: AsyncSession, *, before_id: int | None = None, limit: int = 100
+    session: AsyncSession,
+    *,
+    before_id: int | None = None,
+    limit: int = 100,
+    receiver: str | None = None,
+    alertname: str | None = None,
 ) -> list[NotificationRow]:
-    return await NotificationRepository(session).page(before_id=before_id, limit=limit)
+    """Deliveries, newest first (ids below ``before_id``); only ``receiver``'s, only the
+    groups whose labels hold ``alertname`` (a route that groups by ``alertname``: its
+    notifications carry it in their group key)."""
+    return await NotificationRepository(session).page(
+        before_id=before_id,
+        limit=limit,
+        receiver=receiver,
+        group_label=None if alertname is None else f'alertname="{alertname}"',
+    )
 
 
 # ----------------------------------------------------------------------------- the log

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from tgfleet.console.routes.account import router as account_router
 from tgfleet.console.routes.accounts import router as accounts_router
+from tgfleet.console.routes.alerts import router as alerts_router
 from tgfleet.console.routes.imports import router as imports_router
 from tgfleet.console.routes.live import router as live_router
 from tgfleet.console.routes.overview import router as overview_router
@@ -19,6 +20,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     account_router,
     imports_router,
     live_router,
+    alerts_router,
 )
 
 #: Console routes a visitor reaches without a session.
