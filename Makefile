@@ -27,12 +27,13 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
-## lint: ruff, ruff format --check, mypy --strict, import-linter
+## lint: ruff, ruff format --check, mypy --strict, import-linter, the console's catalogues complete
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/catalogue.py check
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

@@ -31,7 +31,7 @@ from tgfleet.console.errors import html_error, sign_in_required
 from tgfleet.console.exceptions import SignInRequired
 from tgfleet.console.routes import ROUTERS as CONSOLE_ROUTERS
 from tgfleet.console.routes.imports import IMPORT_PAGE
-from tgfleet.console.web import SecurityHeadersMiddleware, wants_html
+from tgfleet.console.web import LanguageMiddleware, SecurityHeadersMiddleware, wants_html
 from tgfleet.exceptions import AppError
 from tgfleet.kit.context import request_id_var
 from tgfleet.kit.proxy import ForwardedHeadersMiddleware, TrustedProxies
@@ -113,6 +113,7 @@ def create_app(
             IMPORT_PAGE: settings.import_max_upload_bytes,
         },
     )
+    app.add_middleware(LanguageMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     # Outside the access log, which so counts the bytes before compression.

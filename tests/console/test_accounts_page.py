@@ -77,8 +77,8 @@ async def test_bulk_stop_all_matching_previews_then_acts_as_the_api_does(
         {"action": "stop", "scope": "matching", "label": "fleet_00"},
     )
     assert preview.status_code == 200
-    assert 'data-testid="preview-count">' in preview.text
-    assert "<strong>2</strong>" in preview.text
+    assert 'data-testid="preview-count" data-count="2">' in preview.text
+    assert "This will stop 2 accounts matching the filter." in preview.text
     assert (await account_row(sessionmaker, ids[0])).desired_state is DesiredState.RUNNING
 
     done = await operator.post(
@@ -112,7 +112,7 @@ async def test_bulk_on_selected_rows(
     preview = await operator.http.post(
         "/accounts/bulk/preview", data={"csrf_token": operator.csrf, **form}, headers=HTML
     )
-    assert "<strong>2</strong>" in preview.text
+    assert "This will start 2 selected accounts." in preview.text
     assert "s1" in preview.text
     assert "s3" in preview.text
     done = await operator.http.post(

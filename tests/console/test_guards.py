@@ -15,6 +15,7 @@ SIGNED_IN = AUTHENTICATED
 CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/login"): OPEN,
     ("POST", "/login"): OPEN,
+    ("POST", "/language"): OPEN,
     ("POST", "/logout"): SIGNED_IN,
     ("GET", "/"): "account:read",
     ("GET", "/accounts"): "account:read",

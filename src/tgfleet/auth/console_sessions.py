@@ -56,6 +56,7 @@ class ConsoleSession:
     created_at: datetime
     expires_at: datetime  # the absolute end
     idle_expires_at: datetime  # last_seen_at + the idle timeout
+    language: str | None = None  # the user's chosen console language (None: the browser's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +245,7 @@ def _resolved(security: Security, row: ConsoleSessionRow, user: User) -> Console
         created_at=row.created_at,
         expires_at=row.expires_at,
         idle_expires_at=_idle_end(security, row),
+        language=user.language,
     )
 
 

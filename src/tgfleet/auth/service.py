@@ -60,6 +60,7 @@ from tgfleet.auth.users import (
     get_user,
     list_users,
     reset_password,
+    set_language,
     set_user_disabled,
 )
 
@@ -95,6 +96,7 @@ __all__ = [
     "revoke_api_token",
     "revoke_console_session",
     "role_permissions",
+    "set_language",
     "set_user_disabled",
     "update_role",
     "verify_csrf",

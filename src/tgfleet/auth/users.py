@@ -7,6 +7,8 @@ commits.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Mapping
 
 from sqlalchemy import select
@@ -169,6 +171,29 @@ async def reset_password(
     details = {"generated": generated is not None}
     await _audit(session, context, "user.password.reset", user.username, details)
     return generated
+
+
+#: A language tag as the console stores it (``en``, ``zh-Hans``): BCP 47's shape, bounded.
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
+
+
+async def set_language(
+    session: AsyncSession, context: AuditContext, user_id: uuid.UUID, language: str | None
+) -> User:
+    """The console language ``user_id`` chose for themselves (None: follow the browser).
+    Audited ``user.language``; the caller checks the tag is one it ships."""
+    if language is not None and not _LANGUAGE_TAG.fullmatch(language):
+        msg = "a language is a tag such as en or zh-Hans"
+        raise ValueError(msg)
+    user = await UserRepository(session).by_id(user_id)
+    if user is None:
+        raise UserNotFound(f"no user with id {user_id}")
+    if user.language != language:
+        changed = {"from": user.language, "to": language}
+        user.language = language
+        await session.flush()
+        await _audit(session, context, "user.language", user.username, changed)
+    return user
 
 
 async def ensure_admin(

@@ -9,32 +9,43 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from tgfleet.console.exceptions import SignInRequired
+from tgfleet.console.i18n import N_, gettext
 from tgfleet.console.templating import templates
 from tgfleet.kit.context import request_id_var
 
 _PAGES: dict[int, tuple[str, str]] = {
-    400: ("Bad request", "Check what you entered and try again."),
-    401: ("Sign in needed", "Sign in again to continue."),
-    403: ("Not allowed", "Your role does not permit this. Ask an admin for the permission."),
-    404: ("Not found", "The page or the item does not exist (any more). Go back to the overview."),
-    405: ("Not allowed here", "This address does not take that kind of request."),
-    409: ("Conflict", "Something changed meanwhile. Reload the page and try again."),
-    413: ("Too large", "The upload is over the limit. Split it into smaller files."),
-    422: ("Invalid input", "Check what you entered and try again."),
-    429: ("Too many attempts", "Wait a moment, then try again."),
+    400: (N_("Bad request"), N_("Check what you entered and try again.")),
+    401: (N_("Sign in needed"), N_("Sign in again to continue.")),
+    403: (
+        N_("Not allowed"),
+        N_("Your role does not permit this. Ask an admin for the permission."),
+    ),
+    404: (
+        N_("Not found"),
+        N_("The page or the item does not exist (any more). Go back to the overview."),
+    ),
+    405: (N_("Not allowed here"), N_("This address does not take that kind of request.")),
+    409: (N_("Conflict"), N_("Something changed meanwhile. Reload the page and try again.")),
+    413: (N_("Too large"), N_("The upload is over the limit. Split it into smaller files.")),
+    422: (N_("Invalid input"), N_("Check what you entered and try again.")),
+    429: (N_("Too many attempts"), N_("Wait a moment, then try again.")),
     503: (
-        "Unavailable",
-        "The database cannot be reached right now; nothing was changed. Retry shortly.",
+        N_("Unavailable"),
+        N_("The database cannot be reached right now; nothing was changed. Retry shortly."),
     ),
 }
-_DEFAULT = ("Something went wrong", "Reload the page; if it persists, quote the request id.")
+_DEFAULT = (
+    N_("Something went wrong"),
+    N_("Reload the page; if it persists, quote the request id."),
+)
 
 
 def html_error(
     request: Request, status: int, message: str, headers: dict[str, str] | None = None
 ) -> Response:
-    title, hint = _PAGES.get(status, _DEFAULT)
-    if message.strip().rstrip(".").lower() == title.lower():
+    source_title, source_hint = _PAGES.get(status, _DEFAULT)
+    title, hint = gettext(source_title), gettext(source_hint)
+    if message.strip().rstrip(".").lower() == source_title.lower():
         # Starlette's bare "Not Found" says no more than the title: say what to do instead.
         message, hint = hint, ""
     if request.headers.get("hx-request") == "true":

@@ -17,7 +17,9 @@ from tgfleet.auth.exceptions import InvalidToken
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.components import AppComponents
+from tgfleet.console import i18n
 from tgfleet.console.exceptions import CsrfRefused, SignInRequired
+from tgfleet.console.i18n import gettext as _
 from tgfleet.console.web import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -91,13 +93,15 @@ async def signed_in(request: Request, components: AppComponents, session: AsyncS
     """The viewer of the request's console session cookie."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
-        msg = "sign in to use the console"
+        msg = _("Sign in to use the console.")
         raise SignInRequired(msg)
     try:
         console = await auth_service.console_session(session, components.auth, token)
     except InvalidToken as exc:
-        msg = "your console session ended; sign in again"
+        msg = _("Your console session ended; sign in again.")
         raise SignInRequired(msg) from exc
+    if console.language is not None:
+        i18n.use_locale(i18n.negotiate(None, console.language))
     return Viewer(principal=console.principal, csrf_token=console.csrf_token, session=console)
 
 
@@ -126,10 +130,12 @@ async def _check_csrf(
     )
     auth_service.count_denied("csrf")
     msg = (
-        "this request came from another site and was refused"
+        _("This request came from another site and was refused.")
         if reason == "cross_origin"
-        else "this form has expired or did not come from this console; reload the page "
-        "and try again"
+        else _(
+            "This form has expired or did not come from this console; reload the page and "
+            "try again."
+        )
     )
     raise CsrfRefused(msg)
 

@@ -86,6 +86,12 @@ def use_locale(language: Language) -> None:
     _current.set(language)
 
 
+def N_(message: str) -> str:  # noqa: N802 - gettext's conventional marker name
+    """Mark ``message`` for the catalogue where it is defined (a table of texts); translate
+    it with :func:`gettext` where it is shown."""
+    return message
+
+
 def gettext(message: str) -> str:
     return catalogue(_current.get().code).gettext(message)
 

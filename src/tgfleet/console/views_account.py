@@ -16,6 +16,7 @@ from tgfleet.account import groups as account_groups
 from tgfleet.account import service as account_service
 from tgfleet.account.exceptions import AccountNotFound
 from tgfleet.account.schemas import AccountEventRead
+from tgfleet.console.i18n import gettext as _
 from tgfleet.kit.pagination import MAX_LIMIT
 from tgfleet.lease import service as lease_service
 from tgfleet.models import AccountEvent
@@ -45,7 +46,7 @@ def parse_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        msg = "no account with this id: check the link, or find the account in the list"
+        msg = _("No account with this id: check the link, or find the account in the list.")
         raise AccountNotFound(msg) from None
 
 

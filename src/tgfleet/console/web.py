@@ -25,7 +25,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tgfleet.console import i18n
+
 SESSION_COOKIE: Final = "tgfleet_session"
+#: The language chosen in this browser (also saved on the user when signed in).
+LANGUAGE_COOKIE: Final = "tgfleet_language"
 LOGIN_CSRF_COOKIE: Final = "tgfleet_login_csrf"
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "x-csrf-token"
@@ -104,6 +108,36 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class LanguageMiddleware:
+    """Each console request speaks the language this browser chose (its cookie) or, without
+    a choice, the best of its ``Accept-Language``; a signed-in user's saved choice wins
+    (``guard.signed_in``). The page says which (``Content-Language``) and that it varies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_console_path(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        i18n.use_locale(
+            i18n.negotiate(
+                request.headers.get("accept-language"), request.cookies.get(LANGUAGE_COOKIE)
+            )
+        )
+
+        async def with_language(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"content-language", i18n.current().code.encode()))
+                headers.append((b"vary", b"Accept-Language, Cookie"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_language)
 
 
 def new_login_csrf() -> str:

@@ -16,7 +16,8 @@ class User(Model):
     regardless of case; ``username_skeleton`` (a digest of its TR39 skeleton) is unique too, so
     no look-alike of an existing name can be created. ``token_epoch`` is copied into every
     JWT: disabling the user or changing their password increments it, which ends every JWT
-    issued before. ``credentials_changed_at`` says when the password last changed."""
+    issued before. ``credentials_changed_at`` says when the password last changed;
+    ``language`` is the console language the user chose."""
 
     __tablename__ = "user"
 
@@ -31,5 +32,7 @@ class User(Model):
     credentials_changed_at: Mapped[datetime] = mapped_column(TZDateTime, default=utcnow)
     token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[datetime | None] = mapped_column(TZDateTime, default=None)
+    #: The console language chosen (``en``, ``zh-Hans``); None follows the browser.
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
 
     role: Mapped[Role] = relationship(lazy="raise")

@@ -9,6 +9,7 @@ from tgfleet.console.routes.account import router as account_router
 from tgfleet.console.routes.accounts import router as accounts_router
 from tgfleet.console.routes.alerts import router as alerts_router
 from tgfleet.console.routes.imports import router as imports_router
+from tgfleet.console.routes.language import router as language_router
 from tgfleet.console.routes.live import router as live_router
 from tgfleet.console.routes.overview import router as overview_router
 from tgfleet.console.routes.session import router as session_router
@@ -21,7 +22,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     imports_router,
     live_router,
     alerts_router,
+    language_router,
 )
 
 #: Console routes a visitor reaches without a session.
-OPEN_ROUTES = frozenset({("GET", "/login"), ("POST", "/login")})
+OPEN_ROUTES = frozenset({("GET", "/login"), ("POST", "/login"), ("POST", "/language")})

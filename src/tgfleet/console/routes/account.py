@@ -20,6 +20,7 @@ from tgfleet.auth.dependencies import audit_context
 from tgfleet.components import AppComponents
 from tgfleet.console import views_account, views_import
 from tgfleet.console.guard import AccountController, AccountReader, AccountWriter, SessionExporter
+from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page, wants_block
 from tgfleet.console.routes.live import live_url
 from tgfleet.console.uploads import SessionUploader, received
@@ -106,7 +107,8 @@ async def control(
     )
     return _redirect(
         _back(account.id),
-        f"{action.value}: asked; the account is now wanted {account.desired_state.value}.",
+        _("%(action)s: asked; the account is now wanted %(state)s.")
+        % {"action": action.value, "state": account.desired_state.value},
     )
 
 
@@ -130,9 +132,11 @@ async def set_group(
         playbook_id = uuid.UUID(playbook) if playbook.strip() else None
         pinned = int(version) if version.strip() else None
     except ValueError:
-        return _redirect(back, "Choose a playbook from the list and a version number.", "bad")
+        return _redirect(back, _("Choose a playbook from the list and a version number."), "bad")
     if not CHAT_ID_MIN <= chat_id <= CHAT_ID_MAX:
-        return _redirect(back, f"chat id {chat_id} is not a Telegram chat id.", "bad")
+        return _redirect(
+            back, _("chat id %(chat)s is not a Telegram chat id.") % {"chat": chat_id}, "bad"
+        )
     try:
         group = await account_groups.set_group(
             session,
@@ -150,9 +154,12 @@ async def set_group(
         PlaybookNotFound,
         PlaybookVersionNotFound,
     ) as exc:
-        return _redirect(back, f"Group {chat_id} not changed: {exc.message}.", "bad")
-    state = "on" if group.enabled else "off"
-    return _redirect(back, f"Group {group.title or chat_id}: replies {state}.")
+        text = _("Group %(chat)s not changed: %(why)s.") % {"chat": chat_id, "why": exc.message}
+        return _redirect(back, text, "bad")
+    name = group.title or str(chat_id)
+    if group.enabled:
+        return _redirect(back, _("Group %(name)s: replies on.") % {"name": name})
+    return _redirect(back, _("Group %(name)s: replies off.") % {"name": name})
 
 
 @router.post("/accounts/{account_id}/session")
@@ -187,17 +194,25 @@ async def replace_session(
         raise
     except AppError as exc:
         return _refused(parsed, exc)
-    same = " (the same session as before)" if result.same_key else ""
-    return _redirect(
-        _back(parsed),
-        f"Session replaced: version {result.version}, {result.source_format}{same}; "
-        "the worker starts the account afresh.",
-    )
+    values = {"version": result.version, "format": result.source_format}
+    if result.same_key:
+        text = _(
+            "Session replaced: version %(version)s, %(format)s (the same session as before); "
+            "the worker starts the account afresh."
+        )
+    else:
+        text = _(
+            "Session replaced: version %(version)s, %(format)s; the worker starts the account "
+            "afresh."
+        )
+    return _redirect(_back(parsed), text % values)
 
 
 def _refused(account_id: uuid.UUID, error: AppError) -> Response:
     return _redirect(
-        _back(account_id, "session"), f"Session not replaced ({error.code}): {error.message}", "bad"
+        _back(account_id, "session"),
+        _("Session not replaced (%(code)s): %(why)s") % {"code": error.code, "why": error.message},
+        "bad",
     )
 
 
@@ -219,8 +234,10 @@ async def export_session(
     except ValidationError:
         return _redirect(
             _back(parsed, "session"),
-            "Export refused: choose a format and give the reason (3 to 500 characters); "
-            "it is recorded in the audit log.",
+            _(
+                "Export refused: choose a format and give the reason (3 to 500 characters); "
+                "it is recorded in the audit log."
+            ),
             "bad",
         )
     content = await vault_service.export(

@@ -18,6 +18,7 @@ from tgfleet.auth.dependencies import audit_context
 from tgfleet.components import AppComponents
 from tgfleet.console import views
 from tgfleet.console.guard import AccountController, AccountReader
+from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page, wants_block
 from tgfleet.console.routes.live import live_url
 from tgfleet.console.web import set_flash
@@ -114,7 +115,7 @@ async def bulk_preview(
     """What a bulk action would touch, before it does: how many accounts and which."""
     if form.scope == "selected" and not form.ids:
         response = RedirectResponse(_back(form), status_code=303)
-        set_flash(response, "Select at least one account, or choose all matching.", "warn")
+        set_flash(response, _("Select at least one account, or choose all matching."), "warn")
         return response
     preview = await views.bulk_preview(
         session, ids=form.ids if form.scope == "selected" else None, filters=form.filters
@@ -145,10 +146,16 @@ async def bulk(
         result = await account_commands.bulk_control(
             session, context, filter=form.filters.bulk_filter(), action=form.action
         )
-    text = f"{form.action.value}: {result.matched} matched, {result.changed} changed."
+    values = {
+        "action": form.action.value,
+        "matched": result.matched,
+        "changed": result.changed,
+        "expected": form.expected,
+    }
+    text = _("%(action)s: %(matched)s matched, %(changed)s changed.") % values
     level = "ok"
     if form.expected is not None and form.expected != result.matched:
-        text += f" The preview showed {form.expected}: the fleet changed meanwhile."
+        text += " " + _("The preview showed %(expected)s: the fleet changed meanwhile.") % values
         level = "warn"
     response = RedirectResponse(_back(form), status_code=303)
     set_flash(response, text, level)

@@ -11,6 +11,7 @@ from tgfleet.auth.dependencies import audit_context
 from tgfleet.components import AppComponents
 from tgfleet.console import views_import
 from tgfleet.console.guard import SessionImporter
+from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page
 from tgfleet.console.uploads import SessionUploader, received
 from tgfleet.console.web import set_flash
@@ -52,7 +53,7 @@ async def import_sessions(
     files = upload.files + views_import.strings_as_files(upload.fields.get("strings", ""))
     if not files:
         response = RedirectResponse(IMPORT_PAGE, status_code=303)
-        set_flash(response, "Choose a file or paste a session string first.", "warn")
+        set_flash(response, _("Choose a file or paste a session string first."), "warn")
         return response
     results = await vault_service.import_upload(
         components.sessionmaker,

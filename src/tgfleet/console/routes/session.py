@@ -13,6 +13,7 @@ from tgfleet.auth.dependencies import audit_context
 from tgfleet.auth.exceptions import InvalidCredentials, LoginThrottled, UserDisabled
 from tgfleet.components import AppComponents
 from tgfleet.console.guard import ViewerOf
+from tgfleet.console.i18n import gettext as _
 from tgfleet.console.templating import templates
 from tgfleet.console.web import (
     LOGIN_CSRF_COOKIE,
@@ -99,9 +100,9 @@ async def login(
         request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token
     ):
         auth_service.count_denied("csrf")
-        return again("The sign-in form expired or came from another site; try again.", 403)
+        return again(_("The sign-in form expired or came from another site; try again."), 403)
     if not username or not password:
-        return again("Enter your username and password.", 400)
+        return again(_("Enter your username and password."), 400)
     try:
         opened = await auth_service.open_console_session(
             session,

@@ -3,8 +3,14 @@
 (function () {
   "use strict";
 
-  // Times arrive in UTC (<time datetime>); show them in the viewer's own zone.
-  var formatter = new Intl.DateTimeFormat(undefined, {
+  // The page's texts in its language (base.html's data block), with English fallbacks.
+  var texts = {};
+  try { texts = JSON.parse(document.getElementById("console-texts").textContent); } catch (ignored) { /* none */ }
+  function text(key, fallback) { return texts[key] || fallback; }
+
+  // Times arrive in UTC (<time datetime>); show them in the viewer's own zone, written as
+  // the console's language writes dates.
+  var formatter = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
     year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"
   });
@@ -37,11 +43,11 @@
   });
   document.body.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail.xhr;
-    var text = "The request failed (" + xhr.status + ").";
+    var message = text("request_failed", "The request failed ({status}).").replace("{status}", String(xhr.status));
     var type = xhr.getResponseHeader("content-type") || "";
-    if (type.indexOf("text/plain") === 0 && xhr.responseText) { text = xhr.responseText; }
-    else { try { text = JSON.parse(xhr.responseText).detail || text; } catch (ignored) { /* HTML */ } }
-    toast(text, "bad");
+    if (type.indexOf("text/plain") === 0 && xhr.responseText) { message = xhr.responseText; }
+    else { try { message = JSON.parse(xhr.responseText).detail || message; } catch (ignored) { /* HTML */ } }
+    toast(message, "bad");
   });
 
   // "/" focuses the page's search box (unless the viewer is typing somewhere).
@@ -67,7 +73,7 @@
     var paused = false;
     var timer = null;
     var setState = function (status, text) { state.dataset.status = status; state.textContent = text; };
-    setState("connecting", "Connecting…");
+    setState("connecting", text("connecting", "Connecting…"));
     var apply = function () {
       pending.forEach(function (html, element) {
         if (document.body.contains(element)) {
@@ -89,16 +95,16 @@
     pauseButton.addEventListener("click", function () {
       paused = !paused;
       pauseButton.setAttribute("aria-pressed", String(paused));
-      pauseButton.textContent = paused ? "Resume" : "Pause";
-      if (paused) { setState("paused", "Paused: updates are kept and applied on resume"); }
-      else { apply(); setState("open", "Live"); }
+      pauseButton.textContent = paused ? text("resume", "Resume") : text("pause", "Pause");
+      if (paused) { setState("paused", text("paused_kept", "Paused: updates are kept and applied on resume")); }
+      else { apply(); setState("open", text("live", "Live")); }
     });
     live.addEventListener("htmx:sseOpen", function (event) {
-      setState(paused ? "paused" : "open", paused ? "Paused" : "Live");
+      setState(paused ? "paused" : "open", paused ? text("paused", "Paused") : text("live", "Live"));
       var source = event.detail.source;
       source.addEventListener("reset", function () { window.location.reload(); });
     });
-    live.addEventListener("htmx:sseError", function () { setState("error", "Reconnecting…"); });
+    live.addEventListener("htmx:sseError", function () { setState("error", text("reconnecting", "Reconnecting…")); });
     live.addEventListener("htmx:sseBeforeMessage", function (event) {
       event.preventDefault();
       if (event.detail.lastEventId) {
@@ -161,6 +167,13 @@
       show();
     });
     input.addEventListener("change", show);
+  });
+
+  // The language switch applies on change (its button is for pages without JavaScript).
+  document.querySelectorAll("[data-language-switch]").forEach(function (form) {
+    var apply = form.querySelector("[data-language-apply]");
+    if (apply) { apply.hidden = true; }
+    form.querySelector("select").addEventListener("change", function () { form.requestSubmit(); });
   });
 
   localTimes(document);
