@@ -483,12 +483,57 @@ class TestGroups:
         ]
         assert len(await audits(sessionmaker, "account.group.bulk")) == 3
 
+    async def test_bulk_disable_keeps_the_playbook_and_enable_restores_it(
+        self, sessionmaker: Maker
+    ) -> None:
+        """A bulk disable keeps each group's playbook and pinned version; a bulk enable
+        without a playbook switches each group back on with its own, and is refused,
+        writing nothing, while one selected group has no playbook."""
+        ids = await make_accounts(sessionmaker, ["k1", "k2"])
+        first = await make_playbook(sessionmaker, "first")
+        second = await make_playbook(sessionmaker, "second")
+        await set_group(sessionmaker, ids[0], -1, enabled=True, playbook_id=first)
+        await set_group(
+            sessionmaker, ids[1], -1, enabled=True, playbook_id=second, playbook_version=1
+        )
+        await set_group(sessionmaker, ids[1], -2, enabled=False)
+        async with unit_of_work(sessionmaker) as session:
+            await account_groups.bulk_set_groups(
+                session, OPERATOR, ids=ids, all_groups=True, enabled=False
+            )
+        async with unit_of_work(sessionmaker) as session:
+            with pytest.raises(GroupNeedsPlaybook, match="1 of the selected groups"):
+                await account_groups.bulk_set_groups(
+                    session, OPERATOR, ids=ids, all_groups=True, enabled=True
+                )
+        async with unit_of_work(sessionmaker) as session:
+            back = await account_groups.bulk_set_groups(
+                session, OPERATOR, ids=ids, chat_ids=[-1], enabled=True
+            )
+        assert (back.matched, back.groups) == (2, 2)
+        async with unit_of_work(sessionmaker) as session:
+            rows = (await session.execute(select(AccountGroup))).scalars()
+            state = {
+                (r.account_id, r.chat_id): (r.enabled, r.playbook_id, r.playbook_version)
+                for r in rows
+            }
+        assert state == {
+            (ids[0], -1): (True, first, None),
+            (ids[1], -1): (True, second, 1),
+            (ids[1], -2): (False, None, None),
+        }
+        bulk = await audits(sessionmaker, "account.group.bulk")
+        assert [(r.details["enabled"], r.details["groups"]) for r in bulk] == [
+            (False, 3),
+            (True, 2),
+        ]
+
     async def test_bulk_refusals(self, sessionmaker: Maker) -> None:
         """Bulk group changes refuse enabling without a playbook, both or neither of
         chat_ids/all_groups, and create with all_groups."""
         ids = await make_accounts(sessionmaker, ["r"])
         cases: list[dict[str, Any]] = [
-            {"chat_ids": [-1], "enabled": True},
+            {"chat_ids": [-1], "enabled": True, "create": True},
             {"enabled": False},
             {"chat_ids": [-1], "all_groups": True, "enabled": False},
             {"all_groups": True, "enabled": False, "create": True},

@@ -182,8 +182,10 @@ async def bulk_set_groups(
     Accounts by ``ids`` or ``filter`` (as for ``/accounts/bulk``); groups by ``chat_ids`` or
     ``all_groups: true``. ``enabled`` is written to every selected group; ``playbook_id``
     (and an optional pinned ``playbook_version``) replaces their playbook when given and is
-    required to enable. Only existing group rows are written unless ``create: true`` (with
-    ``chat_ids``) adds the missing ones. ``dry_run`` checks and counts the same, names the
+    kept when null: disabling keeps it, and an enable without ``playbook_id`` re-enables each
+    group with the playbook it had (422 when a selected or created group has none). Only
+    existing group rows are written unless ``create: true`` (with ``chat_ids``) adds the
+    missing ones. ``dry_run`` checks and counts the same, names the
     first accounts in ``sample`` and changes nothing (no row, no event, no audit record)."""
     result = await account_groups.bulk_set_groups(
         session,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -21,10 +21,52 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from tgfleet.account.repository import CHUNK, chunks, rowcount
+from tgfleet.account.repository import CHUNK, chunks, like_escape, rowcount
 from tgfleet.kit.model import TZDateTime
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import Account, AccountGroup
+from tgfleet.models import Account, AccountEvent, AccountGroup
+
+
+class ChatRow(NamedTuple):
+    """One chat across the fleet: its title (the greatest any account recorded), how many
+    accounts (of the filter) are in it and how many of those have replies on."""
+
+    chat_id: int
+    title: str | None
+    accounts: int
+    enabled: int
+
+
+class MemberRow(NamedTuple):
+    """One account's settings in one chat, with the account's label."""
+
+    chat_id: int
+    account_id: uuid.UUID
+    label: str
+    enabled: bool
+    playbook_id: uuid.UUID | None
+    playbook_version: int | None
+    disabled_reason: str | None
+    disabled_at: datetime | None
+
+
+_MEMBER_COLUMNS = (
+    AccountGroup.chat_id,
+    AccountGroup.account_id,
+    Account.label,
+    AccountGroup.enabled,
+    AccountGroup.playbook_id,
+    AccountGroup.playbook_version,
+    AccountGroup.disabled_reason,
+    AccountGroup.disabled_at,
+)
+
+
+class ReplyCount(NamedTuple):
+    account_id: uuid.UUID
+    chat_id: int
+    replies: int
+    last_at: datetime
 
 
 class AccountGroupRepository(RepositoryBase[AccountGroup]):
@@ -128,6 +170,131 @@ class AccountGroupRepository(RepositoryBase[AccountGroup]):
             )
             result = await self.session.execute(statement)
             found.update((account_id, int(count)) for account_id, count in result)
+        return found
+
+    @staticmethod
+    def _fleet_conditions(title: str | None, enabled: bool | None) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if title:
+            pattern = f"%{like_escape(title)}%"
+            conditions.append(AccountGroup.title.ilike(pattern, escape="\\"))
+        if enabled is not None:
+            conditions.append(AccountGroup.enabled.is_(enabled))
+        return conditions
+
+    async def chats(
+        self, *, title: str | None, enabled: bool | None, after: int | None, limit: int
+    ) -> list[ChatRow]:
+        """One page of the chats the fleet's accounts are in, by chat id: only the rows
+        that match ``title`` (a part of it, any case) and ``enabled`` count."""
+        statement = (
+            select(
+                AccountGroup.chat_id,
+                func.max(AccountGroup.title),
+                func.count(),
+                func.sum(case((AccountGroup.enabled, 1), else_=0)),
+            )
+            .where(*self._fleet_conditions(title, enabled))
+            .group_by(AccountGroup.chat_id)
+            .order_by(AccountGroup.chat_id)
+        )
+        if after is not None:
+            statement = statement.where(AccountGroup.chat_id > after)
+        result = await self.session.execute(statement.limit(limit + 1))
+        return [ChatRow(int(c), t, int(n), int(e or 0)) for c, t, n, e in result]
+
+    async def members(
+        self,
+        chat_ids: Sequence[int],
+        *,
+        title: str | None,
+        enabled: bool | None,
+        per_chat: int,
+    ) -> list[MemberRow]:
+        """The first ``per_chat`` accounts (by label) of each chat, as :meth:`chats`
+        filters them."""
+        if not chat_ids:
+            return []
+        numbered = (
+            select(
+                *_MEMBER_COLUMNS,
+                func.row_number()
+                .over(partition_by=AccountGroup.chat_id, order_by=(Account.label, Account.id))
+                .label("n"),
+            )
+            .join(Account, Account.id == AccountGroup.account_id)
+            .where(
+                AccountGroup.chat_id.in_(list(chat_ids)),
+                *self._fleet_conditions(title, enabled),
+            )
+            .subquery()
+        )
+        statement = (
+            select(*(column for column in numbered.c if column.name != "n"))
+            .where(numbered.c.n <= per_chat)
+            .order_by(numbered.c.chat_id, numbered.c.n)
+        )
+        result = await self.session.execute(statement)
+        return [MemberRow(*row) for row in result]
+
+    async def pairs(self, pairs: Collection[tuple[uuid.UUID, int]]) -> list[MemberRow]:
+        """The settings of these (account, chat) pairs that exist, by chat and label."""
+        if not pairs:
+            return []
+        chat_ids = sorted({chat_id for _, chat_id in pairs})
+        account_ids = sorted({account_id for account_id, _ in pairs})
+        found: list[MemberRow] = []
+        for part in chunks(account_ids, CHUNK // 5):
+            statement = (
+                select(*_MEMBER_COLUMNS)
+                .join(Account, Account.id == AccountGroup.account_id)
+                .where(AccountGroup.account_id.in_(part), AccountGroup.chat_id.in_(chat_ids))
+            )
+            result = await self.session.execute(statement)
+            found.extend(
+                MemberRow(*row) for row in result if (row.account_id, row.chat_id) in pairs
+            )
+        return sorted(found, key=lambda row: (row.chat_id, row.label))
+
+    async def reply_counts(
+        self,
+        account_ids: Sequence[uuid.UUID],
+        chat_ids: Sequence[int],
+        *,
+        kind: str,
+        since: datetime,
+    ) -> list[ReplyCount]:
+        """Replies sent since ``since`` per (account, chat), from the timeline events of
+        ``kind`` (their ``details.chat_id``)."""
+        if not account_ids or not chat_ids:
+            return []
+        chat = AccountEvent.details["chat_id"].as_integer()
+        found: list[ReplyCount] = []
+        for part in chunks(account_ids, CHUNK // 5):
+            statement = (
+                select(AccountEvent.account_id, chat, func.count(), func.max(AccountEvent.at))
+                .where(
+                    AccountEvent.kind == kind,
+                    AccountEvent.at >= since,
+                    AccountEvent.account_id.in_(part),
+                    chat.in_(list(chat_ids)),
+                )
+                .group_by(AccountEvent.account_id, chat)
+            )
+            result = await self.session.execute(statement)
+            found.extend(ReplyCount(a, int(c), int(n), at) for a, c, n, at in result)
+        return found
+
+    async def count_without_playbook(
+        self, account_ids: Sequence[uuid.UUID], chat_ids: Sequence[int] | None
+    ) -> int:
+        """How many of the selected group rows have no playbook."""
+        found = 0
+        for part in chunks(account_ids, CHUNK // 5):
+            statement = select(func.count()).where(
+                *self._selected(part, chat_ids), AccountGroup.playbook_id.is_(None)
+            )
+            found += int((await self.session.execute(statement)).scalar_one())
         return found
 
     async def set_many(

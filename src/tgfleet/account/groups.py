@@ -7,16 +7,22 @@ workers on commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account.exceptions import GroupNeedsPlaybook, GroupNotFound, InvalidGroupSettings
-from tgfleet.account.group_repository import AccountGroupRepository
+from tgfleet.account.group_repository import (
+    AccountGroupRepository,
+    ChatRow,
+    MemberRow,
+    ReplyCount,
+)
 from tgfleet.account.repository import AccountEventRepository
+from tgfleet.account.runtime import REPLY
 from tgfleet.account.schemas import BULK_MAX_CHAT_IDS, CHAT_ID_MAX, CHAT_ID_MIN, AccountFilter
 from tgfleet.account.service import (
     get_account,
@@ -36,6 +42,82 @@ from tgfleet.playbook import service as playbook_service
 async def groups_switched_off(session: AsyncSession) -> list[tuple[Account, AccountGroup]]:
     """Group settings a group error switched off (``disabled_reason`` set), with accounts."""
     return await AccountGroupRepository(session).switched_off()
+
+
+@dataclass(frozen=True, slots=True)
+class FleetGroups:
+    """One page of the chats the fleet's accounts are in (by chat id), the first accounts of
+    each (by label) with their settings, and the cursor of the next page."""
+
+    chats: list[ChatRow]
+    members: dict[int, list[MemberRow]]
+    next_cursor: str | None
+
+
+async def fleet_groups(
+    session: AsyncSession,
+    *,
+    title: str | None = None,
+    enabled: bool | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    per_chat: int = 50,
+) -> FleetGroups:
+    """Every group the fleet's accounts are in, grouped by chat and paged by chat id.
+
+    ``title`` keeps the settings whose title contains it (any case), ``enabled`` those with
+    replies on (True) or off (False); a chat is listed when one of its settings is kept,
+    with the kept ones only (its first ``per_chat`` accounts by label; ``accounts`` counts
+    them all)."""
+    key = decode_cursor(cursor)
+    after = int(key["chat_id"]) if key and isinstance(key.get("chat_id"), int) else None
+    repository = AccountGroupRepository(session)
+    rows = await repository.chats(title=title, enabled=enabled, after=after, limit=limit)
+    page = slice_rows(rows, limit, lambda chat: {"chat_id": chat.chat_id})
+    members: dict[int, list[MemberRow]] = {chat.chat_id: [] for chat in page.items}
+    for member in await repository.members(
+        list(members), title=title, enabled=enabled, per_chat=per_chat
+    ):
+        members[member.chat_id].append(member)
+    return FleetGroups(chats=page.items, members=members, next_cursor=page.next_cursor)
+
+
+async def chat_members(
+    session: AsyncSession, chat_ids: Sequence[int], *, enabled: bool | None, per_chat: int
+) -> list[MemberRow]:
+    """The first ``per_chat`` accounts (by label) of each of these chats, with their
+    settings (``enabled``: only those with replies on or off)."""
+    return await AccountGroupRepository(session).members(
+        chat_ids, title=None, enabled=enabled, per_chat=per_chat
+    )
+
+
+async def group_settings(
+    session: AsyncSession, pairs: Collection[tuple[uuid.UUID, int]]
+) -> list[MemberRow]:
+    """The current settings of these (account, chat) pairs (those that exist)."""
+    return await AccountGroupRepository(session).pairs(pairs)
+
+
+#: What "recent replies" covers on the groups page.
+RECENT_REPLIES_WINDOW = timedelta(hours=24)
+
+
+async def recent_group_replies(
+    session: AsyncSession,
+    account_ids: Sequence[uuid.UUID],
+    chat_ids: Sequence[int],
+    *,
+    since: datetime | None = None,
+) -> dict[tuple[uuid.UUID, int], ReplyCount]:
+    """Replies each account sent in each of these chats since ``since`` (default: the
+    last :data:`RECENT_REPLIES_WINDOW`): how many and the last one's time, from the
+    ``reply`` timeline events the workers record."""
+    since = since or utcnow() - RECENT_REPLIES_WINDOW
+    counts = await AccountGroupRepository(session).reply_counts(
+        account_ids, chat_ids, kind=REPLY, since=since
+    )
+    return {(count.account_id, count.chat_id): count for count in counts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +327,9 @@ async def bulk_set_groups(
     (at most 1,000) or ``all_groups`` (every group row the accounts have), exactly one.
     ``enabled`` is set on every selected row; ``playbook_id`` (with an optional pinned
     ``playbook_version``) replaces each row's playbook when given and leaves it alone when
-    null, and enabling requires it, so a bulk enable always names the playbook it turns on.
+    null. Disabling keeps each row's playbook, so an enable without ``playbook_id``
+    re-enables every group with the playbook (and pinned version) it had; it is refused
+    (422, nothing written) when any selected or created row has none.
     Only rows that exist are written, unless ``create`` (with ``chat_ids`` only) adds the
     missing (account, chat) rows, at most 100,000 per call. One ``group`` event per account
     touched and one audit record (``account.group.bulk``). ``dry_run`` checks and counts
@@ -264,14 +348,26 @@ async def bulk_set_groups(
             raise InvalidGroupSettings(msg)
         for chat_id in chats:
             _check_chat_id(chat_id)
+    restoring = enabled and playbook_id is None
     await _check_playbook(
-        session, enabled=enabled, playbook_id=playbook_id, version=playbook_version
+        session,
+        enabled=enabled and not restoring,
+        playbook_id=playbook_id,
+        version=playbook_version,
     )
     account_ids, selection = await select_accounts(session, ids=ids, wanted=filter)
     repository = AccountGroupRepository(session)
     now = utcnow()
     missing = await _missing_groups(repository, account_ids, chats, now) if create else []
     created = len(missing)
+    if restoring:
+        lacking = len(missing) + await repository.count_without_playbook(account_ids, chats)
+        if lacking:
+            msg = (
+                f"{lacking} of the selected groups have no playbook to re-enable with; "
+                "assign a playbook before enabling replies in a group"
+            )
+            raise GroupNeedsPlaybook(msg)
     if dry_run:
         existing_rows = await repository.counts_by_account(account_ids, chats)
         return GroupBulkResult(

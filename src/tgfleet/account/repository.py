@@ -75,7 +75,7 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _like_escape(text: str) -> str:
+def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -89,9 +89,9 @@ def filter_conditions(
     """WHERE conditions for ``wanted``; the statement must outer-join ``account_status``."""
     conditions: list[ColumnElement[bool]] = []
     if wanted.label:
-        conditions.append(Account.label.ilike(f"{_like_escape(wanted.label)}%", escape="\\"))
+        conditions.append(Account.label.ilike(f"{like_escape(wanted.label)}%", escape="\\"))
     if wanted.q:
-        pattern = f"%{_like_escape(wanted.q)}%"
+        pattern = f"%{like_escape(wanted.q)}%"
         conditions.append(
             or_(
                 Account.label.ilike(pattern, escape="\\"),
@@ -163,7 +163,7 @@ class AccountRepository(RepositoryBase[Account]):
         return set(result.scalars().all())
 
     async def labels_like(self, stem: str) -> set[str]:
-        escaped = _like_escape(stem)
+        escaped = like_escape(stem)
         result = await self.session.execute(
             select(Account.label).where(
                 or_(Account.label == stem, Account.label.like(f"{escaped}-%", escape="\\"))

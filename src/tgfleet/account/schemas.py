@@ -368,7 +368,9 @@ class GroupBulkUpdate(RequestSchema):
     all_groups: bool = False
     enabled: bool
     playbook_id: uuid.UUID | None = Field(
-        default=None, description="null leaves each group's playbook as it is"
+        default=None,
+        description="null leaves each group's playbook as it is (an enable then "
+        "re-enables each group with the playbook it kept)",
     )
     playbook_version: Annotated[int | None, Field(ge=1, le=INT32_MAX)] = None
     create: bool = Field(default=False, description="add the chat_ids an account lacks")
