@@ -37,6 +37,10 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/alerts/silences/{silence_id}/expire"): "alert:write",
     ("GET", "/alerts/history"): "alert:read",
     ("POST", "/alerts/test"): "alert:write",
+    # groups, workers, health (helper grp)
+    ("GET", "/groups"): "account:read",
+    ("POST", "/groups/preview"): "account:write",
+    ("POST", "/groups/bulk"): "account:write",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -22,33 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from tgfleet.account.repository import CHUNK, chunks, like_escape, rowcount
+from tgfleet.account.schemas import ChatRow, MemberRow, ReplyCount
 from tgfleet.kit.model import TZDateTime
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import Account, AccountEvent, AccountGroup
-
-
-class ChatRow(NamedTuple):
-    """One chat across the fleet: its title (the greatest any account recorded), how many
-    accounts (of the filter) are in it and how many of those have replies on."""
-
-    chat_id: int
-    title: str | None
-    accounts: int
-    enabled: int
-
-
-class MemberRow(NamedTuple):
-    """One account's settings in one chat, with the account's label."""
-
-    chat_id: int
-    account_id: uuid.UUID
-    label: str
-    enabled: bool
-    playbook_id: uuid.UUID | None
-    playbook_version: int | None
-    disabled_reason: str | None
-    disabled_at: datetime | None
-
 
 _MEMBER_COLUMNS = (
     AccountGroup.chat_id,
@@ -60,13 +37,6 @@ _MEMBER_COLUMNS = (
     AccountGroup.disabled_reason,
     AccountGroup.disabled_at,
 )
-
-
-class ReplyCount(NamedTuple):
-    account_id: uuid.UUID
-    chat_id: int
-    replies: int
-    last_at: datetime
 
 
 class AccountGroupRepository(RepositoryBase[AccountGroup]):

@@ -15,15 +15,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account.exceptions import GroupNeedsPlaybook, GroupNotFound, InvalidGroupSettings
-from tgfleet.account.group_repository import (
-    AccountGroupRepository,
+from tgfleet.account.group_repository import AccountGroupRepository
+from tgfleet.account.repository import AccountEventRepository
+from tgfleet.account.runtime import REPLY
+from tgfleet.account.schemas import (
+    BULK_MAX_CHAT_IDS,
+    CHAT_ID_MAX,
+    CHAT_ID_MIN,
+    AccountFilter,
     ChatRow,
     MemberRow,
     ReplyCount,
 )
-from tgfleet.account.repository import AccountEventRepository
-from tgfleet.account.runtime import REPLY
-from tgfleet.account.schemas import BULK_MAX_CHAT_IDS, CHAT_ID_MAX, CHAT_ID_MIN, AccountFilter
 from tgfleet.account.service import (
     get_account,
     sample_accounts,

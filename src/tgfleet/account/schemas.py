@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NamedTuple
 
 from pydantic import AfterValidator, ConfigDict, Field
 
@@ -392,3 +392,33 @@ class GroupBulkResultRead(Schema):
         default=None,
         description=f"on a dry run, the first {PREVIEW_SAMPLE} matched accounts by label",
     )
+
+
+class ChatRow(NamedTuple):
+    """One chat across the fleet: its title (the greatest any account recorded), how many
+    accounts (of the filter) are in it and how many of those have replies on."""
+
+    chat_id: int
+    title: str | None
+    accounts: int
+    enabled: int
+
+
+class MemberRow(NamedTuple):
+    """One account's settings in one chat, with the account's label."""
+
+    chat_id: int
+    account_id: uuid.UUID
+    label: str
+    enabled: bool
+    playbook_id: uuid.UUID | None
+    playbook_version: int | None
+    disabled_reason: str | None
+    disabled_at: datetime | None
+
+
+class ReplyCount(NamedTuple):
+    account_id: uuid.UUID
+    chat_id: int
+    replies: int
+    last_at: datetime

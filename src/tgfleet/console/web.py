@@ -22,7 +22,7 @@ import secrets
 from typing import Final
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tgfleet.console import i18n
@@ -188,6 +188,13 @@ def set_flash(response: Response, text: str, level: str = "ok") -> None:
     response.set_cookie(
         FLASH_COOKIE, payload.decode(), max_age=60, httponly=True, samesite="strict", path="/"
     )
+
+
+def redirect_with_flash(url: str, text: str, level: str = "ok") -> RedirectResponse:
+    """An action's answer: 303 to ``url``, which shows ``text`` once."""
+    response = RedirectResponse(url, status_code=303)
+    set_flash(response, text, level)
+    return response
 
 
 def read_flash(request: Request) -> dict[str, str] | None:

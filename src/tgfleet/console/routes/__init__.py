@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from tgfleet.console.routes.account import router as account_router
 from tgfleet.console.routes.accounts import router as accounts_router
 from tgfleet.console.routes.alerts import router as alerts_router
+from tgfleet.console.routes.groups import router as groups_router
 from tgfleet.console.routes.imports import router as imports_router
 from tgfleet.console.routes.language import router as language_router
 from tgfleet.console.routes.live import router as live_router
@@ -23,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     live_router,
     alerts_router,
     language_router,
+    groups_router,
 )
 
 #: Console routes a visitor reaches without a session.
