@@ -60,6 +60,7 @@ PATCH   /api/v1/roles/{name}                                user:admin
 DELETE  /api/v1/roles/{name}                                user:admin
 GET     /api/v1/audit                                       audit:read
 GET     /api/v1/audit/verify                                audit:read
+POST    /api/v1/audit/export                                audit:export
 GET     /api/v1/accounts                                    account:read
 GET     /api/v1/workers                                     account:read
 GET     /api/v1/accounts/{account_id}                       account:read
@@ -100,6 +101,7 @@ ROLE_HOLDS: dict[str, set[str]] = {
         "user:read",
         "user:admin",
         "audit:read",
+        "audit:export",
         "account:read",
         "account:write",
         "account:control",

@@ -41,6 +41,11 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/groups"): "account:read",
     ("POST", "/groups/preview"): "account:write",
     ("POST", "/groups/bulk"): "account:write",
+    # audit and vault pages
+    ("GET", "/audit"): "audit:read",
+    ("GET", "/audit/verify"): "audit:read",
+    ("GET", "/audit/{seq}"): "audit:read",
+    ("POST", "/audit/export"): "audit:export",
 }
 
 

@@ -1,25 +1,33 @@
-"""HTTP API for reading and verifying the audit log (permission ``audit:read``)."""
+"""HTTP API for reading and verifying the audit log (permission ``audit:read``) and for
+exporting it (``audit:export``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from tgfleet.audit import service as audit_service
-from tgfleet.audit.schemas import AuditRecordRead, AuditVerifyRead
-from tgfleet.auth.dependencies import Requires
+from tgfleet.audit.schemas import (
+    AuditExportRequest,
+    AuditFilters,
+    AuditRecordRead,
+    AuditVerifyRead,
+)
+from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.components import AppComponents
 from tgfleet.exceptions import InvalidInput
-from tgfleet.kit.http import DbSession, ReadOnlyDbSession
+from tgfleet.kit.http import DbSession, Meta, ReadOnlyDbSession
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
 from tgfleet.kit.schema import UtcDatetime
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 AuditReader = Annotated[Principal, Requires(Permission.AUDIT_READ)]
+AuditExporter = Annotated[Principal, Requires(Permission.AUDIT_EXPORT)]
 
 
 @router.get("", response_model=Page[AuditRecordRead])
@@ -62,3 +70,35 @@ async def verify_chain(
     whose MAC does not match this server's audit keys, or that differs from a checkpoint in
     the configured checkpoint file (``TGFLEET_AUDIT_CHECKPOINT_FILE``)."""
     return await audit_service.verify_configured(session, components.settings)
+
+
+@router.post(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {audit_service.EXPORT_MEDIA_TYPE: {}}, "description": "JSON lines"}
+    },
+)
+async def export_records(
+    body: AuditExportRequest,
+    principal: AuditExporter,
+    session: DbSession,
+    components: AppComponents,
+    meta: Meta,
+) -> StreamingResponse:
+    """The records the filters select, oldest first, as JSON lines (the fields of
+    ``GET /api/v1/audit``, hashes included, for offline checks). Needs a reason; the
+    ``audit.export`` record (reason and filters) is committed before the first line, which
+    is read in a snapshot of its own."""
+    filters = AuditFilters(**body.filters.model_dump())
+    await audit_service.record_export(
+        session,
+        audit_context(principal, meta),
+        reason=body.reason,
+        filters=filters,
+    )
+    return StreamingResponse(
+        audit_service.export_lines(components.sessionmaker, filters),
+        media_type=audit_service.EXPORT_MEDIA_TYPE,
+        headers=audit_service.export_headers(),
+    )

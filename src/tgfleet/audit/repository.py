@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, func, select, update
 
+from tgfleet.audit.schemas import AuditFilters
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import AuditChainHead, AuditRecord
 
@@ -72,32 +73,31 @@ class AuditRepository(RepositoryBase[AuditRecord]):
         )
 
     def search(
-        self,
-        *,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        before_seq: int | None = None,
+        self, filters: AuditFilters, *, before_seq: int | None = None
     ) -> Select[AuditRecord]:
-        statement = select(AuditRecord).order_by(AuditRecord.seq.desc())
-        if actor is not None:
-            statement = statement.where(AuditRecord.actor == actor)
-        if action is not None:
-            if action.endswith("*"):
-                statement = statement.where(AuditRecord.action.startswith(action[:-1]))
-            else:
-                statement = statement.where(AuditRecord.action == action)
-        if target is not None:
-            statement = statement.where(AuditRecord.target == target)
-        if since is not None:
-            statement = statement.where(AuditRecord.at >= since)
-        if until is not None:
-            statement = statement.where(AuditRecord.at < until)
+        statement = _filtered(select(AuditRecord).order_by(AuditRecord.seq.desc()), filters)
         if before_seq is not None:
             statement = statement.where(AuditRecord.seq < before_seq)
         return statement
+
+    async def filtered_ascending(
+        self, filters: AuditFilters, *, batch: int = 1000
+    ) -> AsyncIterator[AuditRecord]:
+        """The records ``search`` finds, oldest first, in batches (keyset, constant memory)."""
+        last = 0
+        while True:
+            statement = _filtered(
+                select(AuditRecord).where(AuditRecord.seq > last).order_by(AuditRecord.seq),
+                filters,
+            ).limit(batch)
+            rows = await self.all(statement)
+            if not rows:
+                return
+            for row in rows:
+                yield row
+            last = rows[-1].seq
+            for row in rows:
+                self.session.expunge(row)
 
     async def count_results(self, *, action: str, result: str, since: datetime) -> int:
         statement = select(func.count()).where(
@@ -109,21 +109,25 @@ class AuditRepository(RepositoryBase[AuditRecord]):
         self, *, since: datetime | None = None, batch: int = 1000
     ) -> AsyncIterator[AuditRecord]:
         """Every record in seq order, in batches (keyset pagination, constant memory)."""
-        last = 0
-        while True:
-            statement = (
-                select(AuditRecord)
-                .where(AuditRecord.seq > last)
-                .order_by(AuditRecord.seq)
-                .limit(batch)
-            )
-            if since is not None:
-                statement = statement.where(AuditRecord.at >= since)
-            rows = await self.all(statement)
-            if not rows:
-                return
-            for row in rows:
-                yield row
-            last = rows[-1].seq
-            for row in rows:
-                self.session.expunge(row)
+        async for row in self.filtered_ascending(AuditFilters(since=since), batch=batch):
+            yield row
+
+
+def _filtered(statement: Select[AuditRecord], filters: AuditFilters) -> Select[AuditRecord]:
+    """``statement`` narrowed to an actor, an action (exact, or a prefix ending in ``*``), a
+    target and a time range (``since`` inclusive, ``until`` exclusive)."""
+    if filters.actor is not None:
+        statement = statement.where(AuditRecord.actor == filters.actor)
+    if filters.action is not None:
+        action = filters.action
+        if action.endswith("*"):
+            statement = statement.where(AuditRecord.action.startswith(action[:-1], autoescape=True))
+        else:
+            statement = statement.where(AuditRecord.action == action)
+    if filters.target is not None:
+        statement = statement.where(AuditRecord.target == filters.target)
+    if filters.since is not None:
+        statement = statement.where(AuditRecord.at >= filters.since)
+    if filters.until is not None:
+        statement = statement.where(AuditRecord.at < filters.until)
+    return statement

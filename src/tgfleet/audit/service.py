@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet import metrics
 from tgfleet.audit import checkpoint as audit_checkpoint
@@ -31,9 +31,10 @@ from tgfleet.audit.checkpoint import Checkpoint
 from tgfleet.audit.exceptions import AuditKeyError, AuditWriteFailed, CheckpointError
 from tgfleet.audit.keys import AuditKeyring
 from tgfleet.audit.repository import AuditRepository
-from tgfleet.audit.schemas import AuditContext, AuditVerifyRead
+from tgfleet.audit.schemas import AuditContext, AuditFilters, AuditRecordRead, AuditVerifyRead
 from tgfleet.config import Settings
 from tgfleet.kit.clock import utcnow
+from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
 from tgfleet.logging import REDACTED, get_logger, is_secret_key
 from tgfleet.models import AuditChainHead, AuditRecord
@@ -184,11 +185,53 @@ async def search(
     key = decode_cursor(cursor)
     before_seq = int(key["seq"]) if key and isinstance(key.get("seq"), int) else None
     repository = AuditRepository(session)
-    statement = repository.search(
-        actor=actor, action=action, target=target, since=since, until=until, before_seq=before_seq
-    ).limit(limit + 1)
+    filters = AuditFilters(actor=actor, action=action, target=target, since=since, until=until)
+    statement = repository.search(filters, before_seq=before_seq).limit(limit + 1)
     rows = await repository.all(statement)
     return slice_rows(rows, limit, lambda entry: {"seq": entry.seq})
+
+
+async def get(session: AsyncSession, seq: int) -> AuditRecord | None:
+    """One record by its sequence number."""
+    return await AuditRepository(session).get(seq)
+
+
+async def record_export(
+    session: AsyncSession, context: AuditContext, *, reason: str, filters: AuditFilters
+) -> None:
+    """Write the ``audit.export`` record (the reason and the filters) in the caller's unit
+    of work, which commits BEFORE the first line of ``export_lines`` is read: an export
+    that cannot be audited does not start."""
+    await record(
+        session,
+        context,
+        action="audit.export",
+        target="audit",
+        details={"reason": reason, "filters": filters.described()},
+    )
+
+
+#: The media type of an export: one JSON object per line.
+EXPORT_MEDIA_TYPE = "application/x-ndjson"
+
+
+def export_headers() -> dict[str, str]:
+    """An export's download headers (the API's and the console's)."""
+    return {
+        "Content-Disposition": 'attachment; filename="tgfleet-audit.jsonl"',
+        "Cache-Control": "no-store",
+    }
+
+
+async def export_lines(
+    sessionmaker: async_sessionmaker[AsyncSession], filters: AuditFilters
+) -> AsyncIterator[str]:
+    """The filtered records, oldest first, one JSON object per line (the fields of
+    ``GET /api/v1/audit`` and ``tgfleet audit export``, hashes included, so the file can be
+    checked offline), read in one consistent snapshot in batches."""
+    async with unit_of_work(sessionmaker, read_only=True) as session:
+        async for entry in AuditRepository(session).filtered_ascending(filters):
+            yield AuditRecordRead.model_validate(entry).model_dump_json() + "\n"
 
 
 async def count(session: AsyncSession, *, action: str, result: str, since: datetime) -> int:

@@ -23,6 +23,7 @@ class Permission(StrEnum):
     ALERT_READ = "alert:read"
     ALERT_WRITE = "alert:write"
     AUDIT_READ = "audit:read"
+    AUDIT_EXPORT = "audit:export"
     USER_READ = "user:read"
     USER_ADMIN = "user:admin"
 
@@ -40,7 +41,8 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.PLAYBOOK_WRITE: "create and edit playbooks",
     Permission.ALERT_READ: "see alerts and silences",
     Permission.ALERT_WRITE: "create silences, send test alerts",
-    Permission.AUDIT_READ: "read and export the audit log",
+    Permission.AUDIT_READ: "read and verify the audit log",
+    Permission.AUDIT_EXPORT: "export the audit log (audited, needs a reason)",
     Permission.USER_READ: "see users and roles",
     Permission.USER_ADMIN: "create users and roles, change roles, reset passwords",
 }

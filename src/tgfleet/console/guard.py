@@ -160,3 +160,7 @@ SessionExporter = Annotated[Viewer, ConsoleRequires(Permission.SESSION_EXPORT)]
 AlertReader = Annotated[Viewer, ConsoleRequires(Permission.ALERT_READ)]
 #: May create and expire silences and send test notifications (``alert:write``).
 AlertWriter = Annotated[Viewer, ConsoleRequires(Permission.ALERT_WRITE)]
+#: May read and verify the audit log (``audit:read``).
+AuditReader = Annotated[Viewer, ConsoleRequires(Permission.AUDIT_READ)]
+#: May export the audit log (``audit:export``).
+AuditExporter = Annotated[Viewer, ConsoleRequires(Permission.AUDIT_EXPORT)]

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from tgfleet.console.routes.account import router as account_router
 from tgfleet.console.routes.accounts import router as accounts_router
 from tgfleet.console.routes.alerts import router as alerts_router
+from tgfleet.console.routes.audit import router as audit_router
 from tgfleet.console.routes.groups import router as groups_router
 from tgfleet.console.routes.imports import router as imports_router
 from tgfleet.console.routes.language import router as language_router
@@ -25,6 +26,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     alerts_router,
     language_router,
     groups_router,
+    audit_router,
 )
 
 #: Console routes a visitor reaches without a session.
