@@ -4,7 +4,7 @@ token a page carries."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -33,9 +33,9 @@ class Browser:
     csrf: str
 
     async def post(
-        self, url: str, data: dict[str, str] | None = None, **kwargs: object
+        self, url: str, data: Mapping[str, str | list[str]] | None = None, **kwargs: object
     ) -> httpx.Response:
-        form = {"csrf_token": self.csrf, **(data or {})}
+        form: dict[str, str | list[str]] = {"csrf_token": self.csrf, **(data or {})}
         return await self.http.post(url, data=form, headers=HTML, **kwargs)  # type: ignore[arg-type]
 
 
@@ -89,6 +89,18 @@ async def console_viewer(
 ) -> AsyncIterator[Browser]:
     """``vera``, a viewer signed in to the console."""
     browser = await browser_for(client, sessionmaker, security, "viewer", "vera")
+    try:
+        yield browser
+    finally:
+        await browser.http.aclose()
+
+
+@pytest.fixture
+async def console_admin(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], security: Security
+) -> AsyncIterator[Browser]:
+    """``ada``, an admin signed in to the console (the only one, unless a test adds more)."""
+    browser = await browser_for(client, sessionmaker, security, "admin", "ada")
     try:
         yield browser
     finally:

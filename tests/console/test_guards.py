@@ -46,6 +46,22 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/audit/verify"): "audit:read",
     ("GET", "/audit/{seq}"): "audit:read",
     ("POST", "/audit/export"): "audit:export",
+    # users, roles and the own-account page (routes/users.py, routes/me.py)
+    ("GET", "/users"): "user:read",
+    ("POST", "/users"): "user:admin",
+    ("POST", "/users/{username}/disable"): "user:admin",
+    ("POST", "/users/{username}/enable"): "user:admin",
+    ("POST", "/users/{username}/role"): "user:admin",
+    ("POST", "/users/{username}/password"): "user:admin",
+    ("GET", "/roles"): "user:read",
+    ("POST", "/roles"): "user:admin",
+    ("POST", "/roles/{name}"): "user:admin",
+    ("POST", "/roles/{name}/delete"): "user:admin",
+    ("GET", "/me"): SIGNED_IN,
+    ("POST", "/me/password"): SIGNED_IN,
+    ("POST", "/me/tokens"): SIGNED_IN,
+    ("POST", "/me/tokens/{token_id}/revoke"): SIGNED_IN,
+    ("POST", "/me/sessions/{session_id}/revoke"): SIGNED_IN,
 }
 
 

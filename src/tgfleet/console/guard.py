@@ -164,3 +164,7 @@ AlertWriter = Annotated[Viewer, ConsoleRequires(Permission.ALERT_WRITE)]
 AuditReader = Annotated[Viewer, ConsoleRequires(Permission.AUDIT_READ)]
 #: May export the audit log (``audit:export``).
 AuditExporter = Annotated[Viewer, ConsoleRequires(Permission.AUDIT_EXPORT)]
+#: May see users and roles (``user:read``): the users and roles pages.
+UserReader = Annotated[Viewer, ConsoleRequires(Permission.USER_READ)]
+#: May create and change users and roles (``user:admin``).
+UserAdmin = Annotated[Viewer, ConsoleRequires(Permission.USER_ADMIN)]

@@ -13,8 +13,10 @@ from tgfleet.console.routes.groups import router as groups_router
 from tgfleet.console.routes.imports import router as imports_router
 from tgfleet.console.routes.language import router as language_router
 from tgfleet.console.routes.live import router as live_router
+from tgfleet.console.routes.me import router as me_router
 from tgfleet.console.routes.overview import router as overview_router
 from tgfleet.console.routes.session import router as session_router
+from tgfleet.console.routes.users import router as users_router
 
 ROUTERS: tuple[APIRouter, ...] = (
     session_router,
@@ -27,6 +29,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     language_router,
     groups_router,
     audit_router,
+    users_router,
+    me_router,
 )
 
 #: Console routes a visitor reaches without a session.

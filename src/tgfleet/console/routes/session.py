@@ -16,11 +16,13 @@ from tgfleet.console.guard import ViewerOf
 from tgfleet.console.i18n import gettext as _
 from tgfleet.console.templating import templates
 from tgfleet.console.web import (
+    FLASH_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     local_target,
     new_login_csrf,
     origin_allowed,
+    read_flash,
     same_token,
     secure_cookies,
 )
@@ -43,13 +45,23 @@ def _login_page(
     forced_secure: bool,
 ) -> Response:
     token = new_login_csrf()
+    # A notice from the page that sent the browser here (a password change signed it out).
+    flash = read_flash(request)
     response = templates.TemplateResponse(
         request,
         "login.html",
-        {"csrf_token": token, "next": next_path, "error": error, "username": username},
+        {
+            "csrf_token": token,
+            "next": next_path,
+            "error": error,
+            "username": username,
+            "flash": flash,
+        },
         status_code=status_code,
         headers=headers,
     )
+    if flash is not None:
+        response.delete_cookie(FLASH_COOKIE, path="/")
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,

@@ -176,6 +176,37 @@
     form.querySelector("select").addEventListener("change", function () { form.requestSubmit(); });
   });
 
+  // --- Secrets shown once (users and own-account pages): the Copy button writes the field to
+  // the clipboard; when the browser refuses (no permission, http), the text is selected for
+  // Ctrl+C instead. The page came from a POST: replace its history entry so a reload asks
+  // for the page afresh (which does not show the secret) instead of posting again.
+  var secrets = document.querySelectorAll("[data-secret]");
+  if (secrets.length && window.history && window.history.replaceState) {
+    window.history.replaceState(null, "", window.location.pathname);
+  }
+  secrets.forEach(function (field) {
+    field.addEventListener("focus", function () { field.select(); });
+  });
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    var said = document.querySelector("[data-copy-state=\"" + button.getAttribute("data-copy") + "\"]");
+    if (!field) { return; }
+    button.hidden = false;
+    var tell = function (text) { if (said) { said.textContent = text; } };
+    var selectIt = function () {
+      field.focus();
+      field.select();
+      tell(button.getAttribute("data-copy-failed"));
+    };
+    button.addEventListener("click", function () {
+      if (!navigator.clipboard || !window.isSecureContext) { selectIt(); return; }
+      navigator.clipboard.writeText(field.value).then(function () {
+        tell(button.getAttribute("data-copied"));
+        button.dataset.copiedDone = "true";
+      }, selectIt);
+    });
+  });
+
   localTimes(document);
   document.body.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
 })();
