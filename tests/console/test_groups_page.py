@@ -228,7 +228,7 @@ async def test_enabling_a_group_without_a_playbook_writes_nothing(
     before = await settings_of(sessionmaker)
     forged = await operator.post(
         "/groups/bulk",
-        {"action": "enable", "pair": [f"{ids[1]}:-200", f"{ids[0]}:-100"]},  # type: ignore[dict-item]
+        {"action": "enable", "pair": [f"{ids[1]}:-200", f"{ids[0]}:-100"]},
     )
     level, text = await flash_after(operator, forged)
     assert level == "bad"
