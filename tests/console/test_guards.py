@@ -41,6 +41,8 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/groups"): "account:read",
     ("POST", "/groups/preview"): "account:write",
     ("POST", "/groups/bulk"): "account:write",
+    ("GET", "/workers"): "account:read",
+    ("GET", "/health/checks"): SIGNED_IN,
     # audit and vault pages
     ("GET", "/audit"): "audit:read",
     ("GET", "/audit/verify"): "audit:read",

@@ -159,6 +159,21 @@ class TestDocument:
         assert sample(STATUS, check="disk:free") == 0.0
 
 
+class TestTimings:
+    async def test_each_check_is_timed_beside_the_document(self, app: FastAPI) -> None:
+        """health_timed: the document health() gives (same cache) and, for every check in
+        it, how long it took (seconds, within the check time limit plus a margin)."""
+        service = _service(app)
+        try:
+            document, seconds = await service.health_timed()
+            assert set(document["checks"]) == CHECKS
+            assert set(seconds) == CHECKS
+            limit = service.settings.health_check_timeout_seconds + MARGIN
+            assert all(0 <= value <= limit for value in seconds.values()), seconds
+        finally:
+            await service.close()
+
+
 class TestCache:
     @pytest.mark.timeout(30)
     async def test_within_the_cache_window_the_same_document_is_served(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, Literal
 
@@ -76,6 +76,8 @@ class _Answer:
     document: dict[str, Any]
     status_code: int
     at: float  # time.monotonic() when computed
+    #: How long each check took, in seconds (not in the document: the draft has no field).
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class HealthService:
@@ -233,14 +235,23 @@ class HealthService:
         Reused while younger than ``TGFLEET_HEALTH_CACHE_SECONDS``; callers that arrive
         while it is being computed wait for that one computation (single flight), which a
         caller that goes away does not cancel."""
+        answer = await self._latest()
+        return answer.document, answer.status_code
+
+    async def health_timed(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """The health document (as :meth:`health`, the same cache) and how long each of its
+        checks took, in seconds: the console's health page shows both."""
+        answer = await self._latest()
+        return answer.document, dict(answer.seconds)
+
+    async def _latest(self) -> _Answer:
         answer = self._answer
         cache = self.settings.health_cache_seconds
         if answer is not None and cache > 0 and time.monotonic() - answer.at < cache:
-            return answer.document, answer.status_code
+            return answer
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.create_task(self._compute(), name="health:document")
-        answer = await asyncio.shield(self._inflight)
-        return answer.document, answer.status_code
+        return await asyncio.shield(self._inflight)
 
     async def close(self) -> None:
         """Cancel a computation in flight and the checks that overran their limit, and wait
@@ -258,8 +269,10 @@ class HealthService:
     async def _compute(self) -> _Answer:
         answers = await asyncio.gather(*(self._run(check) for check in self._checks))
         checks: dict[str, list[dict[str, Any]]] = {}
+        timings: dict[str, float] = {}
         statuses: list[Status] = []
         for check, (results, seconds) in zip(self._checks, answers, strict=True):
+            timings[check.name] = seconds
             status = worst(r.status for r in results)
             statuses.append(status)
             metrics.HEALTH_CHECK_STATUS.labels(check.name).set(metrics.status_value(status))
@@ -274,7 +287,7 @@ class HealthService:
             "description": _DESCRIPTIONS[self.role],
             "checks": checks,
         }
-        answer = _Answer(document, http_status(overall), time.monotonic())
+        answer = _Answer(document, http_status(overall), time.monotonic(), timings)
         self._answer = answer
         return answer
 

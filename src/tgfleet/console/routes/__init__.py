@@ -17,6 +17,7 @@ from tgfleet.console.routes.me import router as me_router
 from tgfleet.console.routes.overview import router as overview_router
 from tgfleet.console.routes.session import router as session_router
 from tgfleet.console.routes.users import router as users_router
+from tgfleet.console.routes.workers import router as workers_router
 
 ROUTERS: tuple[APIRouter, ...] = (
     session_router,
@@ -31,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit_router,
     users_router,
     me_router,
+    workers_router,
 )
 
 #: Console routes a visitor reaches without a session.
