@@ -17,6 +17,7 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/login"): OPEN,
     ("POST", "/language"): OPEN,
     ("POST", "/logout"): SIGNED_IN,
+    ("GET", "/palette"): SIGNED_IN,
     ("GET", "/"): "account:read",
     ("GET", "/accounts"): "account:read",
     ("GET", "/live"): "account:read",

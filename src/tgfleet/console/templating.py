@@ -34,6 +34,27 @@ STATE_TONES: dict[str, str] = {
 }
 
 
+#: Each observed state's name as a person reads it (the badge's text; ``data-state`` keeps
+#: the code).
+STATE_NAMES: dict[str, str] = {
+    "online": i18n.N_("online"),
+    "starting": i18n.N_("starting"),
+    "reconnecting": i18n.N_("reconnecting"),
+    "stopping": i18n.N_("stopping"),
+    "flood_wait": i18n.N_("flood wait"),
+    "unassigned": i18n.N_("unassigned"),
+    "quarantined": i18n.N_("quarantined"),
+    "error": i18n.N_("error"),
+    "stopped": i18n.N_("stopped"),
+}
+
+
+def state_name(state: str | None) -> str:
+    """``state`` in the reader's language (an unknown code as it is)."""
+    code = state or "stopped"
+    return i18n.gettext(STATE_NAMES[code]) if code in STATE_NAMES else code.replace("_", " ")
+
+
 def iso(moment: datetime | None) -> str:
     """ISO 8601 in UTC, what ``<time datetime>`` carries (the page shows it in the viewer's
     zone)."""
@@ -82,6 +103,7 @@ def _environment() -> Environment:
     environment.filters["utc_text"] = utc_text
     environment.filters["percent"] = percent
     environment.filters["tone"] = tone
+    environment.filters["state_name"] = state_name
     environment.filters["number"] = i18n.number
     environment.filters["ratio"] = i18n.ratio
     environment.filters["moment"] = i18n.moment

@@ -206,6 +206,45 @@
       }, selectIt);
     });
   });
+  // The command palette: Ctrl/Cmd-K (or the header's link) opens it, typing asks the
+  // server (htmx), arrows move through the results, Enter opens one, Esc closes.
+  var palette = document.getElementById("palette");
+  if (palette && typeof palette.showModal === "function") {
+    var paletteInput = palette.querySelector("#palette-q");
+    var items = function () { return Array.prototype.slice.call(palette.querySelectorAll("[data-palette-item]")); };
+    var openPalette = function () {
+      if (palette.open) { return; }
+      palette.showModal();
+      paletteInput.select();
+      htmx.trigger(paletteInput, "palette-open");
+    };
+    document.addEventListener("keydown", function (event) {
+      if ((event.ctrlKey || event.metaKey) && !event.altKey && (event.key === "k" || event.key === "K")) {
+        event.preventDefault();
+        openPalette();
+      }
+    });
+    document.querySelectorAll("[data-palette-open]").forEach(function (link) {
+      link.addEventListener("click", function (event) { event.preventDefault(); openPalette(); });
+    });
+    palette.addEventListener("click", function (event) {
+      if (event.target === palette) { palette.close(); }  // a click on the backdrop
+    });
+    palette.querySelector("[data-palette-form]").addEventListener("submit", function (event) {
+      var first = items()[0];
+      if (first) { event.preventDefault(); window.location.href = first.href; }
+    });
+    palette.addEventListener("keydown", function (event) {
+      if (event.key !== "ArrowDown" && event.key !== "ArrowUp") { return; }
+      var list = items();
+      if (!list.length) { return; }
+      event.preventDefault();
+      var at = list.indexOf(document.activeElement);
+      var next = event.key === "ArrowDown" ? at + 1 : at - 1;
+      if (next < 0) { paletteInput.focus(); return; }
+      list[Math.min(next, list.length - 1)].focus();
+    });
+  }
 
   localTimes(document);
   document.body.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
