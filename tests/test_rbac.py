@@ -86,7 +86,7 @@ PUT     /api/v1/playbooks/{playbook_id}                     playbook:write
 DELETE  /api/v1/playbooks/{playbook_id}                     playbook:write
 GET     /api/v1/playbooks/{playbook_id}/versions            playbook:read
 GET     /api/v1/playbooks/{playbook_id}/versions/{version}  playbook:read
-POST    /api/v1/playbooks/{playbook_id}/dry-run             playbook:write
+POST    /api/v1/playbooks/{playbook_id}/dry-run             playbook:read
 """
 ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     (method, path): permission

@@ -157,6 +157,24 @@ class TestCrud:
         response = await client.post(BASE, json={"name": "x", "source": V1}, headers=viewer.headers)
         assert response.status_code == 403
 
+    async def test_viewer_may_dry_run(
+        self,
+        client: httpx.AsyncClient,
+        operator: Credentials,
+        sessionmaker: Maker,
+        security: Security,
+    ) -> None:
+        """A dry run writes nothing: reading playbooks is enough (the console's panel too)."""
+        viewer = await user_with_role(client, sessionmaker, security, "viewer")
+        created = await create(client, operator)
+        response = await client.post(
+            f"{BASE}/{created['id']}/dry-run",
+            json={"message": {"text": "hey", "mentions_account": True}},
+            headers=viewer.headers,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["version"] == 1
+
 
 class TestDryRun:
     async def test_pinned_and_latest(

@@ -17,7 +17,6 @@ from tgfleet.auth.dependencies import Requires, audit_context
 from tgfleet.auth.permissions import Permission
 from tgfleet.auth.schemas import Principal
 from tgfleet.components import AppComponents
-from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, to_page
@@ -25,13 +24,10 @@ from tgfleet.kit.schema import INT32_MAX
 from tgfleet.models import Playbook, PlaybookVersion
 from tgfleet.playbook import service as playbook_service
 from tgfleet.playbook.compiler import CompiledPlaybook
-from tgfleet.playbook.engine import ReplyEngine
 from tgfleet.playbook.llm import LlmConfig
-from tgfleet.playbook.message import AccountInfo, Message
 from tgfleet.playbook.schemas import (
     DryRunRead,
     DryRunRequest,
-    LimitsRead,
     PlaybookCreate,
     PlaybookDetail,
     PlaybookRead,
@@ -46,6 +42,8 @@ Reader = Annotated[Principal, Requires(Permission.PLAYBOOK_READ)]
 Writer = Annotated[Principal, Requires(Permission.PLAYBOOK_WRITE)]
 #: Authorises in a transaction that ends before the route's work (one instance: cached).
 SourceWriter = Annotated[Principal, Requires(Permission.PLAYBOOK_WRITE, own_transaction=True)]
+#: The dry run: whoever may read playbooks may try one (it writes nothing), as on the console.
+DryRunner = Annotated[Principal, Requires(Permission.PLAYBOOK_READ, own_transaction=True)]
 
 
 async def _checked_create(
@@ -63,7 +61,7 @@ async def _checked_update(
 async def _dry_run_playbook(
     playbook_id: uuid.UUID,
     body: DryRunRequest,
-    _principal: SourceWriter,
+    _principal: DryRunner,
     components: AppComponents,
 ) -> CompiledPlaybook:
     async with unit_of_work(components.sessionmaker, read_only=True) as session:
@@ -195,47 +193,8 @@ async def dry_run(
 ) -> DryRunRead:
     """Evaluate one message against a version (the latest by default) as a worker would,
     without rate limits, probability or claims; an LLM rule calls the configured model.
-    The response names the rule, the reply and, when nothing would be sent, why."""
-    settings = components.settings
-    text = body.message
-    message = Message(
-        text=text.text,
-        chat_id=text.chat_id,
-        chat_title=text.chat_title,
-        message_id=text.message_id,
-        sender_id=text.sender_id,
-        sender_username=text.sender_username,
-        sender_first_name=text.sender_first_name,
-        sender_last_name=text.sender_last_name,
-        at=text.at or utcnow(),
-        dedupe_key=f"dry-run:{uuid.uuid4()}",
-        reply_to_account=text.reply_to_account,
-        mentions_account=text.mentions_account,
-        new_member=text.new_member,
-    )
-    account = AccountInfo(
-        id=None,
-        label=body.account.label,
-        username=body.account.username,
-        first_name=body.account.first_name,
-        tg_user_id=None,
-    )
-    engine = ReplyEngine(LlmConfig.from_settings(settings))
-    try:
-        outcome = await playbook_service.dry_run(engine, compiled, message, account)
-    finally:
-        await engine.aclose()
-    rule = compiled.rule_named(outcome.rule) if outcome.rule else None
-    return DryRunRead(
-        version=compiled.version,
-        fired=outcome.fired,
-        rule=outcome.rule,
-        reply=outcome.text,
-        source=outcome.source,
-        reason=outcome.reason,
-        fallback_reason=outcome.fallback_reason,
-        typing_seconds=outcome.typing_seconds,
-        detail=outcome.detail,
-        limits=LimitsRead.model_validate(rule.limits) if rule else None,
-        responders=rule.responders if rule else None,
+    The response names the rule, the reply and, when nothing would be sent, why. Needs
+    ``playbook:read`` only: it writes nothing."""
+    return await playbook_service.dry_run_request(
+        LlmConfig.from_settings(components.settings), compiled, body
     )

@@ -40,9 +40,11 @@ from tgfleet.playbook.exceptions import (
     PlaybookUnchanged,
     PlaybookVersionNotFound,
 )
+from tgfleet.playbook.llm import LlmConfig
 from tgfleet.playbook.message import AccountInfo, Message
 from tgfleet.playbook.outcome import Outcome
 from tgfleet.playbook.repository import PlaybookRepository, PlaybookVersionRepository
+from tgfleet.playbook.schemas import DryRunRead, DryRunRequest, LimitsRead
 
 log = get_logger(__name__)
 
@@ -421,3 +423,53 @@ async def dry_run(
 ) -> Outcome:
     """Evaluate one message without limits, probability or claims (may call the LLM)."""
     return await engine.respond(compiled, message, account, apply_limits=False)
+
+
+async def dry_run_request(
+    llm: LlmConfig | None, compiled: CompiledPlaybook, request: DryRunRequest
+) -> DryRunRead:
+    """The API's (and the console's) dry run of ``request`` against ``compiled``: the
+    message as a worker would see it (a fresh dedupe key, now unless ``at`` is given), an
+    engine of its own, and the answer naming the rule, the reply or why nothing is sent."""
+    text = request.message
+    message = Message(
+        text=text.text,
+        chat_id=text.chat_id,
+        chat_title=text.chat_title,
+        message_id=text.message_id,
+        sender_id=text.sender_id,
+        sender_username=text.sender_username,
+        sender_first_name=text.sender_first_name,
+        sender_last_name=text.sender_last_name,
+        at=text.at or utcnow(),
+        dedupe_key=f"dry-run:{uuid.uuid4()}",
+        reply_to_account=text.reply_to_account,
+        mentions_account=text.mentions_account,
+        new_member=text.new_member,
+    )
+    account = AccountInfo(
+        id=None,
+        label=request.account.label,
+        username=request.account.username,
+        first_name=request.account.first_name,
+        tg_user_id=None,
+    )
+    engine = ReplyEngine(llm)
+    try:
+        outcome = await dry_run(engine, compiled, message, account)
+    finally:
+        await engine.aclose()
+    rule = compiled.rule_named(outcome.rule) if outcome.rule else None
+    return DryRunRead(
+        version=compiled.version,
+        fired=outcome.fired,
+        rule=outcome.rule,
+        reply=outcome.text,
+        source=outcome.source,
+        reason=outcome.reason,
+        fallback_reason=outcome.fallback_reason,
+        typing_seconds=outcome.typing_seconds,
+        detail=outcome.detail,
+        limits=LimitsRead.model_validate(rule.limits) if rule else None,
+        responders=rule.responders if rule else None,
+    )
