@@ -65,6 +65,16 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/me/tokens"): SIGNED_IN,
     ("POST", "/me/tokens/{token_id}/revoke"): SIGNED_IN,
     ("POST", "/me/sessions/{session_id}/revoke"): SIGNED_IN,
+    # Playbooks (issue 17 item 1)
+    ("GET", "/playbooks"): "playbook:read",
+    ("POST", "/playbooks"): "playbook:write",
+    ("POST", "/playbooks/check"): "playbook:write",
+    ("GET", "/playbooks/{playbook_id}"): "playbook:read",
+    ("POST", "/playbooks/{playbook_id}"): "playbook:write",
+    ("POST", "/playbooks/{playbook_id}/check"): "playbook:write",
+    ("GET", "/playbooks/{playbook_id}/diff"): "playbook:read",
+    ("POST", "/playbooks/{playbook_id}/groups/{account_id}/{chat_id}"): "account:write",
+    ("POST", "/playbooks/{playbook_id}/dry-run"): "playbook:read",
 }
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -314,3 +315,82 @@ class AccountGroupRepository(RepositoryBase[AccountGroup]):
         if chat_ids is not None:
             conditions.append(AccountGroup.chat_id.in_(chat_ids))
         return [and_(*conditions)]
+
+    # --- The groups that use a playbook (the console's playbook pages) -------------------
+
+    async def using_playbook(
+        self,
+        playbook_id: uuid.UUID,
+        *,
+        after: tuple[str, uuid.UUID, int] | None,
+        limit: int,
+    ) -> list[tuple[Account, AccountGroup]]:
+        """Groups set to ``playbook_id`` with their accounts, by account label, account id
+        and chat id; ``after`` continues after that (label, account id, chat id)."""
+        statement = (
+            select(Account, AccountGroup)
+            .join(AccountGroup, AccountGroup.account_id == Account.id)
+            .where(AccountGroup.playbook_id == playbook_id)
+            .order_by(Account.label, Account.id, AccountGroup.chat_id)
+        )
+        if after is not None:
+            label, account_id, chat_id = after
+            statement = statement.where(
+                tuple_(Account.label, Account.id, AccountGroup.chat_id)
+                > tuple_(
+                    literal(label, Account.label.type),
+                    literal(account_id, Account.id.type),
+                    literal(chat_id, AccountGroup.chat_id.type),
+                )
+            )
+        result = await self.session.execute(statement.limit(limit + 1))
+        return [(row[0], row[1]) for row in result.all()]
+
+    async def usage_counts(self, playbook_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How many groups use each of ``playbook_ids`` (playbooks no group uses are left out)."""
+        if not playbook_ids:
+            return {}
+        result = await self.session.execute(
+            select(AccountGroup.playbook_id, func.count())
+            .where(AccountGroup.playbook_id.in_(list(playbook_ids)))
+            .group_by(AccountGroup.playbook_id)
+        )
+        return {row[0]: row[1] for row in result.all() if row[0] is not None}
+
+    async def first_using(
+        self, playbook_ids: Collection[uuid.UUID], per_playbook: int
+    ) -> list[tuple[Account, AccountGroup]]:
+        """The first ``per_playbook`` groups of each playbook (by account label, chat id),
+        in one statement (a window function)."""
+        if not playbook_ids:
+            return []
+        ranked = (
+            select(
+                AccountGroup.account_id,
+                AccountGroup.chat_id,
+                func.row_number()
+                .over(
+                    partition_by=AccountGroup.playbook_id,
+                    order_by=(Account.label, Account.id, AccountGroup.chat_id),
+                )
+                .label("rank"),
+            )
+            .join(Account, Account.id == AccountGroup.account_id)
+            .where(AccountGroup.playbook_id.in_(list(playbook_ids)))
+            .subquery()
+        )
+        statement = (
+            select(Account, AccountGroup)
+            .join(AccountGroup, AccountGroup.account_id == Account.id)
+            .join(
+                ranked,
+                and_(
+                    ranked.c.account_id == AccountGroup.account_id,
+                    ranked.c.chat_id == AccountGroup.chat_id,
+                ),
+            )
+            .where(ranked.c.rank <= per_playbook)
+            .order_by(Account.label, Account.id, AccountGroup.chat_id)
+        )
+        result = await self.session.execute(statement)
+        return [(row[0], row[1]) for row in result.all()]

@@ -424,3 +424,70 @@ async def bulk_set_groups(
     )
     await notify.workers(session)
     return GroupBulkResult(matched=len(account_ids), groups=written, created=created)
+
+
+# --- The groups that use a playbook (the console's playbook pages) -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookUsage:
+    """How many groups use a playbook, and the first of them (with their accounts)."""
+
+    count: int
+    first: list[tuple[Account, AccountGroup]]
+
+
+async def playbook_usage(
+    session: AsyncSession, playbook_ids: Sequence[uuid.UUID], *, first: int = 5
+) -> dict[uuid.UUID, PlaybookUsage]:
+    """For each of ``playbook_ids``: the number of groups set to it and the first ``first``
+    of them by account label (a playbook no group uses is not in the result)."""
+    repository = AccountGroupRepository(session)
+    counts = await repository.usage_counts(playbook_ids)
+    listed: dict[uuid.UUID, list[tuple[Account, AccountGroup]]] = {}
+    for account, group in await repository.first_using(list(counts), first):
+        if group.playbook_id is not None:
+            listed.setdefault(group.playbook_id, []).append((account, group))
+    return {
+        playbook_id: PlaybookUsage(count=count, first=listed.get(playbook_id, []))
+        for playbook_id, count in counts.items()
+    }
+
+
+async def groups_using_playbook(
+    session: AsyncSession,
+    playbook_id: uuid.UUID,
+    *,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Slice[tuple[Account, AccountGroup]]:
+    """The groups set to ``playbook_id`` (pinned or following the latest), with their
+    accounts, by account label; ``cursor`` continues the order."""
+    key = decode_cursor(cursor) or {}
+    after = None
+    if isinstance(key.get("label"), str) and isinstance(key.get("chat_id"), int):
+        try:
+            after = (str(key["label"]), uuid.UUID(str(key.get("account_id"))), int(key["chat_id"]))
+        except ValueError:
+            after = None
+    rows = await AccountGroupRepository(session).using_playbook(
+        playbook_id, after=after, limit=limit
+    )
+    return slice_rows(
+        rows,
+        limit,
+        lambda row: {
+            "label": row[0].label,
+            "account_id": str(row[0].id),
+            "chat_id": row[1].chat_id,
+        },
+    )
+
+
+async def get_group(session: AsyncSession, account_id: uuid.UUID, chat_id: int) -> AccountGroup:
+    """One account's settings for one group; 404 when the account is not in it."""
+    group = await AccountGroupRepository(session).one(account_id, chat_id)
+    if group is None:
+        msg = f"account {account_id} has no settings for group {chat_id}"
+        raise GroupNotFound(msg)
+    return group

@@ -27,6 +27,7 @@ from tgfleet.console.web import (
     SESSION_COOKIE,
     origin_allowed,
 )
+from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.http import DbSession, Meta, RequestMeta
 
 
@@ -140,6 +141,25 @@ async def _check_csrf(
     raise CsrfRefused(msg)
 
 
+class StandaloneConsoleGuard(ConsoleGuard):
+    """``ConsoleGuard`` for a route whose work opens its own units of work (as the API's
+    ``StandaloneGuard``): a playbook compiles for seconds, a dry run may wait for the model,
+    and neither should hold a transaction (on SQLite: the write lock) meanwhile. The form is
+    read first, then the session, the CSRF token and the permission are checked in one short
+    transaction (a refusal's audit record is committed with it)."""
+
+    async def __call__(  # type: ignore[override]  # no request unit of work: see above
+        self, request: Request, components: AppComponents, meta: Meta
+    ) -> Viewer:
+        presented = None
+        if request.method not in SAFE_METHODS:
+            presented = await presented_csrf(request)
+        async with unit_of_work(components.sessionmaker, deferred=True) as session:
+            viewer = await signed_in(request, components, session)
+            await self.authorize(request, session, meta, viewer, presented)
+        return viewer
+
+
 def ConsoleRequires(permission: Permission | None) -> Any:  # noqa: N802 - reads like a type
     return Depends(ConsoleGuard(permission))
 
@@ -168,3 +188,9 @@ AuditExporter = Annotated[Viewer, ConsoleRequires(Permission.AUDIT_EXPORT)]
 UserReader = Annotated[Viewer, ConsoleRequires(Permission.USER_READ)]
 #: May create and change users and roles (``user:admin``).
 UserAdmin = Annotated[Viewer, ConsoleRequires(Permission.USER_ADMIN)]
+#: May see playbooks (``playbook:read``): the list, the editor read-only, versions and diffs.
+PlaybookReader = Annotated[Viewer, ConsoleRequires(Permission.PLAYBOOK_READ)]
+#: May try a playbook on a sample message (``playbook:read``, as the API's dry run).
+PlaybookTester = Annotated[Viewer, Depends(StandaloneConsoleGuard(Permission.PLAYBOOK_READ))]
+#: May create playbooks and save versions (``playbook:write``); compiles outside a transaction.
+PlaybookWriter = Annotated[Viewer, Depends(StandaloneConsoleGuard(Permission.PLAYBOOK_WRITE))]

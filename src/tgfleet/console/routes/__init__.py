@@ -16,6 +16,7 @@ from tgfleet.console.routes.live import router as live_router
 from tgfleet.console.routes.me import router as me_router
 from tgfleet.console.routes.overview import router as overview_router
 from tgfleet.console.routes.palette import router as palette_router
+from tgfleet.console.routes.playbooks import router as playbooks_router
 from tgfleet.console.routes.session import router as session_router
 from tgfleet.console.routes.users import router as users_router
 from tgfleet.console.routes.workers import router as workers_router
@@ -35,6 +36,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     me_router,
     workers_router,
     palette_router,
+    playbooks_router,
 )
 
 #: Console routes a visitor reaches without a session.

@@ -246,6 +246,73 @@
     });
   }
 
+  // Playbook editors: the gutter beside the textarea numbers its lines (kept in step on
+  // input and scroll); "line N" links move the caret to that line; a Check swaps the
+  // problems block and the gutter marks its lines. Without JavaScript the gutter is the
+  // server's and the links jump to its line.
+  function gutterOf(textarea) { return document.querySelector('[data-gutter="' + textarea.id + '"]'); }
+  function badLines(textarea) {
+    var lines = new Set();
+    var block = document.querySelector('[data-problems="' + textarea.id + '"]');
+    if (block) {
+      block.querySelectorAll("[data-line]").forEach(function (item) { lines.add(Number(item.dataset.line)); });
+    }
+    return lines;
+  }
+  function numberLines(textarea) {
+    var gutter = gutterOf(textarea);
+    if (!gutter) { return; }
+    var count = textarea.value.split("\n").length;
+    if (textarea.value.endsWith("\n")) { count = Math.max(1, count - 1); }
+    var prefix = textarea.id.replace(/-source$/, "");
+    var bad = badLines(textarea);
+    while (gutter.children.length > count) { gutter.lastElementChild.remove(); }
+    while (gutter.children.length < count) {
+      var item = document.createElement("li");
+      item.id = prefix + "-L" + (gutter.children.length + 1);
+      item.textContent = String(gutter.children.length + 1);
+      gutter.appendChild(item);
+    }
+    Array.prototype.forEach.call(gutter.children, function (item, index) {
+      item.classList.toggle("bad", bad.has(index + 1));
+    });
+    gutter.scrollTop = textarea.scrollTop;
+  }
+  function goToLine(textarea, line) {
+    var lines = textarea.value.split("\n");
+    var offset = 0;
+    for (var index = 0; index < line - 1 && index < lines.length; index += 1) { offset += lines[index].length + 1; }
+    textarea.focus();
+    textarea.setSelectionRange(offset, offset + (lines[line - 1] || "").length);
+    var style = window.getComputedStyle(textarea);
+    var height = parseFloat(style.lineHeight) || 20;
+    textarea.scrollTop = Math.max(0, (line - 3) * height);
+    var gutter = gutterOf(textarea);
+    if (gutter) {
+      gutter.scrollTop = textarea.scrollTop;
+      Array.prototype.forEach.call(gutter.children, function (item, index) { item.classList.toggle("current", index + 1 === line); });
+    }
+  }
+  document.querySelectorAll("[data-source-editor]").forEach(function (textarea) {
+    textarea.addEventListener("input", function () { numberLines(textarea); });
+    textarea.addEventListener("scroll", function () {
+      var gutter = gutterOf(textarea);
+      if (gutter) { gutter.scrollTop = textarea.scrollTop; }
+    });
+    numberLines(textarea);
+  });
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("[data-goto-line]");
+    if (!link) { return; }
+    var textarea = document.getElementById(link.dataset.editor);
+    if (!textarea) { return; }
+    event.preventDefault();
+    goToLine(textarea, Number(link.dataset.gotoLine));
+  });
+  document.body.addEventListener("htmx:afterSwap", function () {
+    document.querySelectorAll("[data-source-editor]").forEach(numberLines);
+  });
+
   localTimes(document);
   document.body.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
 })();
