@@ -522,6 +522,13 @@ PAGES = {
         ConsolePage("import", _goto("/import")),
         ConsolePage("import-result", _import_result),
         ConsolePage("error", _goto(f"/accounts/{NIL_ID}/nowhere"), status=404),
+        # alerts (routes/alerts.py)
+        ConsolePage("alerts", _goto("/alerts")),
+        ConsolePage(
+            "alert-silence-new", _goto("/alerts/silences/new?name=account&value=fleet_0001")
+        ),
+        ConsolePage("alert-silences", _goto("/alerts/silences")),
+        ConsolePage("alert-history", _goto("/alerts/history")),
     )
 }
 
