@@ -16,7 +16,7 @@ from io import BytesIO
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po, write_po
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "babel.cfg"
 LOCALES = ROOT / "src" / "tgfleet" / "console" / "locale"
 DOMAIN = "console"
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None}
 #: ``%(name)s`` placeholders: a translation must keep exactly the source's.
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 
@@ -75,13 +75,16 @@ def update() -> None:
 
 
 def problems(template: Catalog, catalogue: Catalog) -> list[str]:
-    wanted = {message.id for message in template if message.id}
-    have = {message.id: message for message in catalogue if message.id}
+    wanted = {(message.id, message.context) for message in template if message.id}
+    have = {(message.id, message.context): message for message in catalogue if message.id}
     found = [f"missing: {key!r}" for key in sorted(wanted - have.keys(), key=str)]
     found += [f"no longer used: {key!r}" for key in sorted(have.keys() - wanted, key=str)]
     for key in sorted(wanted & have.keys(), key=str):
         message = have[key]
-        sources = [str(part) for part in (key if isinstance(key, tuple | list) else (key,))]
+        source = message.id
+        sources = [
+            str(part) for part in (source if isinstance(source, tuple | list) else (source,))
+        ]
         raw = message.string
         strings = [str(part or "") for part in (raw if isinstance(raw, tuple | list) else (raw,))]
         if not all(strings) or message.fuzzy:

@@ -215,3 +215,16 @@ async def test_a_bare_not_found_says_what_to_do_instead_of_repeating_itself(
     assert "<h1>Not found</h1>" in page.text
     assert "Not Found" not in page.text
     assert "Go back to the overview." in page.text
+
+
+async def test_the_health_checks_page_is_a_console_page_under_the_api_document(
+    operator: Browser,
+) -> None:
+    # /health is the API's JSON document; /health/checks is a console page: its CSP and its
+    # language are the console's.
+    page = await operator.http.get("/health/checks", headers={**HTML, "Accept-Language": "zh"})
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["content-language"] == "zh-Hans"
+    document = await operator.http.get("/health")
+    assert document.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "content-language" not in document.headers

@@ -100,6 +100,15 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return catalogue(_current.get().code).ngettext(singular, plural, n)
 
 
+def pgettext(context: str, message: str) -> str:
+    """``message`` as read in ``context`` (a session's "active" is not a silence's)."""
+    return catalogue(_current.get().code).pgettext(context, message)
+
+
+def npgettext(context: str, singular: str, plural: str, n: int) -> str:
+    return catalogue(_current.get().code).npgettext(context, singular, plural, n)
+
+
 def negotiate(accept_language: str | None, saved: str | None = None) -> Language:
     """The user's saved choice when it is a shipped language, else the best match of the
     browser's ``Accept-Language`` (quality order; ``zh``, ``zh-CN``, ``zh-SG`` and

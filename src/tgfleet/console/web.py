@@ -73,8 +73,13 @@ _COMMON_HEADERS: Final = (
 )
 
 
+#: Console pages below a prefix of ``_NOT_CONSOLE`` (the health document is ``/health``,
+#: the page that renders it ``/health/checks``).
+_CONSOLE_BELOW: Final = ("/health/checks",)
+
+
 def is_console_path(path: str) -> bool:
-    return not path.startswith(_NOT_CONSOLE)
+    return path.startswith(_CONSOLE_BELOW) or not path.startswith(_NOT_CONSOLE)
 
 
 def wants_html(request: Request) -> bool:
