@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import make_accounts, report_states
 from tgfleet.account import service as account_service
 from tgfleet.account.live import LiveBatch, LiveEvent
+from tgfleet.console import i18n
 from tgfleet.console.live_pages import SharedRender, account_messages
 from tgfleet.kit.db import unit_of_work
 
@@ -85,3 +86,32 @@ async def test_many_pages_share_one_rendering_of_a_batch(
     assert "acct-11" in only[1]
     assert await shared.accounts(quiet) == []
     assert await shared.overview(LiveBatch(events=[], summary=None, last_id=12)) == []
+
+
+async def test_pages_in_two_languages_share_the_work_but_not_the_words(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    ids = await make_accounts(sessionmaker, ["z1"], running=True)
+    await report_states(sessionmaker, ids, "online", previous="starting", worker="w-1")
+    async with unit_of_work(sessionmaker) as session:
+        summary = await account_service.fleet_summary(session)
+    shared = SharedRender(sessionmaker)
+    batch = LiveBatch(events=[event(20, ids[0], "online")], summary=summary, last_id=20)
+
+    async def page_in(code: str) -> dict[str, str]:
+        with i18n.using(i18n.BY_CODE[code]):
+            return dict(await shared.overview(batch))
+
+    english, chinese, english_again = await asyncio.gather(
+        page_in("en"), page_in("zh-Hans"), page_in("en")
+    )
+    assert shared.rendered == 1  # the queries ran once for both languages
+    assert english == english_again
+    assert english.keys() == chinese.keys()
+    assert "Nothing is firing." in english["alerts"]
+    assert "当前没有触发的告警。" in chinese["alerts"]
+    with i18n.using(i18n.BY_CODE["zh-Hans"]):
+        (cell,) = await shared.accounts(batch)
+    assert ">在线<" in cell[1]
+    (cell,) = await shared.accounts(batch)
+    assert ">online<" in cell[1]

@@ -37,11 +37,14 @@ class Language:
     code: str  #: what a form posts, a user row stores and ``<html lang>`` carries
     babel: str  #: Babel's locale identifier (dates, numbers)
     label: str  #: the language's own name, as the switch shows it
+    #: How a date and time is written (Babel's pattern or format name): operators read
+    #: English times as ISO 8601 with a 24-hour clock.
+    datetime_format: str = "medium"
 
 
 #: The shipped languages, in the switch's order.
 LANGUAGES: tuple[Language, ...] = (
-    Language("en", "en", "English"),
+    Language("en", "en", "English", "yyyy-MM-dd HH:mm:ss"),
     Language("zh-Hans", "zh_Hans_CN", "简体中文"),
 )
 BY_CODE = {language.code: language for language in LANGUAGES}
@@ -177,4 +180,5 @@ def moment(value: datetime | None) -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return _format_datetime(value, format="medium", tzinfo=UTC, locale=_locale()) + " UTC"
+    pattern = _current.get().datetime_format
+    return _format_datetime(value, format=pattern, tzinfo=UTC, locale=_locale()) + " UTC"

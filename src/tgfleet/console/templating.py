@@ -65,15 +65,6 @@ def iso(moment: datetime | None) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def utc_text(moment: datetime | None) -> str:
-    """The time as read without JavaScript (UTC, to the second)."""
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def percent(ratio: float) -> str:
     return i18n.ratio(ratio)
 
@@ -104,7 +95,6 @@ def _environment() -> Environment:
     environment.globals["vendor"] = Vendor
     environment.globals["traffic_svg"] = traffic_svg
     environment.filters["iso"] = iso
-    environment.filters["utc_text"] = utc_text
     environment.filters["percent"] = percent
     environment.filters["tone"] = tone
     environment.filters["state_name"] = state_name
