@@ -33,6 +33,7 @@ from tgfleet.alert.engine import LogEntry, group_key, group_labels, match_routes
 from tgfleet.alert.runtime import AlertingRuntime
 from tgfleet.alert.schemas import Alert, DeliveryResult
 from tgfleet.config import Settings
+from tgfleet.console.views_alerts import GROUPS_PER_PAGE
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
 
@@ -230,6 +231,26 @@ class TestFiring:
         assert "<strong>WorkerDown</strong>" in rows[inhibited.fingerprint]
         assert "not muted" in rows[free.fingerprint]
         assert "not muted" in rows[WORKER_DOWN.fingerprint]
+
+    async def test_groups_are_paged_by_key(
+        self, operator: Browser, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """GROUPS_PER_PAGE groups a page, in key order; "More groups" shows the rest."""
+        await fire(
+            sessionmaker,
+            [quarantined(f"a{n:03d}", f"w-{n:03d}") for n in range(GROUPS_PER_PAGE + 1)],
+        )
+        first = await operator.http.get("/alerts", headers=HTML)
+        keys = list(groups_of(first.text))
+        assert len(keys) == GROUPS_PER_PAGE
+        assert keys == sorted(keys)
+        more = re.search(r'href="(/alerts\?cursor=[^"]*)"', first.text)
+        assert more is not None
+        second = await operator.http.get(html.unescape(more.group(1)), headers=HTML)
+        assert list(groups_of(second.text)) == [
+            'route:{alertname="AccountQuarantined",worker="w-050"}'
+        ]
+        assert "More groups</a>" not in second.text
 
     async def test_nothing_firing(self, operator: Browser) -> None:
         page = await operator.http.get("/alerts", headers=HTML)
