@@ -88,6 +88,8 @@ async def test_files_and_a_zip_import_as_the_api_does(
     assert 'data-testid="import-summary"><strong>2</strong> imported, <strong>1</strong>' in (
         page.text
     )
+    # The badge names the code in words; the code stays on the element.
+    assert 'data-code="bad_session_string">bad session string</span>' in page.text
     # The accounts exist, under the ids the rows link to.
     assert await labels_in_db(sessionmaker) == {rows[0][2]: "acct1", rows[1][2]: "acct2"}
     # "acct" selects exactly the two new accounts: the table link filters on it.

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.account import service as account_service
 from tgfleet.config import Settings
+from tgfleet.console.i18n import N_, gettext
 from tgfleet.kit.db import unit_of_work
 from tgfleet.vault import service as vault_service
 
@@ -20,6 +21,28 @@ from tgfleet.vault import service as vault_service
 IMPORTED = "imported"
 #: Result codes shown as a warning rather than a failure (nothing is wrong with the file).
 _WARN_CODES = frozenset({"duplicate_session"})
+#: Each result code as the badge names it (the row's detail says more, in the API's words);
+#: a code not listed shows as it is.
+CODE_NAMES: dict[str, str] = {
+    IMPORTED: N_("imported"),
+    "failed": N_("failed"),
+    "invalid_session": N_("invalid session"),
+    "not_sqlite": N_("not an SQLite file"),
+    "foreign_sqlite": N_("another program's SQLite file"),
+    "unknown_schema_version": N_("unknown session version"),
+    "session_row_count": N_("not exactly one session"),
+    "bad_auth_key": N_("bad auth key"),
+    "bad_dc_id": N_("bad data centre"),
+    "bad_address": N_("bad server address"),
+    "corrupt_session": N_("damaged session"),
+    "bad_session_string": N_("bad session string"),
+    "unknown_format": N_("unknown format"),
+    "import_too_large": N_("too large"),
+    "bad_archive": N_("bad zip"),
+    "duplicate_session": N_("already imported"),
+    "vault_key_error": N_("vault key error"),
+    "vault_key_unavailable": N_("vault key unavailable"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +74,7 @@ def strings_as_files(text: str) -> list[vault_service.UploadedFile]:
 class ImportRow:
     name: str
     code: str
+    code_name: str  #: the code in the reader's language
     tone: str
     detail: str | None
     account_id: uuid.UUID | None
@@ -72,6 +96,7 @@ def _row(result: vault_service.ImportResult) -> ImportRow:
     return ImportRow(
         name=result.name,
         code=code,
+        code_name=gettext(CODE_NAMES[code]) if code in CODE_NAMES else code.replace("_", " "),
         tone="ok" if result.ok else "warn" if code in _WARN_CODES else "bad",
         detail=result.detail,
         account_id=result.account_id,
