@@ -511,6 +511,64 @@ def _import_result(page: Page) -> Response | None:
     return answer.value
 
 
+# playbooks (routes/playbooks.py)
+#: A playbook with two versions for the diff's pictures, made once through the console.
+DIFF_EXAMPLE = "docs-example"
+DIFF_V1 = """\
+rules:
+  - name: greet
+    when:
+      keywords: [hello, hi]
+    reply:
+      templates: ["Hello {{ sender.first_name }}!"]
+"""
+DIFF_V2 = DIFF_V1.replace("[hello, hi]", "[hello, hi, hey]") + (
+    "  - name: hours\n    when: {keywords: [open, hours]}\n"
+    '    reply: {templates: ["We are open 9 to 17, Monday to Friday."]}\n'
+)
+
+
+def _playbook(page: Page) -> Response | None:
+    """The demo's support FAQ: its editor, the groups using it, versions, the dry run."""
+    page.goto("/playbooks")
+    with page.expect_response(re.compile(r"/playbooks/[0-9a-f-]{36}$")) as answer:
+        page.get_by_role("link", name="support-faq", exact=True).click()
+    expect(page.get_by_test_id("playbook-name")).to_have_text("support-faq")
+    return answer.value
+
+
+def _playbook_problems(page: Page) -> Response | None:
+    """A new playbook refused for a typo: the problem at its line, nothing saved."""
+    page.goto("/playbooks")
+    page.get_by_text("New playbook", exact=True).click()
+    page.get_by_label("Name").fill("draft")
+    page.locator("#new-source").fill(DIFF_V1.replace("templates", "templtes"))
+    with page.expect_response(re.compile(r"/playbooks$")) as answer:
+        page.get_by_role("button", name="Create").click()
+    expect(page.get_by_test_id("problem")).to_contain_text("line 6")
+    return answer.value
+
+
+def _playbook_diff(page: Page) -> Response | None:
+    """Versions 1 and 2 of ``DIFF_EXAMPLE`` side by side (created on the first call)."""
+    page.goto("/playbooks")
+    if page.get_by_role("link", name=DIFF_EXAMPLE, exact=True).count() == 0:
+        page.get_by_text("New playbook", exact=True).click()
+        page.get_by_label("Name").fill(DIFF_EXAMPLE)
+        page.locator("#new-source").fill(DIFF_V1)
+        page.get_by_role("button", name="Create").click()
+        expect(page.get_by_test_id("playbook-name")).to_have_text(DIFF_EXAMPLE)
+        page.locator("[data-source-editor]").fill(DIFF_V2)
+        page.get_by_role("button", name="Save as a new version").click()
+        expect(page.get_by_test_id("latest-version")).to_have_text("v2")
+    else:
+        page.get_by_role("link", name=DIFF_EXAMPLE, exact=True).click()
+    with page.expect_response(re.compile(r"/diff\?old=1&new=2$")) as answer:
+        page.get_by_role("link", name="Changes from v1").click()
+    expect(page.get_by_test_id("diff")).to_be_visible()
+    return answer.value
+
+
 PAGES = {
     page.name: page
     for page in (
@@ -529,6 +587,11 @@ PAGES = {
         ),
         ConsolePage("alert-silences", _goto("/alerts/silences")),
         ConsolePage("alert-history", _goto("/alerts/history")),
+        # playbooks (routes/playbooks.py)
+        ConsolePage("playbooks", _goto("/playbooks")),
+        ConsolePage("playbook", _playbook),
+        ConsolePage("playbook-problems", _playbook_problems, status=422),
+        ConsolePage("playbook-diff", _playbook_diff),
     )
 }
 
@@ -597,6 +660,12 @@ def test_every_page(
         page.locator("#groups").scroll_into_view_if_needed()
         page.evaluate("() => document.getElementById('groups').scrollIntoView()")
         page.screenshot(path=folder / f"account-groups-{width}.png")
+    if name == "playbook-problems":  # the form is below the list
+        page.locator("#problems-new").evaluate("el => el.scrollIntoView({block: 'center'})")
+        page.screenshot(path=folder / f"{name}-{width}.png")
+    if name == "playbook":  # its groups, versions and dry run are below the editor
+        page.evaluate("() => document.getElementById('dry-run').scrollIntoView()")
+        page.screenshot(path=folder / f"playbook-dry-run-{width}.png")
 
 
 def test_dark_mode(console: Console, admin_state: StorageState, tmp_path: Path) -> None:
