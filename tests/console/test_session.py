@@ -91,6 +91,7 @@ async def test_a_wrong_password_shows_the_form_again_and_is_audited(
     response = await sign_in(client, "otto", "not the password")
     assert response.status_code == 401
     assert 'role="alert"' in response.text
+    assert "Wrong username or password." in response.text
     assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
     assert "not the password" not in response.text
     async with sessionmaker() as session:

@@ -126,9 +126,12 @@ async def login(
             request_id=meta.request_id,
         )
     except LoginThrottled as exc:
-        return again(exc.message, 429, exc.headers)
-    except (InvalidCredentials, UserDisabled) as exc:
-        return again(exc.message, exc.status_code)
+        text = _("Too many failed sign-ins; try again in %(seconds)s s.")
+        return again(text % {"seconds": exc.retry_after}, 429, exc.headers)
+    except InvalidCredentials as exc:
+        return again(_("Wrong username or password."), exc.status_code)
+    except UserDisabled as exc:
+        return again(_("This user is disabled; ask an admin to enable it."), exc.status_code)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
