@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from tests.conftest import make_settings
 from tests.console.conftest import HTML, Browser
-from tests.factories import FACTORY_CONTEXT, audits
+from tests.factories import DEFAULT_PASSWORD, FACTORY_CONTEXT, audits, login
 from tests.fakes.local_server import LocalApp
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.engine import LogEntry, group_key, group_labels, match_routes
@@ -305,6 +305,53 @@ class TestSilences:
         after = await operator.http.get(created.headers["location"], headers=HTML)
         assert f"Silence {row.id} created" in after.text
         assert str(row.id)[:8] in rows_of(after.text)[alert.fingerprint]
+
+    async def test_the_audit_records_are_the_apis(
+        self,
+        operator: Browser,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        """A silence made and expired on the page and one made and expired through the API
+        by the same user leave records of the same shape: the same details' fields, the
+        same matchers, the same target form."""
+        token = await login(client, "otto", DEFAULT_PASSWORD)
+        headers = {"Authorization": f"Bearer {token}"}
+        matchers = {"name": ["account", "team"], "op": ["=", "=~"], "value": ["a1", "ops|db"]}
+        page = await post(
+            operator, "/alerts/silences", {**matchers, "duration": "1h", "comment": "why"}
+        )
+        assert page.status_code == 303
+        created = await client.post(
+            "/api/v1/silences",
+            headers=headers,
+            json={
+                "matchers": [
+                    {"name": "account", "value": "a1"},
+                    {"name": "team", "value": "ops|db", "is_regex": True},
+                ],
+                "ends_at": (utcnow() + timedelta(hours=1)).isoformat(),
+                "comment": "why",
+            },
+        )
+        assert created.status_code == 201, created.text
+        console_record, api_record = await audits(sessionmaker, "silence.create")
+        assert console_record.actor == api_record.actor == "user:otto"
+        assert console_record.details.keys() == api_record.details.keys()
+        assert console_record.details["matchers"] == api_record.details["matchers"]
+        assert console_record.details["matchers"] == ['account="a1"', 'team=~"ops|db"']
+        console_id = console_record.target.removeprefix("silence:")
+        api_id = created.json()["id"]
+        assert api_record.target == f"silence:{api_id}"
+        assert (await post(operator, f"/alerts/silences/{console_id}/expire")).status_code == 303
+        deleted = await client.delete(f"/api/v1/silences/{api_id}", headers=headers)
+        assert deleted.status_code == 200
+        console_expire, api_expire = await audits(sessionmaker, "silence.expire")
+        assert (console_expire.target, api_expire.target) == (
+            f"silence:{console_id}",
+            f"silence:{api_id}",
+        )
+        assert console_expire.details == api_expire.details == {}
 
     async def test_operators_and_rows_added_and_removed(
         self, operator: Browser, sessionmaker: async_sessionmaker[AsyncSession]
