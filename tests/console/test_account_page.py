@@ -554,3 +554,49 @@ async def test_the_groups_page_by_cursor(
     # A viewer reads each group's setting, with no form to change it.
     assert '<span class="badge idle">off</span>' in second.text
     assert '<form method="post" action="/accounts/' not in second.text
+
+
+async def test_erase_needs_the_permission_and_the_label_typed_and_destroys_the_key(
+    operator: Browser,
+    client: httpx.AsyncClient,
+    admin: Credentials,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    security: Security,
+) -> None:
+    account_id = await imported(client, admin, 22, "erase-1")
+    url = f"/accounts/{account_id}/session/erase"
+    page = await operator.http.get(f"/accounts/{account_id}", headers=HTML)
+    assert 'data-testid="erase-form"' not in page.text  # an operator may not erase
+    forged = await operator.post(url, {"confirm": "erase-1"})
+    assert forged.status_code == 403
+    (denied,) = await audits(sessionmaker, "auth.denied")
+    assert denied.details == {"permission": "session:delete", "role": "operator"}
+
+    ada = await browser_for(client, sessionmaker, security, "admin", "ada")
+    try:
+        page = await ada.http.get(f"/accounts/{account_id}", headers=HTML)
+        assert 'data-testid="erase-form"' in page.text
+        for typed in ("", "erase-", "ERASE-1", "other"):
+            refused = await ada.post(url, {"confirm": typed})
+            level, text = await flash_after(ada, refused)
+            assert (level, text) == (
+                "bad",
+                "Nothing erased: type the account's label, erase-1, to confirm.",
+            )
+        assert await audits(sessionmaker, "session.delete") == []
+
+        erased = await ada.post(url, {"confirm": " erase-1 "})
+        level, text = await flash_after(ada, erased)
+        assert level == "ok"
+        assert text.startswith("Session erased: its key and ciphertext are destroyed")
+        (record,) = await audits(sessionmaker, "session.delete")
+        assert (record.actor, record.target) == ("user:ada", f"account:{account_id}")
+        page = await ada.http.get(f"/accounts/{account_id}", headers=HTML)
+        assert 'data-testid="vault-state" data-state="erased"' in page.text
+        assert 'data-testid="erase-form"' not in page.text  # nothing left to erase
+        again = await ada.post(url, {"confirm": "erase-1"})
+        level, text = await flash_after(ada, again)
+        assert (level, text) == ("warn", "This account has no session to erase.")
+        assert len(await audits(sessionmaker, "session.delete")) == 1
+    finally:
+        await ada.http.aclose()

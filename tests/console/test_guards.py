@@ -30,6 +30,7 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/accounts/{account_id}/groups/{chat_id}"): "account:write",
     ("POST", "/accounts/{account_id}/session"): "session:import",
     ("POST", "/accounts/{account_id}/session/export"): "session:export",
+    ("POST", "/accounts/{account_id}/session/erase"): "session:delete",
     # alerts (routes/alerts.py)
     ("GET", "/alerts"): "alert:read",
     ("GET", "/alerts/silences"): "alert:read",

@@ -176,6 +176,8 @@ AccountWriter = Annotated[Viewer, ConsoleRequires(Permission.ACCOUNT_WRITE)]
 SessionImporter = Annotated[Viewer, ConsoleRequires(Permission.SESSION_IMPORT)]
 #: May export a decrypted session (``session:export``): the account page's export.
 SessionExporter = Annotated[Viewer, ConsoleRequires(Permission.SESSION_EXPORT)]
+#: May crypto-erase a session (``session:delete``).
+SessionEraser = Annotated[Viewer, ConsoleRequires(Permission.SESSION_DELETE)]
 #: May see alerts, silences and the notification log (``alert:read``).
 AlertReader = Annotated[Viewer, ConsoleRequires(Permission.ALERT_READ)]
 #: May create and expire silences and send test notifications (``alert:write``).

@@ -133,6 +133,11 @@ class AccountPage:
     export_formats: tuple[str, ...] = EXPORT_FORMATS
 
 
+async def account_label(session: AsyncSession, account_id: uuid.UUID) -> str:
+    """The account's label (a form that confirms by the label compares with it)."""
+    return (await account_service.get_account(session, account_id)).label
+
+
 async def account_info(session: AsyncSession, account_id: uuid.UUID) -> AccountInfo:
     account = await account_service.get_account(session, account_id)
     status = (await account_service.statuses(session, [account.id])).get(account.id)

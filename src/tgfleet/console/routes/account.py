@@ -19,7 +19,13 @@ from tgfleet.account.schemas import CHAT_ID_MAX, CHAT_ID_MIN, ControlAction
 from tgfleet.auth.dependencies import audit_context
 from tgfleet.components import AppComponents
 from tgfleet.console import views_account, views_import
-from tgfleet.console.guard import AccountController, AccountReader, AccountWriter, SessionExporter
+from tgfleet.console.guard import (
+    AccountController,
+    AccountReader,
+    AccountWriter,
+    SessionEraser,
+    SessionExporter,
+)
 from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page, wants_block
 from tgfleet.console.routes.live import live_url
@@ -29,6 +35,7 @@ from tgfleet.exceptions import AppError, NotFound
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.playbook.exceptions import PlaybookNotFound, PlaybookVersionNotFound
 from tgfleet.vault import service as vault_service
+from tgfleet.vault.exceptions import SessionNotFound
 from tgfleet.vault.schemas import SessionExportRequest
 
 router = APIRouter(include_in_schema=False)
@@ -213,6 +220,36 @@ def _refused(account_id: uuid.UUID, error: AppError) -> Response:
         _back(account_id, "session"),
         _("Session not replaced (%(code)s): %(why)s") % {"code": error.code, "why": error.message},
         "bad",
+    )
+
+
+@router.post("/accounts/{account_id}/session/erase")
+async def erase_session(
+    account_id: str,
+    viewer: SessionEraser,
+    session: DbSession,
+    meta: Meta,
+    confirm: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    """Crypto-erase the session: the API's ``DELETE /accounts/{id}/session`` service (the
+    same audit record). The form asks for the account's label, typed: nothing undoes it."""
+    parsed = views_account.parse_id(account_id)
+    account = await views_account.account_label(session, parsed)
+    if confirm.strip() != account:
+        text = _("Nothing erased: type the account's label, %(label)s, to confirm.")
+        return _redirect(_back(parsed, "session"), text % {"label": account}, "bad")
+    try:
+        await vault_service.erase(session, audit_context(viewer.principal, meta), parsed)
+    except SessionNotFound:
+        return _redirect(
+            _back(parsed, "session"), _("This account has no session to erase."), "warn"
+        )
+    return _redirect(
+        _back(parsed, "session"),
+        _(
+            "Session erased: its key and ciphertext are destroyed and nothing can decrypt it; "
+            "the account cannot run until a session is imported again."
+        ),
     )
 
 
