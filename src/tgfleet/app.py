@@ -26,6 +26,7 @@ from tgfleet import __version__, metrics
 from tgfleet.api import install_openapi, mount_routers
 from tgfleet.components import publish
 from tgfleet.config import Settings
+from tgfleet.console import rotation as console_rotation
 from tgfleet.console.assets import add_compression, docs_router, mount_static
 from tgfleet.console.errors import html_error, sign_in_required
 from tgfleet.console.exceptions import SignInRequired
@@ -86,7 +87,10 @@ def create_app(
             publish(app, process.components)
             if started is not None:
                 await started(process)
-            yield
+            try:
+                yield
+            finally:
+                await console_rotation.close(app)  # a rotation the console started
 
     app = FastAPI(
         title="tgfleet",

@@ -592,6 +592,11 @@ PAGES = {
         ConsolePage("playbook", _playbook),
         ConsolePage("playbook-problems", _playbook_problems, status=422),
         ConsolePage("playbook-diff", _playbook_diff),
+        # audit and vault pages (routes/audit.py, routes/vault.py)
+        ConsolePage("audit", _goto("/audit")),
+        ConsolePage("audit-verify", _goto("/audit/verify")),
+        ConsolePage("audit-record", _goto("/audit/1")),
+        ConsolePage("vault", _goto("/vault")),
     )
 }
 

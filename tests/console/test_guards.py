@@ -76,6 +76,9 @@ CONSOLE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/playbooks/{playbook_id}/diff"): "playbook:read",
     ("POST", "/playbooks/{playbook_id}/groups/{account_id}/{chat_id}"): "account:write",
     ("POST", "/playbooks/{playbook_id}/dry-run"): "playbook:read",
+    ("GET", "/vault"): "vault:read",
+    ("POST", "/vault/rotate"): "vault:rotate",
+    ("GET", "/vault/rotation/events"): "vault:read",
 }
 
 

@@ -20,6 +20,7 @@ from tgfleet.config import Settings
 from tgfleet.kit.db import create_engine, create_sessionmaker, unit_of_work
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.archive import Entry
+from tgfleet.vault.exceptions import RotationInProgress
 
 CONTEXT = AuditContext(actor="cli:test")
 
@@ -175,3 +176,48 @@ class TestStaleKeyring:
         (result,) = await vault_service.import_entries(maker, stale, CONTEXT, [entry])
         assert result.ok
         assert await keys_in_use(maker) == {report.target_kek_id: 4}
+
+
+class TestOneAtATime:
+    async def test_concurrent_rotations_run_one_and_refuse_the_others(
+        self, file_settings: Settings, maker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Three processes' vaults rotate at once: one runs, the other two raise
+        RotationInProgress having changed nothing (one KEK added, not three); every secret
+        ends under that one key, decrypts, and no rotation row is left running."""
+        vaults = [
+            await asyncio.to_thread(vault_service.Vault.load, file_settings) for _ in range(3)
+        ]
+        old = vaults[0].keyring.active.id
+        results = await fill(maker, vaults[0], 40)
+        outcomes = await asyncio.gather(
+            *(vault_service.rotate(maker, v, CONTEXT, batch_size=3) for v in vaults),
+            return_exceptions=True,
+        )
+        reports = [o for o in outcomes if isinstance(o, vault_service.RotationReport)]
+        refused = [o for o in outcomes if isinstance(o, RotationInProgress)]
+        assert (len(reports), len(refused)) == (1, 2), outcomes
+        (report,) = reports
+        assert (report.rewrapped, report.failed, report.retired) == (40, 0, [old])
+        assert await keys_in_use(maker) == {report.target_kek_id: 40}
+        fresh = await asyncio.to_thread(vault_service.Vault.load, file_settings)
+        assert [k.id for k in fresh.keyring.all()] == [old, report.target_kek_id]
+        await decrypt_all(maker, fresh, results)
+        async with unit_of_work(maker, read_only=True) as session:
+            states = (await session.execute(text("SELECT state FROM vault_rotation"))).all()
+        assert [row[0] for row in states] == ["done"]
+        # The lock is free again: the next rotation runs.
+        again = await vault_service.rotate(maker, fresh, CONTEXT, batch_size=50)
+        assert again.rewrapped == 40
+
+    async def test_progress_is_reported_from_zero_to_the_total(
+        self, file_settings: Settings, maker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """progress(0, total) first, then after each batch, ending at (total, total)."""
+        vault = await asyncio.to_thread(vault_service.Vault.load, file_settings)
+        await fill(maker, vault, 10)
+        seen: list[tuple[int, int]] = []
+        await vault_service.rotate(
+            maker, vault, CONTEXT, batch_size=4, progress=lambda d, t: seen.append((d, t))
+        )
+        assert seen == [(0, 10), (4, 10), (8, 10), (10, 10)]

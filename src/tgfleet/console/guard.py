@@ -196,3 +196,7 @@ PlaybookReader = Annotated[Viewer, ConsoleRequires(Permission.PLAYBOOK_READ)]
 PlaybookTester = Annotated[Viewer, Depends(StandaloneConsoleGuard(Permission.PLAYBOOK_READ))]
 #: May create playbooks and save versions (``playbook:write``); compiles outside a transaction.
 PlaybookWriter = Annotated[Viewer, Depends(StandaloneConsoleGuard(Permission.PLAYBOOK_WRITE))]
+#: May see the vault's keys and secrets by state (``vault:read``).
+VaultReader = Annotated[Viewer, ConsoleRequires(Permission.VAULT_READ)]
+#: May rotate the vault's key-encryption key (``vault:rotate``).
+VaultRotator = Annotated[Viewer, ConsoleRequires(Permission.VAULT_ROTATE)]

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import RotationState, SessionSecret, VaultRotation
@@ -23,6 +24,48 @@ async def lock_vault(session: AsyncSession, *, exclusive: bool) -> None:
         return
     function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
     await session.execute(text(f"SELECT {function}(:key)"), {"key": VAULT_LOCK_KEY})
+
+
+#: Key of the PostgreSQL advisory lock a rotation holds from start to end (one at a time).
+ROTATION_LOCK_KEY = 0x7467726F74_6174  # "tgrotat"
+
+
+@asynccontextmanager
+async def rotation_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
+    """PostgreSQL: try the rotation lock on a connection of its own (autocommit, so no
+    transaction stays open for the run) and hold it until the block ends; yields whether
+    it was taken. A process that dies drops its connection, and the lock with it. Other
+    databases: yields True (the caller locks otherwise)."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    async with engine.connect() as raw:
+        connection = await raw.execution_options(isolation_level="AUTOCOMMIT")
+        taken = bool(
+            (
+                await connection.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": ROTATION_LOCK_KEY}
+                )
+            ).scalar_one()
+        )
+        try:
+            yield taken
+        finally:
+            if taken:
+                await connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": ROTATION_LOCK_KEY}
+                )
+
+
+#: What a listing shows of a secret (``summaries``): never the key material.
+_SUMMARY_COLUMNS = (
+    SessionSecret.account_id,
+    SessionSecret.state,
+    SessionSecret.source_format,
+    SessionSecret.version,
+    SessionSecret.kek_id,
+    SessionSecret.updated_at,
+)
 
 
 class SecretRepository(RepositoryBase[SessionSecret]):
@@ -72,14 +115,20 @@ class SecretRepository(RepositoryBase[SessionSecret]):
         if not account_ids:
             return []
         result = await self.session.execute(
-            select(
-                SessionSecret.account_id,
-                SessionSecret.state,
-                SessionSecret.source_format,
-                SessionSecret.version,
-                SessionSecret.kek_id,
-                SessionSecret.updated_at,
-            ).where(SessionSecret.account_id.in_(list(account_ids)))
+            select(*_SUMMARY_COLUMNS).where(SessionSecret.account_id.in_(list(account_ids)))
+        )
+        return [tuple(row) for row in result.all()]  # type: ignore[misc]
+
+    async def in_state(
+        self, state: str, *, limit: int
+    ) -> list[tuple[uuid.UUID, str, str, int, str | None, datetime]]:
+        """``summaries``' columns of the first ``limit`` secrets in ``state``, the most
+        recently changed first."""
+        result = await self.session.execute(
+            select(*_SUMMARY_COLUMNS)
+            .where(SessionSecret.state == state)
+            .order_by(SessionSecret.updated_at.desc(), SessionSecret.account_id)
+            .limit(limit)
         )
         return [tuple(row) for row in result.all()]  # type: ignore[misc]
 

@@ -8,9 +8,13 @@ touched: only the wrapped data keys change.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,7 +30,12 @@ from tgfleet.vault import crypto
 from tgfleet.vault.exceptions import DecryptError, RotationInProgress
 from tgfleet.vault.kek import Keyring, KeySource
 from tgfleet.vault.keyring import add_kek, retire_kek
-from tgfleet.vault.repository import RotationRepository, SecretRepository, lock_vault
+from tgfleet.vault.repository import (
+    RotationRepository,
+    SecretRepository,
+    lock_vault,
+    rotation_lock,
+)
 from tgfleet.vault.vault import Vault
 
 log = get_logger(__name__)
@@ -59,17 +68,64 @@ async def rotate(
     Each batch commits on its own, so a killed run loses at most one batch of work and a
     rerun continues where it stopped. Ciphertexts are never touched.
 
+    ``progress(done, total)`` is called once the run knows how many data keys it re-wraps
+    (``done`` 0) and after each committed batch (re-wrapped and failed so far).
+
+    One rotation runs at a time across every process (``_alone``): a second one started
+    meanwhile raises ``RotationInProgress`` before it changes anything.
+
     A run counts once in ``tgfleet_vault_rotations_total``: ``ok``, or ``failed`` when it
     raised or left secrets it could not re-wrap (the old KEK then stays). Each committed
     batch adds its re-wrapped data keys to ``tgfleet_vault_rewrapped_secrets_total``.
     """
-    try:
-        report = await _rotate(sessionmaker, vault, context, batch_size, progress)
-    except Exception:
-        metrics.VAULT_ROTATIONS.labels("failed").inc()
-        raise
+    async with _alone(sessionmaker, vault):  # refused before anything: not counted
+        try:
+            report = await _rotate(sessionmaker, vault, context, batch_size, progress)
+        except Exception:
+            metrics.VAULT_ROTATIONS.labels("failed").inc()
+            raise
     metrics.VAULT_ROTATIONS.labels("ok" if report.failed == 0 else "failed").inc()
     return report
+
+
+#: The file a rotation holds an exclusive ``flock`` on (SQLite: one host), in the data dir.
+ROTATION_LOCK_FILE = "vault-rotation.lock"
+
+
+@asynccontextmanager
+async def _alone(
+    sessionmaker: async_sessionmaker[AsyncSession], vault: Vault
+) -> AsyncIterator[None]:
+    """Hold the rotation lock for the run, or raise ``RotationInProgress`` at once.
+
+    Two concurrent runs would each add a KEK (key-file keyring), re-wrap the same secrets
+    to different targets, and one's end could retire the key the other is still wrapping
+    with. PostgreSQL: a session advisory lock (any number of hosts); SQLite: an exclusive
+    ``flock`` on a file in the data directory (its processes share the host and the file).
+    """
+    busy = "another key rotation is running; wait for it to finish, then check the status"
+    engine = sessionmaker.kw["bind"]
+    async with rotation_lock(engine) as taken:
+        if not taken:
+            raise RotationInProgress(busy)
+        if engine.dialect.name == "postgresql":
+            yield
+            return
+        path = vault.settings.data_dir / ROTATION_LOCK_FILE
+        descriptor = await asyncio.to_thread(_open_lock_file, path)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RotationInProgress(busy) from None
+            yield
+        finally:
+            os.close(descriptor)  # closing drops the flock
+
+
+def _open_lock_file(path: Path) -> int:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 async def _rotate(
@@ -80,6 +136,8 @@ async def _rotate(
     progress: Callable[[int, int], None] | None,
 ) -> RotationReport:
     plan = await _start_rotation(sessionmaker, vault, context)
+    if progress is not None:
+        progress(0, plan.total)
     rewrapped = failed = 0
     after: uuid.UUID | None = None
     while True:

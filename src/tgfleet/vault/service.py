@@ -40,6 +40,7 @@ from tgfleet.vault.sessions import (
     secret_versions,
     secrets_fingerprint,
     summaries,
+    tampered,
     update_session,
 )
 from tgfleet.vault.upload import (
@@ -83,6 +84,7 @@ __all__ = [
     "secrets_fingerprint",
     "status",
     "summaries",
+    "tampered",
     "update_session",
     "upload_error",
 ]

@@ -363,3 +363,11 @@ async def summaries(
 ) -> dict[uuid.UUID, SecretSummary]:
     rows = await SecretRepository(session).summaries(account_ids)
     return {row[0]: SecretSummary(*row) for row in rows}
+
+
+async def tampered(session: AsyncSession, *, limit: int = 100) -> list[SecretSummary]:
+    """The secrets marked ``tampered`` (a decrypt or a rotation found them altered), the
+    most recent first: what the vault knows without decrypting anything. Each is recovered
+    by importing its session again, or erased."""
+    rows = await SecretRepository(session).in_state(SecretState.TAMPERED, limit=limit)
+    return [SecretSummary(*row) for row in rows]

@@ -19,6 +19,7 @@ from tgfleet.console.routes.palette import router as palette_router
 from tgfleet.console.routes.playbooks import router as playbooks_router
 from tgfleet.console.routes.session import router as session_router
 from tgfleet.console.routes.users import router as users_router
+from tgfleet.console.routes.vault import router as vault_router
 from tgfleet.console.routes.workers import router as workers_router
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -37,6 +38,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     workers_router,
     palette_router,
     playbooks_router,
+    vault_router,
 )
 
 #: Console routes a visitor reaches without a session.
