@@ -519,3 +519,26 @@ async def test_an_older_version_opens_in_the_editor_and_versions_are_listed(
     assert versions == ["2", "1"]
     assert "cli:factory" in page.text
     assert f'href="/playbooks/{playbook_id}/diff?old=1&amp;new=2"' in page.text
+
+
+async def test_the_list_pages_by_cursor(
+    console_viewer: Browser, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """51 playbooks: 50 by name, then the last through "Next page"; a viewer who may not
+    write sees no form to create one."""
+    names = [f"pb-{index:02d}" for index in range(51)]
+    for name in names:
+        await make_playbook(sessionmaker, name)
+    first = await console_viewer.http.get("/playbooks", headers=HTML)
+    listed = re.findall(
+        r'<tr data-playbook="[^"]+">\s*<th scope="row"><a [^>]*>([^<]+)</a>', first.text
+    )
+    assert listed == names[:50]
+    found = re.search(r'<a href="(/playbooks\?cursor=[^"]+)" rel="next">', first.text)
+    assert found
+    second = await console_viewer.http.get(html.unescape(found.group(1)), headers=HTML)
+    listed = re.findall(
+        r'<tr data-playbook="[^"]+">\s*<th scope="row"><a [^>]*>([^<]+)</a>', second.text
+    )
+    assert listed == ["pb-50"]
+    assert 'rel="next"' not in second.text
