@@ -491,6 +491,16 @@ def _bulk_preview(page: Page) -> Response | None:
     return answer.value
 
 
+def _groups_preview(page: Page) -> Response | None:
+    """The preview of switching replies off in the first chat (not confirmed)."""
+    page.goto("/groups")
+    page.locator("tbody[data-chat]").first.get_by_role("checkbox").first.check()
+    with page.expect_response(re.compile(r"/groups/preview$")) as answer:
+        page.get_by_role("button", name="Disable…").click()
+    expect(page.get_by_test_id("preview-count")).to_be_visible()
+    return answer.value
+
+
 def _account(page: Page) -> Response | None:
     page.goto("/accounts?label=fleet_0001")
     with page.expect_response(re.compile(r"/accounts/[0-9a-f-]{36}$")) as answer:
@@ -597,6 +607,11 @@ PAGES = {
         ConsolePage("audit-verify", _goto("/audit/verify")),
         ConsolePage("audit-record", _goto("/audit/1")),
         ConsolePage("vault", _goto("/vault")),
+        # groups, workers, health (routes/groups.py, routes/workers.py)
+        ConsolePage("groups", _goto("/groups")),
+        ConsolePage("groups-preview", _groups_preview),
+        ConsolePage("workers", _goto("/workers")),
+        ConsolePage("health", _goto("/health/checks")),
     )
 }
 

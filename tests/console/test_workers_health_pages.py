@@ -118,11 +118,13 @@ async def test_the_health_page_renders_the_document_check_by_check(
 
 
 async def test_who_reads_which_page(console_viewer: Browser) -> None:
-    """A viewer (account:read) reads both pages and sees both in the navigation."""
+    """A viewer (account:read) reads both pages and sees both in the navigation; they are
+    console pages (the console's CSP, which lets their styles and scripts load)."""
     for url in ("/workers", "/health/checks"):
         page = await console_viewer.http.get(url, headers=HTML)
         assert page.status_code == 200, url
         assert f'href="{url}"' in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"], url
 
 
 async def test_signed_out_visitors_are_sent_to_sign_in(client: httpx.AsyncClient) -> None:

@@ -1,7 +1,8 @@
 """The workers page (``GET /api/v1/workers``'s reading: epoch, capacity, accounts held,
 heartbeat age, alive or fenced, the unassigned accounts) and the health page (the ``GET
 /health`` document check by check; open in the API, so any signed-in user reads it here).
-The health page is ``/health/checks``: ``/health`` itself is the API's document."""
+The health page is ``/health/checks``: ``/health`` itself is the API's document (and
+``console.web._CONSOLE_BELOW`` makes this path below it a console page: its CSP)."""
 
 from __future__ import annotations
 
