@@ -17,6 +17,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -579,6 +580,17 @@ def _playbook_diff(page: Page) -> Response | None:
     return answer.value
 
 
+def _me_token(page: Page) -> Response | None:
+    """The own-account page answering a new API token (shown once)."""
+    page.goto("/me")
+    page.get_by_text("Create an API token", exact=True).click()
+    page.get_by_label("Name", exact=True).fill(f"screenshot-{uuid.uuid4().hex[:8]}")
+    with page.expect_response(re.compile(r"/me/tokens$")) as answer:
+        page.get_by_role("button", name="Create token").click()
+    expect(page.get_by_test_id("secret")).to_be_visible()
+    return answer.value
+
+
 PAGES = {
     page.name: page
     for page in (
@@ -612,6 +624,11 @@ PAGES = {
         ConsolePage("groups-preview", _groups_preview),
         ConsolePage("workers", _goto("/workers")),
         ConsolePage("health", _goto("/health/checks")),
+        # users, roles, your account (routes/users.py, routes/me.py)
+        ConsolePage("users", _goto("/users")),
+        ConsolePage("roles", _goto("/roles")),
+        ConsolePage("me", _goto("/me")),
+        ConsolePage("me-token", _me_token),
     )
 }
 

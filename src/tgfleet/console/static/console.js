@@ -178,11 +178,13 @@
 
   // --- Secrets shown once (users and own-account pages): the Copy button writes the field to
   // the clipboard; when the browser refuses (no permission, http), the text is selected for
-  // Ctrl+C instead. The page came from a POST: replace its history entry so a reload asks
-  // for the page afresh (which does not show the secret) instead of posting again.
+  // Ctrl+C instead. The page came from a POST: its history entry becomes the page's own
+  // address (data-back), so a reload asks for the page afresh (which does not show the
+  // secret) instead of posting again.
   var secrets = document.querySelectorAll("[data-secret]");
-  if (secrets.length && window.history && window.history.replaceState) {
-    window.history.replaceState(null, "", window.location.pathname);
+  var shownOnce = document.querySelector("[data-back]");
+  if (shownOnce && window.history && window.history.replaceState) {
+    window.history.replaceState(null, "", shownOnce.getAttribute("data-back"));
   }
   secrets.forEach(function (field) {
     field.addEventListener("focus", function () { field.select(); });
