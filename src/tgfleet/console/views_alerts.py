@@ -133,6 +133,7 @@ async def firing(
         s.id: SilenceRef(id=s.id, comment=s.comment, created_by=s.created_by, ends_at=s.ends_at)
         for s in silences
     }
+    inhibition = Inhibitors(config.inhibitions, alerts)
     keys = sorted(dispatcher.groups)
     start = 0 if not cursor else next((i for i, k in enumerate(keys) if k > cursor), len(keys))
     shown = keys[start : start + GROUPS_PER_PAGE]
@@ -144,11 +145,7 @@ async def firing(
             FiringAlert(
                 alert=alert,
                 silenced_by=[refs[i] for i in dispatcher.silenced_by(alert.labels, now)],
-                inhibited_by=(
-                    inhibitors(config.inhibitions, alert, alerts, now)
-                    if dispatcher.inhibited(alert, now)
-                    else []
-                ),
+                inhibited_by=(inhibition.of(alert) if dispatcher.inhibited(alert, now) else []),
             )
             for alert in members[:ALERTS_PER_GROUP]
         ]
@@ -173,28 +170,50 @@ async def firing(
     )
 
 
-def inhibitors(
-    rules: Sequence[InhibitRule], target: Alert, firing_alerts: Sequence[Alert], now: datetime
-) -> list[Alert]:
-    """The firing alerts that inhibit ``target``: sources of a rule it is a target of, with
-    the rule's ``equal`` labels the same; an alert that is a source itself is inhibited only
-    by sources that are not targets (the dispatcher's rule), never by itself."""
-    found: dict[str, Alert] = {}
-    for rule in rules:
-        if not rule.is_target(target.labels):
-            continue
-        two_sided = rule.is_source(target.labels)
-        for source in firing_alerts:
-            if (
-                source.fingerprint == target.fingerprint
-                or source.status_at(now) != "firing"
-                or not rule.is_source(source.labels)
-                or (two_sided and rule.is_target(source.labels))
-                or not rule.equal_labels(source.labels, target.labels)
-            ):
+#: Inhibiting alerts named per muted alert (the rest are as good an answer).
+INHIBITORS_SHOWN: Final = 5
+
+
+class Inhibitors:
+    """Which firing alerts inhibit a target: sources of a rule it is a target of, with the
+    rule's ``equal`` labels the same; an alert that is a source itself is inhibited only by
+    sources that are not targets (the dispatcher's rule), never by itself. The sources are
+    indexed once per rule by their ``equal`` values (as the dispatcher does), so naming them
+    for a page of muted alerts is linear, not alerts times alerts."""
+
+    def __init__(self, rules: Sequence[InhibitRule], firing_alerts: Sequence[Alert]) -> None:
+        self._rules = rules
+        self._firing = firing_alerts
+        self._index: list[dict[tuple[str, ...], list[Alert]]] | None = None
+
+    def _sources(self) -> list[dict[tuple[str, ...], list[Alert]]]:
+        if self._index is None:
+            self._index = []
+            for rule in self._rules:
+                by_key: dict[tuple[str, ...], list[Alert]] = {}
+                for source in self._firing:
+                    if rule.is_source(source.labels):
+                        key = tuple(source.labels.get(name, "") for name in rule.equal)
+                        by_key.setdefault(key, []).append(source)
+                self._index.append(by_key)
+        return self._index
+
+    def of(self, target: Alert) -> list[Alert]:
+        found: dict[str, Alert] = {}
+        for rule, by_key in zip(self._rules, self._sources(), strict=True):
+            if not rule.is_target(target.labels):
                 continue
-            found.setdefault(source.fingerprint, source)
-    return list(found.values())
+            two_sided = rule.is_source(target.labels)
+            key = tuple(target.labels.get(name, "") for name in rule.equal)
+            for source in by_key.get(key, []):
+                if source.fingerprint == target.fingerprint or (
+                    two_sided and rule.is_target(source.labels)
+                ):
+                    continue
+                found.setdefault(source.fingerprint, source)
+                if len(found) >= INHIBITORS_SHOWN:
+                    return list(found.values())
+        return list(found.values())
 
 
 # ----------------------------------------------------------------------------- silences
