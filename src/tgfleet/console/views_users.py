@@ -13,9 +13,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.auth import service as auth_service
-from tgfleet.auth.permissions import PERMISSION_DESCRIPTIONS, Permission, parse_permissions
+from tgfleet.auth.permissions import Permission, parse_permissions
 from tgfleet.auth.schemas import ApiTokenCreate, RoleCreate
 from tgfleet.auth.security import Security
+from tgfleet.console.domain_texts import permission_description, role_description
 from tgfleet.console.guard import Viewer
 from tgfleet.console.i18n import gettext as _
 from tgfleet.kit.clock import utcnow
@@ -74,13 +75,13 @@ class FormErrors:
 
 
 def every_permission() -> list[PermissionInfo]:
-    return [PermissionInfo(code.value, PERMISSION_DESCRIPTIONS[code]) for code in Permission]
+    return [PermissionInfo(code.value, permission_description(code)) for code in Permission]
 
 
 def _role_info(role: Role) -> RoleInfo:
     return RoleInfo(
         name=role.name,
-        description=role.description,
+        description=role_description(role.name, role.description, builtin=role.builtin),
         builtin=role.builtin,
         permissions=sorted(auth_service.role_permissions(role)),
     )

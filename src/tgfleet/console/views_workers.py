@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account import service as account_service
+from tgfleet.console.domain_texts import health_text, health_unit
 from tgfleet.health.service import HealthService
 from tgfleet.kit.clock import utcnow
 from tgfleet.lease import service as lease_service
@@ -102,8 +103,8 @@ async def health_page(health: HealthService) -> HealthPage:
             component_type=_text(entry.get("componentType")),
             status=str(entry.get("status")),
             observed_value=entry.get("observedValue"),
-            observed_unit=_text(entry.get("observedUnit")),
-            output=_text(entry.get("output")),
+            observed_unit=health_unit(_text(entry.get("observedUnit"))),
+            output=health_text(_text(entry.get("output"))),
             time=_text(entry.get("time")),
             seconds=seconds.get(name),
         )
@@ -113,6 +114,6 @@ async def health_page(health: HealthService) -> HealthPage:
     return HealthPage(
         status=str(document["status"]),
         version=str(document.get("version", "")),
-        description=str(document.get("description", "")),
+        description=health_text(str(document.get("description", ""))) or "",
         checks=checks,
     )

@@ -1,0 +1,146 @@
+"""The domains' English texts the console shows (permission and built-in role descriptions,
+the health document's fixed words) are listed in tgfleet.console.domain_texts exactly as the
+domains write them, so the catalogue carries them and a Chinese page shows no English; a
+domain that adds or changes one fails here instead."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import httpx
+from markupsafe import escape
+
+from tests.console.conftest import HTML, Browser
+from tgfleet.auth.permissions import BUILTIN_DESCRIPTIONS, PERMISSION_DESCRIPTIONS, Permission
+from tgfleet.console import domain_texts, i18n
+
+ZH = {**HTML, "Accept-Language": "zh-CN,zh;q=0.9"}
+HEALTH = Path(domain_texts.__file__).resolve().parents[1] / "health"
+
+
+def zh(text: str) -> str:
+    with i18n.using(i18n.BY_CODE["zh-Hans"]):
+        return i18n.gettext(text)
+
+
+def literal_outputs() -> set[str]:
+    """Every health text the health package writes as a literal: a check's ``output="…"``
+    and the process roles' descriptions (``_DESCRIPTIONS``)."""
+    found: set[str] = set()
+    for path in [HEALTH / "service.py", *sorted((HEALTH / "checks").glob("*.py"))]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "output":
+                values = [node.value]
+                if isinstance(node.value, ast.IfExp):
+                    values = [node.value.body, node.value.orelse]
+                found |= {
+                    v.value
+                    for v in values
+                    if isinstance(v, ast.Constant) and isinstance(v.value, str)
+                }
+            if isinstance(node, ast.AnnAssign | ast.Assign) and isinstance(node.value, ast.Dict):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id == "_DESCRIPTIONS" for t in targets):
+                    found |= {
+                        v.value
+                        for v in node.value.values
+                        if isinstance(v, ast.Constant) and isinstance(v.value, str)
+                    }
+    return found
+
+
+class TestListedAsTheDomainsWriteThem:
+    def test_every_permission_description_is_listed_word_for_word(self) -> None:
+        """A new permission, or a changed description, must be listed (and so translated)."""
+        assert set(domain_texts.PERMISSION_TEXTS) == set(Permission)
+        for code in Permission:
+            assert domain_texts.PERMISSION_TEXTS[code] == PERMISSION_DESCRIPTIONS[code], code
+
+    def test_every_builtin_role_description_is_listed_word_for_word(self) -> None:
+        """The built-in roles' descriptions as the domain (and migration 0001) hold them."""
+        assert domain_texts.BUILTIN_ROLE_TEXTS == BUILTIN_DESCRIPTIONS
+
+    def test_every_fixed_health_text_is_listed(self) -> None:
+        """A check's literal output and a process role's description are all listed; the
+        walk finds the ones known to exist (it reads the source, so it must not find none)."""
+        literals = literal_outputs()
+        assert {"not probed yet", "tgfleet API and console"} <= literals
+        assert literals <= domain_texts.HEALTH_TEXTS, literals - domain_texts.HEALTH_TEXTS
+
+    def test_every_listed_text_has_its_chinese(self) -> None:
+        """The catalogue translates each (tools/catalogue.py check also fails otherwise)."""
+        listed = [
+            *domain_texts.PERMISSION_TEXTS.values(),
+            *domain_texts.BUILTIN_ROLE_TEXTS.values(),
+            *domain_texts.HEALTH_TEXTS,
+            *domain_texts.HEALTH_UNITS.values(),
+        ]
+        untranslated = [text for text in listed if zh(text) == text]
+        assert untranslated == []
+
+
+class TestShownInTheReadersLanguage:
+    async def test_the_roles_page_describes_permissions_and_builtin_roles_in_chinese(
+        self, console_admin: Browser
+    ) -> None:
+        """/roles in zh-CN: each permission's and built-in role's description in Chinese, a
+        custom role's description as its author wrote it."""
+        created = await console_admin.post(
+            "/roles",
+            {
+                "name": "night-shift",
+                "description": "watches alerts at night",
+                "permissions": ["alert:read"],
+            },
+        )
+        assert created.status_code == 303, created.text
+        page = await console_admin.http.get("/roles", headers=ZH)
+        assert page.status_code == 200
+        for code, english in PERMISSION_DESCRIPTIONS.items():
+            assert zh(english) in page.text, code
+            assert str(escape(english)) not in page.text, code
+        for name, english in BUILTIN_DESCRIPTIONS.items():
+            role = re.search(rf'data-role="{name}".*?</header>', page.text, re.DOTALL)
+            assert role, name
+            assert zh(english) in role.group(0)
+        custom = re.search(r'data-role="night-shift".*?</header>', page.text, re.DOTALL)
+        assert custom
+        assert "watches alerts at night" in custom.group(0)
+
+    async def test_the_same_page_in_english_keeps_the_domains_words(
+        self, console_admin: Browser
+    ) -> None:
+        page = await console_admin.http.get("/roles", headers=HTML)
+        assert str(escape(PERMISSION_DESCRIPTIONS[Permission.VAULT_ROTATE])) in page.text
+        assert str(escape(BUILTIN_DESCRIPTIONS["operator"])) in page.text
+
+    async def test_my_account_lists_token_scopes_in_chinese(self, operator: Browser) -> None:
+        """/me's token scopes: the operator's own permissions, described in Chinese."""
+        page = await operator.http.get("/me", headers=ZH)
+        assert page.status_code == 200
+        assert zh(PERMISSION_DESCRIPTIONS[Permission.ACCOUNT_CONTROL]) in page.text
+        assert PERMISSION_DESCRIPTIONS[Permission.ACCOUNT_CONTROL] not in page.text
+
+    async def test_the_health_page_translates_the_documents_fixed_words(
+        self, operator: Browser, client: httpx.AsyncClient
+    ) -> None:
+        """The process's description and the checks' fixed outputs read in Chinese; the
+        JSON document stays English for probes."""
+        document = (await client.get("/health")).json()
+        assert document["description"] in domain_texts.HEALTH_TEXTS
+        page = await operator.http.get("/health/checks", headers=ZH)
+        assert page.status_code == 200
+        assert zh(document["description"]) in page.text
+        assert document["description"] not in page.text
+        outputs = {
+            entry["output"]
+            for entries in document["checks"].values()
+            for entry in entries
+            if entry.get("output") in domain_texts.HEALTH_TEXTS
+        }
+        for output in outputs:
+            assert zh(output) in page.text, output
+        assert "毫秒</td>" in page.text
