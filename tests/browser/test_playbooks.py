@@ -121,6 +121,17 @@ def test_write_with_a_typo_fix_diff_and_dry_run(
     assert page.evaluate(OUTSIDE) == []
     assert_accessible(page)
 
+    # Dark mode: as readable (axe-core's contrast) on the editor and the diff's tints.
+    # (Without motion: axe-core would measure the links mid-transition to their dark colour.)
+    page.emulate_media(color_scheme="dark", reduced_motion="reduce")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.reload()
+    expect(page.get_by_test_id("playbook-name")).to_have_text(name)
+    assert_accessible(page)
+    page.goto(f"{playbook_url}/diff?old=1&new=2")
+    expect(page.locator("table.diff tr.changed")).to_have_count(1)
+    assert_accessible(page)
+
 
 def test_pin_a_group_to_a_version_and_follow_the_latest_again(
     page: Page, console_server: ConsoleServer
