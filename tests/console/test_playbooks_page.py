@@ -185,7 +185,10 @@ async def test_a_typo_is_shown_at_its_line_nothing_saved_and_the_fix_saves_v2(
         (6, "line 6 rules[0].reply.templtes unknown key 'templtes' (did you mean 'templates'?)")
     ]
     assert "1 problem: nothing was saved." in refused.text
-    assert f'<li id="{playbook_id}-L6" class="bad">6</li>' in refused.text
+    assert (
+        f'<li id="{playbook_id}-L6" class="bad" title="rules[0].reply.templtes: unknown key '
+        '&#39;templtes&#39; (did you mean &#39;templates&#39;?)">6</li>'
+    ) in refused.text
     assert f'<li id="{playbook_id}-L5">5</li>' in refused.text
     assert f'href="#{playbook_id}-L6" data-goto-line="6"' in refused.text
     assert textarea_of(refused.text, str(playbook_id)) == TYPO  # the text is kept

@@ -84,8 +84,14 @@ class SourceCheck:
         return max(1, self.source.count("\n") + (0 if self.source.endswith("\n") else 1))
 
     @property
-    def bad_lines(self) -> set[int]:
-        return {problem.line for problem in self.problems if problem.line is not None}
+    def bad_lines(self) -> dict[int, str]:
+        """The lines with problems, each with its problems' text (the gutter's hint)."""
+        lines: dict[int, list[str]] = {}
+        for problem in self.problems:
+            if problem.line is not None:
+                where = f"{problem.path}: " if problem.path else ""
+                lines.setdefault(problem.line, []).append(where + problem.message)
+        return {line: "\n".join(texts) for line, texts in lines.items()}
 
     @property
     def valid(self) -> bool:

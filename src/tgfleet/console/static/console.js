@@ -254,10 +254,14 @@
   // server's and the links jump to its line.
   function gutterOf(textarea) { return document.querySelector('[data-gutter="' + textarea.id + '"]'); }
   function badLines(textarea) {
-    var lines = new Set();
+    var lines = new Map();
     var block = document.querySelector('[data-problems="' + textarea.id + '"]');
     if (block) {
-      block.querySelectorAll("[data-line]").forEach(function (item) { lines.add(Number(item.dataset.line)); });
+      block.querySelectorAll("[data-line]").forEach(function (item) {
+        var line = Number(item.dataset.line);
+        var text = item.textContent.replace(/\s+/g, " ").trim();
+        lines.set(line, lines.has(line) ? lines.get(line) + "\n" + text : text);
+      });
     }
     return lines;
   }
@@ -277,6 +281,7 @@
     }
     Array.prototype.forEach.call(gutter.children, function (item, index) {
       item.classList.toggle("bad", bad.has(index + 1));
+      if (bad.has(index + 1)) { item.title = bad.get(index + 1); } else { item.removeAttribute("title"); }
     });
     gutter.scrollTop = textarea.scrollTop;
   }
