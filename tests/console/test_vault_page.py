@@ -6,9 +6,12 @@ both databases, with a key-file keyring (the one a rotation adds keys to)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import re
 import uuid
-from contextlib import ExitStack
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -30,6 +33,8 @@ from tgfleet.models import SecretState, SessionSecret
 from tgfleet.sandbox.control_server import ControlServer
 from tgfleet.vault.exceptions import VaultKeyError
 from tgfleet.vault.keyring import init_key_file
+from tgfleet.vault.repository import rotation_lock
+from tgfleet.vault.rotation import ROTATION_LOCK_FILE
 
 WAIT = 30.0
 _PERCENT = re.compile(r'data-testid="rotation-percent">(\d+) %<')
@@ -189,3 +194,47 @@ class TestRotation:
         (finish,) = await audits(sessionmaker, "vault.rotate.finish")
         assert start.actor == finish.actor == "user:ada"
         assert finish.details == {"rewrapped": 6, "failed": 0, "retired": [old]}
+
+    async def test_a_rotation_running_elsewhere_is_named_and_nothing_changes(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        admin: Credentials,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        security: Security,
+    ) -> None:
+        """While another process holds the rotation (its lock), the page's rotation stops
+        with the domain's message: no KEK added, nothing audited as started."""
+        await import_sessions(client, admin, 2)
+        before = (await client.get("/api/v1/vault/status", headers=admin.headers)).json()
+        ada = await ada_of(client, sessionmaker, security)
+        async with held_rotation(app, settings):
+            started = await ada.post("/vault/rotate")
+            assert started.status_code == 303
+            stream = await ada.http.get("/vault/rotation/events")  # ends with the rotation
+        assert "event: done" in stream.text
+        page = await ada.http.get("/vault", headers=HTML)
+        assert "another key rotation is running" in shown(page.text, "rotation-error")
+        after = (await client.get("/api/v1/vault/status", headers=admin.headers)).json()
+        assert after["keks"] == before["keks"]
+        assert await audits(sessionmaker, "vault.rotate.start") == []
+        await ada.http.aclose()
+
+
+@asynccontextmanager
+async def held_rotation(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """The rotation lock as another process holds it: PostgreSQL's advisory lock on a
+    connection of its own, or the flock on the data directory's file (SQLite)."""
+    engine = app.state.engine
+    if engine.dialect.name == "postgresql":
+        async with rotation_lock(engine) as taken:
+            assert taken
+            yield
+        return
+    descriptor = os.open(settings.data_dir / ROTATION_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(descriptor)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tgfleet.audit import service as audit_service
 from tgfleet.audit.schemas import AuditFilters, AuditRecordRead, AuditVerifyRead
 from tgfleet.console.i18n import gettext as _
+from tgfleet.console.i18n import ngettext
 from tgfleet.exceptions import InvalidInput, NotFound
 
 AUDIT_PAGE = 50
@@ -175,10 +176,11 @@ async def record_detail(session: AsyncSession, seq: int) -> RecordDetail:
 def verification_summary(result: AuditVerifyRead) -> str:
     """One sentence a person reads for the result."""
     if result.ok:
-        return _("The chain is intact: %(n)s records checked, %(c)s checkpoints matched.") % {
-            "n": result.count,
-            "c": result.checkpoints,
-        }
+        return ngettext(
+            "The chain is intact: %(num)s record checked.",
+            "The chain is intact: %(num)s records checked.",
+            result.count,
+        ) % {"num": result.count}
     if result.first_bad_seq is not None:
         return _("The chain is broken at record %(seq)s.") % {"seq": result.first_bad_seq}
     return _("The chain could not be verified.")

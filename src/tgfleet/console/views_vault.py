@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,10 +30,23 @@ class TamperedRow:
 
 
 @dataclass(frozen=True, slots=True)
+class KekRow:
+    id: str
+    state: str
+    secrets: int
+    created_at: datetime | None
+    retired_at: datetime | None
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True, slots=True)
 class VaultPage:
     source: str
     active_kek_id: str
-    keks: list[vault_service.KekStatus]
+    keks: list[KekRow]
     secrets_by_state: dict[str, int]
     #: Secrets wrapped by a KEK other than the active one that still decrypts them.
     needs_rewrap: int
@@ -51,7 +65,10 @@ async def vault_page(session: AsyncSession, vault: vault_service.Vault) -> Vault
     return VaultPage(
         source=status.source,
         active_kek_id=status.active_kek_id,
-        keks=status.keks,
+        keks=[
+            KekRow(k.id, k.state, k.secrets, _moment(k.created_at), _moment(k.retired_at))
+            for k in status.keks
+        ],
         secrets_by_state=status.secrets_by_state,
         needs_rewrap=sum(k.secrets for k in status.keks if k.state == "usable"),
         unreadable=sum(k.secrets for k in status.keks if k.state in UNREADABLE_KEK_STATES),
