@@ -177,6 +177,7 @@ async def test_preview_then_confirm_changes_exactly_the_previewed_pairs(
     assert preview.status_code == 200, preview.text
     assert changes_previewed(preview.text) == [f"{ids[0]}:-100", f"{ids[1]}:-100"]
     assert f'data-unchanged="{ids[1]}:-200"' in preview.text  # already on with greeter v1
+    assert "<td>Shop <code>-100</code></td>" in preview.text
     (late,) = await make_accounts(sessionmaker, ["late"])
     await join_groups(sessionmaker, late, [-100])
     confirm = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', preview.text))

@@ -37,6 +37,7 @@ _MEMBER_COLUMNS = (
     AccountGroup.playbook_version,
     AccountGroup.disabled_reason,
     AccountGroup.disabled_at,
+    AccountGroup.title,
 )
 
 

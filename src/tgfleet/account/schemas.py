@@ -415,6 +415,7 @@ class MemberRow(NamedTuple):
     playbook_version: int | None
     disabled_reason: str | None
     disabled_at: datetime | None
+    title: str | None
 
 
 class ReplyCount(NamedTuple):

@@ -65,6 +65,7 @@ class MemberRow:
     disabled_at: datetime | None
     replies: int = 0
     last_reply_at: datetime | None = None
+    title: str | None = None
 
     @property
     def pair(self) -> str:
@@ -115,6 +116,7 @@ def _member(
         disabled_at=row.disabled_at,
         replies=count.replies if count is not None else 0,
         last_reply_at=count.last_at if count is not None else None,
+        title=row.title,
     )
 
 
