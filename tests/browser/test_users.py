@@ -184,3 +184,27 @@ def test_create_an_operator_and_a_viewer_sign_in_as_each_and_use_an_api_token(
     expect(operator.locator("#toasts")).to_contain_text("Token revoked")
     gone = httpx.get(f"{console_server.base_url}/api/v1/auth/me", headers=bearer, timeout=15)
     assert gone.status_code == 401
+
+
+def test_the_pages_read_in_dark_mode_with_every_confirm_open(
+    browser: Browser,
+    console_server: ConsoleServer,
+    browser_watch: BrowserWatch,
+    contexts: list[BrowserContext],
+) -> None:
+    """axe-core's contrast with prefers-color-scheme: dark, the confirms (Disable, Reset,
+    Delete: red buttons) open."""
+    context = browser.new_context(
+        base_url=console_server.base_url, reduced_motion="reduce", color_scheme="dark"
+    )
+    watch(context, browser_watch)
+    contexts.append(context)
+    page = context.new_page()
+    sign_in(page, console_server.username, console_server.password)
+    assert_accessible(page)
+    page.goto("/users")
+    page.locator("details.confirm-action").evaluate_all("els => els.forEach(d => d.open = true)")
+    expect(page.get_by_role("button", name=f"Disable {console_server.username}")).to_be_visible()
+    assert_accessible(page)
+    page.goto("/roles")
+    assert_accessible(page)

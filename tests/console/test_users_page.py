@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.console.conftest import HTML, Browser, sign_in
 from tests.console.test_account_page import flash_after
-from tests.factories import DEFAULT_PASSWORD, FACTORY_CONTEXT, audits
+from tests.factories import DEFAULT_PASSWORD, FACTORY_CONTEXT, audits, create_user
 from tgfleet.auth import service as auth_service
 from tgfleet.auth.exceptions import UserNotFound
 from tgfleet.auth.service import Security
@@ -330,3 +330,20 @@ async def test_users_are_paged_and_searched(
     assert 'rel="next"' not in second.text
     found = await console_admin.http.get("/users?q=u1", headers=HTML)
     assert re.findall(r'<tr data-user="([^"]+)">', found.text) == [f"u1{i}" for i in range(10)]
+
+
+async def test_an_admin_who_gives_themselves_a_lesser_role_goes_to_their_own_page(
+    console_admin: Browser,
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    security: Security,
+) -> None:
+    """With a second admin, ada may demote herself; her next page is /me, not a 403."""
+    await create_user(sessionmaker, security, username="root", role="admin")
+    demoted = await console_admin.post("/users/ada/role", {"role": "operator"})
+    assert demoted.status_code == 303
+    assert demoted.headers["location"] == "/me"
+    page = await console_admin.http.get("/me", headers=HTML)
+    assert '<strong data-testid="my-role">operator</strong>' in page.text
+    assert 'href="/users"' not in page.text
+    assert await user_row(sessionmaker, "ada") == ("operator", False)

@@ -24,6 +24,7 @@ from tgfleet.auth.exceptions import (
     UserExists,
     WeakPassword,
 )
+from tgfleet.auth.permissions import Permission
 from tgfleet.components import AppComponents
 from tgfleet.console import views_users
 from tgfleet.console.guard import UserAdmin, UserReader, Viewer
@@ -187,10 +188,15 @@ async def change_role(
         return redirect_with_notice(
             "/users", _("Role not changed: %(why)s.") % {"why": exc.message}, "bad"
         )
-    return redirect_with_notice(
-        "/users",
-        _("%(name)s now has the role %(role)s.") % {"name": user.username, "role": user.role.name},
-    )
+    text = _("%(name)s now has the role %(role)s.") % {
+        "name": user.username,
+        "role": user.role.name,
+    }
+    # An admin who gave themselves a role without user:read would land on a 403 page.
+    own = user.username == viewer.username
+    if own and Permission.USER_READ not in auth_service.role_permissions(user.role):
+        return redirect_with_notice("/me", text)
+    return redirect_with_notice("/users", text)
 
 
 @router.post("/users/{username}/password")
