@@ -545,3 +545,33 @@ async def test_the_list_pages_by_cursor(
     )
     assert listed == ["pb-50"]
     assert 'rel="next"' not in second.text
+
+
+async def test_a_new_description_alone_is_saved_without_a_new_version(
+    operator: Browser, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """As the API's PUT: the same source with another description updates the playbook,
+    audited, with no new version; a refused save keeps the description typed."""
+    playbook_id = await make_playbook(sessionmaker)
+    url = f"/playbooks/{playbook_id}"
+    refused = await operator.post(url, {"source": TYPO, "description": "greets <people>"})
+    assert refused.status_code == 422
+    assert 'name="description" value="greets &lt;people&gt;"' in refused.text
+    assert (await saved(sessionmaker, playbook_id)).description == ""
+
+    described = await operator.post(
+        url, {"source": PLAYBOOK_SOURCE, "description": "greets <people>"}
+    )
+    assert await flash_after(operator, described) == (
+        "ok",
+        "Description saved; the source is the same as version 1.",
+    )
+    playbook = await saved(sessionmaker, playbook_id)
+    assert (playbook.description, playbook.latest_version) == ("greets <people>", 1)
+    (record,) = await audits(sessionmaker, "playbook.update")
+    assert (record.actor, record.details) == (
+        "user:otto",
+        {"name": "greeter", "version": 1, "description": True},
+    )
+    page = await operator.http.get(url, headers=HTML)
+    assert 'name="description" value="greets &lt;people&gt;"' in page.text

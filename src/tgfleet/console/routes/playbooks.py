@@ -182,6 +182,7 @@ async def _playbook_page(
     *,
     editor: views_playbook.SourceCheck | None = None,
     answer: views_playbook.DryRunAnswer | None = None,
+    description: str | None = None,
     status_code: int = 200,
 ) -> Response:
     async with unit_of_work(components.sessionmaker, deferred=True) as session:
@@ -197,6 +198,7 @@ async def _playbook_page(
             "editor": data.editor,
             "editor_id": str(playbook_id),
             "answer": answer or views_playbook.DryRunAnswer(form=views_playbook.DryRunForm()),
+            "description": description,
         },
         name="playbooks",
         status_code=status_code,
@@ -227,6 +229,7 @@ async def playbook(
         "editor": data.editor,
         "editor_id": str(parsed),
         "answer": views_playbook.DryRunAnswer(form=views_playbook.DryRunForm()),
+        "description": None,
     }
     return page(request, "playbook.html", viewer, context, name="playbooks")
 
@@ -239,28 +242,42 @@ async def save(
     components: AppComponents,
     meta: Meta,
     source: SourceField = "",
+    description: Annotated[str | None, Form(max_length=playbook_service.DESCRIPTION_MAX)] = None,
 ) -> Response:
     """Save the editor's text as the next version: the API's ``PUT /playbooks/{id}``
     service. A text with problems stays in the editor with each problem on its line and
-    nothing is written; the same text as the latest version is said so."""
+    nothing is written; the same text as the latest version is said so, unless the
+    description changed (then only it is saved, as the API does)."""
     parsed = views_playbook.parse_id(playbook_id)
     text = _form_text(source)
     checked, compiled = await views_playbook.check_source(text, "save")
     if compiled is None:
         return await _playbook_page(
-            request, viewer, components, parsed, editor=checked, status_code=422
+            request,
+            viewer,
+            components,
+            parsed,
+            editor=checked,
+            description=description,
+            status_code=422,
         )
+    back = f"/playbooks/{parsed}"
     try:
         async with unit_of_work(components.sessionmaker) as session:
+            before = (await playbook_service.get(session, parsed)).latest_version
             saved = await playbook_service.update(
-                session, audit_context(viewer.principal, meta), parsed, source=compiled
+                session,
+                audit_context(viewer.principal, meta),
+                parsed,
+                source=compiled,
+                description=description,
             )
     except PlaybookUnchanged as exc:
-        return _redirect(f"/playbooks/{parsed}", exc.message, "warn")
-    return _redirect(
-        f"/playbooks/{parsed}",
-        _("Saved as version %(version)s.") % {"version": saved.latest_version},
-    )
+        return _redirect(back, exc.message, "warn")
+    if saved.latest_version == before:
+        text = _("Description saved; the source is the same as version %(version)s.")
+        return _redirect(back, text % {"version": before})
+    return _redirect(back, _("Saved as version %(version)s.") % {"version": saved.latest_version})
 
 
 @router.post("/playbooks/{playbook_id}/check")
