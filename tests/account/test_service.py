@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -36,8 +37,9 @@ from tgfleet.account.exceptions import (
 )
 from tgfleet.account.schemas import AccountFilter, ControlAction
 from tgfleet.audit.schemas import AuditContext
+from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
-from tgfleet.models import AccountGroup
+from tgfleet.models import AccountEvent, AccountGroup
 from tgfleet.playbook.exceptions import PlaybookNotFound, PlaybookVersionNotFound
 
 OPERATOR = AuditContext(actor="user:olga")
@@ -482,6 +484,68 @@ class TestGroups:
             ("disabled", 3),
         ]
         assert len(await audits(sessionmaker, "account.group.bulk")) == 3
+
+    async def test_fleet_groups_by_chat_filtered_paged_and_capped(
+        self, sessionmaker: Maker
+    ) -> None:
+        """The fleet's groups come by chat id, a page at a time; the title (any part, any
+        case) and on/off filters keep matching settings only; each chat lists its first
+        accounts by label and counts them all."""
+        ids = await make_accounts(sessionmaker, ["c", "a", "b"])
+        playbook_id = await make_playbook(sessionmaker)
+        for account_id in ids:
+            await set_group(sessionmaker, account_id, -10, enabled=False, title="Shop EU")
+        await set_group(
+            sessionmaker, ids[0], -20, enabled=True, title="Help", playbook_id=playbook_id
+        )
+        await set_group(sessionmaker, ids[1], -30, enabled=False, title="shop_us")
+        async with unit_of_work(sessionmaker) as session:
+            first = await account_groups.fleet_groups(session, limit=2, per_chat=2)
+            rest = await account_groups.fleet_groups(
+                session, limit=2, per_chat=2, cursor=first.next_cursor
+            )
+            shops = await account_groups.fleet_groups(session, title="SHOP")
+            literal = await account_groups.fleet_groups(session, title="p_")
+            on = await account_groups.fleet_groups(session, enabled=True)
+        assert [(c.chat_id, c.title, c.accounts, c.enabled) for c in first.chats] == [
+            (-30, "shop_us", 1, 0),
+            (-20, "Help", 1, 1),
+        ]
+        assert [(c.chat_id, c.accounts) for c in rest.chats] == [(-10, 3)]
+        assert rest.next_cursor is None
+        assert [m.label for m in rest.members[-10]] == ["a", "b"]  # 2 of 3, by label
+        assert [c.chat_id for c in shops.chats] == [-30, -10]
+        assert [c.chat_id for c in literal.chats] == [-30]  # "_" is no wildcard: not "Shop EU"
+        assert [(c.chat_id, [m.label for m in on.members[c.chat_id]]) for c in on.chats] == [
+            (-20, ["c"])
+        ]
+
+    async def test_recent_group_replies_count_by_account_and_chat(
+        self, sessionmaker: Maker
+    ) -> None:
+        """Replies per (account, chat) since a time: how many and the last one's time, from
+        the reply events; older replies and other chats are not counted."""
+        (account_id,) = await make_accounts(sessionmaker, ["r"])
+        now = utcnow()
+        async with unit_of_work(sessionmaker) as session:
+            session.add_all(
+                AccountEvent(
+                    account_id=account_id,
+                    at=now - timedelta(minutes=minutes),
+                    kind="reply",
+                    message="hi",
+                    details={"chat_id": chat_id},
+                )
+                for chat_id, minutes in ((-1, 1), (-1, 5), (-1, 120), (-2, 1))
+            )
+        async with unit_of_work(sessionmaker) as session:
+            found = await account_groups.recent_group_replies(
+                session, [account_id], [-1], since=now - timedelta(minutes=60)
+            )
+        assert list(found) == [(account_id, -1)]
+        count = found[(account_id, -1)]
+        assert count.replies == 2
+        assert abs((count.last_at - (now - timedelta(minutes=1))).total_seconds()) < 1
 
     async def test_bulk_disable_keeps_the_playbook_and_enable_restores_it(
         self, sessionmaker: Maker

@@ -132,3 +132,14 @@ async def test_signed_out_visitors_are_sent_to_sign_in(client: httpx.AsyncClient
         page = await client.get(url, headers=HTML)
         assert page.status_code == 303, url
         assert page.headers["location"].startswith("/login")
+
+
+async def test_the_palette_finds_both_pages(console_viewer: Browser) -> None:
+    """ "health" jumps to the console's page (not the API's JSON at /health), "workers" or
+    "heartbeat" to the workers page."""
+    block = {**HTML, "HX-Request": "true", "HX-Target": "palette-results"}
+    for query, url in (("health", "/health/checks"), ("heartbeat", "/workers")):
+        found = await console_viewer.http.get("/palette", params={"q": query}, headers=block)
+        assert re.findall(r'<a href="([^"]+)" data-palette-item data-kind="page">', found.text) == [
+            url
+        ], query
