@@ -11,10 +11,15 @@ from pathlib import Path
 
 import httpx
 from markupsafe import escape
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.console.conftest import HTML, Browser
+from tests.factories import make_accounts
+from tgfleet.account.schemas import ControlAction
 from tgfleet.auth.permissions import BUILTIN_DESCRIPTIONS, PERMISSION_DESCRIPTIONS, Permission
 from tgfleet.console import domain_texts, i18n
+from tgfleet.models.account import DesiredState
+from tgfleet.models.vault_rotation import RotationState
 
 ZH = {**HTML, "Accept-Language": "zh-CN,zh;q=0.9"}
 HEALTH = Path(domain_texts.__file__).resolve().parents[1] / "health"
@@ -144,3 +149,69 @@ class TestShownInTheReadersLanguage:
         for output in outputs:
             assert zh(output) in page.text, output
         assert "毫秒</td>" in page.text
+
+
+class TestVaultStates:
+    def test_every_rotation_state_and_key_state_has_its_chinese_word(self) -> None:
+        """Each RotationState and each key state vault.rotation.status writes reads in
+        Chinese; a state the console does not know is shown as its code."""
+        with i18n.using(i18n.BY_CODE["zh-Hans"]):
+            rotations = {state: domain_texts.rotation_state(state) for state in RotationState}
+            keys = {
+                state: domain_texts.vault_key_state(state)
+                for state in ("active", "usable", "retired", "missing")
+            }
+            unknown = (domain_texts.vault_key_state("x"), domain_texts.rotation_state("y"))
+        assert rotations[RotationState.DONE_WITH_FAILURES] == "已完成（有失败）"  # noqa: RUF001
+        assert keys["active"] == "当前使用"
+        assert all(word != state.replace("_", " ") for state, word in rotations.items())
+        assert all(word != state for state, word in keys.items())
+        assert unknown == ("x", "y")
+        assert domain_texts.rotation_state(RotationState.DONE_WITH_FAILURES) == (
+            "done with failures"
+        )
+
+    async def test_the_vault_page_names_the_key_state_in_chinese(
+        self, console_admin: Browser
+    ) -> None:
+        page = await console_admin.http.get("/vault", headers=ZH)
+        assert page.status_code == 200, page.text
+        states = re.findall(r'data-testid="kek-state">([^<]+)<', page.text)
+        assert "当前使用" in states
+        assert "active" not in states
+
+
+class TestAccountWords:
+    def test_every_desired_state_and_control_action_has_its_chinese_word(self) -> None:
+        with i18n.using(i18n.BY_CODE["zh-Hans"]):
+            desired = {state: domain_texts.desired_state(state) for state in DesiredState}
+            actions = {action: domain_texts.control_action(action) for action in ControlAction}
+        assert desired == {DesiredState.RUNNING: "运行", DesiredState.STOPPED: "停止"}
+        assert actions == {
+            ControlAction.START: "启动",
+            ControlAction.STOP: "停止",
+            ControlAction.RESTART: "重启",
+        }
+        # English reads the domain's own words (the flash tests of the account page).
+        assert [domain_texts.control_action(a) for a in ControlAction] == [
+            a.value for a in ControlAction
+        ]
+
+    async def test_an_accounts_wanted_state_and_its_control_notice_read_chinese(
+        self, operator: Browser, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """The Wanted column, the account's desired state and the notice after a start."""
+        (account_id,) = await make_accounts(sessionmaker, ["zh-ctl"], running=False)
+        started = await operator.http.post(
+            f"/accounts/{account_id}/control",
+            data={"csrf_token": operator.csrf, "action": "start"},
+            headers=ZH,
+        )
+        assert started.status_code == 303
+        page = await operator.http.get(started.headers["location"], headers=ZH)
+        assert "启动：已提交；该账号的目标状态现为 运行。" in page.text  # noqa: RUF001
+        assert '<dd data-testid="desired">运行</dd>' in page.text
+        listing = await operator.http.get("/accounts?q=zh-ctl", headers=ZH)
+        row = re.search(rf'<tr[^>]*data-account="{account_id}".*?</tr>', listing.text, re.DOTALL)
+        assert row, listing.text
+        assert "<td>运行</td>" in row.group(0)

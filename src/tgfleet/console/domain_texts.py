@@ -1,5 +1,6 @@
 """Texts the domains write in English that the console shows a person: the permissions'
-descriptions, the built-in roles' descriptions, the health document's fixed words. Each is
+descriptions, the built-in roles' descriptions, the health document's fixed words, an
+account's desired state and control actions, the vault's key and rotation states. Each is
 listed here with ``N_()``, so the catalogue carries it, and translated where the console
 shows it (the view layer calls the functions below in the request's language).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from tgfleet.account.schemas import ControlAction
 from tgfleet.auth.permissions import (
     ADMIN,
     AUDITOR,
@@ -22,7 +24,9 @@ from tgfleet.auth.permissions import (
     VIEWER,
     Permission,
 )
-from tgfleet.console.i18n import N_, gettext
+from tgfleet.console.i18n import N_, gettext, pgettext
+from tgfleet.models.account import DesiredState
+from tgfleet.models.vault_rotation import RotationState
 
 #: Every permission's description (``PERMISSION_DESCRIPTIONS``), for the catalogue.
 PERMISSION_TEXTS: Final[dict[Permission, str]] = {
@@ -109,3 +113,44 @@ def health_unit(unit: str | None) -> str | None:
     if unit is not None and unit in HEALTH_UNITS:
         return gettext(HEALTH_UNITS[unit])
     return unit
+
+
+def _state_words() -> dict[tuple[str, str], str]:
+    """Each (kind, code) the functions below name, in the reader's language (``pgettext``:
+    "running" is an account's desired state and a rotation's state, read differently)."""
+    return {
+        ("vault key", "active"): pgettext("vault key", "active"),
+        ("vault key", "usable"): pgettext("vault key", "usable"),
+        ("vault key", "retired"): pgettext("vault key", "retired"),
+        ("vault key", "missing"): pgettext("vault key", "missing"),
+        ("rotation", RotationState.RUNNING): pgettext("rotation", "running"),
+        ("rotation", RotationState.DONE): pgettext("rotation", "done"),
+        ("rotation", RotationState.DONE_WITH_FAILURES): pgettext("rotation", "done with failures"),
+        ("rotation", RotationState.ABANDONED): pgettext("rotation", "abandoned"),
+        ("desired", DesiredState.RUNNING): pgettext("desired state", "running"),
+        ("desired", DesiredState.STOPPED): pgettext("desired state", "stopped"),
+        ("action", ControlAction.START): pgettext("control action", "start"),
+        ("action", ControlAction.STOP): pgettext("control action", "stop"),
+        ("action", ControlAction.RESTART): pgettext("control action", "restart"),
+    }
+
+
+def vault_key_state(state: str) -> str:
+    """A key-encryption key's state (``vault.rotation.status``: active, usable, retired,
+    missing) as a word in the reader's language; an unknown state as it is."""
+    return _state_words().get(("vault key", state), state)
+
+
+def rotation_state(state: str) -> str:
+    """A key rotation's state (``RotationState``) as a word in the reader's language."""
+    return _state_words().get(("rotation", state), state)
+
+
+def desired_state(state: str) -> str:
+    """An account's desired state (``DesiredState``) as a word in the reader's language."""
+    return _state_words().get(("desired", state), state)
+
+
+def control_action(action: str) -> str:
+    """A start, stop or restart (``ControlAction``) as the reader's language names it."""
+    return _state_words().get(("action", action), action)

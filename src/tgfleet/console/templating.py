@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from jinja2_fragments import render_block
 from jinja2_fragments.fastapi import Jinja2Blocks
 
-from tgfleet.console import i18n
+from tgfleet.console import domain_texts, i18n
 from tgfleet.console.assets import Vendor, static_url
 from tgfleet.console.chart import traffic_svg
 
@@ -98,6 +98,9 @@ def _environment() -> Environment:
     environment.filters["percent"] = percent
     environment.filters["tone"] = tone
     environment.filters["state_name"] = state_name
+    environment.filters["desired_state"] = domain_texts.desired_state
+    environment.filters["vault_key_state"] = domain_texts.vault_key_state
+    environment.filters["rotation_state"] = domain_texts.rotation_state
     environment.filters["number"] = i18n.number
     environment.filters["ratio"] = i18n.ratio
     environment.filters["moment"] = i18n.moment

@@ -18,7 +18,7 @@ from tgfleet.account.exceptions import GroupNeedsPlaybook, InvalidGroupSettings
 from tgfleet.account.schemas import CHAT_ID_MAX, CHAT_ID_MIN, ControlAction
 from tgfleet.auth.dependencies import audit_context
 from tgfleet.components import AppComponents
-from tgfleet.console import views_account, views_import
+from tgfleet.console import domain_texts, views_account, views_import
 from tgfleet.console.guard import (
     AccountController,
     AccountReader,
@@ -115,7 +115,10 @@ async def control(
     return _redirect(
         _back(account.id),
         _("%(action)s: asked; the account is now wanted %(state)s.")
-        % {"action": action.value, "state": account.desired_state.value},
+        % {
+            "action": domain_texts.control_action(action),
+            "state": domain_texts.desired_state(account.desired_state),
+        },
     )
 
 

@@ -16,7 +16,7 @@ from tgfleet.account import commands as account_commands
 from tgfleet.account.schemas import AccountQuery, ControlAction
 from tgfleet.auth.dependencies import audit_context
 from tgfleet.components import AppComponents
-from tgfleet.console import views
+from tgfleet.console import domain_texts, views
 from tgfleet.console.guard import AccountController, AccountReader
 from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page, wants_block
@@ -147,7 +147,7 @@ async def bulk(
             session, context, filter=form.filters.bulk_filter(), action=form.action
         )
     values = {
-        "action": form.action.value,
+        "action": domain_texts.control_action(form.action),
         "matched": result.matched,
         "changed": result.changed,
         "expected": form.expected,
