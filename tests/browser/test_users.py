@@ -208,3 +208,31 @@ def test_the_pages_read_in_dark_mode_with_every_confirm_open(
     assert_accessible(page)
     page.goto("/roles")
     assert_accessible(page)
+
+
+def test_a_refused_clipboard_leaves_the_secret_selected(
+    browser: Browser,
+    console_server: ConsoleServer,
+    browser_watch: BrowserWatch,
+    contexts: list[BrowserContext],
+) -> None:
+    """When the browser refuses the clipboard, Copy selects the password for Ctrl+C and
+    says so."""
+    page = new_page(browser, console_server, browser_watch, contexts)
+    page.add_init_script(
+        "navigator.clipboard.writeText = () => Promise.reject(new Error('refused'));"
+    )
+    sign_in(page, console_server.username, console_server.password)
+    page.goto("/users")
+    page.get_by_label("Username", exact=True).fill("usr-fallback")
+    page.get_by_role("button", name="Create user").click()
+    secret = page.get_by_test_id("secret")
+    generated = secret.input_value()
+    page.get_by_role("button", name="Copy", exact=True).click()
+    expect(page.locator("[data-copy-state]")).to_contain_text("the text is selected")
+    expect(secret).to_be_focused()
+    selected = page.evaluate(
+        "() => { const el = document.activeElement;"
+        " return el.value.substring(el.selectionStart, el.selectionEnd); }"
+    )
+    assert selected == generated

@@ -194,16 +194,16 @@
     var said = document.querySelector("[data-copy-state=\"" + button.getAttribute("data-copy") + "\"]");
     if (!field) { return; }
     button.hidden = false;
-    var tell = function (text) { if (said) { said.textContent = text; } };
+    var tell = function (message) { if (said) { said.textContent = message; } };
     var selectIt = function () {
       field.focus();
       field.select();
-      tell(button.getAttribute("data-copy-failed"));
+      tell(button.getAttribute("data-copy-failed") || text("copy_failed", "Copy failed: select the text and copy it yourself."));
     };
     button.addEventListener("click", function () {
       if (!navigator.clipboard || !window.isSecureContext) { selectIt(); return; }
       navigator.clipboard.writeText(field.value).then(function () {
-        tell(button.getAttribute("data-copied"));
+        tell(button.getAttribute("data-copied") || text("copied", "Copied"));
         button.dataset.copiedDone = "true";
       }, selectIt);
     });
