@@ -108,10 +108,10 @@ class TestShownInTheReadersLanguage:
             assert zh(english) in page.text, code
             assert str(escape(english)) not in page.text, code
         for name, english in BUILTIN_DESCRIPTIONS.items():
-            role = re.search(rf'data-role="{name}".*?</header>', page.text, re.DOTALL)
+            role = re.search(rf'data-role="{name}".*?<ul class="codes"', page.text, re.DOTALL)
             assert role, name
             assert zh(english) in role.group(0)
-        custom = re.search(r'data-role="night-shift".*?</header>', page.text, re.DOTALL)
+        custom = re.search(r'data-role="night-shift".*?<ul class="codes"', page.text, re.DOTALL)
         assert custom
         assert "watches alerts at night" in custom.group(0)
 
