@@ -278,6 +278,11 @@ class TestExport:
         assert "Give the reason" in shown(missing.text, "error-reason")
         assert await audits(sessionmaker, "audit.export") == []
 
+        bad_filter = await ada.post("/audit/export", {"reason": "quarterly", "from": "soon"})
+        assert bad_filter.status_code == 200
+        assert "Not a time" in shown(bad_filter.text, "error-from")
+        assert await audits(sessionmaker, "audit.export") == []
+
         exported = await ada.post(
             "/audit/export", {"reason": "quarterly review", "actor": "user:alice"}
         )
