@@ -403,8 +403,9 @@ async def test_the_dry_run_names_the_rule_and_reply_or_why_none_fires(
         refused = await swap(console_viewer, url, {"text": "hello", **data}, result)
         assert refused.status_code == 200
         assert shown(refused.text, "dry-run-result").startswith(f"Not run: {error}"), data
-    at = await swap(console_viewer, url, {"text": "hello", "at": "2026-01-05T09:30"}, result)
-    assert shown(at.text, "dry-run-reply") == "hello again"
+    for when in ("2026-01-05T09:30", "2026-01-05T09:30:00-05:00", "2026-01-05T09:30Z"):
+        at = await swap(console_viewer, url, {"text": "hello", "at": when}, result)
+        assert shown(at.text, "dry-run-reply") == "hello again", when
     assert await audits(sessionmaker, "auth.denied") == []
 
 

@@ -32,6 +32,8 @@ DIFF_CONTEXT = 3
 
 # "line 7, rules[0].reply.templates: at least one template is required" (playbook.document)
 _PROBLEM = re.compile(r"line (\d+)(?:, ([^:\n]+?))?: (.*)", re.DOTALL)
+#: A time that names its zone (``Z`` or an offset); the panel's own has none and is UTC.
+_ZONED = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
 def parse_id(raw: str) -> uuid.UUID:
@@ -441,7 +443,7 @@ def dry_run_request(form: DryRunForm) -> DryRunRequest:
     if form.at.strip():
         # <input type=datetime-local> has no zone: the panel says it is UTC.
         at = form.at.strip()
-        message["at"] = at if at.endswith("Z") or "+" in at[10:] else f"{at}Z"
+        message["at"] = at if _ZONED.search(at) else f"{at}Z"
     try:
         return DryRunRequest.model_validate({"version": version, "message": message})
     except ValidationError as exc:
