@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.conftest import make_settings
@@ -25,12 +25,16 @@ from tests.console.conftest import HTML, Browser, browser_for, csrf_of, sign_in
 from tests.console.test_account_page import shown
 from tests.console.test_live import messages
 from tests.factories import DEFAULT_PASSWORD, Credentials, audits, create_user, telethon_string
+from tgfleet.app import create_app
+from tgfleet.audit.schemas import AuditContext
 from tgfleet.auth.service import Security
 from tgfleet.config import Settings
+from tgfleet.console.rotation import runner_of
 from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.keyfile import key_file_lock
-from tgfleet.models import SecretState, SessionSecret
+from tgfleet.models import SecretState, SessionSecret, VaultRotation
 from tgfleet.sandbox.control_server import ControlServer
+from tgfleet.vault import service as vault_service
 from tgfleet.vault.exceptions import VaultKeyError
 from tgfleet.vault.keyring import init_key_file
 from tgfleet.vault.repository import rotation_lock
@@ -238,3 +242,33 @@ async def held_rotation(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         yield
     finally:
         os.close(descriptor)
+
+
+async def test_a_rotation_still_running_is_cancelled_when_the_app_stops(
+    settings: Settings,
+) -> None:
+    """The runner owns its task: the app's shutdown cancels a rotation that cannot get past
+    its start (the key file's lock is held) and waits for it, nothing committed (no rotation
+    row, no audit record); the next app's rotation runs to its end."""
+    application = create_app(settings)
+    with ExitStack() as held:
+        held.enter_context(key_file_lock(settings.effective_vault_key_file, error=VaultKeyError))
+        async with application.router.lifespan_context(application):
+            runner = runner_of(application)
+            maker = application.state.sessionmaker
+            assert runner.start(maker, application.state.vault, AuditContext(actor="cli:test"))
+            started = runner.running
+        assert started
+        assert not runner.running
+        assert runner.progress is not None
+        assert not runner.progress.finished
+    again = create_app(settings)
+    async with again.router.lifespan_context(again):
+        maker = again.state.sessionmaker
+        async with unit_of_work(maker, read_only=True) as session:
+            assert (await session.execute(select(func.count(VaultRotation.id)))).scalar_one() == 0
+        assert await audits(maker, "vault.rotate.start") == []
+        report = await vault_service.rotate(
+            maker, again.state.vault, AuditContext(actor="cli:test")
+        )
+        assert report.failed == 0
