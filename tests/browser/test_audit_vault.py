@@ -69,7 +69,7 @@ def test_verify_passes_then_names_the_tampered_record(
     expect(page.get_by_test_id("verify-result")).to_have_attribute("data-ok", "true")
 
 
-def test_the_log_filters_by_action_and_opens_a_record(
+def test_the_log_filters_by_action_and_names_a_backwards_range(
     page: Page, console_server: ConsoleServer
 ) -> None:
     sign_in(page, console_server, "/audit")
