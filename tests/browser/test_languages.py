@@ -177,7 +177,7 @@ def test_every_page_reads_chinese(
 
     page.set_viewport_size({"width": 390, "height": 844})
     menu = page.eval_on_selector_all(
-        "header nav a[href^='/']", "els => els.map(a => a.getAttribute('href'))"
+        "nav.side a[href^='/']", "els => els.map(a => a.getAttribute('href'))"
     )
     for path in dict.fromkeys(urlsplit(href).path for href in menu):
         if path.startswith(SKIP):

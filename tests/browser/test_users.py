@@ -67,7 +67,7 @@ def csrf_token(page: Page) -> str:
 
 
 def nav_links(page: Page) -> list[str]:
-    return page.locator("header.site .nav-links a").all_inner_texts()
+    return page.locator("nav.side .nav-links a").all_inner_texts()
 
 
 def test_create_an_operator_and_a_viewer_sign_in_as_each_and_use_an_api_token(

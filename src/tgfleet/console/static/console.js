@@ -12,7 +12,7 @@
   // the console's language writes dates.
   var formatter = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
     year: "numeric", month: "2-digit", day: "2-digit",
-    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short"
   });
   function localTimes(root) {
     (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
