@@ -215,3 +215,18 @@ class TestAccountWords:
         row = re.search(rf'<tr[^>]*data-account="{account_id}".*?</tr>', listing.text, re.DOTALL)
         assert row, listing.text
         assert "<td>运行</td>" in row.group(0)
+
+
+class TestNotFoundPagesSayWhyInChinese:
+    async def test_an_unknown_audit_record_and_playbook_are_explained_in_chinese(
+        self, console_admin: Browser
+    ) -> None:
+        """The 404 page's message (the console's own sentence) follows the language."""
+        record = await console_admin.http.get("/audit/999999", headers=ZH)
+        assert record.status_code == 404
+        assert "没有审计记录 999999：请检查链接，或在日志中查找该记录。" in record.text  # noqa: RUF001
+        playbook = await console_admin.http.get("/playbooks/not-an-id", headers=ZH)
+        assert playbook.status_code == 404
+        assert "没有此 ID 的剧本" in playbook.text
+        english = await console_admin.http.get("/audit/999999", headers=HTML)
+        assert "No audit record 999999: check the link" in english.text

@@ -164,7 +164,9 @@ class RecordDetail:
 async def record_detail(session: AsyncSession, seq: int) -> RecordDetail:
     entry = await audit_service.get(session, seq) if 1 <= seq <= SEQ_MAX else None
     if entry is None:
-        msg = f"no audit record {seq}: check the link, or find the record in the log"
+        msg = _("No audit record %(seq)s: check the link, or find the record in the log.") % {
+            "seq": seq
+        }
         raise AuditRecordNotFound(msg)
     record = AuditRecordRead.model_validate(entry)
     return RecordDetail(

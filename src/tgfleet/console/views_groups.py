@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tgfleet.account import groups as account_groups
 from tgfleet.account.schemas import MemberRow as GroupSetting
 from tgfleet.account.schemas import ReplyCount
+from tgfleet.console.i18n import gettext as _
 from tgfleet.console.views_account import PlaybookChoice, playbook_choices
 from tgfleet.exceptions import InvalidInput
 
@@ -229,7 +230,7 @@ async def bulk_preview(
     names = _playbook_names(playbooks)
     chosen = next((p for p in playbooks if p.id == playbook_id), None)
     if playbook_id is not None and chosen is None:
-        msg = "that playbook does not exist (any more): choose another"
+        msg = _("That playbook does not exist (any more): choose another.")
         raise InvalidInput(msg)
     too_many = len(pairs) > BULK_MAX_PAIRS
     rows = await account_groups.group_settings(session, set(pairs[:BULK_MAX_PAIRS]))

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.account import groups as account_groups
+from tgfleet.console.i18n import gettext as _
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import Account, AccountGroup
 from tgfleet.playbook import service as playbook_service
@@ -41,7 +42,7 @@ def parse_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        msg = "no playbook with this id: check the link, or find the playbook in the list"
+        msg = _("No playbook with this id: check the link, or find the playbook in the list.")
         raise PlaybookNotFound(msg) from None
 
 

@@ -81,10 +81,10 @@ class BulkChoice:
             self.playbook_id = uuid.UUID(playbook) if playbook.strip() else None
             self.version = int(version) if version.strip() else None
         except ValueError:
-            msg = "choose a playbook from the list and a version number"
+            msg = _("Choose a playbook from the list and a version number.")
             raise InvalidInput(msg) from None
         if self.version is not None and not 1 <= self.version <= 2**31 - 1:
-            msg = "a playbook version is a number from 1"
+            msg = _("A playbook version is a number from 1.")
             raise InvalidInput(msg)
         self.filters = _filters(q, state)
 
@@ -131,7 +131,7 @@ async def bulk(
     if not choice.pairs:
         return _redirect(back, _("Nothing to change."), "warn")
     if len(choice.pairs) > views_groups.BULK_MAX_PAIRS:
-        msg = f"at most {views_groups.BULK_MAX_PAIRS} groups per change"
+        msg = _("At most %(n)s groups per change.") % {"n": views_groups.BULK_MAX_PAIRS}
         raise InvalidInput(msg)
     context = audit_context(viewer.principal, meta)
     written = 0
