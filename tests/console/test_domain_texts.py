@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.console.conftest import HTML, Browser
 from tests.factories import make_accounts
 from tgfleet.account.schemas import ControlAction
+from tgfleet.audit import service as audit_service
 from tgfleet.auth.permissions import BUILTIN_DESCRIPTIONS, PERMISSION_DESCRIPTIONS, Permission
 from tgfleet.console import domain_texts, i18n
 from tgfleet.models.account import DesiredState
@@ -215,6 +216,28 @@ class TestAccountWords:
         row = re.search(rf'<tr[^>]*data-account="{account_id}".*?</tr>', listing.text, re.DOTALL)
         assert row, listing.text
         assert "<td>运行</td>" in row.group(0)
+
+
+class TestAuditResults:
+    def test_every_audit_result_has_its_chinese_word(self) -> None:
+        results = (audit_service.SUCCESS, audit_service.FAILURE, audit_service.DENIED)
+        with i18n.using(i18n.BY_CODE["zh-Hans"]):
+            words = [domain_texts.audit_result(result) for result in results]
+        assert words == ["成功", "失败", "已拒绝"]
+        assert [domain_texts.audit_result(result) for result in results] == list(results)
+
+    async def test_the_audit_log_and_a_record_name_the_result_in_chinese(
+        self, console_admin: Browser
+    ) -> None:
+        """ada's sign-in is in the log: its row's badge and its record page say 成功."""
+        page = await console_admin.http.get("/audit?action=auth.login", headers=ZH)
+        assert page.status_code == 200
+        row = re.search(r'<tr data-seq="(\d+)">.*?</tr>', page.text, re.DOTALL)
+        assert row, page.text
+        assert ">成功</span>" in row.group(0)
+        assert ">success<" not in page.text
+        record = await console_admin.http.get(f"/audit/{row.group(1)}", headers=ZH)
+        assert '<dd data-testid="record-result">成功</dd>' in record.text
 
 
 class TestNotFoundPagesSayWhyInChinese:

@@ -1,14 +1,16 @@
 """Texts the domains write in English that the console shows a person: the permissions'
 descriptions, the built-in roles' descriptions, the health document's fixed words, an
-account's desired state and control actions, the vault's key and rotation states. Each is
-listed here with ``N_()``, so the catalogue carries it, and translated where the console
-shows it (the view layer calls the functions below in the request's language).
+account's desired state and control actions, the vault's key and rotation states, an audit
+record's result. Each is listed here (``N_()``, or ``pgettext`` where one English word reads
+two ways), so the catalogue carries it, and translated where the console shows it (the view
+layer or a template filter calls the functions below in the request's language).
 
 The domains keep their English: the API answers in it and the database stores it. A listed
 text must be the domain's text exactly (tests/console/test_domain_texts.py compares them),
 so a domain that changes or adds one fails a test instead of leaving English on a Chinese
 page. A text this module does not know (a custom role's own description, a health check's
-output with a measured number in it) is shown as the domain wrote it.
+output with a measured number in it, a domain error's message) is shown as the domain wrote
+it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 from tgfleet.account.schemas import ControlAction
+from tgfleet.audit import service as audit_service
 from tgfleet.auth.permissions import (
     ADMIN,
     AUDITOR,
@@ -132,6 +135,9 @@ def _state_words() -> dict[tuple[str, str], str]:
         ("action", ControlAction.START): pgettext("control action", "start"),
         ("action", ControlAction.STOP): pgettext("control action", "stop"),
         ("action", ControlAction.RESTART): pgettext("control action", "restart"),
+        ("audit", audit_service.SUCCESS): pgettext("audit result", "success"),
+        ("audit", audit_service.FAILURE): pgettext("audit result", "failure"),
+        ("audit", audit_service.DENIED): pgettext("audit result", "denied"),
     }
 
 
@@ -154,3 +160,8 @@ def desired_state(state: str) -> str:
 def control_action(action: str) -> str:
     """A start, stop or restart (``ControlAction``) as the reader's language names it."""
     return _state_words().get(("action", action), action)
+
+
+def audit_result(result: str) -> str:
+    """An audit record's result (success, failure, denied) in the reader's language."""
+    return _state_words().get(("audit", result), result)

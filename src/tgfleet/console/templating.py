@@ -98,6 +98,7 @@ def _environment() -> Environment:
     environment.filters["percent"] = percent
     environment.filters["tone"] = tone
     environment.filters["state_name"] = state_name
+    environment.filters["audit_result"] = domain_texts.audit_result
     environment.filters["desired_state"] = domain_texts.desired_state
     environment.filters["vault_key_state"] = domain_texts.vault_key_state
     environment.filters["rotation_state"] = domain_texts.rotation_state
