@@ -253,3 +253,16 @@ class TestNotFoundPagesSayWhyInChinese:
         assert "没有此 ID 的剧本" in playbook.text
         english = await console_admin.http.get("/audit/999999", headers=HTML)
         assert "No audit record 999999: check the link" in english.text
+
+
+class TestOverviewChart:
+    async def test_the_traffic_chart_speaks_the_readers_language(self, operator: Browser) -> None:
+        """The chart's legend, axis words and its description for screen readers."""
+        chinese = await operator.http.get("/", headers=ZH)
+        assert chinese.status_code == 200
+        assert '<span class="sent">发出的回复</span>' in chinese.text
+        assert '<title id="traffic-desc">最近 60 分钟收到 0 条消息' in chinese.text
+        assert ">-60 分钟</text>" in chinese.text
+        english = await operator.http.get("/", headers=HTML)
+        assert '<span class="sent">replies sent</span>' in english.text
+        assert '<title id="traffic-desc">0 messages received and 0 replies sent' in english.text

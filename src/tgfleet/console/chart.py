@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from tgfleet.account.activity import TrafficPoint
+from tgfleet.console.i18n import gettext as _
+from tgfleet.console.i18n import number
 
 WIDTH = 600
 HEIGHT = 160
@@ -44,12 +46,26 @@ def traffic_svg(points: Sequence[TrafficPoint]) -> Markup:
     sent = [p.sent for p in points]
     total_received, total_sent = sum(received), sum(sent)
     minutes = len(points)
-    summary = (
-        f"{total_received} messages received and {total_sent} replies sent "
-        f"in the last {minutes} minutes; at most {max(received)} received and "
-        f"{max(sent)} sent in one minute."
+    summary = escape(
+        _(
+            "%(received)s messages received and %(sent)s replies sent in the last %(minutes)s "
+            "minutes; at most %(most_received)s received and %(most_sent)s sent in one minute."
+        )
+        % {
+            "received": number(total_received),
+            "sent": number(total_sent),
+            "minutes": minutes,
+            "most_received": number(max(received)),
+            "most_sent": number(max(sent)),
+        }
     )
     base = TOP + plot_h
+    since, now = escape(_("-%(n)s min") % {"n": minutes}), escape(_("now"))
+    words = {
+        "received": escape(_("received")),
+        "sent": escape(_("replies sent")),
+        "hour": escape(_("in the last hour")),
+    }
     parts = [
         f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="traffic-desc">',
         f'<title id="traffic-desc">{summary}</title>',
@@ -57,16 +73,18 @@ def traffic_svg(points: Sequence[TrafficPoint]) -> Markup:
         f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}"/>',
         f'<text x="{LEFT - 4}" y="{TOP + 8}" text-anchor="end">{top}</text>',
         f'<text x="{LEFT - 4}" y="{base}" text-anchor="end">0</text>',
-        f'<text x="{LEFT}" y="{HEIGHT - 4}">-{minutes} min</text>',
-        f'<text x="{WIDTH - 4}" y="{HEIGHT - 4}" text-anchor="end">now</text>',
+        f'<text x="{LEFT}" y="{HEIGHT - 4}">{since}</text>',
+        f'<text x="{WIDTH - 4}" y="{HEIGHT - 4}" text-anchor="end">{now}</text>',
         f'<polyline class="received" points="{line(received)}"/>',
         f'<polyline class="sent" points="{line(sent)}"/>',
         "</svg>",
     ]
     legend = (
-        '<p class="legend"><span class="received">received</span> '
+        f'<p class="legend"><span class="received">{words["received"]}</span> '
         f'<strong data-testid="received-hour">{total_received}</strong> · '
-        f'<span class="sent">replies sent</span> <strong data-testid="sent-hour">{total_sent}'
-        '</strong> <small class="muted">in the last hour</small></p>'
+        f'<span class="sent">{words["sent"]}</span> '
+        f'<strong data-testid="sent-hour">{total_sent}</strong> '
+        f'<small class="muted">{words["hour"]}</small></p>'
     )
-    return Markup(f'<div class="chart">{"".join(parts)}</div>{legend}')  # noqa: S704 - numbers only
+    # Numbers and the catalogue's texts, escaped: nothing a user wrote.
+    return Markup(f'<div class="chart">{"".join(parts)}</div>{legend}')  # noqa: S704
