@@ -18,7 +18,7 @@ from tests.factories import make_accounts
 from tgfleet.account.schemas import ControlAction
 from tgfleet.audit import service as audit_service
 from tgfleet.auth.permissions import BUILTIN_DESCRIPTIONS, PERMISSION_DESCRIPTIONS, Permission
-from tgfleet.console import domain_texts, i18n
+from tgfleet.console import domain_texts, i18n, views, views_account
 from tgfleet.models.account import DesiredState
 from tgfleet.models.vault_rotation import RotationState
 
@@ -266,3 +266,20 @@ class TestOverviewChart:
         english = await operator.http.get("/", headers=HTML)
         assert '<span class="sent">replies sent</span>' in english.text
         assert '<title id="traffic-desc">0 messages received and 0 replies sent' in english.text
+
+
+class TestChoicesTheConsoleLists:
+    async def test_the_sort_orders_and_timeline_kinds_read_chinese(
+        self, operator: Browser, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """The accounts table's sort orders and an account's timeline filter: every option."""
+        (account_id,) = await make_accounts(sessionmaker, ["zh-choices"])
+        listing = await operator.http.get("/accounts", headers=ZH)
+        assert '<option value="-since">最近变化在前</option>' in listing.text
+        assert "Changed most recently" not in listing.text
+        account = await operator.http.get(f"/accounts/{account_id}", headers=ZH)
+        for english in views_account.EVENT_KINDS.values():
+            assert zh(english) != english, english
+            assert zh(english) in account.text, english
+        for english in views.SORTS.values():
+            assert zh(english) != english, english

@@ -16,6 +16,7 @@ from tgfleet.account import service as account_service
 from tgfleet.account.schemas import AccountFilter
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.schemas import Alert
+from tgfleet.console.i18n import N_
 from tgfleet.kit.clock import utcnow
 from tgfleet.lease import service as lease_service
 
@@ -186,13 +187,13 @@ async def latest_events(session: AsyncSession, limit: int = LATEST_EVENTS) -> li
 
 #: The sort orders the accounts table offers (``AccountSort``'s values).
 SORTS: dict[str, str] = {
-    "label": "Label (A to Z)",
-    "-label": "Label (Z to A)",
-    "state": "State",
-    "-since": "Changed most recently",
-    "since": "Changed longest ago",
-    "worker": "Worker",
-    "-created": "Newest first",
+    "label": N_("Label (A to Z)"),
+    "-label": N_("Label (Z to A)"),
+    "state": N_("State"),
+    "-since": N_("Changed most recently"),
+    "since": N_("Changed longest ago"),
+    "worker": N_("Worker"),
+    "-created": N_("Newest first"),
 }
 PAGE_SIZE = 100
 

@@ -16,6 +16,7 @@ from tgfleet.account import groups as account_groups
 from tgfleet.account import service as account_service
 from tgfleet.account.exceptions import AccountNotFound
 from tgfleet.account.schemas import AccountEventRead
+from tgfleet.console.i18n import N_
 from tgfleet.console.i18n import gettext as _
 from tgfleet.kit.pagination import MAX_LIMIT
 from tgfleet.lease import service as lease_service
@@ -26,12 +27,12 @@ from tgfleet.vault.formats import SessionFormat
 
 #: The timeline's kinds a viewer can filter on (the API takes any kind as well).
 EVENT_KINDS: dict[str, str] = {
-    "state": "State changes",
-    "command": "Operator commands",
-    "group": "Group settings",
-    "group_disabled": "Groups switched off",
-    "reply": "Replies sent",
-    "llm_fallback": "LLM fallbacks",
+    "state": N_("State changes"),
+    "command": N_("Operator commands"),
+    "group": N_("Group settings"),
+    "group_disabled": N_("Groups switched off"),
+    "reply": N_("Replies sent"),
+    "llm_fallback": N_("LLM fallbacks"),
 }
 TIMELINE_PAGE = 50
 RECENT_REPLIES = 20

@@ -420,7 +420,7 @@ def _integer(raw: str, what: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        msg = f"{what}: a whole number"
+        msg = _("%(field)s: a whole number.") % {"field": _(what)}
         raise ValueError(msg) from None
 
 
