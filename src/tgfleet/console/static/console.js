@@ -237,6 +237,8 @@
       if (first) { event.preventDefault(); window.location.href = first.href; }
     });
     palette.addEventListener("keydown", function (event) {
+      // Esc closes at once (a search field would first spend it on clearing itself).
+      if (event.key === "Escape") { event.preventDefault(); palette.close(); return; }
       if (event.key !== "ArrowDown" && event.key !== "ArrowUp") { return; }
       var list = items();
       if (!list.length) { return; }
