@@ -84,6 +84,8 @@ async def test_the_switch_is_saved_on_the_user_and_follows_them_to_another_brows
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    mine = await operator.http.get("/me", headers=HTML)
+    assert '<option value="auto" selected>Follow the browser</option>' in mine.text
     switched = await operator.post("/language", {"language": "zh-Hans", "next": "/accounts"})
     assert switched.status_code == 303
     assert switched.headers["location"] == "/accounts"
@@ -100,6 +102,9 @@ async def test_the_switch_is_saved_on_the_user_and_follows_them_to_another_brows
         "user:otto",
     )
     assert record.details == {"from": None, "to": "zh-Hans"}
+    mine = await operator.http.get("/me", headers=HTML)
+    assert '<option value="zh-Hans" lang="zh-Hans" selected>简体中文</option>' in mine.text
+    assert "跟随浏览器" in mine.text
 
     # Another browser, asking for English, signs in as otto: the saved choice wins.
     other = httpx.AsyncClient(transport=client._transport, base_url="http://testserver")
