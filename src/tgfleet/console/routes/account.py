@@ -9,7 +9,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from tgfleet.account import commands as account_commands
@@ -30,7 +30,7 @@ from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page, wants_block
 from tgfleet.console.routes.live import live_url
 from tgfleet.console.uploads import SessionUploader, received
-from tgfleet.console.web import set_flash
+from tgfleet.console.web import redirect_with_flash
 from tgfleet.exceptions import AppError, NotFound
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.playbook.exceptions import PlaybookNotFound, PlaybookVersionNotFound
@@ -47,12 +47,6 @@ PASTED_FIELD = "string"
 
 def _back(account_id: uuid.UUID, anchor: str = "") -> str:
     return f"/accounts/{account_id}" + (f"#{anchor}" if anchor else "")
-
-
-def _redirect(url: str, text: str, level: str = "ok") -> RedirectResponse:
-    response = RedirectResponse(url, status_code=303)
-    set_flash(response, text, level)
-    return response
 
 
 @router.get("/accounts/{account_id}")
@@ -112,7 +106,7 @@ async def control(
         views_account.parse_id(account_id),
         action,
     )
-    return _redirect(
+    return redirect_with_flash(
         _back(account.id),
         _("%(action)s: asked; the account is now wanted %(state)s.")
         % {
@@ -142,9 +136,11 @@ async def set_group(
         playbook_id = uuid.UUID(playbook) if playbook.strip() else None
         pinned = int(version) if version.strip() else None
     except ValueError:
-        return _redirect(back, _("Choose a playbook from the list and a version number."), "bad")
+        return redirect_with_flash(
+            back, _("Choose a playbook from the list and a version number."), "bad"
+        )
     if not CHAT_ID_MIN <= chat_id <= CHAT_ID_MAX:
-        return _redirect(
+        return redirect_with_flash(
             back, _("chat id %(chat)s is not a Telegram chat id.") % {"chat": chat_id}, "bad"
         )
     try:
@@ -165,11 +161,11 @@ async def set_group(
         PlaybookVersionNotFound,
     ) as exc:
         text = _("Group %(chat)s not changed: %(why)s.") % {"chat": chat_id, "why": exc.message}
-        return _redirect(back, text, "bad")
+        return redirect_with_flash(back, text, "bad")
     name = group.title or str(chat_id)
     if group.enabled:
-        return _redirect(back, _("Group %(name)s: replies on.") % {"name": name})
-    return _redirect(back, _("Group %(name)s: replies off.") % {"name": name})
+        return redirect_with_flash(back, _("Group %(name)s: replies on.") % {"name": name})
+    return redirect_with_flash(back, _("Group %(name)s: replies off.") % {"name": name})
 
 
 @router.post("/accounts/{account_id}/session")
@@ -215,11 +211,11 @@ async def replace_session(
             "Session replaced: version %(version)s, %(format)s; the worker starts the account "
             "afresh."
         )
-    return _redirect(_back(parsed), text % values)
+    return redirect_with_flash(_back(parsed), text % values)
 
 
 def _refused(account_id: uuid.UUID, error: AppError) -> Response:
-    return _redirect(
+    return redirect_with_flash(
         _back(account_id, "session"),
         _("Session not replaced (%(code)s): %(why)s") % {"code": error.code, "why": error.message},
         "bad",
@@ -240,14 +236,14 @@ async def erase_session(
     account = await views_account.account_label(session, parsed)
     if confirm.strip() != account:
         text = _("Nothing erased: type the account's label, %(label)s, to confirm.")
-        return _redirect(_back(parsed, "session"), text % {"label": account}, "bad")
+        return redirect_with_flash(_back(parsed, "session"), text % {"label": account}, "bad")
     try:
         await vault_service.erase(session, audit_context(viewer.principal, meta), parsed)
     except SessionNotFound:
-        return _redirect(
+        return redirect_with_flash(
             _back(parsed, "session"), _("This account has no session to erase."), "warn"
         )
-    return _redirect(
+    return redirect_with_flash(
         _back(parsed, "session"),
         _(
             "Session erased: its key and ciphertext are destroyed and nothing can decrypt it; "
@@ -272,7 +268,7 @@ async def export_session(
     try:
         wanted = SessionExportRequest.model_validate({"format": format, "reason": reason.strip()})
     except ValidationError:
-        return _redirect(
+        return redirect_with_flash(
             _back(parsed, "session"),
             _(
                 "Export refused: choose a format and give the reason (3 to 500 characters); "

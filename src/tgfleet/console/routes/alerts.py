@@ -10,7 +10,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from tgfleet.alert import service as alert_service
 from tgfleet.alert.runtime import send_test_notification
@@ -21,7 +21,7 @@ from tgfleet.console import views_alerts
 from tgfleet.console.guard import AlertReader, AlertWriter, Viewer
 from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page
-from tgfleet.console.web import set_flash
+from tgfleet.console.web import redirect_with_flash
 from tgfleet.exceptions import InvalidInput, NotFound, ServiceUnavailable
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.http import DbSession, Meta
@@ -33,12 +33,6 @@ Short = Annotated[str, Query(max_length=128)]
 Names = Annotated[list[str], Query(alias="name")]
 Operators = Annotated[list[str], Query(alias="op")]
 Values = Annotated[list[str], Query(alias="value")]
-
-
-def _redirect(url: str, text: str, level: str = "ok") -> RedirectResponse:
-    response = RedirectResponse(url, status_code=303)
-    set_flash(response, text, level)
-    return response
 
 
 async def _audit_read(session: DbSession, viewer: Viewer, meta: Meta, what: str) -> None:
@@ -152,7 +146,7 @@ async def create_silence(
         except InvalidInput as exc:
             form.errors[views_alerts.refusal_field(exc)] = exc.message
         else:
-            return _redirect(
+            return redirect_with_flash(
                 "/alerts",
                 _("Silence %(id)s created: it mutes the alerts its matchers match until %(end)s.")
                 % {"id": row.id, "end": row.ends_at.strftime("%Y-%m-%d %H:%M UTC")},
@@ -179,8 +173,10 @@ async def expire_silence(
             session, audit_context(viewer.principal, meta), silence_id
         )
     except NotFound:
-        return _redirect("/alerts/silences", _("No silence %(id)s.") % {"id": silence_id}, "bad")
-    return _redirect(
+        return redirect_with_flash(
+            "/alerts/silences", _("No silence %(id)s.") % {"id": silence_id}, "bad"
+        )
+    return redirect_with_flash(
         "/alerts/silences",
         _("Silence %(id)s expired: the alerts it muted notify again.") % {"id": silence_id},
     )
@@ -221,12 +217,12 @@ async def send_test(
     integrations delivered, which failed and why, or that the receiver has none."""
     name = receiver.strip()
     if not name:
-        return _redirect("/alerts#test", _("Choose the receiver to test."), "bad")
+        return redirect_with_flash("/alerts#test", _("Choose the receiver to test."), "bad")
     try:
         results = await send_test_notification(
             components.alerting, session, audit_context(viewer.principal, meta), name
         )
     except (NotFound, ServiceUnavailable) as exc:
-        return _redirect("/alerts#test", exc.message, "bad")
+        return redirect_with_flash("/alerts#test", exc.message, "bad")
     text, level = views_alerts.delivery_answer(name, results)
-    return _redirect("/alerts#test", text, level)
+    return redirect_with_flash("/alerts#test", text, level)

@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from tgfleet.account import groups as account_groups
 from tgfleet.account.exceptions import GroupNeedsPlaybook, GroupNotFound, InvalidGroupSettings
@@ -29,7 +29,7 @@ from tgfleet.console.guard import (
 from tgfleet.console.i18n import gettext as _
 from tgfleet.console.pages import page, wants_block
 from tgfleet.console.views_account import parse_id as parse_account_id
-from tgfleet.console.web import set_flash
+from tgfleet.console.web import redirect_with_flash
 from tgfleet.kit.db import unit_of_work
 from tgfleet.kit.http import DbSession, Meta
 from tgfleet.kit.schema import INT32_MAX
@@ -55,12 +55,6 @@ DescriptionField = Annotated[str, Form(max_length=playbook_service.DESCRIPTION_M
 PROBLEMS_BLOCK = "problems"
 #: The new playbook's editor (its element ids).
 NEW = "new"
-
-
-def _redirect(url: str, text: str, level: str = "ok") -> RedirectResponse:
-    response = RedirectResponse(url, status_code=303)
-    set_flash(response, text, level)
-    return response
 
 
 def _form_text(source: str) -> str:
@@ -137,7 +131,7 @@ async def create(
         except PlaybookInvalid as exc:
             problems.extend(views_playbook.problems_of(exc))
         else:
-            return _redirect(
+            return redirect_with_flash(
                 f"/playbooks/{playbook.id}",
                 _("Playbook %(name)s created: version 1.") % {"name": playbook.name},
             )
@@ -273,11 +267,13 @@ async def save(
                 description=description,
             )
     except PlaybookUnchanged as exc:
-        return _redirect(back, exc.message, "warn")
+        return redirect_with_flash(back, exc.message, "warn")
     if saved.latest_version == before:
         text = _("Description saved; the source is the same as version %(version)s.")
-        return _redirect(back, text % {"version": before})
-    return _redirect(back, _("Saved as version %(version)s.") % {"version": saved.latest_version})
+        return redirect_with_flash(back, text % {"version": before})
+    return redirect_with_flash(
+        back, _("Saved as version %(version)s.") % {"version": saved.latest_version}
+    )
 
 
 @router.post("/playbooks/{playbook_id}/check")
@@ -345,15 +341,17 @@ async def pin_group(
     try:
         pinned = int(version) if version.strip() else None
     except ValueError:
-        return _redirect(back, _("Choose the latest version or a version number."), "bad")
+        return redirect_with_flash(back, _("Choose the latest version or a version number."), "bad")
     if not CHAT_ID_MIN <= chat_id <= CHAT_ID_MAX:
-        return _redirect(back, _("%(chat)s is not a Telegram chat id.") % {"chat": chat_id}, "bad")
+        return redirect_with_flash(
+            back, _("%(chat)s is not a Telegram chat id.") % {"chat": chat_id}, "bad"
+        )
     refused = _("Group %(chat)s not changed: %(why)s.")
     try:
         group = await account_groups.get_group(session, account, chat_id)
         if group.playbook_id != parsed:
             why = _("it no longer uses this playbook")
-            return _redirect(back, refused % {"chat": chat_id, "why": why}, "bad")
+            return redirect_with_flash(back, refused % {"chat": chat_id, "why": why}, "bad")
         group = await account_groups.set_group(
             session,
             audit_context(viewer.principal, meta),
@@ -370,7 +368,7 @@ async def pin_group(
         InvalidGroupSettings,
         PlaybookVersionNotFound,
     ) as exc:
-        return _redirect(back, refused % {"chat": chat_id, "why": exc.message}, "bad")
+        return redirect_with_flash(back, refused % {"chat": chat_id, "why": exc.message}, "bad")
     title = group.title or str(chat_id)
     if pinned is None:
         text = _("Group %(title)s now follows the latest version.") % {"title": title}
@@ -379,7 +377,7 @@ async def pin_group(
             "title": title,
             "version": pinned,
         }
-    return _redirect(back, text)
+    return redirect_with_flash(back, text)
 
 
 @router.post("/playbooks/{playbook_id}/dry-run")
