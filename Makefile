@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean deploy-tools
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tgfleet needs Python 3.11 or newer; found " + sys.version.split()[0])'
@@ -42,6 +42,10 @@ format: $(VENV)/.installed-dev
 ## bench: benchmarks under bench/, results into docs/benchmarks.md
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py
+
+## deploy-tools: podman, checkov, kubernetes-validate, hadolint, podman-compose, actionlint for tests/deploy
+deploy-tools:
+	bash tools/deploy-tools.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
