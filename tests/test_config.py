@@ -105,3 +105,86 @@ class TestJwtSecret:
     def test_secret_is_not_in_repr(self) -> None:
         settings = Settings(jwt_secret=SecretStr("t" * 40))
         assert "t" * 40 not in repr(settings)
+
+
+class TestSecretsDir:
+    """TGFLEET_SECRETS_DIR: settings from mounted files (compose and Kubernetes secrets)."""
+
+    @pytest.fixture(autouse=True)
+    def _clean_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in list(os.environ):
+            if name.startswith("TGFLEET_"):
+                monkeypatch.delenv(name)
+
+    def test_files_named_after_variables_are_read_stripped(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A file per variable (any case), its trailing newline dropped, as `echo` writes."""
+        (tmp_path / "TGFLEET_JWT_SECRET").write_text("j" * 40 + "\n")
+        (tmp_path / "tgfleet_vault_key").write_text("a2V5\n")
+        monkeypatch.setenv("TGFLEET_SECRETS_DIR", str(tmp_path))
+        settings = Settings.load()
+        assert settings.jwt_secret is not None
+        assert settings.jwt_secret.get_secret_value() == "j" * 40
+        assert settings.vault_key is not None
+        assert settings.vault_key.get_secret_value() == "a2V5"
+        assert settings.secrets_dir == tmp_path
+
+    def test_a_variable_wins_over_its_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "TGFLEET_JWT_SECRET").write_text("f" * 40)
+        monkeypatch.setenv("TGFLEET_SECRETS_DIR", str(tmp_path))
+        monkeypatch.setenv("TGFLEET_JWT_SECRET", "v" * 40)
+        settings = Settings.load()
+        assert settings.jwt_secret is not None
+        assert settings.jwt_secret.get_secret_value() == "v" * 40
+
+    def test_without_the_variable_no_file_is_read(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "TGFLEET_JWT_SECRET").write_text("f" * 40)
+        monkeypatch.chdir(tmp_path)
+        assert Settings.load().jwt_secret is None
+
+    def test_a_missing_directory_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TGFLEET_SECRETS_DIR", str(tmp_path / "absent"))
+        with pytest.raises(ValidationError, match="secrets_dir"):
+            Settings.load()
+
+
+class TestDatabasePassword:
+    URL = "postgresql+asyncpg://tgfleet@db.internal:5432/tgfleet"
+
+    def test_the_password_goes_into_the_url(self) -> None:
+        """Characters a URL escapes survive (SQLAlchemy quotes them)."""
+        settings = Settings(database_url=self.URL, database_password=SecretStr("p@ss:w/rd"))
+        assert settings.effective_database_url == (
+            "postgresql+asyncpg://tgfleet:p%40ss%3Aw%2Frd@db.internal:5432/tgfleet"
+        )
+        assert "p@ss" not in repr(settings)
+
+    def test_from_a_secret_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        (tmp_path / "TGFLEET_DATABASE_PASSWORD").write_text("hunter2hunter2\n")
+        monkeypatch.setenv("TGFLEET_SECRETS_DIR", str(tmp_path))
+        monkeypatch.setenv("TGFLEET_DATABASE_URL", self.URL)
+        assert Settings.load().effective_database_url == (
+            "postgresql+asyncpg://tgfleet:hunter2hunter2@db.internal:5432/tgfleet"
+        )
+
+    def test_no_password_leaves_the_url_alone(self) -> None:
+        assert Settings(database_url=self.URL).effective_database_url == self.URL
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            (None, "TGFLEET_DATABASE_URL is not"),
+            ("postgresql+asyncpg://u:inline@h/db", "keep one of them"),
+            ("not a url", "not a database URL"),
+        ],
+    )
+    def test_refused_combinations(self, url: str | None, message: str) -> None:
+        with pytest.raises(ValidationError, match=message):
+            Settings(database_url=url, database_password=SecretStr("x"))

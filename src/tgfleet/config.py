@@ -1,8 +1,9 @@
 """Settings: one pydantic-settings model, read from ``TGFLEET_*`` environment variables.
 
-Settings only: nothing here reads or writes a file. The data directory's check is
-`tgfleet.kit.data_dir`'s (run at each process start); the generated JWT secret is auth's
-(`tgfleet.auth.secret`).
+Settings only: nothing here writes a file, and the only files read are the secrets in
+``TGFLEET_SECRETS_DIR`` (pydantic-settings reads them: `Settings.load`). The data
+directory's check is `tgfleet.kit.data_dir`'s (run at each process start); the generated JWT
+secret is auth's (`tgfleet.auth.secret`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import (
+    DirectoryPath,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 #: More trusted proxies than this is a misconfiguration, not a deployment.
 MAX_TRUSTED_PROXIES: Final = 64
@@ -32,6 +42,17 @@ DEFAULT_TELEGRAM_DCS: Final = (
 )
 
 
+class _SecretsDirectory(BaseSettings):
+    """``TGFLEET_SECRETS_DIR`` alone: read first, as it says where the other settings'
+    files are."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TGFLEET_", extra="ignore", frozen=True, title="Settings"
+    )
+
+    secrets_dir: DirectoryPath | None = None
+
+
 class Settings(BaseSettings):
     """Every setting of tgfleet; the README's configuration table lists them all."""
 
@@ -39,9 +60,19 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.DEV
     data_dir: Path = Path("./data")
+    secrets_dir: DirectoryPath | None = Field(
+        default=None,
+        description="read settings from the files in this directory named after their "
+        "variables (e.g. /run/secrets/TGFLEET_JWT_SECRET); a variable wins over its file",
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; default sqlite+aiosqlite:///<data dir>/tgfleet.db",
+    )
+    database_password: SecretStr | None = Field(
+        default=None,
+        description="the database password, put into TGFLEET_DATABASE_URL (which then names "
+        "none); for a password kept in a file of TGFLEET_SECRETS_DIR",
     )
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -282,6 +313,29 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _database_password_has_a_url(self) -> Settings:
+        if self.database_password is None:
+            return self
+        if self.database_url is None:
+            msg = (
+                "TGFLEET_DATABASE_PASSWORD is set but TGFLEET_DATABASE_URL is not: the "
+                "password is for a PostgreSQL URL (postgresql+asyncpg://user@host:5432/db)"
+            )
+            raise ValueError(msg)
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError as exc:
+            msg = "TGFLEET_DATABASE_URL is not a database URL"
+            raise ValueError(msg) from exc
+        if url.password is not None:
+            msg = (
+                "TGFLEET_DATABASE_URL carries a password and TGFLEET_DATABASE_PASSWORD is set "
+                "too: keep one of them"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
     def _console_session_bounds(self) -> Settings:
         if self.console_session_max_seconds < self.console_session_idle_seconds:
             msg = (
@@ -324,8 +378,22 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return upper
 
+    @classmethod
+    def load(cls) -> Settings:
+        """The settings from the environment and, when ``TGFLEET_SECRETS_DIR`` names a
+        directory, from the files in it named after a variable (``TGFLEET_JWT_SECRET``,
+        ``TGFLEET_DATABASE_PASSWORD``...; the name's case is ignored, the value stripped): a
+        mounted secret instead of a variable. A variable wins over its file."""
+        directory = _SecretsDirectory().secrets_dir
+        return cls(_secrets_dir=directory)
+
     @property
     def effective_database_url(self) -> str:
+        if self.database_url and self.database_password is not None:
+            url = make_url(self.database_url).set(
+                password=self.database_password.get_secret_value()
+            )
+            return url.render_as_string(hide_password=False)
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tgfleet.db'}"

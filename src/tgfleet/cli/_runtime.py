@@ -45,7 +45,7 @@ ERROR_LINE_CHARS = 300
 def load_settings(*, log_level: str | None = "WARNING") -> Settings:
     """Settings from the environment; a bad value or unsafe data dir exits with its message."""
     try:
-        settings = Settings()
+        settings = Settings.load()
     except ValueError as exc:
         raise fail(f"invalid settings: {exc}", 2) from exc
     # TGFLEET_LOG_LEVEL=DEBUG wins over a command's quieter default: it is how an operator
