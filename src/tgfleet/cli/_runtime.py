@@ -81,6 +81,17 @@ def schema_revision(settings: Settings) -> str | None:
         raise fail(f"the database cannot be reached: {type(exc).__name__}") from exc
 
 
+def require_current_schema(settings: Settings) -> None:
+    """Exit 2 unless the database is at the code's head revision (`tgfleet db upgrade`)."""
+    current, head = schema_revision(settings), migrations.head_revision()
+    if current != head:
+        raise fail(
+            f"the database is at revision {current or '(empty)'}, the code expects {head}: "
+            "run `tgfleet db upgrade` first",
+            2,
+        )
+
+
 def load_vault(settings: Settings) -> Vault:
     """The vault's keyring from its configured source; no usable key exits 2."""
     try:

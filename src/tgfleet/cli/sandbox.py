@@ -11,12 +11,27 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from tgfleet.cli._runtime import fail
+from tgfleet.cli._runtime import (
+    cli_audit_context,
+    fail,
+    load_audit_keys,
+    load_settings,
+    load_vault,
+    require_current_schema,
+    with_sessionmaker,
+)
 from tgfleet.exceptions import AppError
+from tgfleet.kit.listen import format_address
 from tgfleet.logging import configure_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from tgfleet.demo.seed import SeededFleet
 
 app = typer.Typer(
     help="The local Telegram sandbox: a MTProto server real Telethon clients connect to.",
@@ -138,12 +153,26 @@ def mint_world(
     out: Path = typer.Option(..., file_okay=False, help="output directory"),
     members: int = typer.Option(5, min=0, help="simulated members per group"),
     port: int = typer.Option(DEFAULT_PORT, min=1, max=65535, help="port the sessions use"),
+    address: str = typer.Option(
+        "127.0.0.1",
+        help="IP address the sessions use: where clients reach the sandbox (e.g. its fixed "
+        "address on a compose network)",
+    ),
     seed: int = typer.Option(0, help="seed for ids, names, layout and traffic"),
     force: bool = typer.Option(False, "--force", help="overwrite existing files"),
+    keep_existing: bool = typer.Option(
+        False,
+        "--keep-existing",
+        help="when DIR/world.yaml exists, keep that world and exit 0 (a one-shot service "
+        "that runs at every start)",
+    ),
 ) -> None:
     """Write DIR/world.yaml and one Telethon .session per account (mode 0600)."""
     from tgfleet.sandbox.mint import WORLD_FILE, mint
 
+    if keep_existing and not force and (out / WORLD_FILE).is_file():
+        typer.echo(f"kept the world in {out / WORLD_FILE}")
+        return
     try:
         world = mint(
             out,
@@ -153,6 +182,7 @@ def mint_world(
             port=port,
             seed=seed,
             force=force,
+            address=address,
         )
     except AppError as exc:
         raise fail(exc.message) from exc
@@ -161,5 +191,56 @@ def mint_world(
         f"minted {len(world.accounts)} accounts, {len(world.groups)} groups "
         f"({len(world.groups) - supergroups} basic, {supergroups} supergroups), "
         f"{len(world.members)} simulated members -> {out / WORLD_FILE} "
-        f"(sessions point at 127.0.0.1:{port})"
+        f"(sessions point at {format_address(address, port)})"
     )
+
+
+@app.command("seed")
+def seed_world(
+    world: Path = typer.Option(
+        ...,
+        "--world",
+        exists=True,
+        dir_okay=False,
+        help="the world file; the accounts' .session files are beside it (as minted)",
+    ),
+    start: bool = typer.Option(
+        True, "--start/--no-start", help="start every account (workers bring them online)"
+    ),
+) -> None:
+    """Put a sandbox world's fleet under management as `tgfleet run --demo` does: import its
+    sessions through the vault, install the example playbooks, enable replies in every group
+    and start every account. Audited like the API's changes; a rerun adds nothing twice.
+    Needs a migrated database (`tgfleet db upgrade`)."""
+    from tgfleet.demo.fleet import example_playbooks
+    from tgfleet.demo.seed import seed_fleet
+    from tgfleet.sandbox.world_file import load_world
+
+    settings = load_settings()
+    require_current_schema(settings)
+    vault = load_vault(settings)
+    load_audit_keys(settings)
+    try:
+        loaded = load_world(world)
+    except AppError as exc:
+        raise fail(exc.message) from exc
+
+    async def work(maker: async_sessionmaker[AsyncSession]) -> SeededFleet:
+        return await seed_fleet(
+            maker,
+            vault,
+            cli_audit_context(),
+            loaded,
+            world.parent,
+            playbooks=example_playbooks(),
+            start=start,
+        )
+
+    fleet = with_sessionmaker(settings, work)
+    typer.echo(
+        f"managing {len(fleet.account_ids)} accounts of {world} in {len(loaded.groups)} "
+        f"groups with playbooks {', '.join(sorted(fleet.playbook_ids))}"
+        + ("; every account started" if start else "")
+    )
+    if fleet.failed:
+        raise fail(f"not imported and not found: {', '.join(fleet.failed)}")

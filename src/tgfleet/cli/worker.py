@@ -9,7 +9,6 @@ import socket
 
 import typer
 
-from tgfleet import migrations
 from tgfleet.cli import _runtime
 from tgfleet.cli._runtime import (
     console,
@@ -17,7 +16,7 @@ from tgfleet.cli._runtime import (
     load_audit_keys,
     load_settings,
     load_vault,
-    schema_revision,
+    require_current_schema,
 )
 from tgfleet.config import Environment, Settings
 from tgfleet.kit.listen import ListenError, format_address, open_listener
@@ -53,7 +52,7 @@ def worker(
     except ListenError as exc:
         raise fail(exc.message, 2) from exc
     with sock:
-        _require_current_schema(settings)
+        require_current_schema(settings)
         vault = load_vault(settings)
         load_audit_keys(settings)
         try:
@@ -69,16 +68,6 @@ def require_telegram_app(settings: Settings) -> None:
         raise fail(
             "TGFLEET_ENV=prod needs TGFLEET_TELEGRAM_API_ID and TGFLEET_TELEGRAM_API_HASH "
             "(your app's, from my.telegram.org) to run accounts; refusing to start",
-            2,
-        )
-
-
-def _require_current_schema(settings: Settings) -> None:
-    current, head = schema_revision(settings), migrations.head_revision()
-    if current != head:
-        raise fail(
-            f"the database is at revision {current or '(empty)'}, the code expects {head}: "
-            "run `tgfleet db upgrade` first",
             2,
         )
 

@@ -12,6 +12,7 @@ spare simulated members belong to no group so that traffic has people to join.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -67,12 +68,20 @@ def mint(
     seed: int = 0,
     dc_id: int = 2,
     force: bool = False,
+    address: str = SANDBOX_HOST,
 ) -> World:
-    """Write ``out_dir/world.yaml`` and ``out_dir/<username>.session`` for every account.
+    """Write ``out_dir/world.yaml`` and ``out_dir/<username>.session`` for every account,
+    the sessions pointing at the sandbox on ``address`` (an IP address: the vault stores
+    addresses, not host names) and ``port``.
 
     Refuses (`WorldError`) when ``world.yaml`` or one of the session files exists, unless
     ``force``. Files are written with mode 0600. Returns the minted world.
     """
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        msg = f"{address!r} is not an IP address (sessions store the sandbox's address)"
+        raise WorldError(msg) from None
     if accounts < 1 or accounts > len(ACCOUNT_IDS):
         raise WorldError(f"accounts must be 1..{len(ACCOUNT_IDS)}, got {accounts}")
     if groups < 0 or members < 0:
@@ -141,20 +150,26 @@ def mint(
     # in series, a few seconds this way).
     with ThreadPoolExecutor(max_workers=_SESSION_WRITERS) as pool:
         list(
-            pool.map(partial(_write_session, dc_id=dc_id, port=port), session_paths, world_accounts)
+            pool.map(
+                partial(_write_session, dc_id=dc_id, address=address, port=port),
+                session_paths,
+                world_accounts,
+            )
         )
     # The world file last: its presence means the mint finished.
     dump_world(world, world_path)
     return world
 
 
-def _write_session(path: Path, account: WorldAccount, *, dc_id: int, port: int) -> None:
+def _write_session(
+    path: Path, account: WorldAccount, *, dc_id: int, address: str, port: int
+) -> None:
     path.unlink(missing_ok=True)
     # Create the file 0600 first: SQLite then opens it in place and keeps its mode.
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     session = SQLiteSession(str(path))
     try:
-        session.set_dc(dc_id, SANDBOX_HOST, port)
+        session.set_dc(dc_id, address, port)
         session.auth_key = AuthKey(data=account.auth_key)
         session.save()
     finally:
