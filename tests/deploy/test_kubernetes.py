@@ -16,6 +16,7 @@ import inspect
 import ipaddress
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from pydantic import SecretStr
 
 from tests.deploy.tools import ROOT, require_tool
 from tgfleet import config as tgfleet_config
 from tgfleet.alert.config import config_from_settings
+from tgfleet.cli import app as cli_app
 from tgfleet.config import Settings, parse_dcs, unknown_settings
 from tgfleet.worker.supervisor import Supervisor
 
@@ -583,3 +586,47 @@ class TestMonitoring:
         selected = set(re.findall(r'job=~?"([^"]+)"', expressions))
         named = {n for alternatives in selected for n in alternatives.split("|")}
         assert named - {"tgfleet-run"} == set(jobs)
+
+
+def test_secret_example_names_settings_and_holds_no_value() -> None:
+    """secret.example.yaml (in no kustomization) names only real settings, as `envFrom`
+    needs, and every value is a placeholder."""
+    example = yaml.safe_load((KUBERNETES / "base" / "secret.example.yaml").read_text("utf-8"))
+    data = example["stringData"]
+    assert unknown_settings(data) == []
+    assert {"TGFLEET_DATABASE_URL", "TGFLEET_VAULT_KEY", "TGFLEET_AUDIT_KEY"} <= set(data)
+    assert all("CHANGE-ME" in value for value in data.values())
+    for overlay in ("base", *(f"overlays/{o}" for o in OVERLAYS)):
+        kustomization = yaml.safe_load((KUBERNETES / overlay / "kustomization.yaml").read_text())
+        assert "secret.example.yaml" not in kustomization["resources"]
+
+
+def command_lines(container: Doc) -> list[list[str]]:
+    """The tgfleet command lines a container runs: its ``args`` after the image's
+    ``tgfleet`` entrypoint, or each ``tgfleet ...`` of a ``sh -c`` script."""
+    command = container.get("command")
+    if command is None:
+        return [list(container["args"])]
+    assert command[:2] == ["sh", "-c"], command
+    return [shlex.split(line)[1:] for line in re.findall(r"tgfleet [^;&|]+", command[2])]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_containers_run_real_commands(overlay: str, rendered: dict[str, list[Doc]]) -> None:
+    """Every command line in the manifests names a tgfleet command that exists and only
+    options that command has (a renamed option would otherwise surface on a cluster)."""
+    root = typer.main.get_command(cli_app)
+    seen = 0
+    for where, spec in pod_specs(rendered[overlay]):
+        for container in containers(spec):
+            for line in command_lines(container):
+                command = root
+                words = list(line)
+                while words and words[0] in getattr(command, "commands", {}):
+                    command = command.commands[words.pop(0)]  # type: ignore[attr-defined]
+                assert not hasattr(command, "commands"), (where, line)
+                options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+                flags = [w.split("=", 1)[0] for w in words if w.startswith("--")]
+                assert set(flags) <= options, (where, line, set(flags) - options)
+                seen += 1
+    assert seen >= 5
