@@ -41,7 +41,7 @@ OVERLAYS = ("dev", "production")
 IMAGE = "ghcr.io/tgfleet/tgfleet"
 TOOL_TIMEOUT = 120.0
 #: The checks skipped on purpose, each annotated on the object with its reason.
-ALLOWED_SKIPS = frozenset({"CKV_K8S_35", "CKV_K8S_43"})
+ALLOWED_SKIPS = frozenset({"CKV_K8S_43"})
 MONITORING_GROUP = "monitoring.coreos.com/v1"
 POD_OWNERS = frozenset({"Deployment", "Job"})
 #: Telegram's published ranges (core.telegram.org/resources/cidr.txt).
@@ -332,28 +332,45 @@ class TestObjects:
     def test_secrets_are_referenced_never_embedded(
         self, overlay: str, rendered: dict[str, list[Doc]]
     ) -> None:
-        """No Secret object is rendered; every container reads the operator's Secret
-        `tgfleet`; no literal env value or ConfigMap entry carries a secret; every
-        TGFLEET_ variable names a real setting."""
+        """No Secret object is rendered; every tgfleet container (not the dev sandbox's
+        server) mounts the operator's Secret `tgfleet` where TGFLEET_SECRETS_DIR points; no
+        env value, env reference or ConfigMap entry carries a secret; every TGFLEET_
+        variable names a real setting."""
         docs = rendered[overlay]
         assert objects(docs, "Secret") == []
-        for where, spec in pod_specs(docs):
-            for container in containers(spec):
-                name = f"{where} {container['name']}"
-                sources = container.get("envFrom", [])
-                if not where.endswith("-sandbox"):  # the dev sandbox reads no secret
-                    assert {"secretRef": {"name": "tgfleet"}} in sources, name
-                for variable in container.get("env", []):
-                    if "value" in variable:
-                        assert not SECRET_WORDS.search(variable["name"]), name
-        config = [
-            c for c in objects(docs, "ConfigMap") if "tgfleet-config" in c["metadata"]["name"]
-        ]
+        config = [c for c in objects(docs, "ConfigMap") if "-config-" in c["metadata"]["name"]]
         assert len(config) == 1
         data = config[0]["data"]
-        assert not [key for key in data if SECRET_WORDS.search(key)]
+        assert not [k for k in data if SECRET_WORDS.search(k) and k != "TGFLEET_SECRETS_DIR"]
         assert unknown_settings(data) == []
         assert data["TGFLEET_ALERTING_CONFIG"].startswith("/etc/tgfleet/alerting/")
+        mounted = 0
+        for where, spec in pod_specs(docs):
+            volumes = {v["name"]: v for v in spec["volumes"]}
+            for container in containers(spec):
+                name = f"{where} {container['name']}"
+                for source in container.get("envFrom", []):
+                    assert "secretRef" not in source, name
+                for variable in container.get("env", []):
+                    assert "value" not in variable or not SECRET_WORDS.search(variable["name"])
+                    assert "secretKeyRef" not in variable.get("valueFrom", {}), name
+                if where.endswith("-sandbox") and container["name"] in {"mint", "sandbox"}:
+                    continue  # the dev sandbox's own world: no tgfleet settings
+                assert {"configMapRef": {"name": config[0]["metadata"]["name"]}} in container[
+                    "envFrom"
+                ], name
+                (mount,) = [
+                    m
+                    for m in container["volumeMounts"]
+                    if m["mountPath"] == data["TGFLEET_SECRETS_DIR"]
+                ]
+                assert mount["readOnly"] is True, name
+                secret = volumes[mount["name"]]["secret"]
+                assert secret["secretName"] == "tgfleet", name
+                assert secret["defaultMode"] == 0o440, name
+                assert spec["securityContext"]["fsGroup"] == 10001, name
+                mounted += 1
+        assert mounted >= 5
 
     def test_worker_grace_period_outlasts_its_drain(
         self, overlay: str, rendered: dict[str, list[Doc]]
@@ -488,7 +505,15 @@ def test_overlays_differ_as_documented(rendered: dict[str, list[Doc]]) -> None:
     assert one(dev, "Deployment", "tgfleet-worker")["spec"]["replicas"] == 1
     dev_hpa = one(dev, "HorizontalPodAutoscaler", "tgfleet-api")["spec"]
     assert (dev_hpa["minReplicas"], dev_hpa["maxReplicas"]) == (1, 1)
-    assert one(dev, "Deployment", "tgfleet-sandbox")
+    sandbox = one(dev, "Deployment", "tgfleet-sandbox")["spec"]["template"]["spec"]
+    (mint,) = [c for c in sandbox["initContainers"] if c["name"] == "mint"]
+    service = one(dev, "Service", "tgfleet-sandbox")["spec"]
+    # The sessions hold the sandbox's address: the Service's fixed clusterIP and its port.
+    address = mint["args"][mint["args"].index("--address") + 1]
+    port = int(mint["args"][mint["args"].index("--port") + 1])
+    assert service["clusterIP"] == address
+    assert [p["port"] for p in service["ports"]] == [port]
+    assert any("sandbox seed" in " ".join(c.get("command", [])) for c in sandbox["initContainers"])
     assert not [d for d in dev if d["apiVersion"] == MONITORING_GROUP]
     assert one(production, "Deployment", "tgfleet-worker")["spec"]["replicas"] == 3
     assert "replicas" not in one(production, "Deployment", "tgfleet-api")["spec"]
@@ -630,3 +655,33 @@ def test_containers_run_real_commands(overlay: str, rendered: dict[str, list[Doc
                 assert set(flags) <= options, (where, line, set(flags) - options)
                 seen += 1
     assert seen >= 5
+
+
+def test_a_mounted_secret_is_read_through_the_secrets_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kubelet's layout of a Secret volume (each key a symlink into a timestamped
+    directory behind ``..data``, swapped atomically on update) is what TGFLEET_SECRETS_DIR
+    reads: the manifests' secrets reach the settings."""
+    mount = tmp_path / "tgfleet"
+    payload = mount / "..2026_12_07_20_50_00.000000001"
+    payload.mkdir(parents=True)
+    values = {
+        "TGFLEET_JWT_SECRET": "jwt-from-the-secret",
+        "TGFLEET_DATABASE_URL": "postgresql+asyncpg://tgfleet:pw@db:5432/tgfleet",
+        "TGFLEET_ALERTING_TELEGRAM_BOT_TOKEN": "123456:bot",
+    }
+    for key, value in values.items():
+        (payload / key).write_text(value + "\n", encoding="utf-8")
+    (mount / "..data").symlink_to(payload.name)
+    for key in values:
+        (mount / key).symlink_to(Path("..data") / key)
+    for key in (*values, "TGFLEET_SECRETS_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TGFLEET_SECRETS_DIR", str(mount))
+    settings = Settings.load()
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == "jwt-from-the-secret"
+    assert settings.database_url == values["TGFLEET_DATABASE_URL"]
+    assert settings.alerting_telegram_bot_token is not None
+    assert settings.alerting_telegram_bot_token.get_secret_value() == "123456:bot"
