@@ -63,8 +63,17 @@ def load_settings(*, log_level: str | None = "WARNING") -> Settings:
 
 
 def migrate(settings: Settings, revision: str = "head") -> str | None:
-    """Upgrade the schema and return the revision reached; unreachable database: exit 1."""
+    """Upgrade the schema and return the revision reached; unreachable database: exit 1.
+    A schema ahead of this release (a newer one migrated it) stays as it is: upgrading to
+    "head" has nothing to do (expand/contract, `tgfleet.migrations`); a contracted one
+    past this release exits 2."""
     url = settings.effective_database_url
+    state = schema_state(settings)
+    if state.fit is migrations.Fit.CONTRACTED:
+        raise fail(state.describe(), 2)
+    if revision == "head" and state.fit is migrations.Fit.AHEAD:
+        get_logger(__name__).warning("db.schema_ahead", revision=state.revision)
+        return state.revision
     try:
         migrations.upgrade(url, revision)
         return asyncio.run(migrations.current_revision(url))
@@ -74,22 +83,23 @@ def migrate(settings: Settings, revision: str = "head") -> str | None:
         raise fail(exc.message) from exc
 
 
-def schema_revision(settings: Settings) -> str | None:
+def schema_state(settings: Settings) -> migrations.SchemaState:
+    """Where the database's schema is against this code; unreachable database: exit 1."""
     try:
-        return asyncio.run(migrations.current_revision(settings.effective_database_url))
+        return asyncio.run(migrations.schema_state(settings.effective_database_url))
     except UNREACHABLE as exc:
         raise fail(f"the database cannot be reached: {type(exc).__name__}") from exc
 
 
 def require_current_schema(settings: Settings) -> None:
-    """Exit 2 unless the database is at the code's head revision (`tgfleet db upgrade`)."""
-    current, head = schema_revision(settings), migrations.head_revision()
-    if current != head:
-        raise fail(
-            f"the database is at revision {current or '(empty)'}, the code expects {head}: "
-            "run `tgfleet db upgrade` first",
-            2,
-        )
+    """Exit 2 unless this code can run on the schema: at its head, or ahead of it (a
+    rollout migrates first and the release before keeps running: expand/contract,
+    `tgfleet.migrations`); behind, empty or contracted past this code it cannot."""
+    state = schema_state(settings)
+    if not state.fit.runs:
+        raise fail(state.describe(), 2)
+    if state.fit is migrations.Fit.AHEAD:
+        console.print(state.describe(), highlight=False)
 
 
 def load_vault(settings: Settings) -> Vault:

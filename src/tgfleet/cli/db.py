@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tgfleet import migrations
-from tgfleet.cli._runtime import console, load_settings, migrate, schema_revision
+from tgfleet.cli._runtime import console, load_settings, migrate, schema_state
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -19,9 +19,13 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
 
 @app.command()
 def current() -> None:
-    """Print the database's revision and the code's head revision."""
-    at = schema_revision(load_settings())
+    """Print the database's revision and the code's head revision; exit 1 unless this code
+    can run against it (at its head, or ahead of it by additive migrations only)."""
+    state = schema_state(load_settings())
     head = migrations.head_revision()
-    console.print(f"database: {at or '(empty)'}\ncode head: {head}")
-    if at != head:
+    console.print(
+        f"database: {state.revision or '(empty)'}\ncode head: {head}\n{state.describe()}",
+        highlight=False,
+    )
+    if not state.fit.runs:
         raise typer.Exit(1)

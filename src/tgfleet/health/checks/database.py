@@ -1,4 +1,4 @@
-"""Checks of the database: does it answer, and quickly; is its schema the one this code expects."""
+"""Checks of the database: does it answer, and quickly; can this code run on its schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,24 +36,20 @@ async def response_time(engine: AsyncEngine, check_limit: float) -> list[CheckRe
 
 
 async def schema_revision(engine: AsyncEngine) -> list[CheckResult]:
-    """The schema's Alembic revision is this code's head; a failure naming both if not."""
+    """The schema's Alembic revision fits this code: its head passes, a schema ahead of it
+    (a newer release migrated first, expand-only: `tgfleet.migrations`) warns and stays
+    ready; behind, empty or contracted past this code fails, naming both revisions."""
+    await asyncio.to_thread(migrations.known_revisions)  # read from disk once, then cached
     async with _reading(engine) as connection:
-        revision = await connection.run_sync(
-            lambda sync: MigrationContext.configure(sync).get_current_revision()
-        )
-    expected = await asyncio.to_thread(migrations.head_revision)  # cached after once
-    current = revision == expected
+        state = await migrations.state_on(connection)
+    status = {migrations.Fit.CURRENT: Status.PASS, migrations.Fit.AHEAD: Status.WARN}
     return [
         result(
             DATASTORE,
-            Status.PASS if current else Status.FAIL,
-            revision,
+            status.get(state.fit, Status.FAIL),
+            state.revision,
             None,
-            output=None
-            if current
-            else f"the schema is at revision {revision or 'none (empty database)'} but this "
-            f"version of tgfleet expects {expected}: run `tgfleet db upgrade` (or the "
-            "tgfleet version that matches the schema)",
+            output=None if state.fit is migrations.Fit.CURRENT else state.describe(),
         )
     ]
 
