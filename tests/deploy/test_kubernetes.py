@@ -524,17 +524,34 @@ def test_overlays_differ_as_documented(rendered: dict[str, list[Doc]]) -> None:
     assert kinds == {"ServiceMonitor", "PrometheusRule"}
 
 
-def test_shipped_alerting_config_loads(tmp_path: Path) -> None:
-    """The ConfigMap's alerting.yml is a configuration tgfleet accepts (what `tgfleet alert
-    check` runs), with the bot token from the environment as the Secret provides it."""
+@pytest.mark.parametrize(
+    ("where", "token", "receivers"),
+    [("base", "123456:test-token", ["operators"]), ("overlays/dev", None, ["console"])],
+)
+def test_shipped_alerting_configs_load(
+    where: str,
+    token: str | None,
+    receivers: list[str],
+    tmp_path: Path,
+    rendered: dict[str, list[Doc]],
+) -> None:
+    """Each alerting.yml the ConfigMaps carry is a configuration tgfleet accepts (what
+    `tgfleet alert check` runs): production's with the bot token from the Secret, dev's with
+    none; the rendered ConfigMap holds that very file."""
+    path = KUBERNETES / where / "alerting.yml"
     settings = Settings(
         data_dir=tmp_path,
-        alerting_config=KUBERNETES / "base" / "alerting.yml",
-        alerting_telegram_bot_token=SecretStr("123456:test-token"),
+        alerting_config=path,
+        alerting_telegram_bot_token=SecretStr(token) if token else None,
     )
     config = config_from_settings(settings)
-    assert list(config.receiver_names) == ["operators"]
+    assert list(config.receiver_names) == receivers
     assert not config.warnings
+    overlay = "dev" if where == "overlays/dev" else "production"
+    (alerting,) = [
+        c for c in objects(rendered[overlay], "ConfigMap") if "-alerting-" in c["metadata"]["name"]
+    ]
+    assert alerting["data"] == {"alerting.yml": path.read_text(encoding="utf-8")}
 
 
 # ------------------------------------------------------------------------------ monitoring
