@@ -15,6 +15,23 @@ HEAD_ID = 1
 class AuditRepository(RepositoryBase[AuditRecord]):
     model = AuditRecord
 
+    async def records_per_key(self) -> dict[str, int]:
+        """How many records each audit key id keyed."""
+        result = await self.session.execute(
+            select(AuditRecord.key_id, func.count())
+            .where(AuditRecord.key_id.is_not(None))
+            .group_by(AuditRecord.key_id)
+        )
+        return {str(key_id): int(count) for key_id, count in result.all()}
+
+    async def newest_keyed_by(self, key_id: str) -> AuditRecord | None:
+        return await self.first(
+            select(AuditRecord)
+            .where(AuditRecord.key_id == key_id)
+            .order_by(AuditRecord.seq.desc())
+            .limit(1)
+        )
+
     async def advance_head(self, count: int = 1) -> tuple[int, str]:
         """Reserve the next ``count`` seqs; return the last of them and the previous hash.
 

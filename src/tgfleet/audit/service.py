@@ -35,6 +35,7 @@ from tgfleet.audit.schemas import AuditContext, AuditFilters, AuditRecordRead, A
 from tgfleet.config import Settings
 from tgfleet.kit.clock import utcnow
 from tgfleet.kit.db import unit_of_work
+from tgfleet.kit.keyfile import KeyCheck
 from tgfleet.kit.pagination import DEFAULT_LIMIT, Slice, decode_cursor, slice_rows
 from tgfleet.logging import REDACTED, get_logger, is_secret_key
 from tgfleet.models import AuditChainHead, AuditRecord
@@ -409,3 +410,31 @@ def _result(
         macs_checked=walk.keyring is not None,
         checkpoints=sum(len(found) for seq, found in walk.checkpoints.items() if seq <= walk.count),
     )
+
+
+async def keys_in_use(session: AsyncSession) -> dict[str, int]:
+    """Each audit key id that keyed records, and how many."""
+    return await AuditRepository(session).records_per_key()
+
+
+async def check_keys(session: AsyncSession, keyring: AuditKeyring) -> list[KeyCheck]:
+    """For every audit key id in use: verify the MAC of its newest record with ``keyring``
+    (without the key the records it keyed cannot be verified, and ``audit verify`` fails)."""
+    repository = AuditRepository(session)
+    checks: list[KeyCheck] = []
+    for key_id, count in sorted((await repository.records_per_key()).items()):
+        key = keyring.find(key_id)
+        problem = None
+        if key is None:
+            problem = (
+                f"audit key {key_id} keyed {count} record(s) and is not in the configured "
+                f"audit keyring (it holds {', '.join(keyring.ids())})"
+            )
+        else:
+            newest = await repository.newest_keyed_by(key_id)
+            if newest is not None and not hmac.compare_digest(
+                key.record_mac(newest.hash), newest.mac or ""
+            ):
+                problem = f"audit key {key_id}: record {newest.seq}'s MAC does not verify"
+        checks.append(KeyCheck(key_id, count, problem))
+    return checks

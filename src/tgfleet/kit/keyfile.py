@@ -16,6 +16,7 @@ import binascii
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,14 @@ def key_file_lock(key_file: Path, *, error: type[AppError]) -> Iterator[None]:
             msg = f"cannot lock key file {key_file} ({lock_path}): {exc.strerror}"
             raise error(msg) from None
         yield
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """Whether the configured keys open what one key id protects: ``problem`` is None when
+    a record under ``key_id`` was opened (decrypted, or its MAC verified) with them."""
+
+    key_id: str
+    #: How many records (secrets, audit records) name this key id.
+    records: int
+    problem: str | None = None

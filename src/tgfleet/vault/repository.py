@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tgfleet.kit.repository import RepositoryBase
-from tgfleet.models import RotationState, SessionSecret, VaultRotation
+from tgfleet.models import RotationState, SecretState, SessionSecret, VaultRotation
 
 # Key of the PostgreSQL advisory lock between writers of secrets (shared) and the end of a
 # rotation (exclusive), so a KEK is never retired under an import still writing with it.
@@ -70,6 +70,23 @@ _SUMMARY_COLUMNS = (
 
 class SecretRepository(RepositoryBase[SessionSecret]):
     model = SessionSecret
+
+    async def active_per_kek(self) -> dict[str, int]:
+        """How many active secrets each KEK id wraps."""
+        result = await self.session.execute(
+            select(SessionSecret.kek_id, func.count())
+            .where(SessionSecret.state == SecretState.ACTIVE, SessionSecret.kek_id.is_not(None))
+            .group_by(SessionSecret.kek_id)
+        )
+        return {str(kek_id): int(count) for kek_id, count in result.all()}
+
+    async def one_under(self, kek_id: str) -> SessionSecret | None:
+        """One active secret wrapped by ``kek_id`` (a key check decrypts one per key)."""
+        return await self.first(
+            select(SessionSecret)
+            .where(SessionSecret.state == SecretState.ACTIVE, SessionSecret.kek_id == kek_id)
+            .limit(1)
+        )
 
     async def by_fingerprint(self, fingerprint: str) -> SessionSecret | None:
         return await self.first(

@@ -26,6 +26,7 @@ from tgfleet.vault.importing import (
     import_entries,
     import_upload,
 )
+from tgfleet.vault.key_check import check_keys, keys_in_use
 from tgfleet.vault.replacing import ReplaceResult, replace_session, replace_upload
 from tgfleet.vault.rotation import KekStatus, RotationReport, VaultStatus, rotate, status
 from tgfleet.vault.sessions import (
@@ -66,6 +67,7 @@ __all__ = [
     "Vault",
     "VaultStatus",
     "audit_refused",
+    "check_keys",
     "check_totals",
     "decrypt",
     "decrypt_many",
@@ -76,6 +78,7 @@ __all__ = [
     "export_download",
     "import_entries",
     "import_upload",
+    "keys_in_use",
     "read_upload",
     "replace_session",
     "replace_upload",
