@@ -15,7 +15,19 @@ import sys
 import typer
 
 from tgfleet import __version__
-from tgfleet.cli import _runtime, account, alert, audit, db, sandbox, session, silence, user, vault
+from tgfleet.cli import (
+    _runtime,
+    account,
+    alert,
+    audit,
+    backup,
+    db,
+    sandbox,
+    session,
+    silence,
+    user,
+    vault,
+)
 from tgfleet.cli.run import run
 from tgfleet.cli.worker import api, worker
 from tgfleet.logging import get_logger
@@ -39,6 +51,7 @@ app.add_typer(account.app, name="account")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(silence.app, name="silence")
 app.add_typer(alert.app, name="alert")
+app.add_typer(backup.app, name="backup")
 
 
 @app.command()
