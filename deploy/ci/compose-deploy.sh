@@ -11,7 +11,9 @@
 #   2. writes the new TGFLEET_IMAGE into .env, pulls, `docker compose up -d --wait`;
 #   3. checks HEALTH_URL (default http://127.0.0.1:8000/readyz) for an HTTP 200;
 # and when 2 or 3 fails, writes the recorded image back, `up -d --wait` again, exits 1.
-# COMPOSE (default "docker compose") may name another compose command.
+# COMPOSE (default "docker compose") and DOCKER (default "docker") may name other commands
+# (tests/deploy/test_workflows.py runs it with podman-compose and podman); HEALTH_TIMEOUT is
+# how long /readyz may take (60 s), WAIT_TIMEOUT how long `up --wait` (300 s).
 set -euo pipefail
 
 [ "$#" -ge 2 ] && [ "$#" -le 3 ] || {
@@ -22,7 +24,9 @@ directory=$1
 image=$2
 health_url=${3:-http://127.0.0.1:8000/readyz}
 read -r -a compose <<<"${COMPOSE:-docker compose}"
+read -r -a docker <<<"${DOCKER:-docker}"
 wait_timeout=${WAIT_TIMEOUT:-300}
+health_timeout=${HEALTH_TIMEOUT:-60}
 
 [[ "$image" =~ ^[a-z0-9./_:-]+:[A-Za-z0-9_.-]+$ ]] || { echo "not an image:tag: $image" >&2; exit 2; }
 cd "$directory"
@@ -39,23 +43,23 @@ set_image() {
 }
 
 up() {
-    "${compose[@]}" pull --quiet && "${compose[@]}" up -d --wait --wait-timeout "$wait_timeout"
+    "${compose[@]}" pull && "${compose[@]}" up -d --wait --wait-timeout "$wait_timeout"
 }
 
 healthy() {
-    local deadline=$((SECONDS + 60))
+    local deadline=$((SECONDS + health_timeout))
     while [ "$SECONDS" -lt "$deadline" ]; do
         curl -fsS --max-time 5 -o /dev/null "$health_url" && return 0
         sleep 2
     done
-    echo "$health_url did not answer 200 within 60 s" >&2
+    echo "$health_url did not answer 200 within $health_timeout s" >&2
     return 1
 }
 
 previous=""
 container=$("${compose[@]}" ps --quiet api 2>/dev/null | head -n 1 || true)
 if [ -n "$container" ]; then
-    previous=$(docker inspect --format '{{.Config.Image}}' "$container")
+    previous=$("${docker[@]}" inspect --format '{{.Config.Image}}' "$container")
 fi
 if [ -z "$previous" ]; then
     previous=$(sed -n 's/^TGFLEET_IMAGE=//p' .env | tail -n 1)
