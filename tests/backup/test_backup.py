@@ -213,6 +213,18 @@ while True:
         verification = await backup_service.verify(target, output)  # the drill's dry run
         assert [TEST_KEK_ID in problem for problem in verification.problems] == [True]
 
+    async def test_restore_without_the_audit_key_fails_naming_it(self, tmp_path: Path) -> None:
+        """The vault key is right but the audit key is another: the records it keyed could
+        not be verified after the restore, so it is refused naming the audit key id."""
+        source = await populated(tmp_path / "source")
+        output = tmp_path / "b.tgfleet-backup"
+        result = await backup_service.create(source, output, CONTEXT)
+        (audit_key_id,) = [use.id for use in result.manifest.audit_keys]
+        target = sqlite_settings(tmp_path / "target", audit_key=SecretStr(OTHER_VAULT_KEY))
+        with pytest.raises(BackupKeyMissing, match=f"audit key {audit_key_id}"):
+            await backup_service.restore(target, output, CONTEXT)
+        assert listing(target.data_dir) == []
+
     async def test_an_existing_database_is_refused_without_force_and_kept_with_it(
         self, tmp_path: Path
     ) -> None:

@@ -108,22 +108,29 @@ def sqlite_path(settings: Settings) -> Path:
 def key_sources(settings: Settings) -> list[str]:
     """Where this host's vault and audit keys come from: what must be backed up with the
     database (and kept apart from it)."""
+    where = (
+        "environment" if settings.secrets_dir is None else f"environment or {settings.secrets_dir}"
+    )
+
+    def variable(name: str) -> str:
+        return f"{name} ({where})"
+
     sources: list[str] = []
     if settings.vault_key is not None:
-        sources.append("vault: TGFLEET_VAULT_KEY (environment)")
+        sources.append("vault: " + variable("TGFLEET_VAULT_KEY"))
     elif settings.vault_passphrase is not None:
-        sources.append("vault: TGFLEET_VAULT_PASSPHRASE (environment)")
+        sources.append("vault: " + variable("TGFLEET_VAULT_PASSPHRASE"))
         sources.append(f"vault: salt file {settings.vault_salt_file}")
     else:
         sources.append(f"vault: key file {settings.effective_vault_key_file}")
     if settings.vault_previous_keys is not None:
-        sources.append("vault: TGFLEET_VAULT_PREVIOUS_KEYS (environment)")
+        sources.append("vault: " + variable("TGFLEET_VAULT_PREVIOUS_KEYS"))
     if settings.audit_key is not None:
-        sources.append("audit: TGFLEET_AUDIT_KEY (environment)")
+        sources.append("audit: " + variable("TGFLEET_AUDIT_KEY"))
     else:
         sources.append(f"audit: key file {settings.effective_audit_key_file}")
     if settings.audit_previous_keys is not None:
-        sources.append("audit: TGFLEET_AUDIT_PREVIOUS_KEYS (environment)")
+        sources.append("audit: " + variable("TGFLEET_AUDIT_PREVIOUS_KEYS"))
     return sources
 
 
