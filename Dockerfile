@@ -1,0 +1,109 @@
+# syntax=docker/dockerfile:1
+# One image for every tgfleet role: `api` (the default), `worker`, `run`, `sandbox run`,
+# `db upgrade` and any other CLI command (docs/deploy.md, "The container image").
+#
+#   docker build -t tgfleet .
+#   podman build --build-arg BASE_IMAGE=localhost/tgfleet-base:bookworm -t tgfleet .
+#
+# BASE_IMAGE is any Debian bookworm image with Python 3.11+: the official slim image, or the
+# debootstrap one deploy/image/base-image.sh makes where no registry can be reached (Debian's
+# /usr/bin/python3 with python3-venv). Both stages must use the same base: the venv links to
+# its interpreter.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+# checkov:skip=CKV_DOCKER_7: FROM ${BASE_IMAGE}: the default is a fixed tag (3.11-slim-bookworm); checkov cannot read it through the ARG
+
+# ---------------------------------------------------------------------------- builder
+FROM ${BASE_IMAGE} AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# PyICU compiles against ICU: g++, libicu-dev, pkg-config; Debian's python3 also needs its
+# headers (python3-dev), which the official image ships. Versions follow the base's release.
+# hadolint ignore=DL3008
+RUN set -- g++ libicu-dev pkg-config \
+    && { python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+        || set -- "$@" python3-dev; } \
+    && apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# The dependencies first, from pyproject.toml alone: a change to the code reuses this layer.
+# A build behind a TLS-intercepting proxy passes its CA bundle as the optional secret
+# `ca_bundle` (`--secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt`).
+WORKDIR /src
+COPY pyproject.toml ./
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+    && python3 -m venv /opt/tgfleet \
+    && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >/tmp/requirements.txt \
+    && /opt/tgfleet/bin/pip install --requirement /tmp/requirements.txt
+
+COPY README.md ./
+COPY examples ./examples
+COPY src ./src
+# The wheel (hatchling), installed without dependencies (they are in); then pip and
+# setuptools leave the venv and everything is byte-compiled once, unchecked (the sources
+# never change and the root file system is read-only at run time).
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+    && /opt/tgfleet/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
+    && /opt/tgfleet/bin/pip install --no-deps /tmp/wheels/tgfleet-*.whl \
+    && /opt/tgfleet/bin/pip uninstall --yes pip setuptools \
+    && find /opt/tgfleet -name '__pycache__' -type d -prune -exec rm -rf {} + \
+    && /opt/tgfleet/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/tgfleet \
+    && /opt/tgfleet/bin/tgfleet version
+
+# ---------------------------------------------------------------------------- runtime
+FROM ${BASE_IMAGE} AS runtime
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# tini is PID 1: it forwards SIGTERM to tgfleet (a worker drains its accounts) and reaps.
+# libicu72 is PyICU's run-time library. No compiler, no headers, no apt lists.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini libicu72 \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
+    && groupadd --system --gid 10001 tgfleet \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin tgfleet \
+    && install -d -o 10001 -g 10001 -m 0700 /data
+
+COPY --from=builder /opt/tgfleet /opt/tgfleet
+
+# Writes go to /data (a volume) and /tmp only: nothing writes bytecode at run time.
+ENV PATH=/opt/tgfleet/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/data \
+    TGFLEET_DATA_DIR=/data \
+    TGFLEET_HOST=0.0.0.0 \
+    TGFLEET_PORT=8000
+WORKDIR /data
+VOLUME ["/data"]
+USER 10001:10001
+EXPOSE 8000
+
+# /livez of the API (TGFLEET_PORT); a worker container points TGFLEET_HEALTHCHECK_URL at its
+# metrics port (http://127.0.0.1:9464/livez). No curl in the image: Python's urllib.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; url = os.environ.get('TGFLEET_HEALTHCHECK_URL') or 'http://127.0.0.1:%s/livez' % os.environ.get('TGFLEET_PORT', '8000'); urllib.request.urlopen(url, timeout=4).close()"]
+
+ENTRYPOINT ["tini", "--", "tgfleet"]
+CMD ["api"]
+
+# Labels last: a new revision changes no layer above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/tgfleet/tgfleet
+ARG CREATED=""
+LABEL org.opencontainers.image.title="tgfleet" \
+      org.opencontainers.image.description="Self-hosted control plane for fleets of Telegram user accounts" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${SOURCE}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0"
