@@ -1,0 +1,352 @@
+"""The compose stack (deploy/compose): its files against the Compose Specification's JSON
+schema and against what the other parts of tgfleet expect of them; no literal secret in
+any of them; and the core services brought up by podman-compose from compose.yaml +
+compose.ci.yaml with the image of this checkout, until the API is ready and both workers
+are live.
+
+check-jsonschema and podman-compose come from the checks' tools (deploy/ci/tools.txt),
+promtool from Debian's prometheus package, PostgreSQL is the host's
+(``TGFLEET_TEST_DATABASE_URL``): without one of them its tests skip, unless ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from tests.deploy.tools import IN_CI, ROOT, require_tool
+
+COMPOSE_DIR = ROOT / "deploy" / "compose"
+COMPOSE = COMPOSE_DIR / "compose.yaml"
+COMPOSE_CI = COMPOSE_DIR / "compose.ci.yaml"
+DEMO_ENV = COMPOSE_DIR / "demo.env"
+SCHEMA = ROOT / "tests" / "deploy" / "compose-spec" / "compose-spec.json"
+RULES = ROOT / "deploy" / "prometheus" / "rules"
+#: Services that run the tgfleet image (the rest are PostgreSQL and the monitoring stack).
+TGFLEET_SERVICES = frozenset(
+    {"migrate", "api", "worker-1", "worker-2", "demo-world", "sandbox", "demo-seed"}
+)
+CORE = ("migrate", "api", "worker-1", "worker-2")
+#: The worker's drain on SIGTERM (tgfleet.worker.supervisor's shutdown_timeout).
+WORKER_DRAIN_SECONDS = 6.0
+PG_ENV = "TGFLEET_TEST_DATABASE_URL"
+#: Names that hold a secret, in a variable or a key.
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY|API_HASH)$", re.IGNORECASE)
+#: A secret's value may only be interpolated, never defaulted: ${VAR} or ${VAR:?message}.
+INTERPOLATED = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^}]*)?\}$")
+STARTUP_DEADLINE = 120.0
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as compose reads it: the merge tags ``!reset`` and ``!override`` keep their
+    value (an override file is validated as written)."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_ComposeLoader.add_constructor("!reset", _tagged)
+_ComposeLoader.add_constructor("!override", _tagged)
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.load(path.read_text(), Loader=_ComposeLoader)  # noqa: S506 - a SafeLoader
+    assert isinstance(data, dict)
+    return data
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load(COMPOSE)
+
+
+# ------------------------------------------------------------------------- the files
+
+
+class TestSchema:
+    @staticmethod
+    def check(document: dict[str, Any], folder: Path) -> subprocess.CompletedProcess[str]:
+        """check-jsonschema on ``document`` (written as JSON: anchors and merges resolved)
+        against the vendored schema."""
+        checker = require_tool("check-jsonschema")
+        path = folder / "compose.json"
+        path.write_text(json.dumps(document))
+        return subprocess.run(
+            [checker, "--schemafile", str(SCHEMA), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    @pytest.mark.parametrize("path", [COMPOSE, COMPOSE_CI], ids=lambda p: p.name)
+    def test_valid_against_the_compose_specification(self, path: Path, tmp_path: Path) -> None:
+        """check-jsonschema finds no violation of the vendored Compose Specification
+        schema (the YAML read as compose reads it)."""
+        done = self.check(load(path), tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def test_the_schema_catches_a_mistake(self, compose: dict[str, Any], tmp_path: Path) -> None:
+        """The check can fail: a misspelt service key is reported."""
+        broken = json.loads(json.dumps(compose))
+        broken["services"]["api"]["stop_grace_periods"] = "30s"
+        done = self.check(broken, tmp_path)
+        assert done.returncode == 1
+        assert "stop_grace_periods" in done.stdout + done.stderr
+
+
+class TestStack:
+    """What the rest of tgfleet expects of the compose file."""
+
+    def test_our_services_are_locked_down(self, compose: dict[str, Any]) -> None:
+        """Every tgfleet container: the image's user 10001, a read-only root, no
+        capabilities, no privilege gain, /tmp a tmpfs."""
+        services = compose["services"]
+        assert set(services) >= TGFLEET_SERVICES
+        for name in TGFLEET_SERVICES:
+            service = services[name]
+            assert service["image"] == "${TGFLEET_IMAGE:-ghcr.io/tgfleet/tgfleet:latest}", name
+            assert service["user"] == "10001:10001", name
+            assert service["read_only"] is True, name
+            assert service["cap_drop"] == ["ALL"], name
+            assert "no-new-privileges:true" in service["security_opt"], name
+            assert any(t.startswith("/tmp:") for t in service["tmpfs"]), name  # noqa: S108
+        for name in ("postgres", "prometheus", "alertmanager", "grafana"):
+            assert "no-new-privileges:true" in services[name]["security_opt"], name
+
+    def test_roles_and_order(self, compose: dict[str, Any]) -> None:
+        """migrate runs `db upgrade` once PostgreSQL is healthy; the API and the workers
+        start after it succeeded; the demo seeds after the migration and the mint."""
+        services = compose["services"]
+        assert services["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+        assert services["migrate"]["command"] == ["db", "upgrade"]
+        assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        for name in ("api", "worker-1", "worker-2"):
+            assert services[name]["depends_on"] == {
+                "migrate": {"condition": "service_completed_successfully"}
+            }
+        assert services["api"]["command"] == ["api"]
+        assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+        assert set(services["demo-seed"]["depends_on"]) == {"migrate", "demo-world"}
+
+    def test_two_workers_with_own_ids_and_time_to_drain(self, compose: dict[str, Any]) -> None:
+        services = compose["services"]
+        ids = set()
+        for name in ("worker-1", "worker-2"):
+            worker = services[name]
+            assert worker["command"] == ["worker"]
+            ids.add(worker["environment"]["TGFLEET_WORKER_ID"])
+            grace = worker["stop_grace_period"]
+            assert re.fullmatch(r"\d+s", grace)
+            assert int(grace[:-1]) > WORKER_DRAIN_SECONDS + 5
+            assert "/readyz" in " ".join(worker["healthcheck"]["test"])
+        assert ids == {"worker-1", "worker-2"}
+
+    def test_the_demo_sandbox_address_is_one_everywhere(self, compose: dict[str, Any]) -> None:
+        """The sandbox's fixed address is in the network's subnet, is the address the
+        world is minted with, and is the DC demo.env points the network monitor at."""
+        services = compose["services"]
+        address = services["sandbox"]["networks"]["tgfleet"]["ipv4_address"]
+        subnet = compose["networks"]["tgfleet"]["ipam"]["config"][0]["subnet"]
+        assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+        assert f"--address={address}" in services["demo-world"]["command"]
+        assert "--port=8443" in services["demo-world"]["command"]
+        demo = _dotenv(DEMO_ENV)
+        assert demo["COMPOSE_PROFILES"] == "demo"
+        assert demo["TGFLEET_TELEGRAM_DCS"] == f"2={address}:8443"
+        for name in ("demo-world", "sandbox", "demo-seed"):
+            assert services[name]["profiles"] == ["demo"]
+        assert services["demo-seed"]["command"][:2] == ["sandbox", "seed"]
+
+    def test_observability_uses_our_rules_alertmanager_and_dashboard(
+        self, compose: dict[str, Any]
+    ) -> None:
+        """Prometheus mounts deploy/prometheus/rules (not a copy) and scrapes the job names
+        the rules select by; Alertmanager mounts deploy/alertmanager/alertmanager.yml with
+        the bot token where it reads it; Grafana mounts our dashboard; every bind mount's
+        source exists."""
+        services = compose["services"]
+        for name in ("prometheus", "alertmanager", "grafana"):
+            assert services[name]["profiles"] == ["observability"]
+            for volume in services[name]["volumes"]:
+                source = volume.split(":")[0]
+                if source.startswith("."):
+                    assert (COMPOSE_DIR / source).exists(), volume
+        assert "../prometheus/rules:/etc/prometheus/rules:ro" in services["prometheus"]["volumes"]
+        config = load(COMPOSE_DIR / "prometheus" / "prometheus.yml")
+        assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+        jobs = {job["job_name"] for job in config["scrape_configs"]}
+        assert jobs == {"tgfleet-api", "tgfleet-worker"}
+        rules = "\n".join(p.read_text() for p in RULES.glob("*.yml"))
+        selected = set(re.findall(r'job="([^"]+)"', rules))
+        for alternatives in re.findall(r'job=~"([^"]+)"', rules):
+            selected.update(alternatives.split("|"))
+        assert jobs <= selected
+        alertmanager = load(ROOT / "deploy" / "alertmanager" / "alertmanager.yml")
+        token_files = {
+            telegram["bot_token_file"]
+            for receiver in alertmanager["receivers"]
+            for telegram in receiver.get("telegram_configs", [])
+        }
+        targets = {s["target"] for s in services["alertmanager"]["secrets"]}
+        assert token_files <= targets
+        assert any(
+            v.startswith("../grafana/tgfleet-dashboard.json:")
+            for v in services["grafana"]["volumes"]
+        )
+
+    def test_prometheus_config_passes_promtool(self, tmp_path: Path) -> None:
+        """promtool accepts the compose Prometheus configuration with our rules in place."""
+        if shutil.which("promtool") is None:
+            if IN_CI:
+                pytest.fail("CI=true but promtool is not on PATH (.ci/run installs prometheus)")
+            pytest.skip("promtool is not on PATH (apt-get install prometheus)")
+        rules = tmp_path / "rules"
+        shutil.copytree(RULES, rules)
+        config = (COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text()
+        placed = tmp_path / "prometheus.yml"
+        placed.write_text(config.replace("/etc/prometheus/rules/", f"{rules}/"))
+        done = subprocess.run(
+            ["promtool", "check", "config", str(placed)],  # noqa: S607 - promtool from PATH
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SUCCESS" in done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------- secrets
+
+
+def literal_secrets(document: dict[str, Any]) -> list[str]:
+    """Where a compose document holds a secret as a literal value: a secret-named variable
+    (or x- key) with a value that is not a bare interpolation, a database URL with a
+    password, a compose secret that is not a file."""
+    found: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{where}.{key}"
+                named = isinstance(key, str) and SECRET_NAME.search(key) is not None
+                bare = isinstance(value, str) and INTERPOLATED.match(value) is not None
+                if named and isinstance(value, str | int | float) and not bare:
+                    found.append(here)
+                if isinstance(key, str) and key.endswith("DATABASE_URL") and value:
+                    url = re.sub(r"\$\{[^:}]+:-([^}]*)\}", r"\1", str(value))
+                    if "${" not in url and make_url(url).password is not None:
+                        found.append(here)
+                walk(value, here)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str) and "=" in item:  # environment as a list
+                    walk(dict([item.split("=", 1)]), f"{where}[{index}]")
+                else:
+                    walk(item, f"{where}[{index}]")
+
+    walk(document, "")
+    for name, secret in (document.get("secrets") or {}).items():
+        if set(secret) != {"file"}:
+            found.append(f".secrets.{name}")
+    return found
+
+
+class TestNoLiteralSecrets:
+    @pytest.mark.parametrize("path", [COMPOSE, COMPOSE_CI], ids=lambda p: p.name)
+    def test_compose_files(self, path: Path) -> None:
+        """Every secret is a file (compose `secrets:`) or a required variable."""
+        assert literal_secrets(load(path)) == []
+
+    def test_demo_env(self) -> None:
+        assert [k for k in _dotenv(DEMO_ENV) if SECRET_NAME.search(k)] == []
+
+    def test_secrets_reach_tgfleet_as_files(self, compose: dict[str, Any]) -> None:
+        """tgfleet reads TGFLEET_SECRETS_DIR=/run/secrets, each secret's target named
+        after the setting it fills; PostgreSQL reads the same password file."""
+        services = compose["services"]
+        api = services["api"]
+        assert api["environment"]["TGFLEET_SECRETS_DIR"] == "/run/secrets"
+        targets = {s["target"]: s["source"] for s in api["secrets"]}
+        assert targets == {
+            "TGFLEET_VAULT_KEY": "tgfleet_vault_key",
+            "TGFLEET_AUDIT_KEY": "tgfleet_audit_key",
+            "TGFLEET_JWT_SECRET": "tgfleet_jwt_secret",
+            "TGFLEET_DATABASE_PASSWORD": "postgres_password",
+        }
+        assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == (
+            "/run/secrets/postgres_password"
+        )
+        assert (
+            make_url(
+                api["environment"]["TGFLEET_DATABASE_URL"].split(":-", 1)[1].rstrip("}")
+            ).password
+            is None
+        )
+
+    @pytest.mark.parametrize(
+        "document",
+        [
+            {"services": {"api": {"environment": {"TGFLEET_JWT_SECRET": "s3cret-value"}}}},
+            {"services": {"api": {"environment": ["TGFLEET_VAULT_KEY=a2V5"]}}},
+            {"services": {"api": {"environment": {"TGFLEET_JWT_SECRET": "${JWT:-fallback}"}}}},
+            {"x": {"TGFLEET_DATABASE_URL": "postgresql+asyncpg://u:pw@h/db"}},
+            {"secrets": {"db": {"environment": "DB_PASSWORD"}}},
+        ],
+    )
+    def test_the_check_finds_a_literal(self, document: dict[str, Any]) -> None:
+        """The check can fail: each planted literal is reported."""
+        assert literal_secrets(document) != []
+
+
+class TestSecretsScript:
+    def test_writes_every_secret_once_private(self, tmp_path: Path) -> None:
+        """secrets.sh writes each file compose.yaml names (keys of 32 random bytes in
+        base64), 0444 in a 0700 folder; a rerun keeps what is there."""
+        folder = tmp_path / "secrets"
+        env = {"PATH": os.environ["PATH"], "TGFLEET_SECRETS": str(folder)}
+        run = ["/bin/sh", str(COMPOSE_DIR / "secrets.sh")]
+        first = subprocess.run(
+            run, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert first.returncode == 0, first.stderr
+        files = {Path(s["file"]).name for s in load(COMPOSE)["secrets"].values()}
+        assert {p.name for p in folder.iterdir()} == files
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert {(folder / name).stat().st_mode & 0o777 for name in files} == {0o444}
+        for key in ("tgfleet_vault_key", "tgfleet_audit_key"):
+            assert len(base64.b64decode((folder / key).read_text().strip())) == 32
+        assert len((folder / "tgfleet_jwt_secret").read_text().strip()) >= 32
+        before = {name: (folder / name).read_text() for name in files}
+        again = subprocess.run(
+            run, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert again.returncode == 0, again.stderr
+        assert "wrote" not in again.stdout
+        assert {name: (folder / name).read_text() for name in files} == before
