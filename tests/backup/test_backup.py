@@ -442,3 +442,10 @@ class TestPostgresBackup:
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)')
             await admin.close()
+        with tarfile.open(output) as tar:
+            member = tar.getmember(archive.PGDUMP_MEMBER)
+        damaged = bytearray(output.read_bytes())
+        damaged[member.offset_data + member.size // 2] ^= 0xFF
+        output.write_bytes(bytes(damaged))
+        with pytest.raises(BackupFileError, match="damaged or truncated"):
+            await backup_service.verify(settings, output)

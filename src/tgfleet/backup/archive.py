@@ -22,7 +22,7 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -204,37 +204,47 @@ def _member_bytes(archive: tarfile.TarFile, name: str, path: Path) -> bytes:
 
 
 def extract_database(
-    archive: tarfile.TarFile, manifest: Manifest, path: Path, target: Path
+    archive: tarfile.TarFile, manifest: Manifest, path: Path, target: Path | None
 ) -> None:
-    """Copy the database member to ``target`` (0600, created, never followed), checking its
-    size and SHA-256 against the manifest; a mismatch removes ``target``."""
+    """Copy the database member to ``target`` (0600, created, never followed), or only read
+    it when ``target`` is None, checking its size and SHA-256 against the manifest; a
+    mismatch removes ``target``."""
     info = _member(archive, manifest.database_member, path)
     digest = hashlib.sha256()
     size = 0
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    descriptor = os.open(target, flags, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
+    with ExitStack() as stack:
+        out: IO[bytes] | None = None
+        if target is not None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            out = stack.enter_context(os.fdopen(os.open(target, flags, 0o600), "wb"))
+        try:
             source = _content(archive, info)
             while chunk := source.read(_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if size != manifest.database_bytes or digest.hexdigest() != manifest.database_sha256:
-            msg = (
-                f"{path} is damaged or truncated: its database holds {size} bytes with SHA-256 "
-                f"{digest.hexdigest()[:16]}…, the manifest says {manifest.database_bytes} bytes "
-                f"with {manifest.database_sha256[:16]}…"
-            )
-            raise BackupFileError(msg)  # noqa: TRY301 - the handler below removes target
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                if out is not None:
+                    out.write(chunk)
+            if out is not None:
+                out.flush()
+                os.fsync(out.fileno())
+            if size != manifest.database_bytes or digest.hexdigest() != manifest.database_sha256:
+                msg = (
+                    f"{path} is damaged or truncated: its database holds {size} bytes with "
+                    f"SHA-256 {digest.hexdigest()[:16]}…, the manifest says "
+                    f"{manifest.database_bytes} bytes with {manifest.database_sha256[:16]}…"
+                )
+                raise BackupFileError(msg)  # noqa: TRY301 - the handlers below remove target
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            _remove(target)
+            raise BackupFileError(f"{path} is damaged or truncated ({exc})") from None
+        except BaseException:
+            _remove(target)
+            raise
+
+
+def _remove(target: Path | None) -> None:
+    if target is not None:
         target.unlink(missing_ok=True)
-        raise BackupFileError(f"{path} is damaged or truncated ({exc})") from None
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
 
 
 def included_keys(archive: tarfile.TarFile, path: Path) -> dict[str, bytes]:

@@ -460,11 +460,13 @@ async def verify(settings: Settings, path: Path) -> Verification:
     """Check a backup file without restoring it: its manifest, its database's checksum and
     integrity, its schema revision, and (SQLite) one record per key id with the configured
     keys; (PostgreSQL) that the configured keyrings hold the key ids the manifest names."""
-    with archive.opened(path) as (tar, manifest), _scratch(settings.data_dir, ".verify") as copy:
-        await asyncio.to_thread(archive.extract_database, tar, manifest, path, copy)
-        if manifest.backend != SQLITE:
+    with archive.opened(path) as (tar, manifest):
+        if manifest.backend != SQLITE:  # checksum only: pg_dump's output is not unpacked
+            await asyncio.to_thread(archive.extract_database, tar, manifest, path, None)
             check_revision(manifest.schema_revision)
             return await asyncio.to_thread(_manifest_key_checks, settings, manifest)
+    with archive.opened(path) as (tar, manifest), _scratch(settings.data_dir, ".verify") as copy:
+        await asyncio.to_thread(archive.extract_database, tar, manifest, path, copy)
         integrity = await asyncio.to_thread(_integrity_of, copy)
         if integrity != "ok":
             raise BackupFileError(f"{path}: the database failed its integrity check: {integrity}")
