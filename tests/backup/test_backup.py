@@ -225,6 +225,25 @@ while True:
             await backup_service.restore(target, output, CONTEXT)
         assert listing(target.data_dir) == []
 
+    async def test_a_passphrase_without_its_salt_is_reported_and_no_salt_is_made(
+        self, tmp_path: Path
+    ) -> None:
+        """Passphrase mode: a restore where the salt file was not copied fails saying so,
+        and does not create a new salt (which would derive another key for good)."""
+        source = await populated(
+            tmp_path / "source", vault_key=None, vault_passphrase=SecretStr("correct horse")
+        )
+        output = tmp_path / "b.tgfleet-backup"
+        await backup_service.create(source, output, CONTEXT)
+        target = sqlite_settings(
+            tmp_path / "target", vault_key=None, vault_passphrase=SecretStr("correct horse")
+        )
+        with pytest.raises(BackupKeyMissing, match=r"vault salt file .* is missing"):
+            await backup_service.restore(target, output, CONTEXT)
+        assert listing(target.data_dir) == []
+        (target.data_dir / "vault.salt").write_bytes(source.vault_salt_file.read_bytes())
+        await backup_service.restore(target, output, CONTEXT)
+
     async def test_an_existing_database_is_refused_without_force_and_kept_with_it(
         self, tmp_path: Path
     ) -> None:

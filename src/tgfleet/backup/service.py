@@ -397,6 +397,7 @@ async def check_keys(settings: Settings, url: str) -> tuple[list[KeyCheck], list
     vault_checks: list[KeyCheck] = []
     audit_checks: list[KeyCheck] = []
     try:
+        _check_salt(settings)
         keyring = await asyncio.to_thread(load_keyring_for, settings)
     except VaultKeyError as exc:
         vault_error: str | None = exc.message
@@ -425,6 +426,19 @@ async def check_keys(settings: Settings, url: str) -> tuple[list[KeyCheck], list
     return vault_checks, audit_checks
 
 
+def _check_salt(settings: Settings) -> None:
+    """In passphrase mode, loading the keyring creates a missing salt file, which would
+    derive another key; a check must not: it reports the missing salt instead."""
+    if settings.vault_key is None and settings.vault_passphrase is not None:
+        salt = settings.vault_salt_file
+        if not salt.exists():
+            msg = (
+                f"the vault salt file {salt} is missing: copy it from the host the backup "
+                f"was taken on (the passphrase derives another key without it)"
+            )
+            raise VaultKeyError(msg)
+
+
 def _problems(*checks: list[KeyCheck]) -> list[str]:
     return [check.problem for group in checks for check in group if check.problem is not None]
 
@@ -433,6 +447,7 @@ def _manifest_key_checks(settings: Settings, manifest: Manifest) -> Verification
     """Without the database at hand (a pg_dump): are the key ids the manifest names held?"""
     problems: list[str] = []
     try:
+        _check_salt(settings)
         usable: frozenset[str] = load_keyring_for(settings).usable_ids()
     except VaultKeyError as exc:
         usable, problems = frozenset(), [exc.message]
