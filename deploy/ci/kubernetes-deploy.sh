@@ -2,8 +2,9 @@
 # Deploy one image to the cluster the current kubeconfig names, with an automatic rollback
 # (.github/workflows/deploy.yml runs it; docs/deploy.md, "CI/CD workflows").
 #
-#   kubernetes-deploy.sh render OVERLAY IMAGE@DIGEST   # print the manifests, image pinned
-#   kubernetes-deploy.sh apply  OVERLAY IMAGE@DIGEST   # deploy; roll back when it fails
+#   kubernetes-deploy.sh render      OVERLAY IMAGE@DIGEST  # the manifests, image pinned
+#   kubernetes-deploy.sh deployments OVERLAY IMAGE@DIGEST  # the Deployments it rolls
+#   kubernetes-deploy.sh apply       OVERLAY IMAGE@DIGEST  # deploy; roll back on failure
 #
 # OVERLAY is a kustomize directory (deploy/kubernetes/overlays/production). `apply`:
 #   1. renders the overlay with the image pinned by digest (every tgfleet container);
@@ -13,11 +14,12 @@
 #   4. waits for `kubectl rollout status` of every Deployment;
 #   5. checks /readyz through the API Service (and $TGFLEET_URL/readyz when set);
 # and when 3, 4 or 5 fails, undoes every Deployment to its recorded revision and exits 1.
-# Needs kubectl (with its built-in kustomize) and curl. Timeouts: $ROLLOUT_TIMEOUT (600s).
+# Needs kubectl (with its built-in kustomize) and curl. $ROLLOUT_TIMEOUT (default 600s, in
+# seconds) bounds the migration Job and each rollout.
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 render|apply OVERLAY IMAGE@sha256:DIGEST" >&2
+    echo "usage: $0 render|deployments|apply OVERLAY IMAGE@sha256:DIGEST" >&2
     exit 2
 }
 
@@ -33,6 +35,7 @@ image=$3
 manifest_image=ghcr.io/tgfleet/tgfleet
 namespace=${TGFLEET_NAMESPACE:-tgfleet}
 timeout=${ROLLOUT_TIMEOUT:-600s}
+[[ "$timeout" =~ ^[0-9]+s$ ]] || { echo "ROLLOUT_TIMEOUT is in seconds (600s), not $timeout" >&2; exit 2; }
 job=tgfleet-migrate
 api_service=tgfleet-api
 
@@ -175,6 +178,13 @@ deploy() {
 
 case "$command" in
     render) render ;;
+    deployments)
+        manifest=$(mktemp)
+        # shellcheck disable=SC2064  # expand now: the trap removes this file
+        trap "rm -f '$manifest'" EXIT
+        render >"$manifest"
+        deployments "$manifest"
+        ;;
     apply) deploy ;;
     *) usage ;;
 esac
