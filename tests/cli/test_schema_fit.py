@@ -147,3 +147,16 @@ class TestWorkerGate:
         assert check["status"] == "warn"
         assert check["observedValue"] == FUTURE
         assert migrations.head_revision() in check["output"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_db_downgrade_takes_the_schema_back(db_url: str, tmp_path: Path) -> None:
+    """``db downgrade REVISION`` (rollback to a release that cannot run on the newer schema)
+    leaves the database at that revision; this release then calls it behind."""
+    env = tgfleet_env(db_url, tmp_path / "data")
+    previous = revisions()[-2]
+    done = tgfleet(env, "db", "downgrade", previous)
+    assert done.returncode == 0, done.stderr
+    assert f"database at revision {previous}" in done.stdout
+    state = await migrations.schema_state(db_url)
+    assert (state.revision, state.fit) == (previous, Fit.BEHIND)

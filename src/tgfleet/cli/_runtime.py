@@ -74,8 +74,19 @@ def migrate(settings: Settings, revision: str = "head") -> str | None:
     if revision == "head" and state.fit is migrations.Fit.AHEAD:
         get_logger(__name__).warning("db.schema_ahead", revision=state.revision)
         return state.revision
+    return _migrating(url, lambda: migrations.upgrade(url, revision))
+
+
+def downgrade(settings: Settings, revision: str) -> str | None:
+    """Take the schema back to ``revision`` with this release's downgrade steps (it drops
+    what the later migrations added); the revision reached. Unreachable database: exit 1."""
+    url = settings.effective_database_url
+    return _migrating(url, lambda: migrations.downgrade(url, revision))
+
+
+def _migrating(url: str, step: Callable[[], None]) -> str | None:
     try:
-        migrations.upgrade(url, revision)
+        step()
         return asyncio.run(migrations.current_revision(url))
     except UNREACHABLE as exc:
         raise fail(f"the database cannot be reached: {type(exc).__name__}") from exc

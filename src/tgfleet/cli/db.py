@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tgfleet import migrations
-from tgfleet.cli._runtime import console, load_settings, migrate, schema_state
+from tgfleet.cli._runtime import console, downgrade, load_settings, migrate, schema_state
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -15,6 +15,17 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
     """Migrate the database to the latest schema (or to REVISION)."""
     reached = migrate(load_settings(), revision)
     console.print(f"database at revision {reached}")
+
+
+@app.command("downgrade")
+def downgrade_command(
+    revision: str = typer.Argument(..., help="target revision (the older release's head)"),
+) -> None:
+    """Take the database back to REVISION: before starting a release older than the
+    schema's when it cannot run on it (docs/deploy.md "Upgrades and rollback"). Run it with
+    the newer release, which holds the steps back; it drops what they added. Back up first."""
+    reached = downgrade(load_settings(), revision)
+    console.print(f"database at revision {reached or '(empty)'}")
 
 
 @app.command()
