@@ -13,10 +13,12 @@ from telethon.sessions import SQLiteSession
 from tests.cli._process import tgfleet, tgfleet_env
 from tests.conftest import TEST_AUDIT_KEY, make_settings
 from tgfleet.audit.schemas import AuditContext
+from tgfleet.demo.fleet import DEMO_TRAFFIC
 from tgfleet.kit.db import unit_of_work
 from tgfleet.models import Account, AccountGroup, AuditRecord, Playbook, PlaybookVersion
 from tgfleet.models.account import DesiredState
 from tgfleet.sandbox.mint import mint
+from tgfleet.sandbox.world_file import load_world
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.service import Vault
 
@@ -36,9 +38,11 @@ def _mint(env: dict[str, str], out: Path, *extra: str) -> str:
 
 class TestMintAddress:
     def test_sessions_point_at_the_address(self, tmp_path: Path) -> None:
-        """Every minted session names the given IP address and port; so does the summary."""
+        """Every minted session names the given IP address and port; so does the summary.
+        With --demo-traffic the world's members chat as in `tgfleet run --demo`."""
         env = tgfleet_env("sqlite+aiosqlite:///unused.db", tmp_path / "data")
-        out = _mint(env, tmp_path / "world")
+        out = _mint(env, tmp_path / "world", "--demo-traffic")
+        assert load_world(tmp_path / "world" / "world.yaml").traffic == DEMO_TRAFFIC
         assert f"(sessions point at {ADDRESS}:{PORT})" in out
         files = sorted((tmp_path / "world").glob("*.session"))
         assert len(files) == 3

@@ -160,6 +160,12 @@ def mint_world(
     ),
     seed: int = typer.Option(0, help="seed for ids, names, layout and traffic"),
     force: bool = typer.Option(False, "--force", help="overwrite existing files"),
+    demo_traffic: bool = typer.Option(
+        False,
+        "--demo-traffic",
+        help="members chat as in `tgfleet run --demo`: faster, about what the example "
+        "playbooks answer (prices, opening hours, shipping, rules)",
+    ),
     keep_existing: bool = typer.Option(
         False,
         "--keep-existing",
@@ -168,6 +174,7 @@ def mint_world(
     ),
 ) -> None:
     """Write DIR/world.yaml and one Telethon .session per account (mode 0600)."""
+    from tgfleet.demo.fleet import DEMO_TRAFFIC
     from tgfleet.sandbox.mint import WORLD_FILE, mint
 
     if keep_existing and not force and (out / WORLD_FILE).is_file():
@@ -183,6 +190,7 @@ def mint_world(
             seed=seed,
             force=force,
             address=address,
+            traffic=DEMO_TRAFFIC if demo_traffic else None,
         )
     except AppError as exc:
         raise fail(exc.message) from exc

@@ -69,10 +69,12 @@ def mint(
     dc_id: int = 2,
     force: bool = False,
     address: str = SANDBOX_HOST,
+    traffic: TrafficSettings | None = None,
 ) -> World:
     """Write ``out_dir/world.yaml`` and ``out_dir/<username>.session`` for every account,
     the sessions pointing at the sandbox on ``address`` (an IP address: the vault stores
-    addresses, not host names) and ``port``.
+    addresses, not host names) and ``port``. ``traffic`` (default: the defaults with
+    ``seed``) is how the world's simulated members behave.
 
     Refuses (`WorldError`) when ``world.yaml`` or one of the session files exists, unless
     ``force``. Files are written with mode 0600. Returns the minted world.
@@ -135,7 +137,7 @@ def mint(
         accounts=world_accounts,
         members=world_members,
         groups=tuple(world_groups),
-        traffic=TrafficSettings(seed=seed),
+        traffic=traffic if traffic is not None else TrafficSettings(seed=seed),
         dc_id=dc_id,
         port=port,
     )
