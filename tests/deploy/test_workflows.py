@@ -313,6 +313,16 @@ class TestDeployWorkflows:
         plan_steps = [step.get("run", "") for step in steps(jobs(path)["plan"])]
         assert any("deploy/ci/deploy-target.sh" in script for script in plan_steps)
 
+    def test_both_deploy_workflows_plan_alike(self) -> None:
+        """The Kubernetes and the compose deploys read the same event the same way, so
+        they always roll out the same version to the same environment."""
+        kubernetes = jobs(WORKFLOWS / "deploy.yml")["plan"]["steps"]
+        compose = jobs(WORKFLOWS / "deploy-compose.yml")["plan"]["steps"]
+        assert kubernetes == compose
+        assert triggers(load(WORKFLOWS / "deploy.yml")) == triggers(
+            load(WORKFLOWS / "deploy-compose.yml")
+        )
+
     def test_compose_deploy_verifies_the_host_key(self) -> None:
         """SSH checks the host against the known_hosts secret; nothing turns that off."""
         text = (WORKFLOWS / "deploy-compose.yml").read_text()
