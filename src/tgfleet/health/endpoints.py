@@ -56,8 +56,9 @@ async def livez(components: AppComponents) -> HealthResponse:
     responses=_failing(ReadinessDocument),
 )
 async def readyz(components: AppComponents) -> HealthResponse:
-    """Readiness: the database answers, its schema is the revision this code expects, the
-    keyring has a usable key, and for a worker its lease is fresh; each within
+    """Readiness: the database answers, its schema is one this code runs on (its head, or
+    ahead of it by a newer release's additive migrations), the keyring has a usable key,
+    and for a worker its lease is fresh; each within
     ``TGFLEET_HEALTH_CHECK_TIMEOUT_SECONDS``. 200 ready, 503 not (``output`` says why).
     For Kubernetes' ``readinessProbe`` and ``startupProbe``."""
     document, status_code = await components.health.ready()

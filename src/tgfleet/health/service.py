@@ -6,8 +6,9 @@
   else: a liveness probe that looks at the database restarts every pod when the database
   goes away, which cures nothing.
 * :meth:`~HealthService.ready` (``/readyz``): should this process get traffic (or, for a
-  worker, hold accounts)? The database answers, its schema is the one this code expects,
-  the keyring has a usable key, and for a worker its lease is fresh.
+  worker, hold accounts)? The database answers, its schema is one this code runs on (its
+  head or ahead of it: `tgfleet.migrations.Fit`), the keyring has a usable key, and for a
+  worker its lease is fresh.
 * :meth:`~HealthService.health` (``/health``): every component, in
   ``application/health+json`` (draft-inadarei-api-health-check-06), for humans and
   monitoring. Checks run in parallel, each within ``TGFLEET_HEALTH_CHECK_TIMEOUT_SECONDS``;
