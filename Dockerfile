@@ -12,6 +12,13 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 # checkov:skip=CKV_DOCKER_7: FROM ${BASE_IMAGE}: the default is a fixed tag (3.11-slim-bookworm); checkov cannot read it through the ARG
 
+# ------------------------------------------------------------------------ requirements
+# The runtime dependencies, read from pyproject.toml: the layer that installs them is keyed
+# on this list, so an edit elsewhere in pyproject.toml does not recompile them (PyICU).
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' >/requirements.txt
+
 # ---------------------------------------------------------------------------- builder
 FROM ${BASE_IMAGE} AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -27,20 +34,20 @@ RUN set -- g++ libicu-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# The dependencies first, from pyproject.toml alone: a change to the code reuses this layer.
+# The dependencies first: a change to the code reuses this layer. pip's cache is a cache
+# mount (built wheels such as PyICU's survive a dependency change; it is in no layer).
 # A build behind a TLS-intercepting proxy passes its CA bundle as the optional secret
 # `ca_bundle` (`--secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt`).
 WORKDIR /src
-COPY pyproject.toml ./
-RUN --mount=type=secret,id=ca_bundle \
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
     && python3 -m venv /opt/tgfleet \
-    && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >/tmp/requirements.txt \
     && /opt/tgfleet/bin/pip install --requirement /tmp/requirements.txt
 
+COPY pyproject.toml ./
 COPY README.md ./
 COPY examples ./examples
 COPY src ./src
@@ -49,8 +56,8 @@ COPY src ./src
 # never change and the root file system is read-only at run time).
 RUN --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
-    && /opt/tgfleet/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
-    && /opt/tgfleet/bin/pip install --no-deps /tmp/wheels/tgfleet-*.whl \
+    && /opt/tgfleet/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
+    && /opt/tgfleet/bin/pip install --no-cache-dir --no-deps /tmp/wheels/tgfleet-*.whl \
     && /opt/tgfleet/bin/pip uninstall --yes pip setuptools \
     && find /opt/tgfleet -name '__pycache__' -type d -prune -exec rm -rf {} + \
     && /opt/tgfleet/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/tgfleet \

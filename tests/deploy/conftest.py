@@ -16,10 +16,11 @@ from tgfleet import __version__
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """The image ``tgfleet_image`` built: its reference, its base, and the build args that
-    went into its labels."""
+    """The image ``tgfleet_image`` built: its tag, its id (run this: another test session
+    on the machine may move the tag), its base, and the build args in its labels."""
 
     ref: str
+    id: str
     base: str
     version: str
     revision: str
@@ -51,12 +52,13 @@ def tgfleet_image(podman: Podman) -> BuiltImage:
     started = time.monotonic()
     base = podman.base_image()
     revision = _revision()
-    podman.build(
+    image_id = podman.build(
         IMAGE,
         build_args={"BASE_IMAGE": base, "VERSION": __version__, "REVISION": revision},
     )
     return BuiltImage(
         ref=IMAGE,
+        id=image_id,
         base=base,
         version=__version__,
         revision=revision,

@@ -148,7 +148,8 @@ class Podman:
         timeout: float = 900,
     ) -> str:
         """``podman build`` in docker format (HEALTHCHECK and SHELL are docker-format only),
-        on the host's network, with the host's CA bundle as the ``ca_bundle`` secret."""
+        on the host's network, with the host's CA bundle as the ``ca_bundle`` secret; the
+        image's id (the tag may move: other test sessions on the machine share the store)."""
         args = ["build", "--quiet", "--format", "docker", "--network", "host", "--tag", tag]
         if HOST_CA_BUNDLE.is_file():
             args += ["--secret", f"id=ca_bundle,src={HOST_CA_BUNDLE}"]
@@ -156,8 +157,8 @@ class Podman:
             args += ["--build-arg", f"{name}={value}"]
         if containerfile is not None:
             args += ["--file", str(containerfile)]
-        self(*args, str(context), timeout=timeout)
-        return tag
+        done = self(*args, str(context), timeout=timeout)
+        return done.stdout.split()[-1]
 
     def inspect(self, what: str, *, kind: str = "image") -> dict[str, Any]:
         """``podman KIND inspect WHAT`` as a dict (kind: image, container, volume)."""
@@ -245,9 +246,10 @@ class Podman:
         return done.stdout + done.stderr
 
     def remove(self, *names: str) -> None:
-        """Remove containers (stopped or not) and ignore those that are gone."""
+        """Remove containers (stopped or not) with their anonymous volumes; those gone are
+        ignored."""
         if names:
-            self("rm", "--force", "--ignore", "--time", "0", *names, check=False)
+            self("rm", "--force", "--ignore", "--volumes", "--time", "0", *names, check=False)
 
     def create_volume(self, name: str) -> str:
         self("volume", "create", name)

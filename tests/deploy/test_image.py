@@ -64,10 +64,10 @@ class TestImage:
     ) -> None:
         """``tgfleet version`` (a CLI role through the entrypoint) prints the package
         version; the process runs as uid/gid 10001, read-only root, /data writable."""
-        done = podman.run(tgfleet_image.ref, "version")
+        done = podman.run(tgfleet_image.id, "version")
         assert done.stdout.strip() == tgfleet_image.version
         done = podman.run(
-            tgfleet_image.ref,
+            tgfleet_image.id,
             "-c",
             "id -u; id -g; touch /data/probe && echo data-ok; touch /opt/probe || echo ro-ok",
             entrypoint="/bin/sh",
@@ -90,7 +90,7 @@ class TestImage:
             python3 -c 'import importlib.util as u; print("pip:", u.find_spec("pip"))'
             find /opt/tgfleet -name '*.pyc' | grep -q . && echo pyc:yes
         """
-        done = podman.run(tgfleet_image.ref, "-c", script, entrypoint="/bin/sh", check=False)
+        done = podman.run(tgfleet_image.id, "-c", script, entrypoint="/bin/sh", check=False)
         lines = done.stdout.splitlines()
         assert [line for line in lines if line.startswith(("tool:", "path:"))] == []
         assert "pip: None" in lines, done.stdout
@@ -102,7 +102,7 @@ class TestImage:
         """The image's config: tini entrypoint in exec form, `api` by default, user
         10001:10001, port 8000, /data a volume, TGFLEET_HOST=0.0.0.0, a HEALTHCHECK, and
         the OCI labels from the build args (version, revision) and the licence."""
-        image = podman.inspect(tgfleet_image.ref)
+        image = podman.inspect(tgfleet_image.id)
         config = image["Config"]
         assert config["Entrypoint"] == ["tini", "--", "tgfleet"]
         assert config["Cmd"] == ["api"]
@@ -133,7 +133,7 @@ class TestImage:
         port = free_port()
         try:
             podman.start(
-                tgfleet_image.ref,
+                tgfleet_image.id,
                 "api",
                 name=name,
                 volumes=[f"{volume}:/data"],
