@@ -47,6 +47,8 @@ TGFLEET_SERVICES = frozenset(
     {"migrate", "api", "worker-1", "worker-2", "demo-world", "sandbox", "demo-seed"}
 )
 CORE = ("migrate", "api", "worker-1", "worker-2")
+DEMO = ("demo-world", "sandbox", "demo-seed")
+DEMO_ACCOUNTS = 20
 #: The worker's drain on SIGTERM (tgfleet.worker.supervisor's shutdown_timeout).
 WORKER_DRAIN_SECONDS = 6.0
 PG_ENV = "TGFLEET_TEST_DATABASE_URL"
@@ -386,6 +388,19 @@ def _free_ports(count: int) -> list[int]:
             holder.close()
 
 
+def _free_port_pair() -> int:
+    """A free port whose next one is free too (the sandbox's control API takes it)."""
+    import socket
+
+    for port in _free_ports(20):
+        try:
+            with socket.create_server(("127.0.0.1", port + 1)):
+                return port
+        except OSError:
+            continue
+    pytest.fail("no two consecutive free ports found")
+
+
 def _write_secrets(folder: Path) -> None:
     """The secret files secrets.sh would write; fresh values, readable by the containers'
     user (0444 in a 0700 folder)."""
@@ -488,6 +503,20 @@ def _get(url: str) -> int:
         return 0
 
 
+def _wait_for_the_fleet(compose: Compose, url: str, deadline: float) -> None:
+    """Until the demo's 20 accounts are online, held by both workers."""
+    held: list[tuple[str, str | None]] = []
+    while time.monotonic() < deadline:
+        rows = sql(url, "SELECT state, worker_id FROM account_status")
+        held = [(r["state"], r["worker_id"]) for r in rows]
+        online = [worker for state, worker in held if state == "online"]
+        if len(online) == DEMO_ACCOUNTS and set(online) == {"worker-1", "worker-2"}:
+            return
+        time.sleep(0.5)
+    logs = "\n".join(f"{s}:\n{compose.logs(s)}" for s in ("demo-seed", "sandbox", "worker-1"))
+    pytest.fail(f"the demo's fleet is not online: {held}\n{logs}")
+
+
 def _wait_until_ready(url: str, compose: Compose, service: str, deadline: float) -> None:
     while time.monotonic() < deadline:
         if _get(url) == 200:
@@ -498,13 +527,16 @@ def _wait_until_ready(url: str, compose: Compose, service: str, deadline: float)
 
 @pytest.mark.timeout(900)  # a cold image build (the fixture) takes minutes; warm, seconds
 class TestPodmanCompose:
-    def test_core_services_come_up(
+    def test_core_services_then_the_demo_come_up(
         self, tgfleet_image: BuiltImage, podman: Podman, fresh_database: str, tmp_path: Path
     ) -> None:
         """migrate, api and two workers from compose.yaml + compose.ci.yaml: the migration
         exits 0, the API answers /readyz and made the first admin, each worker answers
-        /readyz on its port and is registered live under its id; `down` removes all."""
+        /readyz on its port and is registered live under its id. Then profile demo: the
+        world minted, served and seeded, its 20 accounts online, shared by both workers.
+        `down` removes every container."""
         api_port, worker_1, worker_2 = _free_ports(3)
+        sandbox_port = _free_port_pair()
         folder = tmp_path / "compose"
         folder.mkdir()
         _write_secrets(folder / "secrets")
@@ -518,6 +550,7 @@ class TestPodmanCompose:
                 "TGFLEET_CI_API_PORT": str(api_port),
                 "TGFLEET_CI_WORKER_1_PORT": str(worker_1),
                 "TGFLEET_CI_WORKER_2_PORT": str(worker_2),
+                "TGFLEET_CI_SANDBOX_PORT": str(sandbox_port),
                 # Passed through by the null entries of compose.yaml: workers in prod need
                 # an app (placeholder values; nothing reaches Telegram), the network
                 # monitor probes nothing (traffic stays on loopback).
@@ -550,9 +583,30 @@ class TestPodmanCompose:
                 inspected = podman.inspect(compose.container(service), kind="container")
                 assert inspected["Config"]["User"] == "10001:10001"
                 assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+
+            # The world first, to its end: podman-compose on podman 4.3 may start a
+            # dependant of a one-shot service before it ran (its `service_completed_
+            # successfully` wait takes a created container for a stopped one).
+            world = compose("--profile", "demo", "up", "--detach", "demo-world")
+            assert world.returncode == 0, world.stdout[-3000:] + world.stderr[-3000:]
+            minted = podman("wait", compose.container("demo-world"), timeout=120)
+            assert minted.stdout.strip() == "0", compose.logs("demo-world")
+            demo = compose("--profile", "demo", "up", "--detach", *DEMO)
+            assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+            _wait_for_the_fleet(compose, fresh_database, time.monotonic() + STARTUP_DEADLINE)
+            online_after = time.monotonic() - started
+            assert "managing 20 accounts" in compose.logs("demo-seed")
+            actors = sql(
+                fresh_database,
+                "SELECT DISTINCT actor FROM audit_record WHERE action = 'session.import'",
+            )
+            assert [r["actor"] for r in actors] == ["cli:tgfleet"]
         finally:
-            down = compose("down", "--volumes", "--timeout", "20")
+            down = compose("--profile", "demo", "down", "--volumes", "--timeout", "20")
         assert down.returncode == 0, down.stderr[-3000:]
         left = podman("ps", "--all", "--filter", f"name={compose.project}", "--quiet")
         assert left.stdout.strip() == ""
-        print(f"compose: core services ready in {ready_after:.1f} s")
+        print(  # the numbers docs/deploy.md quotes
+            f"compose: core services ready in {ready_after:.1f} s, "
+            f"the demo's fleet online in {online_after:.1f} s"
+        )
