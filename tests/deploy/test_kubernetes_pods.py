@@ -40,16 +40,19 @@ from tests.deploy.tools import IN_CI, ROOT, require_tool
 from tests.harness import free_port, scratch_database
 from tgfleet.kit.db import create_engine
 
-OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "production"
+OVERLAYS = ROOT / "deploy" / "kubernetes" / "overlays"
 SECRETS_DIR = "/run/secrets/tgfleet"
 READY_TIMEOUT = 180.0  # a deadline: the machine may be busy (2 cores)
 Doc = dict[str, Any]
 
 
-def _render() -> list[Doc]:
+def _render(overlay: str) -> list[Doc]:
     kubectl = require_tool("kubectl")
     done = subprocess.run(
-        [kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=False
+        [kubectl, "kustomize", str(OVERLAYS / overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
@@ -72,7 +75,10 @@ class Kubelet:
     config_maps: dict[str, dict[str, str]]
     secret: dict[str, str]
     root: Path
+    #: Words of a command line replaced (a Service's address and ports: the host's here).
+    substitutions: dict[str, str] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
+    claims: dict[str, Path] = field(default_factory=dict)
 
     def _secret_volume(self, mode: int, group: int) -> Path:
         mount = self.root / f"secret-{uuid.uuid4().hex[:8]}"
@@ -118,6 +124,14 @@ class Kubelet:
                 assert volume["secret"]["secretName"] == "tgfleet"
                 mount = self._secret_volume(volume["secret"]["defaultMode"], group)
                 flags[name] = ["--volume", f"{mount}:{{path}}:ro"]
+            elif "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                if claim not in self.claims:  # one volume per claim, kept across pods
+                    self.claims[claim] = self.root / f"claim-{claim}"
+                    self.claims[claim].mkdir()
+                    os.chown(self.claims[claim], 0, group)
+                    self.claims[claim].chmod(0o777 | stat.S_ISGID)
+                flags[name] = ["--volume", f"{self.claims[claim]}:{{path}}"]
             elif "configMap" in volume:
                 mount = self._config_map_volume(volume["configMap"]["name"])
                 flags[name] = ["--volume", f"{mount}:{{path}}:ro"]
@@ -146,11 +160,12 @@ class Kubelet:
         for mount in container["volumeMounts"]:
             flag, value = volumes[mount["name"]]
             args += [flag, value.format(path=mount["mountPath"])]
-        command = container.get("command")
-        if command is not None:
+        command = [self.substitutions.get(w, w) for w in container.get("command", [])]
+        words = [self.substitutions.get(w, w) for w in container.get("args", [])]
+        if command:
             args += ["--entrypoint", command[0]]
-            return [*args, self.image, *command[1:], *container.get("args", [])]
-        return [*args, self.image, *container["args"]]
+            return [*args, self.image, *command[1:], *words]
+        return [*args, self.image, *words]
 
     def start(self, spec: Doc, container: Doc, name: str) -> str:
         volumes = self.volumes(spec)
@@ -208,15 +223,29 @@ async def database(server_url: str) -> AsyncIterator[str]:
         yield url
 
 
-async def _worker_states(url: str) -> dict[str, str]:
-    """Each registered worker's id and state (``running``, or ``stopped`` once drained)."""
+async def _query(url: str, statement: str) -> list[tuple[Any, ...]]:
     engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(text("SELECT id, state FROM worker"))
-            return {str(row[0]): str(row[1]) for row in rows}
+            return [tuple(row) for row in await conn.execute(text(statement))]
     finally:
         await engine.dispose()
+
+
+async def _worker_states(url: str) -> dict[str, str]:
+    """Each registered worker's id and state (``running``, or ``stopped`` once drained)."""
+    return {str(i): str(state) for i, state in await _query(url, "SELECT id, state FROM worker")}
+
+
+def _secret(database: str, **more: str) -> dict[str, str]:
+    """The Secret `tgfleet` of these pods: the scratch database and the tests' keys."""
+    return {
+        "TGFLEET_DATABASE_URL": database,
+        "TGFLEET_VAULT_KEY": TEST_VAULT_KEY,
+        "TGFLEET_AUDIT_KEY": TEST_AUDIT_KEY,
+        "TGFLEET_JWT_SECRET": "k8s-pod-test-jwt-secret-0123456789abcdef",
+        **more,
+    }
 
 
 @pytest.mark.timeout(900)  # the image fixture's cold build
@@ -227,7 +256,7 @@ async def test_the_pods_start_restricted_and_the_worker_drains_in_its_grace(
     once the migration Job ran; the API and the worker pass /readyz as uid 10001 on a
     read-only root with no capabilities; the worker, stopped with SIGTERM, drains (its row
     in `worker` marked stopped) well before its grace period ends."""
-    docs = _render()
+    docs = _render("production")
     config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     api_port, metrics_port = free_port(), free_port()
     kubelet = Kubelet(
@@ -239,15 +268,12 @@ async def test_the_pods_start_restricted_and_the_worker_drains_in_its_grace(
             "TGFLEET_TELEGRAM_DCS": "",  # no Telegram from here: the monitor stays off
         },
         config_maps=config_maps,
-        secret={
-            "TGFLEET_DATABASE_URL": database,
-            "TGFLEET_VAULT_KEY": TEST_VAULT_KEY,
-            "TGFLEET_AUDIT_KEY": TEST_AUDIT_KEY,
-            "TGFLEET_JWT_SECRET": "k8s-pod-test-jwt-secret-0123456789abcdef",
-            "TGFLEET_TELEGRAM_API_ID": "12345",
-            "TGFLEET_TELEGRAM_API_HASH": "0123456789abcdef0123456789abcdef",
-            "TGFLEET_ALERTING_TELEGRAM_BOT_TOKEN": "123456:pod-test",
-        },
+        secret=_secret(
+            database,
+            TGFLEET_TELEGRAM_API_ID="12345",
+            TGFLEET_TELEGRAM_API_HASH="0123456789abcdef0123456789abcdef",
+            TGFLEET_ALERTING_TELEGRAM_BOT_TOKEN="123456:pod-test",
+        ),
         root=workdir,
     )
     suffix = uuid.uuid4().hex[:6]
@@ -313,5 +339,78 @@ async def test_the_pods_start_restricted_and_the_worker_drains_in_its_grace(
         assert await asyncio.to_thread(podman.exit_code, names["worker"]) == 0
         assert stopped_in < grace / 2, f"the worker took {stopped_in:.1f} s of its {grace} s"
         assert await _worker_states(database) == {hostname.stdout.strip(): "stopped"}
+    finally:
+        await asyncio.to_thread(podman.remove, *names.values())
+
+
+async def _online(url: str) -> int:
+    (row,) = await _query(url, "SELECT count(*) FROM account_status WHERE state = 'online'")
+    return int(row[0])
+
+
+@pytest.mark.timeout(900)  # the image fixture's cold build
+async def test_the_dev_overlay_brings_the_sandbox_fleet_online(
+    podman: Podman, tgfleet_image: BuiltImage, database: str, workdir: Path
+) -> None:
+    """The dev overlay's pods: the Job migrates; the sandbox pod mints its world into its
+    claim and seeds the fleet (its seed container waits for the schema); the sandbox serves
+    it; the worker brings every minted account online through it. The Service's fixed
+    address is the host's loopback here, its ports free ones."""
+    docs = _render("dev")
+    config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    sandbox = _pod_spec(docs, "Deployment", "tgfleet-sandbox")
+    worker = _pod_spec(docs, "Deployment", "tgfleet-worker")
+    job = _pod_spec(docs, "Job", "tgfleet-migrate")
+    (service,) = (
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "tgfleet-sandbox"
+    )
+    mtproto, control, metrics_port = free_port(), free_port(), free_port()
+    mint = next(c for c in sandbox["initContainers"] if c["name"] == "mint")
+    accounts = int(mint["args"][mint["args"].index("--accounts") + 1])
+    kubelet = Kubelet(
+        podman=podman,
+        image=tgfleet_image.ref,
+        config={"TGFLEET_WORKER_METRICS_PORT": str(metrics_port), "TGFLEET_TELEGRAM_DCS": ""},
+        config_maps=config_maps,
+        secret=_secret(database),
+        root=workdir,
+        substitutions={
+            service["spec"]["clusterIP"]: "127.0.0.1",
+            str(service["spec"]["ports"][0]["port"]): str(mtproto),
+            "8444": str(control),
+        },
+    )
+    suffix = uuid.uuid4().hex[:6]
+    names = {"sandbox": f"k8s-sandbox-{suffix}", "worker": f"k8s-dev-worker-{suffix}"}
+    try:
+        out = await asyncio.to_thread(kubelet.run, job, job["containers"][0])
+        assert "database at revision" in out, out
+
+        async def sandbox_pod() -> None:
+            out = ""
+            for init in sandbox["initContainers"]:  # in order, each to its end
+                out = await asyncio.to_thread(kubelet.run, sandbox, init)
+            assert "managing" in out, out  # the seed's summary
+            await asyncio.to_thread(
+                kubelet.start, sandbox, sandbox["containers"][0], names["sandbox"]
+            )
+
+        async def worker_pod() -> None:
+            await asyncio.to_thread(kubelet.run, worker, worker["initContainers"][0])
+            await asyncio.to_thread(kubelet.start, worker, worker["containers"][0], names["worker"])
+
+        # Both pods at once, as a cluster schedules them: the worker retries until the
+        # sandbox answers.
+        await asyncio.gather(sandbox_pod(), worker_pod())
+        await _wait(
+            lambda: _ready(f"http://127.0.0.1:{control}/health"),
+            "the sandbox's control API",
+            lambda: podman.logs(names["sandbox"]),
+        )
+
+        async def all_online() -> bool:
+            return await _online(database) == accounts
+
+        await _wait(all_online, f"{accounts} accounts online", lambda: podman.logs(names["worker"]))
     finally:
         await asyncio.to_thread(podman.remove, *names.values())
