@@ -152,7 +152,8 @@ class TestStack:
 
     def test_roles_and_order(self, compose: dict[str, Any]) -> None:
         """migrate runs `db upgrade` once PostgreSQL is healthy; the API and the workers
-        start after it succeeded; the demo seeds after the migration and the mint."""
+        start after it succeeded; the demo seeds after the migration and the mint; every
+        one-shot is waited for by a long-running service."""
         services = compose["services"]
         assert services["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
         assert services["migrate"]["command"] == ["db", "upgrade"]
@@ -164,6 +165,16 @@ class TestStack:
         assert services["api"]["command"] == ["api"]
         assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
         assert set(services["demo-seed"]["depends_on"]) == {"migrate", "demo-world"}
+        # `up --wait` fails on a one-shot's exit unless a running service waits for it.
+        one_shots = {"migrate", "demo-world", "demo-seed"}
+        waited_for = {
+            dependency
+            for name, service in services.items()
+            if name not in one_shots
+            for dependency, condition in service.get("depends_on", {}).items()
+            if condition["condition"] == "service_completed_successfully"
+        }
+        assert waited_for == one_shots
 
     def test_two_workers_with_own_ids_and_time_to_drain(self, compose: dict[str, Any]) -> None:
         services = compose["services"]
