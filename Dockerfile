@@ -106,6 +106,9 @@ ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/tgfleet/tgfleet
 ARG CREATED=""
+# A no-op whose cache key holds the args' values: buildah (podman 4.x) keys a cached LABEL
+# layer on its text before expansion and would reuse the last build's labels.
+RUN true
 LABEL org.opencontainers.image.title="tgfleet" \
       org.opencontainers.image.description="Self-hosted control plane for fleets of Telegram user accounts" \
       org.opencontainers.image.version="${VERSION}" \
