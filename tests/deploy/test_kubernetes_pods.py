@@ -198,8 +198,10 @@ async def _ready(url: str) -> bool:
             return False
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def server_url() -> str:
+    """The PostgreSQL server of the tests; a session fixture named first by the tests, so a
+    missing one skips them before the image is built."""
     url = os.environ.get("TGFLEET_TEST_DATABASE_URL")
     if not url:
         reason = "TGFLEET_TEST_DATABASE_URL is not set: the pods need PostgreSQL"
@@ -250,7 +252,7 @@ def _secret(database: str, **more: str) -> dict[str, str]:
 
 @pytest.mark.timeout(900)  # the image fixture's cold build
 async def test_the_pods_start_restricted_and_the_worker_drains_in_its_grace(
-    podman: Podman, tgfleet_image: BuiltImage, database: str, workdir: Path
+    server_url: str, podman: Podman, tgfleet_image: BuiltImage, database: str, workdir: Path
 ) -> None:
     """The API's and the worker's init containers wait while the schema is empty and go on
     once the migration Job ran; the API and the worker pass /readyz as uid 10001 on a
@@ -350,7 +352,7 @@ async def _online(url: str) -> int:
 
 @pytest.mark.timeout(900)  # the image fixture's cold build
 async def test_the_dev_overlay_brings_the_sandbox_fleet_online(
-    podman: Podman, tgfleet_image: BuiltImage, database: str, workdir: Path
+    server_url: str, podman: Podman, tgfleet_image: BuiltImage, database: str, workdir: Path
 ) -> None:
     """The dev overlay's pods: the Job migrates; the sandbox pod mints its world into its
     claim and seeds the fleet (its seed container waits for the schema); the sandbox serves
