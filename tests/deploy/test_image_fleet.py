@@ -175,7 +175,7 @@ async def _drive(run: Fleet, tmp_path: Path) -> None:
     world = tmp_path / "world"
     world.mkdir(mode=0o700)
     os.chown(world, UID, UID)
-    sandbox_port, api_port = free_port(), free_port()
+    sandbox_port, control_port, api_port = free_port(), free_port(), free_port()
     metrics = {name: free_port() for name in WORKERS}
 
     head = migrations.head_revision()
@@ -193,6 +193,7 @@ async def _drive(run: Fleet, tmp_path: Path) -> None:
     await run.start(
         "sandbox",
         *("sandbox", "run", "--world", "/world/world.yaml", "--no-traffic"),
+        *("--control-port", str(control_port)),
         env={},
         volumes=[f"{world}:/world:ro"],
     )
@@ -220,7 +221,7 @@ async def _drive(run: Fleet, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{api_port}"
     async with (
         httpx.AsyncClient(base_url=base, timeout=10) as api,
-        SandboxControl(f"http://127.0.0.1:{sandbox_port + 1}") as control,
+        SandboxControl(f"http://127.0.0.1:{control_port}") as control,
     ):
         await wait_for("API ready", lambda: answers("/readyz", api), run, within=60)
         for name in WORKERS:
