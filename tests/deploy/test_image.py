@@ -40,7 +40,8 @@ class TestDockerfileLint:
         assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
     def test_checkov_dockerfile_checks_pass(self) -> None:
-        """checkov's Dockerfile checks: none fails (the one skip carries its reason)."""
+        """checkov's Dockerfile checks: none fails, and one is skipped (CKV_DOCKER_7, whose
+        reason the Dockerfile states: the base image is a build arg)."""
         checkov = require_tool("checkov")
         done = subprocess.run(
             [
@@ -54,7 +55,7 @@ class TestDockerfileLint:
         )
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
         assert "Failed checks: 0" in done.stdout, done.stdout[-4000:]
-        assert "CKV_DOCKER_7" not in done.stdout.replace("Skipped checks: 1", ""), done.stdout
+        assert "Skipped checks: 1" in done.stdout, done.stdout[-4000:]  # CKV_DOCKER_7 only
 
 
 @pytest.mark.timeout(900)  # the fixture's cold build
