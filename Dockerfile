@@ -3,7 +3,7 @@
 # `db upgrade` and any other CLI command (docs/deploy.md, "The container image").
 #
 #   docker build -t tgfleet .
-#   podman build --build-arg BASE_IMAGE=localhost/tgfleet-base:bookworm -t tgfleet .
+#   podman build --format docker --build-arg BASE_IMAGE=localhost/tgfleet-base:bookworm -t tgfleet .
 #
 # BASE_IMAGE is any Debian bookworm image with Python 3.11+: the official slim image, or the
 # debootstrap one deploy/image/base-image.sh makes where no registry can be reached (Debian's
