@@ -93,10 +93,10 @@ VOLUME ["/data"]
 USER 10001:10001
 EXPOSE 8000
 
-# /livez of the API (TGFLEET_PORT); a worker container points TGFLEET_HEALTHCHECK_URL at its
-# metrics port (http://127.0.0.1:9464/livez). No curl in the image: Python's urllib.
+# /livez of the API (TGFLEET_PORT), else of a worker's metrics port
+# (TGFLEET_WORKER_METRICS_PORT): one check for both roles. No curl in the image: urllib.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; url = os.environ.get('TGFLEET_HEALTHCHECK_URL') or 'http://127.0.0.1:%s/livez' % os.environ.get('TGFLEET_PORT', '8000'); urllib.request.urlopen(url, timeout=4).close()"]
+    CMD ["python3", "-c", "import os, urllib.request\nfor name, default in (('TGFLEET_PORT', '8000'), ('TGFLEET_WORKER_METRICS_PORT', '9464')):\n    try:\n        urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get(name, default), timeout=2).close()\n    except OSError:\n        continue\n    raise SystemExit(0)\nraise SystemExit(1)"]
 
 ENTRYPOINT ["tini", "--", "tgfleet"]
 CMD ["api"]

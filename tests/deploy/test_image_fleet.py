@@ -207,16 +207,14 @@ async def _drive(run: Fleet, tmp_path: Path) -> None:
     )
 
     api_name = await run.start("api", "api", env={"TGFLEET_PORT": str(api_port)})
-    for name in WORKERS:
+    worker_names = [
         await run.start(
             name,
             "worker",
-            env={
-                "TGFLEET_WORKER_ID": name,
-                "TGFLEET_WORKER_METRICS_PORT": str(metrics[name]),
-                "TGFLEET_HEALTHCHECK_URL": f"http://127.0.0.1:{metrics[name]}/livez",
-            },
+            env={"TGFLEET_WORKER_ID": name, "TGFLEET_WORKER_METRICS_PORT": str(metrics[name])},
         )
+        for name in WORKERS
+    ]
 
     base = f"http://127.0.0.1:{api_port}"
     async with (
@@ -227,8 +225,12 @@ async def _drive(run: Fleet, tmp_path: Path) -> None:
         for name in WORKERS:
             url = f"http://127.0.0.1:{metrics[name]}/readyz"
             await wait_for(f"{name} ready", lambda url=url: answers(url, api), run, within=60)
-        health = await asyncio.to_thread(run.podman, "healthcheck", "run", api_name, check=False)
-        assert health.returncode == 0, health.stdout + health.stderr
+        # The one HEALTHCHECK serves both roles: the API's port, else the worker's.
+        for container in (api_name, *worker_names):
+            health = await asyncio.to_thread(
+                run.podman, "healthcheck", "run", container, check=False
+            )
+            assert health.returncode == 0, (container, health.stdout + health.stderr)
 
         login = await api.post("/api/v1/auth/login", json={"username": ADMIN, "password": password})
         assert login.status_code == 200, login.text
