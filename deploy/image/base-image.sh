@@ -5,7 +5,7 @@
 # imported as localhost/tgfleet-base:bookworm. Use it with
 #   podman build --build-arg BASE_IMAGE=localhost/tgfleet-base:bookworm -t tgfleet .
 #
-# The root filesystem's tarball is kept in ${TGFLEET_CI_CACHE:-~/.cache/tgfleet-ci}/base/, so
+# The root filesystem's tarball is kept in ${DEPLOY_CHECKS_CACHE:-~/.cache/tgfleet-ci}/base/, so
 # a second run (or a fresh podman store) costs an import, not a debootstrap. --refresh makes
 # a new one (for Debian's point releases and security fixes).
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 
 image=localhost/tgfleet-base:bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-cache="${TGFLEET_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tgfleet-ci}"
+cache="${DEPLOY_CHECKS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tgfleet-ci}"
 tarball="$cache/base/tgfleet-base-bookworm.tar"
 read -r -a podman <<<"${PODMAN:-podman}"
 

@@ -1,7 +1,7 @@
 """Find the delivery checks' external tools (podman, checkov, kubernetes-validate, hadolint,
 podman-compose, actionlint, kubectl, debootstrap).
 
-They are looked up on ``PATH``, then in the directories of ``TGFLEET_CI_TOOLS`` (``:``-
+They are looked up on ``PATH``, then in the directories of ``DEPLOY_CHECKS_PATH`` (``:``-
 separated; ``.ci/run`` sets it to what ``tools/deploy-tools.sh`` printed), then in that
 script's default cache. A missing tool skips the test with the command that installs it,
 unless ``CI=true``, where it fails: .ci/run installs every one.
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cache_dir() -> Path:
     """The machine's cache for the delivery checks (tools, the base image, podman's store)."""
-    explicit = os.environ.get("TGFLEET_CI_CACHE")
+    explicit = os.environ.get("DEPLOY_CHECKS_CACHE")
     if explicit:
         return Path(explicit)
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -29,7 +29,7 @@ def cache_dir() -> Path:
 
 
 def _search_path() -> str:
-    extra = [d for d in os.environ.get("TGFLEET_CI_TOOLS", "").split(os.pathsep) if d]
+    extra = [d for d in os.environ.get("DEPLOY_CHECKS_PATH", "").split(os.pathsep) if d]
     cache = cache_dir()
     defaults = [str(cache / "tools-venv" / "bin"), str(cache / "npm" / "node_modules" / ".bin")]
     return os.pathsep.join([os.environ.get("PATH", ""), *extra, *defaults])
