@@ -120,7 +120,10 @@ async def test_a_worker_cut_off_from_the_database_fences_itself_and_hands_over(
                 await asyncio.sleep(0.05)
         assert fenced < 3.0, fenced  # TTL/2 after the last renewal, plus a tick
         assert fenced < claimed, (fenced, claimed)  # w2 let go before w1 took over
-        assert claimed < 3.0 + 1.5 + 2.0, claimed  # TTL + grace + a renewal interval
+        # A liveness bound, not the safety property (that is fenced < claimed and no
+        # duplicate use): TTL + grace + a renewal interval, plus 2 s for a loaded machine
+        # (6.54 s was seen once in a full CI run on 2 cores).
+        assert claimed < 3.0 + 1.5 + 2.0 + 2.0, claimed
         stats = await fleet.control.stats()
         assert not any(stats["duplicate_use"].values()), stats["duplicate_use"]
     finally:
