@@ -108,7 +108,7 @@ async def measure(count: int, profile: bool) -> None:
     from sqlalchemy.engine import Engine
 
     from tgfleet.app import create_app
-    from tgfleet.cli._runtime import load_settings
+    from tgfleet.cli._local import load_settings
 
     app = create_app(load_settings())
     statements: list[str] = []

@@ -441,8 +441,15 @@ def parse_dcs(value: str) -> dict[int, tuple[str, int]]:
     return dcs
 
 
+#: The CLI's client side (`tgfleet.cli._remote`): which server to talk to, not settings of
+#: a tgfleet process.
+CLI_CLIENT_VARIABLES = frozenset(
+    {"TGFLEET_SERVER", "TGFLEET_TOKEN", "TGFLEET_CONTEXT", "TGFLEET_CONFIG"}
+)
+
+
 def unknown_settings(environ: Mapping[str, str]) -> list[str]:
     """``TGFLEET_*`` variables that name no setting (a typo would otherwise pass silently)."""
     known = {f"TGFLEET_{name.upper()}" for name in Settings.model_fields}
-    known |= {"TGFLEET_TEST_DATABASE_URL"}
+    known |= {"TGFLEET_TEST_DATABASE_URL"} | CLI_CLIENT_VARIABLES
     return sorted(name for name in environ if name.startswith("TGFLEET_") and name not in known)

@@ -573,9 +573,24 @@ class TestCredentialChangesNeedALogin:
             client, api_token, DEFAULT_PASSWORD, "an attacker's choice"
         )
         assert password.status_code == 403
-        revoke = await client.delete(f"{TOKENS}/{created.json()['id']}", headers=api_token)
+        other = await create_token(client, admin.headers, name="other")
+        revoke = await client.delete(f"{TOKENS}/{other.json()['id']}", headers=api_token)
         assert revoke.status_code == 403
-        assert (await client.get(TOKENS, headers=api_token)).status_code == 200
+        assert "other than itself" in revoke.json()["detail"]
+        listed = await client.get(TOKENS, headers=api_token)
+        assert {t["name"] for t in listed.json()} >= {created.json()["name"], "other"}
+
+    async def test_api_token_can_revoke_itself(
+        self, client: httpx.AsyncClient, admin: Credentials
+    ) -> None:
+        """`tgfleet logout`: a token ending its own access entrenches nothing."""
+        created = await create_token(client, admin.headers)
+        api_token = bearer(created.json()["token"])
+        revoke = await client.delete(f"{TOKENS}/{created.json()['id']}", headers=api_token)
+        assert revoke.status_code == 204
+        assert (await client.get(TOKENS, headers=api_token)).status_code == 401
+        listed = await client.get(TOKENS, headers=admin.headers)
+        assert created.json()["id"] not in {t["id"] for t in listed.json()}
 
     async def test_wrong_current_password(
         self, client: httpx.AsyncClient, admin: Credentials

@@ -14,12 +14,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -42,7 +40,7 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import IN_CI
-from tests.harness import free_port, tgfleet_env
+from tests.demo_server import demo_env, demo_process
 
 BROWSER_DIR = Path(__file__).resolve().parent
 AXE = BROWSER_DIR / "vendor" / "axe.min.js"
@@ -159,24 +157,6 @@ class ConsoleServer:
             time.sleep(0.25)  # polling another process
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _stop(process: subprocess.Popen[bytes], within: float) -> None:
-    """SIGTERM the process group, SIGKILL it after ``within`` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=within)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def console_server(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
@@ -189,37 +169,14 @@ def console_server(
     loop of the main thread while the browser runs, so no asyncio fixture can run beside it."""
     folder = tmp_path_factory.mktemp("console-server")
     log = folder / "run.log"
-    port = free_port()
-    env = tgfleet_env(
-        TGFLEET_ENV="dev",
-        TGFLEET_DATA_DIR=str(folder / "data"),
-        TGFLEET_LOG_LEVEL="INFO",
-        TGFLEET_TELEGRAM_DCS="",  # nothing leaves loopback
-    )
-    argv = [sys.executable, "-m", "tgfleet", "run", "--demo", "--host", "127.0.0.1"]
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [*argv, "--port", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    env = demo_env(folder)
     try:
-        deadline = time.monotonic() + 90
-        while not _answers(f"{base_url}/readyz"):
-            exited = server.poll()
-            assert exited is None, f"tgfleet run --demo exited ({exited}):\n{_tail(log)}"
-            assert time.monotonic() < deadline, f"no /readyz in 90 s:\n{_tail(log)}"
-            time.sleep(0.2)  # polling another process
-        password = secrets.token_urlsafe(24)
-        running = ConsoleServer(base_url, ADMIN, password, log, env)
-        running.cli("user", "reset-password", ADMIN, "--password-stdin", stdin=password)
-        yield running
+        with demo_process(folder, env, log) as base_url:
+            password = secrets.token_urlsafe(24)
+            running = ConsoleServer(base_url, ADMIN, password, log, env)
+            running.cli("user", "reset-password", ADMIN, "--password-stdin", stdin=password)
+            yield running
     finally:
-        _stop(server, within=20)
         if request.session.testsfailed:
             print(f"\n--- tgfleet run --demo ({log}) ---\n{_tail(log, 200)}")
 

@@ -658,15 +658,22 @@ def test_containers_run_real_commands(overlay: str, rendered: dict[str, list[Doc
     """Every command line in the manifests names a tgfleet command that exists and only
     options that command has (a renamed option would otherwise surface on a cluster)."""
     root = typer.main.get_command(cli_app)
+    context = typer.Context(root)
     seen = 0
     for where, spec in pod_specs(rendered[overlay]):
         for container in containers(spec):
             for line in command_lines(container):
-                command = root
+                command: Any = root
                 words = list(line)
-                while words and words[0] in getattr(command, "commands", {}):
-                    command = command.commands[words.pop(0)]  # type: ignore[attr-defined]
-                assert not hasattr(command, "commands"), (where, line)
+                while words and words[0] in getattr(command, "list_commands", lambda _: [])(
+                    context
+                ):
+                    command = command.get_command(context, words.pop(0))
+                # A group runs only when it runs without a subcommand (`tgfleet worker`).
+                assert not hasattr(command, "list_commands") or command.invoke_without_command, (
+                    where,
+                    line,
+                )
                 options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
                 flags = [w.split("=", 1)[0] for w in words if w.startswith("--")]
                 assert set(flags) <= options, (where, line, set(flags) - options)

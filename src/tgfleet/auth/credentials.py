@@ -134,13 +134,24 @@ async def list_api_tokens(session: AsyncSession, principal: Principal) -> list[A
 async def revoke_api_token(
     session: AsyncSession, context: AuditContext, principal: Principal, token_id: uuid.UUID
 ) -> None:
-    """Delete one of the caller's tokens; the next request that uses it gets a 401."""
-    _require_interactive(principal, "revoke API tokens")
+    """Delete one of the caller's tokens; the next request that uses it gets a 401. An API
+    token may revoke itself (``tgfleet logout``), no other token: only a password login
+    manages the rest."""
+    if not await _revokes_itself(session, principal, token_id):
+        _require_interactive(principal, "revoke API tokens other than itself")
     user = await _user_of(session, principal, lock=True)
     row = await ApiTokenRepository(session).delete_one(user.id, token_id)
     if row is None:
         raise TokenNotFound(f"you have no token with id {token_id}")
     await _audit_token(session, context, "auth.token.revoke", row, user)
+
+
+async def _revokes_itself(session: AsyncSession, principal: Principal, token_id: uuid.UUID) -> bool:
+    """Whether an API token's principal names its own token (names are unique per user)."""
+    if principal.via != "api_token" or principal.user_id is None or principal.token_name is None:
+        return False
+    own = await ApiTokenRepository(session).by_name(principal.user_id, principal.token_name)
+    return own is not None and own.id == token_id
 
 
 async def _audit_token(

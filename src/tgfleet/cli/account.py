@@ -7,7 +7,8 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.account import service as account_service
-from tgfleet.cli._runtime import console, load_settings, run_in_session
+from tgfleet.cli._local import load_settings, run_in_session
+from tgfleet.cli._runtime import console
 from tgfleet.models import Account
 from tgfleet.vault import service as vault_service
 

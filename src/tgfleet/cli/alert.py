@@ -6,7 +6,8 @@ import asyncio
 
 import typer
 
-from tgfleet.cli._runtime import cli_audit_context, console, fail, load_settings
+from tgfleet.cli._local import cli_audit_context, load_settings
+from tgfleet.cli._runtime import console, fail
 
 app = typer.Typer(
     help="Alerting: check the configuration, send test notifications.", no_args_is_help=True

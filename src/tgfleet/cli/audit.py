@@ -17,16 +17,8 @@ from tgfleet.audit import service as audit_service
 from tgfleet.audit.checkpoint import Checkpoint
 from tgfleet.audit.keys import AuditKeyring
 from tgfleet.audit.schemas import AuditRecordRead, AuditVerifyRead
-from tgfleet.cli._runtime import (
-    check_output,
-    cli_audit_context,
-    console,
-    fail,
-    load_settings,
-    open_private,
-    run_in_session,
-    with_sessionmaker,
-)
+from tgfleet.cli._local import cli_audit_context, load_settings, run_in_session, with_sessionmaker
+from tgfleet.cli._runtime import check_output, console, fail, open_private
 from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 

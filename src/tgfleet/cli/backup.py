@@ -10,14 +10,8 @@ from typing import Any, TypeVar
 
 import typer
 
-from tgfleet.cli._runtime import (
-    check_output,
-    cli_audit_context,
-    console,
-    err_console,
-    fail,
-    load_settings,
-)
+from tgfleet.cli._local import cli_audit_context, load_settings
+from tgfleet.cli._runtime import check_output, console, err_console, fail
 from tgfleet.exceptions import AppError
 from tgfleet.kit.keyfile import KeyCheck
 

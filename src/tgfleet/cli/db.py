@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from tgfleet import migrations
-from tgfleet.cli._runtime import console, downgrade, load_settings, migrate, schema_state
+from tgfleet.cli._local import downgrade, load_settings, migrate, schema_state
+from tgfleet.cli._runtime import console
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 

@@ -10,10 +10,8 @@ import typer
 
 from tgfleet.auth import service as auth_service
 from tgfleet.cli import _runtime
-from tgfleet.cli._runtime import (
+from tgfleet.cli._local import (
     cli_audit_context,
-    console,
-    fail,
     load_audit_keys,
     load_settings,
     load_vault,
@@ -21,6 +19,7 @@ from tgfleet.cli._runtime import (
     run_in_session,
     security_for,
 )
+from tgfleet.cli._runtime import console, fail
 from tgfleet.cli.worker import require_telegram_app
 from tgfleet.config import Environment, Settings
 from tgfleet.exceptions import AppError

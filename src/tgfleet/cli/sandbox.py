@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tgfleet.cli._runtime import (
+from tgfleet.cli._local import (
     cli_audit_context,
-    fail,
     load_audit_keys,
     load_settings,
     load_vault,
     require_current_schema,
     with_sessionmaker,
 )
+from tgfleet.cli._runtime import fail
 from tgfleet.exceptions import AppError
 from tgfleet.kit.listen import format_address
 from tgfleet.logging import configure_logging

@@ -11,16 +11,14 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tgfleet.account import service as account_service
-from tgfleet.cli._runtime import (
-    check_output,
+from tgfleet.cli._local import (
     cli_audit_context,
-    console,
-    fail,
     load_settings,
     load_vault,
     run_in_session,
     with_sessionmaker,
 )
+from tgfleet.cli._runtime import check_output, console, fail
 from tgfleet.config import Settings
 from tgfleet.exceptions import AppError
 from tgfleet.kit.db import unit_of_work

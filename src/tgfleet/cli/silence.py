@@ -11,7 +11,8 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.alert import service as alert_service
-from tgfleet.cli._runtime import cli_audit_context, console, fail, load_settings, run_in_session
+from tgfleet.cli._local import cli_audit_context, load_settings, run_in_session
+from tgfleet.cli._runtime import console, fail
 from tgfleet.kit.clock import utcnow
 from tgfleet.models import Silence
 

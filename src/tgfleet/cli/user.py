@@ -7,14 +7,8 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tgfleet.auth import service as auth_service
-from tgfleet.cli._runtime import (
-    cli_audit_context,
-    console,
-    load_settings,
-    read_password,
-    run_in_session,
-    security_for,
-)
+from tgfleet.cli._local import cli_audit_context, load_settings, run_in_session, security_for
+from tgfleet.cli._runtime import console, read_password
 from tgfleet.models import User
 
 app = typer.Typer(help="Create, list and disable users.", no_args_is_help=True)

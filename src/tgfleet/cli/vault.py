@@ -7,15 +7,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tgfleet.cli._runtime import (
+from tgfleet.cli._local import (
     cli_audit_context,
-    console,
-    fail,
     load_settings,
     load_vault,
     run_in_session,
     with_sessionmaker,
 )
+from tgfleet.cli._runtime import console, fail
 from tgfleet.exceptions import AppError
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.keyring import init_key_file

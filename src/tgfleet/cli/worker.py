@@ -10,30 +10,18 @@ import socket
 import typer
 
 from tgfleet.cli import _runtime
-from tgfleet.cli._runtime import (
-    console,
-    fail,
-    load_audit_keys,
-    load_settings,
-    load_vault,
-    require_current_schema,
-)
+from tgfleet.cli._local import load_audit_keys, load_settings, load_vault, require_current_schema
+from tgfleet.cli._runtime import console, fail
 from tgfleet.config import Environment, Settings
 from tgfleet.kit.listen import ListenError, format_address, open_listener
 from tgfleet.vault.service import Vault
 from tgfleet.worker.identity import WorkerIdInUse
 
 
-def worker(
-    worker_id: str | None = typer.Option(
-        None,
-        "--id",
-        help="this worker's id (default TGFLEET_WORKER_ID, else the host name, or "
-        "<host>-2, <host>-3... when a live worker on this host holds it)",
-    ),
-) -> None:
-    """Run the account runtime alone: lease accounts (PostgreSQL), run their clients, and on
-    SIGTERM disconnect them and hand every account over. Needs a migrated database."""
+def worker(worker_id: str | None) -> None:
+    """Run the account runtime alone (`tgfleet worker`, its options in ``workers``): lease
+    accounts (PostgreSQL), run their clients, and on SIGTERM disconnect them and hand every
+    account over. Needs a migrated database."""
     settings = load_settings(log_level=None)
     _runtime.serving = True
     require_telegram_app(settings)

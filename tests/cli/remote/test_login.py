@@ -1,0 +1,76 @@
+"""``tgfleet login``, contexts and the config file, against a real server."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+from tests.cli.remote.conftest import ADMIN, Cli, DemoServer
+
+
+def test_login_saves_a_private_context_with_a_named_token(
+    demo_server: DemoServer, operator: Cli
+) -> None:
+    config = operator.config_file
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+    saved = json.loads(config.read_text())
+    name = demo_server.url.split("://", 1)[1]
+    assert saved["current-context"] == name
+    context = saved["contexts"][name]
+    assert context["server"] == demo_server.url
+    assert context["user"] == ADMIN
+    assert context["token_name"].startswith("cli ")
+    with demo_server.api() as api:
+        tokens = api.get("/api/v1/auth/tokens").json()
+    assert context["token_id"] in {t["id"] for t in tokens}
+    assert demo_server.admin_password not in config.read_text()
+    listed = operator.json("context", "list")
+    assert listed == [
+        {
+            "name": name,
+            "current": True,
+            "server": demo_server.url,
+            "user": ADMIN,
+            "token_name": context["token_name"],
+        }
+    ]
+
+
+def test_a_config_file_others_can_read_is_refused(operator: Cli) -> None:
+    operator.config_file.chmod(0o644)
+    done = operator.run("context", "list")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "mode 0644" in done.stderr
+    assert f"chmod 600 {operator.config_file}" in done.stderr
+
+
+def test_a_wrong_password_is_one_line_and_exit_4(demo_server: DemoServer, cli: Cli) -> None:
+    done = cli.run(
+        "login", "--server", demo_server.url, "-u", ADMIN, "--password-stdin", stdin="wrong-pass"
+    )
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.startswith("error: ")
+    assert done.stderr.count("\n") == 1
+    assert not cli.config_file.exists()
+
+
+def test_an_unreachable_server_is_exit_3(cli: Cli) -> None:
+    from tests.harness import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    done = cli.run("login", "--server", url, "-u", ADMIN, "--password-stdin", stdin="whatever")
+    assert done.returncode == 3, done.stderr
+    assert f"cannot reach {url}" in done.stderr
+
+
+def test_logout_revokes_the_token(demo_server: DemoServer, operator: Cli) -> None:
+    saved = json.loads(operator.config_file.read_text())
+    token_id = saved["contexts"][saved["current-context"]]["token_id"]
+    out = operator.ok("logout")
+    assert "its token revoked" in out
+    with demo_server.api() as api:
+        tokens = api.get("/api/v1/auth/tokens").json()
+    assert token_id not in {t["id"] for t in tokens}
+    assert json.loads(operator.config_file.read_text())["contexts"] == {}
