@@ -70,6 +70,8 @@ CASES: dict[str, Case] = {
     ),
     "accounts q NUL": Case("GET", "/api/v1/accounts?q=%00"),
     "accounts label NUL": Case("GET", "/api/v1/accounts?label=a%00b"),
+    "groups q NUL": Case("GET", "/api/v1/groups?q=%00"),
+    "groups label NUL": Case("GET", "/api/v1/groups?label=a%00b"),
     "users q NUL": Case("GET", "/api/v1/users?q=%00"),
     "audit actor NUL": Case("GET", "/api/v1/audit?actor=%00"),
     "audit target C0 control": Case("GET", "/api/v1/audit?target=a%01"),

@@ -73,6 +73,7 @@ GET     /api/v1/accounts/{account_id}/groups                account:read
 PUT     /api/v1/accounts/{account_id}/groups/{chat_id}      account:write
 DELETE  /api/v1/accounts/{account_id}/groups/{chat_id}      account:write
 POST    /api/v1/accounts/groups/bulk                        account:write
+GET     /api/v1/groups                                      account:read
 POST    /api/v1/accounts/import                             session:import
 POST    /api/v1/accounts/{account_id}/session/export        session:export
 DELETE  /api/v1/accounts/{account_id}/session               session:delete

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
+from tgfleet.account.endpoints import groups_router
 from tgfleet.account.endpoints import router as account_router
 from tgfleet.alert.endpoints import router as alert_router
 from tgfleet.audit.endpoints import router as audit_router
@@ -41,6 +42,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit_router,
     vault_router,  # before accounts: /accounts/import must win over /accounts/{id}
     account_router,
+    groups_router,
     playbook_router,
     worker_router,
     alert_router,

@@ -27,6 +27,9 @@ from tgfleet.account.schemas import (
     ControlAction,
     GroupBulkResultRead,
     GroupBulkUpdate,
+    GroupPlaybookRead,
+    GroupQuery,
+    GroupRead,
     SessionSummary,
 )
 from tgfleet.auth.dependencies import Requires, audit_context
@@ -39,6 +42,8 @@ from tgfleet.models import Account, AccountState, AccountStatus
 from tgfleet.vault import service as vault_service
 
 router = APIRouter(prefix="/api/v1/accounts", tags=["accounts"])
+#: The fleet-wide view of the groups (chats) the accounts are in.
+groups_router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
 
 AccountReader = Annotated[Principal, Requires(Permission.ACCOUNT_READ)]
 AccountController = Annotated[Principal, Requires(Permission.ACCOUNT_CONTROL)]
@@ -325,3 +330,43 @@ async def delete_group(
     """Forget the account's settings for one group."""
     await account_groups.delete_group(session, audit_context(principal, meta), account_id, chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@groups_router.get("", response_model=Page[GroupRead])
+async def list_fleet_groups(
+    _principal: AccountReader,
+    session: DbSession,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    *,
+    query: Annotated[GroupQuery, Query()],
+) -> Page[GroupRead]:
+    """Every group (chat) the fleet's accounts are in, by chat id: its title, how many
+    accounts are in it, how many of them reply there, and the playbooks they are set to.
+    ``q`` (a part of the title), ``enabled`` and ``label`` (an account label prefix) keep
+    the settings that match; a group is listed when one does, counted over those only.
+    Each account's own settings are at ``/accounts/{id}/groups``."""
+    result = await account_groups.chat_summaries(
+        session,
+        title=query.q or None,
+        enabled=query.enabled,
+        label=query.label or None,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page[GroupRead](
+        items=[
+            GroupRead(
+                chat_id=chat.chat_id,
+                title=chat.title,
+                accounts=chat.accounts,
+                enabled=chat.enabled,
+                playbooks=[
+                    GroupPlaybookRead(id=p.id, name=p.name, accounts=p.accounts)
+                    for p in chat.playbooks
+                ],
+            )
+            for chat in result.items
+        ],
+        next_cursor=result.next_cursor,
+    )

@@ -145,20 +145,34 @@ class AccountGroupRepository(RepositoryBase[AccountGroup]):
         return found
 
     @staticmethod
-    def _fleet_conditions(title: str | None, enabled: bool | None) -> list[ColumnElement[bool]]:
+    def _fleet_conditions(
+        title: str | None, enabled: bool | None, label: str | None = None
+    ) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
         if title:
             pattern = f"%{like_escape(title)}%"
             conditions.append(AccountGroup.title.ilike(pattern, escape="\\"))
         if enabled is not None:
             conditions.append(AccountGroup.enabled.is_(enabled))
+        if label:
+            labelled = select(Account.id).where(
+                Account.label.ilike(f"{like_escape(label)}%", escape="\\")
+            )
+            conditions.append(AccountGroup.account_id.in_(labelled))
         return conditions
 
     async def chats(
-        self, *, title: str | None, enabled: bool | None, after: int | None, limit: int
+        self,
+        *,
+        title: str | None,
+        enabled: bool | None,
+        after: int | None,
+        limit: int,
+        label: str | None = None,
     ) -> list[ChatRow]:
         """One page of the chats the fleet's accounts are in, by chat id: only the rows
-        that match ``title`` (a part of it, any case) and ``enabled`` count."""
+        that match ``title`` (a part of it, any case), ``enabled`` and the account
+        ``label`` prefix (any case) count."""
         statement = (
             select(
                 AccountGroup.chat_id,
@@ -166,7 +180,7 @@ class AccountGroupRepository(RepositoryBase[AccountGroup]):
                 func.count(),
                 func.sum(case((AccountGroup.enabled, 1), else_=0)),
             )
-            .where(*self._fleet_conditions(title, enabled))
+            .where(*self._fleet_conditions(title, enabled, label))
             .group_by(AccountGroup.chat_id)
             .order_by(AccountGroup.chat_id)
         )
@@ -208,6 +222,34 @@ class AccountGroupRepository(RepositoryBase[AccountGroup]):
         )
         result = await self.session.execute(statement)
         return [MemberRow(*row) for row in result]
+
+    async def chat_playbooks(
+        self,
+        chat_ids: Sequence[int],
+        *,
+        title: str | None,
+        enabled: bool | None,
+        label: str | None,
+    ) -> list[tuple[int, uuid.UUID, int]]:
+        """(chat id, playbook id, accounts) for the playbooks the rows of these chats are
+        set to, as :meth:`chats` filters them (rows without a playbook left out)."""
+        if not chat_ids:
+            return []
+        statement = (
+            select(AccountGroup.chat_id, AccountGroup.playbook_id, func.count())
+            .where(
+                AccountGroup.chat_id.in_(list(chat_ids)),
+                AccountGroup.playbook_id.is_not(None),
+                *self._fleet_conditions(title, enabled, label),
+            )
+            .group_by(AccountGroup.chat_id, AccountGroup.playbook_id)
+        )
+        result = await self.session.execute(statement)
+        return [
+            (int(chat), playbook, int(count))
+            for chat, playbook, count in result
+            if playbook is not None
+        ]
 
     async def pairs(self, pairs: Collection[tuple[uuid.UUID, int]]) -> list[MemberRow]:
         """The settings of these (account, chat) pairs that exist, by chat and label."""

@@ -85,6 +85,71 @@ async def fleet_groups(
     return FleetGroups(chats=page.items, members=members, next_cursor=page.next_cursor)
 
 
+@dataclass(frozen=True, slots=True)
+class ChatPlaybook:
+    """A playbook the accounts of a chat are set to, and how many of them."""
+
+    id: uuid.UUID
+    name: str
+    accounts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSummary:
+    """One chat across the fleet (the API's group listing): its title, how many accounts
+    (of the filter) are in it, how many of those reply, and their playbooks by name."""
+
+    chat_id: int
+    title: str | None
+    accounts: int
+    enabled: int
+    playbooks: list[ChatPlaybook]
+
+
+async def chat_summaries(
+    session: AsyncSession,
+    *,
+    title: str | None = None,
+    enabled: bool | None = None,
+    label: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Slice[ChatSummary]:
+    """Every group the fleet's accounts are in, by chat id, without the accounts: the
+    counts and playbooks over the settings that match ``title`` (a part of it, any case),
+    ``enabled`` and the account ``label`` prefix (any case); a chat with none is left out."""
+    key = decode_cursor(cursor)
+    after = int(key["chat_id"]) if key and isinstance(key.get("chat_id"), int) else None
+    repository = AccountGroupRepository(session)
+    rows = await repository.chats(
+        title=title, enabled=enabled, after=after, limit=limit, label=label
+    )
+    page = slice_rows(rows, limit, lambda chat: {"chat_id": chat.chat_id})
+    used = await repository.chat_playbooks(
+        [chat.chat_id for chat in page.items], title=title, enabled=enabled, label=label
+    )
+    names = await playbook_service.names(session, {playbook_id for _, playbook_id, _ in used})
+    playbooks: dict[int, list[ChatPlaybook]] = {}
+    for chat_id, playbook_id, accounts in used:
+        name = names.get(playbook_id, str(playbook_id))
+        playbooks.setdefault(chat_id, []).append(ChatPlaybook(playbook_id, name, accounts))
+    return Slice(
+        items=[
+            ChatSummary(
+                chat_id=chat.chat_id,
+                title=chat.title,
+                accounts=chat.accounts,
+                enabled=chat.enabled,
+                playbooks=sorted(
+                    playbooks.get(chat.chat_id, []), key=lambda p: (-p.accounts, p.name)
+                ),
+            )
+            for chat in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
 async def chat_members(
     session: AsyncSession, chat_ids: Sequence[int], *, enabled: bool | None, per_chat: int
 ) -> list[MemberRow]:

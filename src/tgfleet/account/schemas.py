@@ -394,6 +394,38 @@ class GroupBulkResultRead(Schema):
     )
 
 
+class GroupPlaybookRead(Schema):
+    id: uuid.UUID
+    name: str
+    accounts: int = Field(description="accounts (of the filter) set to it in this group")
+
+
+class GroupRead(Schema):
+    """One group (chat) across the fleet, counted over the settings the filters keep."""
+
+    chat_id: int = Field(description="Telethon's marked chat id")
+    title: str | None = Field(description="the title an account recorded (the greatest)")
+    accounts: int = Field(description="accounts in the group")
+    enabled: int = Field(description="accounts with replies on in the group")
+    playbooks: list[GroupPlaybookRead] = Field(
+        description="the playbooks the accounts are set to here, the most used first"
+    )
+
+
+class GroupQuery(RequestSchema):
+    """The fleet-wide group listing's filters (all must hold)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    q: str | None = Field(default=None, max_length=200, description="part of the title, any case")
+    enabled: bool | None = Field(
+        default=None, description="only settings with replies on (true) or off (false)"
+    )
+    label: str | None = Field(
+        default=None, max_length=200, description="only accounts with this label prefix"
+    )
+
+
 class ChatRow(NamedTuple):
     """One chat across the fleet: its title (the greatest any account recorded), how many
     accounts (of the filter) are in it and how many of those have replies on."""

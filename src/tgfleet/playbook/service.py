@@ -117,6 +117,13 @@ async def latest_versions(
     return await PlaybookRepository(session).latest_versions(ids)
 
 
+async def names(session: AsyncSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The name of each playbook that exists (missing ids are left out)."""
+    return {
+        playbook.id: playbook.name for playbook in await PlaybookRepository(session).by_ids(ids)
+    }
+
+
 _compiled: OrderedDict[tuple[uuid.UUID, int], CompiledPlaybook] = OrderedDict()
 
 
