@@ -42,7 +42,7 @@ COLUMNS = (
     Column("title", "title"),
     Column("accounts", "accounts"),
     Column("replying", "enabled"),
-    Column("playbooks", _playbooks),
+    Column("playbooks", _playbooks, key=True),
     Column("playbook ids", lambda g: [p["id"] for p in g.get("playbooks") or []], wide=True),
 )
 
