@@ -78,7 +78,8 @@ def list_groups(
       tgfleet group list --label fleet_00 -o json
     """
     with _remote.client("group list") as api:
-        items = list(api.pages("/api/v1/groups", {"q": q, "enabled": enabled, "label": label}))
+        query = {"q": q, "enabled": enabled, "label": label, "limit": 500}
+        items = list(api.pages("/api/v1/groups", query))
     emit(items, COLUMNS, output, empty="no groups match")
 
 
