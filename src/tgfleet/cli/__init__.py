@@ -58,6 +58,9 @@ VERBS: dict[str, Verb] = {
         "tgfleet.cli.login:logout", "Revoke the context's token and forget it.", _ACCESS
     ),
     "context": Verb("tgfleet.cli.context:app", "Saved servers: list, use, delete.", _ACCESS),
+    "completion": Verb(
+        "tgfleet.cli._complete:completion", "Print the shell completion script.", _ACCESS
+    ),
     "user": Verb("tgfleet.cli.user:app", "Users and their roles.", _ACCESS),
     "token": Verb("tgfleet.cli.token:app", "Your API tokens.", _ACCESS),
     "run": Verb("tgfleet.cli.run:run", "Run the API and the accounts in one process.", _SERVER),
@@ -103,10 +106,10 @@ def _plain_metavars(command: Any) -> None:
             continue
         descriptor = getattr(param, "type_descriptor", None)
         choices = descriptor.choices if descriptor is not None and descriptor.is_choice else None
-        if choices:
+        if param.param_type_name == "argument":
+            _plain_argument(param)  # its choices belong in its help
+        elif choices:
             param.metavar = "[" + "|".join(str(getattr(c, "value", c)) for c in choices) + "]"
-        elif param.param_type_name == "argument":
-            _plain_argument(param)
         else:
             param.metavar = (param.name or "value").upper()
     for sub in getattr(command, "commands", {}).values():
@@ -157,14 +160,18 @@ class LazyGroup(TyperGroup):
             with formatter.section("Options"):
                 formatter.write_dl(rows)
 
-    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:  # noqa: ARG002
-        from typer._click.shell_completion import CompletionItem  # typer vendors click
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """The verbs from `VERBS` (a group's own completion would import every verb for
+        its help), and the root's options after a ``-``."""
+        from typer._click.core import Command  # typer vendors click
+        from typer._click.shell_completion import CompletionItem
 
-        return [
+        verbs = [
             CompletionItem(name, help=verb.summary)
             for name, verb in VERBS.items()
             if name.startswith(incomplete)
         ]
+        return verbs + Command.shell_complete(self, ctx, incomplete)
 
 
 app = typer.Typer(
@@ -186,6 +193,13 @@ Sign in once, then run the fleet from anywhere:
 )
 
 
+def _context_names(incomplete: str) -> list[str]:
+    """Completion of --context (the module loads only on a TAB)."""
+    from tgfleet.cli import _complete
+
+    return _complete.context_names(incomplete)
+
+
 @app.callback()
 def choose_server(
     server: str | None = typer.Option(
@@ -203,6 +217,7 @@ def choose_server(
         envvar="TGFLEET_CONTEXT",
         help="Use this saved context, not the current one (`tgfleet context list`).",
         show_envvar=False,
+        autocompletion=_context_names,
     ),
 ) -> None:
     from tgfleet.cli import _remote
@@ -212,7 +227,9 @@ def choose_server(
 
 def main() -> None:
     try:
-        app()
+        # One name however it was started (``python -m tgfleet`` too): usage lines, and the
+        # completion scripts, which call the program by this name.
+        app(prog_name="tgfleet")
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
         _log_unexpected(exc)
         _runtime.fail(_runtime.describe_error(exc))

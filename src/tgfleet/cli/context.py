@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tgfleet.cli import _remote
+from tgfleet.cli import _complete, _remote
 from tgfleet.cli._output import OUTPUT, Column, Output, emit
 from tgfleet.cli._runtime import EXIT_USAGE, console, fail
 
@@ -42,7 +42,11 @@ def list_contexts(output: Output = OUTPUT) -> None:
 
 
 @app.command("use")
-def use(name: str = typer.Argument(..., help="a context from `tgfleet context list`")) -> None:
+def use(
+    name: str = typer.Argument(
+        ..., help="a context from `tgfleet context list`", autocompletion=_complete.context_names
+    ),
+) -> None:
     """Make NAME the current context.
 
     \b
@@ -73,7 +77,11 @@ def current() -> None:
 
 
 @app.command("delete")
-def delete(name: str = typer.Argument(..., help="the context to forget")) -> None:
+def delete(
+    name: str = typer.Argument(
+        ..., help="the context to forget", autocompletion=_complete.context_names
+    ),
+) -> None:
     """Forget a context without revoking its token (`tgfleet logout` revokes it).
 
     \b

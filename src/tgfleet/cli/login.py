@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 
-from tgfleet.cli import _remote
+from tgfleet.cli import _complete, _remote
 from tgfleet.cli._runtime import EXIT_USAGE, console, fail, os_user
 
 #: How long a login's token lives unless --expires says otherwise.
@@ -106,7 +106,11 @@ def login(
 
 
 def logout(
-    name: str | None = typer.Argument(None, help="the context (default: the current one)"),
+    name: str | None = typer.Argument(
+        None,
+        help="the context (default: the current one)",
+        autocompletion=_complete.context_names,
+    ),
 ) -> None:
     """Revoke the context's API token on its server and forget the context.
 
