@@ -162,6 +162,19 @@ class TestServerValues:
             n for n in names if n.startswith(names[0][:4])
         ]
 
+    def test_a_tab_after_playbook_show_and_group_enable_playbook_offers_the_names(
+        self, demo_server: DemoServer, operator: Cli
+    ) -> None:
+        """Through the protocol, as the shell asks: the NAME argument of ``playbook
+        show`` and the ``--playbook`` option of ``group enable``; a ``--server`` typed on
+        the line wins over the current context, as it would for the command."""
+        with demo_server.api() as api:
+            names = [p["name"] for p in api.get("/api/v1/playbooks").json()["items"]]
+        assert complete(operator, "tgfleet playbook show ") == names
+        assert complete(operator, "tgfleet group enable -1001 --playbook ") == names
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        assert complete(operator, f"tgfleet --server {nowhere} playbook show ") == []
+
     def test_the_server_named_by_tgfleet_server_is_asked(
         self, demo_server: DemoServer, operator: Cli
     ) -> None:
