@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cli.remote.conftest import Cli, DemoServer
 
 GREETER = """\
@@ -124,3 +126,20 @@ def test_a_viewer_cannot_apply(demo_server: DemoServer, viewer: Cli, tmp_path: P
     assert "playbook:write" in done.stderr
     assert by_name(demo_server, "viewers") is None
     assert {p["name"] for p in viewer.json("playbook", "list")} >= {"support-faq"}
+
+
+def test_playbook_names_complete_from_the_current_context(
+    operator: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TAB values of a playbook NAME: the server's names with that start, nothing
+    (and no output) without a context."""
+    from tgfleet.cli import _complete, _remote
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(operator.home))
+    for name in ("TGFLEET_SERVER", "TGFLEET_CONTEXT", "TGFLEET_CONFIG", "TGFLEET_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    _remote.choose(server=None, context=None)
+    assert _complete.playbook_names("supp") == ["support-faq"]
+    assert "community-welcome" in _complete.playbook_names("")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(operator.home / "nobody"))
+    assert _complete.playbook_names("") == []
