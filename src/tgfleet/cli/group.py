@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from tgfleet.cli import _remote
-from tgfleet.cli._complete import playbook_names
+from tgfleet.cli._complete import account_labels, playbook_names
 from tgfleet.cli._output import OUTPUT, YES, Column, Output, confirm, emit, render, table
 from tgfleet.cli._runtime import EXIT_FAILED, EXIT_USAGE, console, fail
 
@@ -263,9 +263,15 @@ _ACCOUNTS = typer.Option(
     "-a",
     metavar="REF",
     help="an account: label, id or id prefix (repeat for more)",
+    autocompletion=account_labels,
 )
 _LABEL = typer.Option(
-    None, "--label", "-l", metavar="PREFIX", help="accounts whose label starts with this"
+    None,
+    "--label",
+    "-l",
+    metavar="PREFIX",
+    help="accounts whose label starts with this",
+    autocompletion=account_labels,
 )
 _STATES = typer.Option(
     None, "--state", "-s", metavar="STATE", help="accounts in this observed state (repeatable)"
