@@ -31,6 +31,21 @@ def test_add_list_expire(cli: Cli) -> None:
     assert '"silence.expire"' in audit.stdout
 
 
+def test_expire_by_id_prefix(cli: Cli) -> None:
+    """On the server's host too, a silence is expired by the prefix a table shows; a
+    prefix under 6 characters is refused (exit 2)."""
+    added = cli("silence", "add", 'account="fleet_0002"', "-c", "prefix")
+    silence_id = added.stdout.split()[1]
+    short = cli("silence", "expire", silence_id[:5])
+    assert short.returncode == 2
+    assert "too short" in short.stderr
+    expired = cli("silence", "expire", silence_id[:8])
+    assert expired.returncode == 0, expired.stderr
+    assert expired.stdout == f"silence {silence_id} expired\n"
+    assert silence_id not in cli("silence", "list").stdout
+    assert silence_id in cli("silence", "list", "--expired").stdout
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

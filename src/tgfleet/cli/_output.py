@@ -85,21 +85,34 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def _moment(value: str) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
 def ago(value: str | None) -> str:
     """``2026-12-07T10:00:00Z`` as ``5m`` (kubectl's AGE); '' for none."""
     if not value:
         return ""
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
+    at = _moment(value)
+    if at is None:
         return value
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
     seconds = max(0, int((datetime.now(UTC) - at).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def stamp(value: str | None) -> str:
+    """An API time (``2026-12-07T10:00:00.123456Z``) to the second, in UTC; '' for none."""
+    if not value:
+        return ""
+    at = _moment(value)
+    return value if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def table(items: Iterable[Mapping[str, Any]], columns: Sequence[Column], *, wide: bool) -> Table:
