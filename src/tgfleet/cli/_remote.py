@@ -278,6 +278,23 @@ class Client:
             self.fail_with(_api_error(response))
         return response
 
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, *, json_body: Any = None) -> Iterator[httpx.Response]:
+        """A response read as it arrives (a large download), when its status is 200;
+        otherwise the command ends with the API's message, as `request`."""
+        import httpx
+
+        try:
+            with self._http.stream(method, path, json=json_body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self.fail_with(_api_error(response))
+                yield response
+        except httpx.TimeoutException as exc:
+            raise fail(f"{self.target.server} did not answer within {TIMEOUT:.0f} s", 3) from exc
+        except httpx.HTTPError as exc:
+            raise fail(f"cannot reach {self.target.server}: {_reason(exc)}", 3) from exc
+
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params).json()
 
