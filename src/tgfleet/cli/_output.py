@@ -167,7 +167,15 @@ def emit(
 
 
 def render(renderable: RenderableType) -> None:
-    (console if console.is_terminal else _plain_console()).print(renderable)
+    """On a terminal, as rich draws it; piped, every line without its trailing padding (a
+    table pads its last column), so scripts and diffs see the values only."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    plain = _plain_console()
+    with plain.capture() as captured:
+        plain.print(renderable)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def dump(document: Any, output: Output) -> None:
@@ -207,10 +215,9 @@ def watch(render_once: Callable[[], RenderableType], interval: float) -> None:
                     time.sleep(interval)
                     live.update(render_once(), refresh=True)
         else:
-            plain = _plain_console()
             while True:
-                plain.print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z")
-                plain.print(render_once())
+                sys.stdout.write(f"# {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z\n")
+                render(render_once())
                 sys.stdout.flush()
                 time.sleep(interval)
     except KeyboardInterrupt:
