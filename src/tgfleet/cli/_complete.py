@@ -1,6 +1,6 @@
 """Shell completion: ``tgfleet completion SHELL`` prints the script, and the values a
-TAB offers: account labels and playbook names from the server the command would talk to,
-context names from the config file.
+TAB offers: account labels, playbook names, silence ids, usernames and roles from the
+server the command would talk to, context names from the config file.
 
 The script (``tgfleet completion bash|zsh|fish``, or typer's ``tgfleet --install-completion``
 for the shell it detects) makes the shell run ``tgfleet`` again on every TAB with the words
@@ -89,6 +89,27 @@ def playbook_names(incomplete: str, ctx: object = None) -> list[str]:
     return [name for name in names if name and name.startswith(incomplete)][:LIMIT]
 
 
+def silence_ids(incomplete: str, ctx: object = None) -> list[str]:
+    """Ids of the pending and active silences starting with ``incomplete``."""
+    ids = [str(item.get("id") or "") for item in _items("/api/v1/silences", {}, ctx)]
+    return [one for one in ids if one and one.startswith(incomplete)][:LIMIT]
+
+
+def user_names(incomplete: str, ctx: object = None) -> list[str]:
+    """Usernames starting with ``incomplete`` (the API's ``q`` narrows the page)."""
+    params: dict[str, Any] = {"limit": PLAYBOOK_PAGE}
+    if incomplete:
+        params["q"] = incomplete
+    names = [str(item.get("username") or "") for item in _items("/api/v1/users", params, ctx)]
+    return [name for name in names if name and name.startswith(incomplete)][:LIMIT]
+
+
+def role_names(incomplete: str, ctx: object = None) -> list[str]:
+    """Names of the roles starting with ``incomplete``."""
+    names = [str(item.get("name") or "") for item in _items("/api/v1/roles", {}, ctx)]
+    return [name for name in names if name and name.startswith(incomplete)][:LIMIT]
+
+
 def context_names(incomplete: str) -> list[str]:
     """Names of the saved contexts starting with ``incomplete`` (the config file only, no
     request)."""
@@ -115,7 +136,8 @@ def _items(path: str, params: dict[str, Any], ctx: object) -> list[dict[str, Any
         )
         if response.status_code != 200:
             return []
-        items = response.json().get("items")
+        body = response.json()
+        items = body.get("items") if isinstance(body, dict) else body  # a page, or a list
         if isinstance(items, list):
             return [item for item in items if isinstance(item, dict)]
     return []

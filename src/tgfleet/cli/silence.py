@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tgfleet.cli import _remote
+from tgfleet.cli import _complete, _remote
 from tgfleet.cli._output import OUTPUT, Column, Output, emit, stamp
 from tgfleet.cli._runtime import console, fail
 
@@ -123,7 +123,9 @@ def list_silences(
 @app.command("expire")
 def expire(
     silence_id: str = typer.Argument(
-        ..., help="the silence's id, or a unique prefix of 6+ characters"
+        ...,
+        help="the silence's id, or a unique prefix of 6+ characters",
+        autocompletion=_complete.silence_ids,
     ),
 ) -> None:
     """End a silence now (it is kept, as expired).

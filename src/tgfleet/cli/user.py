@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tgfleet.cli import _remote
+from tgfleet.cli import _complete, _remote
 from tgfleet.cli._output import OUTPUT, Column, Output, ago, detail, emit, stamp
 from tgfleet.cli._runtime import console, read_password
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 
-NAME: Any = typer.Argument(..., help="the user's name")
+NAME: Any = typer.Argument(..., help="the user's name", autocompletion=_complete.user_names)
 PASSWORD_STDIN: Any = typer.Option(
     False, "--password-stdin", help="read the password from standard input"
 )
@@ -58,7 +58,12 @@ ROLE_COLUMNS = (
 @app.command()
 def create(
     name: str = NAME,
-    role: str = typer.Option(..., "--role", help="admin, operator, viewer, auditor or custom"),
+    role: str = typer.Option(
+        ...,
+        "--role",
+        help="admin, operator, viewer, auditor or custom",
+        autocompletion=_complete.role_names,
+    ),
     password_stdin: bool = PASSWORD_STDIN,
 ) -> None:
     """Create a user; without --password-stdin a strong password is generated and printed
@@ -139,7 +144,9 @@ def enable(name: str = NAME) -> None:
 @app.command("set-role")
 def set_role(
     name: str = NAME,
-    role: str = typer.Argument(..., help="a role from `tgfleet user roles`"),
+    role: str = typer.Argument(
+        ..., help="a role from `tgfleet user roles`", autocompletion=_complete.role_names
+    ),
 ) -> None:
     """Give a user another role (the last admin cannot be demoted).
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.cli.remote.conftest import ADMIN, Cli, DemoServer
+from tests.cli.remote.conftest import ADMIN, VIEWER, Cli, DemoServer
+from tests.cli.remote.test_completion import complete
 
 
 def _user(demo_server: DemoServer, name: str) -> dict[str, Any]:
@@ -88,6 +89,14 @@ class TestUser:
         table = operator.ok("user", "roles")
         (row,) = [line for line in table.splitlines() if line.startswith("viewer ")]
         assert "alert:read" in row
+
+    def test_a_tab_offers_usernames_and_roles(self, demo_server: DemoServer, operator: Cli) -> None:
+        """A user's name completes from the server's users, a role from its roles."""
+        assert complete(operator, "tgfleet user show watc") == [VIEWER]
+        with demo_server.api() as api:
+            roles = [role["name"] for role in api.get("/api/v1/roles").json()]
+        assert complete(operator, f"tgfleet user set-role {VIEWER} ") == roles
+        assert complete(operator, "tgfleet user create dave --role op") == ["operator"]
 
     def test_a_viewer_is_refused_with_the_permission_named(
         self, demo_server: DemoServer, viewer: Cli

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from tests.cli.remote.conftest import Cli, DemoServer
+from tests.cli.remote.test_completion import complete
 
 SETTLE_TIMEOUT = 30.0
 
@@ -87,6 +88,20 @@ class TestSilence:
             f"error: no active or pending silence has an id starting with '{silence_id[:8]}'\n"
         )
         assert silence_id in {s["id"] for s in _silences(demo_server, include_expired=True)}
+
+    def test_a_tab_after_silence_expire_offers_the_active_ids(
+        self, demo_server: DemoServer, operator: Cli
+    ) -> None:
+        """The ids of the pending and active silences, as the API lists them; a typed
+        prefix narrows them."""
+        out = operator.ok("silence", "add", 'account="fleet_0004"', "-c", "completion")
+        silence_id = out.split()[1]
+        active = [s["id"] for s in _silences(demo_server)]
+        assert silence_id in active
+        assert complete(operator, "tgfleet silence expire ") == active
+        assert complete(operator, f"tgfleet silence expire {silence_id[:6]}") == [
+            one for one in active if one.startswith(silence_id[:6])
+        ]
 
     def test_a_viewer_cannot_add_a_silence(self, demo_server: DemoServer, viewer: Cli) -> None:
         """The viewer role reads alerts but may not silence them: exit 4, one line naming
