@@ -181,6 +181,45 @@ class TestFilters:
             with pytest.raises(ValidationError):
                 AccountQuery.from_pairs(refused)
 
+    async def test_an_id_prefix_selects_the_ids_it_starts(self, sessionmaker: Maker) -> None:
+        """``id_prefix`` matches the ids whose text starts with it, the range's ends
+        included and its neighbours excluded (CHAR(32) hex on SQLite, uuid on PostgreSQL),
+        with or without the dashes it reaches, in any case."""
+        ids = {
+            "below": "1a6f7b96-ffff-4fff-bfff-ffffffffffff",
+            "first": "1a6f7b97-0000-0000-0000-000000000000",
+            "inner": "1a6f7b97-63d0-43b1-a2be-f83000000001",
+            "last": "1a6f7b97-ffff-ffff-ffff-ffffffffffff",
+            "above": "1a6f7b98-0000-4000-8000-000000000000",
+        }
+        async with unit_of_work(sessionmaker) as session:
+            session.add_all(
+                Account(id=uuid.UUID(text), label=label, dc_id=2) for label, text in ids.items()
+            )
+
+        async def named(prefix: str) -> list[str]:
+            query = AccountQuery.from_pairs([("id_prefix", prefix)])
+            assert query.id_prefix is not None
+            async with unit_of_work(sessionmaker) as session:
+                listing = await account_service.list_accounts(
+                    session, cursor=None, id_prefix=query.id_prefix, with_counts=True
+                )
+            assert listing.counts is not None
+            assert sum(listing.counts.values()) == len(listing.items)
+            return sorted(a.label for a in listing.items)
+
+        assert await named("1a6f7b97") == ["first", "inner", "last"]
+        assert await named("1a6f7b97-") == ["first", "inner", "last"]
+        assert await named("1A6F7B97-63D0") == ["inner"]
+        assert await named("1a6f7b9") == ["above", "below", "first", "inner", "last"]
+        assert await named(ids["last"]) == ["last"]
+        assert await named(ids["first"]) == ["first"]
+        assert await named("1a6f7b97-63d1") == []
+        assert await labels(sessionmaker, id_prefix="1a6f7b97", label="in") == ["inner"]
+        for refused in ("1a6f7", "1a6f7b9763d0", "1a6f7b9x", "1a6f7b97_", ids["last"] + "0"):
+            with pytest.raises(ValidationError):
+                AccountQuery.from_pairs([("id_prefix", refused)])
+
     def test_describe_names_every_field_given(self) -> None:
         """The audit details of a filter carry the workers and groups too."""
         wanted = AccountFilter(states=("online",), workers=("w1", "w2"), groups=(-100,))

@@ -117,7 +117,8 @@ async def list_accounts(
 ) -> AccountPage:
     """Accounts with their observed status and session state (never key material), in
     ``sort``'s order with the label breaking ties. ``label`` and ``q`` are
-    case-insensitive; every filter given must hold, any value of a repeated one (at most
+    case-insensitive; ``id_prefix`` names accounts by the start of their id (as a CLI
+    takes a short id); every filter given must hold, any value of a repeated one (at most
     50 each). An account no worker has run counts as stopped, since its creation, with no
     worker. ``counts`` gives the number of accounts per state over the other filters,
     ignoring ``state``, so a console can show one tab per state. A ``cursor`` continues
@@ -134,6 +135,7 @@ async def list_accounts(
         groups=wanted.groups,
         sort=query.sort,
         with_counts=True,
+        id_prefix=wanted.id_prefix,
     )
     ids = [a.id for a in result.items]
     secrets = await vault_service.summaries(session, ids)

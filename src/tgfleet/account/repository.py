@@ -25,7 +25,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
-from tgfleet.account.schemas import HELD_STATES, AccountFilter, AccountSort, ControlAction
+from tgfleet.account.schemas import (
+    HELD_STATES,
+    AccountFilter,
+    AccountSort,
+    ControlAction,
+    id_prefix_bounds,
+)
 from tgfleet.kit.repository import RepositoryBase
 from tgfleet.models import (
     Account,
@@ -88,6 +94,8 @@ def filter_conditions(
 ) -> list[ColumnElement[bool]]:
     """WHERE conditions for ``wanted``; the statement must outer-join ``account_status``."""
     conditions: list[ColumnElement[bool]] = []
+    if wanted.id_prefix:
+        conditions.append(Account.id.between(*id_prefix_bounds(wanted.id_prefix)))
     if wanted.label:
         conditions.append(Account.label.ilike(f"{like_escape(wanted.label)}%", escape="\\"))
     if wanted.q:

@@ -83,7 +83,8 @@ class AccountSort(StrEnum):
 class AccountFilter:
     """Which accounts a listing, its counts or a bulk command covers (all fields AND).
 
-    ``states`` match the observed state (no status row counts as ``stopped``); ``label`` is a
+    ``states`` match the observed state (no status row counts as ``stopped``); ``id_prefix``
+    the first characters of the id (``id_prefix_bounds``); ``label`` is a
     case-insensitive prefix of the label; ``q`` a case-insensitive substring of the label,
     username or phone; ``workers`` the worker named in the status row (the last one that
     reported the account); ``groups`` keeps the accounts with a group row for one of these
@@ -97,10 +98,11 @@ class AccountFilter:
     workers: tuple[str, ...] = ()
     groups: tuple[int, ...] = ()
     everything: bool = False
+    id_prefix: str | None = None
 
     @property
     def names_a_field(self) -> bool:
-        return any((self.states, self.label, self.q, self.workers, self.groups))
+        return any((self.states, self.label, self.q, self.workers, self.groups, self.id_prefix))
 
     def describe(self) -> dict[str, Any]:
         """The filter as audit details (only the fields given)."""
@@ -115,6 +117,8 @@ class AccountFilter:
             described["worker"] = list(self.workers)
         if self.groups:
             described["group"] = list(self.groups)
+        if self.id_prefix:
+            described["id_prefix"] = self.id_prefix
         if self.everything:
             described["all"] = True
         return described
@@ -199,6 +203,45 @@ def _marked_chat_id(chat_id: int) -> int:
 GroupChatId = Annotated[ChatId, AfterValidator(_marked_chat_id)]
 
 
+#: The shortest and longest id prefix a listing takes (a whole id is 36 characters).
+ID_PREFIX_MIN = 6
+ID_PREFIX_MAX = 36
+#: Where the dashes are in an id's canonical text (8-4-4-4-12 hex digits).
+_DASHES: Final = frozenset({8, 13, 18, 23})
+
+
+def _id_prefix(value: str) -> str:
+    """The first characters of an id's canonical text (hex, dashes where the id has them),
+    lower-cased; anything else is refused (it could match no id)."""
+    text = value.lower()
+    for position, char in enumerate(text):
+        wanted = "-" if position in _DASHES else "0123456789abcdef"
+        if char not in wanted:
+            msg = (
+                "an id prefix is the start of an id like 1a6f7b97-63d0-43b1-...: "
+                "hex digits, dashes where the id has them"
+            )
+            raise ValueError(msg)
+    return text
+
+
+#: An id prefix a listing takes.
+IdPrefix = Annotated[
+    str,
+    Field(min_length=ID_PREFIX_MIN, max_length=ID_PREFIX_MAX),
+    AfterValidator(_id_prefix),
+]
+
+
+def id_prefix_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The lowest and highest id starting with ``prefix`` (a valid `_id_prefix`): the ids
+    in between, ends included, are those it names. A range on the key, not text: the
+    column is CHAR(32) hex on SQLite and a native uuid on PostgreSQL, and both order ids
+    as their hex digits."""
+    digits = prefix.replace("-", "")
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
 def _values(description: str) -> Any:
     """A repeatable filter field: at least one value, at most ``FILTER_MAX_VALUES``."""
     return Field(min_length=1, max_length=FILTER_MAX_VALUES, description=description)
@@ -232,6 +275,11 @@ class AccountQuery(RequestSchema):
         default=AccountSort.LABEL,
         description="label, state, since, worker or created; '-' first reverses",
     )
+    id_prefix: IdPrefix | None = Field(
+        default=None,
+        description=f"the first {ID_PREFIX_MIN} to {ID_PREFIX_MAX} characters of the id "
+        "(hex digits, dashes where the id has them)",
+    )
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> AccountQuery:
@@ -254,6 +302,7 @@ class AccountQuery(RequestSchema):
             q=self.q or None,
             workers=tuple(dict.fromkeys(self.worker)),
             groups=tuple(dict.fromkeys(self.group)),
+            id_prefix=self.id_prefix or None,
         )
 
 

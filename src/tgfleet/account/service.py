@@ -150,11 +150,13 @@ async def list_accounts(
     groups: Sequence[int] = (),
     sort: AccountSort | str = AccountSort.LABEL,
     with_counts: bool = False,
+    id_prefix: str | None = None,
 ) -> AccountListing:
     """Accounts in ``sort``'s order (label by default; see ``AccountSort``), filtered by
     observed state, label prefix and text (label, username or phone; both
-    case-insensitive), worker and group. ``cursor`` continues a listing in the same sort
-    (one made for another sort is refused). ``with_counts`` adds one GROUP BY query."""
+    case-insensitive), worker, group and id prefix (a valid ``AccountQuery.id_prefix``).
+    ``cursor`` continues a listing in the same sort (one made for another sort is
+    refused). ``with_counts`` adds one GROUP BY query."""
     order = sort_of(sort)
     after = _cursor_position(decode_cursor(cursor), order)
     wanted = AccountFilter(
@@ -163,13 +165,16 @@ async def list_accounts(
         q=q,
         workers=tuple(workers),
         groups=tuple(groups),
+        id_prefix=id_prefix,
     )
     rows = await AccountRepository(session).page(
         after=after, limit=limit, wanted=wanted, sort=order
     )
     page = slice_rows(rows, limit, lambda row: _cursor_key(order, row[2], row[0].label))
     counts = (
-        await state_counts(session, label=label, q=q, workers=workers, groups=groups)
+        await state_counts(
+            session, label=label, q=q, workers=workers, groups=groups, id_prefix=id_prefix
+        )
         if with_counts
         else None
     )
@@ -249,10 +254,13 @@ async def state_counts(
     q: str | None = None,
     workers: Sequence[str] = (),
     groups: Sequence[int] = (),
+    id_prefix: str | None = None,
 ) -> dict[str, int]:
     """Accounts per observed state over the other filters (every known state present, zero
     or not; an account without a status row counts as stopped)."""
-    wanted = AccountFilter(label=label, q=q, workers=tuple(workers), groups=tuple(groups))
+    wanted = AccountFilter(
+        label=label, q=q, workers=tuple(workers), groups=tuple(groups), id_prefix=id_prefix
+    )
     found = await AccountRepository(session).state_counts(wanted)
     return {state.value: 0 for state in AccountState} | found
 

@@ -55,13 +55,15 @@ Getter = str | Callable[[Mapping[str, Any]], Any]
 class Column:
     """One table column: its header, how to get the value from an API item (a dotted key
     or a function), and whether only ``-o wide`` shows it. ``key=True`` marks an id or a
-    name a command takes back: never cut, never wrapped."""
+    name a command takes back: never cut, never wrapped. ``min_width`` keeps a short
+    column readable on a narrow terminal (cut to it, not to one character)."""
 
     header: str
     get: Getter
     wide: bool = False
     key: bool = False
     style: str | Callable[[Any], str | None] | None = None
+    min_width: int | None = None
 
     def value(self, item: Mapping[str, Any]) -> Any:
         if callable(self.get):
@@ -123,7 +125,7 @@ def table(items: Iterable[Mapping[str, Any]], columns: Sequence[Column], *, wide
             column.header.upper(),
             no_wrap=column.key,
             overflow="fold" if column.key else "ellipsis",
-            min_width=None,
+            min_width=column.min_width,
         )
     for item in items:
         cells = []
