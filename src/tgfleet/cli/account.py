@@ -21,6 +21,7 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from tgfleet.cli import _remote
+from tgfleet.cli._complete import account_labels
 from tgfleet.cli._output import (
     INTERVAL,
     OUTPUT,
@@ -203,10 +204,12 @@ REFS: Any = typer.Argument(
     None,
     help="account ids, unique id prefixes (6+ characters) or labels",
     show_default=False,
+    autocompletion=account_labels,
 )
 REF: Any = typer.Argument(
     ...,
     help="an account's id, a unique id prefix (6+ characters) or its label",
+    autocompletion=account_labels,
 )
 
 

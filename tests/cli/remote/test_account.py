@@ -53,6 +53,16 @@ def all_online(demo_server: DemoServer, labels: set[str]) -> bool:
     return all(accounts[label]["status"]["state"] == "online" for label in labels)
 
 
+@pytest.fixture(autouse=True)
+def settled(demo_server: DemoServer) -> None:
+    """Every demo account online before a test (the runtime starts them after /readyz)."""
+    wait_until(
+        lambda: len(api_accounts(demo_server, state="online")) == DEMO_ACCOUNTS,
+        "the demo's accounts online",
+        within=60,
+    )
+
+
 @pytest.fixture
 def restore(demo_server: DemoServer) -> Iterator[None]:
     """Start every account again after the test (through the API) and wait until all
@@ -393,3 +403,32 @@ def test_account_list_against_the_server_imports_no_server_part(
     modules = set(listing.read_text().split())
     assert "tgfleet.cli.account" in modules
     assert not {"telethon", "sqlalchemy", "sqlalchemy.orm", "fastapi", "tgfleet.models"} & modules
+
+
+def test_tab_completes_labels_from_the_current_context(operator: Cli, tmp_path: Path) -> None:
+    """A REF's TAB offers the labels the server has (bash's protocol); nothing without a
+    server, and nothing printed on stderr either way."""
+
+    def complete(who: Cli, words: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "tgfleet")],
+            capture_output=True,
+            text=True,
+            env=who.env(
+                _TGFLEET_COMPLETE="complete_bash",
+                COMP_WORDS=words,
+                COMP_CWORD=str(len(words.split()) - 1),
+            ),
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+
+    shown = complete(operator, "tgfleet account show fleet_001")
+    assert shown.stdout.split() == [f"fleet_001{n}" for n in range(10)]
+    assert shown.stderr == ""
+    second = complete(operator, "tgfleet account stop fleet_0001 fleet_002")
+    assert second.stdout.split() == ["fleet_0020"]
+    home = tmp_path / "nobody"
+    home.mkdir(mode=0o700)
+    nobody = complete(Cli(home), "tgfleet account show fleet_001")
+    assert (nobody.stdout.strip(), nobody.stderr) == ("", "")
