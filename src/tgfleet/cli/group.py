@@ -107,21 +107,11 @@ def _chat_ids(api: _remote.Client, refs: Sequence[str]) -> list[int]:
 
 
 def _account_ids(api: _remote.Client, refs: Sequence[str]) -> list[str]:
-    """Each account ref as an id: the full id, an exact label, or an id prefix."""
-    everyone: list[tuple[str, str]] | None = None
-    found: list[str] = []
-    for ref in refs:
-        if _remote.is_uuid(ref):
-            found.append(ref)
-            continue
-        labelled = [a for a in api.pages("/api/v1/accounts", {"label": ref}) if a["label"] == ref]
-        if labelled:
-            found.append(labelled[0]["id"])
-            continue
-        if everyone is None:
-            everyone = [(a["id"], a["label"]) for a in api.pages("/api/v1/accounts", {})]
-        found.append(_remote.pick(ref, everyone, "account"))
-    return list(dict.fromkeys(found))
+    """Each account ref as an id: the full id, an id prefix of 6+ characters or an exact
+    label, one request each (`tgfleet.cli.account.resolve`)."""
+    from tgfleet.cli.account import resolve
+
+    return list(dict.fromkeys(str(resolve(api, ref)["id"]) for ref in refs))
 
 
 def _playbook_id(api: _remote.Client, ref: str) -> str:
