@@ -13,7 +13,7 @@ from rich.text import Text
 
 from tgfleet.cli import _remote
 from tgfleet.cli._output import INTERVAL, OUTPUT, WATCH, Column, Output, ago, emit, table, watch
-from tgfleet.cli._runtime import EXIT_USAGE, err_console, fail
+from tgfleet.cli._runtime import EXIT_USAGE, console, err_console, fail
 
 WORKERS = "/api/v1/workers"
 
@@ -81,7 +81,7 @@ def list_workers(
 ) -> None:
     """The workers sharing the fleet (PostgreSQL): liveness, accounts held of their capacity,
     last heartbeat, version and host. On SQLite `tgfleet run` runs every account and none
-    is listed. The accounts no live worker holds are counted under the table.
+    is listed. On a terminal, the accounts no live worker holds are counted under the table.
 
     \b
     Examples:
@@ -103,7 +103,7 @@ def list_workers(
             return
         found = api.get(WORKERS)
     emit(found["items"], COLUMNS, output, empty=_summary(found))
-    if output in {Output.TABLE, Output.WIDE} and found["items"]:
+    if output in {Output.TABLE, Output.WIDE} and found["items"] and console.is_terminal:
         err_console.print(_summary(found), style="dim", highlight=False)
 
 
