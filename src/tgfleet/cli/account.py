@@ -196,8 +196,12 @@ MATCH_COLUMNS = (
 STATES: Any = typer.Option(None, "--state", help="observed state (repeat for several)")
 LABEL: Any = typer.Option(None, "--label", "-l", help="label prefix (case-insensitive)")
 QUERY: Any = typer.Option(None, "--query", "-q", help="part of the label, username or phone")
-WORKERS: Any = typer.Option(None, "--worker", help="the worker that last reported it (repeat)")
-GROUPS: Any = typer.Option(None, "--group", help="accounts in this group: a chat id (repeat)")
+WORKERS: Any = typer.Option(
+    None, "--worker", metavar="ID", help="the worker that last reported it (repeat)"
+)
+GROUPS: Any = typer.Option(
+    None, "--group", metavar="CHAT_ID", help="accounts in this group: a chat id (repeat)"
+)
 
 
 REFS: Any = typer.Argument(
@@ -250,7 +254,7 @@ def list_accounts(
     groups: list[int] | None = GROUPS,
     sort: Sort = typer.Option(Sort.LABEL, "--sort", help="'-' first reverses"),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="at most this many (default: every page)"
+        None, "--limit", min=1, metavar="N", help="at most this many (default: every page)"
     ),
     output: Output = OUTPUT,
     watching: bool = WATCH,
