@@ -11,6 +11,7 @@ the other commands need the API (`tgfleet login`).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Accounts: list, inspect, start, stop.", no_args_is_help=True)
 
 ACCOUNTS = "/api/v1/accounts"
+#: One listing: the items and the counts per state.
+Fetch = Callable[[], tuple[list[dict[str, Any]], dict[str, int]]]
 #: The API's largest page.
 PAGE = 500
 #: Accounts a REF's lookup reads (an id prefix of 6+ characters names a handful at most).
@@ -275,25 +278,25 @@ def list_accounts(
       tgfleet account list --watch
     """
     wanted = _filter(states, label, query, workers, groups)
+    if watching and output in {Output.JSON, Output.YAML}:
+        raise fail("--watch prints tables: use -o table or -o wide", EXIT_USAGE)
     chosen = _remote.target()
-    fetch: Callable[[], tuple[list[dict[str, Any]], dict[str, int]]]
-    if chosen is None:
-        fetch = lambda: _local_listing(wanted, sort.value, limit)  # noqa: E731
-    else:
-        api = _remote.Client(chosen)
-        fetch = lambda: _listing(api, wanted, sort.value, limit)  # noqa: E731
-    if watching:
-        if output in {Output.JSON, Output.YAML}:
-            raise fail("--watch prints tables: use -o table or -o wide", EXIT_USAGE)
+    with contextlib.ExitStack() as stack:
+        if chosen is None:
+            fetch: Fetch = lambda: _local_listing(wanted, sort.value, limit)  # noqa: E731
+        else:
+            api = stack.enter_context(_remote.Client(chosen))
+            fetch = lambda: _listing(api, wanted, sort.value, limit)  # noqa: E731
+        if watching:
 
-        def once() -> RenderableType:
-            items, counts = fetch()
-            grid = table(items, COLUMNS, wide=output is Output.WIDE)
-            return RenderGroup(grid, Text(_summary(items, counts), style="dim"))
+            def once() -> RenderableType:
+                items, counts = fetch()
+                grid = table(items, COLUMNS, wide=output is Output.WIDE)
+                return RenderGroup(grid, Text(_summary(items, counts), style="dim"))
 
-        watch(once, interval)
-        return
-    items, counts = fetch()
+            watch(once, interval)
+            return
+        items, counts = fetch()
     emit(items, COLUMNS, output, empty="no accounts match" if wanted else "no accounts")
     if output in {Output.TABLE, Output.WIDE} and console.is_terminal and items:
         err_console.print(_summary(items, counts), style="dim", highlight=False)
