@@ -43,17 +43,17 @@ def _severity_style(value: Any) -> str | None:
 ALERT_COLUMNS = (
     Column("alertname", "labels.alertname", key=True),
     Column("severity", "labels.severity", style=_severity_style),
-    Column("labels", _other_labels, key=True),
+    Column("labels", _other_labels),
     Column("since", lambda a: ago(a.get("starts_at"))),
     Column("state", _state),
-    Column("silenced-by", "silenced_by", key=True),
+    Column("silenced-by", "silenced_by"),
     Column("summary", "annotations.summary", wide=True),
     Column("fingerprint", "fingerprint", wide=True, key=True),
 )
 HISTORY_COLUMNS = (
     Column("alertname", "labels.alertname", key=True),
     Column("severity", "labels.severity", style=_severity_style),
-    Column("labels", _other_labels, key=True),
+    Column("labels", _other_labels),
     Column("started", lambda a: stamp(a.get("starts_at"))),
     Column("ended", lambda a: stamp(a.get("ends_at"))),
     Column("summary", "annotations.summary", wide=True),
@@ -61,7 +61,7 @@ HISTORY_COLUMNS = (
 )
 NOTIFICATION_COLUMNS = (
     Column("sent", lambda n: stamp(n.get("sent_at"))),
-    Column("receiver", "receiver", key=True),
+    Column("receiver", "receiver"),
     Column("status", "status"),
     Column("firing", "firing"),
     Column("resolved", "resolved"),

@@ -28,9 +28,9 @@ app = typer.Typer(help="The audit log: list, verify, export.", no_args_is_help=T
 COLUMNS = (
     Column("seq", "seq", key=True),
     Column("at", lambda r: stamp(r["at"])),
-    Column("actor", "actor", key=True),
-    Column("action", "action", key=True),
-    Column("target", "target", key=True),
+    Column("actor", "actor"),
+    Column("action", "action"),
+    Column("target", "target"),
     Column("result", "result", style=lambda v: None if v == "success" else "red"),
     Column("ip", "ip", wide=True),
     Column("details", "details", wide=True),

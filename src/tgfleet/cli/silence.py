@@ -61,7 +61,7 @@ def matcher_text(matcher: Mapping[str, Any]) -> str:
 
 COLUMNS = (
     Column("id", "id", key=True),
-    Column("matchers", lambda s: " ".join(matcher_text(m) for m in s["matchers"]), key=True),
+    Column("matchers", lambda s: " ".join(matcher_text(m) for m in s["matchers"])),
     Column("state", "state"),
     Column("starts", lambda s: stamp(s["starts_at"]), wide=True),
     Column("ends", lambda s: stamp(s["ends_at"])),
