@@ -130,6 +130,11 @@ def _when(value: str | None) -> str:
     return value.replace("T", " ")[:19]
 
 
+def _moment(value: str | None) -> str:
+    """``2026-12-07 10:00:00 (5m ago)``."""
+    return f"{_when(value)} ({ago(value)} ago)" if value else ""
+
+
 def _transition(event: Mapping[str, Any]) -> str:
     state, previous = event.get("state"), event.get("previous_state")
     if state and previous:
@@ -155,7 +160,7 @@ FIELDS = (
     Column("id", "id"),
     Column("label", "label"),
     Column("state", "status.state"),
-    Column("since", "status.since"),
+    Column("since", lambda item: _moment((item.get("status") or {}).get("since"))),
     Column("reason", reason),
     Column("desired", "desired_state"),
     Column("worker", "status.worker_id"),
