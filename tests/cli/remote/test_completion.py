@@ -142,13 +142,16 @@ class TestServerValues:
     def test_account_labels_come_from_the_current_context(
         self, demo_server: DemoServer, operator: Cli
     ) -> None:
-        """The labels starting with the typed prefix, as the API lists them."""
+        """The labels starting with the typed prefix, as the API lists them: from the
+        helper, and through the protocol after `account stop` and `account show`."""
         with demo_server.api() as api:
             listed = api.get("/api/v1/accounts", params={"label": "fleet_001", "limit": 100})
         expected = [item["label"] for item in listed.json()["items"]]
         assert expected == [f"fleet_{n:04d}" for n in range(10, 20)]
         assert helper(operator, "account_labels", "fleet_001") == expected
         assert helper(operator, "account_labels", "nobody_") == []
+        assert complete(operator, "tgfleet account stop fleet_001") == expected
+        assert complete(operator, "tgfleet account show fleet_0019") == ["fleet_0019"]
 
     def test_playbook_names_come_from_the_current_context(
         self, demo_server: DemoServer, operator: Cli
@@ -252,13 +255,16 @@ class TestScripts:
         self, demo_server: DemoServer, operator: Cli
     ) -> None:
         """bash sources ``tgfleet completion bash`` and runs its completion function as a
-        TAB would: COMPREPLY holds the verbs, then the saved context's name."""
+        TAB would: COMPREPLY holds the verbs, the saved context's name, then the server's
+        account labels."""
         script = operator.ok("completion", "bash")
         program = (
             f"{script}\n"
             "COMP_WORDS=(tgfleet co); COMP_CWORD=1\n"
             '_tgfleet_completion tgfleet; echo "${COMPREPLY[*]}"\n'
             "COMP_WORDS=(tgfleet context use ''); COMP_CWORD=3\n"
+            '_tgfleet_completion tgfleet; echo "${COMPREPLY[*]}"\n'
+            "COMP_WORDS=(tgfleet account restart fleet_001); COMP_CWORD=3\n"
             '_tgfleet_completion tgfleet; echo "${COMPREPLY[*]}"\n'
         )
         path = f"{TGFLEET.parent}:/usr/bin:/bin"
@@ -274,4 +280,5 @@ class TestScripts:
         assert done.stdout.splitlines() == [
             "context completion",
             demo_server.url.split("://", 1)[1],
+            " ".join(f"fleet_{n:04d}" for n in range(10, 20)),
         ]
