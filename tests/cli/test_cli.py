@@ -180,7 +180,10 @@ class TestAuditCommands:
         assert lines[0]["action"] == "user.create"
         assert lines[1]["prev_hash"] == lines[0]["hash"]
         target = tmp_path / "audit.jsonl"
-        to_file = cli("audit", "export", "--since", "2000-01-01T00:00:00+00:00", "-o", str(target))
+        to_file = cli(
+            "audit", "export", "--since", "2000-01-01T00:00:00+00:00", "-o", str(target),
+            "--reason", "backup check",
+        )  # fmt: skip
         assert to_file.returncode == 0
         exported = [json.loads(line) for line in target.read_text().splitlines()]
         # the first export is itself on the record
@@ -190,6 +193,8 @@ class TestAuditCommands:
             "audit.export",
         ]
         assert exported[2]["details"]["records"] == 2
+        last = json.loads(cli("audit", "export").stdout.splitlines()[-1])
+        assert (last["action"], last["details"]["reason"]) == ("audit.export", "backup check")
         assert target.stat().st_mode & 0o777 == 0o600
         none = cli("audit", "export", "--since", "2999-01-01T00:00:00Z")
         assert none.stdout == ""

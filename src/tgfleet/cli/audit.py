@@ -266,8 +266,9 @@ def export(
     force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
 ) -> None:
     """Write records (oldest first) as JSON lines, with their hashes for offline checks.
-    The export itself is audited. Through the server it needs --reason (and audit:export);
-    on the server's host with no server chosen it filters by --since only.
+    The export itself is audited, with --reason. Through the server the reason is
+    required (and audit:export); on the server's host with no server chosen only --since
+    filters.
 
     \b
     Examples:
@@ -284,7 +285,7 @@ def export(
                 "on the server's host only --since filters",
                 EXIT_USAGE,
             )
-        count: int | None = _export_locally(since, output, force=force)
+        count: int | None = _export_locally(since, reason, output, force=force)
     else:
         if not reason:
             raise fail("say why the records leave: pass --reason (it is audited)", EXIT_USAGE)
@@ -313,7 +314,9 @@ def _write(lines: Any, output: Path | None, *, force: bool) -> int:
     return count
 
 
-def _export_locally(since: str | None, output: Path | None, *, force: bool) -> int:
+def _export_locally(
+    since: str | None, reason: str | None, output: Path | None, *, force: bool
+) -> int:
     from tgfleet.audit import service as audit_service
     from tgfleet.audit.schemas import AuditRecordRead
     from tgfleet.cli._local import cli_audit_context, load_settings, run_in_session
@@ -343,7 +346,12 @@ def _export_locally(since: str | None, output: Path | None, *, force: bool) -> i
             cli_audit_context(),
             action="audit.export",
             target="audit",
-            details={"records": count, "since": since, "output": str(output or "stdout")},
+            details={
+                "records": count,
+                "since": since,
+                "output": str(output or "stdout"),
+                **({"reason": reason} if reason else {}),
+            },
         )
 
     run_in_session(settings, record_export)
