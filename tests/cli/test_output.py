@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 
 import pytest
+from rich.console import Console
 
 from tgfleet.cli import _output
 
@@ -52,3 +54,29 @@ def test_an_empty_table_says_so_on_stderr_only(capsys: pytest.CaptureFixture[str
     _output.emit([], COLUMNS, _output.Output.TABLE, empty="no accounts")
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "no accounts\n")
+
+
+@pytest.mark.parametrize("width", [100, 70, 40])
+def test_on_a_narrow_terminal_free_text_gives_way_and_ids_stay_whole(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal of ``width`` columns: every id prints whole (even when the ids alone are
+    wider than the terminal), free text is cut with an ellipsis, never wrapped."""
+    terminal = io.StringIO()
+    monkeypatch.setattr(
+        _output,
+        "console",
+        Console(file=terminal, width=width, force_terminal=True, no_color=True),
+    )
+    items = [
+        {"id": str(uuid.uuid4()), "label": "fleet_0001", "status": {"note": "n " * 40}}
+        for _ in range(3)
+    ]
+    columns = (_output.Column("id", "id", key=True), _output.Column("note", "status.note"))
+    _output.emit(items, columns, _output.Output.TABLE)
+    lines = terminal.getvalue().splitlines()
+    assert len(lines) == 1 + len(items)  # nothing wrapped onto a second line
+    for line, item in zip(lines[1:], items, strict=True):
+        assert line.startswith(item["id"] + "  ")
+    if width < 100:
+        assert all(line.rstrip().endswith("…") for line in lines[1:])

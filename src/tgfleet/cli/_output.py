@@ -118,24 +118,44 @@ def stamp(value: str | None) -> str:
 
 
 def table(items: Iterable[Mapping[str, Any]], columns: Sequence[Column], *, wide: bool) -> Table:
+    """The rows as a borderless table. On a terminal narrower than the table, the widest
+    free-text columns give way first (cut with an ellipsis, never wrapped onto more lines);
+    an id or name column (``key``) keeps its widest value whole. Piped, nothing is cut."""
     shown = [c for c in columns if wide or not c.wide]
+    rows = [[(text(value := c.value(item)), value) for c in shown] for item in items]
+    natural = [max([len(c.header), *(len(row[i][0]) for row in rows)]) for i, c in enumerate(shown)]
+    widths = _fit(shown, natural, console.width if console.is_terminal else None)
     grid = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
-    for column in shown:
-        grid.add_column(
-            column.header.upper(),
-            no_wrap=column.key,
-            overflow="fold" if column.key else "ellipsis",
-            min_width=column.min_width,
-        )
-    for item in items:
+    grid.min_width = sum(widths) + 2 * (len(widths) - 1)  # `render` keeps keys whole with it
+    for column, width in zip(shown, widths, strict=True):
+        grid.add_column(column.header.upper(), no_wrap=True, overflow="ellipsis", width=width)
+    for row in rows:
         cells = []
-        for column in shown:
-            value = column.value(item)
-            cell = text(value)
+        for column, (cell, value) in zip(shown, row, strict=True):
             style = column.style(value) if callable(column.style) else column.style
             cells.append(f"[{style}]{_escape(cell)}[/{style}]" if style and cell else _escape(cell))
         grid.add_row(*cells)
     return grid
+
+
+def _fit(columns: Sequence[Column], natural: list[int], room: int | None) -> list[int]:
+    """Column widths within ``room`` characters (None: no limit): shrink the widest
+    non-key column, one character at a time, down to its header (or ``min_width``)."""
+    widths = list(natural)
+    if room is None:
+        return widths
+    floors = [
+        natural[i] if c.key else min(natural[i], max(len(c.header), c.min_width or 0, 3))
+        for i, c in enumerate(columns)
+    ]
+    padding = 2 * (len(columns) - 1)
+    while sum(widths) + padding > room:
+        shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths
 
 
 def _escape(cell: str) -> str:
@@ -172,7 +192,13 @@ def render(renderable: RenderableType) -> None:
     """On a terminal, as rich draws it; piped, every line without its trailing padding (a
     table pads its last column), so scripts and diffs see the values only."""
     if console.is_terminal:
-        console.print(renderable)
+        # A table whose ids alone are wider than the terminal is printed whole (the
+        # terminal wraps its lines), never with its ids cut.
+        needed = renderable.min_width if isinstance(renderable, Table) else None
+        if needed and needed > console.width:
+            Console(width=needed, highlight=False, file=console.file).print(renderable)
+        else:
+            console.print(renderable)
         return
     plain = _plain_console()
     with plain.capture() as captured:
