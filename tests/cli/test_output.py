@@ -77,6 +77,6 @@ def test_on_a_narrow_terminal_free_text_gives_way_and_ids_stay_whole(
     lines = terminal.getvalue().splitlines()
     assert len(lines) == 1 + len(items)  # nothing wrapped onto a second line
     for line, item in zip(lines[1:], items, strict=True):
-        assert line.startswith(item["id"] + "  ")
+        assert line.startswith(f"{item['id']}  ")
     if width < 100:
         assert all(line.rstrip().endswith("…") for line in lines[1:])
