@@ -183,12 +183,12 @@ FIELDS = (
 
 EVENT_COLUMNS = (
     Column("id", "id", wide=True),
-    Column("at", lambda e: _when(e.get("at"))),
     Column("age", lambda e: ago(e.get("at"))),
-    Column("kind", "kind"),
-    Column("state", _transition),
+    Column("at", lambda e: _when(e.get("at")), wide=True),
+    Column("kind", "kind", min_width=7),
+    Column("state", _transition, min_width=7),
     Column("code", "code"),
-    Column("message", "message"),
+    Column("message", lambda e: " ".join(str(e.get("message") or "").split())),
     Column("details", "details", wide=True),
 )
 
@@ -464,7 +464,11 @@ def groups(ref: str = REF, output: Output = OUTPUT) -> None:
         Column("chat id", "chat_id", key=True),
         Column("title", "title"),
         Column("enabled", "enabled", style=lambda on: "green" if on else None),
-        Column("playbook", lambda g: names.get(str(g.get("playbook_id")), g.get("playbook_id"))),
+        Column(
+            "playbook",
+            lambda g: names.get(str(g.get("playbook_id")), g.get("playbook_id")),
+            key=True,
+        ),
         Column("version", _pinned),
         Column("disabled", "disabled_reason"),
         Column("playbook id", "playbook_id", wide=True),
