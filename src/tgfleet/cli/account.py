@@ -183,9 +183,9 @@ FIELDS = (
 
 EVENT_COLUMNS = (
     Column("id", "id", wide=True),
+    Column("at", lambda e: _when(e.get("at")), min_width=19),
     Column("age", lambda e: ago(e.get("at"))),
-    Column("at", lambda e: _when(e.get("at")), wide=True),
-    Column("kind", "kind", min_width=7),
+    Column("kind", "kind", min_width=5),
     Column("state", _transition, min_width=7),
     Column("code", "code"),
     Column("message", lambda e: " ".join(str(e.get("message") or "").split())),

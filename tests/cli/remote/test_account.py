@@ -242,7 +242,7 @@ def test_refs_go_in_one_call_and_events_show_the_stop(
     newest = [e["at"] for e in events]
     assert newest == sorted(newest, reverse=True)
     table = operator.ok("account", "events", "fleet_0004", "--limit", "3")
-    assert table.splitlines()[0].split() == ["AGE", "KIND", "STATE", "CODE", "MESSAGE"]
+    assert table.splitlines()[0].split() == ["AT", "AGE", "KIND", "STATE", "CODE", "MESSAGE"]
     assert len(table.splitlines()) == 4
 
     restarted = operator.ok("account", "restart", "fleet_0005")
