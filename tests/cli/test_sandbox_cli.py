@@ -134,3 +134,28 @@ class TestSeed:
         done = tgfleet(env, "sandbox", "seed", "--world", str(tmp_path / "world" / "world.yaml"))
         assert done.returncode == 2
         assert "run `tgfleet db upgrade` first" in done.stderr
+
+
+class TestMintMessages:
+    def test_the_summary_counts_in_the_singular_and_plural(self, tmp_path: Path) -> None:
+        env = tgfleet_env("sqlite+aiosqlite:///unused.db", tmp_path / "data")
+        done = tgfleet(
+            env, "sandbox", "mint", "--accounts", "1", "--groups", "2", "--members", "1",
+            "--out", str(tmp_path / "world"),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(
+            "minted 1 account, 2 groups (1 basic, 1 supergroup), 3 simulated members -> "
+        )
+
+    def test_an_existing_world_names_the_force_option(self, tmp_path: Path) -> None:
+        env = tgfleet_env("sqlite+aiosqlite:///unused.db", tmp_path / "data")
+        _mint(env, tmp_path / "world")
+        again = tgfleet(
+            env, "sandbox", "mint", "--accounts", "3", "--groups", "2",
+            "--out", str(tmp_path / "world"),
+        )  # fmt: skip
+        assert again.returncode == 1
+        assert again.stderr == (
+            f"error: {tmp_path / 'world' / 'world.yaml'} exists; pass --force to overwrite it\n"
+        )

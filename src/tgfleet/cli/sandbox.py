@@ -196,11 +196,16 @@ def mint_world(
         raise fail(exc.message) from exc
     supergroups = sum(1 for g in world.groups if g.kind == "supergroup")
     typer.echo(
-        f"minted {len(world.accounts)} accounts, {len(world.groups)} groups "
-        f"({len(world.groups) - supergroups} basic, {supergroups} supergroups), "
-        f"{len(world.members)} simulated members -> {out / WORLD_FILE} "
+        f"minted {_count(len(world.accounts), 'account')}, {_count(len(world.groups), 'group')} "
+        f"({len(world.groups) - supergroups} basic, {_count(supergroups, 'supergroup')}), "
+        f"{_count(len(world.members), 'simulated member')} -> {out / WORLD_FILE} "
         f"(sessions point at {format_address(address, port)})"
     )
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 supergroup``, ``2 supergroups``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 @app.command("seed")

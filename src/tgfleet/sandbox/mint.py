@@ -146,7 +146,7 @@ def mint(
     if not force:
         for path in (world_path, *session_paths):
             if path.exists():
-                raise WorldError(f"{path} exists; pass force to overwrite")
+                raise WorldError(f"{path} exists; pass --force to overwrite it")
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Each session commit waits on fsync; threads overlap the waits (1,000 sessions: ~20 s
     # in series, a few seconds this way).
