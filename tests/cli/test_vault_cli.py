@@ -143,3 +143,53 @@ class TestSessionCommands:
         assert "1 re-wrapped" in rotated.stdout
         status = cli("vault", "status")
         assert "retired" in status.stdout
+
+    def test_a_minted_folder_imports_its_sessions_and_skips_the_rest(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        """`session import DIR` on a folder `sandbox mint` wrote: world.yaml (and a README)
+        are skipped with a note on stderr, every session is imported, exit 0. A file named
+        on the command line is still tried."""
+        assert cli("vault", "init").returncode == 0
+        folder = tmp_path / "minted"
+        minted = cli("sandbox", "mint", "--accounts", "2", "--groups", "1", "--out", str(folder))
+        assert minted.returncode == 0, minted.stderr
+        (folder / "README.md").write_text("# the sandbox world\n")
+
+        result = cli("session", "import", str(folder))
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert "2 imported, 0 failed" in result.stdout
+        assert "world.yaml" not in result.stdout
+        skipped = sorted(line for line in result.stderr.splitlines() if line.startswith("skipped"))
+        note = "not a session file (a {} file without a SQLite header)"
+        assert skipped == [
+            f"skipped {folder}/README.md: {note.format('.md')}",
+            f"skipped {folder}/world.yaml: {note.format('.yaml')}",
+        ]
+        listed = cli("account", "list").stdout
+        assert "fleet_0001" in listed
+        assert "fleet_0002" in listed
+
+        named = cli("session", "import", str(folder / "world.yaml"))
+        assert named.returncode == 1
+        assert "world.yaml" in named.stdout
+        assert "skipped" not in named.stderr
+
+    def test_a_taken_label_says_which_label_was_given_instead(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        """Two files that ask for the label `alpha`: the second account is `alpha-2`, and its
+        result line says that `alpha` was taken."""
+        assert cli("vault", "init").returncode == 0
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        (tmp_path / "a" / "alpha.txt").write_text(telethon_string(1))
+        (tmp_path / "b" / "alpha.txt").write_text(telethon_string(2))
+        first = cli("session", "import", str(tmp_path / "a" / "alpha.txt"))
+        assert first.returncode == 0, first.stderr
+        assert "was taken" not in first.stdout
+        second = cli("session", "import", str(tmp_path / "b" / "alpha.txt"))
+        assert second.returncode == 0, second.stderr
+        line = next(row for row in second.stdout.splitlines() if row.startswith("alpha.txt"))
+        assert line.split()[1] == "imported"
+        assert line.endswith("alpha-2 ('alpha' was taken)")

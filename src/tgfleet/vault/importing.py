@@ -128,7 +128,9 @@ async def import_upload(
     return await import_entries(sessionmaker, vault, context, entries, label=label)
 
 
-def _label_from_name(name: str) -> str:
+def label_from_name(name: str) -> str:
+    """The label an imported file asks for: its base name without a session suffix (made
+    unique with ``-2``... when taken, `account_service.create_accounts`)."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     for suffix in (".session", ".txt", ".session-string"):
         base = base.removesuffix(suffix)
@@ -322,7 +324,7 @@ async def _store(
         session,
         [
             account_service.NewAccount(
-                label=label if exact and label else _label_from_name(parsed[i].entry.name),
+                label=label if exact and label else label_from_name(parsed[i].entry.name),
                 tg_user_id=parsed_record(parsed[i]).user_id,
                 dc_id=parsed_record(parsed[i]).dc_id,
             )

@@ -25,6 +25,7 @@ from tgfleet.vault.importing import (
     expand_upload,
     import_entries,
     import_upload,
+    label_from_name,
 )
 from tgfleet.vault.key_check import check_keys, keys_in_use
 from tgfleet.vault.replacing import ReplaceResult, replace_session, replace_upload
@@ -79,6 +80,7 @@ __all__ = [
     "import_entries",
     "import_upload",
     "keys_in_use",
+    "label_from_name",
     "read_upload",
     "replace_session",
     "replace_upload",
