@@ -24,10 +24,27 @@ from tgfleet.account import service as account_service
 from tgfleet.audit.schemas import AuditContext
 from tgfleet.exceptions import AppError
 from tgfleet.kit.db import unit_of_work
+from tgfleet.logging import get_logger
 from tgfleet.playbook import service as playbook_service
 from tgfleet.sandbox.world import World, WorldGroup
 from tgfleet.vault import service as vault_service
 from tgfleet.vault.service import Vault
+
+log = get_logger(__name__)
+
+
+async def _managed(
+    sessionmaker: async_sessionmaker[AsyncSession], usernames: Sequence[str]
+) -> dict[str, uuid.UUID]:
+    """The accounts already managed under these labels (username -> account id)."""
+    found: dict[str, uuid.UUID] = {}
+    async with unit_of_work(sessionmaker, read_only=True) as session:
+        for username in usernames:
+            try:
+                found[username] = (await account_service.resolve(session, username)).id
+            except AppError:
+                continue
+    return found
 
 
 def chat_id_of(group: WorldGroup) -> int:
@@ -62,29 +79,41 @@ async def seed_fleet(
     replies in ``groups`` (world group ids; default all) for the accounts that are members
     of each, with the playbook ``assignment`` names per world group id (default: the
     playbooks in turn), and start every account."""
-    files = await asyncio.to_thread(lambda: sorted(session_dir.glob("*.session")))
+    # A rerun (a warm restart of the demo) finds the accounts of the earlier run by their
+    # labels and imports only the sessions of the others: re-importing a stored session is
+    # refused as a duplicate, which is no failure here.
+    account_ids = await _managed(sessionmaker, [a.username for a in world.accounts])
+    files = await asyncio.to_thread(
+        lambda: sorted(
+            path
+            for path in session_dir.glob("*.session")
+            if path.name.removesuffix(".session") not in account_ids
+        )
+    )
     entries = []
     for path in files:
         entries += await asyncio.to_thread(vault_service.expand_path, path, vault.limits)
     results = await vault_service.import_entries(sessionmaker, vault, context, entries)
     by_file = {r.name: r for r in results}
-    account_ids: dict[str, uuid.UUID] = {}
+    already = len(account_ids)
     failed: list[str] = []
     for account in world.accounts:
+        if account.username in account_ids:
+            continue
         result = by_file.get(f"{account.username}.session")
         if result is not None and result.ok and result.account_id is not None:
             account_ids[account.username] = result.account_id
-        else:  # e.g. imported by an earlier run: found by its label below
+        else:  # e.g. imported meanwhile under its label: found by it below
             failed.append(account.username)
     if failed:
-        async with unit_of_work(sessionmaker, read_only=True) as session:
-            for username in list(failed):
-                try:
-                    known = await account_service.resolve(session, username)
-                except AppError:
-                    continue
-                account_ids[username] = known.id
-                failed.remove(username)
+        account_ids |= await _managed(sessionmaker, failed)
+        failed = [username for username in failed if username not in account_ids]
+    log.info(
+        "demo.sessions",
+        already_managed=already,
+        imported=sum(r.ok for r in results),
+        missing=len(failed),
+    )
     names = list(playbooks)
     chosen = [g for g in world.groups if groups is None or g.id in groups]
     chat_ids = {g.id: chat_id_of(g) for g in world.groups}
