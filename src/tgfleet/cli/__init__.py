@@ -26,7 +26,9 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tgfleet.cli import _runtime
+from tgfleet.cli import _coerce, _runtime
+
+_coerce.install()  # str, bool and enum values without pydantic: see `_coerce`
 
 
 @dataclass(frozen=True)
