@@ -62,8 +62,15 @@ def create(
     force: bool = typer.Option(False, "--force", help="overwrite OUTPUT if it exists"),
     pg_dump: str = typer.Option("pg_dump", help="the pg_dump to run (PostgreSQL)"),
 ) -> None:
-    """Back up the database online (SQLite: its backup API; PostgreSQL: pg_dump -Fc) with a
-    manifest naming the keys it needs. No key material unless --include-keys."""
+    """Back up the database online, in one file.
+
+    SQLite: its backup API; PostgreSQL: pg_dump -Fc. A manifest names the keys the backup
+    needs; no key material is in it unless --include-keys.
+
+    \b
+    Example:
+      tgfleet backup create /backups/tgfleet-$(date +%F).tar
+    """
     from tgfleet.backup import service as backup_service
 
     settings = load_settings()
@@ -105,8 +112,15 @@ def create(
 
 @app.command()
 def verify(file: Path = typer.Argument(..., help="a backup file")) -> None:
-    """Check a backup without restoring it: manifest, checksum, integrity, schema revision,
-    and that the configured keys open one record per key id it needs."""
+    """Check a backup without restoring it.
+
+    Checks the manifest, checksum, integrity and schema revision, and that the configured
+    keys open one record per key id the backup needs.
+
+    \b
+    Example:
+      tgfleet backup verify /backups/tgfleet-2026-12-07.tar
+    """
     from tgfleet.backup import service as backup_service
 
     settings = load_settings()
@@ -140,8 +154,15 @@ def restore(
         "for them, never over an existing file",
     ),
 ) -> None:
-    """Restore a SQLite backup as the configured database, after checking it and the keys;
-    a failure writes nothing. PostgreSQL: verifies and prints the pg_restore steps."""
+    """Restore a backup as the configured database.
+
+    SQLite: the backup and the keys are checked first, and a failure writes nothing.
+    PostgreSQL: verifies and prints the pg_restore steps.
+
+    \b
+    Example:
+      tgfleet backup restore /backups/tgfleet-2026-12-07.tar
+    """
     from tgfleet.backup import service as backup_service
 
     settings = load_settings()
@@ -168,8 +189,15 @@ def restore(
 
 @app.command("check-keys")
 def check_keys() -> None:
-    """Decrypt one session per vault key id and verify one audit record per audit key id of
-    the configured database with the configured keys (after a pg_restore, or any time)."""
+    """Check that the configured keys open the configured database.
+
+    Decrypts one session per vault key id and verifies one audit record per audit key id
+    (after a pg_restore, or any time).
+
+    \b
+    Example:
+      tgfleet backup check-keys
+    """
     from tgfleet.backup import service as backup_service
 
     settings = load_settings()

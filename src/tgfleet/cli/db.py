@@ -13,7 +13,12 @@ app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
 @app.command()
 def upgrade(revision: str = typer.Argument("head", help="target revision")) -> None:
-    """Migrate the database to the latest schema (or to REVISION)."""
+    """Migrate the database to the latest schema (or to REVISION).
+
+    \b
+    Example:
+      tgfleet db upgrade
+    """
     reached = migrate(load_settings(), revision)
     console.print(f"database at revision {reached}")
 
@@ -22,17 +27,32 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
 def downgrade_command(
     revision: str = typer.Argument(..., help="target revision (the older release's head)"),
 ) -> None:
-    """Take the database back to REVISION: before starting a release older than the
-    schema's when it cannot run on it (docs/deploy.md "Upgrades and rollback"). Run it with
-    the newer release, which holds the steps back; it drops what they added. Back up first."""
+    """Take the database back to an older release's REVISION.
+
+    Before starting a release older than the schema when it cannot run on it (docs/deploy.md
+    "Upgrades and rollback"). Run it with the newer release, which holds the steps back; it
+    drops what they added. Back up first.
+
+    \b
+    Example:
+      tgfleet backup create before-downgrade.tar
+      tgfleet db downgrade 0011_traffic_minute
+    """
     reached = downgrade(load_settings(), revision)
     console.print(f"database at revision {reached or '(empty)'}")
 
 
 @app.command()
 def current() -> None:
-    """Print the database's revision and the code's head revision; exit 1 unless this code
-    can run against it (at its head, or ahead of it by additive migrations only)."""
+    """Print the database's revision and this code's head.
+
+    Exits 1 unless this code can run against the database (at its head, or ahead of it by
+    additive migrations only).
+
+    \b
+    Example:
+      tgfleet db current
+    """
     state = schema_state(load_settings())
     head = migrations.head_revision()
     console.print(

@@ -56,8 +56,16 @@ def run(
         True, "--worker/--no-worker", help="run the account runtime in this process"
     ),
 ) -> None:
-    """Migrate the database, create an admin if there is none, and serve the API with the
-    account runtime (one process, the embedded default)."""
+    """Serve the API and run the accounts in one process.
+
+    Migrates the database and creates an admin if there is none first (the embedded
+    default: SQLite, one process).
+
+    \b
+    Examples:
+      tgfleet run --demo
+      tgfleet run --host 0.0.0.0 --port 8000
+    """
     # The web stack is imported here, not at module level, so other commands start fast.
     import uvicorn
 

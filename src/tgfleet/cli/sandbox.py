@@ -44,10 +44,17 @@ DEFAULT_PORT = 8443
 def serve_world(
     ctx: typer.Context,
     world: Path | None = typer.Option(
-        None, "--world", exists=True, dir_okay=False, help="serve this world file (as `run`)"
+        None,
+        "--world",
+        exists=True,
+        dir_okay=False,
+        metavar="FILE",
+        help="serve this world file (as `run`)",
     ),
     port: int | None = typer.Option(None, min=0, max=65535, help="MTProto port"),
-    control_port: int | None = typer.Option(None, min=0, max=65535, help="control API port"),
+    control_port: int | None = typer.Option(
+        None, min=0, max=65535, metavar="PORT", help="control API port"
+    ),
 ) -> None:
     """`tgfleet sandbox --world FILE --port P --control-port C` is `tgfleet sandbox run ...`
     with the other options at their defaults."""
@@ -70,13 +77,17 @@ def serve_world(
 @app.command("run")
 def run(
     world: Path = typer.Option(
-        ..., "--world", exists=True, dir_okay=False, help="the world file (world.yaml)"
+        ..., "--world", exists=True, dir_okay=False, metavar="FILE", help="the world file"
     ),
     port: int | None = typer.Option(
         None, min=0, max=65535, help="MTProto port (default: the world's port; 0 picks one)"
     ),
     control_port: int | None = typer.Option(
-        None, min=0, max=65535, help="control API port (default: --port + 1; 0 picks one)"
+        None,
+        min=0,
+        max=65535,
+        metavar="PORT",
+        help="control API port (default: --port + 1; 0 picks one)",
     ),
     host: str = typer.Option("127.0.0.1", help="listen address for both servers"),
     allow_remote_control: bool = typer.Option(
@@ -89,7 +100,12 @@ def run(
     ),
     log_level: str = typer.Option("WARNING", help="log level (logs go to stderr)"),
 ) -> None:
-    """Serve the sandbox for a world file until SIGINT/SIGTERM."""
+    """Serve the sandbox for a world file until SIGINT/SIGTERM.
+
+    \b
+    Example:
+      tgfleet sandbox run --world ./world/world.yaml --port 8443
+    """
     configure_logging(level=log_level.upper())
     from tgfleet.sandbox.control_server import is_loopback
 
@@ -150,7 +166,7 @@ async def _serve(  # the sandbox stack is imported here so other commands start 
 def mint_world(
     accounts: int = typer.Option(..., min=1, help="fleet accounts (one .session each)"),
     groups: int = typer.Option(..., min=0, help="groups (basic and supergroups alternate)"),
-    out: Path = typer.Option(..., file_okay=False, help="output directory"),
+    out: Path = typer.Option(..., file_okay=False, metavar="DIR", help="output directory"),
     members: int = typer.Option(5, min=0, help="simulated members per group"),
     port: int = typer.Option(DEFAULT_PORT, min=1, max=65535, help="port the sessions use"),
     address: str = typer.Option(
@@ -173,7 +189,14 @@ def mint_world(
         "that runs at every start)",
     ),
 ) -> None:
-    """Write DIR/world.yaml and one Telethon .session per account (mode 0600)."""
+    """Write a sandbox world: world.yaml and one .session per account.
+
+    The session files (Telethon, mode 0600) point at the sandbox's --address and --port.
+
+    \b
+    Example:
+      tgfleet sandbox mint --accounts 20 --groups 5 --out ./world
+    """
     from tgfleet.demo.fleet import DEMO_TRAFFIC
     from tgfleet.sandbox.mint import WORLD_FILE, mint
 
@@ -215,16 +238,23 @@ def seed_world(
         "--world",
         exists=True,
         dir_okay=False,
+        metavar="FILE",
         help="the world file; the accounts' .session files are beside it (as minted)",
     ),
     start: bool = typer.Option(
         True, "--start/--no-start", help="start every account (workers bring them online)"
     ),
 ) -> None:
-    """Put a sandbox world's fleet under management as `tgfleet run --demo` does: import its
-    sessions through the vault, install the example playbooks, enable replies in every group
-    and start every account. Audited like the API's changes; a rerun adds nothing twice.
-    Needs a migrated database (`tgfleet db upgrade`)."""
+    """Put a sandbox world's fleet under management, as `run --demo` does.
+
+    Imports its sessions through the vault, installs the example playbooks, enables replies
+    in every group and starts every account. Audited like the API's changes; a rerun adds
+    nothing twice. Needs a migrated database (`tgfleet db upgrade`).
+
+    \b
+    Example:
+      tgfleet sandbox seed --world ./world/world.yaml
+    """
     from tgfleet.demo.fleet import example_playbooks
     from tgfleet.demo.seed import seed_fleet
     from tgfleet.sandbox.world_file import load_world

@@ -77,11 +77,11 @@ def import_(
         "lifts a quarantine",
     ),
 ) -> None:
-    """Import sessions; prints a result per file and exits 1 if any failed.
+    """Import session files, folders or zips into the vault.
 
-    A folder's or zip's files that are plainly not sessions (world.yaml beside minted
-    sessions, a README) are skipped with a note; a label already taken gets a ``-2``
-    suffix, and the result line says so.
+    Prints a result per file and exits 1 if any failed. A folder's or zip's files that are
+    plainly not sessions (world.yaml beside minted sessions, a README) are skipped with a
+    note; a label already taken gets a -2 suffix, and the result line says so.
 
     \b
     Examples:
@@ -217,7 +217,9 @@ def export(
     reason: str = typer.Option(..., "--reason", help="why; recorded in the audit log"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
 ) -> None:
-    """Write an account's decrypted session to a file (audited, needs a reason).
+    """Write an account's decrypted session to a file.
+
+    Audited, with the reason given; the file is written 0600.
 
     \b
     Example:

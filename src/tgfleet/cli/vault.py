@@ -24,7 +24,15 @@ app = typer.Typer(help="The session vault's key-encryption keys.", no_args_is_he
 
 @app.command()
 def init() -> None:
-    """Create the key file (TGFLEET_VAULT_KEY_FILE, default <data dir>/vault.key), 0600."""
+    """Create the vault's key file, mode 0600.
+
+    The file is TGFLEET_VAULT_KEY_FILE, default <data dir>/vault.key. Back it up: without
+    it no session in the vault can be decrypted.
+
+    \b
+    Example:
+      tgfleet vault init
+    """
     settings = load_settings()
     path = settings.effective_vault_key_file
     try:
@@ -39,8 +47,15 @@ def init() -> None:
 def rotate(
     batch_size: int = typer.Option(500, min=1, max=10_000, help="secrets per transaction"),
 ) -> None:
-    """Add a key, re-wrap every data key under it, retire keys nothing uses. Rerun after a
-    crash to continue where it stopped."""
+    """Add a key and re-wrap every data key under it.
+
+    Keys nothing uses any more are retired. Rerun after a crash to continue where it
+    stopped.
+
+    \b
+    Example:
+      tgfleet vault rotate --batch-size 1000
+    """
     settings = load_settings()
     vault = load_vault(settings)
     with Progress(
@@ -73,7 +88,12 @@ def rotate(
 
 @app.command()
 def status() -> None:
-    """List the keys, their state and how many secrets each wraps."""
+    """List the keys, their state and how many secrets each wraps.
+
+    \b
+    Example:
+      tgfleet vault status
+    """
     settings = load_settings()
     vault = load_vault(settings)
 

@@ -90,8 +90,15 @@ def api(
         None, min=0, max=65535, help="listen port (default TGFLEET_PORT; 0 picks a free one)"
     ),
 ) -> None:
-    """Serve the API alone (any number of replicas); accounts run in `tgfleet worker`
-    processes. Migrates the database and creates an admin if there is none, as `run` does."""
+    """Serve the API alone; accounts run in `tgfleet worker` processes.
+
+    Any number of replicas. Migrates the database and creates an admin if there is none,
+    as `run` does.
+
+    \b
+    Example:
+      TGFLEET_DATABASE_URL=postgresql+asyncpg://... tgfleet api --port 8000
+    """
     from tgfleet.cli.run import run
 
     run(host=host, port=port, demo=False, worker=False)
