@@ -1,11 +1,9 @@
-"""``tgfleet db``: schema migrations."""
+"""``tgfleet db``: schema migrations (Alembic and the ORM imported inside the commands)."""
 
 from __future__ import annotations
 
 import typer
 
-from tgfleet import migrations
-from tgfleet.cli._local import downgrade, load_settings, migrate, schema_state
 from tgfleet.cli._runtime import console
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -19,6 +17,8 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
     Example:
       tgfleet db upgrade
     """
+    from tgfleet.cli._local import load_settings, migrate
+
     reached = migrate(load_settings(), revision)
     console.print(f"database at revision {reached}")
 
@@ -38,6 +38,8 @@ def downgrade_command(
       tgfleet backup create before-downgrade.tar
       tgfleet db downgrade 0011_traffic_minute
     """
+    from tgfleet.cli._local import downgrade, load_settings
+
     reached = downgrade(load_settings(), revision)
     console.print(f"database at revision {reached or '(empty)'}")
 
@@ -53,6 +55,9 @@ def current() -> None:
     Example:
       tgfleet db current
     """
+    from tgfleet import migrations
+    from tgfleet.cli._local import load_settings, schema_state
+
     state = schema_state(load_settings())
     head = migrations.head_revision()
     console.print(

@@ -15,18 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tgfleet.cli._local import (
-    cli_audit_context,
-    load_audit_keys,
-    load_settings,
-    load_vault,
-    require_current_schema,
-    with_sessionmaker,
-)
 from tgfleet.cli._runtime import fail
-from tgfleet.exceptions import AppError
-from tgfleet.kit.listen import format_address
-from tgfleet.logging import configure_logging
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -106,6 +95,9 @@ def run(
     Example:
       tgfleet sandbox run --world ./world/world.yaml --port 8443
     """
+    from tgfleet.exceptions import AppError
+    from tgfleet.logging import configure_logging
+
     configure_logging(level=log_level.upper())
     from tgfleet.sandbox.control_server import is_loopback
 
@@ -198,6 +190,8 @@ def mint_world(
       tgfleet sandbox mint --accounts 20 --groups 5 --out ./world
     """
     from tgfleet.demo.fleet import DEMO_TRAFFIC
+    from tgfleet.exceptions import AppError
+    from tgfleet.kit.listen import format_address
     from tgfleet.sandbox.mint import WORLD_FILE, mint
 
     if keep_existing and not force and (out / WORLD_FILE).is_file():
@@ -255,8 +249,17 @@ def seed_world(
     Example:
       tgfleet sandbox seed --world ./world/world.yaml
     """
+    from tgfleet.cli._local import (
+        cli_audit_context,
+        load_audit_keys,
+        load_settings,
+        load_vault,
+        require_current_schema,
+        with_sessionmaker,
+    )
     from tgfleet.demo.fleet import example_playbooks
     from tgfleet.demo.seed import seed_fleet
+    from tgfleet.exceptions import AppError
     from tgfleet.sandbox.world_file import load_world
 
     settings = load_settings()

@@ -1,23 +1,21 @@
-"""``tgfleet vault``: create the keyring, rotate it, show what each key wraps."""
+"""``tgfleet vault``: create the keyring, rotate it, show what each key wraps.
+
+Database-direct: the vault and the ORM are imported inside the commands (`vault --help`
+imports neither).
+"""
 
 from __future__ import annotations
 
-import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import TYPE_CHECKING
 
-from tgfleet.cli._local import (
-    cli_audit_context,
-    load_settings,
-    load_vault,
-    run_in_session,
-    with_sessionmaker,
-)
+import typer
+
 from tgfleet.cli._runtime import console, fail
-from tgfleet.exceptions import AppError
-from tgfleet.vault import service as vault_service
-from tgfleet.vault.keyring import init_key_file
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tgfleet.vault.service import VaultStatus
 
 app = typer.Typer(help="The session vault's key-encryption keys.", no_args_is_help=True)
 
@@ -33,6 +31,10 @@ def init() -> None:
     Example:
       tgfleet vault init
     """
+    from tgfleet.cli._local import load_settings
+    from tgfleet.exceptions import AppError
+    from tgfleet.vault.keyring import init_key_file
+
     settings = load_settings()
     path = settings.effective_vault_key_file
     try:
@@ -56,6 +58,17 @@ def rotate(
     Example:
       tgfleet vault rotate --batch-size 1000
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from tgfleet.cli._local import cli_audit_context, load_settings, load_vault, with_sessionmaker
+    from tgfleet.vault import service as vault_service
+
     settings = load_settings()
     vault = load_vault(settings)
     with Progress(
@@ -94,10 +107,15 @@ def status() -> None:
     Example:
       tgfleet vault status
     """
+    from rich.table import Table
+
+    from tgfleet.cli._local import load_settings, load_vault, run_in_session
+    from tgfleet.vault import service as vault_service
+
     settings = load_settings()
     vault = load_vault(settings)
 
-    async def work(session: AsyncSession) -> vault_service.VaultStatus:
+    async def work(session: AsyncSession) -> VaultStatus:
         return await vault_service.status(session, vault)
 
     result = run_in_session(settings, work, read_only=True)

@@ -28,13 +28,6 @@ HEAVY = (
     "pydantic",  # typer 0.29 coerces values with it; tgfleet.cli._coerce avoids that
 )
 
-#: Until tgfleet.cli.account moves its database path inside its functions (issue 19's
-#: account commands), loading it imports the ORM: these cases must fail until then.
-_ACCOUNT_MODULE_IS_HEAVY = pytest.mark.xfail(
-    strict=True,
-    reason="tgfleet.cli.account still imports its database path (sqlalchemy) at module top",
-)
-
 #: Runs the CLI's entry point with argv, then writes sys.modules to the file in argv[1].
 _PROBE = """\
 import atexit, sys
@@ -75,7 +68,7 @@ def heavy_in(modules: set[str]) -> list[str]:
         ("--help",),
         ("context", "list"),
         ("login", "--help"),
-        pytest.param(("account", "--help"), marks=_ACCOUNT_MODULE_IS_HEAVY),
+        ("account", "--help"),
         ("version",),
     ],
     ids=" ".join,
@@ -102,7 +95,6 @@ def test_the_probe_sees_a_database_direct_command_import_the_orm(cli: Cli, tmp_p
     assert {"sqlalchemy", "tgfleet.config"} <= modules
 
 
-@_ACCOUNT_MODULE_IS_HEAVY
 def test_remote_account_list_imports_no_server_part(
     demo_server: DemoServer, operator: Cli, tmp_path: Path
 ) -> None:
