@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from tgfleet.cli._local import cli_audit_context, load_settings
 from tgfleet.cli._runtime import check_output, console, err_console, fail
-from tgfleet.exceptions import AppError
-from tgfleet.kit.keyfile import KeyCheck
+
+if TYPE_CHECKING:
+    from tgfleet.kit.keyfile import KeyCheck
 
 T = TypeVar("T")
 
@@ -35,6 +35,8 @@ PostgreSQL: tgfleet does not run pg_restore; the backup verified. Restore it wit
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
+    from tgfleet.exceptions import AppError
+
     try:
         return asyncio.run(work)
     except AppError as exc:
@@ -72,6 +74,7 @@ def create(
       tgfleet backup create /backups/tgfleet-$(date +%F).tar
     """
     from tgfleet.backup import service as backup_service
+    from tgfleet.cli._local import cli_audit_context, load_settings
 
     settings = load_settings()
     check_output(output, force=force)
@@ -122,6 +125,7 @@ def verify(file: Path = typer.Argument(..., help="a backup file")) -> None:
       tgfleet backup verify /backups/tgfleet-2026-12-07.tar
     """
     from tgfleet.backup import service as backup_service
+    from tgfleet.cli._local import load_settings
 
     settings = load_settings()
     result = _run(backup_service.verify(settings, file))
@@ -164,6 +168,7 @@ def restore(
       tgfleet backup restore /backups/tgfleet-2026-12-07.tar
     """
     from tgfleet.backup import service as backup_service
+    from tgfleet.cli._local import cli_audit_context, load_settings
 
     settings = load_settings()
     if backup_service.backend_of(settings) != backup_service.SQLITE:
@@ -199,6 +204,7 @@ def check_keys() -> None:
       tgfleet backup check-keys
     """
     from tgfleet.backup import service as backup_service
+    from tgfleet.cli._local import load_settings
 
     settings = load_settings()
     vault, audit = _run(backup_service.check_keys(settings, settings.effective_database_url))

@@ -5,23 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
+from typing import TYPE_CHECKING
 
 import typer
 
 from tgfleet.cli import _runtime
-from tgfleet.cli._local import load_audit_keys, load_settings, load_vault, require_current_schema
 from tgfleet.cli._runtime import console, fail
-from tgfleet.config import Environment, Settings
-from tgfleet.kit.listen import ListenError, format_address, open_listener
-from tgfleet.vault.service import Vault
-from tgfleet.worker.identity import WorkerIdInUse
+
+if TYPE_CHECKING:
+    import socket
+
+    from tgfleet.config import Settings
+    from tgfleet.vault.service import Vault
 
 
 def worker(worker_id: str | None) -> None:
     """Run the account runtime alone (`tgfleet worker`, its options in ``workers``): lease
     accounts (PostgreSQL), run their clients, and on SIGTERM disconnect them and hand every
     account over. Needs a migrated database."""
+    from tgfleet.cli._local import (
+        load_audit_keys,
+        load_settings,
+        load_vault,
+        require_current_schema,
+    )
+    from tgfleet.kit.listen import ListenError, open_listener
+    from tgfleet.worker.identity import WorkerIdInUse
+
     settings = load_settings(log_level=None)
     _runtime.serving = True
     require_telegram_app(settings)
@@ -52,6 +62,8 @@ def worker(worker_id: str | None) -> None:
 def require_telegram_app(settings: Settings) -> None:
     """In production the clients must present the operator's own Telegram app: without
     ``TGFLEET_TELEGRAM_API_ID``/``_HASH`` they would connect as a placeholder. Exit 2."""
+    from tgfleet.config import Environment
+
     if settings.env is Environment.PROD and settings.telegram_api_id is None:
         raise fail(
             "TGFLEET_ENV=prod needs TGFLEET_TELEGRAM_API_ID and TGFLEET_TELEGRAM_API_HASH "
@@ -63,6 +75,7 @@ def require_telegram_app(settings: Settings) -> None:
 async def _serve_worker(
     settings: Settings, vault: Vault, requested_id: str | None, sock: socket.socket
 ) -> None:
+    from tgfleet.kit.listen import format_address
     from tgfleet.process import Role, running
 
     stop = asyncio.Event()
