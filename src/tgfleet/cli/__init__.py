@@ -29,6 +29,9 @@ from typer.core import TyperGroup
 from tgfleet.cli import _coerce, _runtime
 
 _coerce.install()  # str, bool and enum values without pydantic: see `_coerce`
+# httpx imports its own command line (click, pygments, rich.syntax: ~40 ms) when those are
+# installed; tgfleet never runs it, and httpx works as it does where they are not.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
