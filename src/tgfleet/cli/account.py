@@ -405,6 +405,12 @@ def resolve(api: Client, ref: str) -> dict[str, Any]:
         candidates = [item for item in found if item["label"] == ref]
     if not candidates and (len(ref) >= _remote.MIN_PREFIX or not looks_like_id(ref)):
         raise fail(f"no account with id or label {ref!r}", 1)
+    if not candidates:
+        raise fail(
+            f"no account is labelled {ref!r}, and an id prefix needs at least "
+            f"{_remote.MIN_PREFIX} characters",
+            EXIT_USAGE,
+        )
     chosen = _remote.pick(ref, [(str(c["id"]), str(c["label"])) for c in candidates], "account")
     return next(c for c in candidates if c["id"] == chosen)
 

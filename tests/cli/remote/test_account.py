@@ -305,9 +305,12 @@ def test_show_by_label_prefix_and_full_id(demo_server: DemoServer, operator: Cli
 
 
 def test_short_unknown_and_ambiguous_refs(demo_server: DemoServer, operator: Cli) -> None:
-    short = operator.run("account", "show", by_label(demo_server)["fleet_0001"]["id"][:3])
+    prefix = by_label(demo_server)["fleet_0001"]["id"][:3]
+    short = operator.run("account", "show", prefix)
     assert short.returncode == 2
-    assert "at least 6" in short.stderr
+    assert short.stderr == (
+        f"error: no account is labelled {prefix!r}, and an id prefix needs at least 6 characters\n"
+    )
     unknown = operator.run("account", "show", "no-such-account")
     assert unknown.returncode == 1
     assert "no account with id or label 'no-such-account'" in unknown.stderr
