@@ -60,3 +60,16 @@ def test_sandbox_options_name_what_they_take() -> None:
     assert "--world FILE" in text
     assert "--control-port PORT" in text
     assert "CONTROL_PORT" not in text
+
+
+@pytest.mark.parametrize(
+    "verb",
+    ["account", "group", "playbook", "alert", "silence", "worker", "audit", "context", "user"],
+)
+def test_command_lists_show_whole_first_sentences(verb: str) -> None:
+    """Click cut a long summary to the width with '...'; the first sentence now wraps."""
+    text = _help(verb)
+    listing = text.split("Commands:", 1)[1]
+    assert "..." not in listing, listing
+    for line in listing.strip("\n").splitlines():
+        assert not line or line.startswith("  "), listing

@@ -100,7 +100,19 @@ def _as_command(obj: Any, name: str) -> Any:
         command = typer.main.get_command(single)
     command.name = name
     _plain_metavars(command)
+    _whole_summaries(command)
     return command
+
+
+def _whole_summaries(command: Any) -> None:
+    """A group's command list shows each command's first sentence whole (wrapped), where
+    click cut it to the width with ``...`` mid-sentence."""
+    for sub in getattr(command, "commands", {}).values():
+        if sub.short_help is None and sub.help:
+            paragraph = " ".join(sub.help.strip().split("\n\n", 1)[0].split())
+            end = paragraph.find(". ")
+            sub.short_help = paragraph if end < 0 else paragraph[: end + 1]
+        _whole_summaries(sub)
 
 
 def _plain_metavars(command: Any) -> None:
