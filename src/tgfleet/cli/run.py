@@ -200,7 +200,8 @@ def _demo_announcement(
             f"groups on the sandbox at 127.0.0.1:{demo.sandbox.port} (control API "
             f":{demo.sandbox.control_port}).\n"
             f"  API:  http://{format_address(host, port)}/docs (the same user and password"
-            " for POST /api/v1/auth/login).\n",
+            " for POST /api/v1/auth/login).\n"
+            f"  CLI:  tgfleet login --server http://{format_address(host, port)} -u demo\n",
             highlight=False,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 
 from tests.cli.remote.conftest import ADMIN, Cli, DemoServer
@@ -74,3 +75,17 @@ def test_logout_revokes_the_token(demo_server: DemoServer, operator: Cli) -> Non
         tokens = api.get("/api/v1/auth/tokens").json()
     assert token_id not in {t["id"] for t in tokens}
     assert json.loads(operator.config_file.read_text())["contexts"] == {}
+
+
+def test_the_demo_announces_a_cli_login_that_works(demo_server: DemoServer, cli: Cli) -> None:
+    """`tgfleet run --demo` prints how to sign the CLI in; that command, with the password
+    printed beside it, signs in as the demo user."""
+    text = demo_server.log.read_text()
+    announced = re.search(r"CLI:\s+(tgfleet login --server \S+ -u demo)", text)
+    password = re.search(r"Sign in as demo with password (\S+)", text)
+    assert announced is not None, text[-2000:]
+    assert password is not None
+    args = announced.group(1).split()[1:]
+    assert args[2] == demo_server.url
+    out = cli.ok(*args, "--password-stdin", stdin=password.group(1))
+    assert out.startswith(f"signed in to {demo_server.url} as demo;")
