@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import stat
+import time
+from datetime import UTC, datetime, timedelta
 
 from tests.cli.remote.conftest import ADMIN, Cli, DemoServer
 
@@ -89,3 +91,24 @@ def test_the_demo_announces_a_cli_login_that_works(demo_server: DemoServer, cli:
     assert args[2] == demo_server.url
     out = cli.ok(*args, "--password-stdin", stdin=password.group(1))
     assert out.startswith(f"signed in to {demo_server.url} as demo;")
+
+
+def test_an_expired_token_says_log_in_again(demo_server: DemoServer, cli: Cli) -> None:
+    """A context whose token has expired: one line, exit 4, how to sign in again."""
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    with demo_server.api() as api:
+        created = api.post(
+            "/api/v1/auth/tokens", json={"name": "short-lived", "expires_at": expires.isoformat()}
+        ).json()
+    cli.ok("login", "--server", demo_server.url, "--token-stdin", stdin=created["token"])
+    assert cli.ok("account", "list", "--limit", "1").count("\n") == 2  # header + one row
+    deadline = time.monotonic() + 30
+    while True:
+        done = cli.run("account", "list", "--limit", "1")
+        if done.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # polling the server until the token's expiry passes
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "the token was refused" in done.stderr
+    assert f"run `tgfleet login --server {demo_server.url}` again" in done.stderr
