@@ -168,6 +168,7 @@ class Target:
     server: str
     token: str | None = field(repr=False)
     context: str | None = None  # the saved context's name, when there is one
+    from_env: bool = False  # the token came from TGFLEET_TOKEN
 
 
 _choice: dict[str, str | None] = {"server": None, "context": None}
@@ -188,8 +189,10 @@ def target() -> Target | None:
     if server is not None:
         url = normalise_server(server)
         saved = config.for_server(url)
-        token = os.environ.get(TOKEN_ENV) or (saved[1].token if saved else None)
-        return Target(url, token, saved[0] if saved else None)
+        from_env = os.environ.get(TOKEN_ENV)
+        if from_env:  # the variable's token, not a context's: no context to name in errors
+            return Target(url, from_env, None, from_env=True)
+        return Target(url, saved[1].token if saved else None, saved[0] if saved else None)
     if name is not None:
         if name not in config.contexts:
             known = ", ".join(sorted(config.contexts)) or "none saved yet"
@@ -335,6 +338,12 @@ class Client:
     def fail_with(self, error: ApiError) -> NoReturn:
         """End the command with the API's error as one line and its exit code."""
         where = f" (context {self.target.context})" if self.target.context else ""
+        if error.status == 401 and self.target.from_env:
+            raise fail(
+                f"not signed in to {self.target.server}: it refused the token in {TOKEN_ENV} "
+                "(expired, revoked or mistyped); set a valid one",
+                EXIT_FORBIDDEN,
+            )
         if error.status == 401:
             hint = (
                 f"set TGFLEET_TOKEN or run `tgfleet login --server {self.target.server}`"

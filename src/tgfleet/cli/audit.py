@@ -97,7 +97,8 @@ def verify(
         if checkpoints is not None:
             raise fail("--checkpoints goes with --offline (the server uses its own file)", 2)
         with _remote.client("audit verify") as api:
-            _report(api.get("/api/v1/audit/verify"), "checkpoints of the server")
+            result = api.get("/api/v1/audit/verify")
+            _report(result, f"{result['checkpoints']} of the server's checkpoints matched")
         return
     _verify_offline(checkpoints)
 

@@ -46,7 +46,12 @@ def test_verify_says_intact_remotely_and_offline(demo_server: DemoServer, operat
     the database directly; both say OK."""
     remote = operator.ok("audit", "verify")
     assert remote.startswith("OK ")
-    assert "MACs checked" in remote
+    assert "; MACs checked; " in remote
+    with demo_server.api() as api:
+        checked = api.get("/api/v1/audit/verify").json()
+    assert remote.rstrip().endswith(
+        f"; {checked['checkpoints']} of the server's checkpoints matched"
+    )
     offline = demo_server.local("audit", "verify", "--offline")
     assert offline.returncode == 0, offline.stderr
     assert offline.stdout.startswith("OK ")

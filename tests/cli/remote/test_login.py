@@ -8,7 +8,7 @@ import stat
 import time
 from datetime import UTC, datetime, timedelta
 
-from tests.cli.remote.conftest import ADMIN, Cli, DemoServer
+from tests.cli.remote.conftest import ADMIN, DEMO_ACCOUNTS, Cli, DemoServer
 
 
 def test_login_saves_a_private_context_with_a_named_token(
@@ -112,3 +112,31 @@ def test_an_expired_token_says_log_in_again(demo_server: DemoServer, cli: Cli) -
     assert done.stderr.count("\n") == 1
     assert "the token was refused" in done.stderr
     assert f"run `tgfleet login --server {demo_server.url}` again" in done.stderr
+
+
+def test_server_and_token_from_the_environment(demo_server: DemoServer, cli: Cli) -> None:
+    """CI: TGFLEET_SERVER and TGFLEET_TOKEN, no config file; a refused variable token is
+    named as such, with no context in the message."""
+    with demo_server.api() as api:
+        created = api.post("/api/v1/auth/tokens", json={"name": "ci-env"}).json()
+    listed = json.loads(
+        cli.run(
+            "account",
+            "list",
+            "-o",
+            "json",
+            TGFLEET_SERVER=demo_server.url,
+            TGFLEET_TOKEN=created["token"],
+        ).stdout
+    )
+    assert len(listed) == DEMO_ACCOUNTS
+    assert not cli.config_file.exists()
+    demo_server.login(cli)  # a saved context for the same server must not be named
+    refused = cli.run(
+        "account", "list", TGFLEET_SERVER=demo_server.url, TGFLEET_TOKEN="tgf_not-a-token"
+    )
+    assert refused.returncode == 4
+    assert refused.stderr == (
+        f"error: not signed in to {demo_server.url}: it refused the token in TGFLEET_TOKEN "
+        "(expired, revoked or mistyped); set a valid one\n"
+    )
