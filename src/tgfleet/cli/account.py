@@ -202,7 +202,14 @@ MATCH_COLUMNS = (
 # ------------------------------------------------------------------------------ options
 
 STATES: Any = typer.Option(None, "--state", help="observed state (repeat for several)")
-LABEL: Any = typer.Option(None, "--label", "-l", help="label prefix (case-insensitive)")
+LABEL: Any = typer.Option(
+    None,
+    "--label",
+    "-l",
+    metavar="PREFIX",
+    help="label prefix (case-insensitive)",
+    autocompletion=account_labels,
+)
 QUERY: Any = typer.Option(None, "--query", "-q", help="part of the label, username or phone")
 WORKERS: Any = typer.Option(
     None, "--worker", metavar="ID", help="the worker that last reported it (repeat)"

@@ -178,6 +178,15 @@ class TestServerValues:
         nowhere = f"http://127.0.0.1:{free_port()}"
         assert complete(operator, f"tgfleet --server {nowhere} playbook show ") == []
 
+    def test_a_tab_after_account_list_label_offers_the_labels(
+        self, demo_server: DemoServer, operator: Cli
+    ) -> None:
+        with demo_server.api() as api:
+            items = api.get("/api/v1/accounts", params={"label": "fleet_001"}).json()["items"]
+        expected = sorted(a["label"] for a in items)
+        assert expected
+        assert sorted(complete(operator, "tgfleet account list --label fleet_001")) == expected
+
     def test_the_server_named_by_tgfleet_server_is_asked(
         self, demo_server: DemoServer, operator: Cli
     ) -> None:
