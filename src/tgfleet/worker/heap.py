@@ -31,6 +31,11 @@ class HeapFreeze:
         """Clients were started: freeze once they have settled (the delay restarts)."""
         self._at = time.monotonic() + FREEZE_DELAY
 
+    @property
+    def pending(self) -> bool:
+        """A freeze is scheduled and has not run yet."""
+        return self._at is not None
+
     def maybe_freeze(self) -> None:
         """Freeze if one is due. Each freeze first unfreezes, so the clients of runners
         stopped meanwhile are collected then."""

@@ -187,6 +187,12 @@ class Supervisor(Lifecycle):
         self.ready = asyncio.Event()
 
     @property
+    def heap_settled(self) -> bool:
+        """No heap freeze is due: the one after the last client starts has run (it holds
+        the event loop for a full collection; `tgfleet.worker.heap`)."""
+        return not self._heap.pending
+
+    @property
     def audit_context(self) -> AuditContext:
         return AuditContext(actor=f"worker:{self.worker_id}")
 
