@@ -2,8 +2,10 @@
 its own config home that talks to it only through the API.
 
 The client's environment has no ``TGFLEET_*`` variable (no database URL, no vault key):
-a remote command that reached for the database would fail, not pass. One server per
-module (``demo_server``); each test gets a fresh config home (``operator``, signed in as
+a remote command that reached for the database would fail, not pass. One server for the
+package (``demo_server``, stopped after its last test: a demo with traffic must not run
+beside the rest of the suite); the tests change it only in ways they undo or that others
+do not read. Each test gets a fresh config home (``operator``, signed in as
 the admin; ``viewer``, signed in as a user with the viewer role).
 """
 
@@ -115,7 +117,7 @@ class DemoServer:
         return cli
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     """``tgfleet run --demo`` on a free loopback port, SQLite in its own data dir, with
     the ``admin`` password set and a ``watcher`` user with the viewer role, both through
