@@ -21,7 +21,7 @@ import pytest
 
 from tests.cli.remote.conftest import CLI_TIMEOUT, DEMO_ACCOUNTS, Cli, DemoServer
 from tgfleet.account.schemas import AccountSort
-from tgfleet.cli import account as account_cli
+from tgfleet.cli import _account_view as account_cli
 from tgfleet.models import AccountState
 
 ACCOUNTS = "/api/v1/accounts"
